@@ -108,3 +108,22 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+EXCEL_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def excel_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula get a leading apostrophe.
+
+    Only text columns are touched: numbers (including negative ones) stay numbers.
+    """
+    columns = {}
+    for name in frame.columns:
+        series = frame[name]
+        if pd.api.types.is_string_dtype(series) or series.dtype == object:
+            text = series.astype("str").where(series.notna())
+            risky = text.str.startswith(EXCEL_FORMULA_PREFIXES, na=False)
+            if risky.any():
+                columns[name] = text.where(~risky, "'" + text)
+    return frame.assign(**columns) if columns else frame

@@ -1,0 +1,239 @@
+"""Load the input tables named in the config: read, map columns, coerce types, validate.
+
+Every stage calls `load_tables` first, so every stage runs the same validation. All
+problems across all tables are collected before anything is raised, so a user sees the
+whole list in one run.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from features.contract import TABLES, ColumnSpec, Tables, TableSpec
+from features.validation import Problem, ValidationFailed, data_as_of, describe_rows, validate_tables
+from pipelines.config import Config, TableSource
+
+log = logging.getLogger("pipelines.tables")
+
+DATETIME_UNIT = "datetime64[us]"
+UTF8_BOM = codecs.BOM_UTF8
+
+
+def table_format(source: TableSource) -> str:
+    """csv or parquet, from the config or the file suffix."""
+    if source.format:
+        return source.format
+    suffix = source.path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    if suffix in (".csv", ".txt"):
+        return "csv"
+    return "unknown"
+
+
+def check_encoding(path: Path, table: str) -> tuple[list[Problem], bool]:
+    """Non-UTF-8 bytes are an error; a UTF-8 byte-order mark is accepted with a warning."""
+    problems: list[Problem] = []
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    has_bom = False
+    with open(path, "rb") as handle:
+        first = True
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            if first:
+                has_bom = block.startswith(UTF8_BOM)
+                first = False
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as error:
+                position = offset + error.start
+                line = _line_of(path, position)
+                problems.append(Problem(
+                    table, None, 0,
+                    f"{path} is not UTF-8 text (first bad byte at offset {position:,}, line {line})",
+                    "re-save the file as UTF-8 (e.g. in Excel: Save As > CSV UTF-8; or "
+                    "`iconv -f cp1252 -t utf-8`)",
+                ))
+                return problems, has_bom
+            offset += len(block)
+    if has_bom:
+        problems.append(Problem(
+            table, None, 0, f"{path} starts with a UTF-8 byte-order mark (BOM); it was ignored",
+            "nothing needed; to silence this, save as UTF-8 without BOM", severity="warning",
+        ))
+    return problems, has_bom
+
+
+def _line_of(path: Path, position: int) -> int:
+    with open(path, "rb") as handle:
+        return handle.read(position).count(b"\n") + 1
+
+
+def _file_columns(path: Path, fmt: str, has_bom: bool) -> list[str]:
+    if fmt == "parquet":
+        return list(pq.read_schema(path).names)
+    with open(path, encoding="utf-8-sig" if has_bom else "utf-8") as handle:
+        header = handle.readline()
+    return list(pd.read_csv(pd.io.common.StringIO(header), nrows=0).columns)
+
+
+def read_table(name: str, source: TableSource) -> tuple[pd.DataFrame | None, list[Problem]]:
+    """Read one table into canonical column names, every value still as stored."""
+    spec = TABLES[name]
+    path = source.path
+    if not path.is_file():
+        return None, [Problem(name, None, 0, f"file {path} does not exist",
+                              f"check data.tables.{name}.path in the config (paths are relative to "
+                              "the folder you run from)")]
+    fmt = table_format(source)
+    if fmt == "unknown":
+        return None, [Problem(name, None, 0, f"cannot tell the format of {path}",
+                              f"use a .csv or .parquet file, or set data.tables.{name}.format")]
+    problems: list[Problem] = []
+    has_bom = False
+    if fmt == "csv":
+        problems, has_bom = check_encoding(path, name)
+        if any(p.severity == "error" for p in problems):
+            return None, problems
+    try:
+        file_columns = _file_columns(path, fmt, has_bom)
+    except Exception as error:  # noqa: BLE001 - any reader failure is the same user problem
+        return None, problems + [Problem(name, None, 0, f"cannot read {path} as {fmt}: {error}",
+                                         f"check the file is a valid {fmt} file")]
+    to_canonical = {source.columns.get(c.name, c.name): c.name for c in spec.columns}
+    missing = [f"{c.name} (looked for '{source.columns.get(c.name, c.name)}')"
+               for c in spec.columns if c.required and source.columns.get(c.name, c.name) not in file_columns]
+    if missing:
+        return None, problems + [Problem(
+            name, None, 0, f"missing required column(s): {', '.join(missing)}; the file has {file_columns[:12]}",
+            f"rename the column(s) in the file or map them in data.tables.{name}.columns")]
+    wanted = [c for c in file_columns if c in to_canonical or spec.extra_columns_allowed]
+    try:
+        if fmt == "parquet":
+            frame = pd.read_parquet(path, columns=wanted)
+        else:
+            frame = pd.read_csv(path, dtype=str, usecols=wanted, engine="pyarrow",
+                                encoding="utf-8")
+            if has_bom:
+                frame = frame.rename(columns={frame.columns[0]: frame.columns[0].lstrip("\ufeff")})
+    except Exception as error:  # noqa: BLE001
+        return None, problems + [Problem(name, None, 0, f"cannot read {path} as {fmt}: {error}",
+                                         f"check the file is a valid {fmt} file")]
+    return frame.rename(columns=to_canonical), problems
+
+
+def coerce_types(frame: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, list[Problem]]:
+    """Give every contract column its type; values that cannot be parsed become problems."""
+    problems: list[Problem] = []
+    columns: dict[str, pd.Series] = {}
+    for col in spec.columns:
+        if col.name not in frame.columns:
+            continue
+        converted, bad = _coerce(frame[col.name], col)
+        columns[col.name] = converted
+        if bad is not None and bad.any():
+            rows, examples = describe_rows(frame, bad, spec.name)
+            shown = frame[col.name][bad].head(3).tolist()
+            problems.append(Problem(spec.name, col.name, rows,
+                                    f"values that are not {_kind_word(col)} (e.g. {shown})",
+                                    _parse_fix(col), examples))
+    return frame.assign(**columns), problems
+
+
+def _kind_word(col: ColumnSpec) -> str:
+    return {"datetime": "dates", "float": "numbers", "int": "whole numbers"}.get(col.kind, col.kind)
+
+
+def _parse_fix(col: ColumnSpec) -> str:
+    if col.kind == "datetime":
+        return "write dates as ISO 8601 (2024-03-31 or 2024-03-31 14:05:00); leave empty if unknown"
+    return "write plain numbers with a dot as decimal separator and no currency symbols"
+
+
+def _coerce(series: pd.Series, col: ColumnSpec) -> tuple[pd.Series, np.ndarray | None]:
+    if col.kind == "id":
+        if pd.api.types.is_string_dtype(series):
+            return series.astype("str"), None
+        text = series.astype("str").where(series.notna())
+        return text, None
+    if col.kind in ("category", "text"):
+        return series.astype("str").where(series.notna()), None
+    if col.kind == "datetime":
+        if isinstance(series.dtype, pd.DatetimeTZDtype):
+            return series.dt.tz_convert("UTC").dt.tz_localize(None).astype(DATETIME_UNIT), None
+        if pd.api.types.is_datetime64_dtype(series):
+            return series.astype(DATETIME_UNIT), None
+        parsed = pd.to_datetime(series, format="ISO8601", errors="coerce", utc=True)
+        parsed = parsed.dt.tz_localize(None).astype(DATETIME_UNIT)
+        bad = (series.notna() & parsed.isna()).to_numpy(dtype=bool)
+        return parsed, bad
+    # numbers
+    if pd.api.types.is_bool_dtype(series):
+        series = series.astype("float64")
+    if pd.api.types.is_numeric_dtype(series):
+        return series.astype("float64"), None
+    parsed = pd.to_numeric(series, errors="coerce").astype("float64")
+    bad = (series.notna() & parsed.isna()).to_numpy(dtype=bool)
+    return parsed, bad
+
+
+def read_and_check(cfg: Config) -> tuple[dict[str, pd.DataFrame], pd.Timestamp | None, list[Problem]]:
+    """All tables read and typed, the data's as-of date, and every problem found."""
+    frames: dict[str, pd.DataFrame] = {}
+    problems: list[Problem] = []
+    for name in TABLES:
+        source = cfg.data.tables.get(name)
+        if source is None:
+            continue
+        frame, read_problems = read_table(name, source)
+        problems += read_problems
+        if frame is None:
+            continue
+        frame, parse_problems = coerce_types(frame, TABLES[name])
+        problems += parse_problems
+        frames[name] = frame
+    as_of: pd.Timestamp | None = None
+    try:
+        as_of = data_as_of(frames, cfg.data.as_of) if frames else None
+    except ValueError as error:
+        problems.append(Problem("customers", None, 0, str(error), "set data.as_of in the config"))
+    configured_as_of = pd.Timestamp(cfg.data.as_of) if cfg.data.as_of else None
+    problems += validate_tables(frames, configured_as_of)
+    return frames, as_of, problems
+
+
+def load_tables(cfg: Config) -> Tables:
+    """Every stage's first step: the validated tables, or ValidationFailed listing every problem."""
+    frames, as_of, problems = read_and_check(cfg)
+    errors = [p for p in problems if p.severity == "error"]
+    for warning in (p for p in problems if p.severity == "warning"):
+        log.warning("%s", warning)
+    if errors or "customers" not in frames:
+        raise ValidationFailed(errors or [Problem("customers", None, 0, "table could not be read",
+                                                  "see the messages above")])
+    skipped = [n for n in TABLES if n not in frames]
+    if skipped:
+        log.info("tables not supplied, their features are skipped: %s", ", ".join(skipped))
+    return Tables(**frames, as_of=as_of)
+
+
+def summarise_tables(tables: Tables) -> dict[str, dict[str, object]]:
+    """Row counts and date ranges per table, for the validation report (no customer data)."""
+    summary: dict[str, dict[str, object]] = {}
+    for name in tables.present():
+        frame: pd.DataFrame = getattr(tables, name)
+        spec = TABLES[name]
+        entry: dict[str, object] = {"rows": int(len(frame)), "columns": list(map(str, frame.columns))}
+        time_column = spec.event_time or "signup_date"
+        if time_column in frame.columns and len(frame):
+            entry["first"] = str(frame[time_column].min())
+            entry["last"] = str(frame[time_column].max())
+        summary[name] = entry
+    summary["as_of"] = {"date": str(tables.as_of)}
+    return summary
