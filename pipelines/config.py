@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from features.contract import TABLES
 from features.settings import FeatureSettings, LabelSettings, Strict
+from models.settings import EconomicsSettings, ModelSettings
 
 
 class ConfigError(Exception):
@@ -86,6 +87,14 @@ class TrackingSettings(Strict):
         return os.environ.get("MLFLOW_TRACKING_URI") or self.tracking_uri
 
 
+class EvaluationSettings(Strict):
+    """Extra evaluation inputs: the generator's hidden truth, for the demo and tests only."""
+
+    truth_dir: Path | None = Field(
+        default=None, description="Folder with the generator's _truth tables; enables the true-hazard ceiling"
+    )
+
+
 class Config(Strict):
     """The whole config file."""
 
@@ -95,6 +104,9 @@ class Config(Strict):
     labels: LabelSettings = LabelSettings()
     paths: PathSettings = PathSettings()
     tracking: TrackingSettings = TrackingSettings()
+    model: ModelSettings = ModelSettings()
+    economics: EconomicsSettings = EconomicsSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:

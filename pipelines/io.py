@@ -19,6 +19,10 @@ from typing import Any
 import pandas as pd
 
 
+class StageError(Exception):
+    """A stage cannot run: a missing upstream output, a refused model, and so on. Message says what to do."""
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""

@@ -1,0 +1,139 @@
+"""The two LightGBM models: churn risk (calibrated classifier) and customer value (Tweedie regressor).
+
+Both are saved as LightGBM's own text format plus small JSON files, so loading a model
+never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from models.calibration import Calibrator, fit_calibrator
+from models.data import FeatureSchema
+from models.drift import reference_profile
+from models.settings import BoosterSettings
+
+
+def booster_params(settings: BoosterSettings, objective: str, seed: int, **extra: object) -> dict[str, object]:
+    """LightGBM parameters with every source of randomness pinned (same data + seed = same model)."""
+    return {
+        "objective": objective,
+        "learning_rate": settings.learning_rate,
+        "num_leaves": settings.num_leaves,
+        "min_child_samples": settings.min_child_samples,
+        "feature_fraction": settings.feature_fraction,
+        "bagging_fraction": settings.bagging_fraction,
+        "bagging_freq": 1 if settings.bagging_fraction < 1 else 0,
+        "lambda_l2": settings.lambda_l2,
+        "num_threads": settings.num_threads,
+        "seed": seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbosity": -1,
+        **extra,
+    }
+
+
+def train_booster(fit_x: pd.DataFrame, fit_y: np.ndarray, valid_x: pd.DataFrame, valid_y: np.ndarray,
+                  params: dict[str, object], settings: BoosterSettings) -> lgb.Booster:
+    """Train with early stopping on the validation rows; categoricals handled natively."""
+    train_set = lgb.Dataset(fit_x, label=fit_y, categorical_feature="auto", free_raw_data=True)
+    valid_set = lgb.Dataset(valid_x, label=valid_y, reference=train_set)
+    return lgb.train(
+        params, train_set, num_boost_round=settings.max_rounds, valid_sets=[valid_set],
+        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
+    )
+
+
+@dataclass
+class ChurnModel:
+    """Calibrated probability of churning within the label horizon."""
+
+    booster: lgb.Booster
+    calibrator: Calibrator
+    schema: FeatureSchema
+    reference: dict[str, object]
+
+    def raw_score(self, frame: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated booster probability (monotone in the calibrated one)."""
+        return self.booster.predict(self.schema.matrix(frame), num_threads=self.booster.params.get("num_threads", 2))
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated churn probability per row."""
+        return self.calibrator.transform(self.raw_score(frame))
+
+    def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """TreeSHAP contribution of each feature to each row's log-odds (last column: base value)."""
+        values = self.booster.predict(self.schema.matrix(frame), pred_contrib=True)
+        return pd.DataFrame(values, index=frame.index, columns=[*self.schema.features, "base_value"])
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(folder / "booster.txt")
+        (folder / "schema.json").write_text(self.schema.to_json())
+        (folder / "calibration.json").write_text(json.dumps(self.calibrator.to_dict(), indent=2))
+        (folder / "reference.json").write_text(json.dumps(self.reference, indent=2, sort_keys=True))
+        (folder / "kind.txt").write_text("churn-risk\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> "ChurnModel":
+        return cls(
+            lgb.Booster(model_file=str(folder / "booster.txt")),
+            Calibrator.from_dict(json.loads((folder / "calibration.json").read_text())),
+            FeatureSchema.from_json((folder / "schema.json").read_text()),
+            json.loads((folder / "reference.json").read_text()),
+        )
+
+
+@dataclass
+class ValueModel:
+    """Expected transaction value in the next label horizon (never negative)."""
+
+    booster: lgb.Booster
+    schema: FeatureSchema
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.booster.predict(self.schema.matrix(frame), num_threads=self.booster.params.get("num_threads", 2))
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(folder / "booster.txt")
+        (folder / "schema.json").write_text(self.schema.to_json())
+        (folder / "kind.txt").write_text("customer-value\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> "ValueModel":
+        return cls(lgb.Booster(model_file=str(folder / "booster.txt")),
+                   FeatureSchema.from_json((folder / "schema.json").read_text()))
+
+
+def fit_churn_model(frame: pd.DataFrame, fit: np.ndarray, calibration: np.ndarray, schema: FeatureSchema,
+                    settings: BoosterSettings, calibration_method: str, seed: int) -> tuple[ChurnModel, dict[str, object]]:
+    """Train the churn booster on `fit` rows, early-stop and calibrate on `calibration` rows."""
+    x = schema.matrix(frame)
+    y = frame["churned"].to_numpy(dtype=int)
+    params = booster_params(settings, "binary", seed, metric="binary_logloss")
+    booster = train_booster(x[fit], y[fit], x[calibration], y[calibration], params, settings)
+    raw = booster.predict(x[calibration])
+    calibrator, losses = fit_calibrator(raw, y[calibration], calibration_method, seed)
+    info = {"best_iteration": int(booster.best_iteration or booster.current_iteration()),
+            "calibration_method": calibrator.method,
+            **{f"calibration_cv_log_loss_{k}": v for k, v in losses.items()}}
+    return ChurnModel(booster, calibrator, schema, reference_profile(x[fit])), info
+
+
+def fit_value_model(frame: pd.DataFrame, fit: np.ndarray, valid: np.ndarray, schema: FeatureSchema,
+                    settings: BoosterSettings, variance_power: float, seed: int) -> tuple[ValueModel, dict[str, object]]:
+    """Train the Tweedie value booster: suits many zeros and a heavy tail; negatives clipped to 0."""
+    x = schema.matrix(frame)
+    y = np.clip(frame["future_value"].to_numpy(dtype=float), 0, None)
+    params = booster_params(settings, "tweedie", seed, tweedie_variance_power=variance_power,
+                            metric="tweedie")
+    booster = train_booster(x[fit], y[fit], x[valid], y[valid], params, settings)
+    return ValueModel(booster, schema), {"best_iteration": int(booster.best_iteration or booster.current_iteration())}

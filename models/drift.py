@@ -1,0 +1,67 @@
+"""Population stability index (PSI): how far today's features moved from the training data.
+
+The training reference (decile edges and shares per feature, level shares for categoricals)
+is kept with the model so the scoring job can compare without the training table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+BINS = 10
+FLOOR = 1e-4
+
+
+def reference_profile(matrix: pd.DataFrame) -> dict[str, object]:
+    """Bin edges and shares of each feature in the training matrix (missing values get their own bin)."""
+    profile: dict[str, object] = {}
+    for name in matrix.columns:
+        column = matrix[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            shares = column.astype("str").where(column.notna(), "<missing>").value_counts(normalize=True)
+            profile[name] = {"kind": "categorical",
+                             "shares": {str(k): float(v) for k, v in sorted(shares.items())}}
+            continue
+        values = column.to_numpy(dtype=float)
+        finite = values[np.isfinite(values)]
+        edges = np.unique(np.quantile(finite, np.linspace(0, 1, BINS + 1)[1:-1])) if len(finite) else np.array([])
+        profile[name] = {"kind": "numeric", "edges": [float(e) for e in edges],
+                         "shares": [float(s) for s in _numeric_shares(values, edges)]}
+    return profile
+
+
+def _numeric_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    missing = ~np.isfinite(values)
+    bins = np.searchsorted(edges, values[~missing], side="right")
+    counts = np.bincount(bins, minlength=len(edges) + 1).astype(float)
+    counts = np.append(counts, missing.sum())
+    return counts / max(len(values), 1)
+
+
+def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    expected = np.maximum(expected, FLOOR)
+    actual = np.maximum(actual, FLOOR)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def population_stability(reference: dict[str, object], matrix: pd.DataFrame) -> pd.DataFrame:
+    """PSI per feature of `matrix` against the training reference, largest first."""
+    rows = []
+    for name, profile in reference.items():
+        if name not in matrix.columns:
+            continue
+        column = matrix[name]
+        if profile["kind"] == "categorical":  # type: ignore[index]
+            expected_shares: dict[str, float] = profile["shares"]  # type: ignore[index]
+            actual_counts = column.astype("str").where(column.notna(), "<missing>").value_counts(normalize=True)
+            levels = sorted(set(expected_shares) | set(actual_counts.index))
+            expected = np.array([expected_shares.get(level, 0.0) for level in levels])
+            actual = np.array([float(actual_counts.get(level, 0.0)) for level in levels])
+        else:
+            edges = np.asarray(profile["edges"], dtype=float)  # type: ignore[index]
+            expected = np.asarray(profile["shares"], dtype=float)  # type: ignore[index]
+            actual = _numeric_shares(column.to_numpy(dtype=float), edges)
+        rows.append({"feature": name, "psi": _psi(expected, actual)})
+    frame = pd.DataFrame(rows, columns=["feature", "psi"])
+    return frame.sort_values(["psi", "feature"], ascending=[False, True], ignore_index=True)

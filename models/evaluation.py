@@ -1,0 +1,149 @@
+"""How good the models are, in statistics and in money.
+
+The profit curve follows the expected-maximum-profit idea of Verbraken et al. (2013):
+contacting a would-be churner keeps them with probability `retention_success_rate`
+and earns their lifetime value minus the offer; contacting a customer who would have
+stayed costs the contact and (if they take it) the offer. Every contact costs
+`contact_cost`. Ranking customers by predicted risk and contacting the top k% gives the
+expected profit at k; its maximum is the figure to beat.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+from models.settings import EconomicsSettings
+
+TOP_SHARES: tuple[float, ...] = (0.05, 0.10, 0.20)
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Mean |observed rate - mean predicted| over equal-count bins, weighted by bin size.
+
+    Equal-count bins keep every bin populated when churn is rare.
+    """
+    order = np.argsort(p, kind="stable")
+    groups = np.array_split(order, bins)
+    total = len(p)
+    return float(sum(len(g) / total * abs(y[g].mean() - p[g].mean()) for g in groups if len(g)))
+
+
+def reliability_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Mean predicted vs observed churn rate per equal-count bin (for the reliability diagram)."""
+    order = np.argsort(p, kind="stable")
+    rows = [{"bin": i + 1, "customers": len(g), "mean_predicted": float(p[g].mean()),
+             "observed_rate": float(y[g].mean())} for i, g in enumerate(np.array_split(order, bins)) if len(g)]
+    return pd.DataFrame(rows)
+
+
+def _top_mask(score: np.ndarray, share: float) -> np.ndarray:
+    """The top `share` of rows by score; ties broken by position so the result is deterministic."""
+    count = max(1, int(round(share * len(score))))
+    order = np.argsort(-score, kind="stable")
+    mask = np.zeros(len(score), dtype=bool)
+    mask[order[:count]] = True
+    return mask
+
+
+def churn_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Ranking, calibration and top-of-list figures of a churn score on labelled rows."""
+    y = np.asarray(y, dtype=int)
+    p = np.asarray(p, dtype=float)
+    base = float(y.mean())
+    metrics = {"base_rate": base, "rows": float(len(y))}
+    if 0 < y.sum() < len(y):
+        metrics["roc_auc"] = float(roc_auc_score(y, p))
+        metrics["pr_auc"] = float(average_precision_score(y, p))
+    if np.all((p >= 0) & (p <= 1)):
+        clipped = np.clip(p, 1e-6, 1 - 1e-6)
+        metrics["brier"] = float(brier_score_loss(y, clipped))
+        metrics["log_loss"] = float(log_loss(y, clipped, labels=[0, 1]))
+        metrics["expected_calibration_error"] = expected_calibration_error(y, p)
+    for share in TOP_SHARES:
+        top = _top_mask(p, share)
+        pct = int(share * 100)
+        captured = float(y[top].sum() / max(y.sum(), 1))
+        metrics[f"captured_top_{pct}pct"] = captured
+        metrics[f"lift_top_{pct}pct"] = float(y[top].mean() / base) if base > 0 else float("nan")
+    return metrics
+
+
+def gains_table(y: np.ndarray, score: np.ndarray, steps: int = 100) -> pd.DataFrame:
+    """Share of churners captured when contacting the top 0..100% by score."""
+    order = np.argsort(-np.asarray(score, dtype=float), kind="stable")
+    cumulative = np.concatenate([[0], np.cumsum(np.asarray(y)[order])])
+    shares = np.linspace(0, 1, steps + 1)
+    counts = np.round(shares * len(order)).astype(int)
+    total = max(cumulative[-1], 1)
+    return pd.DataFrame({"share_contacted": shares, "share_churners_captured": cumulative[counts] / total})
+
+
+def profit_curve(y: np.ndarray, score: np.ndarray, customer_value: np.ndarray,
+                 economics: EconomicsSettings, steps: int = 100) -> pd.DataFrame:
+    """Expected campaign profit of contacting the top k% by score, for k = 0..100."""
+    y = np.asarray(y, dtype=int)
+    value = np.asarray(customer_value, dtype=float)
+    gamma = economics.retention_success_rate
+    per_customer = np.where(
+        y == 1,
+        gamma * (value - economics.offer_cost) - economics.contact_cost,
+        -(economics.contact_cost + economics.offer_acceptance_non_churners * economics.offer_cost),
+    )
+    order = np.argsort(-np.asarray(score, dtype=float), kind="stable")
+    cumulative = np.concatenate([[0.0], np.cumsum(per_customer[order])])
+    shares = np.linspace(0, 1, steps + 1)
+    counts = np.round(shares * len(order)).astype(int)
+    return pd.DataFrame({"share_contacted": shares, "customers_contacted": counts,
+                         "expected_profit": cumulative[counts]})
+
+
+def best_profit(curve: pd.DataFrame) -> dict[str, float]:
+    """The most profitable share to contact and its expected profit."""
+    best = curve.loc[curve["expected_profit"].idxmax()]
+    return {"best_share_contacted": float(best["share_contacted"]),
+            "best_profit": float(best["expected_profit"]),
+            "best_customers_contacted": float(best["customers_contacted"])}
+
+
+def value_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """Ranking and error of a value forecast."""
+    actual = np.asarray(actual, dtype=float)
+    predicted = np.asarray(predicted, dtype=float)
+    top = _top_mask(predicted, 0.10)
+    positive_total = np.clip(actual, 0, None).sum()
+    return {
+        "spearman": float(spearmanr(actual, predicted).statistic) if np.std(predicted) > 0 else 0.0,
+        "mae": float(np.mean(np.abs(actual - predicted))),
+        "rmse": float(np.sqrt(np.mean((actual - predicted) ** 2))),
+        "total_error_pct": float(100 * (predicted.sum() - actual.sum()) / max(abs(actual.sum()), 1e-9)),
+        "top_decile_value_share": float(np.clip(actual[top], 0, None).sum() / max(positive_total, 1e-9)),
+    }
+
+
+def value_by_decile(actual: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
+    """Mean predicted and actual value per decile of predicted value (1 = lowest)."""
+    order = np.argsort(np.asarray(predicted, dtype=float), kind="stable")
+    rows = [{"decile": i + 1, "mean_predicted": float(np.asarray(predicted)[g].mean()),
+             "mean_actual": float(np.asarray(actual)[g].mean())}
+            for i, g in enumerate(np.array_split(order, 10)) if len(g)]
+    return pd.DataFrame(rows)
+
+
+def lifetime_value(next_horizon_value: np.ndarray, churn_probability: np.ndarray,
+                   economics: EconomicsSettings, horizon_days: int) -> np.ndarray:
+    """Expected profit over the coming `lifetime_horizons` horizons, discounted.
+
+    Profit per horizon = value_margin x predicted value; the customer is still there in
+    horizon k with probability (1 - p)^k, p being the predicted churn probability per horizon
+    (assumed constant); money in horizon k is discounted by (1 + annual rate)^(k x horizon / 365).
+    """
+    value = np.clip(np.asarray(next_horizon_value, dtype=float), 0, None) * economics.value_margin
+    retention = 1.0 - np.asarray(churn_probability, dtype=float)
+    discount = (1.0 + economics.annual_discount_rate) ** (-horizon_days / 365.0)
+    factor = np.zeros_like(retention)
+    for k in range(economics.lifetime_horizons):
+        factor += (retention * discount) ** k
+    return value * factor

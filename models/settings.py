@@ -1,0 +1,77 @@
+"""Settings of the churn-risk and customer-value models (the `model` and `economics` config sections)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from features.settings import Strict
+
+
+class BoosterSettings(Strict):
+    """LightGBM settings shared by both models; deterministic by default."""
+
+    learning_rate: float = Field(default=0.05, gt=0, le=1)
+    num_leaves: int = Field(default=31, ge=2, le=1024)
+    min_child_samples: int = Field(default=50, ge=1)
+    feature_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_fraction: float = Field(default=0.8, gt=0, le=1)
+    lambda_l2: float = Field(default=1.0, ge=0)
+    max_rounds: int = Field(default=600, ge=1, le=20000)
+    early_stopping_rounds: int = Field(default=50, ge=1)
+    num_threads: int = Field(default=2, ge=1, description="Threads; fixed so results are reproducible")
+
+
+class TuningSettings(Strict):
+    """Optional bounded random search over a few LightGBM settings (off by default)."""
+
+    enabled: bool = False
+    trials: int = Field(default=10, ge=1, le=200)
+    timeout_seconds: int = Field(default=300, ge=10)
+
+
+class ModelSettings(Strict):
+    """How the models are split, trained, calibrated and compared with the champion."""
+
+    booster: BoosterSettings = BoosterSettings()
+    value_booster: BoosterSettings = BoosterSettings(min_child_samples=100)
+    tweedie_variance_power: float = Field(default=1.3, gt=1, lt=2)
+    calibration: Literal["auto", "isotonic", "platt"] = "auto"
+    calibration_share: float = Field(
+        default=0.25, gt=0, lt=0.9,
+        description="Share of training customers (hashed) held out for early stopping and calibration",
+    )
+    single_cutoff_test_share: float = Field(
+        default=0.25, gt=0, lt=0.9,
+        description="With one cutoff only: share of customers (hashed) held out for testing",
+    )
+    tuning: TuningSettings = TuningSettings()
+    champion_metric: Literal["roc_auc", "pr_auc", "best_profit"] = "roc_auc"
+    champion_margin: float = Field(
+        default=0.002, ge=0, description="The new model must beat the champion by at least this much"
+    )
+    reasons_per_customer: int = Field(default=3, ge=1, le=10)
+
+
+class EconomicsSettings(Strict):
+    """Money figures for the profit curve and the contact decision; documented defaults."""
+
+    contact_cost: float = Field(default=5.0, ge=0, description="Cost of one contact (agent time, postage)")
+    offer_cost: float = Field(default=25.0, ge=0, description="Cost of the retention offer if accepted")
+    offer_acceptance_non_churners: float = Field(
+        default=1.0, ge=0, le=1,
+        description="Share of contacted non-churners who take the offer anyway (EMP assumes all)",
+    )
+    retention_success_rate: float = Field(
+        default=0.3, gt=0, le=1, description="Chance a contacted would-be churner is kept"
+    )
+    lifetime_horizons: int = Field(
+        default=8, ge=1, le=40,
+        description="Label horizons summed for lifetime value (8 x 90 days = about 2 years)",
+    )
+    annual_discount_rate: float = Field(default=0.08, ge=0, lt=1)
+    value_margin: float = Field(
+        default=0.02, gt=0, le=1,
+        description="Share of transaction value the institution earns (turns spend into profit)",
+    )

@@ -1,0 +1,239 @@
+"""The train stage: fit, evaluate, explain, log to MLflow and register with champion/challenger."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from models.boosting import ChurnModel, ValueModel
+from models.data import FeatureSchema
+from models.evaluation import reliability_table, value_metrics
+from models.explain import reason_codes
+from models.plots import (gains_figure, importance_figure, pr_figure, profit_figure, reliability_figure,
+                          roc_figure, shap_summary_figure, value_decile_figure)
+from models.training import TrainingResult, champion_score, compare_with_champion, train_models
+from pipelines.config import Config
+from pipelines.fingerprint import input_fingerprint
+from pipelines.io import StageError, write_csv, write_json, write_parquet, write_with
+from pipelines.tracking import flatten_params, tracked_run
+
+log = logging.getLogger("pipelines.train")
+
+CHURN_MODEL_NAME = "churn-risk"
+VALUE_MODEL_NAME = "customer-value"
+PYFUNC_FILE = Path(__file__).resolve().parent.parent / "models" / "pyfunc_model.py"
+CODE_PATHS = [str(Path(__file__).resolve().parent.parent / name) for name in ("features", "models")]
+
+
+def read_training_table(cfg: Config) -> pd.DataFrame:
+    path = Path(cfg.paths.features_dir) / "train.parquet"
+    if not path.is_file():
+        raise StageError(f"{path} does not exist: run `churn features --config ...` first")
+    return pd.read_parquet(path)
+
+
+def true_churn_probability(table: pd.DataFrame, truth_dir: Path, horizon_days: int) -> pd.Series | None:
+    """The generator's probability of closing within the horizon, from its monthly hazard at each cutoff."""
+    path = truth_dir / "monthly_hazard.parquet"
+    if not path.is_file():
+        log.warning("no %s: the true-hazard ceiling is skipped", path)
+        return None
+    hazard = pd.read_parquet(path, columns=["customer_id", "month_start", "hazard"])
+    keyed = table[["customer_id", "cutoff"]].merge(
+        hazard.rename(columns={"month_start": "cutoff"}), on=["customer_id", "cutoff"], how="left")
+    months = horizon_days / 30.4375
+    return 1.0 - (1.0 - keyed["hazard"]) ** months
+
+
+def save_figure(fig: plt.Figure, path: Path) -> None:
+    write_with(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+
+
+def synthetic_example(schema: FeatureSchema, table: pd.DataFrame, rows: int = 3) -> pd.DataFrame:
+    """A model input example that is no real customer: each feature's quartiles, drawn independently."""
+    columns: dict[str, list[object]] = {}
+    for name in schema.features:
+        if name in schema.categorical:
+            levels = list(schema.categorical[name]) or ["unknown"]
+            columns[name] = [levels[i % len(levels)] for i in range(rows)]
+        else:
+            values = table[name].to_numpy(dtype=float)
+            finite = values[np.isfinite(values)]
+            quantiles = np.quantile(finite, np.linspace(0.25, 0.75, rows)) if len(finite) else np.zeros(rows)
+            columns[name] = [float(round(q, 2)) for q in quantiles]
+    return pd.DataFrame(columns)
+
+
+def write_reports(result: TrainingResult, table: pd.DataFrame, cfg: Config, templates: dict[str, str]) -> dict[str, Path]:
+    """Plots (PNG), curve data (CSV, for `dvc plots`), test predictions and example reasons."""
+    reports = Path(cfg.paths.reports_dir)
+    plots = reports / "plots"
+    test = result.test
+    y = test["churned"].to_numpy()
+    scores = {"LightGBM (calibrated)": test["churn_probability"].to_numpy(),
+              "logistic regression": test["logistic_score"].to_numpy()}
+    if "recency_score" in test:
+        scores["recency rule"] = test["recency_score"].to_numpy()
+    test_rows = table[result.split.test].reset_index(drop=True)
+    sample = test_rows.sample(n=min(2000, len(test_rows)), random_state=cfg.seed)
+    contributions = result.churn.contributions(sample)
+    importance = pd.Series(result.churn.booster.feature_importance("gain"), index=list(result.churn.schema.features))
+    figures = {
+        "roc.png": roc_figure(y, scores),
+        "precision_recall.png": pr_figure(y, scores),
+        "reliability.png": reliability_figure(y, test["churn_probability"].to_numpy()),
+        "cumulative_gains.png": gains_figure(y, scores),
+        "profit_curve.png": profit_figure({("LightGBM" if k == "lightgbm" else k.replace("_", " ")): v
+                                           for k, v in result.profit_curves.items()}),
+        "feature_importance.png": importance_figure(importance),
+        "shap_summary.png": shap_summary_figure(contributions, result.churn.schema.matrix(sample), seed=cfg.seed),
+        "value_by_decile.png": value_decile_figure(test["future_value"].to_numpy(), test["predicted_value"].to_numpy()),
+    }
+    paths: dict[str, Path] = {}
+    for name, fig in figures.items():
+        save_figure(fig, plots / name)
+        paths[name] = plots / name
+    curves = reports / "curves"
+    profit = pd.concat([c.assign(model=name) for name, c in result.profit_curves.items()], ignore_index=True)
+    gains = pd.concat([g.assign(model=name) for name, g in result.gains.items()], ignore_index=True)
+    paths["profit_curve.csv"] = write_csv(profit, curves / "profit_curve.csv")
+    paths["gains.csv"] = write_csv(gains, curves / "gains.csv")
+    paths["reliability.csv"] = write_csv(reliability_table(y, test["churn_probability"].to_numpy()),
+                                         curves / "reliability.csv")
+    paths["importance.csv"] = write_csv(importance.rename("total_gain").rename_axis("feature").reset_index()
+                                        .sort_values("total_gain", ascending=False), curves / "feature_importance.csv")
+    paths["test_predictions.parquet"] = write_parquet(test, reports / "test_predictions.parquet")
+    top = test_rows.assign(churn_probability=test["churn_probability"].to_numpy()).nlargest(20, "churn_probability")
+    reasons = reason_codes(top, result.churn.contributions(top), templates, cfg.model.reasons_per_customer)
+    examples = pd.concat([top[["customer_id", "cutoff", "churn_probability", "churned"]], reasons], axis=1)
+    paths["example_reasons.csv"] = write_csv(examples, reports / "example_reasons.csv")
+    return paths
+
+
+def log_bundle(model: ChurnModel | ValueModel, name: str, example: pd.DataFrame, output_column: str) -> mlflow.models.model.ModelInfo:
+    """Log a bundle as a models-from-code pyfunc and register a new version of `name`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = Path(tmp) / "bundle"
+        model.save(bundle)
+        output = pd.DataFrame({output_column: model.predict(example)})
+        signature = infer_signature(example, output)
+        requirements = [f"{pkg}=={__import__(mod).__version__}" for pkg, mod in
+                        (("lightgbm", "lightgbm"), ("pandas", "pandas"), ("numpy", "numpy"),
+                         ("scikit-learn", "sklearn"), ("pydantic", "pydantic"), ("mlflow", "mlflow"))]
+        return mlflow.pyfunc.log_model(
+            name=name, python_model=str(PYFUNC_FILE), artifacts={"bundle": str(bundle)},
+            code_paths=CODE_PATHS, signature=signature, input_example=example,
+            pip_requirements=requirements, registered_model_name=name,
+        )
+
+
+def load_registered_bundle(model_uri: str) -> Path:
+    """Download a registered model and return its bundle folder (LightGBM text + JSON)."""
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    bundle = local / "artifacts" / "bundle"
+    if not bundle.is_dir():
+        raise StageError(f"{model_uri} is not a churn-care model (no artifacts/bundle inside)")
+    return bundle
+
+
+def champion_decision(client: MlflowClient, name: str, new_version: str, new_metric: float,
+                      rescore: Callable[[Path], float | None], margin: float) -> dict[str, object]:
+    """Re-score the current champion on the same test rows; move the alias only if the new one wins."""
+    champion_metric: float | None = None
+    champion_version: str | None = None
+    note = ""
+    try:
+        current = client.get_model_version_by_alias(name, "champion")
+        champion_version = current.version
+        champion_metric = rescore(load_registered_bundle(f"models:/{name}@champion"))
+        if champion_metric is None:
+            note = "champion cannot score the current features; "
+    except MlflowException:
+        note = "no champion yet; "
+    promote, reason = compare_with_champion(new_metric, champion_metric, margin)
+    alias = "champion" if promote else "challenger"
+    client.set_registered_model_alias(name, alias, new_version)
+    return {"model": name, "new_version": new_version, "alias": alias, "new_metric": new_metric,
+            "champion_version": champion_version, "champion_metric": champion_metric, "reason": note + reason}
+
+
+def run(cfg: Config, progress: Callable[[str], None] | None = None,
+        templates: dict[str, str] | None = None) -> dict[str, object]:
+    """Train both models, write reports, log everything to MLflow and register the versions."""
+    say = progress or (lambda message: None)
+    table = read_training_table(cfg)
+    if templates is None:
+        from features.catalogue import reason_templates
+        templates = reason_templates()
+    say(f"training table: {len(table):,} rows, {table['cutoff'].nunique()} cutoff(s)")
+    truth = (true_churn_probability(table, Path(cfg.evaluation.truth_dir), cfg.labels.horizon_days)
+             if cfg.evaluation.truth_dir else None)
+    fingerprint = input_fingerprint(cfg, extra_files={"train_table": Path(cfg.paths.features_dir) / "train.parquet"})
+    with tracked_run(cfg, stage="train") as active:
+        mlflow.log_params(flatten_params(cfg))
+        mlflow.log_dict(fingerprint, "inputs/fingerprint.json")
+        say("fitting LightGBM churn and value models and the baselines")
+        result = train_models(table, cfg.model, cfg.economics, cfg.labels.horizon_days, cfg.seed, truth)
+        say(f"test ROC-AUC {result.metrics.get('churn.roc_auc', float('nan')):.3f} "
+            f"(logistic {result.metrics.get('baseline_logistic.roc_auc', float('nan')):.3f}); writing reports")
+        mlflow.log_metrics({k: v for k, v in result.metrics.items() if np.isfinite(v)})
+        mlflow.log_dict({k: v for k, v in result.info.items() if k != "tuning_trials"}, "training_info.json")
+        mlflow.log_dict({"features": list(result.churn.schema.features),
+                         "categorical": {k: list(v) for k, v in result.churn.schema.categorical.items()}},
+                        "features.json")
+        paths = write_reports(result, table, cfg, templates)
+        mlflow.log_artifacts(str(Path(cfg.paths.reports_dir) / "plots"), "plots")
+        mlflow.log_artifacts(str(Path(cfg.paths.reports_dir) / "curves"), "curves")
+
+        say("registering models in the MLflow registry")
+        example = synthetic_example(result.churn.schema, table)
+        churn_info = log_bundle(result.churn, CHURN_MODEL_NAME, example, "churn_probability")
+        value_info = log_bundle(result.value, VALUE_MODEL_NAME, example, "predicted_value")
+        client = MlflowClient()
+        test_rows = table[result.split.test].reset_index(drop=True)
+        y = test_rows["churned"].to_numpy(dtype=int)
+        ltv = result.test["lifetime_value"].to_numpy()
+
+        def rescore_churn(bundle: Path) -> float | None:
+            model = ChurnModel.load(bundle)
+            if model.schema.problems(test_rows):
+                return None
+            return champion_score(cfg.model.champion_metric, y, model.predict(test_rows), ltv, cfg.economics)
+
+        def rescore_value(bundle: Path) -> float | None:
+            model = ValueModel.load(bundle)
+            if model.schema.problems(test_rows):
+                return None
+            return value_metrics(test_rows["future_value"].to_numpy(dtype=float), model.predict(test_rows))["spearman"]
+
+        new_churn = champion_score(cfg.model.champion_metric, y, result.test["churn_probability"].to_numpy(),
+                                   ltv, cfg.economics)
+        decisions = [
+            champion_decision(client, CHURN_MODEL_NAME, str(churn_info.registered_model_version), new_churn,
+                              rescore_churn, cfg.model.champion_margin),
+            champion_decision(client, VALUE_MODEL_NAME, str(value_info.registered_model_version),
+                              result.metrics["value.spearman"], rescore_value, cfg.model.champion_margin),
+        ]
+        for decision in decisions:
+            say(f"{decision['model']} v{decision['new_version']} -> {decision['alias']}: {decision['reason']}")
+            mlflow.set_tag(f"{decision['model']}.alias", str(decision["alias"]))
+        mlflow.log_dict({"decisions": decisions}, "champion_decision.json")
+        summary = {"run_id": active.info.run_id, "metrics": result.metrics,
+                   "info": {k: v for k, v in result.info.items() if k != "tuning_trials"},
+                   "champion": decisions}
+        metrics_path = write_json(summary, Path(cfg.paths.reports_dir) / "train_metrics.json")
+        mlflow.log_artifact(str(metrics_path))
+    say(f"reports in {cfg.paths.reports_dir}/ (metrics: {metrics_path})")
+    return {**summary, "paths": {k: str(v) for k, v in paths.items()}}
+
