@@ -20,6 +20,7 @@ from rich.table import Table
 
 from features.validation import ValidationFailed
 from pipelines.config import Config, ConfigError, load_config
+from pipelines.io import StageError
 
 EXIT_CONFIG = 2
 EXIT_INVALID_INPUT = 3
@@ -94,6 +95,9 @@ def run_stage(action: Callable[[], object]) -> object:
     except ConfigError as error:
         console.print(f"[bold red]config error[/bold red] {error}")
         raise typer.Exit(EXIT_CONFIG) from None
+    except StageError as error:
+        console.print(f"[bold red]stopped[/bold red]: {error}")
+        raise typer.Exit(EXIT_REFUSED) from None
 
 
 @app.command()
@@ -146,3 +150,47 @@ def validate(config: ConfigOption = Path("configs/default.yaml")) -> None:
         table.add_row(name, f"{entry['rows']:,}", entry.get("first", ""), entry.get("last", ""))
     Console().print(table)
     Console().print(f"data as of {summary['as_of']}; report: {summary['report']}")  # type: ignore[index]
+
+
+@app.command()
+def features(config: ConfigOption = Path("configs/default.yaml")) -> None:
+    """Build the point-in-time training table (monthly cutoffs, with labels) and the scoring table.
+
+    Writes data/features/train.parquet, data/features/score.parquet and reports/features_summary.json.
+
+    Example: churn features --config configs/default.yaml
+    """
+    from pipelines.features import run
+
+    cfg = load_or_exit(config)
+    summary = run_stage(lambda: run(cfg, progress=progress_printer()))
+    Console().print({k: v for k, v in summary.items() if k not in ("features", "feature_list")})  # type: ignore[union-attr]
+
+
+@app.command()
+def train(config: ConfigOption = Path("configs/default.yaml")) -> None:
+    """Train, evaluate and explain the churn-risk and customer-value models; register them in MLflow.
+
+    The new versions become `champion` only if they beat the current champion on the same
+    test data by `model.champion_margin`; otherwise they are registered as `challenger`.
+
+    Example: churn train --config configs/default.yaml
+    """
+    from pipelines.train import run
+
+    cfg = load_or_exit(config)
+    summary = run_stage(lambda: run(cfg, progress=progress_printer()))
+    metrics = summary["metrics"]  # type: ignore[index]
+    table = Table(title="test-set results (out of time)")
+    table.add_column("model")
+    table.add_column("ROC-AUC", justify="right")
+    table.add_column("PR-AUC", justify="right")
+    table.add_column("best profit", justify="right")
+    for label, prefix in (("LightGBM (calibrated)", "churn"), ("logistic regression", "baseline_logistic"),
+                          ("recency rule", "baseline_recency_rule")):
+        if f"{prefix}.roc_auc" in metrics:
+            table.add_row(label, f"{metrics[f'{prefix}.roc_auc']:.3f}", f"{metrics[f'{prefix}.pr_auc']:.3f}",
+                          f"{metrics[f'{prefix}.best_profit']:,.0f}")
+    Console().print(table)
+    for decision in summary["champion"]:  # type: ignore[index]
+        Console().print(f"{decision['model']} v{decision['new_version']}: {decision['alias']} ({decision['reason']})")

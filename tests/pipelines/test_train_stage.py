@@ -1,0 +1,134 @@
+"""The train stage against real MLflow: a sqlite store, and a real `mlflow server` over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipelines.config import Config, parse_config
+from pipelines.train import CHURN_MODEL_NAME, VALUE_MODEL_NAME, run
+from tests.models.test_models_unit import known_signal_table
+
+TEMPLATES = {"open_complaints": "{value:.0f} complaints still open",
+             "days_since_last_transaction": "no transaction for {value:.0f} days"}
+
+
+def make_config(tmp_path: Path, tracking_uri: str, table: pd.DataFrame) -> Config:
+    features_dir = tmp_path / "features"
+    features_dir.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(features_dir / "train.parquet", index=False)
+    customers = tmp_path / "customers.csv"
+    customers.write_text("customer_id,signup_date\nC00001,2023-01-01\n")
+    return parse_config({
+        "data": {"tables": {"customers": {"path": str(customers)}}},
+        "paths": {"features_dir": str(features_dir), "outputs_dir": str(tmp_path / "outputs"),
+                  "reports_dir": str(tmp_path / "reports")},
+        "tracking": {"tracking_uri": tracking_uri, "artifact_location": str(tmp_path / "artifacts"),
+                     "experiment": "test-train"},
+        "model": {"booster": {"max_rounds": 120}, "value_booster": {"max_rounds": 120}},
+    })
+
+
+@pytest.fixture(scope="module")
+def signal_table() -> pd.DataFrame:
+    table, _ = known_signal_table(customers=1500, cutoffs=6, seed=5)
+    return table
+
+
+def test_train_with_sqlite_store_registers_champion_then_challenger(tmp_path: Path, signal_table, monkeypatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = make_config(tmp_path, f"sqlite:///{tmp_path}/mlflow.db", signal_table)
+    first = run(cfg, templates=TEMPLATES)
+    assert [d["alias"] for d in first["champion"]] == ["champion", "champion"]
+    metrics = json.loads((tmp_path / "reports" / "train_metrics.json").read_text())
+    assert metrics["metrics"]["churn.roc_auc"] > metrics["metrics"]["baseline_recency_rule.roc_auc"]
+    for plot in ("roc.png", "precision_recall.png", "reliability.png", "cumulative_gains.png", "profit_curve.png",
+                 "feature_importance.png", "shap_summary.png", "value_by_decile.png"):
+        assert (tmp_path / "reports" / "plots" / plot).stat().st_size > 10_000
+
+    # Same data again: the new version cannot beat the champion by the margin.
+    second = run(cfg, templates=TEMPLATES)
+    assert [d["alias"] for d in second["champion"]] == ["challenger", "challenger"]
+    assert second["champion"][0]["champion_metric"] == pytest.approx(first["champion"][0]["new_metric"])
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    assert str(client.get_model_version_by_alias(CHURN_MODEL_NAME, "champion").version) == "1"
+    assert str(client.get_model_version_by_alias(CHURN_MODEL_NAME, "challenger").version) == "2"
+
+    # The registered model loads as a pyfunc and predicts probabilities.
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    model = mlflow.pyfunc.load_model(f"models:/{CHURN_MODEL_NAME}@champion")
+    predictions = model.predict(signal_table.drop(columns=["customer_id", "cutoff", "churned", "future_value"]).head(50)
+                                .astype({"segment": "str"}))
+    assert predictions["churn_probability"].between(0, 1).all()
+    run_data = client.get_run(first["run_id"]).data
+    assert run_data.params["labels.horizon_days"] == "90"
+    assert run_data.tags["stage"] == "train" and run_data.tags["code_version"]
+
+
+def test_failed_training_run_ends_failed(tmp_path: Path, signal_table, monkeypatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = make_config(tmp_path, f"sqlite:///{tmp_path}/mlflow.db", signal_table.assign(churned=0))
+    with pytest.raises(ValueError, match="only one churn class"):
+        run(cfg, templates=TEMPLATES)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("test-train")
+    runs = client.search_runs([experiment.experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture()
+def mlflow_server(tmp_path: Path):
+    """A real MLflow tracking server on 127.0.0.1, stopped after the test."""
+    port = _free_port()
+    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+               "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+               "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"]
+    log = open(tmp_path / "server.log", "w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+        if process.poll() is not None:
+            raise RuntimeError((tmp_path / "server.log").read_text())
+    else:
+        process.terminate()
+        raise RuntimeError("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+def test_train_against_real_mlflow_server_over_http(tmp_path: Path, signal_table, mlflow_server, monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    cfg = make_config(tmp_path, "sqlite:///unused.db", signal_table)
+    summary = run(cfg, templates=TEMPLATES)
+    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+    assert client.get_run(summary["run_id"]).info.status == "FINISHED"
+    assert str(client.get_model_version_by_alias(VALUE_MODEL_NAME, "champion").version) == "1"
+    artifacts = {a.path for a in client.list_artifacts(summary["run_id"], "plots")}
+    assert "plots/roc.png" in artifacts
+    assert not Path("unused.db").exists()
