@@ -102,24 +102,30 @@ def run_stage(action: Callable[[], object]) -> object:
 
 @app.command()
 def generate(
-    customers: Annotated[int, typer.Option(help="Number of customers.", min=10)] = 20_000,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 42,
-    out: Annotated[Path, typer.Option(help="Output folder (replaced atomically).")] = Path("data/raw/demo"),
-    start: Annotated[str, typer.Option(help="First month of data, YYYY-MM-DD.")] = "2023-01-01",
-    months: Annotated[int, typer.Option(help="Months of history to simulate.", min=4)] = 30,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Take defaults from the config's `demo` section.")] = None,
+    customers: Annotated[int | None, typer.Option(help="Number of customers (default 20,000).", min=10)] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed; the same seed gives the same files.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder, replaced atomically (default data/raw/demo).")] = None,
+    start: Annotated[str | None, typer.Option(help="First month of data, YYYY-MM-DD (default 2023-01-01).")] = None,
+    months: Annotated[int | None, typer.Option(help="Months of history to simulate (default 30).", min=4)] = None,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
 ) -> None:
-    """Write a realistic synthetic retail-bank dataset (inputs plus hidden truth in OUT/_truth).
+    """Write a realistic synthetic retail-bank dataset (inputs, plus hidden truth in OUT/_truth).
 
-    Example: churn generate --customers 20000 --seed 42 --out data/raw/demo
+    Examples: churn generate --customers 20000 --seed 42 --out data/raw/demo;
+    churn generate --config configs/default.yaml (sizes from its `demo` section).
     """
+    from pipelines.config import DemoSettings
     from pipelines.generate import run
 
+    demo = load_or_exit(config).demo if config else DemoSettings()
     if fmt not in ("parquet", "csv"):
         console.print("[bold red]--format must be parquet or csv[/bold red]")
         raise typer.Exit(EXIT_CONFIG)
-    counts = run(customers, seed, out, start, months, fmt, progress=progress_printer())
-    table = Table(title=f"generated in {out}")
+    target = out or demo.out
+    counts = run(customers or demo.customers, demo.seed if seed is None else seed, target,
+                 start or demo.start, months or demo.months, fmt, progress=progress_printer())
+    table = Table(title=f"generated in {target}")
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, rows in counts.items():

@@ -87,6 +87,16 @@ class TrackingSettings(Strict):
         return os.environ.get("MLFLOW_TRACKING_URI") or self.tracking_uri
 
 
+class DemoSettings(Strict):
+    """What `churn generate --config` makes: the synthetic demo dataset (flags override)."""
+
+    customers: int = Field(default=20_000, ge=10)
+    seed: int = 42
+    start: str = "2023-01-01"
+    months: int = Field(default=30, ge=4, le=120)
+    out: Path = Path("data/raw/demo")
+
+
 class EvaluationSettings(Strict):
     """Extra evaluation inputs: the generator's hidden truth, for the demo and tests only."""
 
@@ -107,6 +117,7 @@ class Config(Strict):
     model: ModelSettings = ModelSettings()
     economics: EconomicsSettings = EconomicsSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
+    demo: DemoSettings = DemoSettings()
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:
