@@ -200,3 +200,24 @@ def train(config: ConfigOption = Path("configs/default.yaml")) -> None:
     Console().print(table)
     for decision in summary["champion"]:  # type: ignore[index]
         Console().print(f"{decision['model']} v{decision['new_version']}: {decision['alias']} ({decision['reason']})")
+
+
+@app.command("run")
+def run_all(
+    config: ConfigOption = Path("configs/default.yaml"),
+    first: Annotated[str | None, typer.Option("--from", help="First stage to run (validate, features, train, score, rules, report).")] = None,
+    last: Annotated[str | None, typer.Option("--to", help="Last stage to run.")] = None,
+) -> None:
+    """Run every stage in order without DVC: validate, features, train, score, rules, report.
+
+    Example: churn run --config configs/default.yaml --from features --to train
+    """
+    from pipelines.run import STAGE_NAMES, run
+
+    for value in (first, last):
+        if value is not None and value not in STAGE_NAMES:
+            console.print(f"[bold red]unknown stage {value!r}[/bold red]; stages: {', '.join(STAGE_NAMES)}")
+            raise typer.Exit(EXIT_CONFIG)
+    cfg = load_or_exit(config)
+    run_stage(lambda: run(cfg, first, last, progress=progress_printer()))
+    Console().print(f"pipeline finished; outputs in {cfg.paths.outputs_dir}/ and {cfg.paths.reports_dir}/")
