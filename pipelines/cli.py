@@ -8,6 +8,7 @@ non-zero without writing anything when either is wrong.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -74,7 +75,11 @@ def progress_printer() -> Callable[[str], None]:
 
 
 def load_or_exit(path: Path) -> Config:
-    """Validated config, or a message naming the bad key and exit code 2."""
+    """Validated config, or a message naming the bad key and exit code 2.
+
+    The path is also put in CHURN_CONFIG, which the report's notebooks read.
+    """
+    os.environ["CHURN_CONFIG"] = str(path.resolve())
     try:
         return load_config(path)
     except ConfigError as error:
@@ -221,3 +226,16 @@ def run_all(
     cfg = load_or_exit(config)
     run_stage(lambda: run(cfg, first, last, progress=progress_printer()))
     Console().print(f"pipeline finished; outputs in {cfg.paths.outputs_dir}/ and {cfg.paths.reports_dir}/")
+
+
+@app.command()
+def report(config: ConfigOption = Path("configs/default.yaml")) -> None:
+    """Execute the analyst notebooks on the latest outputs and render them to HTML in reports/html/.
+
+    Example: churn report --config configs/default.yaml
+    """
+    from pipelines.report import run
+
+    cfg = load_or_exit(config)
+    summary = run_stage(lambda: run(cfg, progress=progress_printer(), config_path=config))
+    Console().print(f"report: {summary['index']}")  # type: ignore[index]

@@ -1,0 +1,90 @@
+"""The report stage: execute the analyst notebooks on the latest outputs and render them to HTML.
+
+Notebooks live in `notebooks/` as jupytext percent scripts (the reviewable source) paired
+with `.ipynb`. Each is executed top to bottom in a fresh kernel, in the project folder,
+with `CHURN_CONFIG` naming the config, then exported to standalone HTML (plots embedded)
+in `reports/html/`, and the HTML files are logged to an MLflow run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import jupytext
+import mlflow
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from nbconvert import HTMLExporter
+
+from pipelines.config import Config
+from pipelines.io import StageError, write_text
+from pipelines.tracking import tracked_run
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+CELL_TIMEOUT_SECONDS = 600
+
+
+def notebook_sources(folder: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The jupytext percent scripts, in their numbered order."""
+    return sorted(p for p in folder.glob("[0-9]*.py"))
+
+
+def execute_notebook(source: Path, config_path: Path, workdir: Path) -> nbformat.NotebookNode:
+    """Run one notebook in a fresh kernel; a failing cell raises StageError naming the notebook."""
+    notebook = jupytext.read(source)
+    previous = os.environ.get("CHURN_CONFIG")
+    os.environ["CHURN_CONFIG"] = str(config_path.resolve())
+    try:
+        client = NotebookClient(notebook, timeout=CELL_TIMEOUT_SECONDS, kernel_name="python3",
+                                resources={"metadata": {"path": str(workdir)}})
+        client.execute()
+    except CellExecutionError as error:
+        raise StageError(f"notebook {source.name} failed: {str(error)[:2000]}") from None
+    finally:
+        if previous is None:
+            os.environ.pop("CHURN_CONFIG", None)
+        else:
+            os.environ["CHURN_CONFIG"] = previous
+    return notebook
+
+
+def render_html(notebook: nbformat.NotebookNode) -> str:
+    """Standalone HTML with every plot embedded as an image; code cells hidden for readers."""
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(notebook)
+    return body
+
+
+def run(cfg: Config, progress: Callable[[str], None] | None = None,
+        config_path: Path | None = None) -> dict[str, object]:
+    """Execute every notebook and write `reports/html/<notebook>.html`; log them to MLflow."""
+    say = progress or (lambda message: None)
+    config_path = config_path or Path(os.environ.get("CHURN_CONFIG", "configs/default.yaml"))
+    sources = notebook_sources()
+    if not sources:
+        raise StageError(f"no notebooks found in {NOTEBOOK_DIR}")
+    out_dir = Path(cfg.paths.reports_dir) / "html"
+    written: list[str] = []
+    with tracked_run(cfg, stage="report"):
+        for source in sources:
+            say(f"executing {source.name}")
+            notebook = execute_notebook(source, config_path, Path.cwd())
+            target = out_dir / f"{source.stem}.html"
+            write_text(render_html(notebook), target)
+            mlflow.log_artifact(str(target), "report")
+            written.append(str(target))
+        index = out_dir / "index.html"
+        write_text(index_page([Path(p) for p in written]), index)
+        mlflow.log_artifact(str(index), "report")
+    say(f"report written: {out_dir}/ ({len(written)} notebooks)")
+    return {"html": written, "index": str(index), "report_dir": str(out_dir)}
+
+
+def index_page(pages: list[Path]) -> str:
+    """A small landing page linking the rendered notebooks."""
+    items = "\n".join(f'<li><a href="{p.name}">{p.stem.replace("-", " ").replace("_", " ")}</a></li>' for p in pages)
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>churn-care report</title></head>"
+            f"<body><h1>churn-care report</h1><ul>\n{items}\n</ul></body></html>\n")
