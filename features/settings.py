@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -40,11 +41,37 @@ class LifecycleSettings(Strict):
     growing_min_trend_ratio: float = Field(default=1.3, gt=0)
 
 
+# Complaint categories and channels that get their own feature columns. Fixed lists (not
+# "the most frequent in the data") so a partition of the customers, a scoring run and a
+# training run all produce the same columns. Values not listed are pooled as `other`.
+# From shared/domain.md and the demo data generator.
+DEFAULT_COMPLAINT_CATEGORIES: tuple[str, ...] = (
+    "transfer_failure", "system_lag", "transfer_verification", "duplicate_documents",
+    "branch_queue", "wealth_yield_display", "card_problem", "fees", "staff_attitude",
+    "slow_response", "accessibility",
+)
+DEFAULT_COMPLAINT_CHANNELS: tuple[str, ...] = (
+    "branch", "phone", "mobile_app", "online_banking", "social", "email",
+)
+_NAME_PART = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
 class FeatureSettings(Strict):
     """What the feature builders compute."""
 
     windows_days: tuple[int, ...] = (30, 90, 180, 365)
-    top_complaint_categories: int = Field(default=10, ge=1, le=50)
+    top_complaint_categories: int = Field(
+        default=10, ge=1, le=50,
+        description="How many of `complaint_categories` (in list order) get their own count column",
+    )
+    complaint_categories: tuple[str, ...] = Field(
+        default=DEFAULT_COMPLAINT_CATEGORIES,
+        description="Complaint categories in priority order; others are pooled as `other`",
+    )
+    complaint_channels: tuple[str, ...] = Field(
+        default=DEFAULT_COMPLAINT_CHANNELS,
+        description="Complaint channels with their own count column; others are pooled as `other`",
+    )
     complaint_targets: dict[str, TierTarget] = Field(default_factory=_default_targets)
     lifecycle: LifecycleSettings = LifecycleSettings()
     static_features: tuple[str, ...] = ()
@@ -53,7 +80,27 @@ class FeatureSettings(Strict):
     def _windows_positive(self) -> "FeatureSettings":
         if not self.windows_days or any(w <= 0 for w in self.windows_days):
             raise ValueError("windows_days must be a non-empty list of positive day counts")
+        if len(set(self.windows_days)) != len(self.windows_days):
+            raise ValueError("windows_days must not repeat a window")
+        for key in ("complaint_categories", "complaint_channels"):
+            values = getattr(self, key)
+            bad = [v for v in values if not _NAME_PART.match(v) or v == "other"]
+            if bad:
+                raise ValueError(f"{key}: {bad} are not usable in column names "
+                                 "(lower-case letters, digits and _; 'other' is reserved)")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{key} must not repeat a value")
         return self
+
+    @property
+    def longest_window(self) -> int:
+        """The longest window in days: the period of the per-category and service features."""
+        return max(self.windows_days)
+
+    @property
+    def own_column_categories(self) -> tuple[str, ...]:
+        """The complaint categories with their own count column (the first N of the list)."""
+        return self.complaint_categories[: self.top_complaint_categories]
 
 
 class CutoffSettings(Strict):

@@ -1,0 +1,285 @@
+"""Point-in-time feature tables: one row per customer in the population at each cutoff.
+
+Training and scoring share one code path: both `prepare` the tables once (customer ids
+factorised, times as integers) and call `features_at` per cutoff, so the scoring row of
+customer X at cutoff C is the training row of X at C. Every feature uses only events
+strictly before the cutoff; labels use only the window (cutoff, cutoff + horizon].
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+
+from features._grouping import (NEVER, Events, Prepared, cutoff_us, datetimes_us, event_codes, floats,
+                                parallel_map, sorted_customers)
+from features.catalogue import catalogue
+from features.complaints import complaint_columns, complaint_features
+from features.contacts import contact_features, contacted_rows
+from features.contract import EVENT_TABLES, TABLES, Tables
+from features.labels import label_arrays, population_mask
+from features.lifecycle import lifecycle_features, tenure_days
+from features.rfm import RfmBreakpoints, rfm_breakpoints, rfm_scores, summarise_transactions, transaction_features
+from features.settings import FeatureSettings, LabelSettings
+from features.static import static_attributes
+from features.surveys import survey_columns, survey_features
+from features.validation import data_as_of
+
+log = logging.getLogger("features")
+
+KEY_COLUMNS: tuple[str, ...] = ("customer_id", "cutoff")
+LABEL_COLUMNS: tuple[str, ...] = ("churned", "future_value")
+FAMILY_NEEDS = {"transactions": "RFM and lifecycle (except tenure_days)", "complaints": "complaint",
+                "surveys": "survey", "contacts": "retention-contact"}
+
+
+# ---------------------------------------------------------------- preparation (once per table set)
+
+def prepare(tables: Tables, settings: FeatureSettings, value_column: str = "amount",
+            include: tuple[str, ...] = EVENT_TABLES, many_cutoffs: bool = False) -> Prepared:
+    """Factorise customer ids and turn the tables into flat arrays, once for all cutoffs.
+
+    `include` names the event tables to prepare (the others are treated as absent).
+    `many_cutoffs` reorders the transactions into time blocks once (faster per cutoff);
+    otherwise only a row index is kept (less memory). Results are identical either way.
+    """
+    customers, ids = sorted_customers(tables)
+    if "signup_date" not in customers.columns:
+        raise ValueError("the customers table has no signup_date column")
+    signup = datetimes_us(customers["signup_date"], missing=NEVER)
+    closed = (datetimes_us(customers["closed_date"], missing=NEVER) if "closed_date" in customers.columns
+              else np.full(len(customers), NEVER, dtype=np.int64))
+    static = static_attributes(customers, settings.static_features) if include == EVENT_TABLES else {}
+    present = {name: getattr(tables, name) for name in include if getattr(tables, name) is not None}
+    if include == EVENT_TABLES:
+        for name, family in FAMILY_NEEDS.items():
+            if name not in present:
+                log.info("no %s table: %s features are left out", name, family)
+
+    events: dict[str, Events] = {}
+    if "transactions" in present:
+        frame = present["transactions"]
+        if value_column not in frame.columns:
+            raise ValueError(f"labels.value_column {value_column!r} is not a column of the transactions table")
+        code, known = event_codes(frame, ids)
+        columns = {"amount": floats(frame["amount"])}
+        columns["label_value"] = columns["amount"] if value_column == "amount" else floats(frame[value_column])
+        events["transactions"] = _events(code, datetimes_us(frame["timestamp"]), known, columns).in_time_blocks(
+            materialise=many_cutoffs)
+    if "complaints" in present:
+        frame = present["complaints"]
+        code, known = event_codes(frame, ids)
+        plain = _events(code, datetimes_us(frame["opened_at"]), known, {})
+        events["complaints"] = Events(plain.code, plain.time, complaint_columns(frame, known, settings))
+    if "surveys" in present:
+        frame = present["surveys"]
+        code, known = event_codes(frame, ids)
+        plain = _events(code, datetimes_us(frame["answered_at"]), known, {})
+        events["surveys"] = Events(plain.code, plain.time, survey_columns(frame, code, known))
+    if "contacts" in present:
+        frame = present["contacts"]
+        code, known = event_codes(frame, ids)
+        events["contacts"] = _events(code, datetimes_us(frame["contacted_at"]), known & contacted_rows(frame), {})
+    return Prepared(
+        customer_ids=customers["customer_id"].astype("str"), signup=signup, closed=closed, static=static,
+        transactions=events.get("transactions"), complaints=events.get("complaints"),
+        surveys=events.get("surveys"), contacts=events.get("contacts"),
+    )
+
+
+def _events(code: np.ndarray, time: np.ndarray, keep: np.ndarray, columns: dict[str, np.ndarray]) -> Events:
+    """Events of the rows in `keep` (no copy when every row is kept)."""
+    if keep.all():
+        return Events(code, time, columns)
+    return Events(code[keep], time[keep], {name: values[keep] for name, values in columns.items()})
+
+
+# ---------------------------------------------------------------- features at one cutoff
+
+def feature_values(prepared: Prepared, cutoff: int, settings: FeatureSettings, population: np.ndarray,
+                   breakpoints: RfmBreakpoints | None = None) -> dict[str, np.ndarray | pd.Categorical]:
+    """Every feature of every prepared customer at the cutoff (arrays in customer order)."""
+    n = prepared.n_customers
+
+    def transaction_family() -> dict[str, np.ndarray | pd.Categorical]:
+        out: dict[str, np.ndarray | pd.Categorical] = {"tenure_days": tenure_days(prepared.signup, cutoff)}
+        if prepared.transactions is not None:
+            summary = summarise_transactions(prepared.transactions, n, cutoff, settings)
+            out.update(transaction_features(summary, settings))
+            out.update(lifecycle_features(summary, prepared.signup, cutoff, settings.lifecycle))
+            out.update(rfm_scores(out, breakpoints or rfm_breakpoints(out, population, settings), settings))
+        return out
+
+    def service_families() -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        if prepared.complaints is not None:
+            out.update(complaint_features(prepared.complaints, n, cutoff, settings))
+        if prepared.surveys is not None:
+            out.update(survey_features(prepared.surveys, n, cutoff))
+        if prepared.contacts is not None:
+            out.update(contact_features(prepared.contacts, n, cutoff))
+        return out
+
+    # independent families: computed side by side (each writes only its own arrays)
+    values: dict[str, np.ndarray | pd.Categorical] = {}
+    for part in parallel_map(lambda family: family(), [transaction_family, service_families]):
+        values.update(part)
+    ordered = {info.name: values[info.name] for info in catalogue(settings) if info.name in values}
+    ordered.update(prepared.static)
+    return ordered
+
+
+def features_at(prepared: Prepared, cutoff: pd.Timestamp, settings: FeatureSettings, population: np.ndarray,
+                breakpoints: RfmBreakpoints | None = None) -> pd.DataFrame:
+    """The feature table of the customers in `population` at `cutoff`, sorted by customer_id."""
+    moment = cutoff_us(cutoff)
+    values = feature_values(prepared, moment, settings, population, breakpoints)
+    positions = np.flatnonzero(population)
+    columns: dict[str, object] = {
+        "customer_id": prepared.customer_ids.iloc[positions].reset_index(drop=True),
+        "cutoff": np.full(len(positions), moment, dtype=np.int64).view("datetime64[us]"),
+    }
+    for name, array in values.items():
+        columns[name] = array[positions]
+    # copy=False: the columns are fresh arrays; skipping consolidation saves a full copy
+    return pd.DataFrame(columns, copy=False)
+
+
+def _population(prepared: Prepared, cutoff: pd.Timestamp, labels: LabelSettings | None) -> np.ndarray:
+    return population_mask(prepared, cutoff_us(cutoff), labels or LabelSettings())
+
+
+def build_features(tables: Tables, cutoff: pd.Timestamp, settings: FeatureSettings, *,
+                   labels: LabelSettings | None = None,
+                   rfm_breakpoints: RfmBreakpoints | None = None) -> pd.DataFrame:
+    """Features of the population at `cutoff`: customer_id, cutoff, then the feature columns.
+
+    `labels` selects the population rule (default: the `closure` rule); `rfm_breakpoints`
+    fixes the RFM quintile edges (default: computed within this population).
+    """
+    cutoff = pd.Timestamp(cutoff)
+    prepared = prepare(tables, settings)
+    population = _population(prepared, cutoff, labels)
+    return features_at(prepared, cutoff, settings, population, rfm_breakpoints)
+
+
+def population_breakpoints(tables: Tables, cutoff: pd.Timestamp, settings: FeatureSettings,
+                           labels: LabelSettings | None = None) -> RfmBreakpoints | None:
+    """The RFM quintile edges of the whole population (for building partitions separately)."""
+    prepared = prepare(tables, settings)
+    if prepared.transactions is None:
+        return None
+    population = _population(prepared, pd.Timestamp(cutoff), labels)
+    moment = cutoff_us(cutoff)
+    summary = summarise_transactions(prepared.transactions, prepared.n_customers, moment, settings)
+    return rfm_breakpoints(transaction_features(summary, settings), population, settings)
+
+
+def eligible_customers(tables: Tables, cutoff: pd.Timestamp, labels: LabelSettings) -> pd.Series:
+    """The ids of the customers in the population at `cutoff`, sorted."""
+    include = ("transactions",) if labels.definition == "inactivity" else ()
+    prepared = prepare(tables, FeatureSettings(), labels.value_column, include)
+    mask = population_mask(prepared, cutoff_us(cutoff), labels)
+    return prepared.customer_ids[mask].reset_index(drop=True).rename("customer_id")
+
+
+def labels_at(prepared: Prepared, cutoff: pd.Timestamp, labels: LabelSettings,
+              population: np.ndarray) -> pd.DataFrame:
+    """customer_id, churned, future_value of the customers in `population`."""
+    churned, value = label_arrays(prepared, cutoff_us(cutoff), labels)
+    positions = np.flatnonzero(population)
+    return pd.DataFrame({
+        "customer_id": prepared.customer_ids.iloc[positions].reset_index(drop=True),
+        "churned": churned[positions],
+        "future_value": value[positions],
+    })
+
+
+def build_labels(tables: Tables, cutoff: pd.Timestamp, labels: LabelSettings) -> pd.DataFrame:
+    """customer_id, churned (0/1), future_value of the population at `cutoff`."""
+    cutoff = pd.Timestamp(cutoff)
+    prepared = prepare(tables, FeatureSettings(), labels.value_column, ("transactions",))
+    return labels_at(prepared, cutoff, labels, population_mask(prepared, cutoff_us(cutoff), labels))
+
+
+# ---------------------------------------------------------------- cutoffs and tables
+
+def tables_as_of(tables: Tables) -> pd.Timestamp:
+    """The exclusive end of the data: `tables.as_of`, else midnight after the latest date."""
+    if tables.as_of is not None:
+        return pd.Timestamp(tables.as_of)
+    frames = {name: getattr(tables, name) for name in TABLES if getattr(tables, name) is not None}
+    return data_as_of(frames, None)
+
+
+def training_cutoffs(tables: Tables, labels: LabelSettings) -> list[pd.Timestamp]:
+    """Month-start cutoffs whose label window is complete, oldest first.
+
+    The latest is the last month start with cutoff + horizon <= as_of; then
+    `cutoffs.count` cutoffs back, `spacing_months` apart, keeping only those after the
+    earliest event (or, for a customers-only snapshot, after the earliest signup).
+    """
+    as_of = tables_as_of(tables)
+    last_allowed = as_of - pd.Timedelta(days=labels.horizon_days)
+    latest = pd.Timestamp(year=last_allowed.year, month=last_allowed.month, day=1)
+    signup = tables.customers["signup_date"]
+    earliest = signup.min()
+    event_starts = [getattr(tables, name)[TABLES[name].event_time].min()
+                    for name in ("transactions", "complaints", "surveys", "contacts")
+                    if getattr(tables, name) is not None and len(getattr(tables, name))]
+    if event_starts:
+        earliest = max(earliest, min(event_starts))
+    cutoffs = []
+    for k in range(labels.cutoffs.count):
+        cutoff = latest - pd.DateOffset(months=k * labels.cutoffs.spacing_months)
+        if pd.notna(earliest) and cutoff > earliest:
+            cutoffs.append(pd.Timestamp(cutoff).as_unit("us"))
+    return sorted(cutoffs)
+
+
+def iter_training_tables(tables: Tables, features: FeatureSettings,
+                         labels: LabelSettings) -> Iterator[pd.DataFrame]:
+    """The training rows one cutoff at a time (features + churned + future_value), oldest first.
+
+    Lets a caller write a large table cutoff by cutoff instead of holding it all.
+    """
+    cutoffs = training_cutoffs(tables, labels)
+    if not cutoffs:
+        raise ValueError(
+            f"no training cutoff: the data (up to {tables_as_of(tables).date()}) does not cover a "
+            f"{labels.horizon_days}-day label window after a month start following its first date")
+    prepared = prepare(tables, features, labels.value_column, many_cutoffs=len(cutoffs) > 1)
+    for cutoff in cutoffs:
+        population = population_mask(prepared, cutoff_us(cutoff), labels)
+        if not population.any():
+            log.info("cutoff %s: no customers in the population, skipped", cutoff.date())
+            continue
+        frame = features_at(prepared, cutoff, features, population)
+        churned, value = label_arrays(prepared, cutoff_us(cutoff), labels)
+        positions = np.flatnonzero(population)
+        yield frame.assign(churned=churned[positions], future_value=value[positions])
+
+
+def build_training_table(tables: Tables, features: FeatureSettings, labels: LabelSettings) -> pd.DataFrame:
+    """Rows (customer_id, cutoff) for every training cutoff, features, churned and future_value."""
+    frames = list(iter_training_tables(tables, features, labels))
+    if not frames:
+        raise ValueError("no training rows: every training cutoff has an empty population")
+    return pd.concat(frames, ignore_index=True)
+
+
+def build_scoring_table(tables: Tables, features: FeatureSettings, labels: LabelSettings,
+                        as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Features of the population at `as_of` (default: the end of the data); no label columns."""
+    cutoff = pd.Timestamp(as_of) if as_of is not None else tables_as_of(tables)
+    prepared = prepare(tables, features, labels.value_column)
+    population = population_mask(prepared, cutoff_us(cutoff), labels)
+    return features_at(prepared, cutoff, features, population)
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    """The model input columns of a training or scoring table (everything but keys and labels)."""
+    return [c for c in frame.columns if c not in KEY_COLUMNS and c not in LABEL_COLUMNS]

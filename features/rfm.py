@@ -1,0 +1,222 @@
+"""Transaction features: recency, frequency, monetary value, trends and RFM scores.
+
+One pass per cutoff (`summarise_transactions`) puts every transaction of the longest
+window into an age bin (days back from the cutoff, bins cut at every window edge and
+every 30-day month) per customer, counting and summing on a combined (customer, bin) key
+with `np.bincount` / `np.add.at`. Every window count or sum, trend and monthly profile is
+then read from the cumulative bins; the lifecycle family reads the same summary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features._grouping import US_PER_DAY, Events, add_counts, add_sums, ratio
+from features.catalogue import (ACTIVE_DAYS_WINDOW, ACTIVITY_MONTHS, MONTH_DAYS, OUTFLOW_WINDOW, RFM_SEGMENTS,
+                                TREND_DAYS)
+from features.settings import FeatureSettings
+
+QUINTILES = (0.2, 0.4, 0.6, 0.8)
+
+
+def bin_edges(settings: FeatureSettings) -> np.ndarray:
+    """Upper edges (days back from the cutoff) of the age bins every transaction feature needs."""
+    edges = set(settings.windows_days) | {ACTIVE_DAYS_WINDOW, OUTFLOW_WINDOW}
+    edges |= {MONTH_DAYS * k for k in range(1, ACTIVITY_MONTHS + 1)}
+    edges |= {d for t in TREND_DAYS for d in (t, 2 * t)}
+    return np.array(sorted(edges), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class TransactionSummary:
+    """Per-customer transaction totals by age bin at one cutoff.
+
+    Column b of `counts` and `amounts` is cumulative: the transactions `d` whole days before
+    the cutoff with d < edges[b], added bin by bin from the newest (bins cut at every edge).
+    `outflows_90d` is the sum of the negative amounts (<= 0) of the last 90 days.
+    """
+
+    edges: np.ndarray
+    counts: np.ndarray
+    amounts: np.ndarray
+    outflows_90d: np.ndarray
+    days_since_last: np.ndarray
+    active_days_365d: np.ndarray
+
+    def _column(self, days: int) -> int:
+        position = int(np.searchsorted(self.edges, days))
+        if position >= len(self.edges) or self.edges[position] != days:
+            raise ValueError(f"{days} days is not a bin edge")
+        return position
+
+    def count_within(self, days: int) -> np.ndarray:
+        """Transactions in the `days` days before the cutoff."""
+        return self.counts[:, self._column(days)]
+
+    def amount_within(self, days: int) -> np.ndarray:
+        """Net amount of the transactions in the `days` days before the cutoff."""
+        return self.amounts[:, self._column(days)]
+
+    def count_between(self, newer_days: int, older_days: int) -> np.ndarray:
+        """Transactions from `older_days` up to `newer_days` days before the cutoff."""
+        return self.counts[:, self._column(older_days)] - self.counts[:, self._column(newer_days)]
+
+    def monthly_counts(self, months: int = ACTIVITY_MONTHS) -> np.ndarray:
+        """(customers, months) transaction counts; column 0 is the latest 30-day month."""
+        return np.stack([self.count_between(MONTH_DAYS * k, MONTH_DAYS * (k + 1)) if k else
+                         self.count_within(MONTH_DAYS) for k in range(months)], axis=1)
+
+
+def summarise_transactions(events: Events, n_customers: int, cutoff: int,
+                           settings: FeatureSettings) -> TransactionSummary:
+    """Bin every transaction strictly before `cutoff` by customer and age.
+
+    Only the rows in the time blocks of the longest window are binned; older rows are read
+    once more for nothing but each customer's latest time (recency beyond the window).
+    """
+    edges = bin_edges(settings)
+    longest = int(edges[-1])
+    n_bins = len(edges) + 1
+    lookup = np.searchsorted(edges, np.arange(longest + 1), side="right").astype(np.int64)
+    size = n_customers * n_bins
+    counts = np.zeros(size, dtype=np.int64)
+    amounts = np.zeros(size, dtype=np.float64)
+    outflows = np.zeros(n_customers, dtype=np.float64)
+    never = np.iinfo(np.int64).max
+    last = np.full(n_customers, never, dtype=np.int64)
+    active = np.zeros(n_customers * ACTIVE_DAYS_WINDOW, dtype=np.uint8)
+    window_start = cutoff - longest * US_PER_DAY
+    older_time = events.latest_before_block_of(window_start, n_customers)
+    for code, time, (amount,) in events.chunks_between(window_start, cutoff, ("amount",)):
+        before = time < cutoff
+        if not before.all():  # only the chunks at the cutoff's own block hold later rows
+            code, time, amount = code[before], time[before], amount[before]
+        code = code.astype(np.int64)
+        days = (cutoff - time) // US_PER_DAY
+        key = code * n_bins + lookup[np.minimum(days, longest)]  # last bin: older rows of the first block, unused
+        add_counts(counts, key)
+        add_sums(amounts, key, amount)
+        outflow = (amount < 0) & (days < OUTFLOW_WINDOW)
+        add_sums(outflows, code[outflow], amount[outflow])
+        np.minimum.at(last, code, days)
+        recent = days < ACTIVE_DAYS_WINDOW
+        if recent.all():
+            active[code * ACTIVE_DAYS_WINDOW + days] = 1
+        else:
+            active[code[recent] * ACTIVE_DAYS_WINDOW + days[recent]] = 1
+
+    seen_before = older_time > np.iinfo(np.int64).min
+    older_days = np.where(seen_before, (cutoff - np.where(seen_before, older_time, 0)) // US_PER_DAY, never)
+    last = np.minimum(last, older_days)
+    days_since_last = np.where(last == never, np.nan, last).astype(np.float64)
+    active_days = active.reshape(n_customers, ACTIVE_DAYS_WINDOW).sum(axis=1, dtype=np.int64)
+    # cumulative over the bins, newest first (the last bin, older rows of the first block, is dropped)
+    cumulative_counts = counts.reshape(n_customers, n_bins)[:, :-1]
+    cumulative_amounts = amounts.reshape(n_customers, n_bins)[:, :-1]
+    np.cumsum(cumulative_counts, axis=1, out=cumulative_counts)
+    np.cumsum(cumulative_amounts, axis=1, out=cumulative_amounts)
+    return TransactionSummary(edges, cumulative_counts, cumulative_amounts, outflows, days_since_last, active_days)
+
+
+def trend_ratio(latest: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """(latest + 1) / (previous + 1); NaN where both periods are empty (no trend to speak of)."""
+    out = (latest + 1.0) / (previous + 1.0)
+    return np.where((latest == 0) & (previous == 0), np.nan, out)
+
+
+def transaction_features(summary: TransactionSummary, settings: FeatureSettings) -> dict[str, np.ndarray]:
+    """Recency, per-window counts and amounts, active days, trends and outflow share."""
+    out: dict[str, np.ndarray] = {"days_since_last_transaction": summary.days_since_last}
+    for window in settings.windows_days:
+        count = summary.count_within(window)
+        amount = summary.amount_within(window)
+        out[f"transaction_count_{window}d"] = count
+        out[f"transaction_amount_{window}d"] = amount
+        out[f"average_transaction_amount_{window}d"] = ratio(amount, count)
+    out["active_days_365d"] = summary.active_days_365d
+    for days in TREND_DAYS:
+        out[f"transaction_trend_{days}d"] = trend_ratio(summary.count_within(days),
+                                                        summary.count_between(days, 2 * days))
+    outflow = summary.outflows_90d
+    absolute = summary.amount_within(OUTFLOW_WINDOW) - 2.0 * outflow
+    out[f"outflow_share_{OUTFLOW_WINDOW}d"] = ratio(np.abs(outflow), absolute)
+    return out
+
+
+# ---------------------------------------------------------------- RFM scores
+
+@dataclass(frozen=True)
+class RfmBreakpoints:
+    """Quintile edges (20/40/60/80%) of recency, frequency and monetary in a population.
+
+    Computed within the customers at the cutoff. Pass the whole population's breakpoints
+    when building one partition at a time so every part scores on the same scale.
+    """
+
+    recency: tuple[float, ...]
+    frequency: tuple[float, ...]
+    monetary: tuple[float, ...]
+
+
+def _quintile_edges(values: np.ndarray) -> tuple[float, ...]:
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return ()
+    return tuple(float(v) for v in np.quantile(finite, QUINTILES, method="inverted_cdf"))
+
+
+def rfm_breakpoints(features: dict[str, np.ndarray], population: np.ndarray,
+                    settings: FeatureSettings) -> RfmBreakpoints:
+    """The quintile edges of the customers in `population` (a boolean mask)."""
+    longest = settings.longest_window
+    return RfmBreakpoints(
+        recency=_quintile_edges(features["days_since_last_transaction"][population]),
+        frequency=_quintile_edges(features[f"transaction_count_{longest}d"][population].astype(np.float64)),
+        monetary=_quintile_edges(features[f"transaction_amount_{longest}d"][population]),
+    )
+
+
+def _score(values: np.ndarray, edges: tuple[float, ...], higher_is_better: bool) -> np.ndarray:
+    """1-5: how many edges lie below the value (+1), reversed when lower is better; NaN -> 1."""
+    if not edges:
+        return np.ones(len(values), dtype=np.int64)
+    below = np.searchsorted(np.asarray(edges), values, side="left")
+    score = 1 + below if higher_is_better else 5 - below
+    return np.where(np.isnan(values), 1, score).astype(np.int64)
+
+
+def rfm_segment(recency: np.ndarray, frequency: np.ndarray, monetary: np.ndarray) -> pd.Categorical:
+    """The named segment of each (R, F, M) score triple; rules in catalogue.RFM_SEGMENT_RULES."""
+    conditions = [
+        (recency >= 4) & (frequency >= 4) & (monetary >= 4),
+        (recency >= 3) & (frequency >= 4),
+        (recency <= 2) & (frequency >= 4) & (monetary >= 4),
+        (recency <= 2) & (frequency >= 3),
+        (recency >= 4) & (frequency <= 2),
+        (recency >= 3) & (frequency == 3),
+        (recency <= 2) & (frequency <= 2),
+    ]
+    names = ["champions", "loyal", "cannot_lose_them", "at_risk", "promising", "potential_loyalist",
+             "hibernating"]
+    codes = np.select(conditions, [RFM_SEGMENTS.index(name) for name in names],
+                      default=RFM_SEGMENTS.index("needs_attention"))
+    return pd.Categorical.from_codes(codes, categories=list(RFM_SEGMENTS))
+
+
+def rfm_scores(features: dict[str, np.ndarray], breakpoints: RfmBreakpoints,
+               settings: FeatureSettings) -> dict[str, np.ndarray | pd.Categorical]:
+    """RFM quintile scores (1-5) and segment of every customer on the given breakpoints."""
+    longest = settings.longest_window
+    recency = _score(features["days_since_last_transaction"], breakpoints.recency, higher_is_better=False)
+    frequency = _score(features[f"transaction_count_{longest}d"].astype(np.float64), breakpoints.frequency,
+                       higher_is_better=True)
+    monetary = _score(features[f"transaction_amount_{longest}d"], breakpoints.monetary, higher_is_better=True)
+    return {"rfm_recency_score": recency, "rfm_frequency_score": frequency,
+            "rfm_monetary_score": monetary, "rfm_segment": rfm_segment(recency, frequency, monetary)}
+
+
+__all__ = ["RfmBreakpoints", "TransactionSummary", "bin_edges", "rfm_breakpoints", "rfm_scores",
+           "rfm_segment", "summarise_transactions", "transaction_features", "trend_ratio"]

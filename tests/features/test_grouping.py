@@ -1,0 +1,130 @@
+"""The vectorised helpers: id lookup against a plain dict, exact sequential sums."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from features._grouping import IdLookup, add_sums, cutoff_us, row_chunks
+
+
+def _reference(values: list[str | None], vocabulary: list[str]) -> np.ndarray:
+    where = {v: i for i, v in enumerate(vocabulary)}
+    return np.array([where.get(v, -1) if v is not None else -1 for v in values], dtype=np.int32)
+
+
+@pytest.mark.parametrize(("make_id", "hashed_here"), [
+    (lambda i: f"C{i:07d}", True),      # 8 bytes: one machine word
+    (lambda i: f"CUST{i:06d}", True),   # 10 bytes: two overlapping words
+    (lambda i: f"{i:016d}", True),      # 16 bytes
+    (lambda i: f"{i:05d}", True),       # under 8 bytes
+    (lambda i: f"客户{i:05d}", True),    # multi-byte UTF-8, fixed byte width (11 bytes)
+    (lambda i: f"id-{i}", False),       # variable width: Arrow's lookup
+    (lambda i: f"{i:020d}", False),     # above 16 bytes: Arrow's lookup
+])
+def test_id_lookup_matches_a_dictionary(make_id, hashed_here: bool) -> None:
+    rng = np.random.default_rng(0)
+    vocabulary = sorted({make_id(int(i)) for i in rng.choice(90_000, 30_000, replace=False)})
+    strangers = [make_id(int(i)) for i in range(90_000, 90_050)]
+    values = [vocabulary[int(i)] for i in rng.integers(0, len(vocabulary), 5_000)] + strangers
+    values = [values[int(i)] for i in rng.permutation(len(values))]
+    lookup = IdLookup(pa.array(vocabulary))
+    assert (lookup._fixed is not None) == hashed_here
+    found = lookup.positions(pd.Series(values, dtype="str"))
+    np.testing.assert_array_equal(found, _reference(values, vocabulary))
+    with_missing = pd.Series(values[:100] + [None, "x"], dtype="str")
+    np.testing.assert_array_equal(lookup.positions(with_missing), _reference(values[:100] + [None, "x"], vocabulary))
+    sliced = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([pa.array(values[:7]), pa.array(values[7:40])])))
+    np.testing.assert_array_equal(lookup.positions(sliced), _reference(values[:40], vocabulary))
+
+
+def test_add_sums_is_the_same_however_the_rows_are_chunked() -> None:
+    rng = np.random.default_rng(1)
+    key = rng.integers(0, 50, 10_000)
+    weights = rng.normal(0, 1e6, 10_000) * rng.random(10_000) ** 8
+    whole = np.zeros(50)
+    add_sums(whole, key, weights)
+    chunked = np.zeros(50)
+    for rows in row_chunks(len(key), size=333):
+        add_sums(chunked, key[rows], weights[rows])
+    one_by_one = np.zeros(50)
+    for k, w in zip(key, weights):
+        one_by_one[k] += w
+    np.testing.assert_array_equal(whole, chunked)
+    np.testing.assert_array_equal(whole, one_by_one)
+
+
+def test_cutoffs_must_be_naive_and_whole_microseconds() -> None:
+    assert cutoff_us(pd.Timestamp("1970-01-02")) == 86_400_000_000
+    with pytest.raises(ValueError, match="time zone"):
+        cutoff_us(pd.Timestamp("2024-01-01", tz="UTC"))
+    with pytest.raises(ValueError, match="sub-microsecond"):
+        cutoff_us(pd.Timestamp("2024-01-01 00:00:00.000000001"))
+
+
+def test_time_blocks_keep_rows_and_find_every_row_of_a_time_range() -> None:
+    from features._grouping import US_PER_DAY, Events
+
+    rng = np.random.default_rng(2)
+    n = 5_000
+    time = rng.integers(0, 400 * US_PER_DAY, n) + 1_700_000_000_000_000
+    events = Events(np.arange(n, dtype=np.int32), time, {"amount": rng.normal(size=n)})
+    blocked = events.in_time_blocks()
+    assert sorted(blocked.code.tolist()) == list(range(n))
+    np.testing.assert_array_equal(blocked.time, time[blocked.code])
+    np.testing.assert_array_equal(blocked.columns["amount"], events.columns["amount"][blocked.code])
+    weeks = (blocked.time - blocked.block_origin) // (7 * US_PER_DAY)
+    assert np.all(np.diff(weeks) >= 0)
+    for week in np.unique(weeks):  # input order kept within a block
+        assert np.all(np.diff(blocked.code[weeks == week]) > 0)
+    for _ in range(200):
+        start, end = np.sort(rng.integers(time.min() - 30 * US_PER_DAY, time.max() + 30 * US_PER_DAY, 2))
+        rows = blocked.rows_between(int(start), int(end))
+        inside = (blocked.time >= start) & (blocked.time < end)
+        assert inside[rows].sum() == inside.sum()
+    nothing = blocked.rows_between(0, blocked.block_origin)
+    assert nothing.stop == nothing.start
+
+
+def test_blocked_rows_are_the_same_whether_reordered_or_indexed() -> None:
+    from features._grouping import US_PER_DAY, Events
+
+    rng = np.random.default_rng(3)
+    n = 9_000
+    time = rng.integers(0, 300 * US_PER_DAY, n) + 1_700_000_000_000_000
+    events = Events(rng.integers(0, 50, n).astype(np.int32), time, {"amount": rng.normal(size=n)})
+    reordered, indexed = events.in_time_blocks(materialise=True), events.in_time_blocks(materialise=False)
+    assert reordered.order is None and indexed.order is not None
+    for _ in range(50):
+        start, end = np.sort(rng.integers(time.min(), time.max(), 2))
+        one = list(reordered.chunks_between(int(start), int(end), ("amount",)))
+        two = list(indexed.chunks_between(int(start), int(end), ("amount",)))
+        for (c1, t1, (a1,)), (c2, t2, (a2,)) in zip(one, two, strict=True):
+            np.testing.assert_array_equal(c1, c2)
+            np.testing.assert_array_equal(t1, t2)
+            np.testing.assert_array_equal(a1, a2)
+        older = [np.sort(np.concatenate([t for _, t in e.chunks_before_block_of(int(start))]))
+                 for e in (reordered, indexed)]
+        np.testing.assert_array_equal(*older)
+        assert older[0].max(initial=0) < start
+
+
+def test_latest_time_before_a_block_is_the_same_with_or_without_the_running_cache() -> None:
+    from features._grouping import US_PER_DAY, Events
+
+    rng = np.random.default_rng(4)
+    n, customers = 6_000, 40
+    time = rng.integers(0, 200 * US_PER_DAY, n) + 1_700_000_000_000_000
+    code = rng.integers(0, customers, n).astype(np.int32)
+    reordered = Events(code, time).in_time_blocks(materialise=True)
+    moments = list(np.sort(rng.integers(time.min(), time.max(), 12)))
+    for moment in moments + moments[::-1]:  # ascending (cache extended), then descending (recomputed)
+        got = reordered.latest_before_block_of(int(moment), customers)
+        fresh = Events(code, time).in_time_blocks(materialise=False).latest_before_block_of(int(moment), customers)
+        boundary = reordered.block_origin + (int(moment) - reordered.block_origin) // (7 * US_PER_DAY) * 7 * US_PER_DAY
+        expected = np.full(customers, np.iinfo(np.int64).min)
+        np.maximum.at(expected, code[time < boundary], time[time < boundary])
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(fresh, expected)
