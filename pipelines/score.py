@@ -1,0 +1,428 @@
+"""The score stage: a ranked retention list with care segments, actions and reasons.
+
+Loads the champion churn-risk and customer-value models from the MLflow registry (or
+any model URI), builds the scoring snapshot with the same feature code as training,
+refuses inputs the models were not trained on (missing columns, wrong types, optionally
+too much drift), scores every eligible customer, applies the care playbook
+(`models/retention.py`), explains every listed customer, and writes three files
+together: all three are written to temporary files first and renamed at the very end,
+manifest last, so a killed run leaves the previous outputs intact. The files hold no
+timestamps or run ids, so the same inputs give byte-identical outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from features.build import build_scoring_table, tables_as_of
+from models.boosting import ChurnModel, ValueModel
+from models.drift import population_stability
+from models.evaluation import lifetime_value
+from models.explain import reason_codes
+from models.retention import (ScoringSettings, overdue_complaint_tiers, path_contributions, plan_summary,
+                              retention_plan)
+from pipelines.config import Config
+from pipelines.fingerprint import input_fingerprint
+from pipelines.io import StageError, atomic_path, excel_safe, file_sha256
+from pipelines.tables import load_tables
+from pipelines.tracking import configure_tracking, flatten_params, tracked_run
+from pipelines.train import load_registered_bundle
+
+log = logging.getLogger("pipelines.score")
+
+SCORES_FILE = "scores.parquet"
+LIST_FILE = "retention_list.csv"
+MANIFEST_FILE = "manifest.json"
+COMMIT_MESSAGE = "outputs written to temporary files; committing"
+"""Progress message sent just before the outputs are renamed into place."""
+
+SCORE_COLUMNS: tuple[str, ...] = (
+    "customer_id", "churn_probability", "predicted_value", "lifetime_value", "value_at_risk", "tenure_days",
+    "segment", "high_value", "churn_warning", "new_customer", "complaint_first", "complaint_tier",
+    "action", "channel", "owner", "touches_per_month", "deadline", "action_cost", "success_rate",
+    "sales_offer", "expected_benefit", "selected", "selection_reason", "rank",
+)
+MONEY_DECIMALS = 2
+PROBABILITY_DECIMALS = 4
+
+
+def scoring_settings(cfg: Config) -> ScoringSettings:
+    """The `scoring` section of the config; the documented defaults until the config has one."""
+    return getattr(cfg, "scoring", None) or ScoringSettings()
+
+
+# ---------------------------------------------------------------- models
+
+
+def resolve_model(client: MlflowClient, uri: str) -> dict[str, object]:
+    """Which exact model version a URI points to now, and a URI pinned to that version.
+
+    `models:/name@alias`, `models:/name/version` and `models:/name/latest` are looked up in
+    the registry; other URIs (`runs:/...`, logged-model ids, paths) are recorded as given.
+    """
+    rest = uri[len("models:/"):] if uri.startswith("models:/") else ""
+    if not rest or ("@" not in rest and "/" not in rest):  # runs:/, paths, logged-model ids
+        return {"uri": uri, "resolved_uri": uri}
+    try:
+        if "@" in rest:
+            name, alias = rest.split("@", 1)
+            version = client.get_model_version_by_alias(name, alias)
+        else:
+            name, number = rest.rsplit("/", 1)
+            if number == "latest":
+                versions = client.search_model_versions(f"name='{name}'")
+                if not versions:
+                    raise ValueError(f"no version of {name}")
+                number = str(max(int(v.version) for v in versions))
+            version = client.get_model_version(name, number)
+    except (MlflowException, ValueError) as error:
+        raise StageError(f"model {uri} is not in the registry ({str(error).splitlines()[0]}); run "
+                         "`churn train` first or pass another model URI") from None
+    return {"uri": uri, "name": name, "version": str(version.version), "run_id": version.run_id,
+            "resolved_uri": f"models:/{name}/{version.version}"}
+
+
+def load_model(uri: str, kind: str, client: MlflowClient) -> tuple[ChurnModel | ValueModel, dict[str, object], list[str]]:
+    """The model bundle behind `uri`, what it resolved to, and the input names of its MLflow signature."""
+    info = resolve_model(client, uri)
+    try:
+        bundle = load_registered_bundle(str(info["resolved_uri"]))
+    except MlflowException as error:
+        raise StageError(f"cannot download model {uri}: {str(error).splitlines()[0]}") from None
+    found = (bundle / "kind.txt").read_text().strip() if (bundle / "kind.txt").is_file() else "unknown"
+    if found != kind:
+        raise StageError(f"{uri} is a {found} model, not a {kind} model: check the model URI")
+    model = ChurnModel.load(bundle) if kind == "churn-risk" else ValueModel.load(bundle)
+    signature_inputs: list[str] = []
+    mlmodel = bundle.parent.parent / "MLmodel"
+    if mlmodel.is_file():
+        signature = mlflow.models.Model.load(str(mlmodel)).signature
+        if signature is not None and signature.inputs is not None:
+            signature_inputs = list(signature.inputs.input_names())
+    return model, info, signature_inputs
+
+
+def input_problems(frame: pd.DataFrame, model: ChurnModel | ValueModel, signature_inputs: list[str]) -> list[str]:
+    """Why the scoring table cannot go into this model: its schema's checks plus its MLflow signature."""
+    problems = model.schema.problems(frame)
+    missing = [name for name in signature_inputs if name not in frame.columns]
+    if missing and not any(p.startswith("missing feature column") for p in problems):
+        problems.append(f"missing input(s) of the model's MLflow signature: {', '.join(missing[:10])}")
+    return problems
+
+
+# ---------------------------------------------------------------- scoring and reasons
+
+
+def predict_on_matrix(model: ChurnModel | ValueModel, matrix: pd.DataFrame) -> np.ndarray:
+    """`model.predict` on a ready model matrix (`schema.matrix(frame)`), so both models and the
+    drift check share one matrix instead of rebuilding it three times on millions of rows."""
+    threads = model.booster.params.get("num_threads", 2)
+    raw = model.booster.predict(matrix, num_threads=threads)
+    return model.calibrator.transform(raw) if isinstance(model, ChurnModel) else raw
+
+
+def score_customers(frame: pd.DataFrame, matrix: pd.DataFrame, churn: ChurnModel, value: ValueModel,
+                    cfg: Config) -> pd.DataFrame:
+    """Churn probability, next-horizon value, lifetime value and value at risk of every row.
+
+    `matrix` is `churn.schema.matrix(frame)`; the value model reuses it when its schema is the same.
+    """
+    probability = predict_on_matrix(churn, matrix)
+    value_matrix = matrix if value.schema == churn.schema else value.schema.matrix(frame)
+    predicted = np.clip(predict_on_matrix(value, value_matrix), 0, None)
+    lifetime = lifetime_value(predicted, probability, cfg.economics, cfg.labels.horizon_days)
+    return pd.DataFrame({
+        "customer_id": frame["customer_id"].astype("str").to_numpy(),
+        "churn_probability": probability,
+        "predicted_value": predicted,
+        "lifetime_value": lifetime,
+        "value_at_risk": probability * lifetime,
+        "tenure_days": frame["tenure_days"].to_numpy(dtype=float) if "tenure_days" in frame else np.nan,
+    }, index=frame.index)
+
+
+def explain_rows(rows: pd.DataFrame, churn: ChurnModel, templates: dict[str, str], per_customer: int,
+                 exact_limit: int | None) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Reasons for `rows` (in the given order): exact TreeSHAP for the first `exact_limit`, path attribution after.
+
+    Returns reason_1..k, driver_1..k and reason_method per row, and the measured speed.
+    """
+    exact_count = len(rows) if exact_limit is None else min(exact_limit, len(rows))
+    parts: list[pd.DataFrame] = []
+    timing: dict[str, float] = {"exact_customers": float(exact_count), "path_customers": float(len(rows) - exact_count)}
+    if exact_count:
+        exact = rows.iloc[:exact_count]
+        start = time.perf_counter()
+        contributions = churn.contributions(exact)
+        timing["exact_seconds"] = time.perf_counter() - start
+        parts.append(reason_codes(exact, contributions, templates, per_customer).assign(reason_method="tree_shap"))
+    if exact_count < len(rows):
+        rest = rows.iloc[exact_count:]
+        start = time.perf_counter()
+        contributions = path_contributions(churn.booster, churn.schema.matrix(rest))
+        timing["path_seconds"] = time.perf_counter() - start
+        parts.append(reason_codes(rest, contributions, templates, per_customer)
+                     .assign(reason_method="path_attribution"))
+    if not parts:
+        columns = [f"{kind}_{i + 1}" for kind in ("reason", "driver") for i in range(per_customer)]
+        return pd.DataFrame(columns=[*columns, "reason_method"], index=rows.index, dtype="str"), timing
+    return pd.concat(parts), timing
+
+
+def drift_summary(drift: pd.DataFrame, warn_above: float) -> dict[str, object]:
+    """Max and mean PSI, and the features above the warning level (for the manifest and MLflow)."""
+    psi = drift["psi"].to_numpy(dtype=float)
+    above = drift[drift["psi"] > warn_above]
+    return {"features": int(len(drift)), "max_psi": float(psi.max()) if len(psi) else 0.0,
+            "mean_psi": float(psi.mean()) if len(psi) else 0.0, "warn_above": warn_above,
+            "features_above_warning": {r.feature: round(float(r.psi), 6) for r in above.itertuples()}}
+
+
+# ---------------------------------------------------------------- output tables
+
+
+def scores_table(plan: pd.DataFrame) -> pd.DataFrame:
+    """Every eligible customer with scores and decisions, sorted by customer id."""
+    return plan[list(SCORE_COLUMNS)].sort_values("customer_id", kind="stable", ignore_index=True)
+
+
+def retention_list(plan: pd.DataFrame, reasons: pd.DataFrame, per_customer: int) -> pd.DataFrame:
+    """The selected customers in rank order, with rounded figures and reasons as text; Excel-safe."""
+    chosen = plan[plan["selected"]].sort_values("rank", kind="stable")
+    listed = pd.DataFrame({
+        "rank": chosen["rank"].astype("int64").to_numpy(),
+        "customer_id": chosen["customer_id"].to_numpy(),
+        "segment": chosen["segment"].to_numpy(),
+        "churn_probability": chosen["churn_probability"].round(PROBABILITY_DECIMALS).to_numpy(),
+        "lifetime_value": chosen["lifetime_value"].round(MONEY_DECIMALS).to_numpy(),
+        "value_at_risk": chosen["value_at_risk"].round(MONEY_DECIMALS).to_numpy(),
+        "action": chosen["action"].to_numpy(),
+        "channel": chosen["channel"].to_numpy(),
+        "owner": chosen["owner"].to_numpy(),
+        "deadline": chosen["deadline"].dt.strftime("%Y-%m-%d").to_numpy(),
+        "expected_benefit": chosen["expected_benefit"].round(MONEY_DECIMALS).to_numpy(),
+        "selection_reason": chosen["selection_reason"].to_numpy(),
+        "complaint_tier": chosen["complaint_tier"].to_numpy(),
+    })
+    texts = reasons.reindex(chosen.index)
+    for i in range(per_customer):
+        listed[f"reason_{i + 1}"] = texts[f"reason_{i + 1}"].to_numpy()
+    listed["reason_method"] = texts["reason_method"].to_numpy()
+    text_columns = [c for c in listed.columns if listed[c].dtype == object]
+    listed = listed.astype({c: "str" for c in text_columns})
+    return excel_safe(listed)
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: str | None = None,
+        value_model_uri: str | None = None, progress: Callable[[str], None] | None = None,
+        explain_customers: Iterable[str] = (), templates: dict[str, str] | None = None) -> dict[str, object]:
+    """Score every eligible customer, pick whom to contact and why; write scores, list and manifest.
+
+    `explain_customers` are customer ids whose reasons are wanted whether listed or not
+    (returned under `explanations`, exact TreeSHAP). Raises StageError, writing nothing,
+    when a model is missing or does not fit the features, or drift is above the limit.
+    """
+    say = progress or (lambda message: None)
+    scoring = scoring_settings(cfg)
+    per_customer = cfg.model.reasons_per_customer
+    if templates is None:
+        from features.catalogue import reason_templates
+        templates = reason_templates(cfg.features)
+    churn_uri = churn_model_uri or scoring.churn_model_uri
+    value_uri = value_model_uri or scoring.value_model_uri
+    wanted = [str(c) for c in explain_customers]
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = now - clock
+        clock = now
+
+    configure_tracking(cfg)
+    client = MlflowClient()
+    with tracked_run(cfg, stage="score") as active:
+        say(f"loading models {churn_uri} and {value_uri}")
+        churn, churn_info, churn_signature = load_model(churn_uri, "churn-risk", client)
+        value, value_info, value_signature = load_model(value_uri, "customer-value", client)
+        for prefix, info in (("churn_model", churn_info), ("value_model", value_info)):
+            mlflow.set_tags({f"{prefix}.{k}": str(v) for k, v in info.items()})
+        lap("load_models")
+
+        tables = load_tables(cfg)
+        data_end = tables_as_of(tables)
+        moment = pd.Timestamp(as_of) if as_of is not None else data_end
+        if moment > data_end:
+            raise StageError(f"as_of {moment.date()} is after the end of the data ({data_end.date()}); "
+                             "features would miss events")
+        mlflow.set_tag("as_of", str(moment))
+        say(f"building the scoring snapshot as of {moment.date()}")
+        frame = build_scoring_table(tables, cfg.features, cfg.labels, moment)
+        lap("features")
+        if frame.empty:
+            raise StageError(f"no eligible customers at {moment.date()}: nothing to score")
+        problems = {uri: input_problems(frame, model, signature) for uri, model, signature in
+                    ((churn_uri, churn, churn_signature), (value_uri, value, value_signature))}
+        problems = {uri: found for uri, found in problems.items() if found}
+        if problems:
+            lines = "; ".join(f"{uri}: {', '.join(found)}" for uri, found in problems.items())
+            mlflow.set_tag("refused", "features do not match the model")
+            raise StageError(f"the scoring features do not match the model(s), nothing was written: {lines}. "
+                             "Retrain with the current feature settings (`churn features`, `churn train`) or "
+                             "score with a model trained on these features")
+
+        say(f"{len(frame):,} eligible customers; checking drift against the training reference")
+        matrix = churn.schema.matrix(frame)
+        drift = population_stability(churn.reference, matrix)
+        summary_drift = drift_summary(drift, scoring.drift_warn_above)
+        mlflow.log_text(drift.to_csv(index=False, lineterminator="\n"), "drift.csv")
+        mlflow.log_metrics({"psi_max": summary_drift["max_psi"], "psi_mean": summary_drift["mean_psi"],
+                            "features_psi_above_warning": float(len(summary_drift["features_above_warning"]))})
+        for feature, psi in summary_drift["features_above_warning"].items():  # type: ignore[union-attr]
+            log.warning("feature %s drifted since training: PSI %.3f > %.2f", feature, psi, scoring.drift_warn_above)
+        if scoring.drift_refuse_above is not None and summary_drift["max_psi"] > scoring.drift_refuse_above:
+            worst = drift.iloc[0]
+            mlflow.set_tag("refused", "drift")
+            raise StageError(f"feature {worst['feature']} drifted too far since training (PSI {worst['psi']:.3f} > "
+                             f"scoring.drift_refuse_above {scoring.drift_refuse_above}); nothing was written. "
+                             "Retrain the model on recent data or check the input tables")
+        lap("checks")
+
+        say("scoring churn risk and customer value")
+        start = time.perf_counter()
+        scored = score_customers(frame, matrix, churn, value, cfg)
+        del matrix
+        timings["prediction_customers_per_second"] = len(frame) / max(time.perf_counter() - start, 1e-9)
+        lap("predict")
+        tiers = overdue_complaint_tiers(tables.complaints, moment, cfg.features.complaint_targets,
+                                        scoring.selection.complaint_trigger)
+        plan, thresholds = retention_plan(scored, tiers, scoring, cfg.features.complaint_targets, moment)
+        summary = plan_summary(plan, scoring.selection.capacity)
+        lap("plan")
+
+        say(f"{summary['customers_selected']:,} customers selected; computing their reasons")
+        order = plan.loc[plan["selected"], "rank"].sort_values(kind="stable").index
+        reasons, reason_timing = explain_rows(frame.loc[order], churn, templates, per_customer,
+                                              scoring.reasons.exact_limit)
+        lap("reasons")
+        explanations = explain_requested(wanted, frame, plan, churn, templates, per_customer)
+
+        scores = scores_table(plan)
+        listed = retention_list(plan, reasons, per_customer)
+        fingerprint = input_fingerprint(cfg)
+        manifest: dict[str, object] = {
+            "stage": "score",
+            "as_of": str(moment),
+            "models": {"churn": churn_info, "value": value_info},
+            "inputs": fingerprint,
+            "rows": {"eligible_customers": len(scores), "selected": len(listed)},
+            "drift": summary_drift,
+            "segment_thresholds": thresholds,
+            "plan": summary,
+            "reasons": {"per_customer": per_customer, "exact_limit": scoring.reasons.exact_limit,
+                        "tree_shap": int((listed["reason_method"] == "tree_shap").sum()),
+                        "path_attribution": int((listed["reason_method"] == "path_attribution").sum())},
+            "settings": scoring.model_dump(mode="json"),
+            "economics": cfg.economics.model_dump(mode="json"),
+            "horizon_days": cfg.labels.horizon_days,
+        }
+        out = Path(cfg.paths.outputs_dir)
+        with ExitStack() as stack:
+            # Entered manifest first so it is renamed last: a manifest always describes files in place.
+            tmp_manifest = stack.enter_context(atomic_path(out / MANIFEST_FILE, ".json"))
+            tmp_list = stack.enter_context(atomic_path(out / LIST_FILE, ".csv"))
+            tmp_scores = stack.enter_context(atomic_path(out / SCORES_FILE, ".parquet"))
+            scores.to_parquet(tmp_scores, index=False, engine="pyarrow", compression="zstd")
+            listed.to_csv(tmp_list, index=False, encoding="utf-8", lineterminator="\n")
+            manifest["outputs"] = {SCORES_FILE: file_sha256(tmp_scores), LIST_FILE: file_sha256(tmp_list)}
+            tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=_plain) + "\n",
+                                    encoding="utf-8")
+            lap("write")
+            mlflow.log_params({k: v[:500] for k, v in flatten_params(scoring, "scoring.").items()})
+            mlflow.log_metrics(run_metrics(summary, reason_timing, timings))
+            mlflow.log_dict(json.loads(tmp_manifest.read_text()), MANIFEST_FILE)
+            say(COMMIT_MESSAGE)
+        lap("log")
+    say(f"wrote {out / SCORES_FILE}, {out / LIST_FILE} and {out / MANIFEST_FILE}")
+    return {"run_id": active.info.run_id, "as_of": str(moment), "models": {"churn": churn_info, "value": value_info},
+            "summary": summary, "drift": summary_drift, "timings": {**timings, **reason_timing},
+            "explanations": explanations,
+            "paths": {name: str(out / name) for name in (SCORES_FILE, LIST_FILE, MANIFEST_FILE)}}
+
+
+def explain_requested(wanted: list[str], frame: pd.DataFrame, plan: pd.DataFrame, churn: ChurnModel,
+                      templates: dict[str, str], per_customer: int) -> list[dict[str, object]]:
+    """Exact reasons, score and decision for each requested customer id (a note if not scored)."""
+    if not wanted:
+        return []
+    ids = frame["customer_id"].astype("str")
+    found = ids[ids.isin(wanted)]
+    reasons, _ = explain_rows(frame.loc[found.index], churn, templates, per_customer, None)
+    by_id = {cid: position for position, cid in zip(found.index, found)}
+    results: list[dict[str, object]] = []
+    for cid in wanted:
+        if cid not in by_id:
+            results.append({"customer_id": cid, "scored": False,
+                            "note": "not an eligible customer at the scoring date (unknown, closed or not yet signed up)"})
+            continue
+        row = by_id[cid]
+        entry: dict[str, object] = {"customer_id": cid, "scored": True}
+        for column in ("churn_probability", "lifetime_value", "value_at_risk", "segment", "action", "owner",
+                       "expected_benefit", "selected", "selection_reason"):
+            entry[column] = _plain(plan.at[row, column])
+        entry["rank"] = None if pd.isna(plan.at[row, "rank"]) else int(plan.at[row, "rank"])
+        entry["reasons"] = [reasons.at[row, f"reason_{i + 1}"] for i in range(per_customer)
+                            if isinstance(reasons.at[row, f"reason_{i + 1}"], str)]
+        results.append(entry)
+    return results
+
+
+def run_metrics(summary: dict[str, object], reason_timing: dict[str, float], timings: dict[str, float]) -> dict[str, float]:
+    """Aggregates for the MLflow run: counts per segment, action and owner, benefit, speed."""
+    metrics: dict[str, float] = {
+        "customers_scored": float(summary["customers_scored"]),  # type: ignore[arg-type]
+        "selected": float(summary["customers_selected"]),  # type: ignore[arg-type]
+        "total_expected_benefit": float(summary["total_expected_benefit_selected"]),  # type: ignore[arg-type]
+        "complaint_first": float(summary["complaint_first"]),  # type: ignore[arg-type]
+    }
+    for key in ("segments", "selected_by_segment", "selected_by_action", "selection_reasons"):
+        for name, count in summary[key].items():  # type: ignore[union-attr]
+            metrics[f"{key}.{name}"] = float(count)
+    for name, use in summary["owners"].items():  # type: ignore[union-attr]
+        metrics[f"owner.{name}.selected"] = float(use["selected"])
+    if reason_timing.get("exact_seconds"):
+        metrics["reasons.tree_shap_customers_per_second"] = reason_timing["exact_customers"] / reason_timing["exact_seconds"]
+    if reason_timing.get("path_seconds"):
+        metrics["reasons.path_customers_per_second"] = reason_timing["path_customers"] / reason_timing["path_seconds"]
+    metrics.update({f"seconds.{k}": v for k, v in timings.items() if k != "prediction_customers_per_second"})
+    metrics["prediction_customers_per_second"] = timings.get("prediction_customers_per_second", 0.0)
+    return metrics
+
+
+def _plain(value: object) -> object:
+    """numpy and pandas scalars as plain JSON values."""
+    if isinstance(value, (pd.Timestamp,)):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    return value

@@ -1,0 +1,358 @@
+"""The score stage end to end: generated data, real feature builder, real LightGBM, real MLflow (sqlite).
+
+One small project (generated data, features, trained and registered models) is built
+once for the module; each test scores into its own output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from features.build import build_scoring_table
+from features.catalogue import reason_templates
+from models.boosting import ChurnModel, ValueModel
+from models.retention import ReasonSettings, ScoringSettings, SelectionSettings
+from pipelines.config import Config
+from pipelines.io import StageError, file_sha256
+from pipelines.score import (COMMIT_MESSAGE, LIST_FILE, MANIFEST_FILE, SCORES_FILE, input_problems, predict_on_matrix,
+                             retention_list, run)
+from pipelines.tables import load_tables
+from pipelines.train import load_registered_bundle
+
+ROOT = Path(__file__).resolve().parents[2]
+CUSTOMERS = 3000
+OUTPUTS = (SCORES_FILE, LIST_FILE, MANIFEST_FILE)
+SMALL_TEAMS = {"relationship_manager": 15, "care_team": 40, "digital": 120, "complaint_handling": None}
+
+
+class ScoringConfig(Config):
+    """The project config with the `scoring` section (until the lead adds it to `Config`)."""
+
+    scoring: ScoringSettings = ScoringSettings()
+
+
+def with_changes(cfg: ScoringConfig, outputs: Path, **scoring: object) -> ScoringConfig:
+    """A copy of `cfg` writing to `outputs`, with some scoring settings replaced."""
+    return cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"outputs_dir": outputs}),
+                                  "scoring": cfg.scoring.model_copy(update=scoring)})
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> ScoringConfig:
+    """Generated demo data, its features, and both models trained and registered as champions."""
+    from pipelines.features import run as build_features
+    from pipelines.generate import run as generate
+    from pipelines.train import run as train
+
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    root = tmp_path_factory.mktemp("score")
+    raw = root / "raw"
+    generate(CUSTOMERS, 7, raw, "2023-01-01", 24, "parquet")
+    tables = {name: {"path": str(raw / f"{name}.parquet")}
+              for name in ("customers", "transactions", "complaints", "surveys", "contacts")
+              if (raw / f"{name}.parquet").is_file()}
+    cfg = ScoringConfig.model_validate({
+        "data": {"tables": tables},
+        "features": {"static_features": ["segment", "region", "age_band"]},
+        "labels": {"cutoffs": {"count": 4}},
+        "paths": {"features_dir": str(root / "features"), "outputs_dir": str(root / "outputs"),
+                  "reports_dir": str(root / "reports")},
+        "tracking": {"tracking_uri": f"sqlite:///{root}/mlflow.db", "artifact_location": str(root / "artifacts"),
+                     "experiment": "test-score"},
+        "model": {"booster": {"max_rounds": 100}, "value_booster": {"max_rounds": 100}},
+        "scoring": {"selection": {"capacity": SMALL_TEAMS}},
+    })
+    build_features(cfg)
+    train(cfg, templates=reason_templates(cfg.features))
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def scored(project: ScoringConfig, tmp_path_factory: pytest.TempPathFactory) -> tuple[ScoringConfig, dict]:
+    """One scoring run with the project settings, asking for two explanations."""
+    cfg = with_changes(project, tmp_path_factory.mktemp("scored"))
+    result = run(cfg, explain_customers=["no-such-customer"])
+    return cfg, result
+
+
+def read_outputs(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    out = Path(cfg.paths.outputs_dir)
+    listed = pd.read_csv(out / LIST_FILE, dtype={"customer_id": "str"}, keep_default_na=False, na_values=[""])
+    return pd.read_parquet(out / SCORES_FILE), listed, json.loads((out / MANIFEST_FILE).read_text())
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in OUTPUTS}
+
+
+def test_list_respects_capacity_benefit_rule_and_playbook(scored) -> None:
+    cfg, result = scored
+    scores, listed, manifest = read_outputs(cfg)
+    eligible = build_scoring_table(load_tables(cfg), cfg.features, cfg.labels)
+    assert sorted(scores["customer_id"]) == sorted(eligible["customer_id"])
+    assert scores["churn_probability"].between(0, 1).all()
+    assert np.allclose(scores["value_at_risk"], scores["churn_probability"] * scores["lifetime_value"])
+    # The list is the selected customers, ranked 1..n, with reasons.
+    selected = scores[scores["selected"]].sort_values("rank")
+    assert len(listed) == len(selected) > 50
+    assert listed["rank"].tolist() == list(range(1, len(listed) + 1))
+    assert listed["customer_id"].tolist() == selected["customer_id"].tolist()
+    assert listed["reason_1"].notna().mean() > 0.95
+    assert set(listed["reason_method"]) == {"tree_shap"}
+    # Capacity per owner (beyond service obligations) and the benefit rule.
+    for owner, limit in SMALL_TEAMS.items():
+        mine = selected[(selected["owner"] == owner) & (selected["selection_reason"] != "service_obligation")]
+        assert limit is None or len(mine) <= limit
+    for_benefit = selected[selected["selection_reason"] == "positive_expected_benefit"]
+    assert (for_benefit["expected_benefit"] > 0).all()
+    # Everyone left out with a positive benefit was left out for capacity, and ranks below the list.
+    waiting = scores[~scores["selected"] & (scores["expected_benefit"] > 0) & ~scores["complaint_first"]]
+    assert (waiting["selection_reason"] == "over_capacity").all()
+    for owner in waiting["owner"].unique():
+        limit = SMALL_TEAMS[owner]
+        taken = for_benefit[for_benefit["owner"] == owner]
+        assert len(taken) == limit
+        assert taken["expected_benefit"].min() >= waiting.loc[waiting["owner"] == owner, "expected_benefit"].max()
+    # Segments follow the configured rules.
+    rules = cfg.scoring.segments
+    high = (scores["lifetime_value"] >= scores["lifetime_value"].quantile(rules.high_value_quantile)) & \
+        (scores["tenure_days"] >= rules.high_value_min_tenure_days)
+    warning = scores["churn_probability"] >= rules.churn_warning_probability
+    assert (scores["high_value"] == high).all() and (scores["churn_warning"] == warning).all()
+    assert (scores.loc[high & warning, "segment"] == "high_value_at_risk").all()
+    assert (scores.loc[~high & ~warning & (scores["tenure_days"] < rules.new_max_tenure_days), "segment"] == "new").all()
+    # Deadlines are dates after the scoring date; the manifest matches the files.
+    assert (pd.to_datetime(listed["deadline"]) > pd.Timestamp(manifest["as_of"])).all()
+    out = Path(cfg.paths.outputs_dir)
+    assert manifest["outputs"] == {SCORES_FILE: file_sha256(out / SCORES_FILE), LIST_FILE: file_sha256(out / LIST_FILE)}
+    assert manifest["rows"] == {"eligible_customers": len(scores), "selected": len(listed)}
+    assert manifest["models"]["churn"]["version"] == "1" and manifest["models"]["churn"]["uri"] == \
+        "models:/churn-risk@champion"
+    assert manifest["inputs"]["tables"]["customers"]["sha256"]
+    assert result["explanations"] == [{"customer_id": "no-such-customer", "scored": False,
+                                       "note": result["explanations"][0]["note"]}]
+
+
+def test_overdue_complaints_are_served_first_and_never_sold_to(scored) -> None:
+    cfg, _ = scored
+    scores, listed, _ = read_outputs(cfg)
+    features = build_scoring_table(load_tables(cfg), cfg.features, cfg.labels)
+    overdue = features.loc[(features["open_complaints_past_resolution_target"] > 0)
+                           | (features["unanswered_complaints_past_response_target"] > 0), "customer_id"]
+    assert len(overdue) > 0
+    theirs = scores[scores["customer_id"].isin(overdue)]
+    assert theirs["complaint_first"].all() and not theirs["sales_offer"].any()
+    assert (theirs["action"] == cfg.scoring.playbook.complaint_first.action).all()
+    assert theirs["selected"].all() and (theirs["selection_reason"] == "service_obligation").all()
+    assert not scores.loc[~scores["customer_id"].isin(overdue), "complaint_first"].any()
+    on_list = listed[listed["customer_id"].isin(overdue)]
+    assert on_list["rank"].max() == len(overdue)  # obligations head the list
+    assert on_list["complaint_tier"].isin(["urgent", "high", "normal", "suggestion"]).all()
+
+
+def test_rerun_gives_byte_identical_outputs_and_mlflow_keeps_aggregates(scored) -> None:
+    cfg, first = scored
+    before = snapshot(Path(cfg.paths.outputs_dir))
+    second = run(cfg)
+    assert snapshot(Path(cfg.paths.outputs_dir)) == before
+    assert second["run_id"] != first["run_id"]
+    client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
+    data = client.get_run(second["run_id"]).data
+    assert data.tags["stage"] == "score" and data.tags["churn_model.version"] == "1"
+    assert data.tags["value_model.resolved_uri"] == "models:/customer-value/1"
+    assert data.metrics["selected"] == second["summary"]["customers_selected"]
+    assert "segments.ordinary" in data.metrics and "psi_max" in data.metrics
+    artifacts = {a.path for a in client.list_artifacts(second["run_id"])}
+    assert artifacts == {MANIFEST_FILE, "drift.csv"}
+
+
+def test_interrupted_run_leaves_previous_outputs_intact(scored, tmp_path: Path) -> None:
+    cfg, _ = scored
+    out = Path(cfg.paths.outputs_dir)
+    before = snapshot(out)
+    changed = with_changes(cfg, out, selection=SelectionSettings(capacity={**SMALL_TEAMS, "digital": 5}))
+
+    def interrupt(message: str) -> None:
+        if message == COMMIT_MESSAGE:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(changed, progress=interrupt)
+    assert snapshot(out) == before
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS)  # no temporary files left behind
+    client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    latest = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
+    assert latest[0].info.status == "FAILED"
+
+
+def test_killed_process_leaves_previous_outputs_intact(scored, tmp_path: Path) -> None:
+    """A real SIGKILL after every output was written to its temporary file, just before the renames."""
+    cfg, _ = scored
+    out = Path(cfg.paths.outputs_dir)
+    before = snapshot(out)
+    changed = with_changes(cfg, out, selection=SelectionSettings(capacity={**SMALL_TEAMS, "digital": 5}))
+    config_file = tmp_path / "config.json"
+    config_file.write_text(changed.model_dump_json())
+    script = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from models.retention import ScoringSettings
+        from pipelines.config import Config
+        from pipelines.score import COMMIT_MESSAGE, run
+
+        class ScoringConfig(Config):
+            scoring: ScoringSettings = ScoringSettings()
+
+        def die(message):
+            if message == COMMIT_MESSAGE:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        cfg = ScoringConfig.model_validate_json(Path({str(config_file)!r}).read_text())
+        run(cfg, progress=die)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    process = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
+    assert snapshot(out) == before
+
+
+def test_features_that_do_not_match_the_model_are_refused(scored, tmp_path: Path) -> None:
+    cfg, _ = scored
+    out = tmp_path / "outputs"
+    other_windows = cfg.model_copy(update={
+        "features": cfg.features.model_copy(update={"windows_days": (30, 90, 180)}),
+        "paths": cfg.paths.model_copy(update={"outputs_dir": out})})
+    with pytest.raises(StageError, match=r"do not match the model.*missing feature column\(s\): transaction_count_365d"):
+        run(other_windows)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_wrong_feature_types_are_named(scored) -> None:
+    cfg, _ = scored
+    mlflow.set_tracking_uri(cfg.tracking.tracking_uri)
+    churn = ChurnModel.load(load_registered_bundle("models:/churn-risk@champion"))
+    frame = build_scoring_table(load_tables(cfg), cfg.features, cfg.labels).head(20)
+    broken = frame.assign(tenure_days=frame["tenure_days"].astype("str"))
+    assert input_problems(broken, churn, []) == [f"tenure_days should be numeric but is {broken['tenure_days'].dtype}"]
+    problems = input_problems(frame.drop(columns=["region"]), churn, list(churn.schema.features))
+    assert problems == ["missing feature column(s): region"]
+    assert input_problems(frame, churn, list(churn.schema.features) + ["not_a_feature"]) == \
+        ["missing input(s) of the model's MLflow signature: not_a_feature"]
+
+
+def test_drift_above_the_limit_is_refused_and_logged(scored, tmp_path: Path) -> None:
+    cfg, _ = scored
+    out = tmp_path / "outputs"
+    strict = with_changes(cfg, out, drift_warn_above=1e-6, drift_refuse_above=1e-6)
+    with pytest.raises(StageError, match="drifted too far since training"):
+        run(strict)
+    assert not out.exists() or not any(out.iterdir())
+    client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    latest = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
+    assert latest.info.status == "FAILED" and latest.data.tags["refused"] == "drift"
+    assert {a.path for a in client.list_artifacts(latest.info.run_id)} == {"drift.csv"}
+
+
+def test_explained_customer_gets_exact_reasons_whether_listed_or_not(scored, tmp_path: Path) -> None:
+    cfg, _ = scored
+    scores, _, _ = read_outputs(cfg)
+    outside = scores.loc[~scores["selected"], "customer_id"].iloc[0]
+    inside = scores.loc[scores["rank"] == 1, "customer_id"].iloc[0]
+    # A list longer than the exact limit: the tail is explained by path attribution.
+    result = run(with_changes(cfg, tmp_path / "out", reasons=ReasonSettings(exact_limit=10)), explain_customers=[outside, inside])
+    listed = pd.read_csv(tmp_path / "out" / LIST_FILE, dtype={"customer_id": "str"})
+    assert (listed["reason_method"].head(10) == "tree_shap").all()
+    assert (listed["reason_method"].iloc[10:] == "path_attribution").all()
+    assert listed["reason_1"].notna().mean() > 0.95
+    explained = {e["customer_id"]: e for e in result["explanations"]}
+    assert explained[outside]["scored"] and not explained[outside]["selected"]
+    assert explained[inside]["rank"] == 1 and explained[inside]["reasons"]
+    assert explained[inside]["reasons"][0] == listed.loc[listed["customer_id"] == inside, "reason_1"].iloc[0]
+
+
+def test_list_cells_cannot_run_as_spreadsheet_formulas() -> None:
+    plan = pd.DataFrame({
+        "customer_id": ["=HYPERLINK(\"http://x\")", "C2"], "segment": ["ordinary", "new"],
+        "churn_probability": [0.2, 0.1], "lifetime_value": [-5.0, 10.0], "value_at_risk": [1.0, 1.0],
+        "action": ["@call", "+offer"], "channel": ["phone", "app"], "owner": ["care_team", "digital"],
+        "deadline": pd.to_datetime(["2025-01-02", "2025-01-03"]), "expected_benefit": [-3.5, 1.0],
+        "selection_reason": ["service_obligation", "positive_expected_benefit"], "complaint_tier": ["urgent", None],
+        "selected": [True, True], "rank": pd.array([1, 2], dtype="Int64"),
+    })
+    reasons = pd.DataFrame({"reason_1": ["-20% activity", "fine"], "reason_2": [None, "=1+1"], "reason_3": [None, None],
+                            "reason_method": ["tree_shap", "tree_shap"]})
+    listed = retention_list(plan, reasons, 3)
+    text = listed.select_dtypes(exclude="number").astype("str")
+    assert not text.apply(lambda column: column.str.match(r"^[=+\-@]")).any().any()
+    assert listed["customer_id"].iloc[0] == "'=HYPERLINK(\"http://x\")"
+    assert listed["reason_1"].iloc[0] == "'-20% activity" and listed["reason_2"].iloc[1] == "'=1+1"
+    assert listed["lifetime_value"].iloc[0] == -5.0  # numbers stay numbers
+
+
+def test_selected_list_captures_far_more_lost_value_than_a_random_list(project, tmp_path: Path) -> None:
+    """Score 90 days before the end of the data; who actually closed in the next 90 days, and their value?"""
+    tables = load_tables(project)
+    end = tables.as_of
+    as_of = (end - pd.Timedelta(days=project.labels.horizon_days)).normalize()
+    cfg = with_changes(project, tmp_path / "past")
+    run(cfg, as_of=as_of)
+    scores = pd.read_parquet(tmp_path / "past" / SCORES_FILE)
+    customers = tables.customers.set_index("customer_id")
+    closed = customers["closed_date"].reindex(scores["customer_id"]).to_numpy()
+    churned = (closed > as_of.to_datetime64()) & (closed <= (as_of + pd.Timedelta(days=project.labels.horizon_days))
+                                                   .to_datetime64())
+    tx = tables.transactions
+    past_year = tx[(tx["timestamp"] < as_of) & (tx["timestamp"] >= as_of - pd.Timedelta(days=365))]
+    yearly_value = past_year.groupby("customer_id")["amount"].sum().clip(lower=0)
+    value = yearly_value.reindex(scores["customer_id"]).fillna(0).to_numpy()
+    lost = np.where(churned, value, 0.0)
+    selected = scores["selected"].to_numpy()
+    captured = lost[selected].sum()
+    random_expected = lost.sum() * selected.sum() / len(scores)
+    ratio = captured / random_expected
+    print(f"selected {selected.sum()} of {len(scores)}; lost value captured {captured:,.0f} vs random "
+          f"{random_expected:,.0f}: ratio {ratio:.2f}")
+    assert churned.sum() > 20
+    assert ratio > 2
+
+
+def test_any_model_uri_is_accepted_and_recorded(scored, tmp_path: Path) -> None:
+    cfg, _ = scored
+    _, _, manifest = read_outputs(cfg)
+    run_uri = f"runs:/{manifest['models']['churn']['run_id']}/churn-risk"
+    run(with_changes(cfg, tmp_path / "out"), churn_model_uri=run_uri, value_model_uri="models:/customer-value/latest")
+    models = json.loads((tmp_path / "out" / MANIFEST_FILE).read_text())["models"]
+    assert models["churn"] == {"uri": run_uri, "resolved_uri": run_uri}
+    assert models["value"]["version"] == "1" and models["value"]["resolved_uri"] == "models:/customer-value/1"
+    # Same models, so the same list as the champion run.
+    assert (tmp_path / "out" / LIST_FILE).read_bytes() == (Path(cfg.paths.outputs_dir) / LIST_FILE).read_bytes()
+    with pytest.raises(StageError, match="is a customer-value model, not a churn-risk model"):
+        run(with_changes(cfg, tmp_path / "wrong"), churn_model_uri="models:/customer-value@champion")
+    with pytest.raises(StageError, match="not in the registry"):
+        run(with_changes(cfg, tmp_path / "wrong"), churn_model_uri="models:/churn-risk@no-such-alias")
+
+
+def test_shared_matrix_predictions_equal_the_models_own(scored) -> None:
+    cfg, _ = scored
+    mlflow.set_tracking_uri(cfg.tracking.tracking_uri)
+    churn = ChurnModel.load(load_registered_bundle("models:/churn-risk@champion"))
+    value = ValueModel.load(load_registered_bundle("models:/customer-value@champion"))
+    frame = build_scoring_table(load_tables(cfg), cfg.features, cfg.labels).head(500)
+    matrix = churn.schema.matrix(frame)
+    assert np.array_equal(predict_on_matrix(churn, matrix), churn.predict(frame))
+    assert np.array_equal(predict_on_matrix(value, matrix), value.predict(frame))
