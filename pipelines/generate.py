@@ -1,0 +1,602 @@
+"""`churn generate`: a synthetic retail bank whose customers behave like real ones.
+
+The demo, the tests and the benchmarks need data with the structure of the real thing:
+a customer mix (mass, affluent, small business) with heavy-tailed activity and value,
+signups spread over time, seasonality, complaints in the service tiers and categories of
+the care playbook (`shared/domain.md`) with realistic response and resolution times,
+planted root-cause chains, surveys that move with experience, past retention contacts
+with a randomised control group, and closures drawn from a known monthly hazard.
+
+The simulation runs month by month, vectorised over customers. Each customer carries a
+hidden *dissatisfaction* level: complaints that breach their targets, low satisfaction
+and "silent" shocks (no complaint at all: most unhappy customers never complain) raise
+it, and it decays over time. Dissatisfaction lowers activity and raises the monthly
+closure hazard, so churners' activity fades before they leave. Hidden per-customer
+frailty and the randomness of the draws keep the best possible model imperfect.
+
+Everything the model must not see is written apart, in `OUT/_truth/`: the monthly hazard
+of every customer at risk, the latent traits, the true effect of a retention contact and
+the planted chains. The input tables hold only what a bank would have.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipelines.io import atomic_dir
+
+log = logging.getLogger("pipelines.generate")
+
+SECONDS_PER_DAY = 86_400
+SEGMENTS = ("mass", "affluent", "small_business")
+SEGMENT_SHARE = (0.75, 0.18, 0.07)
+REGIONS = ("north", "south", "east", "west", "central")
+AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
+AGE_SHARE = (0.10, 0.22, 0.22, 0.20, 0.14, 0.12)
+ACQUISITION = ("branch", "online", "referral", "partner")
+TX_CHANNELS = ("card", "mobile_app", "online_banking", "branch", "atm")
+TX_PRODUCTS = ("current_account", "credit_card", "savings")
+TIERS = ("urgent", "high", "normal", "suggestion")
+# Service targets in hours (response, resolution), from the playbook's tiers; suggestions have
+# no resolution target, so they are closed on a slow two-week rhythm.
+RESPONSE_TARGET_HOURS = np.array([1.0, 4.0, 24.0, 168.0])
+RESOLUTION_TARGET_HOURS = np.array([24.0, 48.0, 72.0, 336.0])
+# Typical share of the target actually used: below 1 means most cases meet the target.
+RESPONSE_MEDIAN_SHARE = np.array([0.35, 0.45, 0.50, 0.30])
+RESOLUTION_MEDIAN_SHARE = np.array([0.45, 0.50, 0.55, 0.40])
+COMPLAINT_CHANNELS = ("branch", "phone", "mobile_app", "online_banking", "social", "email")
+PRODUCTS = ("payments", "cards", "loans", "wealth", "current_account")
+
+
+@dataclass(frozen=True)
+class Category:
+    """A complaint category: how often it arises unprompted and how it is usually filed."""
+
+    name: str
+    weight: float  # share of background complaints
+    tiers: tuple[float, float, float, float]  # urgent, high, normal, suggestion
+    channels: tuple[float, ...]  # over COMPLAINT_CHANNELS
+    product: int  # index into PRODUCTS
+    text: str
+
+
+CATEGORIES: tuple[Category, ...] = (
+    Category("transfer_failure", 0.10, (0.15, 0.70, 0.15, 0.0), (0.05, 0.35, 0.35, 0.15, 0.05, 0.05), 0,
+             "A transfer did not arrive and the money left the account."),
+    Category("system_lag", 0.08, (0.0, 0.50, 0.50, 0.0), (0.0, 0.20, 0.55, 0.20, 0.05, 0.0), 0,
+             "The app froze and was very slow to load."),
+    Category("transfer_verification", 0.07, (0.0, 0.20, 0.60, 0.20), (0.05, 0.25, 0.45, 0.20, 0.0, 0.05), 0,
+             "Too many verification steps to send a transfer."),
+    Category("duplicate_documents", 0.05, (0.0, 0.10, 0.90, 0.0), (0.40, 0.30, 0.05, 0.10, 0.0, 0.15), 2,
+             "Asked for the same documents twice for a loan application."),
+    Category("branch_queue", 0.12, (0.0, 0.0, 0.70, 0.30), (0.70, 0.20, 0.0, 0.0, 0.05, 0.05), 4,
+             "Waited a long time in the branch queue."),
+    Category("wealth_yield_display", 0.05, (0.20, 0.50, 0.30, 0.0), (0.20, 0.40, 0.20, 0.15, 0.0, 0.05), 3,
+             "The product yield shown was wrong."),
+    Category("card_problem", 0.14, (0.20, 0.50, 0.30, 0.0), (0.10, 0.55, 0.20, 0.10, 0.0, 0.05), 1,
+             "The card was declined or blocked."),
+    Category("fees", 0.13, (0.0, 0.20, 0.80, 0.0), (0.20, 0.45, 0.10, 0.10, 0.05, 0.10), 1,
+             "Charged a fee I did not expect."),
+    Category("staff_attitude", 0.09, (0.0, 0.20, 0.80, 0.0), (0.50, 0.30, 0.0, 0.0, 0.10, 0.10), 4,
+             "Staff were unhelpful."),
+    Category("slow_response", 0.10, (0.0, 0.30, 0.70, 0.0), (0.15, 0.40, 0.15, 0.10, 0.10, 0.10), 4,
+             "Nobody answered my earlier request."),
+    Category("accessibility", 0.07, (0.0, 0.0, 0.40, 0.60), (0.40, 0.30, 0.15, 0.10, 0.0, 0.05), 4,
+             "Fonts are too small and the menu is hard to find."),
+)
+CATEGORY_INDEX = {c.name: i for i, c in enumerate(CATEGORIES)}
+
+
+@dataclass(frozen=True)
+class PlantedChain:
+    """A root-cause chain: a start event and the complaints that follow it, in order."""
+
+    name: str
+    steps: tuple[str, ...]
+    continue_probability: tuple[float, ...]  # chance of each next step, given the previous
+    gap_days: tuple[tuple[float, float], ...]  # uniform range of days between steps
+    who: str  # "mobile" (app users, in app-release months) or "loan" (borrowers, any month)
+    monthly_start_probability: float
+
+
+CHAINS: tuple[PlantedChain, ...] = (
+    PlantedChain("app_release", ("system_lag", "transfer_failure", "fees"), (0.75, 0.65),
+                 ((1.0, 6.0), (2.0, 9.0)), "mobile", 0.035),
+    PlantedChain("loan_paperwork", ("duplicate_documents", "slow_response", "staff_attitude"), (0.70, 0.55),
+                 ((3.0, 10.0), (2.0, 9.0)), "loan", 0.008),
+)
+APP_RELEASE_EVERY_MONTHS = 4
+
+RETENTION_ACTIONS = (  # action, channel, cost when contacted
+    ("retention_call", "phone", 8.0),
+    ("fee_waiver", "email", 25.0),
+    ("relationship_review", "relationship_manager", 40.0),
+)
+CONTACT_SHARE_PER_MONTH = 0.015
+CONTROL_SHARE = 0.2
+
+
+@dataclass
+class Population:
+    """The customers' static attributes and hidden traits, one array entry per customer."""
+
+    ids: np.ndarray
+    signup_day: np.ndarray  # days since the simulation start (negative: before it)
+    segment: np.ndarray
+    region: np.ndarray
+    age_band: np.ndarray
+    products_held: np.ndarray
+    acquisition: np.ndarray
+    transaction_rate: np.ndarray  # transactions per month at full engagement
+    amount_median: np.ndarray
+    frailty: np.ndarray
+    mobile_user: np.ndarray
+    has_loan: np.ndarray
+    contact_effect: np.ndarray  # relative cut in monthly hazard while a contact works
+
+
+def month_starts(start: str, months: int) -> pd.DatetimeIndex:
+    """The first day of each simulated month, plus the end of the last one."""
+    first = pd.Timestamp(start).to_period("M").to_timestamp()
+    return pd.date_range(first, periods=months + 1, freq="MS")
+
+
+def make_population(n: int, rng: np.random.Generator, span_days: float) -> Population:
+    """Customers with segment-dependent activity and value, signups spread over time."""
+    segment = rng.choice(len(SEGMENTS), size=n, p=SEGMENT_SHARE)
+    existing = rng.random(n) < 0.72
+    tenure_years = rng.gamma(2.0, 2.2, size=n) + 0.05
+    signup = np.where(existing, -tenure_years * 365.25, rng.uniform(0.0, span_days - 45.0, size=n))
+    age = rng.choice(len(AGE_BANDS), size=n, p=AGE_SHARE)
+    rate_median = np.array([1.6, 3.0, 6.0])[segment]
+    amount_median = np.array([120.0, 450.0, 900.0])[segment] * np.exp(rng.normal(0.0, 0.5, n))
+    # A tenth of customers are nearly dormant from the start: a card kept "just in case".
+    dormant = rng.random(n) < 0.10
+    rate = rate_median * np.exp(rng.normal(0.0, 0.7, n)) * np.where(dormant, 0.08, 1.0)
+    products = 1 + rng.poisson(np.array([0.8, 1.8, 1.5])[segment])
+    mobile = rng.random(n) < np.array([0.85, 0.85, 0.75, 0.65, 0.45, 0.25])[age]
+    loan = rng.random(n) < np.array([0.20, 0.30, 0.45])[segment]
+    effect = np.clip(np.array([0.30, 0.50, 0.15])[segment] + rng.normal(0.0, 0.12, n), 0.0, 0.9)
+    order = rng.permutation(n)  # ids carry no information about the customer
+    width = max(7, len(str(n)) + 1)
+    ids = np.array([f"C{i:0{width}d}" for i in order + 1], dtype=object)
+    return Population(
+        ids=ids, signup_day=signup, segment=segment,
+        region=rng.choice(len(REGIONS), size=n, p=(0.22, 0.24, 0.18, 0.16, 0.20)),
+        age_band=age, products_held=products,
+        acquisition=rng.choice(len(ACQUISITION), size=n, p=(0.45, 0.35, 0.12, 0.08)),
+        transaction_rate=rate, amount_median=amount_median,
+        frailty=rng.normal(0.0, 0.35, n), mobile_user=mobile, has_loan=loan, contact_effect=effect,
+    )
+
+
+def _choose_rows(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndarray:
+    """One categorical draw per row of a (rows, options) probability matrix."""
+    cumulative = np.cumsum(probabilities, axis=1)
+    cumulative /= cumulative[:, -1:]
+    return (rng.random((len(probabilities), 1)) > cumulative).sum(axis=1)
+
+
+@dataclass
+class MonthComplaints:
+    """Complaints raised in one month (arrays of equal length)."""
+
+    customer: np.ndarray
+    day: np.ndarray
+    category: np.ndarray
+    chain: np.ndarray  # index into CHAINS, -1 for background complaints
+    chain_id: np.ndarray  # which chain instance, -1 for background
+    step: np.ndarray
+
+
+def draw_complaints(pop: Population, rng: np.random.Generator, who: np.ndarray, lo: np.ndarray,
+                    hi: np.ndarray, dissatisfaction: np.ndarray, month: int, chain_counter: int
+                    ) -> tuple[MonthComplaints, int]:
+    """Background complaints (more when unhappy) and the start of planted chains."""
+    rate = (0.030 + 0.060 * dissatisfaction[who]) * np.where(pop.segment[who] == 2, 1.3, 1.0)
+    rate *= (hi - lo) / 30.4
+    counts = rng.poisson(rate)
+    owner = np.repeat(np.arange(len(who)), counts)
+    weights = np.array([c.weight for c in CATEGORIES])
+    elderly = pop.age_band[who[owner]] == len(AGE_BANDS) - 1
+    probs = np.broadcast_to(weights, (len(owner), len(weights))).copy()
+    probs[elderly, CATEGORY_INDEX["accessibility"]] *= 4.0
+    probs[elderly, CATEGORY_INDEX["branch_queue"]] *= 2.0
+    parts = [MonthComplaints(who[owner], rng.uniform(lo[owner], hi[owner]), _choose_rows(rng, probs),
+                             np.full(len(owner), -1), np.full(len(owner), -1), np.zeros(len(owner), int))]
+    for index, chain in enumerate(CHAINS):
+        if chain.who == "mobile":
+            if month % APP_RELEASE_EVERY_MONTHS != 1:
+                continue
+            eligible = pop.mobile_user[who]
+        else:
+            eligible = pop.has_loan[who]
+        starts = eligible & (rng.random(len(who)) < chain.monthly_start_probability)
+        customer = who[starts]
+        day = rng.uniform(lo[starts], np.minimum(hi[starts], lo[starts] + 12.0))
+        instance = chain_counter + np.arange(len(customer))
+        chain_counter += len(customer)
+        alive = np.ones(len(customer), dtype=bool)
+        for step, name in enumerate(chain.steps):
+            if step > 0:
+                alive &= rng.random(len(customer)) < chain.continue_probability[step - 1]
+                low, high = chain.gap_days[step - 1]
+                day = day + rng.uniform(low, high, len(customer))
+            parts.append(MonthComplaints(customer[alive], day[alive], np.full(alive.sum(), CATEGORY_INDEX[name]),
+                                         np.full(alive.sum(), index), instance[alive], np.full(alive.sum(), step)))
+    merged = MonthComplaints(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                               ("customer", "day", "category", "chain", "chain_id", "step")))
+    return merged, chain_counter
+
+
+@dataclass
+class ServiceOutcome:
+    """How a batch of complaints was handled."""
+
+    tier: np.ndarray
+    channel: np.ndarray
+    response_hours: np.ndarray
+    resolution_hours: np.ndarray
+    satisfaction: np.ndarray  # NaN when not given
+    response_breached: np.ndarray
+    resolution_breached: np.ndarray
+
+
+def serve_complaints(c: MonthComplaints, rng: np.random.Generator, dissatisfaction: np.ndarray,
+                     busy: float) -> ServiceOutcome:
+    """Tier, channel, response and resolution times against the targets, satisfaction at closure."""
+    n = len(c.customer)
+    tier = _choose_rows(rng, np.array([CATEGORIES[k].tiers for k in range(len(CATEGORIES))])[c.category])
+    channel = _choose_rows(rng, np.array([CATEGORIES[k].channels for k in range(len(CATEGORIES))])[c.category])
+    response = RESPONSE_TARGET_HOURS[tier] * RESPONSE_MEDIAN_SHARE[tier] * busy * np.exp(rng.normal(0, 0.75, n))
+    resolution = np.maximum(
+        response * 1.2,
+        RESOLUTION_TARGET_HOURS[tier] * RESOLUTION_MEDIAN_SHARE[tier] * busy * np.exp(rng.normal(0, 0.8, n)))
+    response_breached = response > RESPONSE_TARGET_HOURS[tier]
+    resolution_breached = (resolution > RESOLUTION_TARGET_HOURS[tier]) & (tier < 3)
+    mood = (4.3 - 1.3 * resolution_breached - 0.7 * response_breached - 0.35 * dissatisfaction[c.customer]
+            + rng.normal(0.0, 0.7, n))
+    satisfaction = np.clip(np.round(mood), 1, 5).astype(float)
+    satisfaction[rng.random(n) < 0.3] = np.nan  # not everyone answers the closing question
+    return ServiceOutcome(tier, channel, response, resolution, satisfaction, response_breached,
+                          resolution_breached)
+
+
+def simulate(n_customers: int, seed: int, start: str, months: int,
+             progress: Callable[[str], None] | None = None,
+             transaction_sink: Callable[[pa.Table], None] | None = None) -> dict[str, pd.DataFrame]:
+    """Run the bank for `months` months; return the input tables and the truth tables.
+
+    Transactions are handed month by month to `transaction_sink` (so a million customers
+    never hold every transaction in memory); without a sink they are returned as a table.
+    """
+    say = progress or (lambda message: None)
+    rng = np.random.default_rng(seed)
+    edges = month_starts(start, months)
+    origin = edges[0]
+    edge_days = np.asarray((edges - origin).days, dtype=float)
+    end_day = edge_days[-1]
+    pop = make_population(n_customers, rng, end_day)
+    n = n_customers
+    ids_arrow = pa.array(pop.ids, type=pa.string())
+    channel_arrow = pa.array(TX_CHANNELS, type=pa.string())
+    product_arrow = pa.array(TX_PRODUCTS, type=pa.string())
+    channel_mix = np.array([[0.55, 0.25, 0.10, 0.05, 0.05], [0.45, 0.20, 0.15, 0.15, 0.05],
+                            [0.30, 0.20, 0.30, 0.15, 0.05]])
+    product_mix = np.array([[0.65, 0.30, 0.05], [0.45, 0.40, 0.15], [0.70, 0.25, 0.05]])
+
+    closed_day = np.full(n, np.inf)
+    dissatisfaction = rng.exponential(0.15, n)
+    open_breach_until = np.full(n, -np.inf)  # day the latest breached complaint gets resolved
+    contact_until = np.full(n, -np.inf)  # a treated contact lowers the hazard until this day
+    hazard_parts: list[pd.DataFrame] = []
+    complaint_parts: list[dict[str, np.ndarray]] = []
+    survey_parts: list[dict[str, np.ndarray]] = []
+    contact_parts: list[dict[str, np.ndarray]] = []
+    transaction_tables: list[pa.Table] = []
+    silent_shock_month = np.full(n, -1)
+    chain_counter = 0
+
+    for month in range(months):
+        lo_day, hi_day = edge_days[month], edge_days[month + 1]
+        month_start = edges[month]
+        at_risk = (pop.signup_day < lo_day) & (closed_day == np.inf)
+        # --- the hazard of closing this month, from the state at the month's start
+        tenure_months = (lo_day - pop.signup_day) / 30.44
+        logit = (-5.7 + 1.7 * dissatisfaction + pop.frailty
+                 + np.array([0.0, -0.45, 0.15])[pop.segment]
+                 + np.where(tenure_months < 12, 0.55, 0.0) + np.where(tenure_months < 4, 0.35, 0.0)
+                 - 0.18 * np.log1p(pop.transaction_rate * pop.amount_median / 200.0)
+                 + 0.6 * (open_breach_until > lo_day) * np.where(pop.segment == 1, 1.8, 1.0)
+                 # single-product customers leave more easily; young ones shop around
+                 + np.where(pop.products_held == 1, 0.5, np.where(pop.products_held >= 4, -0.4, 0.0))
+                 + np.array([0.35, 0.1, 0.0, 0.0, -0.15, -0.3])[pop.age_band]
+                 # customers bought through a partner promotion leave when it ends (first year)
+                 + np.where((pop.acquisition == 3) & (tenure_months < 12), 0.9, 0.0))
+        hazard = 1.0 / (1.0 + np.exp(-logit))
+        hazard *= np.where(contact_until > lo_day, 1.0 - pop.contact_effect, 1.0)
+        risk_idx = np.flatnonzero(at_risk)
+        hazard_parts.append(pd.DataFrame({"customer": risk_idx, "month_start": month_start,
+                                          "hazard": hazard[risk_idx], "dissatisfaction": dissatisfaction[risk_idx]}))
+        closes = at_risk & (rng.random(n) < hazard)
+        closed_day[closes] = np.floor(rng.uniform(lo_day, hi_day, closes.sum()))
+        closed_day[closes] = np.maximum(closed_day[closes], lo_day + 1.0)
+
+        # --- who is around this month, and for which part of it
+        lo = np.maximum(lo_day, np.ceil(pop.signup_day))
+        hi = np.minimum(hi_day, closed_day)
+        present = np.flatnonzero((lo < hi) & (pop.signup_day < hi_day))
+        lo_p, hi_p = lo[present], hi[present]
+        share = (hi_p - lo_p) / (hi_day - lo_day)
+
+        # --- transactions: engagement falls with dissatisfaction; year-end peak
+        season = 1.0 + 0.15 * np.cos(2 * np.pi * (month_start.month - 12) / 12.0)
+        engagement = np.exp(-1.4 * dissatisfaction[present])
+        counts = rng.poisson(pop.transaction_rate[present] * engagement * season * share)
+        owner = np.repeat(present, counts)
+        total = len(owner)
+        day = rng.uniform(np.repeat(lo_p, counts), np.repeat(hi_p, counts))
+        amount = pop.amount_median[owner] * np.exp(rng.normal(0.0, 0.9, total) - 0.3 * dissatisfaction[owner])
+        # Refunds, and outflows that grow as an unhappy customer moves money elsewhere.
+        outflow = rng.random(total) < 0.06 + 0.12 * np.minimum(dissatisfaction[owner], 2.0)
+        amount = np.round(np.where(outflow, -(0.5 + np.minimum(dissatisfaction[owner], 2.0)) * amount, amount), 2)
+        order = np.lexsort((owner, day))
+        seconds = np.floor(day[order] * SECONDS_PER_DAY).astype("int64")
+        stamps = (np.datetime64(origin.to_datetime64(), "s") + seconds.astype("timedelta64[s]"))
+        segment = pop.segment[owner[order]]
+        tx = pa.table({
+            "customer_id": pc.take(ids_arrow, pa.array(owner[order])),
+            "timestamp": pa.array(stamps.astype("datetime64[ms]")),
+            "amount": pa.array(amount[order]),
+            "channel": pc.take(channel_arrow, pa.array(_choose_rows(rng, channel_mix[segment]))),
+            "product": pc.take(product_arrow, pa.array(_choose_rows(rng, product_mix[segment]))),
+        })
+        if transaction_sink is not None:
+            transaction_sink(tx)
+        else:
+            transaction_tables.append(tx)
+
+        # --- complaints, their handling, and what they do to the customer's mood
+        complaints, chain_counter = draw_complaints(pop, rng, present, lo_p, hi_p, dissatisfaction, month,
+                                                    chain_counter)
+        busy = 1.25 if month_start.month in (12, 1) else 1.0
+        service = serve_complaints(complaints, rng, dissatisfaction, busy)
+        complaint_parts.append({
+            "customer": complaints.customer, "day": complaints.day, "category": complaints.category,
+            "chain": complaints.chain, "chain_id": complaints.chain_id, "step": complaints.step,
+            "tier": service.tier, "channel": service.channel, "response_hours": service.response_hours,
+            "resolution_hours": service.resolution_hours, "satisfaction": service.satisfaction,
+        })
+        bad = np.zeros(n)
+        np.add.at(bad, complaints.customer, 0.08 + 0.35 * service.resolution_breached
+                  + 0.2 * service.response_breached + 0.3 * (np.nan_to_num(service.satisfaction, nan=3) < 3))
+        breached = service.resolution_breached | service.response_breached
+        resolved_day = complaints.day + service.resolution_hours / 24.0
+        np.maximum.at(open_breach_until, complaints.customer[breached], resolved_day[breached])
+
+        # --- silent disengagement: no complaint, just a customer drifting away
+        silent = (rng.random(n) < 0.008) & (closed_day == np.inf) & (pop.signup_day < hi_day)
+        silent_shock_month[silent & (silent_shock_month < 0)] = month
+        shock = np.where(silent, rng.uniform(1.5, 3.0, n), 0.0)
+        dissatisfaction = np.maximum(0.0, 0.92 * dissatisfaction + bad + shock + rng.normal(0.0, 0.03, n))
+
+        # --- surveys: a random sample, plus a post-closure survey after some complaints
+        asked = present[rng.random(len(present)) < 0.04]
+        followed = np.unique(complaints.customer[rng.random(len(complaints.customer)) < 0.25])
+        asked = np.union1d(asked, followed)
+        ask_lo, ask_hi = lo[asked], hi[asked]
+        mood = dissatisfaction[asked]
+        survey_parts.append({
+            "customer": asked, "day": rng.uniform(ask_lo, ask_hi),
+            "nps": np.clip(np.round(8.4 - 2.3 * mood + rng.normal(0, 1.4, len(asked))), 0, 10),
+            "csat": np.clip(np.round(4.3 - 0.8 * mood + rng.normal(0, 0.6, len(asked))), 1, 5),
+            "which": rng.choice(3, size=len(asked), p=(0.6, 0.2, 0.2)),  # both, NPS only, CSAT only
+        })
+
+        # --- the bank's own retention campaign: a rough risk score, randomised hold-out
+        candidates = np.flatnonzero(at_risk & (closed_day == np.inf))
+        if len(candidates):
+            score = (dissatisfaction[candidates] + rng.normal(0, 0.7, len(candidates))
+                     + 0.3 * (pop.segment[candidates] == 1))
+            take = candidates[np.argsort(-score, kind="stable")[: int(len(candidates) * CONTACT_SHARE_PER_MONTH)]]
+            treated = rng.random(len(take)) >= CONTROL_SHARE
+            action = np.where(pop.segment[take] == 1, 2, rng.choice(2, size=len(take), p=(0.6, 0.4)))
+            when = rng.uniform(lo_day, min(hi_day, lo_day + 20.0), len(take))
+            contact_until[take[treated]] = when[treated] + 91.0
+            contact_parts.append({"customer": take, "day": when, "action": action, "treatment": treated.astype(int)})
+        say(f"simulated month {month + 1}/{months} ({month_start:%Y-%m}): {total:,} transactions, "
+            f"{len(complaints.customer):,} complaints")
+
+    tables = assemble(pop, origin, end_day, closed_day, complaint_parts, survey_parts, contact_parts, rng)
+    hazard = pd.concat(hazard_parts, ignore_index=True)
+    tables["_truth/monthly_hazard"] = pd.DataFrame({
+        "customer_id": pd.Series(pop.ids[hazard["customer"].to_numpy()], dtype="str"),
+        "month_start": hazard["month_start"].astype("datetime64[ms]"),
+        "hazard": hazard["hazard"], "dissatisfaction": hazard["dissatisfaction"].round(4),
+    })
+    tables["_truth/customers"] = pd.DataFrame({
+        "customer_id": pd.Series(pop.ids, dtype="str"),
+        "frailty": pop.frailty, "transaction_rate": pop.transaction_rate, "amount_median": pop.amount_median,
+        "mobile_user": pop.mobile_user, "has_loan": pop.has_loan, "silent_shock_month": silent_shock_month,
+        "true_contact_effect": pop.contact_effect,
+    })
+    if transaction_sink is None:
+        tables["transactions"] = pa.concat_tables(transaction_tables).to_pandas(types_mapper=_arrow_strings)
+    return tables
+
+
+def _arrow_strings(dtype: pa.DataType) -> object:
+    return pd.StringDtype("pyarrow") if dtype == pa.string() else None
+
+
+def _stamp(origin: pd.Timestamp, day: np.ndarray) -> pd.Series:
+    """Days since the start as timestamps to the second (NaN stays empty)."""
+    seconds = np.floor(np.asarray(day, dtype=float) * SECONDS_PER_DAY)
+    return pd.Series(origin + pd.to_timedelta(seconds, unit="s")).astype("datetime64[ms]")
+
+
+def assemble(pop: Population, origin: pd.Timestamp, end_day: float, closed_day: np.ndarray,
+             complaint_parts: list[dict[str, np.ndarray]], survey_parts: list[dict[str, np.ndarray]],
+             contact_parts: list[dict[str, np.ndarray]], rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+    """The customers, complaints, surveys and contacts tables, with nothing after a closure."""
+    ids = pop.ids
+    closed = np.isfinite(closed_day)
+    signup = np.floor(pop.signup_day)
+    customers = pd.DataFrame({
+        "customer_id": pd.Series(ids, dtype="str"),
+        "signup_date": _stamp(origin, signup),
+        "closed_date": _stamp(origin, np.where(closed, closed_day, np.nan)),
+        "segment": pd.Series(np.array(SEGMENTS)[pop.segment], dtype="str"),
+        "region": pd.Series(np.array(REGIONS)[pop.region], dtype="str"),
+        "age_band": pd.Series(np.array(AGE_BANDS)[pop.age_band], dtype="str"),
+        "products_held": pop.products_held.astype("int64"),
+        "acquisition_channel": pd.Series(np.array(ACQUISITION)[pop.acquisition], dtype="str"),
+    })
+
+    c = {k: np.concatenate([p[k] for p in complaint_parts]) for k in complaint_parts[0]}
+    keep = (c["day"] < np.minimum(closed_day[c["customer"]], end_day))
+    c = {k: v[keep] for k, v in c.items()}
+    order = np.lexsort((c["customer"], c["day"]))
+    c = {k: v[order] for k, v in c.items()}
+    responded = c["day"] + c["response_hours"] / 24.0
+    resolved = c["day"] + c["resolution_hours"] / 24.0
+    response_known = responded < end_day
+    resolved_known = resolved < end_day
+    satisfaction = np.where(resolved_known, c["satisfaction"], np.nan)
+    width = max(8, len(str(len(order))) + 1)
+    names = np.array([cat.name for cat in CATEGORIES])
+    texts = np.array([cat.text for cat in CATEGORIES])
+    complaints = pd.DataFrame({
+        "complaint_id": pd.Series([f"K{i:0{width}d}" for i in range(1, len(order) + 1)], dtype="str"),
+        "customer_id": pd.Series(ids[c["customer"]], dtype="str"),
+        "opened_at": _stamp(origin, c["day"]),
+        "category": pd.Series(names[c["category"]], dtype="str"),
+        "priority": pd.Series(np.array(TIERS)[c["tier"]], dtype="str"),
+        "channel": pd.Series(np.array(COMPLAINT_CHANNELS)[c["channel"]], dtype="str"),
+        "product": pd.Series(np.array(PRODUCTS)[np.array([cat.product for cat in CATEGORIES])[c["category"]]],
+                             dtype="str"),
+        "first_response_at": _stamp(origin, np.where(response_known, responded, np.nan)),
+        "resolved_at": _stamp(origin, np.where(resolved_known, resolved, np.nan)),
+        "satisfaction": satisfaction,
+        "text": pd.Series(texts[c["category"]], dtype="str"),
+    })
+    complaint_truth = pd.DataFrame({
+        "complaint_id": complaints["complaint_id"],
+        "chain": pd.Series(np.where(c["chain"] >= 0, np.array([ch.name for ch in CHAINS] + [""])[c["chain"]], None),
+                           dtype="str"),
+        "chain_instance": c["chain_id"], "chain_step": np.where(c["chain"] >= 0, c["step"], -1),
+    })
+
+    s = {k: np.concatenate([p[k] for p in survey_parts]) for k in survey_parts[0]}
+    keep = s["day"] < np.minimum(closed_day[s["customer"]], end_day)
+    s = {k: v[keep] for k, v in s.items()}
+    order = np.lexsort((s["customer"], s["day"]))
+    s = {k: v[order] for k, v in s.items()}
+    surveys = pd.DataFrame({
+        "customer_id": pd.Series(ids[s["customer"]], dtype="str"),
+        "answered_at": _stamp(origin, s["day"]),
+        "nps": np.where(s["which"] == 2, np.nan, s["nps"]),
+        "csat": np.where(s["which"] == 1, np.nan, s["csat"]),
+    })
+
+    k = {key: np.concatenate([p[key] for p in contact_parts]) for key in contact_parts[0]} if contact_parts else {
+        "customer": np.zeros(0, int), "day": np.zeros(0), "action": np.zeros(0, int), "treatment": np.zeros(0, int)}
+    keep = k["day"] < np.minimum(closed_day[k["customer"]], end_day)
+    k = {key: v[keep] for key, v in k.items()}
+    order = np.lexsort((k["customer"], k["day"]))
+    k = {key: v[order] for key, v in k.items()}
+    costs = np.array([a[2] for a in RETENTION_ACTIONS])
+    contacts = pd.DataFrame({
+        "customer_id": pd.Series(ids[k["customer"]], dtype="str"),
+        "contacted_at": _stamp(origin, k["day"]),
+        "action": pd.Series(np.array([a[0] for a in RETENTION_ACTIONS])[k["action"]], dtype="str"),
+        "treatment": k["treatment"].astype("int64"),
+        "channel": pd.Series(np.array([a[1] for a in RETENTION_ACTIONS])[k["action"]], dtype="str"),
+        "cost": np.where(k["treatment"] == 1, costs[k["action"]], 0.0),
+    })
+    return {"customers": customers, "complaints": complaints, "surveys": surveys, "contacts": contacts,
+            "_truth/complaint_origin": complaint_truth}
+
+
+def planted_chains() -> list[dict[str, object]]:
+    """The planted chains as plain data, for `_truth/chains.json`."""
+    return [{"name": c.name, "steps": list(c.steps), "continue_probability": list(c.continue_probability),
+             "gap_days": [list(g) for g in c.gap_days], "who": c.who,
+             "monthly_start_probability": c.monthly_start_probability,
+             "months": (f"every {APP_RELEASE_EVERY_MONTHS} months (app releases)" if c.who == "mobile"
+                        else "every month")} for c in CHAINS]
+
+
+def write_table(frame: pd.DataFrame, path: Path, fmt: str) -> None:
+    """One table as Parquet (zstd) or UTF-8 CSV with ISO dates."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        frame.to_parquet(path, index=False, engine="pyarrow", compression="zstd")
+    else:
+        frame.to_csv(path, index=False, encoding="utf-8", lineterminator="\n", date_format="%Y-%m-%d %H:%M:%S")
+
+
+def run(customers: int, seed: int, out: str | Path, start: str = "2023-01-01", months: int = 30,
+        fmt: str = "parquet", progress: Callable[[str], None] | None = None) -> dict[str, int]:
+    """Generate the dataset into `out` (replaced atomically); return the row count of each table."""
+    if fmt not in ("parquet", "csv"):
+        raise ValueError("fmt must be 'parquet' or 'csv'")
+    say = progress or (lambda message: None)
+    counts: dict[str, int] = {}
+    with atomic_dir(out) as tmp:
+        tx_path = tmp / f"transactions.{fmt}"
+        writer: pq.ParquetWriter | None = None
+        tx_rows = 0
+
+        def sink(table: pa.Table) -> None:
+            nonlocal writer, tx_rows
+            tx_rows += table.num_rows
+            if fmt == "parquet":
+                if writer is None:
+                    writer = pq.ParquetWriter(tx_path, table.schema, compression="zstd")
+                writer.write_table(table, row_group_size=1_000_000)
+            else:
+                frame = table.to_pandas(types_mapper=_arrow_strings)
+                frame.to_csv(tx_path, mode="a", header=not tx_path.exists(), index=False, encoding="utf-8",
+                             lineterminator="\n", date_format="%Y-%m-%d %H:%M:%S")
+
+        try:
+            tables = simulate(customers, seed, start, months, progress=say, transaction_sink=sink)
+        finally:
+            if writer is not None:
+                writer.close()
+        counts["transactions"] = tx_rows
+        for name, frame in tables.items():
+            truth = name.startswith("_truth/")
+            write_table(frame, tmp / f"{name}.{'parquet' if truth else fmt}", "parquet" if truth else fmt)
+            if not truth:
+                counts[name] = len(frame)
+        (tmp / "_truth" / "chains.json").write_text(json.dumps(planted_chains(), indent=2) + "\n", encoding="utf-8")
+        (tmp / "_truth" / "README.md").write_text(TRUTH_README, encoding="utf-8")
+    ordered = {name: counts[name] for name in ("customers", "transactions", "complaints", "surveys", "contacts")}
+    say(f"wrote {out}: " + ", ".join(f"{name} {rows:,}" for name, rows in ordered.items()))
+    return ordered
+
+
+TRUTH_README = """# Ground truth of the generated data (never an input to the pipeline)
+
+- `monthly_hazard.parquet`: for each customer at risk at the start of each month, the
+  probability of closing in that month (`hazard`) and the hidden dissatisfaction level
+  that drives it. A model's ceiling: P(close within h days) = 1 - (1 - hazard)^(h/30.44).
+- `customers.parquet`: hidden traits (frailty, transaction rate, typical amount, app
+  use, loan holder), the month of a silent disengagement shock (-1: none), and the true
+  effect of a retention contact (relative cut in the monthly hazard for 91 days).
+- `complaint_origin.parquet`: which planted chain, instance and step each complaint
+  belongs to (empty chain: a background complaint).
+- `chains.json`: the planted root-cause chains, in order, with their probabilities.
+"""
