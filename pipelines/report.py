@@ -15,16 +15,61 @@ from pathlib import Path
 import jupytext
 import mlflow
 import nbformat
+import pandas as pd
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbconvert import HTMLExporter
 
-from pipelines.config import Config
+from pipelines.config import Config, load_config
 from pipelines.io import StageError, write_text
-from pipelines.tracking import tracked_run
+from pipelines.tracking import configure_tracking, tracked_run
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 CELL_TIMEOUT_SECONDS = 600
+DEFAULT_CONFIG = Path("configs/default.yaml")
+
+
+# ---------------------------------------------------------------- helpers the notebooks import
+
+
+def notebook_config() -> tuple[Config, Path]:
+    """The config the notebooks read: `CHURN_CONFIG` (set by `churn report`), else configs/default.yaml."""
+    path = Path(os.environ.get("CHURN_CONFIG") or DEFAULT_CONFIG)
+    return load_config(path), path
+
+
+def latest_run(cfg: Config, stage: str) -> mlflow.entities.Run | None:
+    """The most recent finished MLflow run of a pipeline stage (tag `stage`), or None."""
+    experiment_id = configure_tracking(cfg)
+    runs = mlflow.search_runs(experiment_ids=[experiment_id], output_format="list", max_results=1,
+                              filter_string=f"tags.stage = '{stage}' and attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"])
+    return runs[0] if runs else None
+
+
+def registry_history(cfg: Config, name: str, metrics: tuple[str, ...]) -> pd.DataFrame:
+    """Every registered version of model `name`: when, from which run, its aliases and some run metrics."""
+    configure_tracking(cfg)
+    client = mlflow.MlflowClient()
+    rows: list[dict[str, object]] = []
+    versions = client.search_model_versions(f"name='{name}'")
+    aliases: dict[str, list[str]] = {}
+    if versions:  # search results do not carry aliases in every store: read them from the model
+        for alias, number in client.get_registered_model(name).aliases.items():
+            aliases.setdefault(str(number), []).append(alias)
+    for version in versions:
+        run = client.get_run(version.run_id) if version.run_id else None
+        row: dict[str, object] = {
+            "version": int(version.version),
+            "registered": pd.Timestamp(version.creation_timestamp, unit="ms").floor("s"),
+            "aliases": ", ".join(sorted(aliases.get(str(version.version), []))) or "-",
+            "run_id": version.run_id,
+        }
+        for metric in metrics:
+            row[metric] = run.data.metrics.get(metric) if run is not None else None
+        rows.append(row)
+    columns = ["version", "registered", "aliases", "run_id", *metrics]
+    return pd.DataFrame(rows, columns=columns).sort_values("version", ignore_index=True)
 
 
 def notebook_sources(folder: Path = NOTEBOOK_DIR) -> list[Path]:

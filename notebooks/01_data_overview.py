@@ -1,0 +1,281 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 1. Data overview
+#
+# What the latest pipeline run was given, and what the customers look like: the validation
+# summary, activity and value, RFM segments and lifecycle stages, complaint volumes and
+# complaints that missed their service-level target.
+#
+# The notebook only reads the pipeline's outputs (`reports/validation.json`,
+# `reports/features_summary.json`, `data/features/*.parquet`) and the validated input
+# tables; it shows aggregates and never a complaint's text or any customer detail.
+# The config comes from `CHURN_CONFIG` (set by `churn report`), else `configs/default.yaml`.
+
+# %%
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, imported by mlflow
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown, display
+
+from features.catalogue import LIFECYCLE_STAGES, RFM_SEGMENT_RULES, RFM_SEGMENTS
+from features.contract import PRIORITY_TIERS
+from models.rules import breached_targets
+from pipelines.report import notebook_config
+from pipelines.tables import load_tables
+
+# %matplotlib inline
+warnings.filterwarnings("ignore", category=DeprecationWarning)  # after the imports, which reset the filters
+pd.set_option("display.max_rows", 40)
+pd.set_option("display.width", 140)
+plt.rcParams.update({"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3})
+
+cfg, config_path = notebook_config()
+reports = Path(cfg.paths.reports_dir)
+features_dir = Path(cfg.paths.features_dir)
+display(Markdown(f"Config: `{config_path}`"))
+
+# %% [markdown]
+# ## Validation summary
+#
+# Every input table passed the data contract (`churn validate`); rows and date range per table.
+
+# %%
+validation = json.loads((reports / "validation.json").read_text())
+summary = pd.DataFrame([
+    {"table": name, "rows": entry["rows"], "first event": entry.get("first", ""), "last event": entry.get("last", ""),
+     "columns": len(entry.get("columns", []))}
+    for name, entry in validation["tables"].items() if name != "as_of"
+]).set_index("table")
+display(Markdown(f"Data complete up to **{validation['as_of']}** (exclusive); all tables valid: "
+                 f"**{validation['valid']}**."))
+summary
+
+# %%
+features_summary = json.loads((reports / "features_summary.json").read_text())
+per_cutoff = pd.DataFrame({
+    "customers": pd.Series(features_summary["train"]["rows_per_cutoff"]),
+    "churn rate": pd.Series(features_summary["train"]["churn_rate_per_cutoff"]),
+}).rename_axis("cutoff")
+per_cutoff.index = pd.to_datetime(per_cutoff.index)
+
+fig, ax = plt.subplots(figsize=(8, 3.8))
+ax.plot(per_cutoff.index, per_cutoff["churn rate"] * 100, marker="o")
+ax.set_title(f"Churn rate within {features_summary['horizon_days']} days of each training cutoff "
+             f"({features_summary['label_definition']})")
+ax.set_xlabel("Training cutoff (date)")
+ax.set_ylabel("Customers who churned (%)")
+ax.set_ylim(bottom=0)
+fig.autofmt_xdate()
+plt.show()
+
+# %% [markdown]
+# ## Activity and value
+#
+# Distributions over the customers eligible at the scoring date (`data/features/score.parquet`).
+
+# %%
+score = pd.read_parquet(features_dir / "score.parquet")
+train = pd.read_parquet(features_dir / "train.parquet")
+display(Markdown(f"{len(score):,} customers eligible at the scoring date; training table: {len(train):,} rows "
+                 f"over {train['cutoff'].nunique()} cutoffs."))
+
+fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+panels = (
+    ("transaction_count_365d", "Transactions in the last 365 days", "Transactions (count)"),
+    ("transaction_amount_365d", "Net transaction value, last 365 days", "Net value (currency units)"),
+    ("days_since_last_transaction", "Days since the last transaction", "Days"),
+)
+for ax, (column, title, xlabel) in zip(axes, panels):
+    if column in score:
+        values = score[column].dropna().to_numpy(dtype=float)
+        high = np.quantile(values, 0.99) if len(values) else 1.0
+        ax.hist(np.clip(values, None, high), bins=40, color="#4c72b0")
+        ax.set_xlabel(xlabel + " (top 1% clipped)")
+    else:
+        ax.text(0.5, 0.5, "no transactions table", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.set_ylabel("Customers (count)")
+fig.suptitle("Activity and value at the scoring date")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## RFM segments and lifecycle stages
+#
+# Left: how many customers sit in each segment today. Right: the share of each segment's
+# customers who churned within the horizon, over every training cutoff.
+
+# %%
+def segment_view(column: str, order: tuple[str, ...], label: str) -> None:
+    """Customers per level today, and the historical churn rate per level (training table)."""
+    if column not in score:
+        display(Markdown(f"*No `{column}` feature (it needs the transactions table).*"))
+        return
+    today = score[column].astype("str").value_counts().reindex(order, fill_value=0)
+    rate = train.groupby(train[column].astype("str"))["churned"].mean().reindex(order) * 100
+    overall = train["churned"].mean() * 100
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2))
+    left.barh(list(order)[::-1], today.to_numpy()[::-1], color="#4c72b0")
+    left.set_title(f"Customers per {label} at the scoring date")
+    left.set_xlabel("Customers (count)")
+    left.set_ylabel(label[0].upper() + label[1:])
+    right.barh(list(order)[::-1], rate.fillna(0).to_numpy()[::-1], color="#dd8452")
+    right.axvline(overall, color="grey", ls="--", label=f"all customers ({overall:.1f}%)")
+    right.set_title(f"Churn rate per {label} (all training cutoffs)")
+    right.set_xlabel("Customers who churned within the horizon (%)")
+    right.set_ylabel(label[0].upper() + label[1:])
+    right.legend(loc="lower right")
+    fig.tight_layout()
+    plt.show()
+
+
+segment_view("rfm_segment", RFM_SEGMENTS, "RFM segment")
+pd.DataFrame(RFM_SEGMENT_RULES, columns=["segment", "rule (first match wins; scores are 1-5 quintiles)"])
+
+# %%
+segment_view("lifecycle_stage", LIFECYCLE_STAGES, "lifecycle stage")
+
+# %% [markdown]
+# ## Complaints
+#
+# Volumes by category, channel, priority tier and month, from the validated complaints
+# table. The free text of a complaint is never read here.
+
+# %%
+tables = load_tables(cfg)
+complaints = tables.complaints
+if complaints is None or complaints.empty:
+    display(Markdown("*No complaints table in this config: the complaint charts are skipped.*"))
+    complaints = pd.DataFrame(columns=["complaint_id", "customer_id", "opened_at", "category"])
+complaints = complaints.drop(columns=["text"], errors="ignore")
+complaints["month"] = pd.to_datetime(complaints["opened_at"]).dt.to_period("M").dt.to_timestamp()
+customers_total = len(tables.customers)
+display(Markdown(f"{len(complaints):,} complaints, suggestions and inquiries from "
+                 f"{complaints['customer_id'].nunique():,} of {customers_total:,} customers."))
+
+# %%
+def count_bars(ax: plt.Axes, column: str, title: str, label: str, order: list[str] | None = None) -> None:
+    """Horizontal bars of complaint counts per level of `column`."""
+    ax.set_title(title)
+    ax.set_xlabel("Complaints (count)")
+    ax.set_ylabel(label)
+    if column not in complaints or complaints.empty:
+        ax.text(0.5, 0.5, f"no `{column}` column", ha="center", va="center", transform=ax.transAxes)
+        return
+    counts = complaints[column].astype("str").where(complaints[column].notna(), "(missing)").value_counts()
+    if order is not None:
+        counts = counts.reindex([*order, *[c for c in counts.index if c not in order]], fill_value=0)
+    counts = counts.head(15)
+    ax.barh(counts.index[::-1], counts.to_numpy()[::-1], color="#4c72b0")
+
+
+fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+count_bars(axes[0], "category", "Complaints by category (top 15)", "Category")
+count_bars(axes[1], "channel", "Complaints by channel", "Channel")
+count_bars(axes[2], "priority", "Complaints by priority tier", "Priority tier", list(PRIORITY_TIERS))
+fig.tight_layout()
+plt.show()
+
+# %%
+monthly = complaints.groupby("month").size()
+fig, ax = plt.subplots(figsize=(10, 4))
+ax.bar(monthly.index, monthly.to_numpy(), width=20, color="#4c72b0")
+ax.set_title("Complaints received per month")
+ax.set_xlabel("Month opened")
+ax.set_ylabel("Complaints (count)")
+fig.autofmt_xdate()
+plt.show()
+
+# %%
+if not complaints.empty:
+    top_categories = complaints["category"].astype("str").value_counts().head(8).index
+    heat = (complaints[complaints["category"].astype("str").isin(top_categories)]
+            .assign(category=lambda f: f["category"].astype("str"))
+            .pivot_table(index="category", columns="month", values="opened_at", aggfunc="count", fill_value=0)
+            .reindex(top_categories))
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    image = ax.imshow(heat.to_numpy(dtype=float), aspect="auto", cmap="Blues")
+    ax.set_yticks(range(len(heat.index)), heat.index)
+    step = max(1, len(heat.columns) // 12)
+    ax.set_xticks(range(0, len(heat.columns), step), [c.strftime("%Y-%m") for c in heat.columns[::step]],
+                  rotation=45, ha="right")
+    ax.set_title("Complaint heat map: top categories by month")
+    ax.set_xlabel("Month opened")
+    ax.set_ylabel("Category")
+    ax.grid(False)
+    fig.colorbar(image, ax=ax, label="Complaints (count)")
+    fig.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# ## Service-level targets
+#
+# A complaint breaches its target when its first reply or its resolution took longer than
+# its tier allows (`features.complaint_targets`), or it is still waiting past that time at the
+# as-of date. Same rule as the complaint features and the rule mining.
+
+# %%
+targets = cfg.features.complaint_targets
+display(pd.DataFrame({tier: {"first response (hours)": t.first_response_hours, "resolution (hours)": t.resolution_hours}
+                      for tier, t in targets.items()}).T.rename_axis("tier"))
+as_of_us = int(pd.Timestamp(tables.as_of).as_unit("us").value // 1_000) if tables.as_of is not None else None
+late = breached_targets(complaints, as_of_us, targets) if as_of_us is not None and not complaints.empty else None
+if late is None:
+    display(Markdown("*The complaints have no priority or no response/resolution times: breaches cannot be measured.*"))
+else:
+    complaints["breached"] = late
+    by_tier = complaints.groupby(complaints["priority"].astype("str"))["breached"].mean().reindex(list(PRIORITY_TIERS)) * 100
+    by_month = complaints.groupby("month")["breached"].mean() * 100
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.2), gridspec_kw={"width_ratios": [1, 2]})
+    left.bar(by_tier.index, by_tier.fillna(0).to_numpy(), color="#c44e52")
+    left.set_title("Complaints past their target, by tier")
+    left.set_xlabel("Priority tier")
+    left.set_ylabel("Complaints past target (%)")
+    right.plot(by_month.index, by_month.to_numpy(), marker="o", color="#c44e52")
+    right.set_title("Complaints past their target, by month opened")
+    right.set_xlabel("Month opened")
+    right.set_ylabel("Complaints past target (%)")
+    right.set_ylim(bottom=0)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# ## Targets from the care playbook
+#
+# The source documents set a complaint rate below 2% of customers, satisfaction of at least
+# 90% and response timeliness of at least 99%. Measured over the last 12 months of data.
+
+# %%
+if not complaints.empty and tables.as_of is not None:
+    recent = complaints[complaints["opened_at"] >= tables.as_of - pd.DateOffset(months=12)]
+    kpis = {"complaint rate (customers with a complaint, % of customers)":
+            (recent["customer_id"].nunique() / customers_total * 100, "< 2")}
+    if "satisfaction" in recent and recent["satisfaction"].notna().any():
+        kpis["satisfied at closure (score 4-5, % of rated)"] = ((recent["satisfaction"].dropna() >= 4).mean() * 100, ">= 90")
+    if "breached" in recent:
+        kpis["within service-level target (% of complaints)"] = ((~recent["breached"]).mean() * 100, ">= 99")
+    display(pd.DataFrame(kpis, index=["measured", "target"]).T.assign(
+        measured=lambda f: f["measured"].astype(float).round(1)))
