@@ -100,6 +100,20 @@ def profit_curve(y: np.ndarray, score: np.ndarray, customer_value: np.ndarray,
                          "expected_profit": cumulative[counts]})
 
 
+def expected_contact_profit(probability: np.ndarray, customer_value: np.ndarray,
+                            economics: EconomicsSettings) -> np.ndarray:
+    """Expected profit of contacting each customer under the profit curve's economics.
+
+    A campaign ranks by this, not by risk alone: would-be churners are often the customers
+    whose value is already fading, so the riskiest are rarely the ones worth an offer.
+    """
+    p = np.asarray(probability, dtype=float)
+    value = np.asarray(customer_value, dtype=float)
+    return (p * economics.retention_success_rate * (value - economics.offer_cost)
+            - economics.contact_cost
+            - (1.0 - p) * economics.offer_acceptance_non_churners * economics.offer_cost)
+
+
 def best_profit(curve: pd.DataFrame) -> dict[str, float]:
     """The most profitable share to contact and its expected profit."""
     best = curve.loc[curve["expected_profit"].idxmax()]

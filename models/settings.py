@@ -58,7 +58,7 @@ class EconomicsSettings(Strict):
     """Money figures for the profit curve and the contact decision; documented defaults."""
 
     contact_cost: float = Field(default=5.0, ge=0, description="Cost of one contact (agent time, postage)")
-    offer_cost: float = Field(default=25.0, ge=0, description="Cost of the retention offer if accepted")
+    offer_cost: float = Field(default=10.0, ge=0, description="Cost of the retention offer if accepted")
     offer_acceptance_non_churners: float = Field(
         default=1.0, ge=0, le=1,
         description="Share of contacted non-churners who take the offer anyway (EMP assumes all)",
@@ -72,6 +72,6 @@ class EconomicsSettings(Strict):
     )
     annual_discount_rate: float = Field(default=0.08, ge=0, lt=1)
     value_margin: float = Field(
-        default=0.02, gt=0, le=1,
+        default=0.05, gt=0, le=1,
         description="Share of transaction value the institution earns (turns spend into profit)",
     )

@@ -16,7 +16,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 from models.baselines import carry_forward_value, fit_logistic_baseline, logistic_scores, recency_scores
 from models.boosting import ChurnModel, ValueModel, fit_churn_model, fit_value_model
 from models.data import FeatureSchema, Split, infer_schema, model_feature_columns, split_rows
-from models.evaluation import best_profit, churn_metrics, gains_table, lifetime_value, profit_curve, value_metrics
+from models.evaluation import best_profit, churn_metrics, expected_contact_profit, gains_table, lifetime_value, profit_curve, value_metrics
 from models.settings import BoosterSettings, EconomicsSettings, ModelSettings
 
 
@@ -109,7 +109,9 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
             if name == "recency_rule" and key in ("brier", "log_loss", "expected_calibration_error"):
                 continue
             metrics[f"{prefix}.{key}"] = number
-        curves[name] = profit_curve(y, score, ltv, economics)
+        # Models with probabilities rank a campaign by expected profit; the recency rule by its own order.
+        ranking = score if name == "recency_rule" else expected_contact_profit(score, ltv, economics)
+        curves[name] = profit_curve(y, ranking, ltv, economics)
         gains[name] = gains_table(y, score)
         metrics.update({f"{prefix}.{k}": v for k, v in best_profit(curves[name]).items()})
     metrics["churn.raw_roc_auc"] = float(roc_auc_score(y, churn.raw_score(test_rows))) if 0 < y.sum() < len(y) else float("nan")
@@ -157,5 +159,6 @@ def champion_score(metric: str, y: np.ndarray, probability: np.ndarray, customer
                    economics: EconomicsSettings) -> float:
     """The comparison metric for champion/challenger on the same test rows."""
     if metric == "best_profit":
-        return best_profit(profit_curve(y, probability, customer_value, economics))["best_profit"]
+        ranking = expected_contact_profit(probability, customer_value, economics)
+        return best_profit(profit_curve(y, ranking, customer_value, economics))["best_profit"]
     return churn_metrics(y, probability)[metric]

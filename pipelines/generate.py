@@ -296,6 +296,7 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
     product_mix = np.array([[0.65, 0.30, 0.05], [0.45, 0.40, 0.15], [0.70, 0.25, 0.05]])
 
     closed_day = np.full(n, np.inf)
+    decided_day = np.full(n, np.inf)  # when a customer made up their mind to leave
     dissatisfaction = rng.exponential(0.15, n)
     open_breach_until = np.full(n, -np.inf)  # day the latest breached complaint gets resolved
     contact_until = np.full(n, -np.inf)  # a treated contact lowers the hazard until this day
@@ -310,7 +311,7 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
     for month in range(months):
         lo_day, hi_day = edge_days[month], edge_days[month + 1]
         month_start = edges[month]
-        at_risk = (pop.signup_day < lo_day) & (closed_day == np.inf)
+        at_risk = (pop.signup_day < lo_day) & (decided_day == np.inf)
         # --- the hazard of closing this month, from the state at the month's start
         tenure_months = (lo_day - pop.signup_day) / 30.44
         logit = (-5.7 + 1.7 * dissatisfaction + pop.frailty
@@ -325,12 +326,18 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
                  + np.where((pop.acquisition == 3) & (tenure_months < 12), 0.9, 0.0))
         hazard = 1.0 / (1.0 + np.exp(-logit))
         hazard *= np.where(contact_until > lo_day, 1.0 - pop.contact_effect, 1.0)
-        risk_idx = np.flatnonzero(at_risk)
+        # Customers who already decided to leave (closing soon) are certain to close: hazard 1.
+        leaving = (decided_day < lo_day) & (closed_day > lo_day)
+        hazard = np.where(leaving, 1.0, hazard)
+        risk_idx = np.flatnonzero(at_risk | leaving)
         hazard_parts.append(pd.DataFrame({"customer": risk_idx, "month_start": month_start,
-                                          "hazard": hazard[risk_idx], "dissatisfaction": dissatisfaction[risk_idx]}))
-        closes = at_risk & (rng.random(n) < hazard)
-        closed_day[closes] = np.floor(rng.uniform(lo_day, hi_day, closes.sum()))
-        closed_day[closes] = np.maximum(closed_day[closes], lo_day + 1.0)
+                                          "hazard": hazard[risk_idx], "dissatisfaction": dissatisfaction[risk_idx],
+                                          "leaving": leaving[risk_idx]}))
+        # A customer decides to leave, then winds the relationship down over a few weeks
+        # (moving the salary, spending elsewhere, taking money out) before the account closes.
+        decides = at_risk & (rng.random(n) < hazard)
+        decided_day[decides] = rng.uniform(lo_day, hi_day, decides.sum())
+        closed_day[decides] = np.floor(decided_day[decides] + rng.uniform(15.0, 75.0, decides.sum()))
 
         # --- who is around this month, and for which part of it
         lo = np.maximum(lo_day, np.ceil(pop.signup_day))
@@ -341,14 +348,16 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
 
         # --- transactions: engagement falls with dissatisfaction; year-end peak
         season = 1.0 + 0.15 * np.cos(2 * np.pi * (month_start.month - 12) / 12.0)
-        engagement = np.exp(-1.4 * dissatisfaction[present])
+        winding_down = np.clip((hi_p - decided_day[present]) / (hi_p - lo_p), 0.0, 1.0)
+        engagement = np.exp(-1.4 * dissatisfaction[present]) * (1.0 - 0.75 * winding_down)
         counts = rng.poisson(pop.transaction_rate[present] * engagement * season * share)
         owner = np.repeat(present, counts)
         total = len(owner)
         day = rng.uniform(np.repeat(lo_p, counts), np.repeat(hi_p, counts))
         amount = pop.amount_median[owner] * np.exp(rng.normal(0.0, 0.9, total) - 0.3 * dissatisfaction[owner])
         # Refunds, and outflows that grow as an unhappy customer moves money elsewhere.
-        outflow = rng.random(total) < 0.06 + 0.12 * np.minimum(dissatisfaction[owner], 2.0)
+        leaving_tx = day > decided_day[owner]
+        outflow = rng.random(total) < 0.06 + 0.12 * np.minimum(dissatisfaction[owner], 2.0) + 0.3 * leaving_tx
         amount = np.round(np.where(outflow, -(0.5 + np.minimum(dissatisfaction[owner], 2.0)) * amount, amount), 2)
         order = np.lexsort((owner, day))
         seconds = np.floor(day[order] * SECONDS_PER_DAY).astype("int64")
@@ -385,7 +394,7 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
         np.maximum.at(open_breach_until, complaints.customer[breached], resolved_day[breached])
 
         # --- silent disengagement: no complaint, just a customer drifting away
-        silent = (rng.random(n) < 0.008) & (closed_day == np.inf) & (pop.signup_day < hi_day)
+        silent = (rng.random(n) < 0.008) & (decided_day == np.inf) & (pop.signup_day < hi_day)
         silent_shock_month[silent & (silent_shock_month < 0)] = month
         shock = np.where(silent, rng.uniform(1.5, 3.0, n), 0.0)
         dissatisfaction = np.maximum(0.0, 0.92 * dissatisfaction + bad + shock + rng.normal(0.0, 0.03, n))
@@ -404,7 +413,7 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
         })
 
         # --- the bank's own retention campaign: a rough risk score, randomised hold-out
-        candidates = np.flatnonzero(at_risk & (closed_day == np.inf))
+        candidates = np.flatnonzero((pop.signup_day < lo_day) & (closed_day > lo_day + 20.0))
         if len(candidates):
             score = (dissatisfaction[candidates] + rng.normal(0, 0.7, len(candidates))
                      + 0.3 * (pop.segment[candidates] == 1))
@@ -423,6 +432,7 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
         "customer_id": pd.Series(pop.ids[hazard["customer"].to_numpy()], dtype="str"),
         "month_start": hazard["month_start"].astype("datetime64[ms]"),
         "hazard": hazard["hazard"], "dissatisfaction": hazard["dissatisfaction"].round(4),
+        "decided_to_leave": hazard["leaving"],
     })
     tables["_truth/customers"] = pd.DataFrame({
         "customer_id": pd.Series(pop.ids, dtype="str"),
@@ -450,7 +460,7 @@ def assemble(pop: Population, origin: pd.Timestamp, end_day: float, closed_day: 
              contact_parts: list[dict[str, np.ndarray]], rng: np.random.Generator) -> dict[str, pd.DataFrame]:
     """The customers, complaints, surveys and contacts tables, with nothing after a closure."""
     ids = pop.ids
-    closed = np.isfinite(closed_day)
+    closed = closed_day < end_day  # a closure after the data's end is not known yet
     signup = np.floor(pop.signup_day)
     customers = pd.DataFrame({
         "customer_id": pd.Series(ids, dtype="str"),
@@ -590,9 +600,10 @@ def run(customers: int, seed: int, out: str | Path, start: str = "2023-01-01", m
 
 TRUTH_README = """# Ground truth of the generated data (never an input to the pipeline)
 
-- `monthly_hazard.parquet`: for each customer at risk at the start of each month, the
-  probability of closing in that month (`hazard`) and the hidden dissatisfaction level
-  that drives it. A model's ceiling: P(close within h days) = 1 - (1 - hazard)^(h/30.44).
+- `monthly_hazard.parquet`: for each open customer at the start of each month, the
+  probability of deciding to leave in that month (`hazard`; 1 for customers who already
+  decided, `decided_to_leave`, and close 15-75 days after deciding) and the hidden
+  dissatisfaction level that drives it. A model's ceiling: P(close within h days) = 1 - (1 - hazard)^(h/30.44).
 - `customers.parquet`: hidden traits (frailty, transaction rate, typical amount, app
   use, loan holder), the month of a silent disengagement shock (-1: none), and the true
   effect of a retention contact (relative cut in the monthly hazard for 91 days).
