@@ -30,7 +30,6 @@ import warnings
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, imported by mlflow
 import io
 import json
-import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -51,7 +50,6 @@ pd.set_option("display.width", 140)
 pd.set_option("display.max_colwidth", 70)
 plt.rcParams.update({"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3})
 
-os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # no download bars in the report
 cfg, config_path = notebook_config()
 outputs = Path(cfg.paths.outputs_dir)
 scores = pd.read_parquet(outputs / SCORES_FILE)

@@ -1,15 +1,19 @@
 """The report stage: execute the analyst notebooks on the latest outputs and render them to HTML.
 
-Notebooks live in `notebooks/` as jupytext percent scripts (the reviewable source) paired
-with `.ipynb`. Each is executed top to bottom in a fresh kernel, in the project folder,
-with `CHURN_CONFIG` naming the config, then exported to standalone HTML (plots embedded)
-in `reports/html/`, and the HTML files are logged to an MLflow run.
+Notebooks live in `notebooks/` as jupytext percent scripts (the reviewable source; the paired
+`.ipynb` are made locally by `jupytext --sync` and not committed). Each is executed top to
+bottom in a fresh kernel, in the project folder, with `CHURN_CONFIG` naming the config, then
+exported to standalone HTML (plots embedded) in `reports/html/`, and the HTML files are
+logged to an MLflow run. The notebooks import the small helpers below (config, latest run of
+a stage, registry history) instead of repeating MLflow plumbing.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jupytext
@@ -78,21 +82,19 @@ def notebook_sources(folder: Path = NOTEBOOK_DIR) -> list[Path]:
 
 
 def execute_notebook(source: Path, config_path: Path, workdir: Path) -> nbformat.NotebookNode:
-    """Run one notebook in a fresh kernel; a failing cell raises StageError naming the notebook."""
+    """Run one notebook in a fresh kernel; a failing cell raises StageError naming the notebook.
+
+    The kernel gets `CHURN_CONFIG` in its own environment, so notebooks can run side by side.
+    """
     notebook = jupytext.read(source)
-    previous = os.environ.get("CHURN_CONFIG")
-    os.environ["CHURN_CONFIG"] = str(config_path.resolve())
+    env = {**os.environ, "CHURN_CONFIG": str(config_path.resolve()),
+           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    client = NotebookClient(notebook, timeout=CELL_TIMEOUT_SECONDS, kernel_name="python3",
+                            resources={"metadata": {"path": str(workdir)}})
     try:
-        client = NotebookClient(notebook, timeout=CELL_TIMEOUT_SECONDS, kernel_name="python3",
-                                resources={"metadata": {"path": str(workdir)}})
-        client.execute()
+        client.execute(env=env)
     except CellExecutionError as error:
         raise StageError(f"notebook {source.name} failed: {str(error)[:2000]}") from None
-    finally:
-        if previous is None:
-            os.environ.pop("CHURN_CONFIG", None)
-        else:
-            os.environ["CHURN_CONFIG"] = previous
     return notebook
 
 
@@ -105,18 +107,31 @@ def render_html(notebook: nbformat.NotebookNode) -> str:
 
 def run(cfg: Config, progress: Callable[[str], None] | None = None,
         config_path: Path | None = None) -> dict[str, object]:
-    """Execute every notebook and write `reports/html/<notebook>.html`; log them to MLflow."""
+    """Execute every notebook and write `reports/html/<notebook>.html`; log them to MLflow.
+
+    Notebooks run side by side (one kernel each, up to the number of CPUs); the first
+    failing notebook, in numbered order, stops the stage with its name and error.
+    """
     say = progress or (lambda message: None)
     config_path = config_path or Path(os.environ.get("CHURN_CONFIG", "configs/default.yaml"))
     sources = notebook_sources()
     if not sources:
         raise StageError(f"no notebooks found in {NOTEBOOK_DIR}")
     out_dir = Path(cfg.paths.reports_dir) / "html"
+    workdir = Path.cwd()
     written: list[str] = []
+
+    def execute(source: Path) -> nbformat.NotebookNode:
+        start = time.perf_counter()
+        notebook = execute_notebook(source, config_path, workdir)
+        say(f"executed {source.name} ({time.perf_counter() - start:.0f} s)")
+        return notebook
+
     with tracked_run(cfg, stage="report"):
-        for source in sources:
-            say(f"executing {source.name}")
-            notebook = execute_notebook(source, config_path, Path.cwd())
+        say(f"executing {len(sources)} notebooks: {', '.join(s.name for s in sources)}")
+        with ThreadPoolExecutor(max_workers=max(1, min(len(sources), os.cpu_count() or 1))) as pool:
+            notebooks = list(pool.map(execute, sources))
+        for source, notebook in zip(sources, notebooks):
             target = out_dir / f"{source.stem}.html"
             write_text(render_html(notebook), target)
             mlflow.log_artifact(str(target), "report")
