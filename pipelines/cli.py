@@ -7,6 +7,7 @@ non-zero without writing anything when either is wrong.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import time
@@ -17,6 +18,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from features.validation import ValidationFailed
@@ -26,13 +28,16 @@ from pipelines.io import StageError
 EXIT_CONFIG = 2
 EXIT_INVALID_INPUT = 3
 EXIT_REFUSED = 4
+LIST_HEAD_ROWS = 10
+"""Rows of the retention list `churn score` prints (the whole list is in the CSV file)."""
 
 app = typer.Typer(
     name="churn",
     help=(
         "Churn prediction and retention lists for financial-services customer care.\n\n"
-        "Typical use: `churn generate --customers 20000 --out data/raw/demo` (demo data), then "
-        "`churn validate --config configs/default.yaml` and the stages that follow."
+        "Example: `churn generate --customers 20000 --out data/raw/demo` (demo data), then "
+        "`churn run --config configs/default.yaml` (validate, features, train, score, rules, report), "
+        "or one stage at a time: `churn score --config configs/default.yaml`."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -207,6 +212,151 @@ def train(config: ConfigOption = Path("configs/default.yaml")) -> None:
         Console().print(f"{decision['model']} v{decision['new_version']}: {decision['alias']} ({decision['reason']})")
 
 
+def _iso_date(value: str | None) -> str | None:
+    """Option callback: a YYYY-MM-DD date or nothing (a bad date exits 2, naming the option)."""
+    if value is None:
+        return None
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date in the form YYYY-MM-DD") from None
+    return value
+
+
+def _money(value: object) -> str:
+    """A money amount for the console: whole units with thousands separators; blank when missing."""
+    return f"{float(value):,.0f}" if value is not None and value == value else ""  # type: ignore[arg-type]
+
+
+@app.command()
+def score(
+    config: ConfigOption = Path("configs/default.yaml"),
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", callback=_iso_date, metavar="DATE",
+        help="Score as of this date, YYYY-MM-DD (default: the end of the data, or data.as_of).")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", metavar="URI",
+        help="Churn-risk model to use instead of scoring.churn_model_uri, e.g. models:/churn-risk/3 or runs:/ID/churn-risk.")] = None,
+    value_model: Annotated[str | None, typer.Option(
+        "--value-model", metavar="URI",
+        help="Customer-value model to use instead of scoring.value_model_uri, e.g. models:/customer-value@challenger.")] = None,
+    customer: Annotated[list[str] | None, typer.Option(
+        "--customer", metavar="ID",
+        help="Also print the reasons for this customer, listed or not (repeat the option for more).")] = None,
+) -> None:
+    """Score every customer with the champion models and write the week's retention list.
+
+    Each customer gets a churn risk, a lifetime value and a care segment.
+    The care playbook (config section `scoring`) sets action, owner and deadline;
+    overdue complaints come first, then the best expected benefit per team capacity.
+
+    Writes data/outputs/ scores.parquet, retention_list.csv and manifest.json.
+
+    Examples: churn score --config configs/default.yaml;
+    churn score -c configs/default.yaml --as-of 2025-03-31 --customer C0000123
+    """
+    import pandas as pd
+
+    from pipelines.score import LIST_FILE, run
+
+    cfg = load_or_exit(config)
+    result = run_stage(lambda: run(cfg, as_of=as_of, churn_model_uri=model, value_model_uri=value_model,
+                                   progress=progress_printer(), explain_customers=customer or ()))
+    summary = result["summary"]  # type: ignore[index]
+    paths = result["paths"]  # type: ignore[index]
+    out = Console()
+    head = pd.read_csv(paths[LIST_FILE], dtype={"customer_id": "str"}, keep_default_na=False, nrows=LIST_HEAD_ROWS)
+    table = Table(title=f"retention list as of {str(result['as_of'])[:10]}: "  # type: ignore[index]
+                        f"top {len(head)} of {summary['customers_selected']:,} selected "
+                        f"({summary['customers_scored']:,} customers scored)")
+    for name, justify in (("rank", "right"), ("customer", "left"), ("segment", "left"), ("risk", "right"),
+                          ("value at risk", "right"), ("action", "left"), ("first reason", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in head.itertuples(index=False):
+        table.add_row(str(row.rank), escape(str(row.customer_id)), escape(str(row.segment)),
+                      f"{float(row.churn_probability):.0%}", _money(row.value_at_risk), escape(str(row.action)),
+                      escape(str(row.reason_1)))
+    out.print(table)
+    teams = Table(title="team capacity")
+    for name in ("owner", "capacity", "selected", "complaints first", "left out (capacity)"):
+        teams.add_column(name, justify="left" if name == "owner" else "right")
+    for owner, use in summary["owners"].items():  # type: ignore[union-attr]
+        teams.add_row(escape(owner), "no limit" if use["capacity"] is None else f"{use['capacity']:,}",
+                      f"{use['selected']:,}", f"{use['service_obligations']:,}",
+                      f"{use['over_capacity_not_selected']:,}")
+    out.print(teams)
+    out.print(f"expected benefit of the list: {_money(summary['total_expected_benefit_selected'])}; "
+              f"value at risk on the list: {_money(summary['total_value_at_risk_selected'])} of "
+              f"{_money(summary['total_value_at_risk'])}")
+    drifted = result["drift"]["features_above_warning"]  # type: ignore[index]
+    if drifted:
+        out.print(f"[yellow]drift warning[/yellow]: {len(drifted)} feature(s) with PSI above "
+                  f"{result['drift']['warn_above']}: {', '.join(sorted(drifted))}")  # type: ignore[index]
+    for entry in result["explanations"]:  # type: ignore[index]
+        _print_explanation(out, entry)
+    out.print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def _print_explanation(out: Console, entry: dict[str, object]) -> None:
+    """One requested customer: score, decision and reasons in plain words."""
+    cid = escape(str(entry["customer_id"]))
+    if not entry["scored"]:
+        out.print(f"[bold]{cid}[/bold]: {escape(str(entry['note']))}")
+        return
+    place = (f"rank {entry['rank']} on the list ({entry['selection_reason']})" if entry["selected"]
+             else f"not on the list ({entry['selection_reason']})")
+    out.print(f"[bold]{cid}[/bold]: {escape(str(entry['segment']))}, churn risk {float(entry['churn_probability']):.0%}, "  # type: ignore[arg-type]
+              f"value at risk {_money(entry['value_at_risk'])}; {escape(place)}; action: {escape(str(entry['action']))}")
+    reasons = entry["reasons"] or ["(no reason above the reporting threshold)"]
+    for number, reason in enumerate(reasons, 1):  # type: ignore[arg-type]
+        out.print(f"  {number}. {escape(str(reason))}")
+
+
+@app.command()
+def rules(config: ConfigOption = Path("configs/default.yaml")) -> None:
+    """Mine complaint patterns: rules, root-cause chains and rules that end in churn.
+
+    Settings in the config section `rules`. Writes to data/outputs/ the tables
+    complaint_rules, complaint_order_pairs, complaint_chains, root_causes and
+    churn_rules (CSV), the diagram complaint_chains.png, and the summary
+    reports/rules_summary.json. No customer ids or complaint text are written.
+
+    Example: churn rules --config configs/default.yaml
+    """
+    from pipelines.rules import run
+
+    cfg = load_or_exit(config)
+    result = run_stage(lambda: run(cfg, progress=progress_printer()))
+    payload = result["summary"]  # type: ignore[index]
+    counts = payload["counts"]
+    out = Console()
+    table = Table(title="complaint patterns")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for key, label in (("complaints", "complaints"), ("baskets", f"baskets ({cfg.rules.window_days}-day episodes)"),
+                       ("rules", "complaint rules"), ("ordered_pairs", "ordered pairs (A before B)"),
+                       ("chains", "root-cause chains"), ("root_categories", "root categories"),
+                       ("churn_rules", "rules ending in churn"),
+                       ("outcome_rules", "rules ending open or past target")):
+        table.add_row(label, f"{int(counts.get(key) or 0):,}")
+    top_lift = counts.get("top_lift")
+    table.add_row("highest lift", f"{top_lift:.2f}" if isinstance(top_lift, float) else "-")
+    out.print(table)
+    chains = payload["top"]["chains"]
+    if chains:
+        top = Table(title="top chains (fix the first category first)")
+        top.add_column("chain")
+        top.add_column("customers in order", justify="right")
+        top.add_column("confidence", justify="right")
+        for chain in chains:
+            top.add_row(escape(str(chain["chain"])), f"{chain['customers_in_order']:,}",
+                        f"{chain['ordered_confidence']:.0%}" if chain["ordered_confidence"] is not None else "")
+        out.print(top)
+    for message in payload["messages"]:
+        out.print(f"[yellow]note[/yellow]: {escape(message)}")
+    out.print("wrote " + ", ".join(result["paths"].values()))  # type: ignore[index]
+
+
 @app.command("run")
 def run_all(
     config: ConfigOption = Path("configs/default.yaml"),
@@ -217,12 +367,17 @@ def run_all(
 
     Example: churn run --config configs/default.yaml --from features --to train
     """
-    from pipelines.run import STAGE_NAMES, run
+    from pipelines.run import STAGE_NAMES, run, selected_stages
 
     for value in (first, last):
         if value is not None and value not in STAGE_NAMES:
             console.print(f"[bold red]unknown stage {value!r}[/bold red]; stages: {', '.join(STAGE_NAMES)}")
             raise typer.Exit(EXIT_CONFIG)
+    try:
+        selected_stages(first, last)
+    except ValueError as error:
+        console.print(f"[bold red]{error}[/bold red]; stages in order: {', '.join(STAGE_NAMES)}")
+        raise typer.Exit(EXIT_CONFIG) from None
     cfg = load_or_exit(config)
     run_stage(lambda: run(cfg, first, last, progress=progress_printer()))
     Console().print(f"pipeline finished; outputs in {cfg.paths.outputs_dir}/ and {cfg.paths.reports_dir}/")

@@ -15,6 +15,8 @@ from pydantic import Field, ValidationError, field_validator
 
 from features.contract import TABLES
 from features.settings import FeatureSettings, LabelSettings, Strict
+from models.retention import ScoringSettings
+from models.rules import RuleSettings
 from models.settings import EconomicsSettings, ModelSettings
 
 
@@ -118,6 +120,8 @@ class Config(Strict):
     economics: EconomicsSettings = EconomicsSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
     demo: DemoSettings = DemoSettings()
+    scoring: ScoringSettings = ScoringSettings()
+    rules: RuleSettings = RuleSettings()
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:

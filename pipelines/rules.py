@@ -45,8 +45,8 @@ DECIMALS = 6
 
 
 def rule_settings(cfg: Config) -> RuleSettings:
-    """The `rules` section of the config; the documented defaults until the config has one."""
-    return getattr(cfg, "rules", None) or RuleSettings()
+    """The `rules` section of the config (how complaint baskets are built and mined)."""
+    return cfg.rules
 
 
 def _finite(value: object) -> object:

@@ -58,8 +58,8 @@ PROBABILITY_DECIMALS = 4
 
 
 def scoring_settings(cfg: Config) -> ScoringSettings:
-    """The `scoring` section of the config; the documented defaults until the config has one."""
-    return getattr(cfg, "scoring", None) or ScoringSettings()
+    """The `scoring` section of the config (models, drift limits, segments, playbook, selection)."""
+    return cfg.scoring
 
 
 # ---------------------------------------------------------------- models

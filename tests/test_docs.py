@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+import typer
+import yaml
+
 from features.contract import TABLES
-from pipelines.config import load_config
+from pipelines.cli import app
+from pipelines.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,3 +28,33 @@ def test_every_committed_config_validates() -> None:
     assert configs
     for path in configs:
         load_config(path)
+
+
+def dotted(value: object, prefix: str = "") -> dict[str, object]:
+    """Nested mappings as `a.b.c` -> leaf value (lists and scalars are leaves)."""
+    if not isinstance(value, dict) or not value:
+        return {prefix: value}
+    flat: dict[str, object] = {}
+    for key, inner in value.items():
+        flat.update(dotted(inner, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+@pytest.mark.parametrize("section", ["scoring", "rules"])
+def test_default_config_spells_out_every_key_of_scoring_and_rules_with_the_defaults(section: str) -> None:
+    """configs/default.yaml documents these sections in full, and its values are the code's defaults."""
+    raw = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    written = dotted(raw[section], section)
+    defaults = dotted(Config.model_fields[section].default.model_dump(mode="json"), section)
+    assert sorted(set(defaults) - set(written)) == [], "keys missing from configs/default.yaml"
+    assert sorted(set(written) - set(defaults)) == [], "keys in configs/default.yaml the code does not know"
+    differ = {key: (written[key], defaults[key]) for key in defaults if written[key] != defaults[key]}
+    assert differ == {}, "configs/default.yaml (left) differs from the code's default (right)"
+
+
+def test_readme_cli_table_has_a_row_for_every_command() -> None:
+    text = (ROOT / "README.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `churn ")]
+    for command in typer.main.get_command(app).commands:
+        assert any(line.startswith(f"| `churn {command}") for line in rows), f"churn {command} missing from README"
+    assert len(rows) == len(typer.main.get_command(app).commands)

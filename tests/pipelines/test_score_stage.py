@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from features.build import build_scoring_table
 from features.catalogue import reason_templates
 from models.boosting import ChurnModel, ValueModel
-from models.retention import ReasonSettings, ScoringSettings, SelectionSettings
+from models.retention import ReasonSettings, SelectionSettings
 from pipelines.config import Config
 from pipelines.io import StageError, file_sha256
 from pipelines.score import (COMMIT_MESSAGE, LIST_FILE, MANIFEST_FILE, SCORES_FILE, input_problems, predict_on_matrix,
@@ -37,20 +37,14 @@ OUTPUTS = (SCORES_FILE, LIST_FILE, MANIFEST_FILE)
 SMALL_TEAMS = {"relationship_manager": 15, "care_team": 40, "digital": 120, "complaint_handling": None}
 
 
-class ScoringConfig(Config):
-    """The project config with the `scoring` section (until the lead adds it to `Config`)."""
-
-    scoring: ScoringSettings = ScoringSettings()
-
-
-def with_changes(cfg: ScoringConfig, outputs: Path, **scoring: object) -> ScoringConfig:
+def with_changes(cfg: Config, outputs: Path, **scoring: object) -> Config:
     """A copy of `cfg` writing to `outputs`, with some scoring settings replaced."""
     return cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"outputs_dir": outputs}),
                                   "scoring": cfg.scoring.model_copy(update=scoring)})
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> ScoringConfig:
+def project(tmp_path_factory: pytest.TempPathFactory) -> Config:
     """Generated demo data, its features, and both models trained and registered as champions."""
     from pipelines.features import run as build_features
     from pipelines.generate import run as generate
@@ -63,7 +57,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> ScoringConfig:
     tables = {name: {"path": str(raw / f"{name}.parquet")}
               for name in ("customers", "transactions", "complaints", "surveys", "contacts")
               if (raw / f"{name}.parquet").is_file()}
-    cfg = ScoringConfig.model_validate({
+    cfg = Config.model_validate({
         "data": {"tables": tables},
         "features": {"static_features": ["segment", "region", "age_band"]},
         "labels": {"cutoffs": {"count": 4}},
@@ -80,7 +74,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> ScoringConfig:
 
 
 @pytest.fixture(scope="module")
-def scored(project: ScoringConfig, tmp_path_factory: pytest.TempPathFactory) -> tuple[ScoringConfig, dict]:
+def scored(project: Config, tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, dict]:
     """One scoring run with the project settings, asking for two explanations."""
     cfg = with_changes(project, tmp_path_factory.mktemp("scored"))
     result = run(cfg, explain_customers=["no-such-customer"])
@@ -209,18 +203,14 @@ def test_killed_process_leaves_previous_outputs_intact(scored, tmp_path: Path) -
     script = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
-        from models.retention import ScoringSettings
         from pipelines.config import Config
         from pipelines.score import COMMIT_MESSAGE, run
-
-        class ScoringConfig(Config):
-            scoring: ScoringSettings = ScoringSettings()
 
         def die(message):
             if message == COMMIT_MESSAGE:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        cfg = ScoringConfig.model_validate_json(Path({str(config_file)!r}).read_text())
+        cfg = Config.model_validate_json(Path({str(config_file)!r}).read_text())
         run(cfg, progress=die)
     """)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
