@@ -11,6 +11,7 @@ a stage, registry history) instead of repeating MLflow plumbing.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ from pipelines.tracking import configure_tracking, tracked_run
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 CELL_TIMEOUT_SECONDS = 600
 DEFAULT_CONFIG = Path("configs/default.yaml")
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 # ---------------------------------------------------------------- helpers the notebooks import
@@ -94,7 +96,8 @@ def execute_notebook(source: Path, config_path: Path, workdir: Path) -> nbformat
     try:
         client.execute(env=env)
     except CellExecutionError as error:
-        raise StageError(f"notebook {source.name} failed: {str(error)[:2000]}") from None
+        message = ANSI_ESCAPE.sub("", str(error))
+        raise StageError(f"notebook {source.name} failed: {message[-2000:]}") from None
     return notebook
 
 
