@@ -100,23 +100,28 @@ train = pd.read_parquet(features_dir / "train.parquet")
 display(Markdown(f"{len(score):,} customers eligible at the scoring date; training table: {len(train):,} rows "
                  f"over {train['cutoff'].nunique()} cutoffs."))
 
-fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+VALUE_BANDS = [-np.inf, 0, 1_000, 5_000, 20_000, 100_000, np.inf]
+VALUE_LABELS = ["< 0", "0-1k", "1k-5k", "5k-20k", "20k-100k", "> 100k"]
 panels = (
-    ("transaction_count_365d", "Transactions in the last 365 days", "Transactions (count)"),
-    ("transaction_amount_365d", "Net transaction value, last 365 days", "Net value (currency units)"),
-    ("days_since_last_transaction", "Days since the last transaction", "Days"),
+    ("transaction_count_365d", "Transactions in the last 365 days", "Transactions (count, top 1% clipped)"),
+    ("transaction_amount_365d", "Net transaction value, last 365 days", "Net value band (currency units)"),
+    ("days_since_last_transaction", "Days since the last transaction", "Days (top 1% clipped)"),
 )
 for ax, (column, title, xlabel) in zip(axes, panels):
-    if column in score:
-        values = score[column].dropna().to_numpy(dtype=float)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Customers (count)")
+    if column not in score:
+        ax.text(0.5, 0.5, "no transactions table", ha="center", va="center", transform=ax.transAxes)
+        continue
+    values = score[column].dropna().to_numpy(dtype=float)
+    if column == "transaction_amount_365d":  # heavy-tailed: customers per value band
+        bands = pd.cut(values, VALUE_BANDS, labels=VALUE_LABELS, right=False).value_counts().reindex(VALUE_LABELS)
+        ax.bar(VALUE_LABELS, bands.to_numpy(), color="#4c72b0")
+    else:
         high = np.quantile(values, 0.99) if len(values) else 1.0
         ax.hist(np.clip(values, None, high), bins=40, color="#4c72b0")
-        ax.set_xlabel(xlabel + " (top 1% clipped)")
-    else:
-        ax.text(0.5, 0.5, "no transactions table", ha="center", va="center", transform=ax.transAxes)
-        ax.set_xlabel(xlabel)
-    ax.set_title(title)
-    ax.set_ylabel("Customers (count)")
 fig.suptitle("Activity and value at the scoring date")
 fig.tight_layout()
 plt.show()

@@ -85,7 +85,7 @@ pd.Series({
 #
 # Higher is better for ROC-AUC, PR-AUC, lift and profit; lower is better for Brier score,
 # log loss and calibration error. Best profit is the expected profit of a retention campaign
-# that contacts the top share of customers by risk (economics section of the config).
+# that contacts the best-ranked share of customers (economics section of the config).
 
 # %%
 rows = {"LightGBM (calibrated)": "churn", "logistic regression": "baseline_logistic",
@@ -148,9 +148,10 @@ plt.show()
 # %% [markdown]
 # ## Gains and profit
 #
-# Gains: the share of all churners found when contacting the top X% by score. Profit:
-# expected money from a campaign contacting that top share (value kept minus contact and offer
-# costs); the dot is the best share.
+# Gains: the share of all churners found when contacting the top X% by churn score. Profit:
+# expected money from a campaign contacting the top X% (value kept minus contact and offer
+# costs), customers ranked by the expected profit of contacting them (the recency rule by its
+# own order); the dot is the best share.
 
 # %%
 gains = pd.read_csv(curves / "gains.csv")
@@ -169,7 +170,7 @@ for name, curve in profit.groupby("model", sort=False):
     right.scatter([best["share_contacted"] * 100], [best["expected_profit"]], color=line.get_color(), zorder=3)
 right.axhline(0, color="grey", lw=0.8)
 right.set_title("Retention campaign profit by share contacted")
-right.set_xlabel("Customers contacted, top share by risk (%)")
+right.set_xlabel("Customers contacted, top share by the model's ranking (%)")
 right.set_ylabel("Expected profit (currency units)")
 right.legend(loc="lower left")
 fig.tight_layout()
