@@ -21,18 +21,33 @@ $(STAMP): pyproject.toml requirements.lock
 install: $(STAMP)
 
 demo: install
-	$(BIN)/churn generate --customers $(DEMO_CUSTOMERS) --seed $(DEMO_SEED) --out data/raw/demo
+	$(BIN)/churn generate --config $(CONFIG) --customers $(DEMO_CUSTOMERS) --seed $(DEMO_SEED)
 	$(BIN)/churn validate --config $(CONFIG)
+	$(BIN)/churn features --config $(CONFIG)
+	$(BIN)/churn train    --config $(CONFIG)
+	$(BIN)/churn score    --config $(CONFIG)
+	$(BIN)/churn rules    --config $(CONFIG)
+	$(BIN)/churn report   --config $(CONFIG)
 	@echo
 	@echo "Demo finished. Outputs:"
-	@echo "  inputs (generated):     data/raw/demo/  (ground truth in data/raw/demo/_truth/)"
-	@echo "  validation report:      reports/validation.json"
+	@echo "  inputs (generated):   data/raw/demo/  (ground truth apart in data/raw/demo/_truth/)"
+	@echo "  feature tables:       data/features/train.parquet, data/features/score.parquet"
+	@echo "  model metrics, plots: reports/train_metrics.json, reports/plots/"
+	@echo "  retention list:       data/outputs/retention_list.csv  (all scores: data/outputs/scores.parquet)"
+	@echo "  complaint rules:      data/outputs/complaint_chains.csv, data/outputs/churn_rules.csv, data/outputs/complaint_chains.png"
+	@echo "  report:               reports/html/index.html"
+	@echo "  MLflow runs, models:  mlflow.db (browse: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db)"
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Benchmarks on a generated 1M-customer bank (tens of minutes); figures go to benchmarks/results/.
+BENCH_DATA ?= /tmp/bench-data/1m
 bench: install
-	$(BIN)/python benchmarks/bench_generate.py
+	$(BIN)/python benchmarks/bench_generate.py --customers 1000000 --months 30 --out $(BENCH_DATA)
+	$(BIN)/python benchmarks/bench_features.py --data $(BENCH_DATA)
+	$(BIN)/python benchmarks/bench_score.py --data $(BENCH_DATA)
+	$(BIN)/python benchmarks/bench_rules.py
 
 # Re-pin every dependency after changing pyproject.toml.
 lock:

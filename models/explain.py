@@ -9,9 +9,13 @@ booster: calibration is monotone, so it does not change which features drive the
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
+
+
+_NAN_WORD = re.compile(r"\bnan\b")
 
 
 class _Row(dict):
@@ -25,16 +29,20 @@ def render_reason(feature: str, row: dict[str, object], templates: dict[str, str
     """One sentence for one feature of one customer."""
     value = row.get(feature)
     template = templates.get(feature)
-    if template:
-        try:
-            return template.format_map(_Row(row, value=value))
-        except (ValueError, TypeError):
-            pass
     label = feature.replace("_", " ")
     if isinstance(value, float) and math.isnan(value):
-        return f"{label}: not known"
+        # Missing means "never happened" here (no transaction in the window, no survey ever).
+        return f"{label}: none on record"
+    if template:
+        try:
+            shown = int(value) if isinstance(value, float) and value.is_integer() else value
+            text = template.format_map(_Row(row, value=shown))
+            if not _NAN_WORD.search(text):
+                return text
+        except (ValueError, TypeError):
+            pass
     if isinstance(value, float):
-        return f"{label}: {value:,.1f}"
+        return f"{label}: {value:,.0f}" if value.is_integer() else f"{label}: {value:,.1f}"
     return f"{label}: {value}"
 
 

@@ -358,7 +358,16 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
         # Refunds, and outflows that grow as an unhappy customer moves money elsewhere.
         leaving_tx = day > decided_day[owner]
         outflow = rng.random(total) < 0.06 + 0.12 * np.minimum(dissatisfaction[owner], 2.0) + 0.3 * leaving_tx
-        amount = np.round(np.where(outflow, -(0.5 + np.minimum(dissatisfaction[owner], 2.0)) * amount, amount), 2)
+        amount = np.where(outflow, -(0.5 + np.minimum(dissatisfaction[owner], 2.0)) * amount, amount)
+        # Most leavers move their money out in one go soon after deciding.
+        movers = np.flatnonzero(decides & (rng.random(n) < 0.85))
+        move_day = np.minimum(decided_day[movers] + rng.uniform(0.0, 5.0, len(movers)),
+                              np.minimum(closed_day[movers], end_day) - 0.01)
+        owner = np.concatenate([owner, movers])
+        day = np.concatenate([day, move_day])
+        amount = np.concatenate([amount, -pop.amount_median[movers] * rng.uniform(4.0, 15.0, len(movers))])
+        amount = np.round(amount, 2)
+        total = len(owner)
         order = np.lexsort((owner, day))
         seconds = np.floor(day[order] * SECONDS_PER_DAY).astype("int64")
         stamps = (np.datetime64(origin.to_datetime64(), "s") + seconds.astype("timedelta64[s]"))
