@@ -236,7 +236,10 @@ for ax, history, metric, label, model in (
         (axes[0], churn_history, "churn.roc_auc", "ROC-AUC on its own test set", CHURN_MODEL_NAME),
         (axes[1], value_history, "value.spearman", "Rank correlation on its own test set", VALUE_MODEL_NAME)):
     colours = ["#c44e52" if "champion" in a else "#4c72b0" for a in history["aliases"]]
-    ax.bar(history["version"].astype("str"), history[metric].astype(float).fillna(0).to_numpy(), color=colours, width=0.6)
+    values = history[metric].astype(float)
+    bars = ax.bar(history["version"].astype("str"), values.fillna(0).to_numpy(), color=colours, width=0.6)
+    ax.bar_label(bars, labels=[f"{v:.3f}\n{a}" for v, a in zip(values, history["aliases"])], fontsize=8, padding=2)
+    ax.set_ylim(0, max(1.0, float(values.max()) * 1.2) if values.notna().any() else 1.0)
     ax.set_xlim(-0.75, max(len(history), 4) - 0.25)
     ax.set_title(f"{model}: every registered version (red = champion)")
     ax.set_xlabel("Model version")
