@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binom
 
 if TYPE_CHECKING:
     from models.rules import Baskets, RuleSettings
@@ -185,6 +184,8 @@ def holm(p_values: np.ndarray) -> np.ndarray:
 def order_test(first: np.ndarray, then: np.ndarray) -> np.ndarray:
     """One-sided sign test that `first` beats `then` more often than a fair coin would (p-values)."""
     trials = first + then
+    from scipy.stats import binom  # deferred: scipy.stats takes ~1 s to import, every CLI call paid it
+
     p = binom.sf(first - 1, trials, 0.5)
     return np.where(trials > 0, p, 1.0)
 

@@ -34,7 +34,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from mlxtend.frequent_patterns import apriori, association_rules, fpgrowth
 from pydantic import Field
 from scipy import sparse
 from scipy.special import comb
@@ -552,6 +551,8 @@ def frequent_itemsets(onehot: pd.DataFrame, min_count: int, max_len: int,
         return pd.DataFrame({c: pd.Series(dtype=object if c == "itemsets" else float) for c in columns})
     # A hair under min_count / n, so float rounding inside mlxtend never drops an itemset at exactly min_count.
     min_support = min(1.0, (min_count - 0.5) / n)
+    from mlxtend.frequent_patterns import apriori, fpgrowth  # deferred: keeps CLI start-up fast
+
     if algorithm == "fpgrowth":
         found = fpgrowth(onehot, min_support=min_support, use_colnames=True, max_len=max_len)
     else:
@@ -571,6 +572,8 @@ def rules_from_itemsets(itemsets: pd.DataFrame, n_baskets: int, metric: str, thr
     """mlxtend association rules of a downward-closed itemset table (empty frame if no itemset has 2+ items)."""
     if itemsets.empty or not (itemsets["length"] >= 2).any():
         return pd.DataFrame(columns=["antecedents", "consequents", *RULE_METRICS])
+    from mlxtend.frequent_patterns import association_rules
+
     rules = association_rules(itemsets[["support", "itemsets"]], num_itemsets=n_baskets, metric=metric,
                               min_threshold=threshold, return_metrics=RULE_METRICS)
     return rules
