@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
-from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score, roc_curve
 
 from models.settings import EconomicsSettings
 
@@ -161,3 +161,17 @@ def lifetime_value(next_horizon_value: np.ndarray, churn_probability: np.ndarray
     for k in range(economics.lifetime_horizons):
         factor += (retention * discount) ** k
     return value * factor
+
+
+def roc_table(y: np.ndarray, scores: dict[str, np.ndarray], points: int = 200) -> pd.DataFrame:
+    """ROC curve of each model thinned to about `points` rows (for `dvc plots`)."""
+    frames = []
+    for name, score in scores.items():
+        if not 0 < int(np.sum(y)) < len(y):
+            continue
+        fpr, tpr, _ = roc_curve(y, score)
+        keep = np.unique(np.linspace(0, len(fpr) - 1, min(points, len(fpr))).round().astype(int))
+        frames.append(pd.DataFrame({"false_positive_rate": fpr[keep].round(5), "true_positive_rate": tpr[keep].round(5),
+                                    "model": name}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["false_positive_rate", "true_positive_rate", "model"])

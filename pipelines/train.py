@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from models.boosting import ChurnModel, ValueModel
 from models.data import FeatureSchema
-from models.evaluation import reliability_table, value_metrics
+from models.evaluation import reliability_table, roc_table, value_metrics
 from models.explain import reason_codes
 from models.plots import (gains_figure, importance_figure, pr_figure, profit_figure, reliability_figure,
                           roc_figure, shap_summary_figure, value_decile_figure)
@@ -109,6 +109,7 @@ def write_reports(result: TrainingResult, table: pd.DataFrame, cfg: Config, temp
     gains = pd.concat([g.assign(model=name) for name, g in result.gains.items()], ignore_index=True)
     paths["profit_curve.csv"] = write_csv(profit, curves / "profit_curve.csv")
     paths["gains.csv"] = write_csv(gains, curves / "gains.csv")
+    paths["roc.csv"] = write_csv(roc_table(y, scores), curves / "roc.csv")
     paths["reliability.csv"] = write_csv(reliability_table(y, test["churn_probability"].to_numpy()),
                                          curves / "reliability.csv")
     paths["importance.csv"] = write_csv(importance.rename("total_gain").rename_axis("feature").reset_index()

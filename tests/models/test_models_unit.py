@@ -188,3 +188,17 @@ def test_champion_rule() -> None:
     assert compare_with_champion(0.80, None, 0.01)[0]
     assert compare_with_champion(0.80, 0.78, 0.01)[0]
     assert not compare_with_champion(0.785, 0.78, 0.01)[0]
+
+
+def test_roc_table_traces_the_curve_whose_area_is_the_auc() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from models.evaluation import roc_table
+
+    rng = np.random.default_rng(3)
+    y = rng.random(5000) < 0.2
+    score = y * 0.5 + rng.random(5000)
+    table = roc_table(y.astype(int), {"model": score}, points=5000)
+    area = np.trapezoid(table["true_positive_rate"], table["false_positive_rate"])
+    assert abs(area - roc_auc_score(y, score)) < 1e-3
+    assert table["false_positive_rate"].is_monotonic_increasing and len(roc_table(y, {"m": score}, 50)) <= 50
