@@ -170,3 +170,21 @@ def test_segments_differ_in_value_and_contacts_have_a_control_group(bank: Path) 
     assert (contacts.loc[contacts["treatment"] == 0, "cost"] == 0).all()
     effects = read(bank / "_truth", "customers")["true_contact_effect"]
     assert effects.std() > 0.05  # the effect differs by customer, for uplift work
+
+
+def test_rule_mining_recovers_the_planted_chains_in_order_and_nothing_else(bank: Path) -> None:
+    from features.settings import FeatureSettings, LabelSettings
+    from models.rules import RuleSettings, mine_complaint_rules
+
+    complaints, customers = read(bank, "complaints"), read(bank, "customers")
+    as_of = complaints["opened_at"].max().normalize() + pd.Timedelta(days=1)
+    result = mine_complaint_rules(complaints, customers, read(bank, "transactions"), as_of, RuleSettings(),
+                                  LabelSettings(), FeatureSettings().complaint_targets)
+    found = [chain.split(" -> ") for chain in result.chains.sort_values("rank")["chain"]]
+    planted = [list(c.steps) for c in CHAINS]  # listed most frequent first (app release, then loans)
+    assert found[: len(CHAINS)] == planted
+    assert len(found) == len(CHAINS)
+    planted_links = {(s[i], s[i + 1]) for s in planted for i in range(len(s) - 1)}
+    ordered = result.pairs[result.pairs["significant"].astype(bool)]
+    assert set(zip(ordered["first_category"], ordered["then_category"])) <= planted_links | {
+        (s[0], s[2]) for s in planted}
