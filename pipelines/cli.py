@@ -61,6 +61,8 @@ def _setup_logging(verbose: bool) -> None:
     )
     for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "numexpr", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for chatty in ("traitlets", "nbclient", "nbconvert"):  # notebook plumbing: only real errors
+        logging.getLogger(chatty).setLevel(logging.ERROR)
 
 
 @app.callback()

@@ -92,7 +92,8 @@ def execute_notebook(source: Path, config_path: Path, workdir: Path) -> nbformat
     env = {**os.environ, "CHURN_CONFIG": str(config_path.resolve()),
            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
     client = NotebookClient(notebook, timeout=CELL_TIMEOUT_SECONDS, kernel_name="python3",
-                            resources={"metadata": {"path": str(workdir)}})
+                            resources={"metadata": {"path": str(workdir)}},
+                            extra_arguments=["--Application.log_level=ERROR"])  # no kernel start-up chatter
     try:
         client.execute(env=env)
     except CellExecutionError as error:
