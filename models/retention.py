@@ -455,12 +455,14 @@ def retention_plan(scored: pd.DataFrame, complaint_tier: pd.Series, settings: Sc
                    targets: dict[str, TierTarget], as_of: pd.Timestamp) -> tuple[pd.DataFrame, dict[str, float]]:
     """Segments, actions, expected benefit and selection for every scored customer.
 
-    `scored` needs customer_id, churn_probability, lifetime_value, value_at_risk and
+    `scored` needs customer_id, churn_probability, retained_lifetime_value (value if the
+    customer stays: what "high value" means, so a high-value customer can be at risk), value_at_risk and
     tenure_days; `complaint_tier` maps customer_id -> tier of an overdue complaint (see
     `overdue_complaint_tiers`). Returns `scored` with the decision columns added (row
     order kept) and the segment thresholds used.
     """
-    segments, thresholds = care_segments(scored["churn_probability"].to_numpy(), scored["lifetime_value"].to_numpy(),
+    segments, thresholds = care_segments(scored["churn_probability"].to_numpy(),
+                                         scored["retained_lifetime_value"].to_numpy(),
                                          scored["tenure_days"].to_numpy(dtype=float), settings.segments)
     segments.index = scored.index
     tier_code = np.full(len(scored), -1, dtype=np.int64)

@@ -84,7 +84,11 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
         info["tuned_booster"] = booster_settings.model_dump()
     churn, churn_info = fit_churn_model(table, split.fit, split.calibration, schema, booster_settings,
                                         settings.calibration, seed)
-    value, value_info = fit_value_model(table, split.fit, split.calibration, schema, settings.value_booster,
+    # The value model learns what a customer brings *while they stay* (rows that did not churn), so a
+    # customer about to leave is not called low-value because they are leaving: churn risk is the other model.
+    stayed = table["churned"].to_numpy(dtype=int) == 0
+    value, value_info = fit_value_model(table, split.fit & stayed, split.calibration & stayed, schema,
+                                        settings.value_booster,
                                         settings.tweedie_variance_power, seed)
     info.update({f"churn_{k}": v for k, v in churn_info.items()})
     info.update({f"value_{k}": v for k, v in value_info.items()})
@@ -100,6 +104,8 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
 
     predicted_value = value.predict(test_rows)
     ltv = lifetime_value(predicted_value, scores["lightgbm"], economics, horizon_days)
+    # A churner kept by the campaign is worth their value if they stay.
+    retained = lifetime_value(predicted_value, np.zeros(len(y)), economics, horizon_days)
     metrics: dict[str, float] = {}
     curves: dict[str, pd.DataFrame] = {}
     gains: dict[str, pd.DataFrame] = {}
@@ -110,8 +116,8 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
                 continue
             metrics[f"{prefix}.{key}"] = number
         # Models with probabilities rank a campaign by expected profit; the recency rule by its own order.
-        ranking = score if name == "recency_rule" else expected_contact_profit(score, ltv, economics)
-        curves[name] = profit_curve(y, ranking, ltv, economics)
+        ranking = score if name == "recency_rule" else expected_contact_profit(score, retained, economics)
+        curves[name] = profit_curve(y, ranking, retained, economics)
         gains[name] = gains_table(y, score)
         metrics.update({f"{prefix}.{k}": v for k, v in best_profit(curves[name]).items()})
     metrics["churn.raw_roc_auc"] = float(roc_auc_score(y, churn.raw_score(test_rows))) if 0 < y.sum() < len(y) else float("nan")
@@ -129,17 +135,19 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
             metrics["churn.gap_to_true_hazard_roc_auc"] = ceiling - float(roc_auc_score(y[known], scores["lightgbm"][known]))
 
     actual_value = test_rows["future_value"].to_numpy(dtype=float)
-    metrics.update({f"value.{k}": v for k, v in value_metrics(actual_value, predicted_value).items()})
+    kept = y == 0  # the value model predicts value while a customer: judged on those who stayed
+    metrics.update({f"value.{k}": v for k, v in value_metrics(actual_value[kept], predicted_value[kept]).items()})
     carried = carry_forward_value(test_rows, horizon_days)
     if carried is not None:
-        metrics.update({f"baseline_carry_forward.{k}": v for k, v in value_metrics(actual_value, carried).items()})
+        metrics.update({f"baseline_carry_forward.{k}": v
+                        for k, v in value_metrics(actual_value[kept], carried[kept]).items()})
         metrics["gain_over_carry_forward.spearman"] = metrics["value.spearman"] - metrics["baseline_carry_forward.spearman"]
 
     test = pd.DataFrame({
         "customer_id": test_rows["customer_id"].to_numpy(), "cutoff": test_rows["cutoff"].to_numpy(),
         "churned": y, "future_value": actual_value, "churn_probability": scores["lightgbm"],
         "raw_score": churn.raw_score(test_rows), "logistic_score": scores["logistic"],
-        "predicted_value": predicted_value, "lifetime_value": ltv,
+        "predicted_value": predicted_value, "lifetime_value": ltv, "retained_lifetime_value": retained,
     })
     if recency is not None:
         test["recency_score"] = recency

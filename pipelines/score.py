@@ -48,7 +48,8 @@ COMMIT_MESSAGE = "outputs written to temporary files; committing"
 """Progress message sent just before the outputs are renamed into place."""
 
 SCORE_COLUMNS: tuple[str, ...] = (
-    "customer_id", "churn_probability", "predicted_value", "lifetime_value", "value_at_risk", "tenure_days",
+    "customer_id", "churn_probability", "predicted_value", "lifetime_value", "retained_lifetime_value",
+    "value_at_risk", "tenure_days",
     "segment", "high_value", "churn_warning", "new_customer", "complaint_first", "complaint_tier",
     "action", "channel", "owner", "touches_per_month", "deadline", "action_cost", "success_rate",
     "sales_offer", "expected_benefit", "selected", "selection_reason", "rank",
@@ -143,12 +144,15 @@ def score_customers(frame: pd.DataFrame, matrix: pd.DataFrame, churn: ChurnModel
     value_matrix = matrix if value.schema == churn.schema else value.schema.matrix(frame)
     predicted = np.clip(predict_on_matrix(value, value_matrix), 0, None)
     lifetime = lifetime_value(predicted, probability, cfg.economics, cfg.labels.horizon_days)
+    # What the customer is worth if they stay: the money a lost customer takes away.
+    retained = lifetime_value(predicted, np.zeros_like(probability), cfg.economics, cfg.labels.horizon_days)
     return pd.DataFrame({
         "customer_id": frame["customer_id"].astype("str").to_numpy(),
         "churn_probability": probability,
         "predicted_value": predicted,
         "lifetime_value": lifetime,
-        "value_at_risk": probability * lifetime,
+        "retained_lifetime_value": retained,
+        "value_at_risk": probability * retained,
         "tenure_days": frame["tenure_days"].to_numpy(dtype=float) if "tenure_days" in frame else np.nan,
     }, index=frame.index)
 
@@ -207,6 +211,7 @@ def retention_list(plan: pd.DataFrame, reasons: pd.DataFrame, per_customer: int)
         "segment": chosen["segment"].to_numpy(),
         "churn_probability": chosen["churn_probability"].round(PROBABILITY_DECIMALS).to_numpy(),
         "lifetime_value": chosen["lifetime_value"].round(MONEY_DECIMALS).to_numpy(),
+        "retained_lifetime_value": chosen["retained_lifetime_value"].round(MONEY_DECIMALS).to_numpy(),
         "value_at_risk": chosen["value_at_risk"].round(MONEY_DECIMALS).to_numpy(),
         "action": chosen["action"].to_numpy(),
         "channel": chosen["channel"].to_numpy(),

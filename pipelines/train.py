@@ -204,7 +204,7 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None,
         client = MlflowClient()
         test_rows = table[result.split.test].reset_index(drop=True)
         y = test_rows["churned"].to_numpy(dtype=int)
-        ltv = result.test["lifetime_value"].to_numpy()
+        ltv = result.test["retained_lifetime_value"].to_numpy()
 
         def rescore_churn(bundle: Path) -> float | None:
             model = ChurnModel.load(bundle)
@@ -216,7 +216,9 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None,
             model = ValueModel.load(bundle)
             if model.schema.problems(test_rows):
                 return None
-            return value_metrics(test_rows["future_value"].to_numpy(dtype=float), model.predict(test_rows))["spearman"]
+            kept = y == 0  # judged like `value.spearman`: on the customers who stayed
+            return value_metrics(test_rows["future_value"].to_numpy(dtype=float)[kept],
+                                 model.predict(test_rows)[kept])["spearman"]
 
         new_churn = champion_score(cfg.model.champion_metric, y, result.test["churn_probability"].to_numpy(),
                                    ltv, cfg.economics)

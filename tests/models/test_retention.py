@@ -27,7 +27,7 @@ def scored_customers(n: int = 2000, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({
         "customer_id": [f"C{i:05d}" for i in range(n)],
         "churn_probability": p,
-        "lifetime_value": ltv,
+        "retained_lifetime_value": ltv,
         "value_at_risk": p * ltv,
         "tenure_days": rng.integers(0, 3000, n).astype(float),
     })
@@ -53,10 +53,10 @@ def test_segments_follow_the_configured_rules_and_precedence() -> None:
 def test_segments_on_many_customers_match_the_rules() -> None:
     customers = scored_customers()
     rules = SegmentSettings(high_value_quantile=0.9, churn_warning_probability=0.25, churn_warning_top_share=0.05)
-    frame, thresholds = care_segments(customers["churn_probability"].to_numpy(), customers["lifetime_value"].to_numpy(),
+    frame, thresholds = care_segments(customers["churn_probability"].to_numpy(), customers["retained_lifetime_value"].to_numpy(),
                                       customers["tenure_days"].to_numpy(), rules)
-    ltv_cut = customers["lifetime_value"].quantile(0.9)
-    high = (customers["lifetime_value"] >= ltv_cut) & (customers["tenure_days"] >= 365)
+    ltv_cut = customers["retained_lifetime_value"].quantile(0.9)
+    high = (customers["retained_lifetime_value"] >= ltv_cut) & (customers["tenure_days"] >= 365)
     top = customers["churn_probability"].rank(ascending=False, method="first") <= np.ceil(0.05 * len(customers))
     warning = (customers["churn_probability"] >= 0.25) | top
     assert (frame["high_value"] == high).all()

@@ -97,7 +97,8 @@ def test_list_respects_capacity_benefit_rule_and_playbook(scored) -> None:
     eligible = build_scoring_table(load_tables(cfg), cfg.features, cfg.labels)
     assert sorted(scores["customer_id"]) == sorted(eligible["customer_id"])
     assert scores["churn_probability"].between(0, 1).all()
-    assert np.allclose(scores["value_at_risk"], scores["churn_probability"] * scores["lifetime_value"])
+    assert np.allclose(scores["value_at_risk"], scores["churn_probability"] * scores["retained_lifetime_value"])
+    assert (scores["lifetime_value"] <= scores["retained_lifetime_value"] + 1e-9).all()
     # The list is the selected customers, ranked 1..n, with reasons.
     selected = scores[scores["selected"]].sort_values("rank")
     assert len(listed) == len(selected) > 50
@@ -121,7 +122,8 @@ def test_list_respects_capacity_benefit_rule_and_playbook(scored) -> None:
         assert taken["expected_benefit"].min() >= waiting.loc[waiting["owner"] == owner, "expected_benefit"].max()
     # Segments follow the configured rules.
     rules = cfg.scoring.segments
-    high = (scores["lifetime_value"] >= scores["lifetime_value"].quantile(rules.high_value_quantile)) & \
+    value = scores["retained_lifetime_value"]
+    high = (value >= value.quantile(rules.high_value_quantile)) & \
         (scores["tenure_days"] >= rules.high_value_min_tenure_days)
     warning = scores["churn_probability"] >= rules.churn_warning_probability
     assert (scores["high_value"] == high).all() and (scores["churn_warning"] == warning).all()
@@ -278,7 +280,8 @@ def test_explained_customer_gets_exact_reasons_whether_listed_or_not(scored, tmp
 def test_list_cells_cannot_run_as_spreadsheet_formulas() -> None:
     plan = pd.DataFrame({
         "customer_id": ["=HYPERLINK(\"http://x\")", "C2"], "segment": ["ordinary", "new"],
-        "churn_probability": [0.2, 0.1], "lifetime_value": [-5.0, 10.0], "value_at_risk": [1.0, 1.0],
+        "churn_probability": [0.2, 0.1], "lifetime_value": [-5.0, 10.0], "retained_lifetime_value": [-5.0, 12.0],
+        "value_at_risk": [1.0, 1.0],
         "action": ["@call", "+offer"], "channel": ["phone", "app"], "owner": ["care_team", "digital"],
         "deadline": pd.to_datetime(["2025-01-02", "2025-01-03"]), "expected_benefit": [-3.5, 1.0],
         "selection_reason": ["service_obligation", "positive_expected_benefit"], "complaint_tier": ["urgent", None],
