@@ -77,7 +77,13 @@ def datetimes_us(values: pd.Series, missing: int = NEVER) -> np.ndarray:
 
 
 def floats(values: pd.Series) -> np.ndarray:
-    """A numeric column as float64 with NaN for missing values."""
+    """A numeric column as float64 with NaN for missing values.
+
+    A plain float64 column already holds NaN for missing values, so it is returned as a
+    read-only view instead of a copy (on 46M transactions: 370 MB less for the whole build).
+    """
+    if values.dtype == np.dtype(np.float64):
+        return values.to_numpy()
     return values.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
@@ -114,6 +120,10 @@ class IdLookup:
 
     def positions(self, values: pd.Series) -> np.ndarray:
         """Position of each value (int32), -1 where absent or missing."""
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            # Look up each category once, then spread by the codes (no per-row strings).
+            found = self.positions(pd.Series(values.cat.categories))
+            return np.append(found, np.int32(-1)).astype(np.int32)[values.cat.codes.to_numpy()]
         arrow = _as_arrow_strings(values)
         if len(arrow) == 0:
             return np.empty(0, dtype=np.int32)
