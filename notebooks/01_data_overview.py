@@ -45,10 +45,6 @@ from pipelines.report import notebook_config
 from pipelines.tables import load_tables
 
 # %matplotlib inline
-warnings.filterwarnings("ignore", category=DeprecationWarning)  # after the imports, which reset the filters
-pd.set_option("display.max_rows", 40)
-pd.set_option("display.width", 140)
-plt.rcParams.update({"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3})
 
 cfg, config_path = notebook_config()
 reports = Path(cfg.paths.reports_dir)

@@ -41,10 +41,6 @@ from pipelines.report import latest_run, notebook_config, registry_history
 from pipelines.train import CHURN_MODEL_NAME, VALUE_MODEL_NAME
 
 # %matplotlib inline
-warnings.filterwarnings("ignore", category=DeprecationWarning)  # after the imports, which reset the filters
-pd.set_option("display.max_rows", 40)
-pd.set_option("display.width", 140)
-plt.rcParams.update({"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3})
 
 cfg, config_path = notebook_config()
 reports = Path(cfg.paths.reports_dir)

@@ -47,13 +47,8 @@ from pipelines.rules import (CHAINS_FILE, CHURN_RULES_FILE, DIAGRAM_FILE, PAIRS_
                              SUMMARY_FILE)
 
 # %matplotlib inline
-warnings.filterwarnings("ignore", category=DeprecationWarning)  # after the imports, which reset the filters
-pd.set_option("display.max_rows", 40)
-pd.set_option("display.width", 140)
-pd.set_option("display.max_colwidth", 80)
-plt.rcParams.update({"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3})
 
-cfg, config_path = notebook_config()
+cfg, config_path = notebook_config(max_colwidth=80)
 outputs = Path(cfg.paths.outputs_dir)
 rules_summary = json.loads((Path(cfg.paths.reports_dir) / SUMMARY_FILE).read_text())
 rules = pd.read_csv(outputs / RULES_FILE)

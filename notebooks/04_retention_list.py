@@ -44,13 +44,8 @@ from pipelines.report import latest_run, notebook_config
 from pipelines.score import LIST_FILE, MANIFEST_FILE, SCORES_FILE
 
 # %matplotlib inline
-warnings.filterwarnings("ignore", category=DeprecationWarning)  # after the imports, which reset the filters
-pd.set_option("display.max_rows", 40)
-pd.set_option("display.width", 140)
-pd.set_option("display.max_colwidth", 70)
-plt.rcParams.update({"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3})
 
-cfg, config_path = notebook_config()
+cfg, config_path = notebook_config(max_colwidth=70)
 outputs = Path(cfg.paths.outputs_dir)
 scores = pd.read_parquet(outputs / SCORES_FILE)
 listed = pd.read_csv(outputs / LIST_FILE, dtype={"customer_id": "str"})

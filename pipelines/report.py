@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,8 +39,19 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 # ---------------------------------------------------------------- helpers the notebooks import
 
 
-def notebook_config() -> tuple[Config, Path]:
-    """The config the notebooks read: `CHURN_CONFIG` (set by `churn report`), else configs/default.yaml."""
+def notebook_config(max_colwidth: int = 50) -> tuple[Config, Path]:
+    """The config the notebooks read: `CHURN_CONFIG` (set by `churn report`), else configs/default.yaml.
+
+    Also gives every notebook the same look: table display limits, gridded charts, and no
+    deprecation noise from libraries in the rendered report.
+    """
+    import matplotlib.pyplot as plt
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    pd.set_option("display.max_rows", 40)
+    pd.set_option("display.width", 140)
+    pd.set_option("display.max_colwidth", max_colwidth)
+    plt.rcParams.update({"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3})
     path = Path(os.environ.get("CHURN_CONFIG") or DEFAULT_CONFIG)
     return load_config(path), path
 

@@ -84,7 +84,7 @@ def test_report_html_is_logged_to_the_mlflow_run(dvc_project: Project) -> None:
     rendered(dvc_project)
     uri = f"sqlite:///{dvc_project.root / 'mlflow.db'}"
     with sqlite3.connect(dvc_project.root / "mlflow.db") as db:
-        assert db.execute("select count(*) from runs").fetchone()[0] >= 6
+        assert db.execute("select count(*) from runs").fetchone()[0] >= 4  # train, score, rules and report each log a run
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("churn-care")
     runs = client.search_runs([experiment.experiment_id], "tags.stage = 'report' and attributes.status = 'FINISHED'",
