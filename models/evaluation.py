@@ -146,6 +146,12 @@ def value_by_decile(actual: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def stayer_value_metrics(churned: np.ndarray, actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """`value_metrics` on the customers who stayed: the value model predicts value while a customer."""
+    kept = np.asarray(churned, dtype=int) == 0
+    return value_metrics(np.asarray(actual, dtype=float)[kept], np.asarray(predicted, dtype=float)[kept])
+
+
 def lifetime_value(next_horizon_value: np.ndarray, churn_probability: np.ndarray,
                    economics: EconomicsSettings, horizon_days: int) -> np.ndarray:
     """Expected profit over the coming `lifetime_horizons` horizons, discounted.

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+from sklearn.metrics import precision_recall_curve  # noqa: E402
 
 from models.evaluation import gains_table, reliability_table, value_by_decile  # noqa: E402
 
@@ -27,12 +27,12 @@ def _figure(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = (6
     return fig, ax
 
 
-def roc_figure(y: np.ndarray, scores: dict[str, np.ndarray]) -> Figure:
+def roc_figure(curves: pd.DataFrame) -> Figure:
+    """ROC curves of `models.evaluation.roc_table` (one per model)."""
     fig, ax = _figure("ROC curve on the out-of-time test set", "False positive rate (share of stayers flagged)",
                       "True positive rate (share of churners flagged)")
-    for name, score in scores.items():
-        fpr, tpr, _ = roc_curve(y, score)
-        ax.plot(fpr, tpr, label=name)
+    for name, curve in curves.groupby("model", sort=False):
+        ax.plot(curve["false_positive_rate"], curve["true_positive_rate"], label=name)
     ax.plot([0, 1], [0, 1], ls="--", c="grey", label="random")
     ax.legend(loc="lower right")
     fig.tight_layout()

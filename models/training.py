@@ -16,7 +16,8 @@ from sklearn.metrics import log_loss, roc_auc_score
 from models.baselines import carry_forward_value, fit_logistic_baseline, logistic_scores, recency_scores
 from models.boosting import ChurnModel, ValueModel, fit_churn_model, fit_value_model
 from models.data import FeatureSchema, Split, infer_schema, model_feature_columns, split_rows
-from models.evaluation import best_profit, churn_metrics, expected_contact_profit, gains_table, lifetime_value, profit_curve, value_metrics
+from models.evaluation import (best_profit, churn_metrics, expected_contact_profit, gains_table, lifetime_value,
+                               profit_curve, stayer_value_metrics)
 from models.settings import BoosterSettings, EconomicsSettings, ModelSettings
 
 
@@ -135,12 +136,11 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
             metrics["churn.gap_to_true_hazard_roc_auc"] = ceiling - float(roc_auc_score(y[known], scores["lightgbm"][known]))
 
     actual_value = test_rows["future_value"].to_numpy(dtype=float)
-    kept = y == 0  # the value model predicts value while a customer: judged on those who stayed
-    metrics.update({f"value.{k}": v for k, v in value_metrics(actual_value[kept], predicted_value[kept]).items()})
+    metrics.update({f"value.{k}": v for k, v in stayer_value_metrics(y, actual_value, predicted_value).items()})
     carried = carry_forward_value(test_rows, horizon_days)
     if carried is not None:
         metrics.update({f"baseline_carry_forward.{k}": v
-                        for k, v in value_metrics(actual_value[kept], carried[kept]).items()})
+                        for k, v in stayer_value_metrics(y, actual_value, carried).items()})
         metrics["gain_over_carry_forward.spearman"] = metrics["value.spearman"] - metrics["baseline_carry_forward.spearman"]
 
     test = pd.DataFrame({

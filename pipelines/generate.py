@@ -22,7 +22,6 @@ the planted chains. The input tables hold only what a bank would have.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +33,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.io import atomic_dir
-
-log = logging.getLogger("pipelines.generate")
 
 SECONDS_PER_DAY = 86_400
 SEGMENTS = ("mass", "affluent", "small_business")
@@ -435,7 +432,7 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
         say(f"simulated month {month + 1}/{months} ({month_start:%Y-%m}): {total:,} transactions, "
             f"{len(complaints.customer):,} complaints")
 
-    tables = assemble(pop, origin, end_day, closed_day, complaint_parts, survey_parts, contact_parts, rng)
+    tables = assemble(pop, origin, end_day, closed_day, complaint_parts, survey_parts, contact_parts)
     hazard = pd.concat(hazard_parts, ignore_index=True)
     tables["_truth/monthly_hazard"] = pd.DataFrame({
         "customer_id": pd.Series(pop.ids[hazard["customer"].to_numpy()], dtype="str"),
@@ -464,9 +461,17 @@ def _stamp(origin: pd.Timestamp, day: np.ndarray) -> pd.Series:
     return pd.Series(origin + pd.to_timedelta(seconds, unit="s")).astype("datetime64[ms]")
 
 
+def living_events(parts: list[dict[str, np.ndarray]], closed_day: np.ndarray, end_day: float) -> dict[str, np.ndarray]:
+    """One event table's monthly parts joined in time order, without events at or after a closure or the data's end."""
+    events = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    keep = events["day"] < np.minimum(closed_day[events["customer"]], end_day)
+    order = np.lexsort((events["customer"][keep], events["day"][keep]))
+    return {key: values[keep][order] for key, values in events.items()}
+
+
 def assemble(pop: Population, origin: pd.Timestamp, end_day: float, closed_day: np.ndarray,
              complaint_parts: list[dict[str, np.ndarray]], survey_parts: list[dict[str, np.ndarray]],
-             contact_parts: list[dict[str, np.ndarray]], rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+             contact_parts: list[dict[str, np.ndarray]]) -> dict[str, pd.DataFrame]:
     """The customers, complaints, surveys and contacts tables, with nothing after a closure."""
     ids = pop.ids
     closed = closed_day < end_day  # a closure after the data's end is not known yet
@@ -482,21 +487,17 @@ def assemble(pop: Population, origin: pd.Timestamp, end_day: float, closed_day: 
         "acquisition_channel": pd.Series(np.array(ACQUISITION)[pop.acquisition], dtype="str"),
     })
 
-    c = {k: np.concatenate([p[k] for p in complaint_parts]) for k in complaint_parts[0]}
-    keep = (c["day"] < np.minimum(closed_day[c["customer"]], end_day))
-    c = {k: v[keep] for k, v in c.items()}
-    order = np.lexsort((c["customer"], c["day"]))
-    c = {k: v[order] for k, v in c.items()}
+    c = living_events(complaint_parts, closed_day, end_day)
     responded = c["day"] + c["response_hours"] / 24.0
     resolved = c["day"] + c["resolution_hours"] / 24.0
     response_known = responded < end_day
     resolved_known = resolved < end_day
     satisfaction = np.where(resolved_known, c["satisfaction"], np.nan)
-    width = max(8, len(str(len(order))) + 1)
+    width = max(8, len(str(len(c["day"]))) + 1)
     names = np.array([cat.name for cat in CATEGORIES])
     texts = np.array([cat.text for cat in CATEGORIES])
     complaints = pd.DataFrame({
-        "complaint_id": pd.Series([f"K{i:0{width}d}" for i in range(1, len(order) + 1)], dtype="str"),
+        "complaint_id": pd.Series([f"K{i:0{width}d}" for i in range(1, len(c["day"]) + 1)], dtype="str"),
         "customer_id": pd.Series(ids[c["customer"]], dtype="str"),
         "opened_at": _stamp(origin, c["day"]),
         "category": pd.Series(names[c["category"]], dtype="str"),
@@ -516,11 +517,7 @@ def assemble(pop: Population, origin: pd.Timestamp, end_day: float, closed_day: 
         "chain_instance": c["chain_id"], "chain_step": np.where(c["chain"] >= 0, c["step"], -1),
     })
 
-    s = {k: np.concatenate([p[k] for p in survey_parts]) for k in survey_parts[0]}
-    keep = s["day"] < np.minimum(closed_day[s["customer"]], end_day)
-    s = {k: v[keep] for k, v in s.items()}
-    order = np.lexsort((s["customer"], s["day"]))
-    s = {k: v[order] for k, v in s.items()}
+    s = living_events(survey_parts, closed_day, end_day)
     surveys = pd.DataFrame({
         "customer_id": pd.Series(ids[s["customer"]], dtype="str"),
         "answered_at": _stamp(origin, s["day"]),
@@ -528,12 +525,9 @@ def assemble(pop: Population, origin: pd.Timestamp, end_day: float, closed_day: 
         "csat": np.where(s["which"] == 1, np.nan, s["csat"]),
     })
 
-    k = {key: np.concatenate([p[key] for p in contact_parts]) for key in contact_parts[0]} if contact_parts else {
-        "customer": np.zeros(0, int), "day": np.zeros(0), "action": np.zeros(0, int), "treatment": np.zeros(0, int)}
-    keep = k["day"] < np.minimum(closed_day[k["customer"]], end_day)
-    k = {key: v[keep] for key, v in k.items()}
-    order = np.lexsort((k["customer"], k["day"]))
-    k = {key: v[order] for key, v in k.items()}
+    no_contacts = {"customer": np.zeros(0, int), "day": np.zeros(0), "action": np.zeros(0, int),
+                   "treatment": np.zeros(0, int)}
+    k = living_events(contact_parts or [no_contacts], closed_day, end_day)
     costs = np.array([a[2] for a in RETENTION_ACTIONS])
     contacts = pd.DataFrame({
         "customer_id": pd.Series(ids[k["customer"]], dtype="str"),

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from models.boosting import ChurnModel, ValueModel
 from models.data import FeatureSchema
-from models.evaluation import reliability_table, roc_table, value_metrics
+from models.evaluation import reliability_table, roc_table, stayer_value_metrics
 from models.explain import reason_codes
 from models.plots import (gains_figure, importance_figure, pr_figure, profit_figure, reliability_figure,
                           roc_figure, shap_summary_figure, value_decile_figure)
@@ -89,8 +89,9 @@ def write_reports(result: TrainingResult, table: pd.DataFrame, cfg: Config, temp
     sample = test_rows.sample(n=min(2000, len(test_rows)), random_state=cfg.seed)
     contributions = result.churn.contributions(sample)
     importance = pd.Series(result.churn.booster.feature_importance("gain"), index=list(result.churn.schema.features))
+    roc = roc_table(y, scores)
     figures = {
-        "roc.png": roc_figure(y, scores),
+        "roc.png": roc_figure(roc),
         "precision_recall.png": pr_figure(y, scores),
         "reliability.png": reliability_figure(y, test["churn_probability"].to_numpy()),
         "cumulative_gains.png": gains_figure(y, scores),
@@ -109,7 +110,7 @@ def write_reports(result: TrainingResult, table: pd.DataFrame, cfg: Config, temp
     gains = pd.concat([g.assign(model=name) for name, g in result.gains.items()], ignore_index=True)
     paths["profit_curve.csv"] = write_csv(profit, curves / "profit_curve.csv")
     paths["gains.csv"] = write_csv(gains, curves / "gains.csv")
-    paths["roc.csv"] = write_csv(roc_table(y, scores), curves / "roc.csv")
+    paths["roc.csv"] = write_csv(roc, curves / "roc.csv")
     paths["reliability.csv"] = write_csv(reliability_table(y, test["churn_probability"].to_numpy()),
                                          curves / "reliability.csv")
     paths["importance.csv"] = write_csv(importance.rename("total_gain").rename_axis("feature").reset_index()
@@ -216,9 +217,7 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None,
             model = ValueModel.load(bundle)
             if model.schema.problems(test_rows):
                 return None
-            kept = y == 0  # judged like `value.spearman`: on the customers who stayed
-            return value_metrics(test_rows["future_value"].to_numpy(dtype=float)[kept],
-                                 model.predict(test_rows)[kept])["spearman"]
+            return stayer_value_metrics(y, test_rows["future_value"].to_numpy(), model.predict(test_rows))["spearman"]
 
         new_churn = champion_score(cfg.model.champion_metric, y, result.test["churn_probability"].to_numpy(),
                                    ltv, cfg.economics)
