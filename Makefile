@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= configs/default.yaml
-DEMO_CUSTOMERS ?= 20000
+DEMO_CUSTOMERS ?= 50000
 DEMO_SEED ?= 42
 PYTEST_ARGS ?=
 

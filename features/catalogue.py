@@ -108,6 +108,22 @@ def _rfm(settings: FeatureSettings) -> list[FeatureInfo]:
                     "went out (negative amounts: refunds, transfers out); empty without transactions "
                     "or when all amounts are zero.", "share 0-1",
                     f"{{value:.0%}} of the last {OUTFLOW_WINDOW} days' money flowed out"),
+        FeatureInfo(f"largest_outflow_{OUTFLOW_WINDOW}d", "rfm",
+                    f"The largest single outflow (negative amount, shown positive) in the {OUTFLOW_WINDOW} "
+                    "days before the cutoff; 0 when nothing flowed out.", "currency",
+                    f"{{value:,.0f}} moved out in one go {{days_since_largest_outflow_{OUTFLOW_WINDOW}d:.0f}} "
+                    "days ago"),
+        FeatureInfo(f"largest_outflow_{OUTFLOW_WINDOW}d_vs_typical", "rfm",
+                    f"The largest single outflow of the last {OUTFLOW_WINDOW} days as a multiple of the "
+                    f"customer's average absolute transaction amount over {longest} days: a balance moved "
+                    "elsewhere stands out; 0 when nothing flowed out, empty without transactions.", "ratio",
+                    f"{{largest_outflow_{OUTFLOW_WINDOW}d:,.0f}} moved out in one go "
+                    f"{{days_since_largest_outflow_{OUTFLOW_WINDOW}d:.0f}} days ago, {{value:.0f}}x their "
+                    "usual transaction"),
+        FeatureInfo(f"days_since_largest_outflow_{OUTFLOW_WINDOW}d", "rfm",
+                    f"Whole days since the largest single outflow of the last {OUTFLOW_WINDOW} days (the "
+                    "most recent of equal ones); empty when nothing flowed out.", "days",
+                    f"{{largest_outflow_{OUTFLOW_WINDOW}d:,.0f}} moved out in one go {{value:.0f}} days ago"),
         FeatureInfo("rfm_recency_score", "rfm",
                     "Recency quintile score 1-5 within the customers at the cutoff (5 = most recent "
                     "transaction; 1 also for customers who never transacted).", "score 1-5",

@@ -36,13 +36,19 @@ class TransactionSummary:
 
     Column b of `counts` and `amounts` is cumulative: the transactions `d` whole days before
     the cutoff with d < edges[b], added bin by bin from the newest (bins cut at every edge).
-    `outflows_90d` is the sum of the negative amounts (<= 0) of the last 90 days.
+    `outflows_90d` is the sum of the negative amounts (<= 0) of the last 90 days,
+    `largest_outflow_90d` the largest single outflow of those days (as a positive amount, 0 if
+    none) and `days_since_largest_outflow_90d` its age in whole days (the most recent of equal
+    ones; NaN if none); `absolute_amounts` sums the absolute amounts over the longest window.
     """
 
     edges: np.ndarray
     counts: np.ndarray
     amounts: np.ndarray
     outflows_90d: np.ndarray
+    largest_outflow_90d: np.ndarray
+    days_since_largest_outflow_90d: np.ndarray
+    absolute_amounts: np.ndarray
     days_since_last: np.ndarray
     active_days_365d: np.ndarray
 
@@ -85,7 +91,10 @@ def summarise_transactions(events: Events, n_customers: int, cutoff: int,
     counts = np.zeros(size, dtype=np.int64)
     amounts = np.zeros(size, dtype=np.float64)
     outflows = np.zeros(n_customers, dtype=np.float64)
+    largest_outflow = np.zeros(n_customers, dtype=np.float64)
+    absolute = np.zeros(n_customers, dtype=np.float64)
     never = np.iinfo(np.int64).max
+    largest_outflow_days = np.full(n_customers, never, dtype=np.int64)
     last = np.full(n_customers, never, dtype=np.int64)
     active = np.zeros(n_customers * ACTIVE_DAYS_WINDOW, dtype=np.uint8)
     window_start = cutoff - longest * US_PER_DAY
@@ -101,6 +110,10 @@ def summarise_transactions(events: Events, n_customers: int, cutoff: int,
         add_sums(amounts, key, amount)
         outflow = (amount < 0) & (days < OUTFLOW_WINDOW)
         add_sums(outflows, code[outflow], amount[outflow])
+        in_window = days < longest
+        add_sums(absolute, code[in_window], np.abs(amount[in_window]))
+        if outflow.any():
+            _keep_largest(largest_outflow, largest_outflow_days, code[outflow], -amount[outflow], days[outflow])
         np.minimum.at(last, code, days)
         recent = days < ACTIVE_DAYS_WINDOW
         if recent.all():
@@ -118,7 +131,26 @@ def summarise_transactions(events: Events, n_customers: int, cutoff: int,
     cumulative_amounts = amounts.reshape(n_customers, n_bins)[:, :-1]
     np.cumsum(cumulative_counts, axis=1, out=cumulative_counts)
     np.cumsum(cumulative_amounts, axis=1, out=cumulative_amounts)
-    return TransactionSummary(edges, cumulative_counts, cumulative_amounts, outflows, days_since_last, active_days)
+    largest_days = np.where(largest_outflow_days == never, np.nan, largest_outflow_days).astype(np.float64)
+    return TransactionSummary(edges, cumulative_counts, cumulative_amounts, outflows, largest_outflow, largest_days,
+                              absolute, days_since_last, active_days)
+
+
+def _keep_largest(largest: np.ndarray, largest_days: np.ndarray, code: np.ndarray, size: np.ndarray,
+                  days: np.ndarray) -> None:
+    """Update each customer's largest outflow (and its age) with one chunk's outflows.
+
+    Within the chunk the largest wins, the most recent among equals; across chunks the same
+    rule, so the result does not depend on how the rows are chunked.
+    """
+    order = np.lexsort((days, -size, code))
+    code, size, days = code[order], size[order], days[order]
+    first = np.ones(len(code), dtype=bool)
+    first[1:] = code[1:] != code[:-1]
+    code, size, days = code[first], size[first], days[first]
+    better = (size > largest[code]) | ((size == largest[code]) & (days < largest_days[code]))
+    largest[code[better]] = size[better]
+    largest_days[code[better]] = days[better]
 
 
 def trend_ratio(latest: np.ndarray, previous: np.ndarray) -> np.ndarray:
@@ -143,6 +175,10 @@ def transaction_features(summary: TransactionSummary, settings: FeatureSettings)
     outflow = summary.outflows_90d
     absolute = summary.amount_within(OUTFLOW_WINDOW) - 2.0 * outflow
     out[f"outflow_share_{OUTFLOW_WINDOW}d"] = ratio(np.abs(outflow), absolute)
+    typical = ratio(summary.absolute_amounts, summary.count_within(settings.longest_window))
+    out[f"largest_outflow_{OUTFLOW_WINDOW}d"] = summary.largest_outflow_90d
+    out[f"largest_outflow_{OUTFLOW_WINDOW}d_vs_typical"] = ratio(summary.largest_outflow_90d, typical)
+    out[f"days_since_largest_outflow_{OUTFLOW_WINDOW}d"] = summary.days_since_largest_outflow_90d
     return out
 
 

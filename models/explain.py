@@ -75,8 +75,13 @@ def reason_codes(frame: pd.DataFrame, contributions: pd.DataFrame, templates: di
                 break
             feature = features[position]
             text = render_reason(feature, row, templates)
-            if all(text != existing for _, existing in chosen):
+            # Related features tell one story ("81,258 moved out in one go 45 days ago" and the same
+            # with ", 17x their usual transaction"): say it once, in its fullest form, where it ranks.
+            same = [i for i, (_, existing) in enumerate(chosen) if existing.startswith(text) or text.startswith(existing)]
+            if not same:
                 chosen.append((feature, text))
+            elif len(text) > len(chosen[same[0]][1]):
+                chosen[same[0]] = (chosen[same[0]][0], text)
         for i in range(k):
             feature, text = chosen[i] if i < len(chosen) else (None, None)
             out[f"reason_{i + 1}"].append(text)

@@ -34,7 +34,10 @@ class TuningSettings(Strict):
 class ModelSettings(Strict):
     """How the models are split, trained, calibrated and compared with the champion."""
 
-    booster: BoosterSettings = BoosterSettings()
+    # Churn: slow learning, small trees and strong regularisation suit the few churners (a few percent).
+    booster: BoosterSettings = BoosterSettings(learning_rate=0.02, num_leaves=15, min_child_samples=100,
+                                               feature_fraction=0.5, lambda_l2=5.0, max_rounds=3000,
+                                               early_stopping_rounds=200)
     value_booster: BoosterSettings = BoosterSettings(min_child_samples=100)
     tweedie_variance_power: float = Field(default=1.3, gt=1, lt=2)
     calibration: Literal["auto", "isotonic", "platt"] = "auto"

@@ -35,7 +35,7 @@ app = typer.Typer(
     name="churn",
     help=(
         "Churn prediction and retention lists for financial-services customer care.\n\n"
-        "Example: `churn generate --customers 20000 --out data/raw/demo` (demo data), then "
+        "Example: `churn generate --customers 50000 --out data/raw/demo` (demo data), then "
         "`churn run --config configs/default.yaml` (validate, features, train, score, rules, report), "
         "or one stage at a time: `churn score --config configs/default.yaml`."
     ),
@@ -115,7 +115,7 @@ def run_stage(action: Callable[[], object]) -> object:
 @app.command()
 def generate(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Take defaults from the config's `demo` section.")] = None,
-    customers: Annotated[int | None, typer.Option(help="Number of customers (default 20,000).", min=10)] = None,
+    customers: Annotated[int | None, typer.Option(help="Number of customers (default 50,000).", min=10)] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed; the same seed gives the same files.")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder, replaced atomically (default data/raw/demo).")] = None,
     start: Annotated[str | None, typer.Option(help="First month of data, YYYY-MM-DD (default 2023-01-01).")] = None,
@@ -124,7 +124,7 @@ def generate(
 ) -> None:
     """Write a realistic synthetic retail-bank dataset (inputs, plus hidden truth in OUT/_truth).
 
-    Examples: churn generate --customers 20000 --seed 42 --out data/raw/demo;
+    Examples: churn generate --customers 50000 --seed 42 --out data/raw/demo;
     churn generate --config configs/default.yaml (sizes from its `demo` section).
     """
     from pipelines.config import DemoSettings

@@ -92,7 +92,7 @@ class TrackingSettings(Strict):
 class DemoSettings(Strict):
     """What `churn generate --config` makes: the synthetic demo dataset (flags override)."""
 
-    customers: int = Field(default=20_000, ge=10)
+    customers: int = Field(default=50_000, ge=10)
     seed: int = 42
     start: str = "2023-01-01"
     months: int = Field(default=30, ge=4, le=120)

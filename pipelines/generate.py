@@ -11,8 +11,14 @@ The simulation runs month by month, vectorised over customers. Each customer car
 hidden *dissatisfaction* level: complaints that breach their targets, low satisfaction
 and "silent" shocks (no complaint at all: most unhappy customers never complain) raise
 it, and it decays over time. Dissatisfaction lowers activity and raises the monthly
-closure hazard, so churners' activity fades before they leave. Hidden per-customer
-frailty and the randomness of the draws keep the best possible model imperfect.
+hazard of deciding to leave. Hidden states leave footprints in the data, as they do in a
+real bank: a silent shock cuts activity from its day on and usually starts with part of
+the money moving to another provider; a customer who decides to leave moves the money
+out within days and mostly stops using the account, then closes it 15-75 days later.
+Two drivers are nonlinear on purpose (a partner promotion ending in months 11-15 of
+tenure; long-standing customers tolerating more), as real ones are. A small hidden
+per-customer frailty and the randomness of the draws keep the best possible model
+imperfect (`make demo` reports the model's gap to this ceiling).
 
 Everything the model must not see is written apart, in `OUT/_truth/`: the monthly hazard
 of every customer at risk, the latent traits, the true effect of a retention contact and
@@ -109,7 +115,7 @@ class PlantedChain:
 CHAINS: tuple[PlantedChain, ...] = (
     PlantedChain("app_release", ("system_lag", "transfer_failure", "fees"), (0.75, 0.65),
                  ((1.0, 6.0), (2.0, 9.0)), "mobile", 0.035),
-    PlantedChain("loan_paperwork", ("duplicate_documents", "slow_response", "staff_attitude"), (0.70, 0.55),
+    PlantedChain("loan_paperwork", ("duplicate_documents", "slow_response", "staff_attitude"), (0.75, 0.70),
                  ((3.0, 10.0), (2.0, 9.0)), "loan", 0.008),
 )
 APP_RELEASE_EVERY_MONTHS = 4
@@ -121,6 +127,29 @@ RETENTION_ACTIONS = (  # action, channel, cost when contacted
 )
 CONTACT_SHARE_PER_MONTH = 0.015
 CONTROL_SHARE = 0.2
+SURVEY_SHARE_PER_MONTH = 0.08  # random sample asked for NPS / CSAT each month
+FRAILTY_SD = 0.1  # hidden per-customer proneness to leave (logit scale): the part no data reveals
+
+# How a decision to leave shows before the account closes (soft churn comes first): most leavers
+# move their money out in one go within days, and most of their everyday use stops.
+CLOSE_AFTER_DECISION_DAYS = (15.0, 75.0)
+MOVER_SHARE = 0.95
+MOVE_WITHIN_DAYS = 2.0
+MOVE_SIZE = (10.0, 40.0)  # times the customer's typical transaction
+LEAVER_USE_KEPT = 0.1  # share of a leaver's everyday transactions that still happen
+# Silent disengagement (no complaint): a jump in dissatisfaction on a day of the month; activity
+# falls from that day, and most start by moving part of their money to another provider.
+SILENT_SHOCK_PER_MONTH = 0.008
+SILENT_SHOCK_SIZE = (1.5, 3.0)
+SHIFT_SHARE = 0.85
+SHIFT_WITHIN_DAYS = 3.0
+SHIFT_SIZE = (3.0, 10.0)  # times the customer's typical transaction
+# Nonlinear drivers a linear model cannot draw: a partner promotion's end (months 11-15 of
+# tenure) and long-standing customers' patience (dissatisfaction weighs less after 5 years).
+PROMO_END_MONTHS = (11.0, 15.0)
+PROMO_END_LOGIT = 2.5
+LOYAL_AFTER_MONTHS = 60.0
+LOYAL_DISSATISFACTION_WEIGHT = 0.4
 
 
 @dataclass
@@ -173,7 +202,7 @@ def make_population(n: int, rng: np.random.Generator, span_days: float) -> Popul
         age_band=age, products_held=products,
         acquisition=rng.choice(len(ACQUISITION), size=n, p=(0.45, 0.35, 0.12, 0.08)),
         transaction_rate=rate, amount_median=amount_median,
-        frailty=rng.normal(0.0, 0.35, n), mobile_user=mobile, has_loan=loan, contact_effect=effect,
+        frailty=rng.normal(0.0, FRAILTY_SD, n), mobile_user=mobile, has_loan=loan, contact_effect=effect,
     )
 
 
@@ -311,7 +340,8 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
         at_risk = (pop.signup_day < lo_day) & (decided_day == np.inf)
         # --- the hazard of closing this month, from the state at the month's start
         tenure_months = (lo_day - pop.signup_day) / 30.44
-        logit = (-5.7 + 1.7 * dissatisfaction + pop.frailty
+        patience = np.where(tenure_months > LOYAL_AFTER_MONTHS, LOYAL_DISSATISFACTION_WEIGHT, 1.0)
+        logit = (-5.7 + 1.7 * patience * dissatisfaction + pop.frailty
                  + np.array([0.0, -0.45, 0.15])[pop.segment]
                  + np.where(tenure_months < 12, 0.55, 0.0) + np.where(tenure_months < 4, 0.35, 0.0)
                  - 0.18 * np.log1p(pop.transaction_rate * pop.amount_median / 200.0)
@@ -319,8 +349,9 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
                  # single-product customers leave more easily; young ones shop around
                  + np.where(pop.products_held == 1, 0.5, np.where(pop.products_held >= 4, -0.4, 0.0))
                  + np.array([0.35, 0.1, 0.0, 0.0, -0.15, -0.3])[pop.age_band]
-                 # customers bought through a partner promotion leave when it ends (first year)
-                 + np.where((pop.acquisition == 3) & (tenure_months < 12), 0.9, 0.0))
+                 # customers bought through a partner promotion leave when it ends
+                 + np.where((pop.acquisition == 3) & (tenure_months >= PROMO_END_MONTHS[0])
+                            & (tenure_months < PROMO_END_MONTHS[1]), PROMO_END_LOGIT, 0.0))
         hazard = 1.0 / (1.0 + np.exp(-logit))
         hazard *= np.where(contact_until > lo_day, 1.0 - pop.contact_effect, 1.0)
         # Customers who already decided to leave (closing soon) are certain to close: hazard 1.
@@ -330,11 +361,17 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
         hazard_parts.append(pd.DataFrame({"customer": risk_idx, "month_start": month_start,
                                           "hazard": hazard[risk_idx], "dissatisfaction": dissatisfaction[risk_idx],
                                           "leaving": leaving[risk_idx]}))
-        # A customer decides to leave, then winds the relationship down over a few weeks
-        # (moving the salary, spending elsewhere, taking money out) before the account closes.
+        # A customer decides to leave, then winds the relationship down (moving the salary, spending
+        # elsewhere, taking money out) for a few weeks or months before the account closes.
         decides = at_risk & (rng.random(n) < hazard)
         decided_day[decides] = rng.uniform(lo_day, hi_day, decides.sum())
-        closed_day[decides] = np.floor(decided_day[decides] + rng.uniform(15.0, 75.0, decides.sum()))
+        closed_day[decides] = np.floor(decided_day[decides] + rng.uniform(*CLOSE_AFTER_DECISION_DAYS, decides.sum()))
+
+        # --- silent disengagement: no complaint, just a customer drifting away from a day in the month
+        silent = (rng.random(n) < SILENT_SHOCK_PER_MONTH) & (decided_day == np.inf) & (pop.signup_day < hi_day)
+        silent_shock_month[silent & (silent_shock_month < 0)] = month
+        shock = np.where(silent, rng.uniform(*SILENT_SHOCK_SIZE, n), 0.0)
+        shock_day = np.where(silent, rng.uniform(lo_day, hi_day, n), np.inf)
 
         # --- who is around this month, and for which part of it
         lo = np.maximum(lo_day, np.ceil(pop.signup_day))
@@ -345,24 +382,32 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
 
         # --- transactions: engagement falls with dissatisfaction; year-end peak
         season = 1.0 + 0.15 * np.cos(2 * np.pi * (month_start.month - 12) / 12.0)
-        winding_down = np.clip((hi_p - decided_day[present]) / (hi_p - lo_p), 0.0, 1.0)
-        engagement = np.exp(-1.4 * dissatisfaction[present]) * (1.0 - 0.75 * winding_down)
+        engagement = np.exp(-1.4 * dissatisfaction[present])
         counts = rng.poisson(pop.transaction_rate[present] * engagement * season * share)
         owner = np.repeat(present, counts)
         total = len(owner)
         day = rng.uniform(np.repeat(lo_p, counts), np.repeat(hi_p, counts))
+        # From the day of a silent shock or of the decision to leave, fewer transactions happen.
+        keep = (day <= shock_day[owner]) | (rng.random(total) < np.exp(-1.4 * shock[owner]))
+        keep &= (day <= decided_day[owner]) | (rng.random(total) < LEAVER_USE_KEPT)
+        owner, day = owner[keep], day[keep]
+        total = len(owner)
         amount = pop.amount_median[owner] * np.exp(rng.normal(0.0, 0.9, total) - 0.3 * dissatisfaction[owner])
         # Refunds, and outflows that grow as an unhappy customer moves money elsewhere.
         leaving_tx = day > decided_day[owner]
         outflow = rng.random(total) < 0.06 + 0.12 * np.minimum(dissatisfaction[owner], 2.0) + 0.3 * leaving_tx
         amount = np.where(outflow, -(0.5 + np.minimum(dissatisfaction[owner], 2.0)) * amount, amount)
         # Most leavers move their money out in one go soon after deciding.
-        movers = np.flatnonzero(decides & (rng.random(n) < 0.85))
-        move_day = np.minimum(decided_day[movers] + rng.uniform(0.0, 5.0, len(movers)),
+        movers = np.flatnonzero(decides & (rng.random(n) < MOVER_SHARE))
+        move_day = np.minimum(decided_day[movers] + rng.uniform(0.0, MOVE_WITHIN_DAYS, len(movers)),
                               np.minimum(closed_day[movers], end_day) - 0.01)
-        owner = np.concatenate([owner, movers])
-        day = np.concatenate([day, move_day])
-        amount = np.concatenate([amount, -pop.amount_median[movers] * rng.uniform(4.0, 15.0, len(movers))])
+        # Most silently disengaged customers first move part of their money to another provider.
+        shifters = np.flatnonzero(silent & (rng.random(n) < SHIFT_SHARE) & (shock_day > pop.signup_day))
+        shift_day = np.minimum(shock_day[shifters] + rng.uniform(0.0, SHIFT_WITHIN_DAYS, len(shifters)), hi_day - 0.01)
+        owner = np.concatenate([owner, movers, shifters])
+        day = np.concatenate([day, move_day, shift_day])
+        amount = np.concatenate([amount, -pop.amount_median[movers] * rng.uniform(*MOVE_SIZE, len(movers)),
+                                 -pop.amount_median[shifters] * rng.uniform(*SHIFT_SIZE, len(shifters))])
         amount = np.round(amount, 2)
         total = len(owner)
         order = np.lexsort((owner, day))
@@ -399,14 +444,10 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
         resolved_day = complaints.day + service.resolution_hours / 24.0
         np.maximum.at(open_breach_until, complaints.customer[breached], resolved_day[breached])
 
-        # --- silent disengagement: no complaint, just a customer drifting away
-        silent = (rng.random(n) < 0.008) & (decided_day == np.inf) & (pop.signup_day < hi_day)
-        silent_shock_month[silent & (silent_shock_month < 0)] = month
-        shock = np.where(silent, rng.uniform(1.5, 3.0, n), 0.0)
         dissatisfaction = np.maximum(0.0, 0.92 * dissatisfaction + bad + shock + rng.normal(0.0, 0.03, n))
 
         # --- surveys: a random sample, plus a post-closure survey after some complaints
-        asked = present[rng.random(len(present)) < 0.04]
+        asked = present[rng.random(len(present)) < SURVEY_SHARE_PER_MONTH]
         followed = np.unique(complaints.customer[rng.random(len(complaints.customer)) < 0.25])
         asked = np.union1d(asked, followed)
         ask_lo, ask_hi = lo[asked], hi[asked]

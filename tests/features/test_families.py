@@ -78,6 +78,18 @@ def test_transaction_windows_recency_and_activity(case) -> None:
             assert row["outflow_share_90d"] == pytest.approx(-recent[recent < 0].sum() / recent.abs().sum())
         else:
             assert np.isnan(row["outflow_share_90d"])
+        out = mine[(days < 90) & (mine["amount"] < 0)]
+        largest = float(-out["amount"].min()) if len(out) else 0.0
+        assert row["largest_outflow_90d"] == pytest.approx(largest)
+        if len(out):
+            assert row["days_since_largest_outflow_90d"] == days[out.index][out["amount"] == -largest].min()
+        else:
+            assert np.isnan(row["days_since_largest_outflow_90d"])
+        year = mine[days < 365]["amount"]
+        if len(year):
+            assert row["largest_outflow_90d_vs_typical"] == pytest.approx(largest / year.abs().mean())
+        else:
+            assert np.isnan(row["largest_outflow_90d_vs_typical"])
 
 
 def test_lifecycle_tenure_slope_and_stage(case) -> None:

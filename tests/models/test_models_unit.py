@@ -184,6 +184,25 @@ def test_reason_codes_name_the_biggest_risk_drivers() -> None:
     assert positions[:, 0].tolist() == [0, 1]
 
 
+def test_reasons_telling_one_story_are_said_once_in_full() -> None:
+    frame = pd.DataFrame({"largest_outflow_90d": [81_258.0], "largest_outflow_90d_vs_typical": [17.0],
+                          "days_since_largest_outflow_90d": [45.0], "products_held": [1.0]})
+    contributions = pd.DataFrame({"largest_outflow_90d": [0.9], "largest_outflow_90d_vs_typical": [0.5],
+                                  "days_since_largest_outflow_90d": [0.4], "products_held": [0.3],
+                                  "base_value": [-3.0]})
+    templates = {
+        "largest_outflow_90d": "{value:,.0f} moved out in one go {days_since_largest_outflow_90d:.0f} days ago",
+        "largest_outflow_90d_vs_typical": ("{largest_outflow_90d:,.0f} moved out in one go "
+                                           "{days_since_largest_outflow_90d:.0f} days ago, {value:.0f}x their usual transaction"),
+        "days_since_largest_outflow_90d": "{largest_outflow_90d:,.0f} moved out in one go {value:.0f} days ago",
+        "products_held": "{value:.0f} product held"}
+    reasons = reason_codes(frame, contributions, templates, k=3)
+    assert reasons.loc[0, "reason_1"] == "81,258 moved out in one go 45 days ago, 17x their usual transaction"
+    assert reasons.loc[0, "driver_1"] == "largest_outflow_90d"
+    assert reasons.loc[0, "reason_2"] == "1 product held"
+    assert reasons.loc[0, "reason_3"] is None
+
+
 def test_champion_rule() -> None:
     assert compare_with_champion(0.80, None, 0.01)[0]
     assert compare_with_champion(0.80, 0.78, 0.01)[0]

@@ -100,7 +100,8 @@ def test_churners_activity_declines_before_they_leave(bank: Path) -> None:
 
     leaver_end = leavers.set_index("customer_id")["closed_date"]
     early, late = counts(leavers, leaver_end, (12, 9)), counts(leavers, leaver_end, (3, 0))
-    assert late < 0.7 * early, (early, late)
+    # Not all leavers fade: those whose partner promotion ends leave while still active.
+    assert late < 0.75 * early, (early, late)
     stay_end = pd.Series(start + pd.DateOffset(months=24), index=stayers.set_index("customer_id").index)
     stay_early, stay_late = counts(stayers, stay_end, (12, 9)), counts(stayers, stay_end, (3, 0))
     assert stay_late > 0.8 * stay_early, (stay_early, stay_late)

@@ -1,8 +1,9 @@
 """Quality bars of the models on the generated bank, where the true churn hazard is known.
 
-Tolerances are for this test's data size (12,000 customers, one out-of-time test cutoff
-of ~9,000 customers and ~250 churners). The demo's figures (20,000 customers) are in the
-README; `churn train` on the demo prints and logs them.
+The data has the demo's size (50,000 customers over 30 months, 12 monthly cutoffs; the
+out-of-time test cutoff holds ~40,000 customers and ~1,100 churners) but another seed, so
+the bars hold for a bank the demo was not tuned on. `churn train` on the demo prints and
+logs the same figures (README, "Measured figures").
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ TABLES = ("customers", "transactions", "complaints", "surveys", "contacts")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainingResult, pd.DataFrame, object]:
     raw = tmp_path_factory.mktemp("quality") / "raw"
-    generate(12_000, 5, raw, "2023-01-01", 24, "parquet")
+    generate(50_000, 5, raw, "2023-01-01", 30, "parquet")
     cfg = parse_config({
         "data": {"tables": {name: {"path": str(raw / f"{name}.parquet")} for name in TABLES}},
         "features": {"static_features": ["segment", "region", "age_band", "products_held", "acquisition_channel"]},
-        "labels": {"cutoffs": {"count": 8}},
+        "labels": {"cutoffs": {"count": 12}},
     })
     table = build_training_table(load_tables(cfg), cfg.features, cfg.labels)
     truth = true_churn_probability(table, raw / "_truth", cfg.labels.horizon_days)
@@ -45,8 +46,9 @@ def test_churn_model_approaches_the_true_hazard_ceiling_and_beats_the_baselines(
     m = result.metrics
     print({k: round(v, 4) for k, v in m.items() if "roc_auc" in k or "calibration" in k})
     assert m["churn.true_hazard_roc_auc"] > 0.8
-    assert m["churn.gap_to_true_hazard_roc_auc"] < 0.09
-    assert m["churn.roc_auc"] > m["baseline_logistic.roc_auc"]
+    assert m["churn.gap_to_true_hazard_roc_auc"] < 0.03
+    assert m["churn.roc_auc"] > m["baseline_logistic.roc_auc"] + 0.005
+    assert m["churn.pr_auc"] > m["baseline_logistic.pr_auc"] + 0.01
     assert m["churn.roc_auc"] > m["baseline_recency_rule.roc_auc"] + 0.1
     assert m["churn.best_profit"] > 0
 
@@ -76,9 +78,10 @@ def test_reasons_name_the_planted_causes(trained) -> None:
             lambda row: any(isinstance(d, str) and any(w in d for w in words) for d in row), axis=1)
         return float(named.mean())
 
-    # Complaints handled late (open past target at the cutoff is rare: most close within days).
-    served_late = (risky["late_resolutions_365d"] + risky["late_first_responses_365d"]
-                   + risky["open_complaints_past_resolution_target"]) > 0
+    # Complaints handled late (open past target at the cutoff is rare: most close within days),
+    # recently: the harm of a late complaint fades over the months (the generator's decay).
+    served_late = ((risky["late_resolutions_365d"] + risky["late_first_responses_365d"]
+                    + risky["open_complaints_past_resolution_target"]) > 0) & (risky["days_since_last_complaint"] < 90)
     assert served_late.sum() >= 20
     assert share_naming(served_late, ("complaint", "late", "resolution", "response", "satisfaction")) >= 0.5
     # Leavers move their money out and go quiet: the riskiest customers with a big outflow hear about it.
