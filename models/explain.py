@@ -16,6 +16,8 @@ import pandas as pd
 
 
 _NAN_WORD = re.compile(r"\bnan\b")
+# "1 days" -> "1 day": templates are written for the plural.
+_ONE_PLURAL = re.compile(r"(?<![\d.,])1 (day|hour|month|complaint|transaction|point|product)s\b")
 
 
 class _Row(dict):
@@ -38,7 +40,7 @@ def render_reason(feature: str, row: dict[str, object], templates: dict[str, str
             shown = int(value) if isinstance(value, float) and value.is_integer() else value
             text = template.format_map(_Row(row, value=shown))
             if not _NAN_WORD.search(text):
-                return text
+                return _ONE_PLURAL.sub(r"1 \1", text)
         except (ValueError, TypeError):
             pass
     if isinstance(value, float):

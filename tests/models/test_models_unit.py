@@ -184,6 +184,17 @@ def test_reason_codes_name_the_biggest_risk_drivers() -> None:
     assert positions[:, 0].tolist() == [0, 1]
 
 
+def test_reasons_speak_of_one_thing_in_the_singular() -> None:
+    from models.explain import render_reason
+
+    templates = {"age": "oldest open complaint waiting {value:.0f} days", "count": "{value:.0f} complaints in 90 days"}
+    assert render_reason("age", {"age": 1.0}, templates) == "oldest open complaint waiting 1 day"
+    assert render_reason("age", {"age": 21.0}, templates) == "oldest open complaint waiting 21 days"
+    assert render_reason("count", {"count": 1.0}, templates) == "1 complaint in 90 days"
+    assert render_reason("count", {"count": 11.0}, templates) == "11 complaints in 90 days"
+    assert render_reason("nps", {"nps": 1.0}, {"nps": "score changed by {value:+.0f} points"}) == "score changed by +1 point"
+
+
 def test_reasons_telling_one_story_are_said_once_in_full() -> None:
     frame = pd.DataFrame({"largest_outflow_90d": [81_258.0], "largest_outflow_90d_vs_typical": [17.0],
                           "days_since_largest_outflow_90d": [45.0], "products_held": [1.0]})
