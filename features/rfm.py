@@ -92,7 +92,7 @@ def summarise_transactions(events: Events, n_customers: int, cutoff: int,
     amounts = np.zeros(size, dtype=np.float64)
     outflows = np.zeros(n_customers, dtype=np.float64)
     largest_outflow = np.zeros(n_customers, dtype=np.float64)
-    absolute = np.zeros(n_customers, dtype=np.float64)
+    outflows_longest = np.zeros(n_customers, dtype=np.float64)
     never = np.iinfo(np.int64).max
     largest_outflow_days = np.full(n_customers, never, dtype=np.int64)
     last = np.full(n_customers, never, dtype=np.int64)
@@ -108,10 +108,12 @@ def summarise_transactions(events: Events, n_customers: int, cutoff: int,
         key = code * n_bins + lookup[np.minimum(days, longest)]  # last bin: older rows of the first block, unused
         add_counts(counts, key)
         add_sums(amounts, key, amount)
-        outflow = (amount < 0) & (days < OUTFLOW_WINDOW)
+        negative = amount < 0
+        outflow = negative & (days < OUTFLOW_WINDOW)
         add_sums(outflows, code[outflow], amount[outflow])
-        in_window = days < longest
-        add_sums(absolute, code[in_window], np.abs(amount[in_window]))
+        # Only the (few) negative rows: absolute sums follow from net sums, |a| = a - 2 min(a, 0).
+        negative &= days < longest
+        add_sums(outflows_longest, code[negative], amount[negative])
         if outflow.any():
             _keep_largest(largest_outflow, largest_outflow_days, code[outflow], -amount[outflow], days[outflow])
         np.minimum.at(last, code, days)
@@ -132,6 +134,7 @@ def summarise_transactions(events: Events, n_customers: int, cutoff: int,
     np.cumsum(cumulative_counts, axis=1, out=cumulative_counts)
     np.cumsum(cumulative_amounts, axis=1, out=cumulative_amounts)
     largest_days = np.where(largest_outflow_days == never, np.nan, largest_outflow_days).astype(np.float64)
+    absolute = cumulative_amounts[:, -1] - 2.0 * outflows_longest  # the last column is the longest window
     return TransactionSummary(edges, cumulative_counts, cumulative_amounts, outflows, largest_outflow, largest_days,
                               absolute, days_since_last, active_days)
 

@@ -44,11 +44,6 @@ CHAINS_PLOTTED = 8
 DECIMALS = 6
 
 
-def rule_settings(cfg: Config) -> RuleSettings:
-    """The `rules` section of the config (how complaint baskets are built and mined)."""
-    return cfg.rules
-
-
 def _finite(value: object) -> object:
     """JSON-safe value: NaN and infinities become null."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -181,7 +176,7 @@ def summary_payload(result: RuleResult, settings: RuleSettings, cfg: Config, as_
 def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str, object]:
     """Mine the complaint history, write the tables, the diagram and the summary, log them to MLflow."""
     say = progress or (lambda message: None)
-    settings = rule_settings(cfg)
+    settings = cfg.rules
     tables = load_tables(cfg)
     with tracked_run(cfg, stage="rules") as active:
         mlflow.log_params(flatten_params(settings, "rules."))

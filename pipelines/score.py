@@ -30,8 +30,7 @@ from models.boosting import ChurnModel, ValueModel
 from models.drift import population_stability
 from models.evaluation import lifetime_value
 from models.explain import reason_codes
-from models.retention import (ScoringSettings, overdue_complaint_tiers, path_contributions, plan_summary,
-                              retention_plan)
+from models.retention import overdue_complaint_tiers, path_contributions, plan_summary, retention_plan
 from pipelines.config import Config
 from pipelines.fingerprint import input_fingerprint
 from pipelines.io import StageError, atomic_path, excel_safe, file_sha256
@@ -56,11 +55,6 @@ SCORE_COLUMNS: tuple[str, ...] = (
 )
 MONEY_DECIMALS = 2
 PROBABILITY_DECIMALS = 4
-
-
-def scoring_settings(cfg: Config) -> ScoringSettings:
-    """The `scoring` section of the config (models, drift limits, segments, playbook, selection)."""
-    return cfg.scoring
 
 
 # ---------------------------------------------------------------- models
@@ -243,7 +237,7 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
     when a model is missing or does not fit the features, or drift is above the limit.
     """
     say = progress or (lambda message: None)
-    scoring = scoring_settings(cfg)
+    scoring = cfg.scoring
     per_customer = cfg.model.reasons_per_customer
     if templates is None:
         from features.catalogue import reason_templates
