@@ -396,3 +396,66 @@ def report(config: ConfigOption = Path("configs/default.yaml")) -> None:
     cfg = load_or_exit(config)
     summary = run_stage(lambda: run(cfg, progress=progress_printer(), config_path=config))
     Console().print(f"report: {summary['index']}")  # type: ignore[index]
+
+
+@app.command()
+def init(
+    customers: Annotated[Path, typer.Option("--customers", metavar="FILE", help="Customers file, CSV or Parquet: one row per customer (required).")],
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Config file to write, e.g. configs/mine.yaml.")],
+    transactions: Annotated[Path | None, typer.Option(metavar="FILE", help="Transactions file (optional).")] = None,
+    complaints: Annotated[Path | None, typer.Option(metavar="FILE", help="Complaints file (optional).")] = None,
+    surveys: Annotated[Path | None, typer.Option(metavar="FILE", help="Survey answers file (optional).")] = None,
+    contacts: Annotated[Path | None, typer.Option(metavar="FILE", help="Past retention contacts file (optional).")] = None,
+    column: Annotated[list[str] | None, typer.Option(
+        "--column", metavar="TABLE.CONTRACT=FILECOLUMN",
+        help="Use this file column for a contract column, e.g. customers.customer_id=ClientNo (repeat for more); "
+             "otherwise columns are found by name.")] = None,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", callback=_iso_date, metavar="DATE",
+        help="Date the data is complete up to (exclusive), YYYY-MM-DD (default: inferred from the data).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Inspect your files and write a commented config for them; then `churn run --config OUT`.
+
+    Finds the contract columns by name, then chooses from the data the churn definition
+    (closure or inactivity), as_of, horizon, training cutoffs, static features and the
+    money figures, each with the reason in a comment beside it. Exits 2 when a required
+    column is not found (naming the --column to add), 4 when OUT exists without --force.
+
+    Example: churn init --customers exports/customers.csv --transactions exports/tx.csv --out configs/mine.yaml
+    """
+    from pipelines.init import InitProblem, decisions_rows, run
+
+    paths = {"customers": customers, "transactions": transactions, "complaints": complaints,
+             "surveys": surveys, "contacts": contacts}
+    argv = ["init"] + [part for name, path in paths.items() if path is not None for part in (f"--{name}", str(path))]
+    argv += [part for flag in column or [] for part in ("--column", flag)]
+    argv += (["--as-of", as_of] if as_of else []) + ["--out", str(out)] + (["--force"] if force else [])
+    try:
+        result = run_stage(lambda: run({k: v for k, v in paths.items() if v is not None}, column or [], out,
+                                       as_of=as_of, force=force, progress=progress_printer(), argv=argv))
+    except InitProblem as error:
+        console.print(f"[bold red]churn init[/bold red]: {escape(str(error))}\nnothing was written.",
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    show = Console()
+    table = Table(title=f"wrote {escape(str(result['out']))} ({result['customers']:,} customers)")  # type: ignore[index]
+    for name in ("setting", "value", "why"):
+        table.add_column(name)
+    for setting, value, why in decisions_rows(result):  # type: ignore[arg-type]
+        table.add_row(escape(setting), escape(value), escape(why))
+    show.print(table)
+    left_out = result["left_out"]  # type: ignore[index]
+    if left_out:
+        show.print("not features: " + "; ".join(escape(f"{s.name} ({s.kind})") for s in left_out),
+                   highlight=False, soft_wrap=True)
+    for warning in result["warnings"]:  # type: ignore[index]
+        show.print(f"[yellow]note[/yellow]: {escape(warning)}", highlight=False, soft_wrap=True)
+    problems = result["problems"]  # type: ignore[index]
+    if problems:
+        show.print(f"[yellow]input problems[/yellow]: {len(problems)} problem(s) will stop `churn validate` until "
+                   "fixed in the files:", highlight=False)
+        for problem in problems[:10]:
+            show.print(f"  - {escape(str(problem))}", highlight=False, soft_wrap=True)
+    show.print("every choice is explained in the file; check the lines marked ASSUMPTION (your margin and costs)")
+    show.print(f"next: {escape(result['next'])}", highlight=False)  # type: ignore[index]
