@@ -49,6 +49,15 @@ def parallel_map(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
         return list(pool.map(function, items))
 
 
+def window_day(cutoff: int, time: np.ndarray | int) -> np.ndarray:
+    """Which day before the cutoff an event falls on: 0 for [cutoff - 1 day, cutoff), 1 for the day
+    before, and so on. "In the last w days" is `window_day < w`, i.e. the half-open window
+    [cutoff - w days, cutoff): an event exactly w days back is in it (with date-only data, the
+    w calendar days before the cutoff day), one at the cutoff is not (it is after the cutoff).
+    """
+    return (cutoff - np.asarray(time) - 1) // US_PER_DAY
+
+
 def cutoff_us(cutoff: pd.Timestamp) -> int:
     """A cutoff as integer microseconds since the epoch (naive, like the data)."""
     stamp = pd.Timestamp(cutoff)
@@ -557,6 +566,8 @@ class Prepared:
     complaints: Events | None
     surveys: Events | None
     contacts: Events | None
+    customer_value: np.ndarray | None = None
+    """Each customer's value per month from a customers column (`labels.customer_value_column`), if set."""
 
     @property
     def n_customers(self) -> int:

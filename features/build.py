@@ -3,13 +3,15 @@
 Training and scoring share one code path: both `prepare` the tables once (customer ids
 factorised, times as integers) and call `features_at` per cutoff, so the scoring row of
 customer X at cutoff C is the training row of X at C. Every feature uses only events
-strictly before the cutoff; labels use only the window (cutoff, cutoff + horizon].
+strictly before the cutoff; labels use only the window [cutoff, cutoff + horizon). One
+half-open convention everywhere: an event stamped at the cutoff (with date-only data, on the
+cutoff day) is after it, so it is in this cutoff's label and the next cutoff's features.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -20,11 +22,11 @@ from features.catalogue import catalogue
 from features.complaints import complaint_columns, complaint_features
 from features.contacts import contact_features, contacted_rows
 from features.contract import EVENT_TABLES, TABLES, Tables
-from features.labels import label_arrays, population_mask
+from features.labels import EXCLUSION_REASONS, RULE_EXCLUSIONS, label_arrays, population_mask, population_reasons
 from features.lifecycle import lifecycle_features, tenure_days
 from features.rfm import RfmBreakpoints, rfm_breakpoints, rfm_scores, summarise_transactions, transaction_features
-from features.settings import FeatureSettings, LabelSettings
-from features.static import static_attributes
+from features.settings import FeatureSettings, LabelSettings, SettingsProblem
+from features.static import customer_value_per_month, static_attributes
 from features.surveys import survey_columns, survey_features
 from features.validation import data_as_of
 
@@ -39,7 +41,8 @@ FAMILY_NEEDS = {"transactions": "RFM and lifecycle (except tenure_days)", "compl
 # ---------------------------------------------------------------- preparation (once per table set)
 
 def prepare(tables: Tables, settings: FeatureSettings, value_column: str = "amount",
-            include: tuple[str, ...] = EVENT_TABLES, many_cutoffs: bool = False) -> Prepared:
+            include: tuple[str, ...] = EVENT_TABLES, many_cutoffs: bool = False,
+            customer_value_column: str | None = None) -> Prepared:
     """Factorise customer ids and turn the tables into flat arrays, once for all cutoffs.
 
     `include` names the event tables to prepare (the others are treated as absent).
@@ -52,7 +55,7 @@ def prepare(tables: Tables, settings: FeatureSettings, value_column: str = "amou
     signup = datetimes_us(customers["signup_date"], missing=NEVER)
     closed = (datetimes_us(customers["closed_date"], missing=NEVER) if "closed_date" in customers.columns
               else np.full(len(customers), NEVER, dtype=np.int64))
-    static = static_attributes(customers, settings.static_features) if include == EVENT_TABLES else {}
+    static = static_attributes(customers, settings) if include == EVENT_TABLES else {}
     present = {name: getattr(tables, name) for name in include if getattr(tables, name) is not None}
     if include == EVENT_TABLES:
         for name, family in FAMILY_NEEDS.items():
@@ -83,10 +86,12 @@ def prepare(tables: Tables, settings: FeatureSettings, value_column: str = "amou
         frame = present["contacts"]
         code, known = event_codes(frame, ids)
         events["contacts"] = _events(code, datetimes_us(frame["contacted_at"]), known & contacted_rows(frame), {})
+    customer_value = (customer_value_per_month(customers, customer_value_column)
+                      if customer_value_column is not None and "transactions" not in present else None)
     return Prepared(
         customer_ids=customers["customer_id"].astype("str"), signup=signup, closed=closed, static=static,
         transactions=events.get("transactions"), complaints=events.get("complaints"),
-        surveys=events.get("surveys"), contacts=events.get("contacts"),
+        surveys=events.get("surveys"), contacts=events.get("contacts"), customer_value=customer_value,
     )
 
 
@@ -201,7 +206,8 @@ def labels_at(prepared: Prepared, cutoff: pd.Timestamp, labels: LabelSettings,
 def build_labels(tables: Tables, cutoff: pd.Timestamp, labels: LabelSettings) -> pd.DataFrame:
     """customer_id, churned (0/1), future_value of the population at `cutoff`."""
     cutoff = pd.Timestamp(cutoff)
-    prepared = prepare(tables, FeatureSettings(), labels.value_column, ("transactions",))
+    prepared = prepare(tables, FeatureSettings(), labels.value_column, ("transactions",),
+                       customer_value_column=labels.customer_value_column)
     return labels_at(prepared, cutoff, labels, population_mask(prepared, cutoff_us(cutoff), labels))
 
 
@@ -216,22 +222,20 @@ def tables_as_of(tables: Tables) -> pd.Timestamp:
 
 
 def training_cutoffs(tables: Tables, labels: LabelSettings) -> list[pd.Timestamp]:
-    """Month-start cutoffs whose label window is complete, oldest first.
+    """Training cutoffs whose label window [cutoff, cutoff + horizon) ends by as_of, oldest first.
 
-    The latest is the last month start with cutoff + horizon <= as_of; then
-    `cutoffs.count` cutoffs back, `spacing_months` apart, keeping only those after the
-    earliest event (or, for a customers-only snapshot, after the earliest signup).
+    The latest is the last month start with cutoff + horizon <= as_of (`cutoffs.anchor:
+    month_start`) or exactly as_of - horizon (`as_of`); then `cutoffs.count` cutoffs back,
+    `spacing_months` apart, keeping only those after the earliest event (or, for a
+    customers-only snapshot, after the earliest signup).
     """
     as_of = tables_as_of(tables)
     last_allowed = as_of - pd.Timedelta(days=labels.horizon_days)
-    latest = pd.Timestamp(year=last_allowed.year, month=last_allowed.month, day=1)
-    signup = tables.customers["signup_date"]
-    earliest = signup.min()
-    event_starts = [getattr(tables, name)[TABLES[name].event_time].min()
-                    for name in ("transactions", "complaints", "surveys", "contacts")
-                    if getattr(tables, name) is not None and len(getattr(tables, name))]
-    if event_starts:
-        earliest = max(earliest, min(event_starts))
+    if labels.cutoffs.anchor == "as_of":
+        latest = last_allowed
+    else:
+        latest = pd.Timestamp(year=last_allowed.year, month=last_allowed.month, day=1)
+    earliest = earliest_event(tables)
     cutoffs = []
     for k in range(labels.cutoffs.count):
         cutoff = latest - pd.DateOffset(months=k * labels.cutoffs.spacing_months)
@@ -240,20 +244,64 @@ def training_cutoffs(tables: Tables, labels: LabelSettings) -> list[pd.Timestamp
     return sorted(cutoffs)
 
 
-def iter_training_tables(tables: Tables, features: FeatureSettings,
-                         labels: LabelSettings) -> Iterator[pd.DataFrame]:
+def earliest_event(tables: Tables) -> pd.Timestamp:
+    """Where the history starts: the earliest event of any event table, or (snapshot) the earliest signup."""
+    earliest = tables.customers["signup_date"].min()
+    event_starts = [getattr(tables, name)[TABLES[name].event_time].min()
+                    for name in ("transactions", "complaints", "surveys", "contacts")
+                    if getattr(tables, name) is not None and len(getattr(tables, name))]
+    if event_starts:
+        earliest = max(earliest, min(event_starts))
+    return pd.Timestamp(earliest)
+
+
+def no_cutoff_message(tables: Tables, labels: LabelSettings) -> str:
+    """Why there is no training cutoff, with the dates and the keys that decide it."""
+    as_of = tables_as_of(tables)
+    return (f"no training cutoff: a cutoff needs a full {labels.horizon_days}-day label window before "
+            f"data.as_of ({as_of.date()}) and must fall after the start of the history "
+            f"({earliest_event(tables).date()}). Set data.as_of to the date the data is complete up to, "
+            f"shorten labels.horizon_days, or use labels.cutoffs.anchor: as_of (latest cutoff = as_of - horizon)")
+
+
+def excluded_at(prepared: Prepared, cutoff: pd.Timestamp, reasons: np.ndarray) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Customers a configurable rule leaves out at `cutoff` (customer_id, cutoff, reason, setting),
+    and the count of every reason (those not yet signed up or already closed included)."""
+    names = list(EXCLUSION_REASONS)
+    counts = np.bincount(reasons[reasons >= 0], minlength=len(names))
+    by_reason = {name: int(count) for name, count in zip(names, counts)}
+    rule = np.isin(reasons, [names.index(r) for r in RULE_EXCLUSIONS])
+    positions = np.flatnonzero(rule)
+    frame = pd.DataFrame({
+        "customer_id": prepared.customer_ids.iloc[positions].reset_index(drop=True),
+        "cutoff": np.full(len(positions), cutoff_us(cutoff), dtype=np.int64).view("datetime64[us]"),
+        "reason": pd.Categorical.from_codes(reasons[positions].astype(np.int64), categories=names),
+        "setting": pd.Categorical.from_codes(reasons[positions].astype(np.int64),
+                                             categories=[EXCLUSION_REASONS[n][1] for n in names]),
+    })
+    return frame, by_reason
+
+
+ExclusionSink = Callable[[pd.DataFrame, dict[str, int]], None]
+
+
+def iter_training_tables(tables: Tables, features: FeatureSettings, labels: LabelSettings,
+                         on_excluded: ExclusionSink | None = None) -> Iterator[pd.DataFrame]:
     """The training rows one cutoff at a time (features + churned + future_value), oldest first.
 
     Lets a caller write a large table cutoff by cutoff instead of holding it all.
+    `on_excluded` receives, per cutoff, the customers a rule left out and every reason's count.
     """
     cutoffs = training_cutoffs(tables, labels)
     if not cutoffs:
-        raise ValueError(
-            f"no training cutoff: the data (up to {tables_as_of(tables).date()}) does not cover a "
-            f"{labels.horizon_days}-day label window after a month start following its first date")
-    prepared = prepare(tables, features, labels.value_column, many_cutoffs=len(cutoffs) > 1)
+        raise SettingsProblem("labels.horizon_days", no_cutoff_message(tables, labels))
+    prepared = prepare(tables, features, labels.value_column, many_cutoffs=len(cutoffs) > 1,
+                       customer_value_column=labels.customer_value_column)
     for cutoff in cutoffs:
-        population = population_mask(prepared, cutoff_us(cutoff), labels)
+        reasons = population_reasons(prepared, cutoff_us(cutoff), labels)
+        population = reasons < 0
+        if on_excluded is not None:
+            on_excluded(*excluded_at(prepared, cutoff, reasons))
         if not population.any():
             log.info("cutoff %s: no customers in the population, skipped", cutoff.date())
             continue
@@ -272,12 +320,17 @@ def build_training_table(tables: Tables, features: FeatureSettings, labels: Labe
 
 
 def build_scoring_table(tables: Tables, features: FeatureSettings, labels: LabelSettings,
-                        as_of: pd.Timestamp | None = None) -> pd.DataFrame:
-    """Features of the population at `as_of` (default: the end of the data); no label columns."""
+                        as_of: pd.Timestamp | None = None, on_excluded: ExclusionSink | None = None) -> pd.DataFrame:
+    """Features of the population at `as_of` (default: the end of the data); no label columns.
+
+    `on_excluded` receives the customers a rule left out and every reason's count.
+    """
     cutoff = pd.Timestamp(as_of) if as_of is not None else tables_as_of(tables)
     prepared = prepare(tables, features, labels.value_column)
-    population = population_mask(prepared, cutoff_us(cutoff), labels)
-    return features_at(prepared, cutoff, features, population)
+    reasons = population_reasons(prepared, cutoff_us(cutoff), labels)
+    if on_excluded is not None:
+        on_excluded(*excluded_at(prepared, cutoff, reasons))
+    return features_at(prepared, cutoff, features, reasons < 0)
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features._grouping import (NEVER, US_PER_DAY, US_PER_HOUR, Events, category_codes, datetimes_us, floats,
+from features._grouping import (NEVER, window_day, US_PER_DAY, US_PER_HOUR, Events, category_codes, datetimes_us, floats,
                                 max_by, min_by, ratio, sum_by)
 from features.catalogue import REPEAT_WINDOW
 from features.contract import PRIORITY_TIERS
@@ -67,7 +67,7 @@ def complaint_features(events: Events, n: int, cutoff: int, settings: FeatureSet
     opened = events.time[before]
     cols = {name: values[before] for name, values in events.columns.items()}
     age = cutoff - opened
-    age_days = age // US_PER_DAY
+    age_days = window_day(cutoff, opened)  # windows are [cutoff - w days, cutoff)
     w_long = settings.longest_window
     in_window = age_days < w_long
     out: dict[str, np.ndarray] = {}
@@ -146,6 +146,6 @@ def complaint_features(events: Events, n: int, cutoff: int, settings: FeatureSet
     distinct = np.bincount(pairs // n_categories, minlength=n)
     out[f"repeat_complaints_{REPEAT_WINDOW}d"] = np.bincount(recent_code, minlength=n) - distinct
 
-    last = min_by(code, age_days, n, NEVER)
+    last = min_by(code, age // US_PER_DAY, n, NEVER)
     out["days_since_last_complaint"] = np.where(last == NEVER, np.nan, last).astype(np.float64)
     return out

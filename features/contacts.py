@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features._grouping import NEVER, US_PER_DAY, Events, floats, min_by
+from features._grouping import NEVER, US_PER_DAY, Events, floats, min_by, window_day
 from features.catalogue import CONTACT_WINDOW
 
 
@@ -29,5 +29,6 @@ def contact_features(events: Events, n: int, cutoff: int) -> dict[str, np.ndarra
     last = min_by(code, days, n, NEVER)
     return {
         "days_since_last_retention_contact": np.where(last == NEVER, np.nan, last).astype(np.float64),
-        f"retention_contacts_{CONTACT_WINDOW}d": np.bincount(code[days < CONTACT_WINDOW], minlength=n),
+        f"retention_contacts_{CONTACT_WINDOW}d": np.bincount(
+            code[window_day(cutoff, events.time[before]) < CONTACT_WINDOW], minlength=n),
     }

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features._grouping import US_PER_DAY, Events, add_counts, add_sums, ratio
+from features._grouping import US_PER_DAY, Events, add_counts, add_sums, ratio, window_day
 from features.catalogue import (ACTIVE_DAYS_WINDOW, ACTIVITY_MONTHS, MONTH_DAYS, OUTFLOW_WINDOW, RFM_SEGMENTS,
                                 TREND_DAYS)
 from features.settings import FeatureSettings
@@ -34,8 +34,8 @@ def bin_edges(settings: FeatureSettings) -> np.ndarray:
 class TransactionSummary:
     """Per-customer transaction totals by age bin at one cutoff.
 
-    Column b of `counts` and `amounts` is cumulative: the transactions `d` whole days before
-    the cutoff with d < edges[b], added bin by bin from the newest (bins cut at every edge).
+    Column b of `counts` and `amounts` is cumulative: the transactions in the window
+    [cutoff - edges[b] days, cutoff), added bin by bin from the newest (bins cut at every edge).
     `outflows_90d` is the sum of the negative amounts (<= 0) of the last 90 days,
     `largest_outflow_90d` the largest single outflow of those days (as a positive amount, 0 if
     none) and `days_since_largest_outflow_90d` its age in whole days (the most recent of equal
@@ -104,24 +104,25 @@ def summarise_transactions(events: Events, n_customers: int, cutoff: int,
         if not before.all():  # only the chunks at the cutoff's own block hold later rows
             code, time, amount = code[before], time[before], amount[before]
         code = code.astype(np.int64)
-        days = (cutoff - time) // US_PER_DAY
-        key = code * n_bins + lookup[np.minimum(days, longest)]  # last bin: older rows of the first block, unused
+        days = (cutoff - time) // US_PER_DAY  # whole days since the event ("days since" features)
+        back = window_day(cutoff, time)  # which of the days before the cutoff it falls on (windows)
+        key = code * n_bins + lookup[np.minimum(back, longest)]  # last bin: older rows of the first block, unused
         add_counts(counts, key)
         add_sums(amounts, key, amount)
         negative = amount < 0
-        outflow = negative & (days < OUTFLOW_WINDOW)
+        outflow = negative & (back < OUTFLOW_WINDOW)
         add_sums(outflows, code[outflow], amount[outflow])
         # Only the (few) negative rows: absolute sums follow from net sums, |a| = a - 2 min(a, 0).
-        negative &= days < longest
+        negative &= back < longest
         add_sums(outflows_longest, code[negative], amount[negative])
         if outflow.any():
             _keep_largest(largest_outflow, largest_outflow_days, code[outflow], -amount[outflow], days[outflow])
         np.minimum.at(last, code, days)
-        recent = days < ACTIVE_DAYS_WINDOW
+        recent = back < ACTIVE_DAYS_WINDOW
         if recent.all():
-            active[code * ACTIVE_DAYS_WINDOW + days] = 1
+            active[code * ACTIVE_DAYS_WINDOW + back] = 1
         else:
-            active[code[recent] * ACTIVE_DAYS_WINDOW + days[recent]] = 1
+            active[code[recent] * ACTIVE_DAYS_WINDOW + back[recent]] = 1
 
     seen_before = older_time > np.iinfo(np.int64).min
     older_days = np.where(seen_before, (cutoff - np.where(seen_before, older_time, 0)) // US_PER_DAY, never)

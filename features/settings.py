@@ -8,6 +8,18 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+class SettingsProblem(ValueError):
+    """A setting that does not fit the data (found when the data is read); names the dotted config key.
+
+    The CLI reports it as a config error (exit code 2), like a bad value in the file.
+    """
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")
+
+
 class Strict(BaseModel):
     """Base for every config section: unknown keys are errors, values are immutable."""
 
@@ -75,6 +87,16 @@ class FeatureSettings(Strict):
     complaint_targets: dict[str, TierTarget] = Field(default_factory=_default_targets)
     lifecycle: LifecycleSettings = LifecycleSettings()
     static_features: tuple[str, ...] = ()
+    static_types: dict[str, Literal["numeric", "categorical"]] = Field(
+        default_factory=dict,
+        description="Declared type of a static feature; default: numeric when every non-empty value is a "
+                    "number (CSV or Parquet alike), else categorical",
+    )
+    allow_identifier_like: tuple[str, ...] = Field(
+        default=(),
+        description="Static features allowed although they look like identifiers or free text "
+                    "(near-unique text); refused otherwise, so personal data never becomes a feature",
+    )
 
     @model_validator(mode="after")
     def _windows_positive(self) -> "FeatureSettings":
@@ -104,10 +126,17 @@ class FeatureSettings(Strict):
 
 
 class CutoffSettings(Strict):
-    """Monthly training cutoffs: how many, how far apart."""
+    """Training cutoffs: how many, how far apart, and where the latest one sits.
+
+    `month_start`: the latest cutoff is the last first-of-a-month whose label window
+    [cutoff, cutoff + horizon) ends by `data.as_of`. `as_of`: the latest cutoff is exactly
+    `data.as_of - horizon_days` (for a snapshot, whose closures are known only up to the
+    snapshot date). Earlier cutoffs step back `spacing_months` at a time.
+    """
 
     count: int = Field(default=12, ge=1, le=120)
     spacing_months: int = Field(default=1, ge=1, le=12)
+    anchor: Literal["month_start", "as_of"] = "month_start"
 
 
 class LabelSettings(Strict):
@@ -116,5 +145,10 @@ class LabelSettings(Strict):
     definition: Literal["closure", "inactivity"] = "closure"
     horizon_days: int = Field(default=90, gt=0, le=730)
     inactivity_lookback_days: int = Field(default=180, gt=0)
-    value_column: str = "amount"
+    value_column: str = Field(
+        default="amount", description="Transactions column summed as the customer's value in a horizon")
+    customer_value_column: str | None = Field(
+        default=None,
+        description="Customers column with each customer's value per month (e.g. a monthly charge); "
+                    "the value when there is no transactions table (snapshot data)")
     cutoffs: CutoffSettings = CutoffSettings()

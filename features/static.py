@@ -1,10 +1,16 @@
 """Static customer attributes copied from the customers table (`features.static_features`).
 
-Text attributes become categoricals whose levels are the sorted values present, so a
-training and a scoring table built from the same customers table agree; numbers and
-flags become floats. These are the values as supplied (usually the current ones), not as
-of the cutoff: attributes that change after a cutoff can leak into training rows, so list
-only attributes that are stable or known at the time.
+Each attribute is typed from its content, the same way for CSV and Parquet: a column whose
+non-empty values are all numbers (text "29.85" included, as CSV files deliver them) becomes
+a float feature; anything else becomes a categorical whose levels are the sorted values
+present. `features.static_types` declares a type instead. Text attributes that look like
+identifiers or free text (most values unique) are refused unless listed in
+`features.allow_identifier_like`: names, e-mail addresses and notes must never become
+model features or reach MLflow.
+
+These are the values as supplied (usually the current ones), not as of the cutoff:
+attributes that change after a cutoff can leak into training rows, so list only attributes
+that are stable or known at the time.
 """
 
 from __future__ import annotations
@@ -15,33 +21,97 @@ import numpy as np
 import pandas as pd
 
 from features.contract import CUSTOMERS
+from features.settings import FeatureSettings, SettingsProblem
 
 log = logging.getLogger("features")
 
 RESERVED = {c.name for c in CUSTOMERS.columns} | {"cutoff", "churned", "future_value"}
+IDENTIFIER_MIN_DISTINCT = 50
+"""A text attribute with at least this many distinct values ..."""
+IDENTIFIER_MIN_DISTINCT_SHARE = 0.5
+"""... that are at least this share of its non-empty values looks like an identifier or free text."""
 
 
-def static_attributes(customers: pd.DataFrame, names: tuple[str, ...]) -> dict[str, np.ndarray | pd.Categorical]:
+def numeric_values(column: pd.Series) -> pd.Series | None:
+    """The column as float64 if every non-empty value is a number (blank text counts as empty), else None."""
+    if pd.api.types.is_bool_dtype(column) or (pd.api.types.is_numeric_dtype(column)
+                                              and not isinstance(column.dtype, pd.CategoricalDtype)):
+        return pd.Series(column.to_numpy(dtype=np.float64, na_value=np.nan), index=column.index)
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return None
+    text = column.astype("str").where(column.notna()).str.strip()
+    text = text.where(text != "")
+    numbers = pd.to_numeric(text, errors="coerce")
+    if (numbers.isna() & text.notna()).any():
+        return None
+    return numbers.astype("float64")
+
+
+def looks_like_identifier(text: pd.Series) -> bool:
+    """Near-unique text values: an identifier, a name or free text rather than a category."""
+    present = text.dropna()
+    distinct = present.nunique()
+    return distinct >= IDENTIFIER_MIN_DISTINCT and distinct >= IDENTIFIER_MIN_DISTINCT_SHARE * len(present)
+
+
+def static_attributes(customers: pd.DataFrame, settings: FeatureSettings) -> dict[str, np.ndarray | pd.Categorical]:
     """The listed attributes, one array per name, in the row order of `customers`."""
+    names = settings.static_features
     out: dict[str, np.ndarray | pd.Categorical] = {}
     reserved = sorted(set(names) & RESERVED)
     if reserved:
-        raise ValueError(f"features.static_features lists {reserved}, which are not attributes "
-                         "(they are keys, dates or labels)")
+        raise SettingsProblem("features.static_features",
+                              f"lists {reserved}, which are not attributes (they are keys, dates or labels); "
+                              "remove them")
     missing = [name for name in names if name not in customers.columns]
     if missing:
-        log.warning("static features not in the customers table, left out: %s", ", ".join(missing))
+        raise SettingsProblem("features.static_features",
+                              f"lists {missing}, not columns of the customers table (its columns: "
+                              f"{sorted(map(str, customers.columns))[:20]}); fix the names or remove them")
+    refused: list[str] = []
     for name in names:
-        if name not in customers.columns:
-            continue
         column = customers[name]
-        if pd.api.types.is_bool_dtype(column) or (pd.api.types.is_numeric_dtype(column)
-                                                  and not isinstance(column.dtype, pd.CategoricalDtype)):
-            out[name] = column.to_numpy(dtype=np.float64, na_value=np.nan)
-        elif pd.api.types.is_datetime64_any_dtype(column):
+        declared = settings.static_types.get(name)
+        if pd.api.types.is_datetime64_any_dtype(column):
             log.warning("static feature %s is a date; left out (derive a number such as an age instead)", name)
-        else:
-            text = column.astype("str").where(column.notna())
-            levels = sorted(text.dropna().unique())
-            out[name] = pd.Categorical(text, categories=levels)
+            continue
+        numbers = numeric_values(column) if declared != "categorical" else None
+        if declared == "numeric" and numbers is None:
+            bad = column.astype("str")[pd.to_numeric(column.astype("str").str.strip(), errors="coerce").isna()
+                                       & column.notna() & (column.astype("str").str.strip() != "")]
+            raise SettingsProblem(f"features.static_types.{name}",
+                                  f"declares numeric, but {len(bad):,} value(s) are not numbers (e.g. "
+                                  f"{list(bad.unique()[:3])}); fix the data or declare it categorical")
+        if numbers is not None:
+            out[name] = numbers.to_numpy()
+            continue
+        text = column.astype("str").where(column.notna())
+        if looks_like_identifier(text) and name not in settings.allow_identifier_like:
+            refused.append(f"{name} ({text.nunique():,} distinct values in {text.notna().sum():,} rows)")
+            continue
+        levels = sorted(text.dropna().unique())
+        out[name] = pd.Categorical(text, categories=levels)
+    if refused:
+        raise SettingsProblem(
+            "features.static_features",
+            f"{', '.join(refused)} look like identifiers or free text (most values unique), which could put "
+            "personal data into the models and MLflow; remove them, or list them in "
+            "features.allow_identifier_like if they really are categories")
     return out
+
+
+DAYS_PER_MONTH = 30.4375
+
+
+def customer_value_per_month(customers: pd.DataFrame, column: str) -> np.ndarray:
+    """`labels.customer_value_column` as numbers (value per month), in the row order of `customers`."""
+    if column not in customers.columns:
+        raise SettingsProblem("labels.customer_value_column",
+                              f"{column!r} is not a column of the customers table (its columns: "
+                              f"{sorted(map(str, customers.columns))[:20]})")
+    numbers = numeric_values(customers[column])
+    if numbers is None:
+        raise SettingsProblem("labels.customer_value_column",
+                              f"customers.{column} holds values that are not numbers; name a numeric column "
+                              "(a value per month, such as a monthly charge)")
+    return numbers.to_numpy()

@@ -1,6 +1,7 @@
 """Baselines trained and evaluated on the same split as the models, so the gain is measured.
 
-- logistic regression on the same features (imputed, scaled, one-hot categoricals);
+- logistic regression on the same features (`models/linear.py`: imputed, scaled, one-hot
+  categoricals, calibrated like the booster; it is also a servable candidate);
 - a recency-only rule: the longer since the last transaction, the higher the risk;
 - for value, last period's value carried forward.
 """
@@ -11,39 +12,8 @@ import re
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-from models.data import FeatureSchema
 
 RECENCY_FEATURE = "days_since_last_transaction"
-
-
-def fit_logistic_baseline(frame: pd.DataFrame, fit: np.ndarray, schema: FeatureSchema, seed: int) -> Pipeline:
-    """Logistic regression on the model's features; a strong, transparent reference."""
-    x = schema.matrix(frame)
-    categorical = [c for c in schema.features if c in schema.categorical]
-    numeric = [c for c in schema.features if c not in schema.categorical]
-    prepare = ColumnTransformer([
-        ("numeric", make_pipeline(SimpleImputer(strategy="median", add_indicator=True,
-                                                keep_empty_features=True), StandardScaler()), numeric),
-        ("categorical", make_pipeline(SimpleImputer(strategy="constant", fill_value="<missing>",
-                                                     keep_empty_features=True),
-                                      OneHotEncoder(handle_unknown="ignore")), categorical),
-    ], sparse_threshold=0.0)
-    model = Pipeline([("prepare", prepare),
-                      ("logistic", LogisticRegression(max_iter=2000, C=1.0, random_state=seed))])
-    x_fit = x[fit].astype({c: "object" for c in categorical})
-    model.fit(x_fit, frame["churned"].to_numpy(dtype=int)[fit])
-    return model
-
-
-def logistic_scores(model: Pipeline, frame: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
-    x = schema.matrix(frame).astype({c: "object" for c in schema.categorical})
-    return model.predict_proba(x)[:, 1]
 
 
 def recency_scores(frame: pd.DataFrame) -> np.ndarray | None:

@@ -63,12 +63,19 @@ def _fit_one(method: str, raw: np.ndarray, y: np.ndarray) -> Calibrator:
 
 def fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str = "auto",
                    seed: int = 0) -> tuple[Calibrator, dict[str, float]]:
-    """Fit the calibrator on held-out scores; with `auto`, choose by 5-fold CV log loss."""
+    """Fit the calibrator on held-out scores; with `auto`, choose by 5-fold CV log loss.
+
+    Calibration must keep the model's order: a Platt fit with a slope <= 0 (scores that do
+    not rise with risk on the held-out rows) is replaced by isotonic regression.
+    """
     raw = np.asarray(raw, dtype=float)
     y = np.asarray(y, dtype=int)
     if y.min() == y.max():
         return Calibrator("none"), {}
     candidates = ["isotonic", "platt"] if method == "auto" else [method]
+    if "platt" in candidates and _fit_one("platt", raw, y).slope <= 0:
+        # A falling Platt curve would turn the ranking upside down: never let calibration do that.
+        candidates = ["isotonic"]
     losses: dict[str, float] = {}
     if len(candidates) > 1:
         folds = StratifiedKFold(n_splits=min(5, int(np.bincount(y).min())) if np.bincount(y).min() >= 2 else 2,

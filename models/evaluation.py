@@ -156,16 +156,20 @@ def lifetime_value(next_horizon_value: np.ndarray, churn_probability: np.ndarray
                    economics: EconomicsSettings, horizon_days: int) -> np.ndarray:
     """Expected profit over the coming `lifetime_horizons` horizons, discounted.
 
-    Profit per horizon = value_margin x predicted value; the customer is still there in
-    horizon k with probability (1 - p)^k, p being the predicted churn probability per horizon
-    (assumed constant); money in horizon k is discounted by (1 + annual rate)^(k x horizon / 365).
+    Profit per horizon = value_margin x the value the customer brings in a horizon while a
+    customer. Horizon k (k = 1..K) counts only if the customer is still there at its end,
+    with probability (1 - p)^k, p being the churn probability per horizon (assumed
+    constant), and is discounted from its start: (1 + annual rate)^(-(k - 1) x horizon / 365).
+    So LTV = margin x value x sum_k (1 - p)^k d^(k-1). At p = 0 (the value if retained)
+    that is margin x value x (1 + d + ... + d^(K-1)); at p = 0.96 the coming horizon
+    weighs 0.04, not 1: a customer about to leave is not credited with the next quarter.
     """
     value = np.clip(np.asarray(next_horizon_value, dtype=float), 0, None) * economics.value_margin
     retention = 1.0 - np.asarray(churn_probability, dtype=float)
     discount = (1.0 + economics.annual_discount_rate) ** (-horizon_days / 365.0)
     factor = np.zeros_like(retention)
-    for k in range(economics.lifetime_horizons):
-        factor += (retention * discount) ** k
+    for k in range(1, economics.lifetime_horizons + 1):
+        factor += retention ** k * discount ** (k - 1)
     return value * factor
 
 

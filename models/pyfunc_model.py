@@ -12,7 +12,7 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from models.boosting import ChurnModel, ValueModel
+from models.boosting import ValueModel, load_churn_model
 
 
 class BundleModel(PythonModel):
@@ -21,7 +21,7 @@ class BundleModel(PythonModel):
     def load_context(self, context) -> None:  # type: ignore[no-untyped-def]
         folder = Path(context.artifacts["bundle"])
         self.kind = (folder / "kind.txt").read_text().strip()
-        self.model = ChurnModel.load(folder) if self.kind == "churn-risk" else ValueModel.load(folder)
+        self.model = load_churn_model(folder) if self.kind == "churn-risk" else ValueModel.load(folder)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # type: ignore[no-untyped-def]
         column = "churn_probability" if self.kind == "churn-risk" else "predicted_value"

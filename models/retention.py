@@ -40,9 +40,11 @@ SEGMENTS: tuple[str, ...] = ("high_value_at_risk", "churn_warning", "high_value_
 """Care segments in precedence order (the first matching rule wins)."""
 
 SELECTION_REASONS: tuple[str, ...] = (
-    "service_obligation", "positive_expected_benefit", "over_capacity", "below_benefit_threshold",
+    "service_obligation", "positive_expected_benefit", "highest_risk_no_value", "over_capacity",
+    "below_benefit_threshold", "no_churn_warning_no_value",
 )
-"""Why a customer is (first two) or is not (last two) on the list."""
+"""Why a customer is (first three) or is not (last three) on the list. Without any customer value
+(snapshot data with no value column) the list takes the churn-warning customers by risk."""
 
 COMPLAINT_FIRST = "complaint_first"
 
@@ -417,12 +419,18 @@ def select_customers(frame: pd.DataFrame, settings: SelectionSettings) -> pd.Dat
     n = len(frame)
     benefit = frame["expected_benefit"].to_numpy(dtype=float)
     obligation = frame["complaint_first"].to_numpy(dtype=bool) & settings.serve_complaints_regardless_of_benefit
-    worth_it = benefit > settings.min_expected_benefit
+    no_value = n > 0 and not np.isfinite(benefit).any()
+    if no_value:  # no money figures at all: the churn-warning customers, riskiest first
+        worth_it = frame["churn_warning"].to_numpy(dtype=bool) if "churn_warning" in frame else np.zeros(n, bool)
+        benefit = frame["churn_probability"].to_numpy(dtype=float)
+    else:
+        worth_it = benefit > settings.min_expected_benefit
     positions = np.flatnonzero(obligation | worth_it)
     duty = obligation[positions]
     never = np.iinfo(np.int64).max
     deadline = np.where(duty, frame["deadline"].to_numpy().astype("datetime64[s]").astype(np.int64)[positions], never)
-    key = np.where(duty, -frame["value_at_risk"].to_numpy(dtype=float)[positions], -benefit[positions])
+    at_risk = np.nan_to_num(frame["value_at_risk"].to_numpy(dtype=float), nan=0.0)
+    key = np.where(duty, -(benefit if no_value else at_risk)[positions], -benefit[positions])
     order = positions[list_order(np.where(duty, 0, 1), deadline, key, frame["customer_id"].iloc[positions])]
 
     owner = frame["owner"]
@@ -438,7 +446,10 @@ def select_customers(frame: pd.DataFrame, settings: SelectionSettings) -> pd.Dat
     selected[chosen] = True
     rank = np.zeros(n, dtype=np.int64)
     rank[chosen] = np.arange(1, len(chosen) + 1)
-    reason = np.where(selected, np.where(obligation, 0, 1), np.where(worth_it, 2, 3))
+    if no_value:
+        reason = np.where(selected, np.where(obligation, 0, 2), np.where(worth_it, 3, 5))
+    else:
+        reason = np.where(selected, np.where(obligation, 0, 1), np.where(worth_it, 3, 4))
     return pd.DataFrame({
         "selected": selected,
         "selection_reason": pd.Categorical.from_codes(reason, categories=list(SELECTION_REASONS)),
@@ -477,6 +488,46 @@ def retention_plan(scored: pd.DataFrame, complaint_tier: pd.Series, settings: Sc
     plan = pd.concat([scored, segments, actions], axis=1).assign(expected_benefit=benefit)
     chosen = select_customers(plan, settings.selection)
     return pd.concat([plan, chosen], axis=1), thresholds
+
+
+def empty_list_explanation(plan: pd.DataFrame, settings: ScoringSettings, value_source: str) -> str:
+    """Why the list is empty or short, when the economics (not the teams' capacity) decide it.
+
+    Names the customer closest to making the list, what their action costs and how much
+    value at risk it would take to pay for itself, so a user sees which key to change
+    (playbook costs and success rates, `economics.value_margin`, the benefit threshold).
+    Returns "" when the list is limited by capacity or nobody falls below the threshold.
+    """
+    if value_source == "none" or not np.isfinite(plan["expected_benefit"].to_numpy(dtype=float)).any():
+        warned = int(plan["churn_warning"].sum()) if "churn_warning" in plan else 0
+        return ("no customer value is known (no transactions table and no labels.customer_value_column), so "
+                "money figures are empty and the list takes the churn-warning customers by risk alone "
+                f"({warned:,} at or above scoring.segments.churn_warning_probability "
+                f"{settings.segments.churn_warning_probability}); set labels.customer_value_column to a numeric "
+                "customers column (value per month) to rank by value at risk")
+    reasons = plan["selection_reason"].astype("str").to_numpy()
+    below = reasons == "below_benefit_threshold"
+    if not below.any() or (reasons == "over_capacity").any():
+        return ""  # the list is limited by the teams' capacity, not by the economics
+    benefit = plan["expected_benefit"].to_numpy(dtype=float)
+    row = plan.iloc[int(np.nanargmax(np.where(below, benefit, -np.inf)))]
+    key = str(row["action_key"])
+    cost, rate = float(row["action_cost"]), float(row["success_rate"])
+    threshold = settings.selection.min_expected_benefit
+    needed = (cost + threshold) / rate if rate > 0 else float("inf")
+    where = "scoring.playbook.complaint_first" if key == COMPLAINT_FIRST else f"scoring.playbook.actions.{key}"
+    chosen = int(plan["selected"].sum())
+    start = (f"the list ({chosen:,} customers) is limited by the economics, not by the teams' capacity: "
+             if chosen else "no customer is worth contacting under the current economics: ")
+    at_risk = plan["value_at_risk"].to_numpy(dtype=float)
+    return (f"{start}{int(below.sum()):,} customers' expected benefit (value at risk x success rate - cost) is at "
+            f"or below scoring.selection.min_expected_benefit ({threshold:g}). The best of them has value at risk "
+            f"{float(row['value_at_risk']):,.2f} (churn risk {float(row['churn_probability']):.0%}, retained "
+            f"lifetime value {float(row['retained_lifetime_value']):,.2f}, segment {row['segment']}); its action "
+            f"costs {cost:g} with success rate {rate:g} ({where}.cost and .success_rate), so it would need value at "
+            f"risk above {needed:,.2f}. Median value at risk: {float(np.nanmedian(at_risk)):,.2f}. Lifetime value is "
+            "economics.value_margin x value over economics.lifetime_horizons horizons: set the margin your business "
+            "earns on this value, and costs in the currency of the data (`churn init` derives both from the data)")
 
 
 def _counts(values: pd.Series, levels: tuple[str, ...] | list[str], mask: np.ndarray | None = None) -> dict[str, int]:

@@ -409,11 +409,11 @@ def churn_after_baskets(baskets: Baskets, customers: pd.DataFrame, transactions:
     """Whether each customer churned within `labels.horizon_days` after each basket's last complaint.
 
     Same definitions as the churn labels (`features.labels`), with the basket's last
-    complaint as the cutoff: `closure`: customers.closed_date in (basket end, basket end +
-    horizon]; `inactivity`: no transaction in that window, or the account closes in it. A
-    basket counts (`eligible`) only if its window and its horizon both end by as_of, the
-    customer is in the customers table and not closed by the basket end, and (inactivity)
-    had a transaction in the `inactivity_lookback_days` before it.
+    complaint as the cutoff and the same half-open windows: `closure`: customers.closed_date
+    in [basket end, basket end + horizon); `inactivity`: no transaction in that window, or
+    the account closes in it. A basket counts (`eligible`) only if its window and its
+    horizon both end by as_of, the customer is in the customers table and not closed before
+    the basket end, and (inactivity) had a transaction in [end - lookback, end).
     """
     n = baskets.n_baskets
     none = np.zeros(n, dtype=bool)
@@ -430,8 +430,9 @@ def churn_after_baskets(baskets: Baskets, customers: pd.DataFrame, transactions:
     if "closed_date" in customers.columns:
         closed_all = datetimes_us(customers["closed_date"][first_rows], missing=NEVER)
         closed[known] = closed_all[position[known]]
-    eligible = complete & known & (closed > end)
-    closes = closed <= end + horizon_us
+    # The same half-open windows as the churn labels: [end, end + horizon).
+    eligible = complete & known & (closed >= end)
+    closes = closed < end + horizon_us
     if labels.definition == "closure":
         if "closed_date" not in customers.columns:
             return ChurnLink(none, none, ("customers have no closed_date column: no churn item (closure)",))
@@ -443,7 +444,7 @@ def churn_after_baskets(baskets: Baskets, customers: pd.DataFrame, transactions:
         tx_us = datetimes_us(transactions["timestamp"])
         lookback_us = labels.inactivity_lookback_days * US_PER_DAY
         mine = ((tx_code >= 0) & (tx_us >= end.min(initial=NEVER) - lookback_us)
-                & (tx_us <= end.max(initial=0) + horizon_us))
+                & (tx_us < end.max(initial=0) + horizon_us))
         tx_code, tx_us = tx_code[mine].astype(np.int64), tx_us[mine]
         reference = np.sort(tx_us)
         keys = np.sort(segment_keys(tx_code, tx_us, reference))
@@ -455,7 +456,7 @@ def churn_after_baskets(baskets: Baskets, customers: pd.DataFrame, transactions:
         before_end = transactions_before(end, inclusive=False)
         active = before_end > transactions_before(end - lookback_us, inclusive=False)
         eligible &= active
-        silent = transactions_before(end + horizon_us, inclusive=True) == transactions_before(end, inclusive=True)
+        silent = transactions_before(end + horizon_us, inclusive=False) == before_end
         churned = eligible & (silent | closes)
     if not complete.any():
         messages.append(f"no basket has a complete {labels.horizon_days}-day churn horizon before the as-of date: "

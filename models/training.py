@@ -13,26 +13,49 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 
-from models.baselines import carry_forward_value, fit_logistic_baseline, logistic_scores, recency_scores
+from models.baselines import carry_forward_value, recency_scores
 from models.boosting import ChurnModel, ValueModel, fit_churn_model, fit_value_model
-from models.data import FeatureSchema, Split, infer_schema, model_feature_columns, split_rows
+from models.data import FeatureSchema, Split, customer_hash_share, infer_schema, model_feature_columns, split_rows
+from models.linear import LinearChurnModel, fit_linear_churn_model
 from models.evaluation import (best_profit, churn_metrics, expected_contact_profit, gains_table, lifetime_value,
                                profit_curve, stayer_value_metrics)
 from models.settings import BoosterSettings, EconomicsSettings, ModelSettings
 
 
+CANDIDATES: tuple[str, ...] = ("lightgbm", "logistic_regression")
+"""Churn models that can be served: LightGBM first (it wins ties), the logistic regression second."""
+
+
 @dataclass
 class TrainingResult:
-    """Everything one training run produces."""
+    """Everything one training run produces.
+
+    `churn` and `value` are the models fitted on the training cutoffs only and evaluated on
+    the held-out test rows (every figure in `metrics` comes from them); `final_churn` and
+    `final_value` are the same recipes refitted on every labelled cutoff, test cutoff
+    included, with the boosting rounds found by early stopping: those are the models to serve.
+    `selected` is the churn algorithm that won on the held-out data (LightGBM, or the
+    logistic regression when LightGBM does not beat it). `value` is None when the data has
+    no value to learn (no transactions, or no positive value among stayers).
+    """
 
     churn: ChurnModel
-    value: ValueModel
+    logistic: LinearChurnModel
+    value: ValueModel | None
     split: Split
     metrics: dict[str, float]
     test: pd.DataFrame
     profit_curves: dict[str, pd.DataFrame]
     gains: dict[str, pd.DataFrame]
+    selected: str = "lightgbm"
+    final_churn: ChurnModel | LinearChurnModel | None = None
+    final_value: ValueModel | None = None
     info: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def selected_model(self) -> ChurnModel | LinearChurnModel:
+        """The evaluated model of the selected algorithm."""
+        return self.churn if self.selected == "lightgbm" else self.logistic
 
 
 def tune_booster(frame: pd.DataFrame, split: Split, schema: FeatureSchema, settings: ModelSettings,
@@ -63,19 +86,43 @@ def replace_booster(settings: BoosterSettings, changes: dict[str, object]) -> Bo
     return BoosterSettings.model_validate({**settings.model_dump(), **changes})
 
 
+def value_problem(table: pd.DataFrame, stayed: np.ndarray) -> str | None:
+    """Why no value model can be fitted on this table (None if one can)."""
+    value = table["future_value"].to_numpy(dtype=float)
+    if not np.isfinite(value).any():
+        return "no value to learn: the data has no transactions table (labels.value_column)"
+    if not (np.clip(np.nan_to_num(value[stayed]), 0, None) > 0).any():
+        return "no value to learn: no customer who stayed brought a positive value in a horizon"
+    return None
+
+
+def refit_split(table: pd.DataFrame, calibration_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of every labelled cutoff: a hashed share of customers for calibration, the rest to fit."""
+    calibration = customer_hash_share(table["customer_id"], seed) < calibration_share
+    return ~calibration, calibration
+
+
 def train_models(table: pd.DataFrame, settings: ModelSettings, economics: EconomicsSettings,
-                 horizon_days: int, seed: int, true_probability: pd.Series | None = None) -> TrainingResult:
-    """Fit churn and value models plus baselines on an out-of-time split; evaluate all on the test set.
+                 horizon_days: int, seed: int, true_probability: pd.Series | None = None,
+                 known_value: bool = False) -> TrainingResult:
+    """Fit churn and value models plus baselines on an out-of-time split; evaluate all on the test set;
+    pick the churn algorithm that wins on the held-out data and refit the winners on every cutoff.
 
     `true_probability` (optional, aligned to `table`'s rows) is the generator's own churn
-    probability at each cutoff; its AUC is the ceiling a model can approach.
+    probability at each cutoff; its AUC is the ceiling a model can approach. `known_value`:
+    `future_value` is each customer's known value per horizon (a customers column, snapshot
+    data), so no value model is fitted and that value is used as is.
     """
     table = table.reset_index(drop=True)
     if table["churned"].nunique() < 2:
-        raise ValueError("the training table has only one churn class; widen the cutoffs or horizon")
+        raise ValueError("the training table has only one churn class: see the label check of `churn features`")
     features = model_feature_columns(table)
     schema = infer_schema(table, features)
     split = split_rows(table, horizon_days, settings.calibration_share, settings.single_cutoff_test_share, seed)
+    y_all = table["churned"].to_numpy(dtype=int)
+    if not 0 < y_all[split.test].sum() < split.test.sum():
+        raise ValueError(f"the test rows (cutoff {', '.join(split.test_cutoffs)}) hold only one churn class: "
+                         "nothing to evaluate; add cutoffs (labels.cutoffs.count) or lengthen labels.horizon_days")
     info: dict[str, object] = {**split.describe(), "features": len(features)}
 
     booster_settings = settings.booster
@@ -85,25 +132,35 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
         info["tuned_booster"] = booster_settings.model_dump()
     churn, churn_info = fit_churn_model(table, split.fit, split.calibration, schema, booster_settings,
                                         settings.calibration, seed)
+    logistic = fit_linear_churn_model(table, split.fit, schema, seed, split.calibration, settings.calibration)
     # The value model learns what a customer brings *while they stay* (rows that did not churn), so a
     # customer about to leave is not called low-value because they are leaving: churn risk is the other model.
-    stayed = table["churned"].to_numpy(dtype=int) == 0
-    value, value_info = fit_value_model(table, split.fit & stayed, split.calibration & stayed, schema,
-                                        settings.value_booster,
-                                        settings.tweedie_variance_power, seed)
+    stayed = y_all == 0
+    value: ValueModel | None = None
+    no_value = None if known_value else value_problem(table, stayed)
+    if no_value is None and not known_value:
+        value, value_info = fit_value_model(table, split.fit & stayed, split.calibration & stayed, schema,
+                                            settings.value_booster, settings.tweedie_variance_power, seed)
+        info.update({f"value_{k}": v for k, v in value_info.items()})
+    elif no_value is not None:
+        info["value_model"] = no_value
     info.update({f"churn_{k}": v for k, v in churn_info.items()})
-    info.update({f"value_{k}": v for k, v in value_info.items()})
 
     test_rows = table[split.test]
     y = test_rows["churned"].to_numpy(dtype=int)
-    scores: dict[str, np.ndarray] = {"lightgbm": churn.predict(test_rows)}
-    logistic = fit_logistic_baseline(table, split.fit, schema, seed)
-    scores["logistic"] = logistic_scores(logistic, test_rows, schema)
+    scores: dict[str, np.ndarray] = {"lightgbm": churn.predict(test_rows), "logistic": logistic.predict(test_rows)}
     recency = recency_scores(test_rows)
     if recency is not None:
         scores["recency_rule"] = recency
 
-    predicted_value = value.predict(test_rows)
+    actual_value = test_rows["future_value"].to_numpy(dtype=float)
+    if value is not None:
+        predicted_value = value.predict(test_rows)
+    elif known_value:
+        predicted_value = np.clip(np.nan_to_num(actual_value), 0, None)
+    else:
+        predicted_value = np.full(len(y), np.nan)
+    has_value = bool(np.isfinite(predicted_value).any())
     ltv = lifetime_value(predicted_value, scores["lightgbm"], economics, horizon_days)
     # A churner kept by the campaign is worth their value if they stay.
     retained = lifetime_value(predicted_value, np.zeros(len(y)), economics, horizon_days)
@@ -116,17 +173,17 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
             if name == "recency_rule" and key in ("brier", "log_loss", "expected_calibration_error"):
                 continue
             metrics[f"{prefix}.{key}"] = number
-        # Models with probabilities rank a campaign by expected profit; the recency rule by its own order.
-        ranking = score if name == "recency_rule" else expected_contact_profit(score, retained, economics)
-        curves[name] = profit_curve(y, ranking, retained, economics)
         gains[name] = gains_table(y, score)
-        metrics.update({f"{prefix}.{k}": v for k, v in best_profit(curves[name]).items()})
-    metrics["churn.raw_roc_auc"] = float(roc_auc_score(y, churn.raw_score(test_rows))) if 0 < y.sum() < len(y) else float("nan")
+        if has_value:
+            # Models with probabilities rank a campaign by expected profit; the recency rule by its own order.
+            ranking = score if name == "recency_rule" else expected_contact_profit(score, retained, economics)
+            curves[name] = profit_curve(y, ranking, retained, economics)
+            metrics.update({f"{prefix}.{k}": v for k, v in best_profit(curves[name]).items()})
+    metrics["churn.raw_roc_auc"] = float(roc_auc_score(y, churn.raw_score(test_rows)))
     for baseline in ("logistic", "recency_rule"):
-        if f"baseline_{baseline}.roc_auc" in metrics and "churn.roc_auc" in metrics:
-            metrics[f"gain_over_{baseline}.roc_auc"] = metrics["churn.roc_auc"] - metrics[f"baseline_{baseline}.roc_auc"]
-            metrics[f"gain_over_{baseline}.best_profit"] = (metrics["churn.best_profit"]
-                                                            - metrics[f"baseline_{baseline}.best_profit"])
+        for key in ("roc_auc", "best_profit"):
+            if f"baseline_{baseline}.{key}" in metrics and f"churn.{key}" in metrics:
+                metrics[f"gain_over_{baseline}.{key}"] = metrics[f"churn.{key}"] - metrics[f"baseline_{baseline}.{key}"]
     if true_probability is not None:
         truth = true_probability.reset_index(drop=True)[split.test].to_numpy(dtype=float)
         known = np.isfinite(truth)
@@ -135,23 +192,60 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
             metrics["churn.true_hazard_roc_auc"] = ceiling
             metrics["churn.gap_to_true_hazard_roc_auc"] = ceiling - float(roc_auc_score(y[known], scores["lightgbm"][known]))
 
-    actual_value = test_rows["future_value"].to_numpy(dtype=float)
-    metrics.update({f"value.{k}": v for k, v in stayer_value_metrics(y, actual_value, predicted_value).items()})
-    carried = carry_forward_value(test_rows, horizon_days)
-    if carried is not None:
-        metrics.update({f"baseline_carry_forward.{k}": v
-                        for k, v in stayer_value_metrics(y, actual_value, carried).items()})
-        metrics["gain_over_carry_forward.spearman"] = metrics["value.spearman"] - metrics["baseline_carry_forward.spearman"]
+    selected, why = select_churn_algorithm(metrics, settings.champion_metric)
+    chosen_prefix = "churn" if selected == "lightgbm" else "baseline_logistic"
+    metrics.update({f"selected.{k.split('.', 1)[1]}": v for k, v in metrics.items() if k.startswith(f"{chosen_prefix}.")})
+    info["selected_churn_model"] = selected
+    info["selection"] = why
 
+    if value is not None:
+        metrics.update({f"value.{k}": v for k, v in stayer_value_metrics(y, actual_value, predicted_value).items()})
+        carried = carry_forward_value(test_rows, horizon_days)
+        if carried is not None:
+            metrics.update({f"baseline_carry_forward.{k}": v
+                            for k, v in stayer_value_metrics(y, actual_value, carried).items()})
+            metrics["gain_over_carry_forward.spearman"] = metrics["value.spearman"] - metrics["baseline_carry_forward.spearman"]
+
+    selected_probability = scores["lightgbm"] if selected == "lightgbm" else scores["logistic"]
     test = pd.DataFrame({
         "customer_id": test_rows["customer_id"].to_numpy(), "cutoff": test_rows["cutoff"].to_numpy(),
         "churned": y, "future_value": actual_value, "churn_probability": scores["lightgbm"],
         "raw_score": churn.raw_score(test_rows), "logistic_score": scores["logistic"],
-        "predicted_value": predicted_value, "lifetime_value": ltv, "retained_lifetime_value": retained,
+        "selected_probability": selected_probability,
+        "next_horizon_value_if_retained": predicted_value,
+        "next_horizon_expected_value": (1.0 - selected_probability) * predicted_value,
+        "lifetime_value": ltv, "retained_lifetime_value": retained,
     })
     if recency is not None:
         test["recency_score"] = recency
-    return TrainingResult(churn, value, split, metrics, test, curves, gains, info)
+
+    # Serve what was evaluated, refitted on every labelled cutoff (the newest labels included).
+    refit_fit, refit_calibration = refit_split(table, settings.calibration_share, seed)
+    if selected == "lightgbm":
+        final_churn: ChurnModel | LinearChurnModel
+        final_churn, _ = fit_churn_model(table, refit_fit, refit_calibration, schema, booster_settings,
+                                         settings.calibration, seed, rounds=int(churn_info["best_iteration"]))
+    else:
+        final_churn = fit_linear_churn_model(table, refit_fit, schema, seed, refit_calibration, settings.calibration)
+    final_value = None
+    if value is not None:
+        final_value, _ = fit_value_model(table, refit_fit & stayed, refit_calibration & stayed, schema,
+                                         settings.value_booster, settings.tweedie_variance_power, seed,
+                                         rounds=int(info["value_best_iteration"]))  # type: ignore[call-overload]
+    info.update({"refit_rows": int(refit_fit.sum()), "refit_calibration_rows": int(refit_calibration.sum()),
+                 "refit_cutoffs": sorted({str(pd.Timestamp(c).date()) for c in table["cutoff"].unique()})})
+    return TrainingResult(churn, logistic, value, split, metrics, test, curves, gains, selected,
+                          final_churn, final_value, info)
+
+
+def select_churn_algorithm(metrics: dict[str, float], metric: str) -> tuple[str, str]:
+    """LightGBM unless the logistic regression beats it on the held-out data by the champion metric."""
+    ours, theirs = metrics.get(f"churn.{metric}"), metrics.get(f"baseline_logistic.{metric}")
+    if ours is None or theirs is None or not np.isfinite(theirs) or ours >= theirs:
+        return "lightgbm", (f"LightGBM {metric} {ours:.4f} >= logistic regression {theirs:.4f} on the held-out data"
+                            if ours is not None and theirs is not None else "LightGBM (no logistic figure)")
+    return "logistic_regression", (f"LightGBM {metric} {ours:.4f} < logistic regression {theirs:.4f} on the "
+                                   "held-out data: the logistic regression is the model to serve")
 
 
 def compare_with_champion(new_metric: float, champion_metric: float | None, margin: float) -> tuple[bool, str]:

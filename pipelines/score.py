@@ -25,12 +25,14 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from features.build import build_scoring_table, tables_as_of
-from models.boosting import ChurnModel, ValueModel
+from features.build import build_scoring_table, earliest_event, tables_as_of, training_cutoffs
+from features.static import DAYS_PER_MONTH, customer_value_per_month
+from models.boosting import ChurnModel, ValueModel, load_churn_model
 from models.drift import population_stability
 from models.evaluation import lifetime_value
 from models.explain import reason_codes
-from models.retention import overdue_complaint_tiers, path_contributions, plan_summary, retention_plan
+from models.linear import LinearChurnModel
+from models.retention import empty_list_explanation, overdue_complaint_tiers, plan_summary, retention_plan
 from pipelines.config import Config
 from pipelines.fingerprint import input_fingerprint
 from pipelines.io import StageError, atomic_path, excel_safe, file_sha256
@@ -42,13 +44,14 @@ log = logging.getLogger("pipelines.score")
 
 SCORES_FILE = "scores.parquet"
 LIST_FILE = "retention_list.csv"
+EXCLUDED_FILE = "excluded.csv"
 MANIFEST_FILE = "manifest.json"
 COMMIT_MESSAGE = "outputs written to temporary files; committing"
 """Progress message sent just before the outputs are renamed into place."""
 
 SCORE_COLUMNS: tuple[str, ...] = (
-    "customer_id", "churn_probability", "predicted_value", "lifetime_value", "retained_lifetime_value",
-    "value_at_risk", "tenure_days",
+    "customer_id", "churn_probability", "next_horizon_value_if_retained", "next_horizon_expected_value",
+    "lifetime_value", "retained_lifetime_value", "value_at_risk", "tenure_days",
     "segment", "high_value", "churn_warning", "new_customer", "complaint_first", "complaint_tier",
     "action", "channel", "owner", "touches_per_month", "deadline", "action_cost", "success_rate",
     "sales_offer", "expected_benefit", "selected", "selection_reason", "rank",
@@ -88,7 +91,8 @@ def resolve_model(client: MlflowClient, uri: str) -> dict[str, object]:
             "resolved_uri": f"models:/{name}/{version.version}"}
 
 
-def load_model(uri: str, kind: str, client: MlflowClient) -> tuple[ChurnModel | ValueModel, dict[str, object], list[str]]:
+def load_model(uri: str, kind: str, client: MlflowClient
+               ) -> tuple[ChurnModel | LinearChurnModel | ValueModel, dict[str, object], list[str]]:
     """The model bundle behind `uri`, what it resolved to, and the input names of its MLflow signature."""
     info = resolve_model(client, uri)
     try:
@@ -98,7 +102,8 @@ def load_model(uri: str, kind: str, client: MlflowClient) -> tuple[ChurnModel | 
     found = (bundle / "kind.txt").read_text().strip() if (bundle / "kind.txt").is_file() else "unknown"
     if found != kind:
         raise StageError(f"{uri} is a {found} model, not a {kind} model: check the model URI")
-    model = ChurnModel.load(bundle) if kind == "churn-risk" else ValueModel.load(bundle)
+    model = load_churn_model(bundle) if kind == "churn-risk" else ValueModel.load(bundle)
+    info["algorithm"] = getattr(model, "algorithm", "lightgbm")
     signature_inputs: list[str] = []
     mlmodel = bundle.parent.parent / "MLmodel"
     if mlmodel.is_file():
@@ -108,7 +113,8 @@ def load_model(uri: str, kind: str, client: MlflowClient) -> tuple[ChurnModel | 
     return model, info, signature_inputs
 
 
-def input_problems(frame: pd.DataFrame, model: ChurnModel | ValueModel, signature_inputs: list[str]) -> list[str]:
+def input_problems(frame: pd.DataFrame, model: ChurnModel | LinearChurnModel | ValueModel,
+                   signature_inputs: list[str]) -> list[str]:
     """Why the scoring table cannot go into this model: its schema's checks plus its MLflow signature."""
     problems = model.schema.problems(frame)
     missing = [name for name in signature_inputs if name not in frame.columns]
@@ -120,30 +126,31 @@ def input_problems(frame: pd.DataFrame, model: ChurnModel | ValueModel, signatur
 # ---------------------------------------------------------------- scoring and reasons
 
 
-def predict_on_matrix(model: ChurnModel | ValueModel, matrix: pd.DataFrame) -> np.ndarray:
-    """`model.predict` on a ready model matrix (`schema.matrix(frame)`), so both models and the
-    drift check share one matrix instead of rebuilding it three times on millions of rows."""
-    threads = model.booster.params.get("num_threads", 2)
-    raw = model.booster.predict(matrix, num_threads=threads)
-    return model.calibrator.transform(raw) if isinstance(model, ChurnModel) else raw
+def score_customers(frame: pd.DataFrame, matrix: pd.DataFrame, churn: ChurnModel | LinearChurnModel,
+                    value: ValueModel | np.ndarray | None, cfg: Config) -> pd.DataFrame:
+    """Churn probability, next-horizon value (if retained, and expected), lifetime value and value at risk.
 
-
-def score_customers(frame: pd.DataFrame, matrix: pd.DataFrame, churn: ChurnModel, value: ValueModel,
-                    cfg: Config) -> pd.DataFrame:
-    """Churn probability, next-horizon value, lifetime value and value at risk of every row.
-
-    `matrix` is `churn.schema.matrix(frame)`; the value model reuses it when its schema is the same.
+    `matrix` is `churn.schema.matrix(frame)`; the value model reuses it when its schema is the
+    same. `value` is the value model, or each row's known value per horizon (a customers
+    column, snapshot data), or None when no value is known (money columns are then empty).
     """
-    probability = predict_on_matrix(churn, matrix)
-    value_matrix = matrix if value.schema == churn.schema else value.schema.matrix(frame)
-    predicted = np.clip(predict_on_matrix(value, value_matrix), 0, None)
-    lifetime = lifetime_value(predicted, probability, cfg.economics, cfg.labels.horizon_days)
+    probability = churn.predict_matrix(matrix)
+    if isinstance(value, ValueModel):
+        value_matrix = matrix if value.schema == churn.schema else value.schema.matrix(frame)
+        threads = value.booster.params.get("num_threads", 2)
+        if_retained = np.clip(value.booster.predict(value_matrix, num_threads=threads), 0, None)
+    elif value is None:
+        if_retained = np.full(len(frame), np.nan)
+    else:
+        if_retained = np.clip(np.asarray(value, dtype=float), 0, None)
+    lifetime = lifetime_value(if_retained, probability, cfg.economics, cfg.labels.horizon_days)
     # What the customer is worth if they stay: the money a lost customer takes away.
-    retained = lifetime_value(predicted, np.zeros_like(probability), cfg.economics, cfg.labels.horizon_days)
+    retained = lifetime_value(if_retained, np.zeros_like(probability), cfg.economics, cfg.labels.horizon_days)
     return pd.DataFrame({
         "customer_id": frame["customer_id"].astype("str").to_numpy(),
         "churn_probability": probability,
-        "predicted_value": predicted,
+        "next_horizon_value_if_retained": if_retained,
+        "next_horizon_expected_value": (1.0 - probability) * if_retained,
         "lifetime_value": lifetime,
         "retained_lifetime_value": retained,
         "value_at_risk": probability * retained,
@@ -151,28 +158,31 @@ def score_customers(frame: pd.DataFrame, matrix: pd.DataFrame, churn: ChurnModel
     }, index=frame.index)
 
 
-def explain_rows(rows: pd.DataFrame, churn: ChurnModel, templates: dict[str, str], per_customer: int,
-                 exact_limit: int | None) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Reasons for `rows` (in the given order): exact TreeSHAP for the first `exact_limit`, path attribution after.
+def explain_rows(rows: pd.DataFrame, churn: ChurnModel | LinearChurnModel, templates: dict[str, str],
+                 per_customer: int, exact_limit: int | None) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Reasons for `rows` (in the given order): exact contributions (TreeSHAP for LightGBM) for the
+    first `exact_limit`, the model's fast attribution after (path attribution for LightGBM).
 
     Returns reason_1..k, driver_1..k and reason_method per row, and the measured speed.
     """
     exact_count = len(rows) if exact_limit is None else min(exact_limit, len(rows))
     parts: list[pd.DataFrame] = []
     timing: dict[str, float] = {"exact_customers": float(exact_count), "path_customers": float(len(rows) - exact_count)}
+    linear = isinstance(churn, LinearChurnModel)
     if exact_count:
         exact = rows.iloc[:exact_count]
         start = time.perf_counter()
         contributions = churn.contributions(exact)
         timing["exact_seconds"] = time.perf_counter() - start
-        parts.append(reason_codes(exact, contributions, templates, per_customer).assign(reason_method="tree_shap"))
+        parts.append(reason_codes(exact, contributions, templates, per_customer)
+                     .assign(reason_method="linear_terms" if linear else "tree_shap"))
     if exact_count < len(rows):
         rest = rows.iloc[exact_count:]
         start = time.perf_counter()
-        contributions = path_contributions(churn.booster, churn.schema.matrix(rest))
+        contributions = churn.fast_contributions(churn.schema.matrix(rest))
         timing["path_seconds"] = time.perf_counter() - start
         parts.append(reason_codes(rest, contributions, templates, per_customer)
-                     .assign(reason_method="path_attribution"))
+                     .assign(reason_method="linear_terms" if linear else "path_attribution"))
     if not parts:
         columns = [f"{kind}_{i + 1}" for kind in ("reason", "driver") for i in range(per_customer)]
         return pd.DataFrame(columns=[*columns, "reason_method"], index=rows.index, dtype="str"), timing
@@ -204,6 +214,8 @@ def retention_list(plan: pd.DataFrame, reasons: pd.DataFrame, per_customer: int)
         "customer_id": chosen["customer_id"].to_numpy(),
         "segment": chosen["segment"].to_numpy(),
         "churn_probability": chosen["churn_probability"].round(PROBABILITY_DECIMALS).to_numpy(),
+        "next_horizon_value_if_retained": chosen["next_horizon_value_if_retained"].round(MONEY_DECIMALS).to_numpy(),
+        "next_horizon_expected_value": chosen["next_horizon_expected_value"].round(MONEY_DECIMALS).to_numpy(),
         "lifetime_value": chosen["lifetime_value"].round(MONEY_DECIMALS).to_numpy(),
         "retained_lifetime_value": chosen["retained_lifetime_value"].round(MONEY_DECIMALS).to_numpy(),
         "value_at_risk": chosen["value_at_risk"].round(MONEY_DECIMALS).to_numpy(),
@@ -257,9 +269,16 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
     configure_tracking(cfg)
     client = MlflowClient()
     with tracked_run(cfg, stage="score") as active:
-        say(f"loading models {churn_uri} and {value_uri}")
+        value_source = customer_value_source(cfg)
+        say(f"loading models {churn_uri}" + (f" and {value_uri}" if value_source == "model" else ""))
         churn, churn_info, churn_signature = load_model(churn_uri, "churn-risk", client)
-        value, value_info, value_signature = load_model(value_uri, "customer-value", client)
+        value_model: ValueModel | None = None
+        value_signature: list[str] = []
+        value_info: dict[str, object] = {"source": value_source}
+        if value_source == "model":
+            loaded, value_info, value_signature = load_model(value_uri, "customer-value", client)
+            value_model = loaded  # type: ignore[assignment]
+            value_info["source"] = "model"
         for prefix, info in (("churn_model", churn_info), ("value_model", value_info)):
             mlflow.set_tags({f"{prefix}.{k}": str(v) for k, v in info.items()})
         lap("load_models")
@@ -272,12 +291,27 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
                              "features would miss events")
         mlflow.set_tag("as_of", str(moment))
         say(f"building the scoring snapshot as of {moment.date()}")
-        frame = build_scoring_table(tables, cfg.features, cfg.labels, moment)
+        left_out: list[pd.DataFrame] = []
+        not_in_population: dict[str, int] = {}
+
+        def excluded_sink(part: pd.DataFrame, counts: dict[str, int]) -> None:
+            left_out.append(part)
+            not_in_population.update(counts)
+
+        frame = build_scoring_table(tables, cfg.features, cfg.labels, moment, on_excluded=excluded_sink)
+        excluded = excluded_rows(left_out[0] if left_out else None)
         lap("features")
+        if excluded is not None and len(excluded):
+            say(f"{len(excluded):,} customers left out: no transaction in the {cfg.labels.inactivity_lookback_days} "
+                "days before the scoring date (labels.inactivity_lookback_days); listed in "
+                f"{Path(cfg.paths.outputs_dir) / EXCLUDED_FILE}")
         if frame.empty:
-            raise StageError(f"no eligible customers at {moment.date()}: nothing to score")
-        problems = {uri: input_problems(frame, model, signature) for uri, model, signature in
-                    ((churn_uri, churn, churn_signature), (value_uri, value, value_signature))}
+            raise StageError(f"no eligible customers at {moment.date()}: nothing to score "
+                             f"(not in the population: {not_in_population})")
+        models = [(churn_uri, churn, churn_signature)]
+        if value_model is not None:
+            models.append((value_uri, value_model, value_signature))
+        problems = {uri: input_problems(frame, model, signature) for uri, model, signature in models}
         problems = {uri: found for uri, found in problems.items() if found}
         if problems:
             lines = "; ".join(f"{uri}: {', '.join(found)}" for uri, found in problems.items())
@@ -290,11 +324,15 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         matrix = churn.schema.matrix(frame)
         drift = population_stability(churn.reference, matrix)
         summary_drift = drift_summary(drift, scoring.drift_warn_above)
+        summary_drift["note"] = history_note(tables, cfg)
         mlflow.log_text(drift.to_csv(index=False, lineterminator="\n"), "drift.csv")
         mlflow.log_metrics({"psi_max": summary_drift["max_psi"], "psi_mean": summary_drift["mean_psi"],
                             "features_psi_above_warning": float(len(summary_drift["features_above_warning"]))})
-        for feature, psi in summary_drift["features_above_warning"].items():  # type: ignore[union-attr]
-            log.warning("feature %s drifted since training: PSI %.3f > %.2f", feature, psi, scoring.drift_warn_above)
+        drifted = summary_drift["features_above_warning"]
+        if drifted:  # one line, the worst first; every PSI is in drift.csv
+            worst = sorted(drifted.items(), key=lambda item: -item[1])  # type: ignore[union-attr]
+            log.warning("%d feature(s) drifted since training (PSI > %.2f), worst: %s", len(worst),
+                        scoring.drift_warn_above, ", ".join(f"{name} {psi:.2f}" for name, psi in worst[:3]))
         if scoring.drift_refuse_above is not None and summary_drift["max_psi"] > scoring.drift_refuse_above:
             worst = drift.iloc[0]
             mlflow.set_tag("refused", "drift")
@@ -305,6 +343,9 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
 
         say("scoring churn risk and customer value")
         start = time.perf_counter()
+        value: ValueModel | np.ndarray | None = value_model
+        if value_source == "customers_column":
+            value = known_values(tables.customers, frame["customer_id"], cfg)
         scored = score_customers(frame, matrix, churn, value, cfg)
         del matrix
         timings["prediction_customers_per_second"] = len(frame) / max(time.perf_counter() - start, 1e-9)
@@ -313,6 +354,12 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
                                         scoring.selection.complaint_trigger)
         plan, thresholds = retention_plan(scored, tiers, scoring, cfg.features.complaint_targets, moment)
         summary = plan_summary(plan, scoring.selection.capacity)
+        summary["value_source"] = value_source
+        summary["not_in_population"] = not_in_population
+        note = empty_list_explanation(plan, scoring, value_source)
+        if note:
+            summary["why_empty"] = note
+            say(f"about this list: {note}")
         lap("plan")
 
         say(f"{summary['customers_selected']:,} customers selected; computing their reasons")
@@ -330,7 +377,8 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             "as_of": str(moment),
             "models": {"churn": churn_info, "value": value_info},
             "inputs": fingerprint,
-            "rows": {"eligible_customers": len(scores), "selected": len(listed)},
+            "rows": {"eligible_customers": len(scores), "selected": len(listed),
+                     "excluded": 0 if excluded is None else len(excluded)},
             "drift": summary_drift,
             "segment_thresholds": thresholds,
             "plan": summary,
@@ -347,9 +395,13 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             tmp_manifest = stack.enter_context(atomic_path(out / MANIFEST_FILE, ".json"))
             tmp_list = stack.enter_context(atomic_path(out / LIST_FILE, ".csv"))
             tmp_scores = stack.enter_context(atomic_path(out / SCORES_FILE, ".parquet"))
+            tmp_excluded = stack.enter_context(atomic_path(out / EXCLUDED_FILE, ".csv"))
             scores.to_parquet(tmp_scores, index=False, engine="pyarrow", compression="zstd")
             listed.to_csv(tmp_list, index=False, encoding="utf-8", lineterminator="\n")
-            manifest["outputs"] = {SCORES_FILE: file_sha256(tmp_scores), LIST_FILE: file_sha256(tmp_list)}
+            excluded_out = excluded if excluded is not None else excluded_rows(None)
+            excel_safe(excluded_out).to_csv(tmp_excluded, index=False, encoding="utf-8", lineterminator="\n")
+            manifest["outputs"] = {SCORES_FILE: file_sha256(tmp_scores), LIST_FILE: file_sha256(tmp_list),
+                                   EXCLUDED_FILE: file_sha256(tmp_excluded)}
             tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=_plain) + "\n",
                                     encoding="utf-8")
             lap("write")
@@ -358,11 +410,61 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             mlflow.log_dict(json.loads(tmp_manifest.read_text()), MANIFEST_FILE)
             say(COMMIT_MESSAGE)
         lap("log")
-    say(f"wrote {out / SCORES_FILE}, {out / LIST_FILE} and {out / MANIFEST_FILE}")
+    say(f"wrote {out / SCORES_FILE}, {out / LIST_FILE}, {out / EXCLUDED_FILE} and {out / MANIFEST_FILE}")
     return {"run_id": active.info.run_id, "as_of": str(moment), "models": {"churn": churn_info, "value": value_info},
+            "rows": manifest["rows"],
             "summary": summary, "drift": summary_drift, "timings": {**timings, **reason_timing},
             "explanations": explanations,
-            "paths": {name: str(out / name) for name in (SCORES_FILE, LIST_FILE, MANIFEST_FILE)}}
+            "paths": {name: str(out / name) for name in (SCORES_FILE, LIST_FILE, EXCLUDED_FILE, MANIFEST_FILE)}}
+
+
+def history_note(tables: object, cfg: Config) -> str:
+    """Why some drift is expected by construction: a history shorter than the longest feature window.
+
+    At the first training cutoffs such a history cannot hold a full window, so features that
+    look back over it (365-day counts, months active, days since the first event, tenure on
+    data that starts at the first purchase) are lower in training than at scoring time.
+    """
+    cutoffs = training_cutoffs(tables, cfg.labels)  # type: ignore[arg-type]
+    if not cutoffs:
+        return ""
+    history = (cutoffs[0] - earliest_event(tables)).days  # type: ignore[arg-type]
+    longest = cfg.features.longest_window
+    if history >= longest:
+        return ""
+    return (f"the history before the first training cutoff is {history} days, shorter than the longest feature "
+            f"window ({longest} days): long-window, months-active, days-since and tenure features drift by "
+            "construction as the history grows; PSI on them is not evidence of a changed population")
+
+
+def customer_value_source(cfg: Config) -> str:
+    """Where a customer's value comes from: the value model (transactions), a customers column
+    (`labels.customer_value_column`, snapshot data) or nowhere (the list is ranked by risk alone)."""
+    if "transactions" in cfg.data.tables:
+        return "model"
+    if cfg.labels.customer_value_column is not None:
+        return "customers_column"
+    return "none"
+
+
+def known_values(customers: pd.DataFrame, ids: pd.Series, cfg: Config) -> np.ndarray:
+    """Each scored customer's known value per horizon from `labels.customer_value_column`."""
+    column = str(cfg.labels.customer_value_column)
+    per_month = pd.Series(customer_value_per_month(customers, column),
+                          index=customers["customer_id"].astype("str").to_numpy())
+    return per_month.reindex(ids.astype("str").to_numpy()).to_numpy(dtype=float) * (
+        cfg.labels.horizon_days / DAYS_PER_MONTH)
+
+
+def excluded_rows(part: pd.DataFrame | None) -> pd.DataFrame:
+    """Customers a population rule left out at the scoring date: id, reason, the key that controls it."""
+    if part is None:
+        return pd.DataFrame({"customer_id": pd.Series([], dtype="str"), "reason": pd.Series([], dtype="str"),
+                             "setting": pd.Series([], dtype="str")})
+    return pd.DataFrame({"customer_id": part["customer_id"].astype("str").to_numpy(),
+                         "reason": part["reason"].astype("str").to_numpy(),
+                         "setting": part["setting"].astype("str").to_numpy()}).sort_values(
+        "customer_id", kind="stable", ignore_index=True)
 
 
 def explain_requested(wanted: list[str], frame: pd.DataFrame, plan: pd.DataFrame, churn: ChurnModel,

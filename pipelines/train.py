@@ -15,7 +15,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from models.boosting import ChurnModel, ValueModel
+from models.boosting import ChurnModel, ValueModel, load_churn_model
+from models.linear import LinearChurnModel
 from models.data import FeatureSchema
 from models.evaluation import reliability_table, roc_table, stayer_value_metrics
 from models.explain import reason_codes
@@ -88,27 +89,31 @@ def write_reports(result: TrainingResult, table: pd.DataFrame, cfg: Config, temp
     test_rows = table[result.split.test].reset_index(drop=True)
     sample = test_rows.sample(n=min(2000, len(test_rows)), random_state=cfg.seed)
     contributions = result.churn.contributions(sample)
-    importance = pd.Series(result.churn.booster.feature_importance("gain"), index=list(result.churn.schema.features))
+    importance = result.churn.importance()
     roc = roc_table(y, scores)
     figures = {
         "roc.png": roc_figure(roc),
         "precision_recall.png": pr_figure(y, scores),
         "reliability.png": reliability_figure(y, test["churn_probability"].to_numpy()),
         "cumulative_gains.png": gains_figure(y, scores),
-        "profit_curve.png": profit_figure({("LightGBM" if k == "lightgbm" else k.replace("_", " ")): v
-                                           for k, v in result.profit_curves.items()}),
         "feature_importance.png": importance_figure(importance),
         "shap_summary.png": shap_summary_figure(contributions, result.churn.schema.matrix(sample), seed=cfg.seed),
-        "value_by_decile.png": value_decile_figure(test["future_value"].to_numpy(), test["predicted_value"].to_numpy()),
     }
+    if result.profit_curves:
+        figures["profit_curve.png"] = profit_figure({("LightGBM" if k == "lightgbm" else k.replace("_", " ")): v
+                                                     for k, v in result.profit_curves.items()})
+    if result.value is not None:
+        figures["value_by_decile.png"] = value_decile_figure(test["future_value"].to_numpy(),
+                                                             test["next_horizon_value_if_retained"].to_numpy())
     paths: dict[str, Path] = {}
     for name, fig in figures.items():
         save_figure(fig, plots / name)
         paths[name] = plots / name
     curves = reports / "curves"
-    profit = pd.concat([c.assign(model=name) for name, c in result.profit_curves.items()], ignore_index=True)
     gains = pd.concat([g.assign(model=name) for name, g in result.gains.items()], ignore_index=True)
-    paths["profit_curve.csv"] = write_csv(profit, curves / "profit_curve.csv")
+    if result.profit_curves:
+        profit = pd.concat([c.assign(model=name) for name, c in result.profit_curves.items()], ignore_index=True)
+        paths["profit_curve.csv"] = write_csv(profit, curves / "profit_curve.csv")
     paths["gains.csv"] = write_csv(gains, curves / "gains.csv")
     paths["roc.csv"] = write_csv(roc, curves / "roc.csv")
     paths["reliability.csv"] = write_csv(reliability_table(y, test["churn_probability"].to_numpy()),
@@ -116,19 +121,21 @@ def write_reports(result: TrainingResult, table: pd.DataFrame, cfg: Config, temp
     paths["importance.csv"] = write_csv(importance.rename("total_gain").rename_axis("feature").reset_index()
                                         .sort_values("total_gain", ascending=False), curves / "feature_importance.csv")
     paths["test_predictions.parquet"] = write_parquet(test, reports / "test_predictions.parquet")
-    top = test_rows.assign(churn_probability=test["churn_probability"].to_numpy()).nlargest(20, "churn_probability")
-    reasons = reason_codes(top, result.churn.contributions(top), templates, cfg.model.reasons_per_customer)
+    chosen = result.selected_model
+    top = test_rows.assign(churn_probability=test["selected_probability"].to_numpy()).nlargest(20, "churn_probability")
+    reasons = reason_codes(top, chosen.contributions(top), templates, cfg.model.reasons_per_customer)
     examples = pd.concat([top[["customer_id", "cutoff", "churn_probability", "churned"]], reasons], axis=1)
     paths["example_reasons.csv"] = write_csv(examples, reports / "example_reasons.csv")
     return paths
 
 
-def log_bundle(model: ChurnModel | ValueModel, name: str, example: pd.DataFrame, output_column: str) -> mlflow.models.model.ModelInfo:
+def log_bundle(model: ChurnModel | LinearChurnModel | ValueModel, name: str, example: pd.DataFrame, output_column: str) -> mlflow.models.model.ModelInfo:
     """Log a bundle as a models-from-code pyfunc and register a new version of `name`."""
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "bundle"
         model.save(bundle)
         output = pd.DataFrame({output_column: model.predict(example)})
+        mlflow.set_tag(f"{name}.algorithm", getattr(model, "algorithm", "lightgbm"))
         signature = infer_signature(example, output)
         requirements = [f"{pkg}=={__import__(mod).__version__}" for pkg, mod in
                         (("lightgbm", "lightgbm"), ("pandas", "pandas"), ("numpy", "numpy"),
@@ -150,24 +157,46 @@ def load_registered_bundle(model_uri: str) -> Path:
 
 
 def champion_decision(client: MlflowClient, name: str, new_version: str, new_metric: float,
-                      rescore: Callable[[Path], float | None], margin: float) -> dict[str, object]:
-    """Re-score the current champion on the same test rows; move the alias only if the new one wins."""
+                      rescore: Callable[[Path], float | None], margin: float, metric_name: str,
+                      test_cutoff: str, last_cutoff: str) -> dict[str, object]:
+    """Compare with the current champion on the same test rows; move the alias only if the new one wins.
+
+    Served models are refitted on every labelled cutoff, so a champion trained on data that
+    includes today's test cutoff would be judged on rows it has seen. Such a champion is
+    compared by the held-out figure recorded when it was trained (a version tag), and the
+    decision says so. The new version is tagged with its own held-out figure and the last
+    cutoff it was trained on.
+    """
     champion_metric: float | None = None
     champion_version: str | None = None
     note = ""
     try:
         current = client.get_model_version_by_alias(name, "champion")
         champion_version = current.version
-        champion_metric = rescore(load_registered_bundle(f"models:/{name}@champion"))
-        if champion_metric is None:
-            note = "champion cannot score the current features; "
+        seen = current.tags.get("last_training_cutoff")
+        if seen is not None and seen >= test_cutoff:
+            recorded = current.tags.get(f"heldout.{metric_name}")
+            champion_metric = float(recorded) if recorded is not None else None
+            note = ("champion was trained on the test cutoff, so it is compared by its own held-out "
+                    f"{metric_name}; " if recorded is not None else "champion has no comparable held-out figure; ")
+        else:
+            champion_metric = rescore(load_registered_bundle(f"models:/{name}@champion"))
+            if champion_metric is None:
+                note = "champion cannot score the current features; "
     except MlflowException:
         note = "no champion yet; "
     promote, reason = compare_with_champion(new_metric, champion_metric, margin)
     alias = "champion" if promote else "challenger"
     client.set_registered_model_alias(name, alias, new_version)
+    client.set_model_version_tag(name, new_version, f"heldout.{metric_name}", repr(float(new_metric)))
+    client.set_model_version_tag(name, new_version, "last_training_cutoff", last_cutoff)
     return {"model": name, "new_version": new_version, "alias": alias, "new_metric": new_metric,
             "champion_version": champion_version, "champion_metric": champion_metric, "reason": note + reason}
+
+
+def knows_value(cfg: Config) -> bool:
+    """Snapshot data whose value per horizon comes from a customers column: no value model to fit."""
+    return "transactions" not in cfg.data.tables and cfg.labels.customer_value_column is not None
 
 
 def run(cfg: Config, progress: Callable[[str], None] | None = None,
@@ -186,10 +215,20 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None,
         mlflow.log_params(flatten_params(cfg))
         mlflow.log_dict(fingerprint, "inputs/fingerprint.json")
         say("fitting LightGBM churn and value models and the baselines")
-        result = train_models(table, cfg.model, cfg.economics, cfg.labels.horizon_days, cfg.seed, truth)
-        say(f"test ROC-AUC {result.metrics.get('churn.roc_auc', float('nan')):.3f} "
-            f"(logistic {result.metrics.get('baseline_logistic.roc_auc', float('nan')):.3f}); writing reports")
-        mlflow.log_metrics({k: v for k, v in result.metrics.items() if np.isfinite(v)})
+        try:
+            result = train_models(table, cfg.model, cfg.economics, cfg.labels.horizon_days, cfg.seed, truth,
+                                  known_value=knows_value(cfg))
+        except ValueError as error:
+            raise StageError(f"cannot train on {Path(cfg.paths.features_dir) / 'train.parquet'}: {error}") from None
+        metrics = result.metrics
+        say(f"test ROC-AUC: LightGBM {metrics.get('churn.roc_auc', float('nan')):.3f}, "
+            f"logistic regression {metrics.get('baseline_logistic.roc_auc', float('nan')):.3f}; "
+            f"serving {result.selected.replace('_', ' ')} ({result.info['selection']})")
+        if result.value is None:
+            say(f"no value model: {result.info.get('value_model', 'value per horizon from customers.' + str(cfg.labels.customer_value_column))}")
+        say(f"refitted on every labelled cutoff ({result.info['refit_rows']:,} rows); writing reports")
+        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+        mlflow.set_tag("selected_churn_model", result.selected)
         mlflow.log_dict({k: v for k, v in result.info.items() if k != "tuning_trials"}, "training_info.json")
         mlflow.log_dict({"features": list(result.churn.schema.features),
                          "categorical": {k: list(v) for k, v in result.churn.schema.categorical.items()}},
@@ -199,19 +238,23 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None,
         mlflow.log_artifacts(str(Path(cfg.paths.reports_dir) / "curves"), "curves")
 
         say("registering models in the MLflow registry")
-        example = synthetic_example(result.churn.schema, table)
-        churn_info = log_bundle(result.churn, CHURN_MODEL_NAME, example, "churn_probability")
-        value_info = log_bundle(result.value, VALUE_MODEL_NAME, example, "predicted_value")
+        final_churn = result.final_churn or result.selected_model
+        example = synthetic_example(final_churn.schema, table)
+        churn_info = log_bundle(final_churn, CHURN_MODEL_NAME, example, "churn_probability")
         client = MlflowClient()
         test_rows = table[result.split.test].reset_index(drop=True)
         y = test_rows["churned"].to_numpy(dtype=int)
         ltv = result.test["retained_lifetime_value"].to_numpy()
+        metric = cfg.model.champion_metric
+        if metric == "best_profit" and not np.isfinite(ltv).any():
+            say("model.champion_metric best_profit needs customer values; none here: roc_auc is used instead")
+            metric = "roc_auc"
 
         def rescore_churn(bundle: Path) -> float | None:
-            model = ChurnModel.load(bundle)
+            model = load_churn_model(bundle)
             if model.schema.problems(test_rows):
                 return None
-            return champion_score(cfg.model.champion_metric, y, model.predict(test_rows), ltv, cfg.economics)
+            return champion_score(metric, y, model.predict(test_rows), ltv, cfg.economics)
 
         def rescore_value(bundle: Path) -> float | None:
             model = ValueModel.load(bundle)
@@ -219,23 +262,29 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None,
                 return None
             return stayer_value_metrics(y, test_rows["future_value"].to_numpy(), model.predict(test_rows))["spearman"]
 
-        new_churn = champion_score(cfg.model.champion_metric, y, result.test["churn_probability"].to_numpy(),
-                                   ltv, cfg.economics)
+        new_churn = champion_score(metric, y, result.test["selected_probability"].to_numpy(), ltv, cfg.economics)
+        test_cutoff = max(result.split.test_cutoffs)
+        last_cutoff = str(pd.Timestamp(table["cutoff"].max()).date())
         decisions = [
             champion_decision(client, CHURN_MODEL_NAME, str(churn_info.registered_model_version), new_churn,
-                              rescore_churn, cfg.model.champion_margin),
-            champion_decision(client, VALUE_MODEL_NAME, str(value_info.registered_model_version),
-                              result.metrics["value.spearman"], rescore_value, cfg.model.champion_margin),
+                              rescore_churn, cfg.model.champion_margin, metric, test_cutoff, last_cutoff),
         ]
+        if result.final_value is not None:
+            value_info = log_bundle(result.final_value, VALUE_MODEL_NAME, example, "predicted_value")
+            decisions.append(champion_decision(client, VALUE_MODEL_NAME, str(value_info.registered_model_version),
+                                               result.metrics["value.spearman"], rescore_value,
+                                               cfg.model.champion_margin, "spearman", test_cutoff, last_cutoff))
+        decisions[0]["algorithm"] = result.selected
+        decisions[0]["selection"] = result.info["selection"]
         for decision in decisions:
             say(f"{decision['model']} v{decision['new_version']} -> {decision['alias']}: {decision['reason']}")
             mlflow.set_tag(f"{decision['model']}.alias", str(decision["alias"]))
         mlflow.log_dict({"decisions": decisions}, "champion_decision.json")
         summary = {"run_id": active.info.run_id, "metrics": result.metrics,
                    "info": {k: v for k, v in result.info.items() if k != "tuning_trials"},
+                   "selected_churn_model": result.selected,
                    "champion": decisions}
         metrics_path = write_json(summary, Path(cfg.paths.reports_dir) / "train_metrics.json")
         mlflow.log_artifact(str(metrics_path))
     say(f"reports in {cfg.paths.reports_dir}/ (metrics: {metrics_path})")
     return {**summary, "paths": {k: str(v) for k, v in paths.items()}}
-

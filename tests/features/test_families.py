@@ -29,13 +29,20 @@ def case(request) -> tuple[Tables, pd.Timestamp, pd.DataFrame]:
 
 
 def _days(delta: pd.Series) -> pd.Series:
+    """Whole days since an event (the "days since" features)."""
     return np.floor(delta / DAY)
+
+
+def _back(delta: pd.Series) -> pd.Series:
+    """Which day before the cutoff an event falls on: "in the last w days" is _back < w, the
+    half-open window [cutoff - w days, cutoff) (an event exactly w days back is inside)."""
+    return np.ceil(delta / DAY) - 1
 
 
 def test_population_is_signed_up_and_not_closed_at_the_cutoff(case) -> None:
     tables, cutoff, features = case
     c = tables.customers
-    expected = c[(c["signup_date"] < cutoff) & ~(c["closed_date"] <= cutoff)]["customer_id"]
+    expected = c[(c["signup_date"] < cutoff) & ~(c["closed_date"] < cutoff)]["customer_id"]
     assert list(features.index) == sorted(expected)
     assert (features["cutoff"] == cutoff).all()
 
@@ -47,7 +54,7 @@ def test_transaction_windows_recency_and_activity(case) -> None:
         mine = tx[tx["customer_id"] == customer]
         age = cutoff - mine["timestamp"]
         for w in SETTINGS.windows_days:
-            inside = mine[age < pd.Timedelta(days=w)]
+            inside = mine[age <= pd.Timedelta(days=w)]
             assert row[f"transaction_count_{w}d"] == len(inside)
             assert row[f"transaction_amount_{w}d"] == pytest.approx(inside["amount"].sum(), abs=1e-9)
             if len(inside):
@@ -59,33 +66,34 @@ def test_transaction_windows_recency_and_activity(case) -> None:
         else:
             assert np.isnan(row["days_since_last_transaction"])
         days = _days(age)
-        assert row["active_days_365d"] == days[days < 365].nunique()
-        counts = [int(((days >= 30 * k) & (days < 30 * (k + 1))).sum()) for k in range(12)]
+        back = _back(age)
+        assert row["active_days_365d"] == back[back < 365].nunique()
+        counts = [int(((back >= 30 * k) & (back < 30 * (k + 1))).sum()) for k in range(12)]
         assert row["months_active_last_12"] == sum(c > 0 for c in counts)
         if sum(counts):
             assert row["months_since_activity_peak"] == counts.index(max(counts))
         else:
             assert np.isnan(row["months_since_activity_peak"])
         for d in (30, 90):
-            latest = int((days < d).sum())
-            previous = int(((days >= d) & (days < 2 * d)).sum())
+            latest = int((back < d).sum())
+            previous = int(((back >= d) & (back < 2 * d)).sum())
             if latest == previous == 0:
                 assert np.isnan(row[f"transaction_trend_{d}d"])
             else:
                 assert row[f"transaction_trend_{d}d"] == pytest.approx((latest + 1) / (previous + 1))
-        recent = mine[days < 90]["amount"]
+        recent = mine[back < 90]["amount"]
         if len(recent) and recent.abs().sum() > 0:
             assert row["outflow_share_90d"] == pytest.approx(-recent[recent < 0].sum() / recent.abs().sum())
         else:
             assert np.isnan(row["outflow_share_90d"])
-        out = mine[(days < 90) & (mine["amount"] < 0)]
+        out = mine[(back < 90) & (mine["amount"] < 0)]
         largest = float(-out["amount"].min()) if len(out) else 0.0
         assert row["largest_outflow_90d"] == pytest.approx(largest)
         if len(out):
             assert row["days_since_largest_outflow_90d"] == days[out.index][out["amount"] == -largest].min()
         else:
             assert np.isnan(row["days_since_largest_outflow_90d"])
-        year = mine[days < 365]["amount"]
+        year = mine[back < 365]["amount"]
         if len(year):
             assert row["largest_outflow_90d_vs_typical"] == pytest.approx(largest / year.abs().mean())
         else:
@@ -100,8 +108,8 @@ def test_lifecycle_tenure_slope_and_stage(case) -> None:
     for customer, row in features.iterrows():
         tenure = np.floor((cutoff - signup[customer]) / DAY)
         assert row["tenure_days"] == tenure
-        days = _days(cutoff - tx[tx["customer_id"] == customer]["timestamp"])
-        counts = np.array([((days >= 30 * k) & (days < 30 * (k + 1))).sum() for k in range(6)][::-1], float)
+        back = _back(cutoff - tx[tx["customer_id"] == customer]["timestamp"])
+        counts = np.array([((back >= 30 * k) & (back < 30 * (k + 1))).sum() for k in range(6)][::-1], float)
         usable = min(int((cutoff - signup[customer]) // pd.Timedelta(days=30)), 6)
         y = counts[6 - usable:] if usable else counts[:0]
         if usable >= 3 and y.mean() > 0:
@@ -153,8 +161,8 @@ def test_complaint_state_as_known_at_the_cutoff(case) -> None:
         mine = cx[cx["customer_id"] == customer]
         age = cutoff - mine["opened_at"]
         for w in SETTINGS.windows_days:
-            assert row[f"complaint_count_{w}d"] == int((age < pd.Timedelta(days=w)).sum())
-        year = mine[age < pd.Timedelta(days=365)]
+            assert row[f"complaint_count_{w}d"] == int((age <= pd.Timedelta(days=w)).sum())
+        year = mine[age <= pd.Timedelta(days=365)]
         assert row["complaints_about_fees_365d"] == int((year["category"] == "fees").sum())
         assert row["complaints_about_other_365d"] == int((~year["category"].isin(["fees", "system_lag"])).sum())
         assert row["complaints_via_other_365d"] == int((~year["channel"].isin(["phone", "email"])).sum())
@@ -191,7 +199,7 @@ def test_complaint_state_as_known_at_the_cutoff(case) -> None:
         waiting = sum(1 for _, r in still_open.iterrows() if not (r["first_response_at"] < cutoff)
                       and cutoff - r["opened_at"] > target(r["priority"], "first_response_hours"))
         assert row["unanswered_complaints_past_response_target"] == waiting
-        recent = mine[age < pd.Timedelta(days=90)]
+        recent = mine[age <= pd.Timedelta(days=90)]
         assert row["repeat_complaints_90d"] == len(recent) - recent["category"].nunique()
         if len(mine):
             assert row["days_since_last_complaint"] == np.floor(age.min() / DAY)
@@ -216,7 +224,7 @@ def test_surveys_and_contacts(case) -> None:
         since = np.floor((cutoff - mine["answered_at"].max()) / DAY) if len(mine) else np.nan
         assert row["days_since_last_survey"] == pytest.approx(since, nan_ok=True)
         contacts = ct[ct["customer_id"] == customer]
-        assert row["retention_contacts_90d"] == int((cutoff - contacts["contacted_at"] < pd.Timedelta(days=90)).sum())
+        assert row["retention_contacts_90d"] == int((cutoff - contacts["contacted_at"] <= pd.Timedelta(days=90)).sum())
         since = np.floor((cutoff - contacts["contacted_at"].max()) / DAY) if len(contacts) else np.nan
         assert row["days_since_last_retention_contact"] == pytest.approx(since, nan_ok=True)
 
@@ -248,7 +256,8 @@ def test_missing_values_mean_undefined_and_counts_are_zero() -> None:
                               "closed_date": pd.Series([None, None], dtype="datetime64[us]")})
     tx = pd.DataFrame({"customer_id": pd.Series(["a"], dtype="str"),
                        "timestamp": pd.Series([cutoff - 10 * DAY], dtype="datetime64[us]"), "amount": [5.0]})
-    features = build_features(Tables(customers, tx, as_of=cutoff), cutoff, SETTINGS).set_index("customer_id")
+    no_static = SETTINGS.model_copy(update={"static_features": ()})
+    features = build_features(Tables(customers, tx, as_of=cutoff), cutoff, no_static).set_index("customer_id")
     silent = features.loc["b"]
     assert np.isnan(silent["days_since_last_transaction"]) and np.isnan(silent["average_transaction_amount_30d"])
     assert silent["transaction_count_365d"] == 0 and silent["transaction_amount_365d"] == 0

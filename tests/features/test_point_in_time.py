@@ -157,29 +157,30 @@ def test_an_event_exactly_at_the_cutoff_is_not_seen() -> None:
 
 def mutate_outside_window(tables: Tables, cutoff: pd.Timestamp, horizon_days: int, rng: np.random.Generator,
                           drop_share: float, add: int) -> Tables:
-    """Change everything a label for (cutoff, cutoff + horizon] must not see.
+    """Change everything a label for [cutoff, cutoff + horizon) must not see.
 
-    Transactions at or before the cutoff (staying at or before it) and after the window
-    (staying after it) change, complaints, surveys and contacts change anywhere, and
-    closed_date values after the window move elsewhere after the window (or empty).
-    Closures up to the window end are left alone: they decide the population and the label.
+    Transaction amounts before the cutoff change (their times stay before it), transactions
+    from the window end on change (staying there), complaints, surveys and contacts change
+    anywhere, and closed_date values from the window end on move elsewhere at or after the
+    window end (or empty). Closures before the window end are left alone: they decide the
+    population and the label.
     """
     ids = tables.customers["customer_id"].to_numpy()
     end = cutoff + pd.Timedelta(days=horizon_days)
     far = end + pd.Timedelta(days=400)
     old = cutoff - pd.Timedelta(days=400)
-    tx = _mutate_events("transactions", tables.transactions, end + US, far, lambda t: t > end, rng, ids,
+    tx = _mutate_events("transactions", tables.transactions, end, far, lambda t: t >= end, rng, ids,
                         drop_share, add)
-    # the past: move amounts and times among times at or before the cutoff (the inactivity
+    # the past: change the amounts of transactions before the cutoff (the inactivity
     # population only needs "some transaction in the look-back", which dropping could change)
-    past = (tx["timestamp"] <= cutoff).to_numpy()
+    past = (tx["timestamp"] < cutoff).to_numpy()
     tx.loc[past, "amount"] = rng.normal(0, 1_000, int(past.sum()))
     others = {name: _mutate_events(name, getattr(tables, name), old, far, lambda t: t >= old, rng, ids,
                                    drop_share, add) for name in ("complaints", "surveys", "contacts")}
     customers = tables.customers.copy()
-    after = customers["closed_date"] > end
+    after = customers["closed_date"] >= end
     k = int(after.sum())
-    customers.loc[after, "closed_date"] = _random_times(rng, end + US, far, k).where(rng.random(k) < 0.5).to_numpy()
+    customers.loc[after, "closed_date"] = _random_times(rng, end, far, k).where(rng.random(k) < 0.5).to_numpy()
     return Tables(customers, tx, others["complaints"], others["surveys"], others["contacts"], as_of=tables.as_of)
 
 
@@ -207,18 +208,22 @@ def test_labels_follow_their_definitions_on_a_worked_example() -> None:
                                  dtype="datetime64[us]"),
     })
     tx = pd.DataFrame({
-        "customer_id": pd.Series(["stays", "stays", "closes", "closes_later", "quiet", "quiet", "new"], dtype="str"),
-        "timestamp": pd.Series([day - pd.Timedelta(days=5), day + pd.Timedelta(days=90), day - pd.Timedelta(days=1),
-                                day + pd.Timedelta(days=3), day - pd.Timedelta(days=100), day,
-                                day + pd.Timedelta(days=1)], dtype="datetime64[us]"),
-        "amount": [10.0, 25.0, 7.0, 5.0, 3.0, 99.0, 1.0],
+        "customer_id": pd.Series(["stays", "stays", "stays", "closes", "closes_later", "quiet", "quiet", "new"],
+                                 dtype="str"),
+        "timestamp": pd.Series([day - pd.Timedelta(days=5), day + pd.Timedelta(days=89), day + pd.Timedelta(days=90),
+                                day - pd.Timedelta(days=1), day + pd.Timedelta(days=3), day - pd.Timedelta(days=100),
+                                day, day + pd.Timedelta(days=1)], dtype="datetime64[us]"),
+        "amount": [10.0, 25.0, 40.0, 7.0, 5.0, 3.0, 99.0, 1.0],
     })
     tables = Tables(customers, tx, as_of=day + pd.Timedelta(days=200))
     closure = build_labels(tables, day, LabelSettings(horizon_days=90)).set_index("customer_id")
-    assert list(closure.index) == ["closes", "closes_later", "quiet", "stays"]
-    assert closure["churned"].to_dict() == {"closes": 1, "closes_later": 0, "quiet": 0, "stays": 0}
-    # the window is (cutoff, cutoff + 90 days]: the day-90 transaction counts, the one at the cutoff does not
-    assert closure["future_value"].to_dict() == {"closes": 0.0, "closes_later": 5.0, "quiet": 0.0, "stays": 25.0}
+    # closed exactly at the cutoff: still a customer at it, and churned in its window; signed up at it: not yet
+    assert list(closure.index) == ["closed_at_cutoff", "closes", "closes_later", "quiet", "stays"]
+    assert closure["churned"].to_dict() == {"closed_at_cutoff": 1, "closes": 1, "closes_later": 0, "quiet": 0,
+                                            "stays": 0}
+    # the window is [cutoff, cutoff + 90 days): the transaction at the cutoff counts, the day-90 one does not
+    assert closure["future_value"].to_dict() == {"closed_at_cutoff": 0.0, "closes": 0.0, "closes_later": 5.0,
+                                                 "quiet": 99.0, "stays": 25.0}
     inactive = build_labels(tables, day, LabelSettings(definition="inactivity", horizon_days=90,
                                                        inactivity_lookback_days=30)).set_index("customer_id")
     # "quiet" last transacted 100 days ago (and exactly at the cutoff, which is not before it): not in the population

@@ -157,7 +157,14 @@ def test_value_metrics_and_lifetime_value() -> None:
     assert metrics["spearman"] == pytest.approx(1.0) and metrics["total_error_pct"] == pytest.approx(100.0)
     economics = EconomicsSettings(value_margin=0.1, lifetime_horizons=2, annual_discount_rate=0.0)
     ltv = lifetime_value(np.array([100.0]), np.array([0.5]), economics, 90)
-    assert ltv[0] == pytest.approx(10 * (1 + 0.5))
+    # horizon k counts if the customer is still there at its end: 10 x (0.5 + 0.25)
+    assert ltv[0] == pytest.approx(10 * (0.5 + 0.25))
+    assert lifetime_value(np.array([100.0]), np.array([0.0]), economics, 90)[0] == pytest.approx(20.0)
+    # hand-computed with discounting: margin 0.1, value 100, p = 0.96, 3 horizons of 365 days at 10%:
+    # 10 x (0.04 + 0.04^2 / 1.1 + 0.04^3 / 1.21); the coming horizon weighs 0.04, not 1
+    discounted = EconomicsSettings(value_margin=0.1, lifetime_horizons=3, annual_discount_rate=0.1)
+    expected = 10 * (0.04 + 0.04 ** 2 / 1.1 + 0.04 ** 3 / 1.21)
+    assert lifetime_value(np.array([100.0]), np.array([0.96]), discounted, 365)[0] == pytest.approx(expected)
 
 
 def test_psi_zero_for_same_data_large_for_shifted() -> None:

@@ -176,10 +176,13 @@ def test_churn_after_closure_within_the_complete_horizon_only() -> None:
 
 
 def test_churn_by_inactivity_needs_recent_activity_and_a_silent_horizon() -> None:
-    rows = [("silent", 200, "fees"), ("active", 200, "fees"), ("dormant", 200, "fees"), ("closes", 200, "fees")]
-    customers = customers_frame(["silent", "active", "dormant", "closes"], closed={"closes": 250})
+    rows = [("silent", 200, "fees"), ("active", 200, "fees"), ("dormant", 200, "fees"), ("closes", 200, "fees"),
+            ("at_end", 200, "fees")]
+    customers = customers_frame(["silent", "active", "dormant", "closes", "at_end"], closed={"closes": 250})
+    # half-open windows: the look-back is [end - 180 days, end), the horizon [end, end + 90 days), so a
+    # transaction at the basket end itself is in the horizon (at_end is not silent)
     tx_rows = [("silent", 150), ("active", 150), ("active", 260), ("dormant", 1), ("closes", 150),
-               ("closes", 240), ("silent", 200)]  # a transaction at the basket end itself is in neither window
+               ("closes", 240), ("silent", 199), ("at_end", 150), ("at_end", 200)]
     transactions = pd.DataFrame({
         "customer_id": pd.Series([r[0] for r in tx_rows], dtype="str"),
         "timestamp": pd.Series([START + pd.Timedelta(days=r[1]) for r in tx_rows]).astype("datetime64[us]"),
@@ -191,7 +194,7 @@ def test_churn_by_inactivity_needs_recent_activity_and_a_silent_horizon() -> Non
     got = {baskets.customer_ids[c]: (bool(e), bool(x)) for c, e, x in zip(baskets.customer, link.eligible,
                                                                              link.churned)}
     assert got == {"silent": (True, True), "active": (True, False), "dormant": (False, False),
-                   "closes": (True, True)}
+                   "closes": (True, True), "at_end": (True, False)}
     without = churn_after_baskets(baskets, customers, None, AS_OF, labels, 30)
     assert not without.eligible.any() and "no transactions table" in without.messages[0]
 

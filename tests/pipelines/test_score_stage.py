@@ -22,11 +22,11 @@ from mlflow.tracking import MlflowClient
 
 from features.build import build_scoring_table
 from features.catalogue import reason_templates
-from models.boosting import ChurnModel, ValueModel
+from models.boosting import ValueModel, load_churn_model
 from models.retention import ReasonSettings, SelectionSettings
 from pipelines.config import Config
 from pipelines.io import StageError, file_sha256
-from pipelines.score import (COMMIT_MESSAGE, LIST_FILE, MANIFEST_FILE, SCORES_FILE, input_problems, predict_on_matrix,
+from pipelines.score import (COMMIT_MESSAGE, LIST_FILE, MANIFEST_FILE, SCORES_FILE, input_problems, score_customers,
                              retention_list, run)
 from pipelines.tables import load_tables
 from pipelines.train import load_registered_bundle
@@ -236,7 +236,7 @@ def test_features_that_do_not_match_the_model_are_refused(scored, tmp_path: Path
 def test_wrong_feature_types_are_named(scored) -> None:
     cfg, _ = scored
     mlflow.set_tracking_uri(cfg.tracking.tracking_uri)
-    churn = ChurnModel.load(load_registered_bundle("models:/churn-risk@champion"))
+    churn = load_churn_model(load_registered_bundle("models:/churn-risk@champion"))
     frame = build_scoring_table(load_tables(cfg), cfg.features, cfg.labels).head(20)
     broken = frame.assign(tenure_days=frame["tenure_days"].astype("str"))
     assert input_problems(broken, churn, []) == [f"tenure_days should be numeric but is {broken['tenure_days'].dtype}"]
@@ -343,9 +343,14 @@ def test_any_model_uri_is_accepted_and_recorded(scored, tmp_path: Path) -> None:
 def test_shared_matrix_predictions_equal_the_models_own(scored) -> None:
     cfg, _ = scored
     mlflow.set_tracking_uri(cfg.tracking.tracking_uri)
-    churn = ChurnModel.load(load_registered_bundle("models:/churn-risk@champion"))
+    churn = load_churn_model(load_registered_bundle("models:/churn-risk@champion"))
     value = ValueModel.load(load_registered_bundle("models:/customer-value@champion"))
     frame = build_scoring_table(load_tables(cfg), cfg.features, cfg.labels).head(500)
     matrix = churn.schema.matrix(frame)
-    assert np.array_equal(predict_on_matrix(churn, matrix), churn.predict(frame))
-    assert np.array_equal(predict_on_matrix(value, matrix), value.predict(frame))
+    scored_rows = score_customers(frame, matrix, churn, value, cfg)
+    assert np.array_equal(scored_rows["churn_probability"].to_numpy(), churn.predict(frame))
+    assert np.array_equal(scored_rows["next_horizon_value_if_retained"].to_numpy(),
+                          np.clip(value.predict(frame), 0, None))
+    # the expected value is the value if retained, weighed by the chance of staying
+    np.testing.assert_allclose(scored_rows["next_horizon_expected_value"].to_numpy(),
+                               (1 - churn.predict(frame)) * np.clip(value.predict(frame), 0, None))
