@@ -164,22 +164,24 @@ class History:
 
 def history(times: pd.Series, as_of: pd.Timestamp, min_share: float = 0.1) -> History:
     """The history the events cover: from the first month with at least `min_share` of the
-    median monthly count (a few stray old rows, or a thin ramp-up while a system was being
-    filled, do not count as history) to as_of."""
-    times = pd.to_datetime(times.dropna())
-    times = times[times < as_of]
-    if times.empty:
+    median count of the months with events (a few stray old rows, or a thin ramp-up while a
+    system was being filled, do not count as history) to as_of."""
+    values = pd.to_datetime(times).to_numpy()
+    values = values[~np.isnat(values)]
+    values = values[values < np.datetime64(as_of)]
+    if not len(values):
         return History(pd.NaT, pd.NaT, 0, 0, 0.0)
-    month = times.dt.to_period("M")
-    counts = month.value_counts().sort_index()
-    full = counts.reindex(pd.period_range(counts.index.min(), counts.index.max(), freq="M"), fill_value=0)
-    median = float(full.median())
-    dense = full.index[full.to_numpy() >= max(1.0, min_share * median)]
-    first_month = dense.min() if len(dense) else full.index.min()
-    keep = month >= first_month
-    start = times[keep].min()
+    month = values.astype("datetime64[M]").astype(np.int64)
+    first_code = int(month.min())
+    counts = np.bincount(month - first_code)
+    median = float(np.median(counts[counts > 0]))
+    dense = np.flatnonzero(counts >= max(1.0, min_share * median))
+    start_code = first_code + int(dense[0] if len(dense) else 0)
+    keep = month >= start_code
+    start = pd.Timestamp(values[keep].min())
     span = (as_of.year - start.year) * 12 + as_of.month - start.month
-    return History(times.min(), start, int((~keep).sum()), int(span), float(full[full.index >= first_month].median()))
+    return History(pd.Timestamp(values.min()), start, int((~keep).sum()), int(span),
+                   float(np.median(counts[start_code - first_code:][counts[start_code - first_code:] > 0])))
 
 
 def typical_gaps(customer_ids: pd.Series, times: pd.Series) -> pd.Series:
@@ -187,14 +189,19 @@ def typical_gaps(customer_ids: pd.Series, times: pd.Series) -> pd.Series:
     (customers with at least two such days)."""
     day = pd.to_datetime(times).to_numpy().astype("datetime64[D]").astype(np.int64)
     code, _ = pd.factorize(customer_ids, use_na_sentinel=True)
-    keep = code >= 0
-    pairs = np.unique(np.stack([code[keep].astype(np.int64), day[keep]], axis=1), axis=0)
-    same = pairs[1:, 0] == pairs[:-1, 0]
-    gaps = (pairs[1:, 1] - pairs[:-1, 1])[same]
-    owners = pairs[1:, 0][same]
-    if len(gaps) == 0:
+    keep = (code >= 0) & (day != np.datetime64("NaT").astype(np.int64))
+    if not keep.any():
         return pd.Series([], dtype="float64")
-    return pd.Series(gaps, index=owners).groupby(level=0).median().astype("float64")
+    day = day[keep]
+    first = int(day.min())
+    span = int(day.max()) - first + 1
+    key = np.unique(code[keep].astype(np.int64) * span + (day - first))  # one entry per (customer, day), sorted
+    owner, when = key // span, key % span
+    same = owner[1:] == owner[:-1]
+    gaps = (when[1:] - when[:-1])[same]
+    if not len(gaps):
+        return pd.Series([], dtype="float64")
+    return pd.Series(gaps, index=owner[1:][same]).groupby(level=0).median().astype("float64")
 
 
 def round_up(days: float, step: int = 30) -> int:

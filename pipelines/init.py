@@ -20,14 +20,24 @@ on the data is chosen from it, and the reason is written beside it in the config
   window before them; if that is fewer than 3, a shorter horizon (60, 30), then shorter
   feature windows. For inactivity the horizon is at least the customers' typical gap
   between purchases, and the look-back is the 90th percentile of those gaps.
+  A snapshot gets one cutoff at as_of - horizon, the horizon being the shortest of 90,
+  180, 365, 730 days holding at least 50 closures.
 - **static features**: the customers' other columns, except personal data, identifiers,
   the outcome or anything recorded after it, export-time measures, dates, empty or
   constant columns and near-unique text (`features.profile.classify_static`).
-- **money**: the typical value per horizon V is measured in the data; contact, offer and
-  playbook costs are scaled so that each costs the same share of a typical customer's
-  margin as in the demo bank (`DEMO_VALUE_PER_90_DAYS`).
+- **value column** (no transactions): a numeric customers column named like money
+  (`features.profile.value_column_candidates`), taken as the value per month.
+- **money**: the typical value per horizon V is measured in the data; the margin is an
+  assumption by kind of data (bank flows 5%, retail purchases 25%, charges 30%, balances
+  0.2% a month), marked ASSUMPTION; contact, offer and playbook costs are scaled so that
+  each costs the same share of a typical customer's margin as in the demo bank
+  (`DEMO_VALUE_PER_90_DAYS`).
 
-The config is written atomically, only after `pipelines.config.load_config` accepts it.
+The config is written atomically (`pipelines.io.atomic_path`, as `write_text` does) and
+renamed into place only after `pipelines.config.load_config` accepts the written file.
+Exit codes (through `pipelines.cli`): 2 a bad option or a required column not found (the
+message names the `--column` to add), 3 unreadable input or data that cannot define churn,
+4 the output exists and `--force` was not given. Nothing is written on any of them.
 """
 
 from __future__ import annotations
@@ -89,7 +99,7 @@ class Decision:
 class Plan:
     """Everything init decided, ready to be written."""
 
-    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    snapshot_closures: dict[int, int] = field(default_factory=dict)  # horizon -> closures in it (snapshot)
     decisions: list[Decision] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     left_out: list[StaticColumn] = field(default_factory=list)
@@ -413,7 +423,6 @@ def run(paths: dict[str, Path], column_flags: list[str], out: Path, as_of: str |
             mapping = _closed_date_column(paths[name], columns, mapping, fixed.get(name, {}), plan)
         mappings[name] = mapping
         guessed[name] = {c for c in mapping if c not in fixed.get(name, {})}
-        plan.tables[name] = {"file_columns": columns}
 
     say("reading the tables with the pipeline's reader and checks")
     frames, problems = read_tables(paths, mappings, guessed, as_of)
@@ -424,8 +433,11 @@ def run(paths: dict[str, Path], column_flags: list[str], out: Path, as_of: str |
             as_of_ts = tables_as_of(Tables(**frames))
         except ValueError as error:
             raise InitProblem(f"{error}; give the date with --as-of YYYY-MM-DD") from None
-        as_of_why = ("inferred from the data as the pipeline does (features.build.tables_as_of): midnight after "
-                     "the latest date in the files")
+        as_of_why = ("inferred from the data exactly as every stage would (features.build.tables_as_of): the "
+                     "day after the data's last day")
+        late = _rows_on_or_after(frames, as_of_ts)
+        if late:
+            as_of_why += f" ({late} dated on or after it are past the data's end: check them)"
     tables = Tables(**frames, as_of=as_of_ts)
     customers = tables.customers
     say(f"data as of {as_of_ts.date()}; deciding the settings")
@@ -442,6 +454,19 @@ def run(paths: dict[str, Path], column_flags: list[str], out: Path, as_of: str |
     return {"out": str(out), "decisions": plan.decisions, "warnings": plan.warnings, "left_out": plan.left_out,
             "problems": [p for p in problems if p.severity == "error"], "customers": len(customers),
             "next": f"churn run --config {out}"}
+
+
+def _rows_on_or_after(frames: dict[str, pd.DataFrame], moment: pd.Timestamp) -> str:
+    """'3 transactions rows (e.g. 2099-01-01)': event rows dated on or after `moment`, if any."""
+    parts = []
+    for name, frame in frames.items():
+        column = TABLES[name].event_time
+        if column is None or column not in frame or not len(frame):
+            continue
+        late = frame.loc[frame[column] >= moment, column]
+        if len(late):
+            parts.append(f"{len(late):,} {name} row(s) (e.g. {late.max().date()})")
+    return ", ".join(parts)
 
 
 def _decide(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict[str, str]],
@@ -486,7 +511,7 @@ def _decide(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict[str
         why = {"horizon": _snapshot_why(plan, horizon),
                "count": "a snapshot has one moment to learn from: one cutoff, exactly as_of - horizon_days "
                         "(anchor: as_of), whose churners are the closures in the days after it"}
-        short = {"horizon": f"{plan.tables['_snapshot_counts'][horizon]:,} closures in it", "count": "snapshot"}
+        short = {"horizon": f"{plan.snapshot_closures[horizon]:,} closures in it", "count": "snapshot"}
     else:
         hist = history(_event_times(tables), as_of)
         horizons = [90, 60, 30]
@@ -544,7 +569,8 @@ def _decide(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict[str
                              "table (features_dir/excluded.parquet)")
 
     decisions.append(Decision("labels.definition", definition, definition_why.split(":")[0]))
-    decisions.append(Decision("data.as_of", str(as_of.date()), "--as-of" if "given" in as_of_why else "latest date + 1 day"))
+    decisions.append(Decision("data.as_of", str(as_of.date()), "--as-of" if "given" in as_of_why
+                              else "the day after the data's last day"))
     decisions.append(Decision("labels.horizon_days", str(horizon), short["horizon"]))
     decisions.append(Decision("labels.cutoffs", f"{count} ({anchor})", short["count"]))
     if population_note:
@@ -599,7 +625,7 @@ def _snapshot_horizon(tables: Tables, plan: Plan) -> int:
                 "recent closures", "check closed_date, or give --as-of (the snapshot date)")])
         best = next(h for h, n in counts if n == most)
         plan.warnings.append(f"only {most} closures within {best} days before as_of: too few for a reliable model")
-    plan.tables["_snapshot_counts"] = dict(counts)
+    plan.snapshot_closures = dict(counts)
     return best
 
 
@@ -883,7 +909,7 @@ def _action(y: Yaml, indent: int, name: str, action: dict[str, Any], scale: floa
 
 
 def _snapshot_why(plan: Plan, horizon: int) -> str:
-    counts = plan.tables.get("_snapshot_counts", {})
+    counts = plan.snapshot_closures
     seen = ", ".join(f"{n:,} within {h} days" for h, n in counts.items())
     return (f"the shortest of 90, 180, 365, 730 days whose window before as_of holds at least "
             f"{SNAPSHOT_MIN_CHURNERS} closures to learn from ({seen})")
