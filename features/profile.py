@@ -227,6 +227,11 @@ PERSONAL_WORDS = {
     "username", "login", "password", "latitude", "longitude", "lat", "lon", "lng", "gps",
 }
 """Column-name words that mean personal data (never a model feature)."""
+PROTECTED_WORDS = {"gender", "sex", "race", "racial", "ethnicity", "ethnic", "religion", "religious",
+                   "nationality", "citizenship", "disability", "disabled", "orientation", "pregnancy", "pregnant"}
+"""Column-name words of protected characteristics: deciding whom to serve by them can be unlawful
+discrimination (equal-treatment and fair-lending rules), so they are not features unless a
+compliance team decides otherwise."""
 IDENTIFIER_WORDS = {"id", "uuid", "guid", "ref", "reference", "hash", "token"}
 """Column-name words that mean an identifier."""
 OUTCOME_WORDS = {
@@ -265,7 +270,8 @@ def classify_static(customers: pd.DataFrame, skip: set[str], closed: pd.Series |
     """Decide, for every customers column not in `skip` (keys and dates of the contract), whether it
     becomes a static feature, in this order of rules (the first that applies wins):
 
-    1. personal data by its name (`PERSONAL_WORDS`: name, email, phone, address, ssn, birth date, ...);
+    1. personal data by its name (`PERSONAL_WORDS`: name, email, phone, address, ssn, birth date, ...),
+       or a protected characteristic (`PROTECTED_WORDS`: gender, race, religion, nationality, ...);
     2. an identifier by its name (`IDENTIFIER_WORDS`: id, uuid, reference, ...);
     3. the churn outcome or post-outcome by its name (`OUTCOME_WORDS`: churn, exited, closed, status
        values like 'closed', ...) or by its content: a text column whose values name an outcome
@@ -293,6 +299,12 @@ def classify_static(customers: pd.DataFrame, skip: set[str], closed: pd.Series |
         if hit:
             out.append(StaticColumn(name, False, "personal data", f"personal data by its name ({hit[0]})"))
             continue
+        hit = sorted(words & PROTECTED_WORDS)
+        if hit:
+            out.append(StaticColumn(name, False, "protected attribute",
+                                    f"a protected characteristic ({hit[0]}): treating customers differently by it "
+                                    "can be unlawful discrimination; add it only if your compliance team agrees"))
+            continue
         hit = sorted(words & IDENTIFIER_WORDS)
         if hit:
             out.append(StaticColumn(name, False, "identifier", f"an identifier by its name ({hit[0]})"))
@@ -315,9 +327,10 @@ def classify_static(customers: pd.DataFrame, skip: set[str], closed: pd.Series |
             continue
         hit = sorted(words & EXPORT_TIME_WORDS)
         if hit:
+            own = " (the pipeline computes tenure_days itself)" if words & {"tenure", "since"} else ""
             out.append(StaticColumn(name, False, "export-time measure",
                                     f"measured at export time ({hit[0]}), not at the cutoff: it would leak the "
-                                    "future into training rows (the pipeline computes tenure_days itself)"))
+                                    f"future into training rows{own}"))
             continue
         if numbers is None and non_empty and date_share(column) >= 0.9:
             out.append(StaticColumn(name, False, "date", "a date: derive a number such as an age instead"))

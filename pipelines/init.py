@@ -802,8 +802,8 @@ def _write_yaml(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict
     y.key(2, "static_features", [s.name for s in kept])
     y.key(2, "static_types", {s.name: s.kind for s in kept})
     if plan.left_out:
-        y.comment("left out (personal data must never become a feature; add a column back to static_features "
-                  "only if it is a real, stable attribute):", 2)
+        y.comment("left out (personal data never becomes a feature; add another column back to static_features "
+                  "only if it is a real attribute, stable and known before the outcome):", 2)
         for s in plan.left_out:
             y.comment(f"  - {s.name}: {s.why}", 2)
     for key, (usable, pooled) in d["categories"].items():

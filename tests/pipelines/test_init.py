@@ -221,6 +221,7 @@ def test_static_columns_leave_out_personal_identifier_outcome_and_export_time_da
         "notes": [f"free text {i}" for i in range(n)],
         "opened_branch_on": ["2024-01-02"] * (n - 1) + ["2023-05-06"],
         "plan": ["basic", "premium"] * (n // 2),
+        "Gender": ["f", "m"] * (n // 2),
         "score": [f"{i * 1.5:.1f}" for i in range(n)],
         "monthly_fee": [f"{10 + i % 5}.50" for i in range(n)],
     })
@@ -229,6 +230,7 @@ def test_static_columns_leave_out_personal_identifier_outcome_and_export_time_da
     assert decided["score"].kind == "numeric" and decided["plan"].kind == "categorical"
     assert decided["Surname"].kind == "personal data" and decided["birthday_note"].kind == "personal data"
     assert decided["household_id"].kind == "identifier"
+    assert decided["Gender"].kind == "protected attribute"
     assert decided["status"].kind == "outcome"
     assert decided["tenure"].kind == "export-time measure"
     assert decided["notes"].kind == "near-unique text"
