@@ -44,13 +44,49 @@ class Problem:
 
 
 class ValidationFailed(Exception):
-    """Raised when any input breaks the contract; carries every problem found."""
+    """Raised when any input breaks the contract; carries every problem found (each reported once).
+
+    `report` is the path of the failed validation report when one was written (`churn validate`).
+    """
 
     def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        lines = [f"input validation failed with {len(problems)} problem(s):"]
-        lines += [f"  - {p}" for p in problems]
+        self.problems = without_double_reports(problems)
+        self.report: str | None = None
+        lines = [f"input validation failed with {len(self.problems)} problem(s):"]
+        lines += [f"  - {p}" for p in self.problems]
         super().__init__("\n".join(lines))
+
+
+EMPTY_VALUES = "empty values in a required column"
+UNPARSEABLE = "values that are not "
+"""How `pipelines.tables.coerce_types` begins its message for values that are not dates or numbers."""
+
+
+def without_double_reports(problems: list[Problem]) -> list[Problem]:
+    """Each bad value reported once: not again as an empty value of its required column.
+
+    A value that is not a date or number is reported when the column is typed and then
+    becomes empty, so the required-column check would count it a second time. The
+    empty-values problem keeps only the rows that were empty in the file (its examples
+    are the first failing rows, so those that were not bad values are the first empty ones),
+    and goes when none were.
+    """
+    bad = {(p.table, p.column): p for p in problems
+           if p.severity == "error" and p.column is not None and p.message.startswith(UNPARSEABLE)}
+    if not bad:
+        return list(problems)
+    kept: list[Problem] = []
+    for problem in problems:
+        parsed = bad.get((problem.table, problem.column))
+        if parsed is not None and problem.message == EMPTY_VALUES:
+            rows = problem.rows - parsed.rows
+            if rows <= 0:
+                continue
+            examples = tuple(e for e in problem.examples if e not in parsed.examples)
+            problem = Problem(problem.table, problem.column, rows, problem.message, problem.fix, examples,
+                              problem.severity)
+        kept.append(problem)
+    return kept
 
 
 def describe_rows(frame: pd.DataFrame, mask: np.ndarray | pd.Series, table: str) -> tuple[int, tuple[str, ...]]:
@@ -105,7 +141,7 @@ def _fix_for(col: ColumnSpec, check: str) -> tuple[str, str]:
     """The message and the fix for one failed pandera check."""
     check = _CHECK_ALIASES.get(check, check)
     if check == "not_nullable":
-        return "empty values in a required column", f"fill in {col.name} for every row or drop those rows"
+        return EMPTY_VALUES, f"fill in {col.name} for every row or drop those rows"
     if check == "field_uniqueness":
         return "duplicate values in a column that must be unique", f"keep one row per {col.name}"
     if check == "allowed":
@@ -153,14 +189,12 @@ def check_cross_table(
             problems.append(Problem("customers", "closed_date", rows, "closed before signup_date",
                                     "check the two dates; closed_date must be on or after signup_date", ex))
     if as_of is not None:
-        for column in ("signup_date", "closed_date"):
+        for column in SNAPSHOT_DATE_COLUMNS:
             if column in customers.columns:
-                late = (customers[column] >= as_of).to_numpy(dtype=bool, na_value=False)
-                if late.any():
-                    rows, ex = describe_rows(customers, late, "customers")
-                    problems.append(Problem("customers", column, rows,
-                                            f"dates on or after the data's as-of date {as_of.date()}",
-                                            "set data.as_of later or drop rows dated after it", ex))
+                late = _late_rows(customers, "customers", column, as_of,
+                                  f"dates on or after the data's as-of date {as_of.date()}",
+                                  "set data.as_of later or drop rows dated after it")
+                problems += [late] if late is not None else []
     ids = customers["customer_id"] if "customer_id" in customers.columns else pd.Series([], dtype="str")
     first = ~ids.duplicated().to_numpy()
     unique_ids = ids[first] if not first.all() else ids
@@ -168,6 +202,7 @@ def check_cross_table(
     if signup is not None and not first.all():
         signup = signup[first]
     lookup = _CustomerLookup(unique_ids)
+    known_by_key: pd.Series | None = None  # built once, when some ids are unknown
     for name, frame in events.items():
         spec = TABLES[name]
         if "customer_id" not in frame.columns:
@@ -176,8 +211,9 @@ def check_cross_table(
         unknown = codes < 0
         if unknown.any():
             rows, ex = describe_rows(frame, unknown, name)
-            problems.append(Problem(name, "customer_id", rows, "customers not in the customers table",
-                                    "add those customers to the customers table or drop their rows", ex))
+            if known_by_key is None:
+                known_by_key = _ids_by_key(unique_ids)
+            problems.append(_unknown_customers(frame, name, unknown, rows, ex, known_by_key))
         time_column = spec.event_time
         if time_column is None or time_column not in frame.columns:
             continue
@@ -195,15 +231,55 @@ def check_cross_table(
                 problems.append(Problem(name, time_column, rows, "events before the customer's signup_date",
                                         "check the customer mapping and dates; drop events before signup", ex))
         if as_of is not None:
-            late = (frame[time_column] >= as_of).to_numpy(dtype=bool, na_value=False)
-            if late.any():
-                rows, ex = describe_rows(frame, late, name)
-                problems.append(Problem(name, time_column, rows,
-                                        f"events on or after the data's as-of date {as_of.date()}",
-                                        "set data.as_of later or drop events dated after it", ex))
+            late = _late_rows(frame, name, time_column, as_of,
+                              f"events on or after the data's as-of date {as_of.date()}",
+                              "set data.as_of later or drop events dated after it")
+            problems += [late] if late is not None else []
     if "complaints" in events:
         problems += _check_complaint_times(events["complaints"])
     return problems
+
+
+def id_key(ids: pd.Series) -> pd.Series:
+    """Ids as compared across type and padding: numeric ids without leading zeros or a trailing .0.
+
+    '319', '319.0', '0000319' and ' 319 ' all become '319'; other ids lose only surrounding spaces.
+    """
+    text = ids.astype("str").str.strip()
+    numeric = text.str.fullmatch(r"\d+(?:\.0*)?", na=False)
+    if numeric.any():
+        digits = text[numeric].str.replace(r"\.0*$", "", regex=True).str.lstrip("0")
+        text = text.mask(numeric, digits.mask(digits == "", "0"))
+    return text
+
+
+def _ids_by_key(ids: pd.Series) -> pd.Series:
+    """The customer ids indexed by `id_key`, first of each key."""
+    present = ids[ids.notna()]
+    by_key = pd.Series(present.to_numpy(), index=pd.Index(id_key(present).to_numpy()))
+    return by_key[~by_key.index.duplicated()]
+
+
+def _unknown_customers(frame: pd.DataFrame, table: str, unknown: np.ndarray, rows: int,
+                       examples: tuple[str, ...], known_by_key: pd.Series) -> Problem:
+    """Event rows whose customer is not in the customers table; says so when only the id's format differs."""
+    message = "customers not in the customers table"
+    fix = "add those customers to the customers table or drop their rows"
+    ids = frame["customer_id"][unknown]
+    ids = ids[ids.notna()]
+    if len(ids) and len(known_by_key):
+        distinct = ids.drop_duplicates()
+        keys = id_key(distinct)
+        matched = keys.isin(known_by_key.index).to_numpy()
+        if matched.any():
+            match_rows = int(ids.isin(distinct[matched]).sum())
+            pairs = ", ".join(f"'{value}' is '{known_by_key[key]}'"
+                              for value, key in zip(distinct[matched][:3], keys[matched][:3]))
+            message += (f"; {match_rows:,} of these rows name a known customer written another way "
+                        f"({pairs}): the ids differ only in type or padding")
+            fix = ("write the ids the same way in every table: read and export them as text, so no number "
+                   "conversion adds '.0' or drops leading zeros; then add any customers still missing")
+    return Problem(table, "customer_id", rows, message, fix, examples)
 
 
 class _CustomerLookup:
@@ -252,7 +328,11 @@ def check_not_empty(frame: pd.DataFrame, spec: TableSpec) -> list[Problem]:
 def validate_tables(
     frames: dict[str, pd.DataFrame], as_of: pd.Timestamp | None
 ) -> list[Problem]:
-    """Every contract check over already-typed canonical frames; [] means valid."""
+    """Every contract check over already-typed canonical frames; [] means valid.
+
+    `as_of` is the configured data.as_of; when it is None, the end of the data is
+    inferred (`data_as_of`) and rows dated after it are reported (`check_after_data_end`).
+    """
     problems: list[Problem] = []
     for name, frame in frames.items():
         spec = TABLES[name]
@@ -263,23 +343,149 @@ def validate_tables(
     if "customers" in frames and len(frames["customers"]):
         events = {n: f for n, f in frames.items() if n in EVENT_TABLES and len(f)}
         problems += check_cross_table(frames["customers"], events, as_of)
+    if as_of is None:
+        problems += check_after_data_end(frames)
     return problems
 
 
-def data_as_of(frames: dict[str, pd.DataFrame], configured: str | None) -> pd.Timestamp:
-    """The exclusive end of the data: the configured date, else midnight after the latest event."""
+# ---------------------------------------------------------------- the end of the data
+
+BUSY_DAY_SHARE = 0.01
+"""A day counts towards the end of the data when it has at least this share of the median
+number of events per day (over the days that have any); quieter days are stray rows."""
+ISOLATED_AFTER_DAYS = 90
+"""Dates after a gap longer than this, and longer than all the data before the gap, that hold
+fewer rows than came before, are isolated (typing 2099 for 2024) and do not count either."""
+SNAPSHOT_DATE_COLUMNS = ("signup_date", "closed_date")
+"""The dates that say how far a customers-only snapshot runs."""
+_DAY_BINS = 1 << 22
+"""Dates spanning fewer days than this (11,000 years) are counted per day with bincount, others by sorting."""
+
+
+def end_columns(frames: dict[str, pd.DataFrame]) -> list[tuple[str, str]]:
+    """The (table, column) pairs whose dates say how far the data runs.
+
+    The event time of each event table with rows (transactions.timestamp,
+    complaints.opened_at, surveys.answered_at, contacts.contacted_at), never secondary
+    dates such as resolved_at; with no event rows (a customers-only snapshot), the
+    customers' signup_date and closed_date.
+    """
+    pairs = [(name, TABLES[name].event_time) for name in EVENT_TABLES
+             if name in frames and len(frames[name]) and TABLES[name].event_time in frames[name].columns]
+    if pairs:
+        return pairs  # type: ignore[return-value]
+    customers = frames.get("customers")
+    return [("customers", c) for c in SNAPSHOT_DATE_COLUMNS if customers is not None and c in customers.columns]
+
+
+def _daily_counts(times: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Days (as days since 1970-01-01) that have any date in `times`, ascending, and how many each."""
+    values = times.to_numpy()
+    if not np.issubdtype(values.dtype, np.datetime64) or not len(values):
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    first, last = times.min(), times.max()
+    if pd.isna(first):
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    start = int(np.datetime64(first, "D").astype(np.int64))
+    bins = int(np.datetime64(last, "D").astype(np.int64)) - start + 1
+    counts = np.zeros(bins, np.int64) if bins <= _DAY_BINS else None
+    parts = []
+    for begin in range(0, len(values), CHUNK_ROWS):
+        chunk = values[begin:begin + CHUNK_ROWS]
+        days = chunk[~np.isnat(chunk)].astype("datetime64[D]").astype(np.int64) - start
+        if counts is not None:
+            counts += np.bincount(days, minlength=bins)
+        else:
+            parts.append(days)
+    if counts is None:
+        busy, per_day = np.unique(np.concatenate(parts), return_counts=True)
+        return busy + start, per_day.astype(np.int64)
+    busy = np.flatnonzero(counts)
+    return busy + start, counts[busy]
+
+
+def bulk_end(times: pd.Series) -> pd.Timestamp | None:
+    """The last day of the bulk of one date column (midnight of that day); None without dates.
+
+    1. Days with fewer events than `BUSY_DAY_SHARE` (1%) of the median per busy day are
+       left out (only bites when a typical day has more than 100 events).
+    2. Of the rest, an isolated tail is left out: the days after a gap longer than
+       `ISOLATED_AFTER_DAYS` and longer than everything before the gap, when they hold
+       fewer rows than the days before it.
+    3. The last day left is the end; the day right after it counts too when it has any
+       events (a partial last day, such as an extract taken just after midnight).
+    """
+    days, counts = _daily_counts(times)
+    if not len(days):
+        return None
+    keep = counts >= BUSY_DAY_SHARE * float(np.median(counts))
+    kept, kept_counts = days[keep], counts[keep]
+    if len(kept) > 1:
+        before = np.cumsum(kept_counts)[:-1]
+        after = int(kept_counts.sum()) - before
+        gap = np.diff(kept)
+        isolated = (gap > np.maximum(ISOLATED_AFTER_DAYS, kept[:-1] - kept[0])) & (after < before)
+        if isolated.any():
+            kept = kept[:np.flatnonzero(isolated)[0] + 1]
+    end = int(kept[-1])
+    if np.isin(end + 1, days):
+        end += 1
+    return pd.Timestamp(np.datetime64(end, "D")).as_unit("us")
+
+
+def inferred_as_of(frames: dict[str, pd.DataFrame]) -> pd.Timestamp | None:
+    """Midnight after the latest `bulk_end` over the `end_columns`; None when there are no dates."""
+    ends = [bulk_end(frames[table][column]) for table, column in end_columns(frames)]
+    ends = [end for end in ends if end is not None]
+    return max(ends) + pd.Timedelta(days=1) if ends else None
+
+
+def check_after_data_end(frames: dict[str, pd.DataFrame]) -> list[Problem]:
+    """With data.as_of empty: rows dated on or after the inferred end of the data.
+
+    Errors in the columns the end is inferred from (stray or mistyped dates, such as
+    2099 for 2024); warnings for the customers' signup and closure dates when the event
+    tables set the end (such customers count as not yet joined, or still open).
+    """
+    as_of = inferred_as_of(frames)
+    if as_of is None:
+        return []
+    last_day = (as_of - pd.Timedelta(days=1)).date()
+    how = (f"dates after the end of the data, {last_day} (inferred because data.as_of is empty: the last day "
+           f"with at least {BUSY_DAY_SHARE:.0%} of a typical day's events, isolated dates left out)")
+    used = end_columns(frames)
+    problems = [_late_rows(frames[table], table, column, as_of, how, "set data.as_of or correct the dates")
+                for table, column in used]
+    if used and used[0][0] != "customers" and "customers" in frames:
+        problems += [_late_rows(frames["customers"], "customers", column, as_of,
+                                f"dates after the end of the event data, {last_day}; these customers count as "
+                                f"{'not yet joined' if column == 'signup_date' else 'still open'} at that date",
+                                "set data.as_of if the data runs later, or correct the dates", "warning")
+                     for column in SNAPSHOT_DATE_COLUMNS if column in frames["customers"].columns]
+    return [p for p in problems if p is not None]
+
+
+def _late_rows(frame: pd.DataFrame, table: str, column: str, as_of: pd.Timestamp, message: str, fix: str,
+               severity: Literal["error", "warning"] = "error") -> Problem | None:
+    """Rows of `table.column` dated on or after `as_of`, as one problem (None when there are none)."""
+    late = (frame[column] >= as_of).to_numpy(dtype=bool, na_value=False)
+    if not late.any():
+        return None
+    rows, examples = describe_rows(frame, late, table)
+    return Problem(table, column, rows, message, fix, examples, severity)
+
+
+def data_as_of(frames: dict[str, pd.DataFrame], configured: str | pd.Timestamp | None) -> pd.Timestamp:
+    """The exclusive end of the data: the configured date, else midnight after the data's last day.
+
+    The last day is inferred from the bulk of the event dates (`inferred_as_of`, `bulk_end`),
+    so a stray or mistyped date (2099) does not move it; `check_after_data_end` reports those.
+    """
     if configured is not None:
         return pd.Timestamp(configured)
-    latest: list[pd.Timestamp] = []
-    for name, frame in frames.items():
-        spec = TABLES[name]
-        for col in spec.columns:
-            if col.kind == "datetime" and col.name in frame.columns and len(frame):
-                value = frame[col.name].max()
-                if pd.notna(value):
-                    latest.append(value)
-    if not latest:
+    as_of = inferred_as_of(frames)
+    if as_of is None:
         raise ValueError("no dates in the data; set data.as_of in the config")
-    return max(latest).normalize() + pd.Timedelta(days=1)
+    return as_of
 
 

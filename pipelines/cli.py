@@ -99,8 +99,10 @@ def run_stage(action: Callable[[], object]) -> object:
     try:
         return action()
     except ValidationFailed as failure:
+        written = (f"wrote the failed validation report {escape(failure.report)} (\"valid\": false); "
+                   "nothing else was written." if failure.report else "nothing was written.")
         console.print(f"[bold red]input validation failed[/bold red]: {len(failure.problems)} problem(s); "
-                      "nothing was written.")
+                      f"{written}", soft_wrap=True)
         for problem in failure.problems:
             console.print(f"  [red]-[/red] {problem}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INVALID_INPUT) from None

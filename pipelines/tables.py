@@ -128,6 +128,13 @@ def read_table(name: str, source: TableSource) -> tuple[pd.DataFrame | None, lis
             if has_bom:
                 frame = frame.rename(columns={frame.columns[0]: frame.columns[0].lstrip("\ufeff")})
     except Exception as error:  # noqa: BLE001
+        if fmt == "csv" and "straddles two block boundaries" in str(error):
+            return None, problems + [Problem(
+                name, None, 0, f"cannot read {path} as csv: one record is longer than the CSV reader's "
+                "block (1 MB) (pyarrow: straddling object straddles two block boundaries)",
+                "look for a double quote that is never closed (the rest of the file then reads as one "
+                "value) or a multi-megabyte value such as pasted text; close the quote, shorten the value, "
+                "or save the table as Parquet")]
         return None, problems + [Problem(name, None, 0, f"cannot read {path} as {fmt}: {error}",
                                          f"check the file is a valid {fmt} file")]
     return frame.rename(columns=to_canonical), problems
