@@ -60,6 +60,7 @@ from features.profile import (History, StaticColumn, classify_static, date_share
                               price_and_quantity, round_up, typical_gaps, value_column_candidates, window_value)
 from features.settings import (DEFAULT_COMPLAINT_CATEGORIES, DEFAULT_COMPLAINT_CHANNELS, CutoffSettings,
                                FeatureSettings, LabelSettings)
+from features.static import numeric_values
 from features.validation import Problem, ValidationFailed
 from models.retention import PlaybookSettings
 from models.settings import EconomicsSettings
@@ -508,7 +509,7 @@ def _decide(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict[str
     hist: History | None = None
     if snapshot:
         horizon, count, anchor, windows = _snapshot_horizon(tables, plan), 1, "as_of", FeatureSettings().windows_days
-        why = {"horizon": _snapshot_why(plan, horizon),
+        why = {"horizon": _snapshot_why(plan),
                "count": "a snapshot has one moment to learn from: one cutoff, exactly as_of - horizon_days "
                         "(anchor: as_of), whose churners are the closures in the days after it"}
         short = {"horizon": f"{plan.snapshot_closures[horizon]:,} closures in it", "count": "snapshot"}
@@ -546,6 +547,7 @@ def _decide(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict[str
     population_note = ""
     excluded_note = ""
     excluded_share = 0.0
+    rate = float("nan")
     if latest is not None:
         latest_labels = build_labels(tables, latest, labels)
         rate = float(latest_labels["churned"].mean()) if len(latest_labels) else float("nan")
@@ -584,7 +586,7 @@ def _decide(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict[str
         decisions.append(Decision("features.windows_days", str(list(windows)), "history too short for longer ones"))
 
     # ---- value and money
-    money = _money_plan(tables, definition, horizon, has_tx, kept, plan)
+    money = _money_plan(tables, definition, horizon, has_tx, plan)
     decisions.append(Decision("features.static_features", f"{len(kept)} column(s)",
                               f"{len(plan.left_out)} left out" if plan.left_out else "every other column"))
     if money["value_column"]:
@@ -601,7 +603,8 @@ def _decide(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict[str
                        definition=definition, definition_why=definition_why, horizon=horizon, why=why,
                        count=count, anchor=anchor, windows=windows, lookback=lookback,
                        lookback_why=lookback_why, excluded_note=excluded_note, population_note=population_note,
-                       kept=kept, money=money, categories=categories, hist=hist, snapshot=snapshot)
+                       kept=kept, money=money, categories=categories, hist=hist, snapshot=snapshot,
+                       no_transactions=not has_tx, churn_rate=rate)
 
 
 def _snapshot_horizon(tables: Tables, plan: Plan) -> int:
@@ -629,8 +632,7 @@ def _snapshot_horizon(tables: Tables, plan: Plan) -> int:
     return best
 
 
-def _money_plan(tables: Tables, definition: str, horizon: int, has_tx: bool, kept: list[StaticColumn],
-                plan: Plan) -> dict[str, Any]:
+def _money_plan(tables: Tables, definition: str, horizon: int, has_tx: bool, plan: Plan) -> dict[str, Any]:
     """The value per horizon V, the margin assumption and the cost scale against the demo bank."""
     economics = EconomicsSettings()
     lifetime_horizons = max(1, round(LIFETIME_DAYS / horizon))
@@ -665,8 +667,6 @@ def _money_plan(tables: Tables, definition: str, horizon: int, has_tx: bool, kep
         candidates = value_column_candidates(customers, contract | left)
         if candidates:
             column, note = candidates[0]
-            from features.static import numeric_values
-
             monthly = numeric_values(customers[column])
             value = float(monthly.median()) * horizon / DAYS_PER_MONTH
             others = [c for c, _ in candidates[1:]]
@@ -834,7 +834,7 @@ def _write_yaml(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict
         y.comment(f"customer_value_column: {money['value_column_why']}; it is the customer's value when there "
                   "are no transactions.", 2)
         y.key(2, "customer_value_column", money["value_column"])
-    elif d["snapshot"]:
+    elif d["no_transactions"]:
         y.comment("customer_value_column: none found (no numeric column named like charge, fee, revenue, value, "
                   "spend, amount, price, premium, balance or cost): the list will be ranked by risk only. Name "
                   "a customers column holding each customer's value per month here to rank by value at risk.", 2)
@@ -886,6 +886,19 @@ def _write_yaml(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict
           f"{money['lifetime_horizons']} x {d['horizon']} days = about two years of value")
     y.comment(f"value_margin: {money['margin_why']}.", 2)
     y.key(2, "value_margin", money["margin"])
+    if money["value"] is None:
+        share = min(0.2, max(0.01, math.ceil(100 * d["churn_rate"]) / 100)) if d["churn_rate"] == d["churn_rate"] else 0.05
+        y.blank()
+        y.key(0, "scoring")
+        y.key(2, "segments")
+        y.comment("churn_warning_top_share: with no value in the data the list takes the churn-warning customers "
+                  "by risk alone; a probability threshold (0.3) is rarely reached when few customers churn, so the "
+                  f"top {share:.0%} by risk are flagged too: the churn rate at the latest training cutoff "
+                  f"({d['churn_rate']:.1%}), rounded up to a whole percent, within [1%, 20%]. Team capacities "
+                  "(scoring.selection.capacity) still cap the list.", 4)
+        y.key(4, "churn_warning_top_share", share)
+        plan.decisions.append(Decision("scoring.segments.churn_warning_top_share", f"{share:.2f}",
+                                       "risk-only list: the top share by risk"))
     if scale is not None:
         playbook = PlaybookSettings()
         y.blank()
@@ -908,7 +921,7 @@ def _action(y: Yaml, indent: int, name: str, action: dict[str, Any], scale: floa
             y.key(indent + 2, key, value)
 
 
-def _snapshot_why(plan: Plan, horizon: int) -> str:
+def _snapshot_why(plan: Plan) -> str:
     counts = plan.snapshot_closures
     seen = ", ".join(f"{n:,} within {h} days" for h, n in counts.items())
     return (f"the shortest of 90, 180, 365, 730 days whose window before as_of holds at least "

@@ -143,6 +143,18 @@ def test_snapshot_gets_closure_anchored_at_as_of_with_the_charge_as_value_and_no
     assert "full_name" in done.stdout and "email" in done.stdout
 
 
+def test_without_any_value_the_list_is_ranked_by_risk_and_says_so(bank: Path) -> None:
+    done = init(bank, "configs/novalue.yaml", "--customers", "bank/customers.csv", "--complaints",
+                "bank/complaints.csv")
+    assert done.returncode == 0, done.stderr
+    cfg = load_config(bank / "configs" / "novalue.yaml")
+    _, text = written(bank, "configs/novalue.yaml")
+    assert cfg.labels.definition == "closure" and cfg.labels.cutoffs.anchor == "month_start"
+    assert cfg.labels.customer_value_column is None
+    assert 0.01 <= cfg.scoring.segments.churn_warning_top_share <= 0.2  # a risk-only list is not empty
+    assert "ranked by risk only" in words(text) and "ranked by risk only" in words(done.stdout)
+
+
 # ---------------------------------------------------------------- refusals
 
 
