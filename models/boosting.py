@@ -66,6 +66,9 @@ class ChurnModel:
     schema: FeatureSchema
     reference: dict[str, object]
     algorithm: str = "lightgbm"
+    validation: tuple[np.ndarray, np.ndarray] | None = None
+    """(row mask, raw scores) on rows the booster never trained on (calibration rows, or the
+    out-of-fold scores of cross-validation); kept in memory for blending, never saved."""
 
     def raw_score(self, frame: pd.DataFrame) -> np.ndarray:
         """Uncalibrated booster probability (monotone in the calibrated one)."""
@@ -151,7 +154,8 @@ def fit_churn_model(frame: pd.DataFrame, fit: np.ndarray, calibration: np.ndarra
     info = {"best_iteration": int(booster.best_iteration or booster.current_iteration()),
             "calibration_method": calibrator.method,
             **{f"calibration_cv_log_loss_{k}": v for k, v in losses.items()}}
-    return ChurnModel(booster, calibrator, schema, reference_profile(x[fit])), info
+    model = ChurnModel(booster, calibrator, schema, reference_profile(x[fit]), validation=(calibration, raw))
+    return model, info
 
 
 def fit_value_model(frame: pd.DataFrame, fit: np.ndarray, valid: np.ndarray, schema: FeatureSchema,
@@ -166,14 +170,60 @@ def fit_value_model(frame: pd.DataFrame, fit: np.ndarray, valid: np.ndarray, sch
     return ValueModel(booster, schema), {"best_iteration": int(booster.best_iteration or booster.current_iteration())}
 
 
-def load_churn_model(folder: Path) -> "ChurnModel | LinearChurnModel":
-    """A saved churn-risk bundle, whichever algorithm won: LightGBM or the logistic regression."""
+def load_churn_model(folder: Path) -> "ChurnModel | LinearChurnModel | BlendChurnModel":
+    """A saved churn-risk bundle, whichever algorithm won: LightGBM, the logistic regression or their blend."""
+    from models.blend import BlendChurnModel
     from models.linear import LinearChurnModel
 
+    if (folder / "blend.json").is_file():
+        return BlendChurnModel.load(folder)
     if (folder / "linear.json").is_file():
         return LinearChurnModel.load(folder)
     return ChurnModel.load(folder)
 
 
 if TYPE_CHECKING:
+    from models.blend import BlendChurnModel
     from models.linear import LinearChurnModel
+
+
+CV_FOLDS = 5
+
+
+def customer_folds(customer_ids: pd.Series, rows: np.ndarray, seed: int, folds: int = CV_FOLDS
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit, held-out) positions within `rows` for k folds, customers hashed into folds (a
+    customer's rows at several cutoffs stay in one fold, so no fold is judged on a customer it saw)."""
+    from models.data import customer_hash_share
+
+    share = customer_hash_share(customer_ids[rows].reset_index(drop=True), seed + 1)
+    fold = np.minimum((share * folds).astype(np.int64), folds - 1)
+    return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(folds)]
+
+
+def fit_churn_model_cv(frame: pd.DataFrame, rows: np.ndarray, schema: FeatureSchema, settings: BoosterSettings,
+                       calibration_method: str, seed: int) -> tuple[ChurnModel, dict[str, object]]:
+    """The churn booster on every row in `rows`, for small tables where a held-out share is costly.
+
+    Boosting rounds come from 5-fold cross-validation with early stopping (customers hashed
+    into folds); the final booster is trained on all rows with the mean best round count of
+    the folds, and calibrated on the folds' out-of-fold scores (each score from a booster
+    that never saw that customer).
+    """
+    x = schema.matrix(frame)[rows]
+    y = frame["churned"].to_numpy(dtype=int)[rows]
+    params = booster_params(settings, "binary", seed, metric="binary_logloss")
+    out_of_fold = np.zeros(len(y))
+    rounds: list[int] = []
+    for fit_idx, held_idx in customer_folds(frame["customer_id"], rows, seed):
+        booster = train_booster(x.iloc[fit_idx], y[fit_idx], x.iloc[held_idx], y[held_idx], params, settings)
+        best = int(booster.best_iteration or booster.current_iteration())
+        rounds.append(best)
+        out_of_fold[held_idx] = booster.predict(x.iloc[held_idx], num_iteration=best)
+    final_rounds = max(1, int(round(float(np.mean(rounds)))))
+    booster = train_booster(x, y, x, y, params, settings, rounds=final_rounds)
+    calibrator, losses = fit_calibrator(out_of_fold, y, calibration_method, seed)
+    info = {"best_iteration": final_rounds, "cv_best_iterations": rounds, "fit": "cross_validated",
+            "calibration_method": calibrator.method,
+            **{f"calibration_cv_log_loss_{k}": v for k, v in losses.items()}}
+    return ChurnModel(booster, calibrator, schema, reference_profile(x), validation=(rows, out_of_fold)), info

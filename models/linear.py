@@ -111,6 +111,9 @@ class LinearChurnModel:
     schema: FeatureSchema
     reference: dict[str, object]
     algorithm: str = ALGORITHM
+    penalty_c: float = 1.0
+    validation: tuple[np.ndarray, np.ndarray] | None = None
+    """(row mask, raw scores) on rows the model never trained on; in memory only, for blending."""
 
     def log_odds(self, frame: pd.DataFrame) -> np.ndarray:
         return self.log_odds_of_matrix(self.schema.matrix(frame))
@@ -160,7 +163,7 @@ class LinearChurnModel:
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        payload = {"algorithm": self.algorithm, "design": self.design.to_dict(),
+        payload = {"algorithm": self.algorithm, "design": self.design.to_dict(), "penalty_c": self.penalty_c,
                    "coefficients": [float(c) for c in self.coefficients], "intercept": float(self.intercept)}
         (folder / "linear.json").write_text(json.dumps(payload, indent=2, sort_keys=True))
         (folder / "schema.json").write_text(self.schema.to_json())
@@ -175,7 +178,8 @@ class LinearChurnModel:
                    float(payload["intercept"]),
                    Calibrator.from_dict(json.loads((folder / "calibration.json").read_text())),
                    FeatureSchema.from_json((folder / "schema.json").read_text()),
-                   json.loads((folder / "reference.json").read_text()), str(payload.get("algorithm", ALGORITHM)))
+                   json.loads((folder / "reference.json").read_text()), str(payload.get("algorithm", ALGORITHM)),
+                   float(payload.get("penalty_c", 1.0)))
 
 
 def fit_linear_churn_model(frame: pd.DataFrame, fit: np.ndarray, schema: FeatureSchema, seed: int,
@@ -193,9 +197,44 @@ def fit_linear_churn_model(frame: pd.DataFrame, fit: np.ndarray, schema: Feature
     x_fit = design.standardised(matrix[fit])
     model = LogisticRegression(C=penalty_c, max_iter=2000, random_state=seed).fit(x_fit, y[fit])
     linear = LinearChurnModel(design, model.coef_[0].astype(float), float(model.intercept_[0]),
-                              Calibrator("none"), schema, reference_profile(matrix[fit]))
+                              Calibrator("none"), schema, reference_profile(matrix[fit]), penalty_c=penalty_c)
     if calibration is not None and calibration.any():
-        calibrator, _ = fit_calibrator(linear.raw_of_matrix(matrix[calibration]), y[calibration],
-                                       calibration_method, seed)
+        held_out = linear.raw_of_matrix(matrix[calibration])
+        calibrator, _ = fit_calibrator(held_out, y[calibration], calibration_method, seed)
         linear.calibrator = calibrator
+        linear.validation = (calibration, held_out)
     return linear
+
+
+PENALTY_GRID: tuple[float, ...] = (1.0, 0.1, 0.01, 0.001)
+"""Inverse L2 strengths tried by cross-validation (small tables need stronger regularisation)."""
+
+
+def fit_linear_churn_model_cv(frame: pd.DataFrame, rows: np.ndarray, schema: FeatureSchema, seed: int,
+                              calibration_method: str = "auto") -> LinearChurnModel:
+    """The logistic regression on every row in `rows`: its L2 strength chosen by 5-fold
+    cross-validated log loss (customers hashed into folds), calibrated on the out-of-fold scores."""
+    from sklearn.metrics import log_loss
+
+    from models.boosting import customer_folds
+    from models.calibration import fit_calibrator
+
+    y = frame["churned"].to_numpy(dtype=int)
+    positions = np.flatnonzero(rows)
+    folds = customer_folds(frame["customer_id"], rows, seed)
+    best: tuple[float, float, np.ndarray] | None = None
+    for penalty in PENALTY_GRID:
+        out_of_fold = np.zeros(len(positions))
+        for fit_idx, held_idx in folds:
+            fit_mask = np.zeros(len(frame), dtype=bool)
+            fit_mask[positions[fit_idx]] = True
+            fold_model = fit_linear_churn_model(frame, fit_mask, schema, seed, penalty_c=penalty)
+            out_of_fold[held_idx] = fold_model.raw_score(frame.iloc[positions[held_idx]])
+        loss = float(log_loss(y[positions], np.clip(out_of_fold, 1e-6, 1 - 1e-6), labels=[0, 1]))
+        if best is None or loss < best[0]:
+            best = (loss, penalty, out_of_fold)
+    assert best is not None
+    model = fit_linear_churn_model(frame, rows, schema, seed, penalty_c=best[1])
+    model.calibrator, _ = fit_calibrator(best[2], y[positions], calibration_method, seed)
+    model.validation = (rows, best[2])
+    return model

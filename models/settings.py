@@ -45,6 +45,12 @@ class ModelSettings(Strict):
         default=0.25, gt=0, lt=0.9,
         description="Share of training customers (hashed) held out for early stopping and calibration",
     )
+    cross_validate_below_rows: int = Field(
+        default=200_000, ge=0,
+        description="Training tables with fewer rows than this are fitted on every training row: boosting "
+                    "rounds by 5-fold cross-validation (customers hashed into folds) and calibration on the "
+                    "out-of-fold scores, instead of holding out calibration_share of the customers",
+    )
     single_cutoff_test_share: float = Field(
         default=0.25, gt=0, lt=0.9,
         description="With one cutoff only: share of customers (hashed) held out for testing",

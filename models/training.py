@@ -14,9 +14,10 @@ import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 
 from models.baselines import carry_forward_value, recency_scores
-from models.boosting import ChurnModel, ValueModel, fit_churn_model, fit_value_model
+from models.boosting import ChurnModel, ValueModel, fit_churn_model, fit_churn_model_cv, fit_value_model
 from models.data import FeatureSchema, Split, customer_hash_share, infer_schema, model_feature_columns, split_rows
-from models.linear import LinearChurnModel, fit_linear_churn_model
+from models.blend import BlendChurnModel, fit_blend
+from models.linear import LinearChurnModel, fit_linear_churn_model, fit_linear_churn_model_cv
 from models.evaluation import (best_profit, churn_metrics, expected_contact_profit, gains_table, lifetime_value,
                                profit_curve, stayer_value_metrics)
 from models.settings import BoosterSettings, EconomicsSettings, ModelSettings
@@ -48,13 +49,17 @@ class TrainingResult:
     profit_curves: dict[str, pd.DataFrame]
     gains: dict[str, pd.DataFrame]
     selected: str = "lightgbm"
-    final_churn: ChurnModel | LinearChurnModel | None = None
+    final_churn: ChurnModel | LinearChurnModel | BlendChurnModel | None = None
     final_value: ValueModel | None = None
     info: dict[str, object] = field(default_factory=dict)
 
+    blend: BlendChurnModel | None = None
+
     @property
-    def selected_model(self) -> ChurnModel | LinearChurnModel:
+    def selected_model(self) -> ChurnModel | LinearChurnModel | BlendChurnModel:
         """The evaluated model of the selected algorithm."""
+        if self.selected == "blend" and self.blend is not None:
+            return self.blend
         return self.churn if self.selected == "lightgbm" else self.logistic
 
 
@@ -130,9 +135,17 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
         booster_settings, trials = tune_booster(table, split, schema, settings, seed)
         info["tuning_trials"] = trials
         info["tuned_booster"] = booster_settings.model_dump()
-    churn, churn_info = fit_churn_model(table, split.fit, split.calibration, schema, booster_settings,
-                                        settings.calibration, seed)
-    logistic = fit_linear_churn_model(table, split.fit, schema, seed, split.calibration, settings.calibration)
+    training_rows = split.fit | split.calibration
+    small = int(training_rows.sum()) < settings.cross_validate_below_rows
+    info["fit"] = "cross_validated" if small else "held_out_calibration_share"
+    if small:  # every training row counts: rounds by cross-validation, calibration out of fold
+        churn, churn_info = fit_churn_model_cv(table, training_rows, schema, booster_settings,
+                                               settings.calibration, seed)
+        logistic = fit_linear_churn_model_cv(table, training_rows, schema, seed, settings.calibration)
+    else:
+        churn, churn_info = fit_churn_model(table, split.fit, split.calibration, schema, booster_settings,
+                                            settings.calibration, seed)
+        logistic = fit_linear_churn_model(table, split.fit, schema, seed, split.calibration, settings.calibration)
     # The value model learns what a customer brings *while they stay* (rows that did not churn), so a
     # customer about to leave is not called low-value because they are leaving: churn risk is the other model.
     stayed = y_all == 0
@@ -146,9 +159,14 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
         info["value_model"] = no_value
     info.update({f"churn_{k}": v for k, v in churn_info.items()})
 
+    blend, blend_info = fit_blend(table, churn, logistic, settings.calibration, seed)
+    info.update(blend_info)
+
     test_rows = table[split.test]
     y = test_rows["churned"].to_numpy(dtype=int)
     scores: dict[str, np.ndarray] = {"lightgbm": churn.predict(test_rows), "logistic": logistic.predict(test_rows)}
+    if 0 < blend.weight < 1:
+        scores["blend"] = blend.predict(test_rows)
     recency = recency_scores(test_rows)
     if recency is not None:
         scores["recency_rule"] = recency
@@ -168,7 +186,7 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
     curves: dict[str, pd.DataFrame] = {}
     gains: dict[str, pd.DataFrame] = {}
     for name, score in scores.items():
-        prefix = "churn" if name == "lightgbm" else f"baseline_{name}"
+        prefix = PREFIXES[name]
         for key, number in churn_metrics(y, score).items():
             if name == "recency_rule" and key in ("brier", "log_loss", "expected_calibration_error"):
                 continue
@@ -192,8 +210,8 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
             metrics["churn.true_hazard_roc_auc"] = ceiling
             metrics["churn.gap_to_true_hazard_roc_auc"] = ceiling - float(roc_auc_score(y[known], scores["lightgbm"][known]))
 
-    selected, why = select_churn_algorithm(metrics, settings.champion_metric)
-    chosen_prefix = "churn" if selected == "lightgbm" else "baseline_logistic"
+    selected, why = select_churn_algorithm(metrics, settings.champion_metric, blend.weight)
+    chosen_prefix = PREFIXES[{"logistic_regression": "logistic"}.get(selected, selected)]
     metrics.update({f"selected.{k.split('.', 1)[1]}": v for k, v in metrics.items() if k.startswith(f"{chosen_prefix}.")})
     info["selected_churn_model"] = selected
     info["selection"] = why
@@ -206,7 +224,7 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
                             for k, v in stayer_value_metrics(y, actual_value, carried).items()})
             metrics["gain_over_carry_forward.spearman"] = metrics["value.spearman"] - metrics["baseline_carry_forward.spearman"]
 
-    selected_probability = scores["lightgbm"] if selected == "lightgbm" else scores["logistic"]
+    selected_probability = scores[{"logistic_regression": "logistic"}.get(selected, selected)]
     test = pd.DataFrame({
         "customer_id": test_rows["customer_id"].to_numpy(), "cutoff": test_rows["cutoff"].to_numpy(),
         "churned": y, "future_value": actual_value, "churn_probability": scores["lightgbm"],
@@ -221,12 +239,28 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
 
     # Serve what was evaluated, refitted on every labelled cutoff (the newest labels included).
     refit_fit, refit_calibration = refit_split(table, settings.calibration_share, seed)
-    if selected == "lightgbm":
-        final_churn: ChurnModel | LinearChurnModel
-        final_churn, _ = fit_churn_model(table, refit_fit, refit_calibration, schema, booster_settings,
-                                         settings.calibration, seed, rounds=int(churn_info["best_iteration"]))
+    every_row = np.ones(len(table), dtype=bool)
+    small_refit = len(table) < settings.cross_validate_below_rows
+    final_booster: ChurnModel | None = None
+    final_linear: LinearChurnModel | None = None
+    if selected in ("lightgbm", "blend"):
+        if small_refit:
+            final_booster, _ = fit_churn_model_cv(table, every_row, schema, booster_settings, settings.calibration, seed)
+        else:
+            final_booster, _ = fit_churn_model(table, refit_fit, refit_calibration, schema, booster_settings,
+                                               settings.calibration, seed, rounds=int(churn_info["best_iteration"]))
+    if selected in ("logistic_regression", "blend"):
+        if small_refit:
+            final_linear = fit_linear_churn_model_cv(table, every_row, schema, seed, settings.calibration)
+        else:
+            final_linear = fit_linear_churn_model(table, refit_fit, schema, seed, refit_calibration,
+                                                  settings.calibration, penalty_c=logistic.penalty_c)
+    final_churn: ChurnModel | LinearChurnModel | BlendChurnModel
+    if selected == "blend":
+        assert final_booster is not None and final_linear is not None
+        final_churn, _ = fit_blend(table, final_booster, final_linear, settings.calibration, seed, weight=blend.weight)
     else:
-        final_churn = fit_linear_churn_model(table, refit_fit, schema, seed, refit_calibration, settings.calibration)
+        final_churn = final_booster if final_booster is not None else final_linear  # type: ignore[assignment]
     final_value = None
     if value is not None:
         final_value, _ = fit_value_model(table, refit_fit & stayed, refit_calibration & stayed, schema,
@@ -235,17 +269,36 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
     info.update({"refit_rows": int(refit_fit.sum()), "refit_calibration_rows": int(refit_calibration.sum()),
                  "refit_cutoffs": sorted({str(pd.Timestamp(c).date()) for c in table["cutoff"].unique()})})
     return TrainingResult(churn, logistic, value, split, metrics, test, curves, gains, selected,
-                          final_churn, final_value, info)
+                          final_churn, final_value, info, blend)
 
 
-def select_churn_algorithm(metrics: dict[str, float], metric: str) -> tuple[str, str]:
-    """LightGBM unless the logistic regression beats it on the held-out data by the champion metric."""
-    ours, theirs = metrics.get(f"churn.{metric}"), metrics.get(f"baseline_logistic.{metric}")
+PREFIXES: dict[str, str] = {"lightgbm": "churn", "logistic": "baseline_logistic", "blend": "blend",
+                            "recency_rule": "baseline_recency_rule"}
+"""Metric prefix of each scored candidate in `TrainingResult.metrics`."""
+
+
+def select_churn_algorithm(metrics: dict[str, float], metric: str, blend_weight: float = 1.0) -> tuple[str, str]:
+    """The churn model to serve, chosen without looking at the test rows, then checked on them.
+
+    The validation scores decide the blend weight: 1 means LightGBM alone, 0 the logistic
+    regression alone, anything between the blend. That candidate is served only if it is at
+    least as good as the logistic regression on the held-out rows by the champion metric;
+    otherwise the logistic regression is (a plain, transparent model is a legitimate champion).
+    """
+    candidate = "lightgbm" if blend_weight >= 1 else "logistic_regression" if blend_weight <= 0 else "blend"
+    label = {"lightgbm": "LightGBM", "blend": f"the blend ({blend_weight:g} LightGBM)",
+             "logistic_regression": "the logistic regression"}[candidate]
+    ours = metrics.get(f"{PREFIXES[{'logistic_regression': 'logistic'}.get(candidate, candidate)]}.{metric}")
+    theirs = metrics.get(f"baseline_logistic.{metric}")
+    if candidate == "logistic_regression":
+        return candidate, "the validation scores gave LightGBM no weight: the logistic regression is served"
     if ours is None or theirs is None or not np.isfinite(theirs) or ours >= theirs:
-        return "lightgbm", (f"LightGBM {metric} {ours:.4f} >= logistic regression {theirs:.4f} on the held-out data"
-                            if ours is not None and theirs is not None else "LightGBM (no logistic figure)")
-    return "logistic_regression", (f"LightGBM {metric} {ours:.4f} < logistic regression {theirs:.4f} on the "
-                                   "held-out data: the logistic regression is the model to serve")
+        figures = f" ({metric} {ours:.4f} vs {theirs:.4f})" if ours is not None and theirs is not None else ""
+        return candidate, (f"{label} chosen on validation scores, and at least as good as the logistic regression "
+                           f"on the held-out data{figures}")
+    return "logistic_regression", (f"{label} chosen on validation scores, but below the logistic regression on the "
+                                   f"held-out data ({metric} {ours:.4f} < {theirs:.4f}): the logistic regression "
+                                   "is served")
 
 
 def compare_with_champion(new_metric: float, champion_metric: float | None, margin: float) -> tuple[bool, str]:

@@ -31,6 +31,7 @@ from models.boosting import ChurnModel, ValueModel, load_churn_model
 from models.drift import population_stability
 from models.evaluation import lifetime_value
 from models.explain import reason_codes
+from models.blend import BlendChurnModel
 from models.linear import LinearChurnModel
 from models.retention import empty_list_explanation, overdue_complaint_tiers, plan_summary, retention_plan
 from pipelines.config import Config
@@ -56,6 +57,12 @@ SCORE_COLUMNS: tuple[str, ...] = (
     "action", "channel", "owner", "touches_per_month", "deadline", "action_cost", "success_rate",
     "sales_offer", "expected_benefit", "selected", "selection_reason", "rank",
 )
+REASON_METHODS: dict[str, tuple[str, str]] = {
+    "lightgbm": ("tree_shap", "path_attribution"),
+    "logistic_regression": ("linear_terms", "linear_terms"),
+    "blend": ("tree_shap+linear_terms", "path_attribution+linear_terms"),
+}
+"""How a listed customer's reasons were computed (exact, then fast beyond the exact limit), per served model."""
 MONEY_DECIMALS = 2
 PROBABILITY_DECIMALS = 4
 
@@ -92,7 +99,7 @@ def resolve_model(client: MlflowClient, uri: str) -> dict[str, object]:
 
 
 def load_model(uri: str, kind: str, client: MlflowClient
-               ) -> tuple[ChurnModel | LinearChurnModel | ValueModel, dict[str, object], list[str]]:
+               ) -> tuple[ChurnModel | LinearChurnModel | BlendChurnModel | ValueModel, dict[str, object], list[str]]:
     """The model bundle behind `uri`, what it resolved to, and the input names of its MLflow signature."""
     info = resolve_model(client, uri)
     try:
@@ -113,7 +120,7 @@ def load_model(uri: str, kind: str, client: MlflowClient
     return model, info, signature_inputs
 
 
-def input_problems(frame: pd.DataFrame, model: ChurnModel | LinearChurnModel | ValueModel,
+def input_problems(frame: pd.DataFrame, model: ChurnModel | LinearChurnModel | BlendChurnModel | ValueModel,
                    signature_inputs: list[str]) -> list[str]:
     """Why the scoring table cannot go into this model: its schema's checks plus its MLflow signature."""
     problems = model.schema.problems(frame)
@@ -126,7 +133,7 @@ def input_problems(frame: pd.DataFrame, model: ChurnModel | LinearChurnModel | V
 # ---------------------------------------------------------------- scoring and reasons
 
 
-def score_customers(frame: pd.DataFrame, matrix: pd.DataFrame, churn: ChurnModel | LinearChurnModel,
+def score_customers(frame: pd.DataFrame, matrix: pd.DataFrame, churn: ChurnModel | LinearChurnModel | BlendChurnModel,
                     value: ValueModel | np.ndarray | None, cfg: Config) -> pd.DataFrame:
     """Churn probability, next-horizon value (if retained, and expected), lifetime value and value at risk.
 
@@ -158,7 +165,7 @@ def score_customers(frame: pd.DataFrame, matrix: pd.DataFrame, churn: ChurnModel
     }, index=frame.index)
 
 
-def explain_rows(rows: pd.DataFrame, churn: ChurnModel | LinearChurnModel, templates: dict[str, str],
+def explain_rows(rows: pd.DataFrame, churn: ChurnModel | LinearChurnModel | BlendChurnModel, templates: dict[str, str],
                  per_customer: int, exact_limit: int | None) -> tuple[pd.DataFrame, dict[str, float]]:
     """Reasons for `rows` (in the given order): exact contributions (TreeSHAP for LightGBM) for the
     first `exact_limit`, the model's fast attribution after (path attribution for LightGBM).
@@ -168,21 +175,19 @@ def explain_rows(rows: pd.DataFrame, churn: ChurnModel | LinearChurnModel, templ
     exact_count = len(rows) if exact_limit is None else min(exact_limit, len(rows))
     parts: list[pd.DataFrame] = []
     timing: dict[str, float] = {"exact_customers": float(exact_count), "path_customers": float(len(rows) - exact_count)}
-    linear = isinstance(churn, LinearChurnModel)
+    exact_method, fast_method = REASON_METHODS[getattr(churn, "algorithm", "lightgbm")]
     if exact_count:
         exact = rows.iloc[:exact_count]
         start = time.perf_counter()
         contributions = churn.contributions(exact)
         timing["exact_seconds"] = time.perf_counter() - start
-        parts.append(reason_codes(exact, contributions, templates, per_customer)
-                     .assign(reason_method="linear_terms" if linear else "tree_shap"))
+        parts.append(reason_codes(exact, contributions, templates, per_customer).assign(reason_method=exact_method))
     if exact_count < len(rows):
         rest = rows.iloc[exact_count:]
         start = time.perf_counter()
         contributions = churn.fast_contributions(churn.schema.matrix(rest))
         timing["path_seconds"] = time.perf_counter() - start
-        parts.append(reason_codes(rest, contributions, templates, per_customer)
-                     .assign(reason_method="linear_terms" if linear else "path_attribution"))
+        parts.append(reason_codes(rest, contributions, templates, per_customer).assign(reason_method=fast_method))
     if not parts:
         columns = [f"{kind}_{i + 1}" for kind in ("reason", "driver") for i in range(per_customer)]
         return pd.DataFrame(columns=[*columns, "reason_method"], index=rows.index, dtype="str"), timing
@@ -383,8 +388,8 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             "segment_thresholds": thresholds,
             "plan": summary,
             "reasons": {"per_customer": per_customer, "exact_limit": scoring.reasons.exact_limit,
-                        "tree_shap": int((listed["reason_method"] == "tree_shap").sum()),
-                        "path_attribution": int((listed["reason_method"] == "path_attribution").sum())},
+                        **{method: int((listed["reason_method"] == method).sum())
+                           for method in sorted({m for pair in REASON_METHODS.values() for m in pair})}},
             "settings": scoring.model_dump(mode="json"),
             "economics": cfg.economics.model_dump(mode="json"),
             "horizon_days": cfg.labels.horizon_days,

@@ -16,6 +16,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from models.boosting import ChurnModel, ValueModel, load_churn_model
+from models.blend import BlendChurnModel
 from models.linear import LinearChurnModel
 from models.data import FeatureSchema
 from models.evaluation import reliability_table, roc_table, stayer_value_metrics
@@ -129,7 +130,7 @@ def write_reports(result: TrainingResult, table: pd.DataFrame, cfg: Config, temp
     return paths
 
 
-def log_bundle(model: ChurnModel | LinearChurnModel | ValueModel, name: str, example: pd.DataFrame, output_column: str) -> mlflow.models.model.ModelInfo:
+def log_bundle(model: ChurnModel | LinearChurnModel | BlendChurnModel | ValueModel, name: str, example: pd.DataFrame, output_column: str) -> mlflow.models.model.ModelInfo:
     """Log a bundle as a models-from-code pyfunc and register a new version of `name`."""
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "bundle"

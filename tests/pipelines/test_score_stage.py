@@ -26,14 +26,14 @@ from models.boosting import ValueModel, load_churn_model
 from models.retention import ReasonSettings, SelectionSettings
 from pipelines.config import Config
 from pipelines.io import StageError, file_sha256
-from pipelines.score import (COMMIT_MESSAGE, LIST_FILE, MANIFEST_FILE, SCORES_FILE, input_problems, score_customers,
+from pipelines.score import (COMMIT_MESSAGE, EXCLUDED_FILE, LIST_FILE, MANIFEST_FILE, SCORES_FILE, input_problems, score_customers,
                              retention_list, run)
 from pipelines.tables import load_tables
 from pipelines.train import load_registered_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMERS = 3000
-OUTPUTS = (SCORES_FILE, LIST_FILE, MANIFEST_FILE)
+OUTPUTS = (SCORES_FILE, LIST_FILE, EXCLUDED_FILE, MANIFEST_FILE)
 SMALL_TEAMS = {"relationship_manager": 15, "care_team": 40, "digital": 120, "complaint_handling": None}
 
 
@@ -132,8 +132,8 @@ def test_list_respects_capacity_benefit_rule_and_playbook(scored) -> None:
     # Deadlines are dates after the scoring date; the manifest matches the files.
     assert (pd.to_datetime(listed["deadline"]) > pd.Timestamp(manifest["as_of"])).all()
     out = Path(cfg.paths.outputs_dir)
-    assert manifest["outputs"] == {SCORES_FILE: file_sha256(out / SCORES_FILE), LIST_FILE: file_sha256(out / LIST_FILE)}
-    assert manifest["rows"] == {"eligible_customers": len(scores), "selected": len(listed)}
+    assert manifest["outputs"] == {name: file_sha256(out / name) for name in (SCORES_FILE, LIST_FILE, EXCLUDED_FILE)}
+    assert manifest["rows"] == {"eligible_customers": len(scores), "selected": len(listed), "excluded": 0}
     assert manifest["models"]["churn"]["version"] == "1" and manifest["models"]["churn"]["uri"] == \
         "models:/churn-risk@champion"
     assert manifest["inputs"]["tables"]["customers"]["sha256"]
@@ -280,7 +280,8 @@ def test_explained_customer_gets_exact_reasons_whether_listed_or_not(scored, tmp
 def test_list_cells_cannot_run_as_spreadsheet_formulas() -> None:
     plan = pd.DataFrame({
         "customer_id": ["=HYPERLINK(\"http://x\")", "C2"], "segment": ["ordinary", "new"],
-        "churn_probability": [0.2, 0.1], "lifetime_value": [-5.0, 10.0], "retained_lifetime_value": [-5.0, 12.0],
+        "churn_probability": [0.2, 0.1], "next_horizon_value_if_retained": [1.0, 2.0],
+        "next_horizon_expected_value": [0.8, 1.8], "lifetime_value": [-5.0, 10.0], "retained_lifetime_value": [-5.0, 12.0],
         "value_at_risk": [1.0, 1.0],
         "action": ["@call", "+offer"], "channel": ["phone", "app"], "owner": ["care_team", "digital"],
         "deadline": pd.to_datetime(["2025-01-02", "2025-01-03"]), "expected_benefit": [-3.5, 1.0],
@@ -330,7 +331,8 @@ def test_any_model_uri_is_accepted_and_recorded(scored, tmp_path: Path) -> None:
     run_uri = f"runs:/{manifest['models']['churn']['run_id']}/churn-risk"
     run(with_changes(cfg, tmp_path / "out"), churn_model_uri=run_uri, value_model_uri="models:/customer-value/latest")
     models = json.loads((tmp_path / "out" / MANIFEST_FILE).read_text())["models"]
-    assert models["churn"] == {"uri": run_uri, "resolved_uri": run_uri}
+    assert models["churn"] == {"uri": run_uri, "resolved_uri": run_uri, "algorithm": models["churn"]["algorithm"]}
+    assert models["churn"]["algorithm"] in ("lightgbm", "logistic_regression", "blend")
     assert models["value"]["version"] == "1" and models["value"]["resolved_uri"] == "models:/customer-value/1"
     # Same models, so the same list as the champion run.
     assert (tmp_path / "out" / LIST_FILE).read_bytes() == (Path(cfg.paths.outputs_dir) / LIST_FILE).read_bytes()
