@@ -502,8 +502,9 @@ def empty_list_explanation(plan: pd.DataFrame, settings: ScoringSettings, value_
         warned = int(plan["churn_warning"].sum()) if "churn_warning" in plan else 0
         return ("no customer value is known (no transactions table and no labels.customer_value_column), so "
                 "money figures are empty and the list takes the churn-warning customers by risk alone "
-                f"({warned:,} at or above scoring.segments.churn_warning_probability "
-                f"{settings.segments.churn_warning_probability}); set labels.customer_value_column to a numeric "
+                f"({warned:,} flagged by scoring.segments.churn_warning_probability "
+                f"{settings.segments.churn_warning_probability} or churn_warning_top_share "
+                f"{settings.segments.churn_warning_top_share}); set labels.customer_value_column to a numeric "
                 "customers column (value per month) to rank by value at risk")
     reasons = plan["selection_reason"].astype("str").to_numpy()
     below = reasons == "below_benefit_threshold"

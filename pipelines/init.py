@@ -886,23 +886,29 @@ def _write_yaml(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict
           f"{money['lifetime_horizons']} x {d['horizon']} days = about two years of value")
     y.comment(f"value_margin: {money['margin_why']}.", 2)
     y.key(2, "value_margin", money["margin"])
-    if money["value"] is None:
-        share = min(0.2, max(0.01, math.ceil(100 * d["churn_rate"]) / 100)) if d["churn_rate"] == d["churn_rate"] else 0.05
+    rate = d["churn_rate"]
+    share = min(0.2, max(0.01, math.ceil(100 * rate) / 100)) if rate == rate else 0.05
+    flag_top = money["value"] is None or (rate == rate and rate < 0.1)
+    if flag_top or scale is not None:
         y.blank()
         y.key(0, "scoring")
+    if flag_top:
         y.key(2, "segments")
-        y.comment("churn_warning_top_share: with no value in the data the list takes the churn-warning customers "
-                  "by risk alone; a probability threshold (0.3) is rarely reached when few customers churn, so the "
-                  f"top {share:.0%} by risk are flagged too: the churn rate at the latest training cutoff "
-                  f"({d['churn_rate']:.1%}), rounded up to a whole percent, within [1%, 20%]. Team capacities "
+        if money["value"] is None:
+            why = "with no value in the data the list takes the churn-warning customers by risk alone; "
+        else:
+            why = ("the win-back action of the churn_warning segment should reach the riskiest customers (the "
+                   "expected-benefit rule still decides who is worth a call); ")
+        y.comment(f"churn_warning_top_share: {why}a probability threshold (0.3) is rarely reached when few "
+                  f"customers churn, so the top {share:.0%} by risk are flagged too: the churn rate at the latest "
+                  f"training cutoff ({rate:.1%}), rounded up to a whole percent, within [1%, 20%]. Team capacities "
                   "(scoring.selection.capacity) still cap the list.", 4)
         y.key(4, "churn_warning_top_share", share)
         plan.decisions.append(Decision("scoring.segments.churn_warning_top_share", f"{share:.2f}",
-                                       "risk-only list: the top share by risk"))
+                                       "risk-only list: the top share by risk" if money["value"] is None
+                                       else "few churners: the riskiest get the win-back action"))
     if scale is not None:
         playbook = PlaybookSettings()
-        y.blank()
-        y.key(0, "scoring")
         y.key(2, "playbook")
         y.comment(f"The demo's care playbook (configs/default.yaml) with each cost x {scale:.3g} (see economics).", 4)
         y.key(4, "actions")
