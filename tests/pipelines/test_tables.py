@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +95,9 @@ def test_valid_dataset_loads_with_canonical_types(tmp_path: Path) -> None:
     assert pd.isna(tables.customers["closed_date"].iloc[0])
     assert tables.customers["segment"].tolist() == ["mass", "affluent", "mass"]
     # The day after the latest event (the closure on 2023-09-30).
-    assert tables.as_of == pd.Timestamp("2023-10-01")
+    # inferred from the event tables only (the day after their last date); a closure recorded after
+    # it (2023-09-30) does not move the scoring date, it is reported as a warning
+    assert tables.as_of == pd.Timestamp("2023-08-02")
 
 
 def test_parquet_and_column_mapping(tmp_path: Path) -> None:
@@ -281,7 +285,11 @@ def test_cli_validate_exits_non_zero_and_writes_nothing(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["validate", "--config", str(config)])
     assert result.exit_code == EXIT_INVALID_INPUT
     assert "customers.signup_date" in result.output
-    assert not (tmp_path / "in" / "reports").exists()
+    # the failed report replaces any earlier one; nothing else is written
+    report = json.loads((tmp_path / "in" / "reports" / "validation.json").read_text())
+    assert report["valid"] is False and any("signup_date" in str(p) for p in report["problems"])
+    assert sorted(p.name for p in (tmp_path / "in" / "reports").iterdir()) == ["validation.json"]
+    assert not (tmp_path / "in" / "data").exists()
 
 
 def test_cli_validate_success_writes_report(tmp_path: Path) -> None:
