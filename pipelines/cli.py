@@ -21,6 +21,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
+from features.settings import SettingsProblem
 from features.validation import ValidationFailed
 from pipelines.config import Config, ConfigError, load_config
 from pipelines.io import StageError
@@ -109,6 +110,9 @@ def run_stage(action: Callable[[], object]) -> object:
     except ConfigError as error:
         console.print(f"[bold red]config error[/bold red] {error}")
         raise typer.Exit(EXIT_CONFIG) from None
+    except SettingsProblem as problem:  # a setting that does not fit the data, found when reading it
+        console.print(f"[bold red]config error[/bold red] {escape(str(problem))}; nothing was written", soft_wrap=True)
+        raise typer.Exit(EXIT_CONFIG) from None
     except StageError as error:
         console.print(f"[bold red]stopped[/bold red]: {error}")
         raise typer.Exit(EXIT_REFUSED) from None
@@ -184,7 +188,26 @@ def features(config: ConfigOption = Path("configs/default.yaml")) -> None:
 
     cfg = load_or_exit(config)
     summary = run_stage(lambda: run(cfg, progress=progress_printer()))
-    Console().print({k: v for k, v in summary.items() if k not in ("features", "feature_list")})  # type: ignore[union-attr]
+    train_part = summary["train"]  # type: ignore[index]
+    table = Table(title=f"training table: {train_part['rows']:,} rows, {summary['feature_count']} features, "  # type: ignore[index]
+                        f"churn = {summary['label_definition']} within {summary['horizon_days']} days")  # type: ignore[index]
+    lookback = cfg.labels.definition == "inactivity"  # the only rule that leaves live customers out
+    for name in ("cutoff", "customers", "churn rate", *(("left out: no recent transaction",) if lookback else ())):
+        table.add_column(name, justify="left" if name == "cutoff" else "right")
+    for cutoff in train_part["cutoffs"]:
+        left_out = train_part["not_in_population_per_cutoff"][cutoff].get("no_transaction_in_lookback", 0)
+        table.add_row(cutoff, f"{train_part['rows_per_cutoff'][cutoff]:,}",
+                      f"{train_part['churn_rate_per_cutoff'][cutoff]:.1%}", *((f"{left_out:,}",) if lookback else ()))
+    score_part = summary["score"]  # type: ignore[index]
+    left_now = score_part["not_in_population"].get("no_transaction_in_lookback", 0)
+    table.add_row(f"{score_part['cutoff'][:10]} (scoring)", f"{score_part['rows']:,}", "",
+                  *((f"{left_now:,}",) if lookback else ()))
+    out = Console()
+    out.print(table)
+    if left_now or any(v.get("no_transaction_in_lookback", 0) for v in train_part["not_in_population_per_cutoff"].values()):
+        out.print(f"customers left out by a rule are listed in {summary['excluded_file']} "  # type: ignore[index]
+                  "(reason and the config key that controls it)")
+    out.print(f"summary: {cfg.paths.reports_dir}/features_summary.json")
 
 
 @app.command()
@@ -292,10 +315,22 @@ def score(
     out.print(f"expected benefit of the list: {_money(summary['total_expected_benefit_selected'])}; "
               f"value at risk on the list: {_money(summary['total_value_at_risk_selected'])} of "
               f"{_money(summary['total_value_at_risk'])}")
+    if summary.get("why_empty"):  # type: ignore[union-attr]
+        out.print(f"[yellow]about this list[/yellow]: {escape(str(summary['why_empty']))}")  # type: ignore[index]
+    excluded = result["rows"]["excluded"]  # type: ignore[index]
+    if excluded:
+        out.print(f"{excluded:,} customers were left out by a population rule "
+                  f"(labels.inactivity_lookback_days); who and why: {paths['excluded.csv']}")
     drifted = result["drift"]["features_above_warning"]  # type: ignore[index]
     if drifted:
-        out.print(f"[yellow]drift warning[/yellow]: {len(drifted)} feature(s) with PSI above "
-                  f"{result['drift']['warn_above']}: {', '.join(sorted(drifted))}")  # type: ignore[index]
+        worst = sorted(drifted.items(), key=lambda item: -item[1])[:3]
+        out.print(f"[yellow]drift[/yellow]: {len(drifted)} feature(s) moved since training (PSI above "
+                  f"{result['drift']['warn_above']}); the largest: "  # type: ignore[index]
+                  + ", ".join(f"{escape(name)} {psi:.2f}" for name, psi in worst)
+                  + ". Above 0.25 the model may mislead: retrain on recent data (`churn features`, `churn train`) "
+                  "or check those inputs; every feature's PSI is in the MLflow run (drift.csv)")
+        if result["drift"].get("note"):  # type: ignore[index,union-attr]
+            out.print(f"  note: {escape(str(result['drift']['note']))}")  # type: ignore[index]
     for entry in result["explanations"]:  # type: ignore[index]
         _print_explanation(out, entry)
     out.print("wrote " + ", ".join(str(p) for p in paths.values()))
