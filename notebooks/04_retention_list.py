@@ -18,11 +18,15 @@
 #
 # This week's list (`churn score`): who is in which care segment, what each team is asked
 # to do and whether it fits their capacity, the value at risk and the benefit expected from
-# acting, and whether today's customers still look like the ones the model was trained on.
+# acting, who was left out of the scoring population and why, and whether today's customers
+# still look like the ones the model was trained on.
 #
 # Sources: `data/outputs/scores.parquet` (every eligible customer), `retention_list.csv`
-# (the selected customers in order), `manifest.json` (models, settings, summary) and the
-# latest `score` run in MLflow (feature drift). Customers appear by id only.
+# (the selected customers in order), `excluded.csv` (customers a population rule left out),
+# `manifest.json` (models, settings, summary) and the latest `score` run in MLflow (feature
+# drift). Customers appear by id only, and only on the list; left-out customers only as counts.
+# Without a customer value (a customers-only snapshot with no `labels.customer_value_column`)
+# the money figures are empty and the notebook says so instead of charting them.
 
 # %%
 import warnings
@@ -39,9 +43,10 @@ import pandas as pd
 from IPython.display import Markdown, display
 from mlflow.exceptions import MlflowException
 
-from models.retention import SEGMENTS
+from features.labels import EXCLUSION_REASONS
+from models.retention import SEGMENTS, SELECTION_REASONS
 from pipelines.report import latest_run, notebook_config
-from pipelines.score import LIST_FILE, MANIFEST_FILE, SCORES_FILE
+from pipelines.score import EXCLUDED_FILE, LIST_FILE, MANIFEST_FILE, SCORES_FILE
 
 # %matplotlib inline
 
@@ -51,6 +56,25 @@ scores = pd.read_parquet(outputs / SCORES_FILE)
 listed = pd.read_csv(outputs / LIST_FILE, dtype={"customer_id": "str"})
 manifest = json.loads((outputs / MANIFEST_FILE).read_text())
 plan = manifest["plan"]
+excluded_file = outputs / EXCLUDED_FILE
+has_value = bool(np.isfinite(scores["value_at_risk"].to_numpy(dtype=float)).any())
+has_list = len(listed) > 0
+value_source = plan.get("value_source") or manifest["models"]["value"].get("source", "model")
+REASON_WORDS = {
+    "service_obligation": "listed: an overdue complaint to resolve (whatever the capacity)",
+    "positive_expected_benefit": "listed: expected benefit above the threshold, within capacity",
+    "highest_risk_no_value": "listed: churn warning, taken by risk (no customer value known)",
+    "over_capacity": "not listed: worth contacting, but the team's capacity is full",
+    "below_benefit_threshold": "not listed: expected benefit at or below scoring.selection.min_expected_benefit",
+    "no_churn_warning_no_value": "not listed: no churn warning, and no customer value to weigh",
+}
+
+
+def readable(text: str) -> str:
+    """A column or config key in words (`customers.signup_date` -> `customers.signup date`)."""
+    return str(text).replace("_date", " date")
+
+
 display(Markdown(f"Config: `{config_path}`"))
 
 # %% [markdown]
@@ -58,18 +82,78 @@ display(Markdown(f"Config: `{config_path}`"))
 
 # %%
 models = manifest["models"]
+churn_model = models["churn"]
+algorithm = str(churn_model.get("algorithm", "lightgbm"))
+algorithm_name = "LightGBM" if algorithm == "lightgbm" else algorithm.replace("_", " ")
+churn_text = f"`{churn_model.get('resolved_uri', churn_model.get('uri'))}` ({algorithm_name})"
+if value_source == "model":
+    value_text = f"value model `{models['value'].get('resolved_uri', models['value'].get('uri'))}`"
+elif value_source == "customers_column":
+    value_text = f"customer value from the customers column `{cfg.labels.customer_value_column}`"
+else:
+    value_text = "**no customer value** (no value model, no `labels.customer_value_column`)"
 display(Markdown(
-    f"Scored as of **{manifest['as_of'][:10]}** with `{models['churn'].get('resolved_uri', models['churn'].get('uri'))}` "
-    f"and `{models['value'].get('resolved_uri', models['value'].get('uri'))}`: "
+    f"Scored as of **{manifest['as_of'][:10]}** with churn model {churn_text} and {value_text}: "
     f"**{plan['customers_scored']:,}** eligible customers, **{plan['customers_selected']:,}** on the list "
     f"({plan['complaint_first']:,} of them have an overdue complaint to resolve first)."))
-pd.Series({
-    "value at risk, all scored (currency units)": round(plan["total_value_at_risk"], 2),
-    "value at risk, selected (currency units)": round(plan["total_value_at_risk_selected"], 2),
-    "expected benefit of the list (currency units)": round(plan["total_expected_benefit_selected"], 2),
-    "churn horizon (days)": manifest["horizon_days"],
-    "reasons: exact TreeSHAP / fast path attribution": f"{manifest['reasons']['tree_shap']} / {manifest['reasons']['path_attribution']}",
-}, name="value").to_frame()
+why_empty = plan.get("why_empty")
+if why_empty:
+    display(Markdown(f"### {'Why the list is empty' if not has_list else 'About this list'}\n\n"
+                     f"> {why_empty[0].upper() + why_empty[1:]}."))
+methods = listed["reason_method"].astype("str").value_counts() if has_list else pd.Series(dtype=int)
+METHOD_WORDS = {"tree_shap": "exact TreeSHAP", "path_attribution": "fast path attribution",
+                "linear_terms": "linear terms (logistic regression)",
+                "tree_shap+linear_terms": "exact TreeSHAP + linear terms (blend)",
+                "path_attribution+linear_terms": "fast path attribution + linear terms (blend)"}
+glance: dict[str, object] = {}
+if has_value:
+    glance.update({
+        "value at risk, all scored (currency units)": round(plan["total_value_at_risk"], 2),
+        "value at risk, selected (currency units)": round(plan["total_value_at_risk_selected"], 2),
+        "expected benefit of the list (currency units)": round(plan["total_expected_benefit_selected"], 2),
+    })
+else:
+    glance["value at risk and expected benefit"] = "not available: no customer value is known"
+glance["churn horizon (days)"] = manifest["horizon_days"]
+glance["reasons on the list"] = (", ".join(f"{METHOD_WORDS.get(m, m)}: {n:,}" for m, n in methods.items())
+                                 if has_list else "-")
+pd.Series(glance, name="value", dtype=object).to_frame()
+
+# %% [markdown]
+# ## Who was left out of the population
+#
+# Customers of the customers table who were not scored at the scoring date, by reason, and
+# the column or config key that decides it. Customers a configurable rule left out (today the
+# `inactivity` look-back) are listed by id in `data/outputs/excluded.csv`; only the counts are
+# shown here.
+
+# %%
+not_in_population = plan.get("not_in_population")
+excluded = (pd.read_csv(excluded_file, dtype={"customer_id": "str", "reason": "str", "setting": "str"})
+            if excluded_file.is_file() else None)
+if not_in_population is None and excluded is None:
+    display(Markdown("*These outputs predate the population counts: rerun `churn score` to see who was left out.*"))
+else:
+    counts = pd.Series(not_in_population or {}, dtype="int64")
+    in_file = (excluded.groupby("reason").size() if excluded is not None and len(excluded) else pd.Series(dtype="int64"))
+    settings = (excluded.groupby("reason")["setting"].first() if excluded is not None and len(excluded)
+                else pd.Series(dtype="str"))
+    reasons = list(dict.fromkeys([*EXCLUSION_REASONS, *counts.index, *in_file.index]))
+    left_out = pd.DataFrame([{
+        "reason": reason.replace("_", " "),
+        "customers": int(counts.get(reason, in_file.get(reason, 0))),
+        "listed in excluded.csv": int(in_file.get(reason, 0)),
+        "meaning": readable(EXCLUSION_REASONS.get(reason, (reason, ""))[0]),
+        "controlled by": readable(settings.get(reason, EXCLUSION_REASONS.get(reason, ("", "-"))[1])),
+    } for reason in reasons]).set_index("reason")
+    total = int(left_out["customers"].sum())
+    by_rule = int(manifest["rows"].get("excluded", left_out["listed in excluded.csv"].sum()))
+    display(Markdown(
+        f"**{total:,}** customers of the customers table were not in the population at the scoring date"
+        + (f" ({by_rule:,} of them left out by a configurable rule and listed in `excluded.csv`)." if by_rule else ".")
+        if total else "Every customer of the customers table was in the population at the scoring date."))
+    with pd.option_context("display.max_colwidth", 100):
+        display(left_out)
 
 # %% [markdown]
 # ## Care segments and actions
@@ -78,7 +162,12 @@ pd.Series({
 # warning, high-value established, new, ordinary. Thresholds used this week:
 
 # %%
-display(pd.Series(manifest["segment_thresholds"], name="threshold").to_frame())
+thresholds = pd.Series(manifest["segment_thresholds"], name="threshold", dtype=object)
+if not has_value:
+    thresholds = thresholds.map(lambda v: "n/a (no value)" if isinstance(v, float) and np.isinf(v) else v)
+    display(Markdown("*With no customer value nobody is high value: only the churn warning, new and ordinary "
+                     "segments (and complaint first) are used.*"))
+display(thresholds.to_frame())
 segments = pd.DataFrame({
     "scored": pd.Series(plan["segments"]),
     "selected": pd.Series(plan["selected_by_segment"]),
@@ -96,39 +185,57 @@ ax.legend(loc="upper left")
 plt.show()
 
 # %%
-actions = (scores[scores["selected"]]
-           .assign(action=lambda f: f["action"].astype("str"), channel=lambda f: f["channel"].astype("str"),
-                   owner=lambda f: f["owner"].astype("str"))
-           .groupby(["action", "channel", "owner"], observed=True)
-           .agg(customers=("customer_id", "size"), value_at_risk=("value_at_risk", "sum"),
-                expected_benefit=("expected_benefit", "sum"), earliest_deadline=("deadline", "min"))
-           .sort_values("customers", ascending=False).reset_index())
-actions.assign(value_at_risk=lambda f: f["value_at_risk"].round(2), expected_benefit=lambda f: f["expected_benefit"].round(2),
-               earliest_deadline=lambda f: f["earliest_deadline"].dt.strftime("%Y-%m-%d"))
+if not has_list:
+    display(Markdown("*Nobody is on this week's list, so no action is asked of any team"
+                     + (" (see *Why the list is empty* above)." if why_empty else ".") + "*"))
+else:
+    actions = (scores[scores["selected"]]
+               .assign(action=lambda f: f["action"].astype("str"), channel=lambda f: f["channel"].astype("str"),
+                       owner=lambda f: f["owner"].astype("str"))
+               .groupby(["action", "channel", "owner"], observed=True)
+               .agg(customers=("customer_id", "size"), value_at_risk=("value_at_risk", "sum"),
+                    expected_benefit=("expected_benefit", "sum"), earliest_deadline=("deadline", "min"))
+               .sort_values("customers", ascending=False).reset_index())
+    actions = actions.assign(value_at_risk=lambda f: f["value_at_risk"].round(2),
+                             expected_benefit=lambda f: f["expected_benefit"].round(2),
+                             earliest_deadline=lambda f: f["earliest_deadline"].dt.strftime("%Y-%m-%d"))
+    if not has_value:
+        actions = actions.drop(columns=["value_at_risk", "expected_benefit"])
+    display(actions)
 
 # %% [markdown]
 # ## Value at risk by segment
 #
-# Value at risk = churn probability × lifetime value: what the bank expects to lose from
-# each customer if nothing is done.
+# Value at risk = churn probability × retained lifetime value (the customer's lifetime value
+# if they stay): what the business expects to lose from each customer if nothing is done.
 
 # %%
+labels = [s.replace("_", " ") for s in SEGMENTS]
 by_segment = (scores.assign(segment=scores["segment"].astype("str"))
               .groupby("segment")
-              .agg(value_at_risk=("value_at_risk", "sum"), churn_probability=("churn_probability", "mean"),
-                   lifetime_value=("lifetime_value", "mean"))
-              .reindex(list(SEGMENTS)).fillna(0))
-selected_risk = scores[scores["selected"]].assign(segment=lambda f: f["segment"].astype("str")).groupby("segment")[
-    "value_at_risk"].sum().reindex(list(SEGMENTS)).fillna(0)
-fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.2))
-labels = [s.replace("_", " ") for s in SEGMENTS]
-left.barh(labels[::-1], by_segment["value_at_risk"].to_numpy()[::-1], color="#8c8c8c", label="all scored")
-left.barh(labels[::-1], selected_risk.to_numpy()[::-1], color="#c44e52", label="on the list")
-left.set_title("Value at risk per care segment")
-left.set_xlabel("Value at risk (currency units)")
-left.set_ylabel("Care segment")
-left.legend(loc="lower right")
+              .agg(customers=("customer_id", "size"), churn_probability=("churn_probability", "mean"),
+                   value_at_risk=("value_at_risk", "sum"), lifetime_value=("lifetime_value", "mean"))
+              .reindex(list(SEGMENTS)))
+by_segment["customers"] = by_segment["customers"].fillna(0).astype(int)
+if has_value:
+    selected_risk = scores[scores["selected"]].assign(segment=lambda f: f["segment"].astype("str")).groupby("segment")[
+        "value_at_risk"].sum().reindex(list(SEGMENTS)).fillna(0)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.2))
+    left.barh(labels[::-1], by_segment["value_at_risk"].fillna(0).to_numpy()[::-1], color="#8c8c8c", label="all scored")
+    left.barh(labels[::-1], selected_risk.to_numpy()[::-1], color="#c44e52", label="on the list")
+    left.set_title("Value at risk per care segment")
+    left.set_xlabel("Value at risk (currency units)")
+    left.set_ylabel("Care segment")
+    left.legend(loc="lower right")
+else:
+    display(Markdown("*No value at risk: no customer value is known, so only the churn probabilities are shown.*"))
+    by_segment = by_segment.drop(columns=["value_at_risk", "lifetime_value"])
+    fig, right = plt.subplots(figsize=(7, 4.2))
 right.hist(scores["churn_probability"] * 100, bins=40, color="#4c72b0")
+warning = manifest["segment_thresholds"].get("churn_warning_probability")
+if warning is not None and np.isfinite(warning):
+    right.axvline(warning * 100, color="#c44e52", ls="--", label=f"churn warning ({warning:.0%})")
+    right.legend(loc="upper right")
 right.set_title("Churn probability of every scored customer")
 right.set_xlabel(f"Churn probability within {manifest['horizon_days']} days (%)")
 right.set_ylabel("Customers (count)")
@@ -145,6 +252,10 @@ by_segment.round(3)
 # %%
 owners = pd.DataFrame(plan["owners"]).T
 owners["capacity"] = pd.to_numeric(owners["capacity"], errors="coerce")
+counted = [c for c in ("selected", "service_obligations", "over_capacity_not_selected") if c in owners]
+owners[counted] = owners[counted].astype(int)
+if not has_list:
+    display(Markdown("*Nobody is on the list: every team's capacity is unused.*"))
 fig, ax = plt.subplots(figsize=(10, 4))
 x = np.arange(len(owners))
 ax.bar(x - 0.2, owners["selected"].astype(float), 0.4, label="selected", color="#4c72b0")
@@ -166,25 +277,38 @@ owners.assign(use=lambda f: (f["selected"].astype(float) / f["capacity"]).map(
 # ## Expected benefit
 #
 # Expected benefit of a contact = value at risk × the action's success rate − its cost.
-# The curve adds the customers up in list order.
+# The curve adds the customers up in list order. Below: why each scored customer is or is
+# not on the list.
 
 # %%
 ordered = listed.sort_values("rank")
-fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.2))
-left.plot(ordered["rank"], ordered["expected_benefit"].cumsum(), color="#55a868")
-left.axhline(0, color="grey", lw=0.8)
-left.set_title("Cumulative expected benefit down the list")
-left.set_xlabel("Position on the list (rank)")
-left.set_ylabel("Cumulative expected benefit (currency units)")
-benefit = ordered.groupby("segment")["expected_benefit"].sum().reindex(list(SEGMENTS)).fillna(0)
-right.barh(labels[::-1], benefit.to_numpy()[::-1], color="#55a868")
-right.axvline(0, color="grey", lw=0.8)
-right.set_title("Expected benefit of the list per care segment")
-right.set_xlabel("Expected benefit (currency units)")
-right.set_ylabel("Care segment")
-fig.tight_layout()
-plt.show()
-pd.Series(plan["selection_reasons"], name="customers").rename_axis("selection reason").to_frame()
+if not has_list:
+    display(Markdown("*Nobody is on the list: no expected benefit to add up.*"))
+elif not has_value:
+    display(Markdown("*No expected benefit: it needs the value at risk, and no customer value is known; the list "
+                     "is ordered by churn risk.*"))
+else:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.2))
+    left.plot(ordered["rank"], ordered["expected_benefit"].cumsum(), color="#55a868")
+    left.axhline(0, color="grey", lw=0.8)
+    left.set_title("Cumulative expected benefit down the list")
+    left.set_xlabel("Position on the list (rank)")
+    left.set_ylabel("Cumulative expected benefit (currency units)")
+    benefit = ordered.groupby("segment")["expected_benefit"].sum().reindex(list(SEGMENTS)).fillna(0)
+    right.barh(labels[::-1], benefit.to_numpy()[::-1], color="#55a868")
+    right.axvline(0, color="grey", lw=0.8)
+    right.set_title("Expected benefit of the list per care segment")
+    right.set_xlabel("Expected benefit (currency units)")
+    right.set_ylabel("Care segment")
+    fig.tight_layout()
+    plt.show()
+reasons_table = pd.Series(plan["selection_reasons"], name="customers")
+reasons_table = reasons_table.reindex([*[r for r in SELECTION_REASONS if r in reasons_table.index],
+                                       *[r for r in reasons_table.index if r not in SELECTION_REASONS]])
+reasons_table = reasons_table.rename_axis("selection reason").to_frame()
+reasons_table["meaning"] = [REASON_WORDS.get(r, "") for r in reasons_table.index]
+with pd.option_context("display.max_colwidth", 100):
+    display(reasons_table)
 
 # %% [markdown]
 # ## The top of the list
@@ -193,8 +317,13 @@ pd.Series(plan["selection_reasons"], name="customers").rename_axis("selection re
 
 # %%
 reason_columns = [c for c in listed.columns if c.startswith("reason_") and c != "reason_method"]
-ordered.head(15)[["rank", "customer_id", "segment", "churn_probability", "value_at_risk", "action", "owner",
-                  "deadline", *reason_columns]]
+if not has_list:
+    display(Markdown("*Nobody is on the list.*"))
+else:
+    shown = ["rank", "customer_id", "segment", "churn_probability", "next_horizon_value_if_retained", "value_at_risk",
+             "action", "owner", "deadline", *reason_columns]
+    top_rows = ordered.head(15).reindex(columns=shown)
+    display(top_rows.dropna(axis=1, how="all") if not has_value else top_rows)
 
 # %% [markdown]
 # ## Drift since training
@@ -215,6 +344,8 @@ if psi is None:
     psi = pd.DataFrame(list(drift["features_above_warning"].items()), columns=["feature", "psi"])
 display(Markdown(f"Largest PSI **{drift['max_psi']:.3f}**, mean {drift['mean_psi']:.3f} over {drift['features']} features; "
                  f"{len(drift['features_above_warning'])} above the warning level {drift['warn_above']}."))
+if drift.get("note"):
+    display(Markdown(f"> {drift['note']}"))
 top = psi.sort_values("psi", ascending=False).head(15)
 fig, ax = plt.subplots(figsize=(9, 0.35 * max(len(top), 3) + 1.5))
 colours = ["#c44e52" if v > drift["warn_above"] else "#4c72b0" for v in top["psi"]]

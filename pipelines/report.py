@@ -5,7 +5,10 @@ Notebooks live in `notebooks/` as jupytext percent scripts (the reviewable sourc
 bottom in a fresh kernel, in the project folder, with `CHURN_CONFIG` naming the config, then
 exported to standalone HTML (plots embedded) in `reports/html/`, and the HTML files are
 logged to an MLflow run. The notebooks import the small helpers below (config, latest run of
-a stage, registry history) instead of repeating MLflow plumbing.
+a stage, registry history) instead of repeating MLflow plumbing. Those helpers are imported in
+every notebook kernel, so the notebook machinery (jupytext, nbclient, nbconvert) and MLflow are
+imported only where they are used: a kernel starts faster, and a notebook that never asks
+MLflow anything does not load it.
 """
 
 from __future__ import annotations
@@ -17,18 +20,16 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jupytext
-import mlflow
-import nbformat
 import pandas as pd
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
-from nbconvert import HTMLExporter
 
 from pipelines.config import Config, load_config
 from pipelines.io import StageError, write_text
-from pipelines.tracking import configure_tracking, tracked_run
+
+if TYPE_CHECKING:
+    import mlflow
+    import nbformat
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 CELL_TIMEOUT_SECONDS = 600
@@ -58,6 +59,10 @@ def notebook_config(max_colwidth: int = 50) -> tuple[Config, Path]:
 
 def latest_run(cfg: Config, stage: str) -> mlflow.entities.Run | None:
     """The most recent finished MLflow run of a pipeline stage (tag `stage`), or None."""
+    import mlflow
+
+    from pipelines.tracking import configure_tracking
+
     experiment_id = configure_tracking(cfg)
     runs = mlflow.search_runs(experiment_ids=[experiment_id], output_format="list", max_results=1,
                               filter_string=f"tags.stage = '{stage}' and attributes.status = 'FINISHED'",
@@ -65,8 +70,15 @@ def latest_run(cfg: Config, stage: str) -> mlflow.entities.Run | None:
     return runs[0] if runs else None
 
 
-def registry_history(cfg: Config, name: str, metrics: tuple[str, ...]) -> pd.DataFrame:
-    """Every registered version of model `name`: when, from which run, its aliases and some run metrics."""
+def registry_history(cfg: Config, name: str, metrics: tuple[str, ...], tags: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Every registered version of model `name`: when, from which run, its aliases, some run metrics and run tags.
+
+    A metric or tag the run does not have (an older run, or a store without that run) is None.
+    """
+    import mlflow
+
+    from pipelines.tracking import configure_tracking
+
     configure_tracking(cfg)
     client = mlflow.MlflowClient()
     rows: list[dict[str, object]] = []
@@ -85,8 +97,10 @@ def registry_history(cfg: Config, name: str, metrics: tuple[str, ...]) -> pd.Dat
         }
         for metric in metrics:
             row[metric] = run.data.metrics.get(metric) if run is not None else None
+        for tag in tags:
+            row[tag] = run.data.tags.get(tag) if run is not None else None
         rows.append(row)
-    columns = ["version", "registered", "aliases", "run_id", *metrics]
+    columns = ["version", "registered", "aliases", "run_id", *metrics, *tags]
     return pd.DataFrame(rows, columns=columns).sort_values("version", ignore_index=True)
 
 
@@ -100,6 +114,10 @@ def execute_notebook(source: Path, config_path: Path, workdir: Path) -> nbformat
 
     The kernel gets `CHURN_CONFIG` in its own environment, so notebooks can run side by side.
     """
+    import jupytext
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
     notebook = jupytext.read(source)
     env = {**os.environ, "CHURN_CONFIG": str(config_path.resolve()),
            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
@@ -109,13 +127,18 @@ def execute_notebook(source: Path, config_path: Path, workdir: Path) -> nbformat
     try:
         client.execute(env=env)
     except CellExecutionError as error:
-        message = ANSI_ESCAPE.sub("", str(error))
-        raise StageError(f"notebook {source.name} failed: {message[-2000:]}") from None
+        cell = ANSI_ESCAPE.sub("", str(error)).split("------------------\n")
+        first_line = next((line for line in (cell[1] if len(cell) > 1 else "").splitlines() if line.strip()), "")
+        raise StageError(f"notebook {source.name} failed: {ANSI_ESCAPE.sub('', f'{error.ename}: {error.evalue}')}"
+                         f" in the cell that starts {first_line.strip()[:120]!r}; open the notebook in Jupyter "
+                         "to see where") from None
     return notebook
 
 
 def render_html(notebook: nbformat.NotebookNode) -> str:
     """Standalone HTML with every plot embedded as an image; code cells hidden for readers."""
+    from nbconvert import HTMLExporter
+
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(notebook)
     return body
@@ -128,11 +151,20 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None,
     Notebooks run side by side (one kernel each, up to the number of CPUs); the first
     failing notebook, in numbered order, stops the stage with its name and error.
     """
+    import mlflow
+
+    from pipelines.tracking import tracked_run
+
     say = progress or (lambda message: None)
     config_path = config_path or Path(os.environ.get("CHURN_CONFIG", "configs/default.yaml"))
     sources = notebook_sources()
     if not sources:
         raise StageError(f"no notebooks found in {NOTEBOOK_DIR}")
+    missing = missing_outputs(cfg)
+    if missing:
+        raise StageError("the report reads the outputs of the earlier stages, and these are missing: "
+                         + "; ".join(f"{path} (run `churn {stage}`)" for path, stage in missing)
+                         + ". Run them first, e.g. `churn run --config ... --to rules`; nothing was written")
     out_dir = Path(cfg.paths.reports_dir) / "html"
     workdir = Path.cwd()
     written: list[str] = []
@@ -157,6 +189,21 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None,
         mlflow.log_artifact(str(index), "report")
     say(f"report written: {out_dir}/ ({len(written)} notebooks)")
     return {"html": written, "index": str(index), "report_dir": str(out_dir)}
+
+
+def missing_outputs(cfg: Config) -> list[tuple[Path, str]]:
+    """The upstream outputs the notebooks read that do not exist, each with the stage that writes it."""
+    reports, features, outputs = Path(cfg.paths.reports_dir), Path(cfg.paths.features_dir), Path(cfg.paths.outputs_dir)
+    needed = [(reports / "validation.json", "validate"),
+              (reports / "features_summary.json", "features"), (features / "train.parquet", "features"),
+              (features / "score.parquet", "features"),
+              (reports / "train_metrics.json", "train"), (reports / "example_reasons.csv", "train"),
+              (reports / "curves" / "gains.csv", "train"),
+              (outputs / "scores.parquet", "score"), (outputs / "retention_list.csv", "score"),
+              (outputs / "manifest.json", "score"),
+              (reports / "rules_summary.json", "rules"), (outputs / "complaint_rules.csv", "rules"),
+              (outputs / "root_causes.csv", "rules")]
+    return [(path, stage) for path, stage in needed if not path.is_file()]
 
 
 def index_page(pages: list[Path]) -> str:
