@@ -99,6 +99,8 @@ rules = features_summary.get("population_rules") or {
     name: {"meaning": meaning, "controlled_by": key} for name, (meaning, key) in EXCLUSION_REASONS.items()}
 rules = {name: rules[name] for name in sorted(rules, key=lambda n: list(EXCLUSION_REASONS).index(n)
                                               if n in EXCLUSION_REASONS else len(EXCLUSION_REASONS))}
+if features_summary["label_definition"] != "inactivity":  # the look-back rule applies to inactivity churn only
+    rules.pop("no_transaction_in_lookback", None)
 reason_label = {name: f"left out: {name.replace('_', ' ')}" for name in rules}
 population = per_cutoff[["customers"]].rename(columns={"customers": "in population"})
 if left_out_per_cutoff is None:

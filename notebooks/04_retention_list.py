@@ -139,6 +139,8 @@ else:
     settings = (excluded.groupby("reason")["setting"].first() if excluded is not None and len(excluded)
                 else pd.Series(dtype="str"))
     reasons = list(dict.fromkeys([*EXCLUSION_REASONS, *counts.index, *in_file.index]))
+    if cfg.labels.definition != "inactivity" and not in_file.get("no_transaction_in_lookback", 0):
+        reasons.remove("no_transaction_in_lookback")  # the look-back rule applies to inactivity churn only
     left_out = pd.DataFrame([{
         "reason": reason.replace("_", " "),
         "customers": int(counts.get(reason, in_file.get(reason, 0))),
