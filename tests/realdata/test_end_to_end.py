@@ -17,6 +17,7 @@ report). Then it checks what a user would check:
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +41,9 @@ CHURN = Path(sys.executable).parent / "churn"
 
 
 def churn(*args: str, cwd: Path, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(CHURN), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    # the config's own MLflow store, as for a user: no tracking settings inherited from other tests
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    result = subprocess.run([str(CHURN), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     output = result.stdout + result.stderr
     assert "Traceback" not in output, output[-6000:]
     assert result.returncode == 0, f"churn {args[0]} exited {result.returncode}\n{output[-6000:]}"
