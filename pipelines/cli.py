@@ -8,8 +8,11 @@ non-zero without writing anything when either is wrong.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import os
+import re
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -96,7 +99,12 @@ def load_or_exit(path: Path) -> Config:
 
 
 def run_stage(action: Callable[[], object]) -> object:
-    """Run a stage; turn bad input into a clear message and a non-zero exit, never a traceback."""
+    """Run a stage; turn bad input into a clear message and a non-zero exit, never a traceback.
+
+    Failures of the machine rather than of the inputs exit 4 with what failed, where, and the
+    fix: a full disk or a folder that cannot be written (OSError, naming the path), and an
+    MLflow store that is read-only, locked, damaged or unreachable (naming the tracking URI).
+    """
     try:
         return action()
     except ValidationFailed as failure:
@@ -114,8 +122,95 @@ def run_stage(action: Callable[[], object]) -> object:
         console.print(f"[bold red]config error[/bold red] {escape(str(problem))}; nothing was written", soft_wrap=True)
         raise typer.Exit(EXIT_CONFIG) from None
     except StageError as error:
-        console.print(f"[bold red]stopped[/bold red]: {error}")
+        console.print(f"[bold red]stopped[/bold red]: {escape(str(error))}", soft_wrap=True)
         raise typer.Exit(EXIT_REFUSED) from None
+    except Exception as error:
+        problem = environment_problem(error)
+        if problem is None:
+            raise
+        console.print(f"[bold red]stopped[/bold red]: {escape(problem)}", soft_wrap=True)
+        raise typer.Exit(EXIT_REFUSED) from None
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+_WRONG_KIND = (errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOTEMPTY)
+
+
+def environment_problem(error: BaseException) -> str | None:
+    """What to tell the user about a failure of the disk or of the MLflow store; None for anything else."""
+    chain = _causes(error)
+    if any(type(e).__module__.split(".")[0] in ("mlflow", "sqlalchemy", "sqlite3", "requests", "urllib3")
+           for e in chain):
+        return tracking_problem(chain)
+    if isinstance(error, OSError):
+        return os_problem(error)
+    return None
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain and len(chain) < 20:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def os_problem(error: OSError) -> str:
+    """A file-system failure: what happened, to which path, and what to do."""
+    where = error.filename or "an output folder"
+    code = errno.errorcode.get(error.errno or 0, "")
+    what = os.strerror(error.errno) if error.errno else (error.strerror or str(error))
+    if error.errno in _DISK_FULL:
+        fix = ("free space on that disk, or point the config's `paths` (features_dir, outputs_dir, reports_dir) "
+               "at a disk with room; the previous outputs were kept")
+    elif error.errno in _NOT_WRITABLE:
+        fix = ("that folder cannot be written by this user: make it writable, or point the config's `paths` "
+               "(or tracking.artifact_location) at a folder you can write; the previous outputs were kept")
+    elif error.errno in _WRONG_KIND:
+        fix = "a file stands where a folder is expected, or the other way round: move it, or change the path in the config"
+    else:
+        fix = "check that path and the config's `paths`"
+    return f"cannot use {where}: {what}" + (f" ({code})" if code else "") + f". {fix}"
+
+
+def _tracking_uri() -> str:
+    mlflow = sys.modules.get("mlflow")
+    try:
+        uri = mlflow.get_tracking_uri() if mlflow is not None else os.environ.get("MLFLOW_TRACKING_URI", "?")
+    except Exception:  # noqa: BLE001 - only for the message
+        uri = os.environ.get("MLFLOW_TRACKING_URI", "?")
+    return re.sub(r"//[^/@]*@", "//***@", str(uri))  # no password in the message
+
+
+def tracking_problem(chain: list[BaseException]) -> str:
+    """An MLflow store failure: which store, what is wrong with it, and the fix."""
+    uri = _tracking_uri()
+    text = " ".join(str(e) for e in chain)
+    detail = next((line.strip() for e in reversed(chain) for line in str(e).splitlines() if line.strip()), "")[:300]
+    switch = "or point tracking.tracking_uri (MLFLOW_TRACKING_URI wins over it) at another store"
+    if re.search(r"file is not a database|malformed|not a valid|no such table|Can't locate revision", text):
+        return (f"the MLflow store {uri} is damaged or not an MLflow database ({detail}): restore it from a backup, "
+                f"{switch}, e.g. a new sqlite:///mlflow-new.db")
+    if re.search(r"readonly database|read-only|Read-only file system|Permission denied|unable to open database",
+                 text, re.IGNORECASE):
+        return (f"the MLflow store {uri} cannot be written ({detail}): make the database file and its folder "
+                f"writable by this user, {switch}")
+    if "database is locked" in text:
+        return (f"the MLflow store {uri} is locked by another process ({detail}): wait for the other run to finish "
+                "and run again; a sqlite store takes one writer at a time (several people at once: use an MLflow "
+                "server, MLFLOW_TRACKING_URI=http://...)")
+    if any(type(e).__name__ in ("ConnectionError", "ConnectTimeout", "ReadTimeout", "MaxRetryError",
+                                "NewConnectionError", "ConnectionRefusedError", "Timeout")
+           for e in chain) or re.search(r"Max retries exceeded|Connection refused|timed out", text):
+        retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "?")
+        timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "?")
+        return (f"cannot reach the MLflow tracking server {uri} ({detail}); gave up after {retries} retries with "
+                f"a {timeout} s timeout per request (MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT). "
+                "Start the server or check the address, or unset MLFLOW_TRACKING_URI to use the config's "
+                "tracking.tracking_uri")
+    return f"MLflow failed with the tracking store {uri}: {detail}. Check that store, {switch}"
 
 
 @app.command()

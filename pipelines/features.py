@@ -2,7 +2,9 @@
 
 Reads the tables named in the config (validated by `pipelines.tables.load_tables`), builds
 the training table (every training cutoff, with labels) and the scoring table (at the
-data's as-of date, no labels), and writes, each atomically:
+data's as-of date, no labels), and writes these four files together (`pipelines.io.StageOutputs`:
+a new generation switched in with one rename, so readers never see tables of two runs side by
+side; a second run on the same folder stops at once):
 
 - `{paths.features_dir}/train.parquet`: one row group per cutoff, written as each cutoff
   is built, so a large table is never held in memory whole;
@@ -11,7 +13,11 @@ data's as-of date, no labels), and writes, each atomically:
   the `inactivity` look-back, `labels.inactivity_lookback_days`), per cutoff, with the
   reason and the key that controls it (`table`: train or score);
 - `{paths.reports_dir}/features_summary.json`: rows, cutoffs, churn rate per cutoff, how
-  many customers each population rule left out, and the feature list (no customer data).
+  many customers each population rule left out, and the feature list (no customer data);
+  also what the tables were built from (`built_from`: every `features` and `labels` setting,
+  `data.as_of`, each input table's sha256) and each table's sha256 (`outputs`). `churn train`
+  refuses a training table whose record does not match its own config and data
+  (`check_built_from`), naming the key.
 
 A training table with no churner at all (or only churners) is refused with the dates and
 keys that decide the labels: that is a config or data problem, not a model to fit.
@@ -19,6 +25,7 @@ keys that decide the labels: that is a config or data problem, not a model to fi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,8 +38,14 @@ from features.build import build_scoring_table, feature_columns, iter_training_t
 from features.contract import Tables
 from features.labels import EXCLUSION_REASONS
 from pipelines.config import Config
-from pipelines.io import StageError, atomic_path, write_json, write_parquet
+from pipelines.fingerprint import flatten_params, input_fingerprint
+from pipelines.io import StageError, StageOutputs, atomic_path, write_json, write_parquet
 from pipelines.tables import load_tables
+
+TRAIN_FILE = "train.parquet"
+SCORE_FILE = "score.parquet"
+EXCLUDED_FILE = "excluded.parquet"
+SUMMARY_FILE = "features_summary.json"
 
 
 def write_training_table(frames: Any, path: Path, on_cutoff: Callable[[pd.DataFrame], None],
@@ -67,6 +80,20 @@ def write_training_table(frames: Any, path: Path, on_cutoff: Callable[[pd.DataFr
 def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build and write the training and scoring tables; return the summary that was written."""
     say = progress or (lambda message: None)
+    features_dir = Path(cfg.paths.features_dir)
+    outputs = StageOutputs("features", {TRAIN_FILE: features_dir / TRAIN_FILE, SCORE_FILE: features_dir / SCORE_FILE,
+                                        EXCLUDED_FILE: features_dir / EXCLUDED_FILE,
+                                        SUMMARY_FILE: Path(cfg.paths.reports_dir) / SUMMARY_FILE}, say)
+    with outputs, outputs.commit() as files:  # the four files switch in together when the block ends
+        summary = _build(cfg, say, files, outputs)
+    say(f"wrote {features_dir / TRAIN_FILE} ({summary['train']['rows']:,} rows, {summary['feature_count']} features), "
+        f"{features_dir / SCORE_FILE} ({summary['score']['rows']:,} rows) and {features_dir / EXCLUDED_FILE} "
+        f"({summary['outputs'][EXCLUDED_FILE]['rows']:,} rows)")
+    return summary
+
+
+def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outputs: StageOutputs) -> dict[str, Any]:
+    origin = built_from(cfg)  # the inputs' sha256 before they are read: a table changed meanwhile shows as changed
     tables = load_tables(cfg)
     as_of = tables_as_of(tables)
     say(f"tables loaded ({', '.join(tables.present())}); data as of {as_of.date()}")
@@ -94,7 +121,7 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
         say(f"cutoff {cutoff.date()}: {len(frame):,} customers, churn rate {rate:.1%}{note}")
 
     write_training_table(iter_training_tables(tables, cfg.features, cfg.labels, train_sink),
-                         features_dir / "train.parquet", record, check=lambda rates: _check_labels(rates, tables, cfg))
+                         files[TRAIN_FILE], record, check=lambda rates: _check_labels(rates, tables, cfg))
     say("building the scoring table")
     score_excluded: dict[str, int] = {}
 
@@ -103,9 +130,9 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
         score_excluded.update(counts)
 
     score = build_scoring_table(tables, cfg.features, cfg.labels, on_excluded=score_sink)
-    write_parquet(score, features_dir / "score.parquet")
+    write_parquet(score, files[SCORE_FILE])
     left = excluded_table(excluded)
-    write_parquet(left, features_dir / "excluded.parquet")
+    write_parquet(left, files[EXCLUDED_FILE])
     summary: dict[str, Any] = {
         "as_of": as_of.isoformat(),
         "tables": tables.present(),
@@ -123,19 +150,78 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
                   "not_in_population": score_excluded},
         "population_rules": {name: {"meaning": meaning, "controlled_by": key}
                              for name, (meaning, key) in EXCLUSION_REASONS.items()},
-        "excluded_file": str(features_dir / "excluded.parquet"),
+        "excluded_file": str(features_dir / EXCLUDED_FILE),
         "feature_count": len(columns),
         "features": columns,
+        "built_from": origin,
     }
-    write_json(summary, Path(cfg.paths.reports_dir) / "features_summary.json")
+    summary["outputs"] = {name: {"sha256": outputs.sha256(name), "rows": int(rows)} for name, rows in
+                          ((TRAIN_FILE, summary["train"]["rows"]), (SCORE_FILE, len(score)), (EXCLUDED_FILE, len(left)))}
+    write_json(summary, files[SUMMARY_FILE])
     dropped = score_excluded.get("no_transaction_in_lookback", 0)
     if dropped:
         say(f"scoring date {as_of.date()}: {dropped:,} customers left out (no transaction in the "
             f"{cfg.labels.inactivity_lookback_days} days before; labels.inactivity_lookback_days); "
             f"who they are: {features_dir / 'excluded.parquet'}")
-    say(f"wrote {features_dir / 'train.parquet'} ({summary['train']['rows']:,} rows, "
-        f"{len(columns)} features), {features_dir / 'score.parquet'} ({len(score):,} rows) and "
-        f"{features_dir / 'excluded.parquet'} ({len(left):,} rows)")
+    return summary
+
+
+def settings_of(cfg: Config) -> dict[str, str]:
+    """The settings a training table depends on: every `features` and `labels` key, and `data.as_of`."""
+    return {**flatten_params(cfg.features, "features."), **flatten_params(cfg.labels, "labels."),
+            "data.as_of": str(cfg.data.as_of)}
+
+
+def built_from(cfg: Config, fingerprint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the feature tables are built from: the settings and each input table's sha256, rows and bytes."""
+    fingerprint = fingerprint or input_fingerprint(cfg)
+    return {"settings": settings_of(cfg),
+            "tables": {name: {k: entry.get(k) for k in ("sha256", "rows", "bytes")}
+                       for name, entry in fingerprint["tables"].items()}}  # type: ignore[union-attr]
+
+
+def check_built_from(cfg: Config, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """Refuse (StageError, exit 4) a training table not built from this config and these inputs.
+
+    `fingerprint` is `input_fingerprint(cfg, {"train_table": train.parquet})`. Compares the
+    record in `features_summary.json` with the config's settings, the input tables' sha256
+    and the training table's own sha256; the message names the first key or file that
+    differs and says to run `churn features`. Returns the summary.
+    """
+    summary_path = Path(cfg.paths.reports_dir) / SUMMARY_FILE
+    train_path = Path(cfg.paths.features_dir) / TRAIN_FILE
+    rerun = "run `churn features` with this config first"
+    if not summary_path.is_file():
+        raise StageError(f"{summary_path} does not exist, so nothing says which settings and data {train_path} was "
+                         f"built from: {rerun}")
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise StageError(f"{summary_path} is not valid JSON ({error}): {rerun}") from None
+    record = summary.get("built_from") if isinstance(summary, dict) else None
+    if not isinstance(record, dict) or "settings" not in record:
+        raise StageError(f"{summary_path} was written by an older version and does not say which settings {train_path} "
+                         f"was built with: {rerun}")
+    then = record["settings"]
+    for key, value in settings_of(cfg).items():
+        if key in then and then[key] != value:
+            raise StageError(f"{key} is {value} in the config but {train_path} was built with {then[key]}: {rerun}")
+    tables_now = fingerprint["tables"]
+    tables_then = record.get("tables", {})
+    for name in sorted(set(tables_now) | set(tables_then)):
+        if name not in tables_then:
+            raise StageError(f"data.tables.{name} is in the config but {train_path} was built without it: {rerun}")
+        if name not in tables_now:
+            raise StageError(f"{train_path} was built with data.tables.{name}, which is no longer in the config: {rerun}")
+        if tables_now[name].get("sha256") != tables_then[name].get("sha256"):
+            raise StageError(f"input table {name} ({tables_now[name].get('path')}) has changed since {train_path} was "
+                             f"built (sha256 {str(tables_then[name].get('sha256'))[:12]} then, "
+                             f"{str(tables_now[name].get('sha256'))[:12]} now): {rerun}")
+    written = summary.get("outputs", {}).get(TRAIN_FILE, {}).get("sha256")
+    actual = fingerprint["stage_inputs"]["train_table"].get("sha256")
+    if written != actual:
+        raise StageError(f"{train_path} is not the table {summary_path} describes (sha256 {str(actual)[:12]}, "
+                         f"recorded {str(written)[:12]}): it was replaced after `churn features` ran; {rerun}")
     return summary
 
 

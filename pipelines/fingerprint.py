@@ -7,8 +7,10 @@ No customer data is included: only counts, dates and hashes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
+from pydantic import BaseModel
 
 from pipelines.config import Config
 from pipelines.io import file_sha256
@@ -29,3 +31,16 @@ def input_fingerprint(cfg: Config, extra_files: dict[str, Path] | None = None) -
     tables = {name: file_fingerprint(Path(source.path)) for name, source in cfg.data.tables.items()}
     extra = {name: file_fingerprint(Path(path)) for name, path in (extra_files or {}).items()}
     return {"tables": tables, "stage_inputs": extra, "as_of": cfg.data.as_of}
+
+
+def flatten_params(section: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config as flat `a.b.c` -> text params, the form MLflow stores."""
+    data = section.model_dump(mode="json") if isinstance(section, BaseModel) else section
+    flat: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten_params(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:6000]
+    return flat

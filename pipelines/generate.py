@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.io import atomic_dir
+from pipelines.io import atomic_dir, clean_leftovers
 
 SECONDS_PER_DAY = 86_400
 SEGMENTS = ("mass", "affluent", "small_business")
@@ -607,6 +607,8 @@ def run(customers: int, seed: int, out: str | Path, start: str = "2023-01-01", m
         raise ValueError("fmt must be 'parquet' or 'csv'")
     say = progress or (lambda message: None)
     counts: dict[str, int] = {}
+    for leftover in clean_leftovers([Path(out)]):  # half-written folders of killed runs beside `out`
+        say(f"removed {leftover}, left by a killed run")
     with atomic_dir(out) as tmp:
         tx_path = tmp / f"transactions.{fmt}"
         writer: pq.ParquetWriter | None = None

@@ -3,8 +3,9 @@
 Loads the tables, runs the pure analysis (`models.rules.mine_complaint_rules`), writes the
 tables as Excel-safe CSV files and a chain diagram to `paths.outputs_dir`, a summary to
 `paths.reports_dir/rules_summary.json`, and logs settings, counts and the files to MLflow.
-Every file is written atomically and holds no timestamps or run ids, so the same data and
-config give byte-identical outputs. No customer id or complaint text is written.
+The files are written together (`pipelines.io.StageOutputs`: one generation switched in with
+one rename; a second run on the same folder stops at once) and hold no timestamps or run ids,
+so the same data and config give byte-identical outputs. No customer id or complaint text is written.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
 from models.rules import RuleResult, RuleSettings, mine_complaint_rules  # noqa: E402
 from pipelines.config import Config  # noqa: E402
-from pipelines.io import excel_safe, write_csv, write_json, write_with  # noqa: E402
+from pipelines.io import StageOutputs, excel_safe, write_csv, write_json, write_with  # noqa: E402
 from pipelines.tables import load_tables  # noqa: E402
 from pipelines.tracking import flatten_params, tracked_run  # noqa: E402
 
@@ -140,14 +141,24 @@ def chain_figure(result: RuleResult, window_days: int, top: int = CHAINS_PLOTTED
     return fig
 
 
-def write_outputs(result: RuleResult, cfg: Config, settings: RuleSettings) -> dict[str, Path]:
-    """Every output file of the stage, each written atomically."""
-    outputs = Path(cfg.paths.outputs_dir)
+OUTPUT_FILES = (RULES_FILE, PAIRS_FILE, CHAINS_FILE, ROOTS_FILE, CHURN_RULES_FILE, DIAGRAM_FILE)
+
+
+def output_paths(cfg: Config) -> dict[str, Path]:
+    """Where each output of the stage is read from: the tables and diagram, then the summary."""
+    return {**{name: Path(cfg.paths.outputs_dir) / name for name in OUTPUT_FILES},
+            SUMMARY_FILE: Path(cfg.paths.reports_dir) / SUMMARY_FILE}
+
+
+def write_outputs(result: RuleResult, cfg: Config, settings: RuleSettings,
+                  files: dict[str, Path] | None = None) -> dict[str, Path]:
+    """The tables and the diagram, each written atomically to `files` (default: their public paths)."""
+    files = files or output_paths(cfg)
     tables = {RULES_FILE: result.rules, PAIRS_FILE: result.pairs, CHAINS_FILE: result.chains,
               ROOTS_FILE: result.roots, CHURN_RULES_FILE: result.churn_rules}
-    paths = {name: write_csv(excel_safe(_rounded(frame)), outputs / name) for name, frame in tables.items()}
+    paths = {name: write_csv(excel_safe(_rounded(frame)), files[name]) for name, frame in tables.items()}
     fig = chain_figure(result, settings.window_days)
-    paths[DIAGRAM_FILE] = write_with(outputs / DIAGRAM_FILE, lambda tmp: fig.savefig(tmp, format="png"))
+    paths[DIAGRAM_FILE] = write_with(files[DIAGRAM_FILE], lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
     return paths
 
@@ -177,7 +188,18 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
     """Mine the complaint history, write the tables, the diagram and the summary, log them to MLflow."""
     say = progress or (lambda message: None)
     settings = cfg.rules
-    tables = load_tables(cfg)
+    public = output_paths(cfg)
+    outputs = StageOutputs("rules", public, say)
+    with outputs, outputs.commit() as files:  # every file switches in together when the block ends
+        tables = load_tables(cfg)
+        result, payload, run_id = _mine(cfg, settings, tables, say, files, public)
+    say(f"{result.summary['baskets']:,} baskets, {len(result.rules)} rules, {len(result.chains)} chains, "
+        f"{len(result.churn_rules)} churn/outcome rules; tables in {cfg.paths.outputs_dir}/")
+    return {"run_id": run_id, "summary": payload, "paths": {k: str(v) for k, v in public.items()}}
+
+
+def _mine(cfg: Config, settings: RuleSettings, tables: object, say: Callable[[str], None], files: dict[str, Path],
+          public: dict[str, Path]) -> tuple[RuleResult, dict[str, object], str]:
     with tracked_run(cfg, stage="rules") as active:
         mlflow.log_params(flatten_params(settings, "rules."))
         mlflow.log_params({"labels.definition": cfg.labels.definition,
@@ -188,15 +210,13 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
         for message in result.messages:
             log.warning("%s", message)
             say(message)
-        paths = write_outputs(result, cfg, settings)
-        payload = summary_payload(result, settings, cfg, tables.as_of, paths)
-        summary_path = write_json(payload, Path(cfg.paths.reports_dir) / SUMMARY_FILE)
-        paths[SUMMARY_FILE] = summary_path
+        write_outputs(result, cfg, settings, files)
+        payload = summary_payload(result, settings, cfg, tables.as_of,
+                                  {name: public[name] for name in OUTPUT_FILES})
+        write_json(payload, files[SUMMARY_FILE])
         metrics = {f"rules.{k}": float(v) for k, v in result.summary.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
         mlflow.log_metrics(metrics)
-        for path in paths.values():
+        for path in files.values():  # the new files, logged before they are switched in
             mlflow.log_artifact(str(path), "rules")
-        say(f"{result.summary['baskets']:,} baskets, {len(result.rules)} rules, {len(result.chains)} chains, "
-            f"{len(result.churn_rules)} churn/outcome rules; tables in {cfg.paths.outputs_dir}/")
-    return {"run_id": active.info.run_id, "summary": payload, "paths": {k: str(v) for k, v in paths.items()}}
+    return result, payload, active.info.run_id

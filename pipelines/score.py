@@ -4,10 +4,12 @@ Loads the champion churn-risk and customer-value models from the MLflow registry
 any model URI), builds the scoring snapshot with the same feature code as training,
 refuses inputs the models were not trained on (missing columns, wrong types, optionally
 too much drift), scores every eligible customer, applies the care playbook
-(`models/retention.py`), explains every listed customer, and writes three files
-together: all three are written to temporary files first and renamed at the very end,
-manifest last, so a killed run leaves the previous outputs intact. The files hold no
-timestamps or run ids, so the same inputs give byte-identical outputs.
+(`models/retention.py`), explains every listed customer, and writes its four files
+together (`pipelines.io.StageOutputs`): into a new generation folder, switched in with one
+atomic rename, so a reader or a killed run sees the previous outputs or the new ones, never
+a mix. A second `churn score` on the same output folder stops at once (exit code 4). Models
+trained with other feature or label settings than the config's are refused, naming the key.
+The files hold no timestamps or run ids, so the same inputs give byte-identical outputs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from contextlib import ExitStack
 from pathlib import Path
 
 import mlflow
@@ -36,9 +37,9 @@ from models.linear import LinearChurnModel
 from models.retention import empty_list_explanation, overdue_complaint_tiers, plan_summary, retention_plan
 from pipelines.config import Config
 from pipelines.fingerprint import input_fingerprint
-from pipelines.io import StageError, atomic_path, excel_safe, file_sha256
+from pipelines.io import StageError, StageOutputs, excel_safe
 from pipelines.tables import load_tables
-from pipelines.tracking import configure_tracking, flatten_params, tracked_run
+from pipelines.tracking import flatten_params, tracked_run
 from pipelines.train import load_registered_bundle
 
 log = logging.getLogger("pipelines.score")
@@ -48,7 +49,8 @@ LIST_FILE = "retention_list.csv"
 EXCLUDED_FILE = "excluded.csv"
 MANIFEST_FILE = "manifest.json"
 COMMIT_MESSAGE = "outputs written to temporary files; committing"
-"""Progress message sent just before the outputs are renamed into place."""
+"""Progress message sent just before the outputs are switched in."""
+OUTPUT_FILES = (SCORES_FILE, LIST_FILE, EXCLUDED_FILE, MANIFEST_FILE)
 
 SCORE_COLUMNS: tuple[str, ...] = (
     "customer_id", "churn_probability", "next_horizon_value_if_retained", "next_horizon_expected_value",
@@ -271,9 +273,10 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         timings[name] = now - clock
         clock = now
 
-    configure_tracking(cfg)
-    client = MlflowClient()
-    with tracked_run(cfg, stage="score") as active:
+    out = Path(cfg.paths.outputs_dir)
+    outputs = StageOutputs("score", {name: out / name for name in OUTPUT_FILES}, say)
+    with outputs, tracked_run(cfg, stage="score") as active:
+        client = MlflowClient()
         value_source = customer_value_source(cfg)
         say(f"loading models {churn_uri}" + (f" and {value_uri}" if value_source == "model" else ""))
         churn, churn_info, churn_signature = load_model(churn_uri, "churn-risk", client)
@@ -286,6 +289,9 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             value_info["source"] = "model"
         for prefix, info in (("churn_model", churn_info), ("value_model", value_info)):
             mlflow.set_tags({f"{prefix}.{k}": str(v) for k, v in info.items()})
+        for kind, uri, info in (("churn-risk", churn_uri, churn_info), ("customer-value", value_uri, value_info)):
+            if kind == "churn-risk" or value_model is not None:
+                check_model_settings(client, kind, uri, info, cfg)
         lap("load_models")
 
         tables = load_tables(cfg)
@@ -394,19 +400,13 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             "economics": cfg.economics.model_dump(mode="json"),
             "horizon_days": cfg.labels.horizon_days,
         }
-        out = Path(cfg.paths.outputs_dir)
-        with ExitStack() as stack:
-            # Entered manifest first so it is renamed last: a manifest always describes files in place.
-            tmp_manifest = stack.enter_context(atomic_path(out / MANIFEST_FILE, ".json"))
-            tmp_list = stack.enter_context(atomic_path(out / LIST_FILE, ".csv"))
-            tmp_scores = stack.enter_context(atomic_path(out / SCORES_FILE, ".parquet"))
-            tmp_excluded = stack.enter_context(atomic_path(out / EXCLUDED_FILE, ".csv"))
-            scores.to_parquet(tmp_scores, index=False, engine="pyarrow", compression="zstd")
-            listed.to_csv(tmp_list, index=False, encoding="utf-8", lineterminator="\n")
+        with outputs.commit() as files:  # all four files switch in together when the block ends
+            scores.to_parquet(files[SCORES_FILE], index=False, engine="pyarrow", compression="zstd")
+            listed.to_csv(files[LIST_FILE], index=False, encoding="utf-8", lineterminator="\n")
             excluded_out = excluded if excluded is not None else excluded_rows(None)
-            excel_safe(excluded_out).to_csv(tmp_excluded, index=False, encoding="utf-8", lineterminator="\n")
-            manifest["outputs"] = {SCORES_FILE: file_sha256(tmp_scores), LIST_FILE: file_sha256(tmp_list),
-                                   EXCLUDED_FILE: file_sha256(tmp_excluded)}
+            excel_safe(excluded_out).to_csv(files[EXCLUDED_FILE], index=False, encoding="utf-8", lineterminator="\n")
+            manifest["outputs"] = {name: outputs.sha256(name) for name in (SCORES_FILE, LIST_FILE, EXCLUDED_FILE)}
+            tmp_manifest = files[MANIFEST_FILE]
             tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=_plain) + "\n",
                                     encoding="utf-8")
             lap("write")
@@ -420,7 +420,39 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             "rows": manifest["rows"],
             "summary": summary, "drift": summary_drift, "timings": {**timings, **reason_timing},
             "explanations": explanations,
-            "paths": {name: str(out / name) for name in (SCORES_FILE, LIST_FILE, EXCLUDED_FILE, MANIFEST_FILE)}}
+            "paths": {name: str(out / name) for name in OUTPUT_FILES}}
+
+
+SCORING_SETTINGS_NOT_COMPARED = ("labels.cutoffs.",)
+"""Settings a model may have been trained with differently from the config without scoring differently."""
+
+
+def check_model_settings(client: MlflowClient, kind: str, uri: str, info: dict[str, object], cfg: Config) -> None:
+    """Refuse a model trained with other `features` or `labels` settings than the config's, naming the key.
+
+    The settings are the training run's MLflow params (`churn train` logs the whole config);
+    a model without a training run to look at (a path, a run of another tool) is not checked.
+    """
+    run_id = info.get("run_id")
+    if run_id is None and uri.startswith("runs:/"):
+        run_id = uri[len("runs:/"):].split("/", 1)[0]
+    if not run_id:
+        return
+    try:
+        trained_with = client.get_run(str(run_id)).data.params
+    except MlflowException:
+        return
+    now = {**flatten_params(cfg.features, "features."), **flatten_params(cfg.labels, "labels.")}
+    for key, value in now.items():
+        then = trained_with.get(key)
+        if then is None or then == value or key.startswith(SCORING_SETTINGS_NOT_COMPARED):
+            continue
+        version = f" (version {info['version']})" if info.get("version") else ""
+        mlflow.set_tag("refused", f"settings differ: {key}")
+        raise StageError(
+            f"the settings do not match the model(s), nothing was written: {key} is {value} in the config but "
+            f"the {kind} model {uri}{version} was trained with {then}. Run `churn features` and `churn train` "
+            "with this config first, or score with a model trained with these settings (--model / --value-model)")
 
 
 def history_note(tables: object, cfg: Config) -> str:
@@ -504,9 +536,10 @@ def run_metrics(summary: dict[str, object], reason_timing: dict[str, float], tim
     metrics: dict[str, float] = {
         "customers_scored": float(summary["customers_scored"]),  # type: ignore[arg-type]
         "selected": float(summary["customers_selected"]),  # type: ignore[arg-type]
-        "total_expected_benefit": float(summary["total_expected_benefit_selected"]),  # type: ignore[arg-type]
         "complaint_first": float(summary["complaint_first"]),  # type: ignore[arg-type]
     }
+    if summary["total_expected_benefit_selected"] is not None:  # None: no customer value known
+        metrics["total_expected_benefit"] = float(summary["total_expected_benefit_selected"])  # type: ignore[arg-type]
     for key in ("segments", "selected_by_segment", "selected_by_action", "selection_reasons"):
         for name, count in summary[key].items():  # type: ignore[union-attr]
             metrics[f"{key}.{name}"] = float(count)

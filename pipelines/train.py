@@ -1,4 +1,10 @@
-"""The train stage: fit, evaluate, explain, log to MLflow and register with champion/challenger."""
+"""The train stage: fit, evaluate, explain, log to MLflow and register with champion/challenger.
+
+Refuses (exit code 4, naming the key) a training table that `churn features` built from other
+settings or other data than the config's (`pipelines.features.check_built_from`), holds the
+lock of the reports folder while it runs (a second `churn train` there stops at once) and
+removes what killed runs left in it.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +32,8 @@ from models.plots import (gains_figure, importance_figure, pr_figure, profit_fig
 from models.training import TrainingResult, champion_score, compare_with_champion, train_models
 from pipelines.config import Config
 from pipelines.fingerprint import input_fingerprint
-from pipelines.io import StageError, write_csv, write_json, write_parquet, write_with
+from pipelines.features import check_built_from
+from pipelines.io import StageError, StageOutputs, write_csv, write_json, write_parquet, write_with
 from pipelines.tracking import flatten_params, tracked_run
 
 log = logging.getLogger("pipelines.train")
@@ -204,6 +211,21 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None,
         templates: dict[str, str] | None = None) -> dict[str, object]:
     """Train both models, write reports, log everything to MLflow and register the versions."""
     say = progress or (lambda message: None)
+    reports = Path(cfg.paths.reports_dir)
+    # Lock and leftovers only: the reports are written one file at a time, as before.
+    outputs = StageOutputs("train", {"train_metrics.json": reports / "train_metrics.json",
+                                     "test_predictions.parquet": reports / "test_predictions.parquet",
+                                     "plots": reports / "plots" / "roc.png", "curves": reports / "curves" / "roc.csv"}, say)
+    with outputs:
+        return _train(cfg, say, templates)
+
+
+def _train(cfg: Config, say: Callable[[str], None], templates: dict[str, str] | None) -> dict[str, object]:
+    train_path = Path(cfg.paths.features_dir) / "train.parquet"
+    if not train_path.is_file():
+        raise StageError(f"{train_path} does not exist: run `churn features --config ...` first")
+    fingerprint = input_fingerprint(cfg, extra_files={"train_table": train_path})
+    check_built_from(cfg, fingerprint)
     table = read_training_table(cfg)
     if templates is None:
         from features.catalogue import reason_templates
@@ -211,7 +233,6 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None,
     say(f"training table: {len(table):,} rows, {table['cutoff'].nunique()} cutoff(s)")
     truth = (true_churn_probability(table, Path(cfg.evaluation.truth_dir), cfg.labels.horizon_days)
              if cfg.evaluation.truth_dir else None)
-    fingerprint = input_fingerprint(cfg, extra_files={"train_table": Path(cfg.paths.features_dir) / "train.parquet"})
     with tracked_run(cfg, stage="train") as active:
         mlflow.log_params(flatten_params(cfg))
         mlflow.log_dict(fingerprint, "inputs/fingerprint.json")

@@ -51,7 +51,9 @@ def test_stage_writes_training_and_scoring_tables_and_a_summary(tmp_path: Path) 
     assert written["train"]["churn_rate_per_cutoff"] == {str(c.date()): pytest.approx(r) for c, r in rates.items()}
     assert written["feature_count"] == len(written["features"]) == train.shape[1] - 4
     assert any("cutoff" in m for m in messages)
-    assert not [p.name for p in (tmp_path / "features").iterdir() if p.name.startswith(".")]  # no temp files left
+    # no temp files left: the only hidden entry is the generations store, holding current and one generation
+    assert [p.name for p in (tmp_path / "features").iterdir() if p.name.startswith(".")] == [".generations"]
+    assert len(list((tmp_path / "features" / ".generations" / "features").iterdir())) == 2
 
 
 def test_stage_keeps_previous_outputs_when_it_fails(tmp_path: Path) -> None:
@@ -63,7 +65,8 @@ def test_stage_keeps_previous_outputs_when_it_fails(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no training cutoff"):
         run(too_long)
     assert (tmp_path / "features" / "train.parquet").read_bytes() == before
-    assert not [p.name for p in (tmp_path / "features").iterdir() if p.name.startswith(".")]
+    assert [p.name for p in (tmp_path / "features").iterdir() if p.name.startswith(".")] == [".generations"]
+    assert len(list((tmp_path / "features" / ".generations" / "features").iterdir())) == 2
     # invalid inputs stop the stage before anything is written
     bad = pd.read_parquet(cfg.data.tables["transactions"].path).assign(customer_id="nobody")
     bad.to_parquet(cfg.data.tables["transactions"].path, index=False)

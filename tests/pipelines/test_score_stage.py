@@ -26,7 +26,7 @@ from models.boosting import ValueModel, load_churn_model
 from models.retention import ReasonSettings, SelectionSettings
 from pipelines.config import Config
 from pipelines.io import StageError, file_sha256
-from pipelines.score import (COMMIT_MESSAGE, EXCLUDED_FILE, LIST_FILE, MANIFEST_FILE, SCORES_FILE, input_problems, score_customers,
+from pipelines.score import (COMMIT_MESSAGE, EXCLUDED_FILE, LIST_FILE, MANIFEST_FILE, REASON_METHODS, SCORES_FILE, input_problems, score_customers,
                              retention_list, run)
 from pipelines.tables import load_tables
 from pipelines.train import load_registered_bundle
@@ -105,7 +105,8 @@ def test_list_respects_capacity_benefit_rule_and_playbook(scored) -> None:
     assert listed["rank"].tolist() == list(range(1, len(listed) + 1))
     assert listed["customer_id"].tolist() == selected["customer_id"].tolist()
     assert listed["reason_1"].notna().mean() > 0.95
-    assert set(listed["reason_method"]) == {"tree_shap"}
+    exact, _ = REASON_METHODS[manifest["models"]["churn"]["algorithm"]]
+    assert set(listed["reason_method"]) == {exact}  # every listed customer: the served model's exact reasons
     # Capacity per owner (beyond service obligations) and the benefit rule.
     for owner, limit in SMALL_TEAMS.items():
         mine = selected[(selected["owner"] == owner) & (selected["selection_reason"] != "service_obligation")]
@@ -187,7 +188,9 @@ def test_interrupted_run_leaves_previous_outputs_intact(scored, tmp_path: Path) 
     with pytest.raises(KeyboardInterrupt):
         run(changed, progress=interrupt)
     assert snapshot(out) == before
-    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS)  # no temporary files left behind
+    # no temporary files left behind: only the outputs and their generations store (current + one generation)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUTS, ".generations"])
+    assert len(list((out / ".generations" / "score").iterdir())) == 2
     client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)
     latest = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
@@ -228,7 +231,8 @@ def test_features_that_do_not_match_the_model_are_refused(scored, tmp_path: Path
     other_windows = cfg.model_copy(update={
         "features": cfg.features.model_copy(update={"windows_days": (30, 90, 180)}),
         "paths": cfg.paths.model_copy(update={"outputs_dir": out})})
-    with pytest.raises(StageError, match=r"do not match the model.*missing feature column\(s\): transaction_count_365d"):
+    with pytest.raises(StageError, match=r"do not match the model.*features.windows_days is \[30, 90, 180\] in the "
+                                         r"config but the churn-risk model .* was trained with \[30, 90, 180, 365\]"):
         run(other_windows)
     assert not out.exists() or not any(out.iterdir())
 
@@ -268,8 +272,9 @@ def test_explained_customer_gets_exact_reasons_whether_listed_or_not(scored, tmp
     # A list longer than the exact limit: the tail is explained by path attribution.
     result = run(with_changes(cfg, tmp_path / "out", reasons=ReasonSettings(exact_limit=10)), explain_customers=[outside, inside])
     listed = pd.read_csv(tmp_path / "out" / LIST_FILE, dtype={"customer_id": "str"})
-    assert (listed["reason_method"].head(10) == "tree_shap").all()
-    assert (listed["reason_method"].iloc[10:] == "path_attribution").all()
+    exact, fast = REASON_METHODS[json.loads((tmp_path / "out" / MANIFEST_FILE).read_text())["models"]["churn"]["algorithm"]]
+    assert (listed["reason_method"].head(10) == exact).all()
+    assert (listed["reason_method"].iloc[10:] == fast).all()
     assert listed["reason_1"].notna().mean() > 0.95
     explained = {e["customer_id"]: e for e in result["explanations"]}
     assert explained[outside]["scored"] and not explained[outside]["selected"]

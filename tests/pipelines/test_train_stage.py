@@ -17,7 +17,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipelines.config import Config, parse_config
-from pipelines.io import StageError
+from pipelines.features import built_from
+from pipelines.io import StageError, file_sha256
 from pipelines.train import CHURN_MODEL_NAME, VALUE_MODEL_NAME, run
 from tests.models.test_models_unit import known_signal_table
 
@@ -31,7 +32,7 @@ def make_config(tmp_path: Path, tracking_uri: str, table: pd.DataFrame) -> Confi
     table.to_parquet(features_dir / "train.parquet", index=False)
     customers = tmp_path / "customers.csv"
     customers.write_text("customer_id,signup_date\nC00001,2023-01-01\n")
-    return parse_config({
+    cfg = parse_config({
         "data": {"tables": {"customers": {"path": str(customers)}}},
         "paths": {"features_dir": str(features_dir), "outputs_dir": str(tmp_path / "outputs"),
                   "reports_dir": str(tmp_path / "reports")},
@@ -39,6 +40,11 @@ def make_config(tmp_path: Path, tracking_uri: str, table: pd.DataFrame) -> Confi
                      "experiment": "test-train"},
         "model": {"booster": {"max_rounds": 120}, "value_booster": {"max_rounds": 120}},
     })
+    # what `churn features` records beside the table it writes, which `churn train` checks
+    (tmp_path / "reports").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "reports" / "features_summary.json").write_text(json.dumps(
+        {"built_from": built_from(cfg), "outputs": {"train.parquet": {"sha256": file_sha256(features_dir / "train.parquet")}}}))
+    return cfg
 
 
 @pytest.fixture(scope="module")
