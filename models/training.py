@@ -266,10 +266,10 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
         final_value, _ = fit_value_model(table, refit_fit & stayed, refit_calibration & stayed, schema,
                                          settings.value_booster, settings.tweedie_variance_power, seed,
                                          rounds=int(info["value_best_iteration"]))  # type: ignore[call-overload]
-    cross_validated_refit = small_refit  # every row fitted, calibration out of fold
-    info.update({"refit_rows": int(len(table)) if cross_validated_refit else int(refit_fit.sum()),
-                 "refit_calibration_rows": 0 if cross_validated_refit else int(refit_calibration.sum()),
-                 "refit_fit": "cross_validated" if cross_validated_refit else "held_out_calibration_share",
+    # a small table's refit fits every row and calibrates out of fold
+    info.update({"refit_rows": int(len(table)) if small_refit else int(refit_fit.sum()),
+                 "refit_calibration_rows": 0 if small_refit else int(refit_calibration.sum()),
+                 "refit_fit": "cross_validated" if small_refit else "held_out_calibration_share",
                  "refit_cutoffs": sorted({str(pd.Timestamp(c).date()) for c in table["cutoff"].unique()})})
     return TrainingResult(churn, logistic, value, split, metrics, test, curves, gains, selected,
                           final_churn, final_value, info, blend)
