@@ -103,6 +103,9 @@ COMPLAINTS = TableSpec(
         ColumnSpec("satisfaction", "float", minimum=1, maximum=5,
                    description="1-5 score given at closure."),
         ColumnSpec("text", "text", description="Free text; never logged or reported."),
+        ColumnSpec("branch", "category", description="Branch that handled the complaint, e.g. north_02."),
+        ColumnSpec("business_line", "category",
+                   description="Business line, e.g. everyday_banking, cards, loans, wealth, business_banking."),
     ),
 )
 
@@ -115,6 +118,8 @@ SURVEYS = TableSpec(
         ColumnSpec("answered_at", "datetime", required=True, nullable=False),
         ColumnSpec("nps", "float", minimum=0, maximum=10, description="Likelihood to recommend, 0-10."),
         ColumnSpec("csat", "float", minimum=1, maximum=5, description="Satisfaction, 1-5."),
+        ColumnSpec("branch", "category", description="Branch of the surveyed touchpoint, e.g. north_02."),
+        ColumnSpec("business_line", "category", description="Business line the answer is about."),
     ),
 )
 

@@ -75,6 +75,8 @@ SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
         "satisfaction": ("satisfaction", "satisfactionscore", "rating", "csat", "score"),
         "text": ("text", "description", "comment", "comments", "body", "message", "details", "notes",
                  "complainttext"),
+        "branch": ("branch", "branchname", "branchid", "branchcode", "office", "outlet"),
+        "business_line": ("businessline", "lineofbusiness", "lob", "businessunit", "division"),
     },
     "surveys": {
         "customer_id": _CUSTOMER,
@@ -82,6 +84,8 @@ SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
                         "submittedat", "submitted", "completedat", "date", "datetime", "timestamp", "createdat"),
         "nps": ("nps", "npsscore", "recommend", "likelihoodtorecommend", "recommendscore"),
         "csat": ("csat", "csatscore", "satisfaction", "satisfactionscore"),
+        "branch": ("branch", "branchname", "branchid", "branchcode", "office", "outlet"),
+        "business_line": ("businessline", "lineofbusiness", "lob", "businessunit", "division"),
     },
     "contacts": {
         "customer_id": _CUSTOMER,

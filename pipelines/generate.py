@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines.generate_care import add_units_and_text
 from pipelines.io import atomic_dir, clean_leftovers
 
 SECONDS_PER_DAY = 86_400
@@ -436,6 +437,7 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
             "chain": complaints.chain, "chain_id": complaints.chain_id, "step": complaints.step,
             "tier": service.tier, "channel": service.channel, "response_hours": service.response_hours,
             "resolution_hours": service.resolution_hours, "satisfaction": service.satisfaction,
+            "mood": dissatisfaction[complaints.customer],  # read only by the unit/text stream (no draw)
         })
         bad = np.zeros(n)
         np.add.at(bad, complaints.customer, 0.08 + 0.35 * service.resolution_breached
@@ -474,6 +476,11 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
             f"{len(complaints.customer):,} complaints")
 
     tables = assemble(pop, origin, end_day, closed_day, complaint_parts, survey_parts, contact_parts)
+    # Branch, business line and complaint text come from their own random stream (existing columns unchanged).
+    add_units_and_text(tables, pop.region, pop.segment, pop.has_loan,
+                       living_events(complaint_parts, closed_day, end_day),
+                       living_events(survey_parts, closed_day, end_day), REGIONS,
+                       tuple(cat.name for cat in CATEGORIES), seed)
     hazard = pd.concat(hazard_parts, ignore_index=True)
     tables["_truth/monthly_hazard"] = pd.DataFrame({
         "customer_id": pd.Series(pop.ids[hazard["customer"].to_numpy()], dtype="str"),
@@ -536,7 +543,6 @@ def assemble(pop: Population, origin: pd.Timestamp, end_day: float, closed_day: 
     satisfaction = np.where(resolved_known, c["satisfaction"], np.nan)
     width = max(8, len(str(len(c["day"]))) + 1)
     names = np.array([cat.name for cat in CATEGORIES])
-    texts = np.array([cat.text for cat in CATEGORIES])
     complaints = pd.DataFrame({
         "complaint_id": pd.Series([f"K{i:0{width}d}" for i in range(1, len(c["day"]) + 1)], dtype="str"),
         "customer_id": pd.Series(ids[c["customer"]], dtype="str"),
@@ -549,8 +555,7 @@ def assemble(pop: Population, origin: pd.Timestamp, end_day: float, closed_day: 
         "first_response_at": _stamp(origin, np.where(response_known, responded, np.nan)),
         "resolved_at": _stamp(origin, np.where(resolved_known, resolved, np.nan)),
         "satisfaction": satisfaction,
-        "text": pd.Series(texts[c["category"]], dtype="str"),
-    })
+    })  # text, branch and business_line: pipelines.generate_care
     complaint_truth = pd.DataFrame({
         "complaint_id": complaints["complaint_id"],
         "chain": pd.Series(np.where(c["chain"] >= 0, np.array([ch.name for ch in CHAINS] + [""])[c["chain"]], None),
@@ -656,4 +661,10 @@ TRUTH_README = """# Ground truth of the generated data (never an input to the pi
 - `complaint_origin.parquet`: which planted chain, instance and step each complaint
   belongs to (empty chain: a background complaint).
 - `chains.json`: the planted root-cause chains, in order, with their probabilities.
+- `branches.parquet`: every branch, its region, whether it is planted as truly worse
+  (`truly_worse`, `planted_tilt_sd`: answers there are lower by about that many standard
+  deviations) and the realised mean complaint satisfaction, CSAT and NPS per branch.
+  Complaint volume has no planted year-end peak or weekday/hour pattern (opening times are
+  uniform within each month); the year-end shows in slower handling (more breaches in
+  December and January).
 """

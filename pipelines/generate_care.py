@@ -1,0 +1,239 @@
+"""Branches, business lines and complaint text for the synthetic bank (`churn generate`).
+
+Drawn after the simulation from their OWN random stream (seeded from the seed and the
+name of this stream), so every column the simulation writes stays byte-identical for a
+given seed whether or not these columns exist.
+
+- `branch`: the branch that handled a complaint or the survey's touchpoint, one of four
+  branches in the customer's region. A few branches are truly worse
+  (`WORSE_BRANCHES`): answers given there are lower. Scores are already drawn by the
+  simulation, so the branch is drawn given the score (Bayes' rule: at a worse branch a
+  low score is more likely), which gives those branches a lower mean by about
+  `WORSE_TILT` standard deviations and leaves the others at the average. The planted
+  branches and their realised means are in `_truth/branches.parquet`.
+- `business_line`: business banking for small-business customers; otherwise the line of
+  the complaint's product (surveys: the customer's main line).
+- `text`: a complaint in the customer's words, from templated phrases per category with
+  variation, typos, urgency that follows the tier and a tone that follows the customer's
+  hidden dissatisfaction when complaining (so the text's sentiment carries signal the
+  scores miss). No real people, names or account numbers appear.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pandas as pd
+
+STREAM = "branches-business-lines-text"
+BRANCHES_PER_REGION = 4
+WORSE_BRANCHES: tuple[str, ...] = ("north_02", "east_03", "central_01")
+WORSE_TILT = 0.5  # exponential tilt on the standardised score: mean lower by about this many SDs
+BUSINESS_LINES: tuple[str, ...] = ("everyday_banking", "cards", "loans", "wealth", "business_banking")
+PRODUCT_LINE = {"payments": "everyday_banking", "current_account": "everyday_banking", "cards": "cards",
+                "loans": "loans", "wealth": "wealth"}
+TYPO_SHARE = 0.12  # share of texts with one or two typing slips
+
+OPENINGS_CALM = ("Hello,", "Hi,", "Good morning,", "Dear team,", "", "", "Hello team,")
+OPENINGS_ANGRY = ("This is the third time I write.", "I am really fed up.", "Seriously?", "Again!",
+                  "I have had enough.")
+CORE: dict[str, tuple[str, ...]] = {
+    "transfer_failure": (
+        "my transfer never arrived but the money left my account",
+        "a payment I sent to my landlord did not go through and the amount is gone",
+        "the transfer is stuck as pending for days",
+        "money was debited twice and the recipient got nothing",
+        "the transfer failed and nobody can tell me where the money is"),
+    "system_lag": (
+        "the app keeps freezing when I log in",
+        "the mobile app is extremely slow since the last update",
+        "online banking times out every time I open my statements",
+        "the app crashed in the middle of a payment",
+        "pages take forever to load and then show an error"),
+    "transfer_verification": (
+        "I had to confirm the same transfer with three different codes",
+        "too many verification steps just to send a small amount",
+        "the security check asks for a code that never arrives by sms",
+        "every transfer needs a new confirmation, it takes ages"),
+    "duplicate_documents": (
+        "I was asked for the same documents twice for my loan application",
+        "you asked again for my payslips which I already uploaded",
+        "the loan officer lost my papers and wants them again",
+        "I keep sending the same proof of address for the mortgage"),
+    "branch_queue": (
+        "I waited in the branch queue for over forty minutes",
+        "only one counter was open at the branch on saturday",
+        "the queue at the branch was out the door",
+        "I waited an hour at the branch just to deposit a cheque"),
+    "wealth_yield_display": (
+        "the yield shown on my savings product is wrong",
+        "the return displayed for my fund does not match the statement",
+        "the interest rate on the app is different from what I was promised",
+        "my investment balance shows a wrong figure"),
+    "card_problem": (
+        "my card was declined at the supermarket",
+        "the card got blocked while I was abroad",
+        "my new card never arrived",
+        "the contactless payment keeps failing with my card",
+        "the atm swallowed my card"),
+    "fees": (
+        "I was charged a fee I never agreed to",
+        "there is a monthly charge on my account I do not understand",
+        "you charged me an overdraft fee although I had money",
+        "the transfer fee was much higher than announced"),
+    "staff_attitude": (
+        "the staff at the counter were rude to me",
+        "the adviser was unhelpful and did not listen",
+        "the person on the phone hung up on me",
+        "an employee was dismissive about my problem"),
+    "slow_response": (
+        "nobody answered my request from two weeks ago",
+        "I am still waiting for a reply to my previous message",
+        "my earlier complaint has not been answered",
+        "I was promised a call back that never came"),
+    "accessibility": (
+        "the font in the app is too small to read",
+        "I cannot find the menu to change my address",
+        "the website does not work with my screen reader",
+        "the buttons are too small and the contrast is poor"),
+}
+URGENT = ("Please fix this immediately.", "This is urgent, I need the money today.", "I need help right now!",
+          "Please call me back today, it is urgent.")
+SOFT = ("Could you look into it when you can?", "Just a suggestion for the next update.",
+        "It would be nice if this could be improved.", "Maybe something to consider.")
+NEUTRAL = ("Please check.", "Can you help?", "Please advise.", "Let me know what to do.", "")
+NEGATIVE = ("This is unacceptable.", "Terrible service, I am very disappointed.",
+            "I am seriously thinking of closing my account.", "Worst bank experience ever.",
+            "I am angry and frustrated.", "I will move my money elsewhere if this is not solved.")
+MIXED = ("Usually I am happy with the bank, but this was annoying.", "Thanks for your help in advance.",
+         "The staff were friendly, but the problem is still there.", "Otherwise the service is good.",
+         "I appreciate the quick reply last time.")
+
+
+def stream(seed: int, name: str | None = None) -> np.random.Generator:
+    """A random generator for one named stream (default `STREAM`), independent of the simulation's."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32((name or STREAM).encode("utf-8"))])
+
+
+def branch_names(regions: tuple[str, ...]) -> np.ndarray:
+    """Branch names per region, region-major: north_01 .. north_04, south_01, ..."""
+    return np.array([f"{r}_{i:02d}" for r in regions for i in range(1, BRANCHES_PER_REGION + 1)], dtype=object)
+
+
+def _standardised(score: np.ndarray) -> np.ndarray:
+    """Scores as z-values (0 where absent, so unscored records are not tilted)."""
+    valid = ~np.isnan(score)
+    z = np.zeros(len(score))
+    if valid.sum() > 1 and np.nanstd(score) > 0:
+        z[valid] = (score[valid] - score[valid].mean()) / score[valid].std()
+    return z
+
+
+def draw_branches(rng: np.random.Generator, region: np.ndarray, score_z: np.ndarray,
+                  names: np.ndarray) -> np.ndarray:
+    """One branch per record, in the record's region; a worse branch is likelier for a low score."""
+    per = BRANCHES_PER_REGION
+    base = np.array([0.34, 0.28, 0.22, 0.16])  # branch sizes within a region
+    worse = np.isin(names, WORSE_BRANCHES).reshape(-1, per)  # (regions, branches)
+    weights = base[None, :] * np.exp(-WORSE_TILT * worse[region] * score_z[:, None])
+    weights /= weights.sum(axis=1, keepdims=True)
+    cumulative = np.cumsum(weights, axis=1)
+    local = (rng.random((len(region), 1)) > cumulative).sum(axis=1)
+    return names[region * per + np.minimum(local, per - 1)]
+
+
+def _typo(rng: np.random.Generator, text: str) -> str:
+    """One or two typing slips: a swapped pair of letters, a dropped or a doubled letter."""
+    chars = list(text)
+    letters = [i for i, ch in enumerate(chars[:-1]) if ch.isalpha() and chars[i + 1].isalpha()]
+    for _ in range(1 + int(rng.random() < 0.3)):
+        if not letters:
+            break
+        i = letters[int(rng.integers(len(letters)))]
+        kind = int(rng.integers(3))
+        if kind == 0:
+            chars[i], chars[i + 1] = chars[i + 1], chars[i]
+        elif kind == 1:
+            chars[i] = ""
+        else:
+            chars[i] = chars[i] * 2
+    return "".join(chars)
+
+
+def complaint_texts(rng: np.random.Generator, category: np.ndarray, tier: np.ndarray, mood: np.ndarray,
+                    category_names: tuple[str, ...]) -> list[str]:
+    """Complaint texts: opening, what happened, urgency by tier, tone by the hidden mood, typos."""
+    n = len(category)
+    angry = rng.random(n) < 1.0 - np.exp(-0.9 * np.maximum(mood, 0.0))  # unhappier customers write angrier
+    u = rng.random((n, 6))
+    texts: list[str] = []
+    for k in range(n):
+        cat = category_names[category[k]]
+        cores = CORE[cat]
+        core = cores[int(u[k, 0] * len(cores))]
+        if angry[k]:
+            opening = OPENINGS_ANGRY[int(u[k, 1] * len(OPENINGS_ANGRY))]
+            tone = NEGATIVE[int(u[k, 2] * len(NEGATIVE))]
+        else:
+            opening = OPENINGS_CALM[int(u[k, 1] * len(OPENINGS_CALM))]
+            tone = (MIXED[int(u[k, 2] * len(MIXED))] if u[k, 3] < 0.35 else "")
+        t = tier[k]
+        ask_pool = URGENT if t == 0 else (SOFT if t == 3 else NEUTRAL)
+        ask = ask_pool[int(u[k, 4] * len(ask_pool))] if (t in (0, 3) or u[k, 4] < 0.7) else ""
+        sentence = (core if opening.endswith(",") else core[0].upper() + core[1:]) + "."
+        text = " ".join(part for part in (opening, sentence, tone, ask) if part)
+        if u[k, 5] < TYPO_SHARE:
+            text = _typo(rng, text)
+        texts.append(text)
+    return texts
+
+
+def add_units_and_text(tables: dict[str, pd.DataFrame], region: np.ndarray, segment: np.ndarray,
+                       has_loan: np.ndarray, complaint: dict[str, np.ndarray],
+                       survey: dict[str, np.ndarray], regions: tuple[str, ...],
+                       category_names: tuple[str, ...], seed: int) -> None:
+    """Add `branch`, `business_line` (complaints, surveys) and `text` (complaints), and `_truth/branches`.
+
+    `complaint` and `survey` are the simulation's living events in the tables' row order
+    (customer index, category, tier, mood; survey scores), so no simulation draw is repeated.
+    """
+    rng = stream(seed)
+    names = branch_names(regions)
+    complaints, surveys = tables["complaints"], tables["surveys"]
+
+    c_customer = complaint["customer"]
+    c_score = complaints["satisfaction"].to_numpy(dtype=float)
+    c_branch = draw_branches(rng, region[c_customer], _standardised(c_score), names)
+    product_line = np.array([PRODUCT_LINE[p] for p in complaints["product"].astype(str)], dtype=object)
+    c_line = np.where(segment[c_customer] == 2, "business_banking", product_line)
+    texts = complaint_texts(rng, complaint["category"], complaint["tier"], complaint["mood"], category_names)
+    tables["complaints"] = complaints.assign(
+        text=pd.Series(texts, dtype="str", index=complaints.index),
+        branch=pd.Series(c_branch, dtype="str", index=complaints.index),
+        business_line=pd.Series(c_line, dtype="str", index=complaints.index))
+
+    s_customer = survey["customer"]
+    csat = _standardised(surveys["csat"].to_numpy(dtype=float))
+    nps = _standardised(surveys["nps"].to_numpy(dtype=float))
+    both = ~np.isnan(surveys["csat"].to_numpy(dtype=float)) & ~np.isnan(surveys["nps"].to_numpy(dtype=float))
+    s_z = np.where(both, (csat + nps) / 2.0, csat + nps)
+    s_branch = draw_branches(rng, region[s_customer], s_z, names)
+    retail = np.array(["everyday_banking", "cards", "loans"], dtype=object)
+    pick = (rng.random((len(s_customer), 1)) > np.cumsum([0.6, 0.25, 0.15])[None, :]).sum(axis=1)
+    line = np.where(has_loan[s_customer] & (pick == 2), "loans", retail[np.minimum(pick, 1)])
+    line = np.where(segment[s_customer] == 1, np.where(rng.random(len(s_customer)) < 0.6, "wealth", line), line)
+    line = np.where(segment[s_customer] == 2, "business_banking", line)
+    tables["surveys"] = surveys.assign(branch=pd.Series(s_branch, dtype="str", index=surveys.index),
+                                       business_line=pd.Series(line, dtype="str", index=surveys.index))
+
+    truth = pd.DataFrame({"branch": pd.Series(names, dtype="str"),
+                          "region": pd.Series(np.repeat(np.array(regions, dtype=object), BRANCHES_PER_REGION),
+                                              dtype="str"),
+                          "truly_worse": np.isin(names, WORSE_BRANCHES),
+                          "planted_tilt_sd": np.where(np.isin(names, WORSE_BRANCHES), WORSE_TILT, 0.0)})
+    for label, frame, column in (("complaint_satisfaction", tables["complaints"], "satisfaction"),
+                                 ("csat", tables["surveys"], "csat"), ("nps", tables["surveys"], "nps")):
+        means = frame.groupby("branch")[column].mean()
+        truth[f"mean_{label}"] = truth["branch"].map(means).astype(float).round(4)
+    tables["_truth/branches"] = truth
