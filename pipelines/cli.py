@@ -491,13 +491,53 @@ def rules(config: ConfigOption = Path("configs/default.yaml")) -> None:
     out.print("wrote " + ", ".join(result["paths"].values()))  # type: ignore[index]
 
 
+@app.command()
+def complaints(config: ConfigOption = Path("configs/default.yaml")) -> None:
+    """Complaint operations: weekly volume forecast, staffing, satisfaction by unit, heat maps, text.
+
+    Settings in the config section `complaints`. Writes to data/outputs/ the weekly counts,
+    the 13-week forecast with intervals and its backtest accuracy (MASE), the staffing plan,
+    satisfaction by branch and business line with tests, heat maps and the text quality,
+    suggestions and sentiment (CSV/Parquet and PNG), and reports/complaints_summary.json.
+    No complaint text is written or logged.
+
+    Example: churn complaints --config configs/default.yaml
+    """
+    from pipelines.complaints import run
+
+    cfg = load_or_exit(config)
+    result = run_stage(lambda: run(cfg, progress=progress_printer()))
+    payload = result["summary"]  # type: ignore[index]
+    out = Console()
+    forecast, staffing, units = payload["forecast"], payload["staffing"], payload["satisfaction"]
+    table = Table(title="complaint operations")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    mase = forecast.get("mase_overall")
+    table.add_row("series forecast", f"{forecast.get('series_forecast', 0)} "
+                  f"({forecast.get('series_skipped', 0)} skipped)")
+    table.add_row("MASE overall (held-out fold; < 1 beats seasonal naive)", f"{mase:.3f}" if mase is not None else "-")
+    table.add_row("peak agents to schedule per week", str(staffing.get("peak_agents_to_schedule") or "-"))
+    table.add_row("units significantly below the rest", str(units["units_significantly_below"]))
+    for row in payload["text"]["quality"]:
+        table.add_row(f"{row['target']} suggestion macro-F1 (majority baseline)",
+                      f"{row['macro_f1']:.3f} ({row['baseline_macro_f1']:.3f})")
+    out.print(table)
+    for below in units["below"][:10]:
+        out.print(f"below average: {escape(below['unit_type'])} {escape(below['unit'])} on "
+                  f"{escape(below['score'])} ({below['difference']:+.3f})")
+    for message in payload["messages"]:
+        out.print(f"[yellow]note[/yellow]: {escape(message)}")
+    out.print(f"wrote {len(result['paths'])} files to {cfg.paths.outputs_dir}/ and {cfg.paths.reports_dir}/")  # type: ignore[index]
+
+
 @app.command("run")
 def run_all(
     config: ConfigOption = Path("configs/default.yaml"),
-    first: Annotated[str | None, typer.Option("--from", help="First stage to run (validate, features, train, score, rules, report).")] = None,
+    first: Annotated[str | None, typer.Option("--from", help="First stage to run (validate, features, train, score, rules, complaints, report).")] = None,
     last: Annotated[str | None, typer.Option("--to", help="Last stage to run.")] = None,
 ) -> None:
-    """Run every stage in order without DVC: validate, features, train, score, rules, report.
+    """Run every stage in order without DVC: validate, features, train, score, rules, complaints, report.
 
     Example: churn run --config configs/default.yaml --from features --to train
     """

@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError, field_validator
 from features.contract import TABLES
 from features.settings import FeatureSettings, LabelSettings, Strict
 from models.retention import ScoringSettings
+from models.complaint_ops.settings import ComplaintOpsSettings
 from models.rules import RuleSettings
 from models.settings import EconomicsSettings, ModelSettings
 
@@ -151,6 +152,7 @@ class Config(Strict):
     demo: DemoSettings = DemoSettings()
     scoring: ScoringSettings = ScoringSettings()
     rules: RuleSettings = RuleSettings()
+    complaints: ComplaintOpsSettings = ComplaintOpsSettings()
 
 
 def _iso_datetime(text: str) -> str:

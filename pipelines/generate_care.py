@@ -14,7 +14,7 @@ given seed whether or not these columns exist.
 - `business_line`: business banking for small-business customers; otherwise the line of
   the complaint's product (surveys: the customer's main line).
 - `text`: a complaint in the customer's words, from templated phrases per category with
-  variation, typos, urgency that follows the tier and a tone that follows the customer's
+  variation (some texts vague, some worded like a related category, as real ones are), typos, urgency that follows the tier and a tone that follows the customer's
   hidden dissatisfaction when complaining (so the text's sentiment carries signal the
   scores miss). No real people, names or account numbers appear.
 """
@@ -98,6 +98,20 @@ CORE: dict[str, tuple[str, ...]] = {
         "the website does not work with my screen reader",
         "the buttons are too small and the contrast is poor"),
 }
+GENERIC = ("I have a problem with my account and need someone to call me",
+           "something is wrong again and I want an explanation",
+           "I already reported this issue and it is still not solved",
+           "your service let me down this week",
+           "I could not do what I needed to do with the bank today")
+# Categories customers describe in each other's words (a declined card payment reads like a failed transfer).
+RELATED: dict[str, str] = {
+    "transfer_failure": "transfer_verification", "transfer_verification": "transfer_failure",
+    "system_lag": "accessibility", "accessibility": "system_lag", "card_problem": "fees", "fees": "card_problem",
+    "slow_response": "staff_attitude", "staff_attitude": "branch_queue", "branch_queue": "staff_attitude",
+    "duplicate_documents": "slow_response", "wealth_yield_display": "fees",
+}
+VAGUE_SHARE = 0.12  # texts that do not say what went wrong
+BORROWED_SHARE = 0.10  # texts worded like a related category
 URGENT = ("Please fix this immediately.", "This is urgent, I need the money today.", "I need help right now!",
           "Please call me back today, it is urgent.")
 SOFT = ("Could you look into it when you can?", "Just a suggestion for the next update.",
@@ -166,11 +180,12 @@ def complaint_texts(rng: np.random.Generator, category: np.ndarray, tier: np.nda
     """Complaint texts: opening, what happened, urgency by tier, tone by the hidden mood, typos."""
     n = len(category)
     angry = rng.random(n) < 1.0 - np.exp(-0.9 * np.maximum(mood, 0.0))  # unhappier customers write angrier
-    u = rng.random((n, 6))
+    u = rng.random((n, 7))
     texts: list[str] = []
     for k in range(n):
         cat = category_names[category[k]]
-        cores = CORE[cat]
+        cores = (GENERIC if u[k, 6] < VAGUE_SHARE else
+                 CORE[RELATED[cat]] if u[k, 6] < VAGUE_SHARE + BORROWED_SHARE else CORE[cat])
         core = cores[int(u[k, 0] * len(cores))]
         if angry[k]:
             opening = OPENINGS_ANGRY[int(u[k, 1] * len(OPENINGS_ANGRY))]

@@ -40,7 +40,7 @@ def dotted(value: object, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-@pytest.mark.parametrize("section", ["scoring", "rules"])
+@pytest.mark.parametrize("section", ["scoring", "rules", "complaints"])
 def test_default_config_spells_out_every_key_of_scoring_and_rules_with_the_defaults(section: str) -> None:
     """configs/default.yaml documents these sections in full, and its values are the code's defaults."""
     raw = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())

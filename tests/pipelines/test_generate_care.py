@@ -63,7 +63,7 @@ def test_complaint_text_varies_within_a_category_and_has_typos_but_no_numbers_or
     assert (per_category >= 5).all(), per_category
     words = {w.strip(".,!?").lower() for t in complaints["text"] for w in t.split()}
     known = {w.strip(".,!?").lower() for pool in (*care.CORE.values(), care.OPENINGS_CALM, care.OPENINGS_ANGRY,
-                                                   care.URGENT, care.SOFT, care.NEUTRAL, care.NEGATIVE, care.MIXED)
+                                                   care.URGENT, care.SOFT, care.NEUTRAL, care.NEGATIVE, care.MIXED, care.GENERIC)
              for phrase in pool for w in phrase.split()}
     assert words - known, "no typos"
     assert not complaints["text"].str.contains(r"\d").any()

@@ -1,0 +1,114 @@
+"""Complaint text: sentiment per complaint and suggested category and priority for new complaints.
+
+- Sentiment: VADER's compound score (-1 very negative .. +1 very positive) from the
+  `vadersentiment` package, whose lexicon ships inside the package (nothing is downloaded).
+  Templated or repeated texts are scored once.
+- Suggestions: TF-IDF of words and word pairs (sublinear counts) with a one-vs-rest logistic
+  regression (scikit-learn, liblinear), one model per target (category, priority). Trained on the earliest
+  complaints and evaluated on the latest `test_share` (by opening time, so the test is on
+  complaints the model could not have seen), by macro-F1 against a majority-class baseline
+  fitted on the same training rows.
+
+Text never leaves this module: outputs hold ids, labels, scores and metrics only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+from sklearn.dummy import DummyClassifier
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.pipeline import Pipeline, make_pipeline
+
+TARGETS: tuple[str, ...] = ("category", "priority")
+
+
+@lru_cache(maxsize=1)
+def _analyzer() -> object:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def sentiment_scores(texts: pd.Series) -> np.ndarray:
+    """VADER compound score per text (NaN for a missing or empty text); each distinct text scored once."""
+    values = texts.astype("str").where(texts.notna(), "")
+    codes, uniques = pd.factorize(values, sort=True)
+    analyzer = _analyzer()
+    scores = np.array([analyzer.polarity_scores(t)["compound"] if t.strip() else np.nan  # type: ignore[attr-defined]
+                       for t in uniques], dtype=float)
+    out = np.full(len(values), np.nan)
+    known = codes >= 0
+    out[known] = scores[codes[known]]
+    return out
+
+
+def classifier(seed: int) -> Pipeline:
+    """TF-IDF (words and word pairs) and a logistic regression; deterministic."""
+    return make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=True, strip_accents="unicode"),
+        OneVsRestClassifier(LogisticRegression(C=4.0, solver="liblinear", max_iter=1000, random_state=seed)))
+
+
+@dataclass
+class TextResult:
+    """Held-out quality per target and the suggestions for the held-out complaints (ids and labels only)."""
+
+    quality: pd.DataFrame
+    suggestions: pd.DataFrame
+    messages: list[str]
+
+
+def suggest_labels(complaints: pd.DataFrame, test_share: float, min_texts: int, seed: int) -> TextResult:
+    """Train on the earliest complaints, evaluate on the latest, suggest labels for the latest."""
+    usable = complaints["text"].notna() & (complaints["text"].astype("str").str.strip() != "")
+    frame = complaints.loc[usable].sort_values(["opened_at", "complaint_id"], kind="stable")
+    messages: list[str] = []
+    quality_rows = []
+    suggestions = frame[["complaint_id", "opened_at"]].iloc[0:0].copy()
+    if len(frame) < min_texts:
+        messages.append(f"only {len(frame)} complaints have text (complaints.text.min_texts = {min_texts}); "
+                        "no text classifier trained")
+        return TextResult(pd.DataFrame(quality_rows), suggestions, messages)
+    cut = int(round(len(frame) * (1.0 - test_share)))
+    train, test = frame.iloc[:cut], frame.iloc[cut:]
+    suggestions = test[["complaint_id", "opened_at"]].reset_index(drop=True)
+    for target in TARGETS:
+        if target not in frame.columns:
+            continue
+        labelled_train = train[target].notna()
+        labelled_test = test[target].notna()
+        y_train = train.loc[labelled_train, target].astype("str")
+        y_test = test.loc[labelled_test, target].astype("str")
+        if y_train.nunique() < 2 or len(y_test) == 0:
+            messages.append(f"{target}: fewer than two labels in the training complaints; not trained")
+            continue
+        model = classifier(seed).fit(train.loc[labelled_train, "text"].astype("str"), y_train)
+        baseline = DummyClassifier(strategy="most_frequent").fit(np.zeros((len(y_train), 1)), y_train)
+        predicted = model.predict(test.loc[labelled_test, "text"].astype("str"))
+        majority = baseline.predict(np.zeros((len(y_test), 1)))
+        labels = sorted(set(y_train) | set(y_test))
+        quality_rows.append({
+            "target": target, "classes": len(labels), "train_complaints": int(len(y_train)),
+            "test_complaints": int(len(y_test)),
+            "macro_f1": float(f1_score(y_test, predicted, labels=labels, average="macro", zero_division=0)),
+            "baseline_macro_f1": float(f1_score(y_test, majority, labels=labels, average="macro", zero_division=0)),
+            "accuracy": float(accuracy_score(y_test, predicted)),
+            "baseline_accuracy": float(accuracy_score(y_test, majority)),
+            "majority_class": str(majority[0]),
+        })
+        probabilities = model.predict_proba(test["text"].astype("str"))
+        best = probabilities.argmax(axis=1)
+        suggestions[f"suggested_{target}"] = pd.Series(model.classes_[best], dtype="str")
+        suggestions[f"{target}_confidence"] = probabilities.max(axis=1).round(6)
+        suggestions[f"actual_{target}"] = test[target].astype("str").to_numpy()
+    quality = pd.DataFrame(quality_rows)
+    if len(quality):
+        quality["macro_f1_gain"] = quality["macro_f1"] - quality["baseline_macro_f1"]
+    return TextResult(quality, suggestions, messages)
