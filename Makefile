@@ -27,6 +27,7 @@ demo: install
 	$(BIN)/churn train    --config $(CONFIG)
 	$(BIN)/churn score    --config $(CONFIG)
 	$(BIN)/churn rules    --config $(CONFIG)
+	$(BIN)/churn complaints --config $(CONFIG)
 	$(BIN)/churn report   --config $(CONFIG)
 	@echo
 	@echo "Demo finished. Outputs:"
@@ -35,6 +36,7 @@ demo: install
 	@echo "  model metrics, plots: reports/train_metrics.json, reports/plots/"
 	@echo "  retention list:       data/outputs/retention_list.csv  (all scores: data/outputs/scores.parquet)"
 	@echo "  complaint rules:      data/outputs/complaint_chains.csv, data/outputs/churn_rules.csv, data/outputs/complaint_chains.png"
+	@echo "  complaint operations: data/outputs/complaint_forecast.csv, staffing_plan.csv, satisfaction_by_unit.csv, complaint_heatmaps.png (summary: reports/complaints_summary.json)"
 	@echo "  report:               reports/html/index.html"
 	@echo "  MLflow runs, models:  mlflow.db (browse: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db)"
 

@@ -41,11 +41,11 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from features.contract import Tables  # noqa: E402
-from models.complaint_ops.forecast import TOTAL, ForecastResult, forecast_complaints  # noqa: E402
-from models.complaint_ops.heatmaps import WEEKDAYS, heat_grids  # noqa: E402
+from models.complaint_ops.forecast import TOTAL, ForecastResult, empty_result, forecast_complaints  # noqa: E402
+from models.complaint_ops.heatmaps import GRIDS, WEEKDAYS, heat_grids  # noqa: E402
 from models.complaint_ops.satisfaction import satisfaction_by_unit  # noqa: E402
-from models.complaint_ops.staffing import staffing_plan  # noqa: E402
-from models.complaint_ops.text import sentiment_scores, suggest_labels  # noqa: E402
+from models.complaint_ops.staffing import PLAN_COLUMNS, staffing_plan  # noqa: E402
+from models.complaint_ops.text import QUALITY_COLUMNS, sentiment_scores, suggest_labels  # noqa: E402
 from pipelines.config import Config  # noqa: E402
 from pipelines.io import StageError, StageOutputs, write_csv, write_json, write_parquet, write_with  # noqa: E402
 from pipelines.tables import load_tables  # noqa: E402
@@ -275,8 +275,8 @@ def analyse(tables: Tables, cfg: Config, say: Callable[[str], None]) -> dict[str
     text_on = settings.text.enabled and "text" in complaints.columns
     sentiment = complaints[["complaint_id", "customer_id", "opened_at", "category"]].iloc[0:0].assign(
         sentiment=pd.Series(dtype=float), negative=pd.Series(dtype=bool))
-    quality = pd.DataFrame()
-    suggestions = pd.DataFrame()
+    quality = pd.DataFrame(columns=QUALITY_COLUMNS)
+    suggestions = pd.DataFrame(columns=["complaint_id"])
     if text_on:
         say("scoring complaint text (VADER) and training the category/priority suggestions (TF-IDF)")
         scores = sentiment_scores(complaints["text"])
@@ -298,19 +298,18 @@ def _nothing_to_analyse(tables: Tables, cfg: Config) -> dict[str, object]:
     """Empty results and the reason, when there is no complaint to analyse (the report says so)."""
     why = ("this config has no complaints table (data.tables.complaints)" if tables.complaints is None
            else "the complaints table has no rows")
-    empty = ForecastResult(weekly=pd.DataFrame(columns=["series", "dimension", "value", "week_start", "complaints"]),
-                           forecast=pd.DataFrame(), backtest=pd.DataFrame(), accuracy=pd.DataFrame(),
-                           skipped=pd.DataFrame(columns=["series", "weeks", "complaints", "reason"]),
-                           summary={"series_forecast": 0, "series_skipped": 0})
+    empty = empty_result(cfg.complaints.forecast.interval_levels)
     surveys_only = satisfaction_by_unit(None, tables.surveys, cfg.complaints.satisfaction)
-    return {"forecast": empty, "plan": pd.DataFrame(), "satisfaction": surveys_only, "grids": {},
+    return {"forecast": empty, "plan": pd.DataFrame(columns=PLAN_COLUMNS), "satisfaction": surveys_only,
+            "grids": {name: pd.DataFrame(columns=[*axes, "complaints", "breached", "breach_rate"])
+                      for name, axes in GRIDS.items()},
             "score_sd": {score: float(values["value"].std()) for score, values in
                          score_values(None, tables.surveys).items() if len(values) > 1},
             "sentiment": pd.DataFrame({"complaint_id": pd.Series(dtype="str"), "customer_id": pd.Series(dtype="str"),
                                        "opened_at": pd.Series(dtype="datetime64[us]"),
                                        "category": pd.Series(dtype="str"), "sentiment": pd.Series(dtype=float),
                                        "negative": pd.Series(dtype=bool)}),
-            "quality": pd.DataFrame(), "suggestions": pd.DataFrame(),
+            "quality": pd.DataFrame(columns=QUALITY_COLUMNS), "suggestions": pd.DataFrame(columns=["complaint_id"]),
             "messages": [f"no complaints to analyse: {why}; forecast, staffing, heat maps and text are empty"]}
 
 
@@ -361,7 +360,8 @@ def write_outputs(result: dict[str, object], cfg: Config, files: dict[str, Path]
     _save(funnel_figure(_with_sd(satisfaction, result), settings.satisfaction.alpha), files[FUNNEL_PLOT])
     grids: dict[str, pd.DataFrame] = result["grids"]  # type: ignore[assignment]
     for name, file in HEAT_FILES.items():
-        write_csv(_rounded(grids.get(name, pd.DataFrame())), files[file])
+        write_csv(_rounded(grids.get(name, pd.DataFrame(columns=[*GRIDS[name], "complaints", "breached",
+                                                                 "breach_rate"]))), files[file])
     _save(heatmap_figure(grids), files[HEAT_PLOT])
     write_csv(_rounded(result["quality"]), files[TEXT_QUALITY_FILE])  # type: ignore[arg-type]
     write_csv(result["suggestions"], files[SUGGESTIONS_FILE])  # type: ignore[arg-type]

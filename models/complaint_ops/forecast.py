@@ -34,6 +34,11 @@ from models.complaint_ops.settings import ForecastSettings
 TOTAL = "total"
 WEEK = pd.Timedelta(days=7)
 ARIMA_ORDERS: tuple[tuple[int, int, int], ...] = ((1, 0, 0), (1, 0, 1), (2, 0, 0))
+WEEKLY_COLUMNS = ["series", "dimension", "value", "week_start", "complaints"]
+BACKTEST_COLUMNS = ["series", "model", "fold", "origin_week", "held_out", "mae"]
+ACCURACY_COLUMNS = ["series", "dimension", "value", "model", "weeks", "complaints", "folds", "mae",
+                    "mae_seasonal_naive", "mase", "mase_seasonal_naive", "scale_reference"]
+SKIPPED_COLUMNS = ["series", "weeks", "complaints", "reason"]
 
 
 @dataclass
@@ -46,6 +51,22 @@ class ForecastResult:
     accuracy: pd.DataFrame
     skipped: pd.DataFrame
     summary: dict[str, object] = field(default_factory=dict)
+
+
+def forecast_columns(levels: tuple[int, ...]) -> list[str]:
+    """Columns of the forecast table for these interval levels."""
+    return ["series", "dimension", "value", "model", "week_start", "forecast",
+            *[f"{side}_{level}" for level in levels for side in ("lower", "upper")]]
+
+
+def empty_result(levels: tuple[int, ...]) -> ForecastResult:
+    """No series to forecast: every table empty, with its columns."""
+    return ForecastResult(weekly=pd.DataFrame(columns=WEEKLY_COLUMNS),
+                          forecast=pd.DataFrame(columns=forecast_columns(levels)),
+                          backtest=pd.DataFrame(columns=BACKTEST_COLUMNS),
+                          accuracy=pd.DataFrame(columns=ACCURACY_COLUMNS),
+                          skipped=pd.DataFrame(columns=SKIPPED_COLUMNS),
+                          summary={"series_forecast": 0, "series_skipped": 0})
 
 
 def week_grid(opened: pd.Series, as_of: pd.Timestamp) -> pd.DatetimeIndex:
@@ -65,7 +86,7 @@ def weekly_counts(complaints: pd.DataFrame, as_of: pd.Timestamp,
     """Complaints per whole week: the total and one series per value of each dimension (zero weeks kept)."""
     opened = pd.to_datetime(complaints["opened_at"])
     weeks = week_grid(opened, as_of)
-    columns = ["series", "dimension", "value", "week_start", "complaints"]
+    columns = WEEKLY_COLUMNS
     if len(weeks) == 0:
         return pd.DataFrame({c: pd.Series(dtype="str" if c in columns[:3] else "int64") for c in columns})
     index = ((opened - weeks[0]) // WEEK).to_numpy()
@@ -247,12 +268,13 @@ def forecast_complaints(complaints: pd.DataFrame, as_of: pd.Timestamp, settings:
         final.insert(0, "dimension", dimension)
         final.insert(0, "series", series)
         forecasts.append(final.rename(columns={"mean": "forecast"}))
-    acc = pd.DataFrame(accuracy)
+    acc = pd.DataFrame(accuracy, columns=ACCURACY_COLUMNS)
     result = ForecastResult(
         weekly=weekly,
-        forecast=pd.concat(forecasts, ignore_index=True) if forecasts else pd.DataFrame(),
-        backtest=pd.DataFrame(folds), accuracy=acc,
-        skipped=pd.DataFrame(skipped, columns=["series", "weeks", "complaints", "reason"]))
+        forecast=(pd.concat(forecasts, ignore_index=True)[forecast_columns(levels)] if forecasts
+                  else pd.DataFrame(columns=forecast_columns(levels))),
+        backtest=pd.DataFrame(folds, columns=BACKTEST_COLUMNS), accuracy=acc,
+        skipped=pd.DataFrame(skipped, columns=SKIPPED_COLUMNS))
     if len(acc):
         result.summary = {
             "series_forecast": int(len(acc)), "series_skipped": int(len(skipped)),

@@ -34,6 +34,9 @@ from models.complaint_ops.forecast import TOTAL, WEEK
 from models.complaint_ops.settings import StaffingSettings
 
 MAX_AGENTS = 100_000
+PLAN_COLUMNS = ["week_start", "tier", "share", "forecast_complaints", "staffed_for_complaints", "load_erlangs",
+                "handling_hours", "response_target_hours", "agents_on_duty", "agents_to_schedule",
+                "service_level", "occupancy"]
 
 
 def erlang_c(agents: int, load: float) -> float:
@@ -84,9 +87,7 @@ def staffing_plan(forecast: pd.DataFrame, complaints: pd.DataFrame, targets: dic
                   settings: StaffingSettings, levels: tuple[int, ...]) -> pd.DataFrame:
     """Per forecast week and tier: volume, load, agents on duty and to schedule, service level, occupancy."""
     total = forecast.loc[forecast["series"] == TOTAL].sort_values("week_start")
-    columns = ["week_start", "tier", "share", "forecast_complaints", "staffed_for_complaints", "load_erlangs",
-               "handling_hours", "response_target_hours", "agents_on_duty", "agents_to_schedule",
-               "service_level", "occupancy"]
+    columns = PLAN_COLUMNS
     if total.empty or "priority" not in complaints.columns:
         return pd.DataFrame(columns=columns)
     bound = f"upper_{max(levels)}" if settings.forecast_bound == "upper" else "forecast"

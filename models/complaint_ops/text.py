@@ -27,6 +27,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.pipeline import Pipeline, make_pipeline
 
 TARGETS: tuple[str, ...] = ("category", "priority")
+QUALITY_COLUMNS = ["target", "classes", "train_complaints", "test_complaints", "macro_f1", "baseline_macro_f1",
+                   "accuracy", "baseline_accuracy", "majority_class", "macro_f1_gain"]
 
 
 @lru_cache(maxsize=1)
@@ -75,7 +77,7 @@ def suggest_labels(complaints: pd.DataFrame, test_share: float, min_texts: int, 
     if len(frame) < min_texts:
         messages.append(f"only {len(frame)} complaints have text (complaints.text.min_texts = {min_texts}); "
                         "no text classifier trained")
-        return TextResult(pd.DataFrame(quality_rows), suggestions, messages)
+        return TextResult(pd.DataFrame(columns=QUALITY_COLUMNS), suggestions, messages)
     cut = int(round(len(frame) * (1.0 - test_share)))
     train, test = frame.iloc[:cut], frame.iloc[cut:]
     suggestions = test[["complaint_id", "opened_at"]].reset_index(drop=True)
@@ -108,7 +110,6 @@ def suggest_labels(complaints: pd.DataFrame, test_share: float, min_texts: int, 
         suggestions[f"suggested_{target}"] = pd.Series(model.classes_[best], dtype="str")
         suggestions[f"{target}_confidence"] = probabilities.max(axis=1).round(6)
         suggestions[f"actual_{target}"] = test[target].astype("str").to_numpy()
-    quality = pd.DataFrame(quality_rows)
-    if len(quality):
-        quality["macro_f1_gain"] = quality["macro_f1"] - quality["baseline_macro_f1"]
+    quality = pd.DataFrame(quality_rows, columns=[c for c in QUALITY_COLUMNS if c != "macro_f1_gain"])
+    quality["macro_f1_gain"] = quality["macro_f1"] - quality["baseline_macro_f1"]
     return TextResult(quality, suggestions, messages)

@@ -26,7 +26,7 @@ from tests.features.factories import random_tables
 from tests.models.test_rules import AS_OF, CHAIN, planted_data
 
 CHURN = Path(sys.executable).parent / "churn"
-COMMANDS = ("init", "generate", "validate", "features", "train", "score", "rules", "run", "report")
+COMMANDS = ("init", "generate", "validate", "features", "train", "score", "rules", "complaints", "run", "report")
 RULES_OUTPUTS = (RULES_FILE, PAIRS_FILE, CHAINS_FILE, ROOTS_FILE, CHURN_RULES_FILE, DIAGRAM_FILE)
 
 

@@ -1,7 +1,7 @@
 """The analyst notebooks, executed for real on the small demo project that `dvc repro` built.
 
 The session fixture (tests/conftest.py) ran every stage, the last one `churn report`, which
-executes the four notebooks (`pipelines.report.run`) and renders them to HTML. These tests
+executes the five notebooks (`pipelines.report.run`) and renders them to HTML. These tests
 check the HTML: every notebook is there, ran without an error or a warning, embeds its
 charts as PNG images, and shows no complaint text; the HTML is logged to the MLflow run.
 """
@@ -27,6 +27,7 @@ MIN_IMAGES = {
     "02_model_report": 7,
     "03_complaint_root_causes": 5,
     "04_retention_list": 5,
+    "05_complaint_operations": 5,
 }
 EMBEDDED_PNG = re.compile(r'<img[^>]*\ssrc="data:image/png;base64,[A-Za-z0-9+/=]{200,}"')
 STDERR_OUTPUT = 'data-mime-type="application/vnd.jupyter.stderr"'
@@ -40,7 +41,7 @@ def rendered(project: Project) -> dict[str, str]:
     return {path.stem: path.read_text(encoding="utf-8") for path in sorted(html_dir.glob("0*.html"))}
 
 
-def test_the_four_notebooks_are_kept_as_percent_scripts() -> None:
+def test_the_notebooks_are_kept_as_percent_scripts() -> None:
     sources = notebook_sources()
     assert [p.stem for p in sources] == list(MIN_IMAGES)
     for source in sources:
