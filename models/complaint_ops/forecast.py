@@ -72,8 +72,8 @@ def empty_result(levels: tuple[int, ...]) -> ForecastResult:
 def week_grid(opened: pd.Series, as_of: pd.Timestamp) -> pd.DatetimeIndex:
     """The whole Monday-start weeks from the first complaint's week to the last week ending by `as_of`."""
     first_day = opened.min().normalize()
-    start = first_day + pd.Timedelta(days=(7 - first_day.dayofweek) % 7)
-    last_start = as_of.normalize() - pd.Timedelta(days=as_of.normalize().dayofweek)
+    start = first_day + pd.Timedelta(days=(7 - first_day.day_of_week) % 7)
+    last_start = as_of.normalize() - pd.Timedelta(days=as_of.normalize().day_of_week)
     if last_start + WEEK > as_of:
         last_start -= WEEK
     if last_start < start:

@@ -24,7 +24,7 @@ def heat_grids(complaints: pd.DataFrame, as_of: pd.Timestamp,
                targets: dict[str, TierTarget]) -> dict[str, pd.DataFrame]:
     """Each grid whose columns exist: complaints, breaches and breach rate per cell (all cells listed)."""
     opened = pd.to_datetime(complaints["opened_at"])
-    frame = pd.DataFrame({"weekday": opened.dt.dayofweek.to_numpy(), "hour": opened.dt.hour.to_numpy()},
+    frame = pd.DataFrame({"weekday": opened.dt.day_of_week.to_numpy(), "hour": opened.dt.hour.to_numpy()},
                          index=complaints.index)
     for column in ("business_line", "channel"):
         if column in complaints.columns:
