@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from features.complaint_text import SENTIMENT_WINDOW
 from features.contract import PRIORITY_TIERS
 from features.settings import FeatureSettings
 
@@ -250,6 +251,19 @@ def _complaints(settings: FeatureSettings) -> list[FeatureInfo]:
                     "Whole days from the latest complaint opened before the cutoff; empty if none.",
                     "days", "last complaint {value:.0f} days ago"),
     ]
+    if settings.complaint_sentiment:
+        rows[-1:-1] = [
+            FeatureInfo(f"negative_complaints_{SENTIMENT_WINDOW}d", "complaints",
+                        f"Complaints opened in the {SENTIMENT_WINDOW} days before the cutoff whose text reads "
+                        "negative (VADER compound score below features.complaint_negative_below); only with "
+                        "features.complaint_sentiment and a text column.", "complaints",
+                        f"{{value:.0f}} complaints in an angry or negative tone in the last {SENTIMENT_WINDOW} days",
+                        "count"),
+            FeatureInfo(f"mean_complaint_sentiment_{SENTIMENT_WINDOW}d", "complaints",
+                        f"Mean VADER compound score (-1 negative .. +1 positive) of the texts of complaints "
+                        f"opened in the {SENTIMENT_WINDOW} days before the cutoff; empty if none.", "score -1..1",
+                        "complaint texts read {value:+.2f} in tone (-1 negative .. +1 positive)"),
+        ]
     return rows
 
 

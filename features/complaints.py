@@ -15,6 +15,7 @@ import pandas as pd
 from features._grouping import (NEVER, window_day, US_PER_DAY, US_PER_HOUR, Events, category_codes, datetimes_us, floats,
                                 max_by, min_by, ratio, sum_by)
 from features.catalogue import REPEAT_WINDOW
+from features.complaint_text import SENTIMENT_WINDOW, sentiment_scores
 from features.contract import PRIORITY_TIERS
 from features.settings import FeatureSettings
 
@@ -40,6 +41,8 @@ def complaint_columns(frame: pd.DataFrame, known: np.ndarray, settings: FeatureS
             columns[name] = keep(datetimes_us(frame[name], missing=NEVER))
     if "satisfaction" in frame.columns:
         columns["satisfaction"] = keep(floats(frame["satisfaction"]))
+    if settings.complaint_sentiment and "text" in frame.columns:
+        columns["sentiment"] = keep(sentiment_scores(frame["text"]))  # the score only: the text stays here
     return columns
 
 
@@ -145,6 +148,15 @@ def complaint_features(events: Events, n: int, cutoff: int, settings: FeatureSet
     pairs = np.unique(recent_code * n_categories + cols["category_any"][recent])
     distinct = np.bincount(pairs // n_categories, minlength=n)
     out[f"repeat_complaints_{REPEAT_WINDOW}d"] = np.bincount(recent_code, minlength=n) - distinct
+
+    if "sentiment" in cols:  # the text is written when the complaint is opened: known from opened_at on
+        recent = (age_days < SENTIMENT_WINDOW) & ~np.isnan(cols["sentiment"])
+        tone = cols["sentiment"][recent]
+        scored = np.bincount(code[recent], minlength=n)
+        negative = recent.copy()
+        negative[recent] = tone < settings.complaint_negative_below
+        out[f"negative_complaints_{SENTIMENT_WINDOW}d"] = np.bincount(code[negative], minlength=n)
+        out[f"mean_complaint_sentiment_{SENTIMENT_WINDOW}d"] = ratio(sum_by(code[recent], tone, n), scored)
 
     last = min_by(code, age // US_PER_DAY, n, NEVER)
     out["days_since_last_complaint"] = np.where(last == NEVER, np.nan, last).astype(np.float64)

@@ -85,6 +85,12 @@ class FeatureSettings(Strict):
         description="Complaint channels with their own count column; others are pooled as `other`",
     )
     complaint_targets: dict[str, TierTarget] = Field(default_factory=_default_targets)
+    complaint_sentiment: bool = Field(
+        default=False,
+        description="Add the tone of complaint text (VADER) as features: negative complaints and mean "
+                    "sentiment in the 90 days before the cutoff (needs a complaints text column)")
+    complaint_negative_below: float = Field(
+        default=-0.05, ge=-1, le=0, description="VADER compound score below which a complaint reads negative")
     lifecycle: LifecycleSettings = LifecycleSettings()
     static_features: tuple[str, ...] = ()
     static_types: dict[str, Literal["numeric", "categorical"]] = Field(

@@ -1,8 +1,7 @@
 """Complaint text: sentiment per complaint and suggested category and priority for new complaints.
 
-- Sentiment: VADER's compound score (-1 very negative .. +1 very positive) from the
-  `vadersentiment` package, whose lexicon ships inside the package (nothing is downloaded).
-  Templated or repeated texts are scored once.
+- Sentiment: `features.complaint_text.sentiment_scores` (VADER; the same scores the churn
+  features use), re-exported here.
 - Suggestions: TF-IDF of words and word pairs (sublinear counts) with a one-vs-rest logistic
   regression (scikit-learn, liblinear), one model per target (category, priority). Trained on the earliest
   complaints and evaluated on the latest `test_share` (by opening time, so the test is on
@@ -15,8 +14,6 @@ Text never leaves this module: outputs hold ids, labels, scores and metrics only
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-
 import numpy as np
 import pandas as pd
 from sklearn.dummy import DummyClassifier
@@ -26,29 +23,11 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.pipeline import Pipeline, make_pipeline
 
+from features.complaint_text import sentiment_scores  # noqa: F401  (the stage's sentiment: one implementation)
+
 TARGETS: tuple[str, ...] = ("category", "priority")
 QUALITY_COLUMNS = ["target", "classes", "train_complaints", "test_complaints", "macro_f1", "baseline_macro_f1",
                    "accuracy", "baseline_accuracy", "majority_class", "macro_f1_gain"]
-
-
-@lru_cache(maxsize=1)
-def _analyzer() -> object:
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    return SentimentIntensityAnalyzer()
-
-
-def sentiment_scores(texts: pd.Series) -> np.ndarray:
-    """VADER compound score per text (NaN for a missing or empty text); each distinct text scored once."""
-    values = texts.astype("str").where(texts.notna(), "")
-    codes, uniques = pd.factorize(values, sort=True)
-    analyzer = _analyzer()
-    scores = np.array([analyzer.polarity_scores(t)["compound"] if t.strip() else np.nan  # type: ignore[attr-defined]
-                       for t in uniques], dtype=float)
-    out = np.full(len(values), np.nan)
-    known = codes >= 0
-    out[known] = scores[codes[known]]
-    return out
 
 
 def classifier(seed: int) -> Pipeline:
