@@ -43,7 +43,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from features.contract import Tables  # noqa: E402
 from models.complaint_ops.forecast import TOTAL, ForecastResult, empty_result, forecast_complaints  # noqa: E402
 from models.complaint_ops.heatmaps import GRIDS, WEEKDAYS, heat_grids  # noqa: E402
-from models.complaint_ops.satisfaction import satisfaction_by_unit  # noqa: E402
+from models.complaint_ops.satisfaction import satisfaction_by_unit, score_values  # noqa: E402
 from models.complaint_ops.staffing import PLAN_COLUMNS, staffing_plan  # noqa: E402
 from models.complaint_ops.text import QUALITY_COLUMNS, sentiment_scores, suggest_labels  # noqa: E402
 from pipelines.config import Config  # noqa: E402

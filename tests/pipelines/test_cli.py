@@ -101,6 +101,9 @@ def test_every_subcommand_help_shows_an_example(runner: CliRunner, name: str) ->
     ("rules", {"rules": {"window_dayz": 10}}, "rules.window_dayz"),
     ("rules", {"rules": {"algorithm": "eclat"}}, "rules.algorithm"),
     ("run", {"rules": {"min_support": 0}}, "rules.min_support"),
+    ("complaints", {"complaints": {"forecast": {"horizon_weekz": 8}}}, "complaints.forecast.horizon_weekz"),
+    ("complaints", {"complaints": {"staffing": {"handling_hours": {"urgent": 0}}}},
+     "complaints.staffing.handling_hours"),
 ])
 def test_bad_key_in_scoring_or_rules_exits_2_naming_the_key(runner: CliRunner, tmp_path: Path, command: str,
                                                             section: dict, key: str) -> None:
