@@ -1,0 +1,152 @@
+"""Speed and memory of the complaints stage on a large generated bank, against reading its inputs.
+
+Measures, each in a fresh subprocess (so every peak RSS is its own):
+  (a) stage: the pure complaints analysis as `churn complaints` runs it
+      (`pipelines.complaints.analyse`: weekly counts and forecast with backtest, staffing,
+      satisfaction by unit, heat maps, text sentiment and suggestions), with the time of
+      each part measured separately in the same process;
+  (b) reference: reading and type-coercing the customers, complaints and surveys tables
+      (the I/O floor the stage starts from), on the same machine in the same run.
+Reports wall times, peak memory, rows, and the ratio stage / reference. Times exclude
+reading the inputs (the reference is that reading).
+
+Usage:
+  .venv/bin/churn generate --customers 1000000 --months 30 --seed 42 --out /tmp/bench-data/1m
+  .venv/bin/python benchmarks/bench_complaints.py --data /tmp/bench-data/1m
+Writes benchmarks/results/complaints.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results" / "complaints.json"
+TABLES_READ = ("customers", "complaints", "surveys")
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def warm_imports() -> None:
+    """Import what the measured code imports lazily, so the timings are compute, not imports."""
+    import statsmodels.tsa.arima.model  # noqa: F401
+    import statsmodels.tsa.exponential_smoothing.ets  # noqa: F401
+    import vaderSentiment.vaderSentiment  # noqa: F401
+
+    import features.validation  # noqa: F401
+    import pipelines.tables  # noqa: F401
+
+
+def load(data: Path):
+    """The tables the stage reads, as the pipeline loads them (read, map, coerce types)."""
+    from features.contract import TABLES, Tables
+    from features.validation import data_as_of
+    from pipelines.config import TableSource
+    from pipelines.tables import coerce_types, read_table
+
+    frames = {}
+    for name in TABLES_READ:
+        frame, problems = read_table(name, TableSource(path=data / f"{name}.parquet"))
+        if frame is None:
+            raise SystemExit(f"cannot read {data / name}.parquet: {problems}")
+        frames[name], _ = coerce_types(frame, TABLES[name])
+    missing = {"branch", "business_line", "text"} - set(frames["complaints"].columns)
+    if missing:
+        raise SystemExit(f"{data} was generated before complaints had {sorted(missing)}: generate it again")
+    return Tables(**frames, as_of=data_as_of(frames, None))
+
+
+def measure_stage(data: Path) -> dict:
+    from models.complaint_ops.forecast import forecast_complaints
+    from models.complaint_ops.heatmaps import heat_grids
+    from models.complaint_ops.satisfaction import satisfaction_by_unit
+    from models.complaint_ops.staffing import staffing_plan
+    from models.complaint_ops.text import sentiment_scores, suggest_labels
+    from pipelines.config import parse_config
+
+    warm_imports()
+    tables = load(data)
+    cfg = parse_config({"data": {"tables": {"customers": {"path": str(data / "customers.parquet")}}}})
+    settings, targets = cfg.complaints, cfg.features.complaint_targets
+    parts: dict[str, float] = {}
+    start = time.perf_counter()
+
+    def timed(name: str, action):
+        begin = time.perf_counter()
+        value = action()
+        parts[name] = round(time.perf_counter() - begin, 2)
+        return value
+
+    forecast = timed("forecast", lambda: forecast_complaints(tables.complaints, tables.as_of, settings.forecast))
+    timed("staffing", lambda: staffing_plan(forecast.forecast, tables.complaints, targets, settings.staffing,
+                                            settings.forecast.interval_levels))
+    timed("satisfaction", lambda: satisfaction_by_unit(tables.complaints, tables.surveys, settings.satisfaction))
+    timed("heat_maps", lambda: heat_grids(tables.complaints, tables.as_of, targets))
+    timed("sentiment", lambda: sentiment_scores(tables.complaints["text"]))
+    text = timed("text_suggestions", lambda: suggest_labels(tables.complaints, settings.text.test_share,
+                                                            settings.text.min_texts, cfg.seed))
+    seconds = time.perf_counter() - start
+    return {"seconds": round(seconds, 1), "parts_seconds": parts, "series_forecast": len(forecast.accuracy),
+            "mase_overall": forecast.summary.get("mase_overall"),
+            "category_macro_f1": float(text.quality.set_index("target").loc["category", "macro_f1"]),
+            "rows": {name: len(getattr(tables, name)) for name in TABLES_READ}}
+
+
+def measure_reference(data: Path) -> dict:
+    warm_imports()
+    start = time.perf_counter()
+    tables = load(data)
+    return {"seconds": round(time.perf_counter() - start, 1),
+            "rows": {name: len(getattr(tables, name)) for name in TABLES_READ}}
+
+
+def child(kind: str, data: Path) -> None:
+    result = measure_stage(data) if kind == "stage" else measure_reference(data)
+    result["peak_gb"] = round(peak_rss_gb(), 2)
+    print(json.dumps(result))
+
+
+def run_child(kind: str, data: Path) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--child", kind, "--data", str(data)], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--child", choices=("stage", "reference"))
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.data)
+        return
+    reference = run_child("reference", args.data)
+    print(f"reference (read customers, complaints, surveys): {reference['seconds']} s, peak {reference['peak_gb']} GB",
+          flush=True)
+    stage = run_child("stage", args.data)
+    print(f"complaints stage: {stage['seconds']} s ({stage['parts_seconds']}), peak {stage['peak_gb']} GB",
+          flush=True)
+    from pipelines.io import write_json
+
+    results = {"data": str(args.data), "rows": stage["rows"], "stage": stage, "reference": reference,
+               "ratio_stage_to_reading": round(stage["seconds"] / max(reference["seconds"], 1e-9), 2),
+               "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()}}
+    write_json(results, RESULTS)
+    print(f"ratio stage / reading its inputs: {results['ratio_stage_to_reading']}; wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
