@@ -71,7 +71,7 @@ class Category:
     tiers: tuple[float, float, float, float]  # urgent, high, normal, suggestion
     channels: tuple[float, ...]  # over COMPLAINT_CHANNELS
     product: int  # index into PRODUCTS
-    text: str
+    text: str  # one-line description; the complaint texts come from pipelines.generate_care
 
 
 CATEGORIES: tuple[Category, ...] = (
