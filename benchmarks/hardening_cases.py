@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import json
 import os
 import shutil
@@ -391,12 +392,16 @@ def make_project(folder: Path, say: Callable[[str], None] = print) -> Path:
 
 
 def hostile_ids_kept(folder: Path, result: Result) -> str | None:
-    """Every payload id is scored, and the ids in the list read back (guard undone) as input ids."""
-    wanted = set(json.loads((folder / "hostile_ids.json").read_text()))
+    """Every payload id of a customer still open is scored; the ids in the list read back (guard undone) as input ids."""
+    customers = pd.read_parquet(folder / RAW / "customers.parquet", columns=["customer_id", "closed_date"])
+    as_of = pd.Timestamp(json.loads((folder / OUTPUTS / "manifest.json").read_text())["as_of"])
+    still_open = set(customers.loc[~(customers["closed_date"] < as_of), "customer_id"])  # closed ones are not scored
+    wanted = set(json.loads((folder / "hostile_ids.json").read_text())) & still_open
     scores = pd.read_parquet(folder / OUTPUTS / "scores.parquet", columns=["customer_id"])
     missing = wanted - set(scores["customer_id"])
     listed = pd.read_csv(folder / OUTPUTS / "retention_list.csv", dtype=str, keep_default_na=False)
-    known = set(pd.read_parquet(folder / RAW / "customers.parquet", columns=["customer_id"])["customer_id"])
+    lone_cr = lambda text: re.sub(r"\r(?!\n)", "\n", text)  # noqa: E731 - the guard writes a lone CR as LF
+    known = {lone_cr(c) for c in customers["customer_id"]}
     strange = [c for c in listed["customer_id"] if unguard(c) not in known and c not in known]
     if missing:
         return f"payload ids not scored: {sorted(missing)[:3]}"
