@@ -300,12 +300,16 @@ def classify(case: Case, result: Result, lost: list[str], extra: str | None) -> 
         missing = [n for n in case.needles if n.lower() not in flat.lower()]
         if missing:
             return "silent acceptance", f"accepted without naming {missing}"
+        if case.says and case.says not in flat:
+            return "unclear", f"the docs quote {case.says!r}, not printed"
         return "handled", ""
     if case.expect == -signal.SIGKILL:
         return ("handled", "") if result.code == case.expect and not extra else ("unclear", extra or flat[-300:])
     if result.code == 0:
         return "silent acceptance", f"exit 0: {flat[-300:]}"
     missing = [n for n in case.needles if n.lower() not in flat.lower()]
+    if case.says and case.says not in flat:
+        missing.append(case.says)  # the message the docs quote
     if result.code != case.expect or missing:
         return "unclear", f"exit {result.code} (documented {case.expect}); missing {missing}: {flat[-300:]}"
     if extra:
@@ -442,10 +446,6 @@ def orphan_run_killed(folder: Path, result: Result) -> str | None:
     with sqlite3.connect(folder / "mlflow.db") as db:
         status = db.execute("select status from runs where run_uuid = 'orphanrun'").fetchone()
     return None if status and status[0] == "KILLED" else f"the orphaned run is {status}"
-
-
-def outputs_unchanged_or_new(folder: Path, result: Result) -> str | None:
-    return None  # data loss is checked for every project case
 
 
 # ---------------------------------------------------------------- preparations needing more than an edit
