@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_score.py --data $(BENCH_DATA)
 	$(BIN)/python benchmarks/bench_rules.py
 	$(BIN)/python benchmarks/bench_realdata.py
+	$(BIN)/python benchmarks/bench_hardening.py
 
 # Re-pin every dependency after changing pyproject.toml.
 lock:

@@ -462,7 +462,18 @@ def check_after_data_end(frames: dict[str, pd.DataFrame]) -> list[Problem]:
                                 f"{'not yet joined' if column == 'signup_date' else 'still open'} at that date",
                                 "set data.as_of if the data runs later, or correct the dates", "warning")
                      for column in SNAPSHOT_DATE_COLUMNS if column in frames["customers"].columns]
+    for table, columns in SECONDARY_DATE_COLUMNS.items():
+        if table in frames:
+            problems += [_late_rows(frames[table], table, column, as_of,
+                                    f"dates after the end of the data, {last_day}; they do not move it, and at "
+                                    "the scoring date these count as not yet happened",
+                                    "correct the dates, or set data.as_of if the data runs later", "warning")
+                         for column in columns if column in frames[table].columns]
     return [p for p in problems if p is not None]
+
+
+SECONDARY_DATE_COLUMNS = {"complaints": ("first_response_at", "resolved_at")}
+"""Dates that never set the end of the data; a date after it (2099 typed for 2024) is a warning."""
 
 
 def _late_rows(frame: pd.DataFrame, table: str, column: str, as_of: pd.Timestamp, message: str, fix: str,

@@ -45,6 +45,7 @@ from features.catalogue import LIFECYCLE_STAGES, RFM_SEGMENT_RULES, RFM_SEGMENTS
 from features.contract import PRIORITY_TIERS
 from features.labels import EXCLUSION_REASONS
 from models.rules import breached_targets
+from pipelines.outputs import current_paths
 from pipelines.report import notebook_config
 from pipelines.tables import load_tables
 
@@ -61,7 +62,7 @@ display(Markdown(f"Config: `{config_path}`"))
 # Every input table passed the data contract (`churn validate`); rows and date range per table.
 
 # %%
-validation = json.loads((reports / "validation.json").read_text())
+validation = json.loads(current_paths(cfg, "validate")["validation.json"].read_text())
 summary = pd.DataFrame([
     {"table": name, "rows": entry["rows"], "first event": entry.get("first", ""), "last event": entry.get("last", ""),
      "columns": len(entry.get("columns", []))}
@@ -87,7 +88,8 @@ def readable(text: str) -> str:
     return str(text).replace("_date", " date")
 
 
-features_summary = json.loads((reports / "features_summary.json").read_text())
+feature_files = current_paths(cfg, "features")  # every file from one run of `churn features`
+features_summary = json.loads(feature_files["features_summary.json"].read_text())
 train_summary = features_summary["train"]
 per_cutoff = pd.DataFrame({
     "customers": pd.Series(train_summary["rows_per_cutoff"]),
@@ -150,8 +152,8 @@ else:
 # Distributions over the customers eligible at the scoring date (`data/features/score.parquet`).
 
 # %%
-score = pd.read_parquet(features_dir / "score.parquet")
-train = pd.read_parquet(features_dir / "train.parquet")
+score = pd.read_parquet(feature_files["score.parquet"])
+train = pd.read_parquet(feature_files["train.parquet"])
 cutoff_count = train["cutoff"].nunique()
 display(Markdown(f"{len(score):,} customers eligible at the scoring date; training table: {len(train):,} rows "
                  f"over {cutoff_count} cutoff{'s' if cutoff_count != 1 else ''}."))

@@ -44,6 +44,7 @@ import pandas as pd
 from IPython.display import Image, Markdown, display
 
 from models.evaluation import reliability_table
+from pipelines.outputs import current_paths
 from pipelines.report import latest_run, notebook_config, registry_history
 from pipelines.train import CHURN_MODEL_NAME, VALUE_MODEL_NAME
 
@@ -53,7 +54,8 @@ cfg, config_path = notebook_config()
 reports = Path(cfg.paths.reports_dir)
 curves = reports / "curves"
 plots = reports / "plots"
-summary = json.loads((reports / "train_metrics.json").read_text())
+train_files = current_paths(cfg, "train")  # every file from one run of `churn train`
+summary = json.loads(train_files["train_metrics.json"].read_text())
 metrics = summary["metrics"]
 info = summary["info"]
 blend_weight = info.get("blend_weight_lightgbm")
@@ -203,8 +205,8 @@ else:
 
 # %%
 reliability = {"LightGBM" + (" (served)" if served == "lightgbm" else ""):
-               (pd.read_csv(curves / "reliability.csv"), metrics.get("churn.expected_calibration_error"))}
-predictions_file = reports / "test_predictions.parquet"
+               (pd.read_csv(train_files["reliability.csv"]), metrics.get("churn.expected_calibration_error"))}
+predictions_file = train_files["test_predictions.parquet"]
 if served != "lightgbm" and predictions_file.is_file():
     predictions = pd.read_parquet(predictions_file, columns=["churned", "selected_probability"])
     reliability[f"{served_name} (served)"] = (
@@ -234,11 +236,11 @@ plt.show()
 # only the gains are drawn.
 
 # %%
-gains = pd.read_csv(curves / "gains.csv")
-profit_file = curves / "profit_curve.csv"
+gains = pd.read_csv(train_files["gains.csv"])
+profit_file = train_files["profit_curve.csv"]
 profit = pd.read_csv(profit_file) if profit_file.is_file() else None
 if profit is None:
-    display(Markdown(f"**No profit curve** (`{profit_file}` was not written): a campaign's profit needs each "
+    display(Markdown(f"**No profit curve** (`{plots.parent / 'curves' / 'profit_curve.csv'}` was not written): a campaign's profit needs each "
                      "customer's value, and none is known in this run (see *The latest training run*). "
                      "Only the gains are drawn."))
     fig, left = plt.subplots(figsize=(6.5, 4.5))
@@ -284,7 +286,7 @@ elif served == "blend":
     display(Markdown(f"*The served model is the {BLEND_NAME}: a customer's reasons add the LightGBM part's TreeSHAP "
                      "values and the logistic part's linear terms, each by its weight. The importance and SHAP "
                      "summary below are of the LightGBM part.*"))
-importance = pd.read_csv(curves / "feature_importance.csv").head(15)
+importance = pd.read_csv(train_files["feature_importance.csv"]).head(15)
 fig, ax = plt.subplots(figsize=(8, 5.5))
 ax.barh(importance["feature"][::-1], importance["total_gain"][::-1], color="#4c72b0")
 ax.set_title("Feature importance, top 15 (LightGBM total gain)")
@@ -295,8 +297,8 @@ plt.show()
 
 # %%
 for name in ("shap_summary.png", "value_by_decile.png"):
-    if (plots / name).is_file():
-        display(Image(filename=str(plots / name)))
+    if train_files[name].is_file():
+        display(Image(filename=str(train_files[name])))
     elif name == "value_by_decile.png" and value_note:
         display(Markdown("*No chart of predicted against actual value by decile: no value model was fitted.*"))
     else:
@@ -312,7 +314,7 @@ for name in ("shap_summary.png", "value_by_decile.png"):
 
 # %%
 display(Markdown(f"Top 10 by the served model, {served_name}:"))
-examples = pd.read_csv(reports / "example_reasons.csv")
+examples = pd.read_csv(train_files["example_reasons.csv"])
 reason_columns = [c for c in examples.columns if c.startswith("reason_")]
 examples[["customer_id", "cutoff", "churn_probability", "churned", *reason_columns]].head(10).assign(
     churn_probability=lambda f: f["churn_probability"].round(3))

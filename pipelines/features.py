@@ -40,6 +40,7 @@ from features.labels import EXCLUSION_REASONS
 from pipelines.config import Config
 from pipelines.fingerprint import flatten_params, input_fingerprint
 from pipelines.io import StageError, StageOutputs, atomic_path, write_json, write_parquet
+from pipelines.outputs import stage_paths
 from pipelines.tables import load_tables
 
 TRAIN_FILE = "train.parquet"
@@ -81,9 +82,7 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
     """Build and write the training and scoring tables; return the summary that was written."""
     say = progress or (lambda message: None)
     features_dir = Path(cfg.paths.features_dir)
-    outputs = StageOutputs("features", {TRAIN_FILE: features_dir / TRAIN_FILE, SCORE_FILE: features_dir / SCORE_FILE,
-                                        EXCLUDED_FILE: features_dir / EXCLUDED_FILE,
-                                        SUMMARY_FILE: Path(cfg.paths.reports_dir) / SUMMARY_FILE}, say)
+    outputs = StageOutputs("features", stage_paths(cfg, "features"), say)
     with outputs, outputs.commit() as files:  # the four files switch in together when the block ends
         summary = _build(cfg, say, files, outputs)
     say(f"wrote {features_dir / TRAIN_FILE} ({summary['train']['rows']:,} rows, {summary['feature_count']} features), "
@@ -180,27 +179,29 @@ def built_from(cfg: Config, fingerprint: dict[str, Any] | None = None) -> dict[s
                        for name, entry in fingerprint["tables"].items()}}  # type: ignore[union-attr]
 
 
-def check_built_from(cfg: Config, fingerprint: dict[str, Any]) -> dict[str, Any]:
+def check_built_from(cfg: Config, fingerprint: dict[str, Any], summary_path: Path | None = None) -> dict[str, Any]:
     """Refuse (StageError, exit 4) a training table not built from this config and these inputs.
 
     `fingerprint` is `input_fingerprint(cfg, {"train_table": train.parquet})`. Compares the
     record in `features_summary.json` with the config's settings, the input tables' sha256
     and the training table's own sha256; the message names the first key or file that
-    differs and says to run `churn features`. Returns the summary.
+    differs and says to run `churn features`. Returns the summary. `summary_path`: where to read
+    the summary (default its public path; a reader gives the one of the generation it reads).
     """
-    summary_path = Path(cfg.paths.reports_dir) / SUMMARY_FILE
+    public_summary = Path(cfg.paths.reports_dir) / SUMMARY_FILE
+    summary_path = summary_path or public_summary
     train_path = Path(cfg.paths.features_dir) / TRAIN_FILE
     rerun = "run `churn features` with this config first"
     if not summary_path.is_file():
-        raise StageError(f"{summary_path} does not exist, so nothing says which settings and data {train_path} was "
+        raise StageError(f"{public_summary} does not exist, so nothing says which settings and data {train_path} was "
                          f"built from: {rerun}")
     try:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
     except ValueError as error:
-        raise StageError(f"{summary_path} is not valid JSON ({error}): {rerun}") from None
+        raise StageError(f"{public_summary} is not valid JSON ({error}): {rerun}") from None
     record = summary.get("built_from") if isinstance(summary, dict) else None
     if not isinstance(record, dict) or "settings" not in record:
-        raise StageError(f"{summary_path} was written by an older version and does not say which settings {train_path} "
+        raise StageError(f"{public_summary} was written by an older version and does not say which settings {train_path} "
                          f"was built with: {rerun}")
     then = record["settings"]
     for key, value in settings_of(cfg).items():
@@ -220,7 +221,7 @@ def check_built_from(cfg: Config, fingerprint: dict[str, Any]) -> dict[str, Any]
     written = summary.get("outputs", {}).get(TRAIN_FILE, {}).get("sha256")
     actual = fingerprint["stage_inputs"]["train_table"].get("sha256")
     if written != actual:
-        raise StageError(f"{train_path} is not the table {summary_path} describes (sha256 {str(actual)[:12]}, "
+        raise StageError(f"{train_path} is not the table {public_summary} describes (sha256 {str(actual)[:12]}, "
                          f"recorded {str(written)[:12]}): it was replaced after `churn features` ran; {rerun}")
     return summary
 

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.generate_care import add_units_and_text
-from pipelines.io import atomic_dir, clean_leftovers
+from pipelines.io import atomic_dir, clean_leftovers, to_safe_csv
 
 SECONDS_PER_DAY = 86_400
 SEGMENTS = ("mass", "affluent", "small_business")
@@ -602,7 +602,7 @@ def write_table(frame: pd.DataFrame, path: Path, fmt: str) -> None:
     if fmt == "parquet":
         frame.to_parquet(path, index=False, engine="pyarrow", compression="zstd")
     else:
-        frame.to_csv(path, index=False, encoding="utf-8", lineterminator="\n", date_format="%Y-%m-%d %H:%M:%S")
+        to_safe_csv(frame, path, date_format="%Y-%m-%d %H:%M:%S")
 
 
 def run(customers: int, seed: int, out: str | Path, start: str = "2023-01-01", months: int = 30,
@@ -628,8 +628,7 @@ def run(customers: int, seed: int, out: str | Path, start: str = "2023-01-01", m
                 writer.write_table(table, row_group_size=1_000_000)
             else:
                 frame = table.to_pandas(types_mapper=_arrow_strings)
-                frame.to_csv(tx_path, mode="a", header=not tx_path.exists(), index=False, encoding="utf-8",
-                             lineterminator="\n", date_format="%Y-%m-%d %H:%M:%S")
+                to_safe_csv(frame, tx_path, mode="a", header=not tx_path.exists(), date_format="%Y-%m-%d %H:%M:%S")
 
         try:
             tables = simulate(customers, seed, start, months, progress=say, transaction_sink=sink)

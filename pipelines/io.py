@@ -14,10 +14,12 @@ Temporary names carry their writer's process id and start time (`.NAME.churn-tmp
 so a later run can tell an orphan of a killed process from the work of a live one.
 
 Fault injection, for tests: `CHURN_FAULT=ACTION@POINT` makes the process stop at a named
-point of a commit (`fault_point`): ACTION `kill` (SIGKILL itself, as a crash would) or
-`enospc`, `eacces`, `erofs` (raise that OSError, as a full disk or a read-only folder
-would); POINT is a point's name (e.g. `commit.swap`) or `#N`, the N-th point reached.
-`CHURN_FAULT_TRACE=FILE` appends the name of every point reached to FILE.
+point of a commit (`fault_point`): ACTION `kill` (SIGKILL itself, as a crash would),
+`stop` (SIGSTOP itself: a test looks at the files exactly as a kill there would leave them,
+then lets it go on with SIGCONT) or `enospc`, `eacces`, `erofs` (raise that OSError, as a
+full disk or a read-only folder would); POINT is a point's name (e.g. `commit.swap`), `#N`
+(the N-th point reached) or `*` (every point). `CHURN_FAULT_TRACE=FILE` appends the name of
+every point reached to FILE.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -148,14 +150,17 @@ def fault_point(name: str, path: Path | None = None) -> None:
             handle.write(name + "\n")
     spec = os.environ.get("CHURN_FAULT", "")
     action, _, where = spec.partition("@")
-    if not spec or where not in (name, f"#{_FAULTS_SEEN}"):
+    if not spec or where not in (name, f"#{_FAULTS_SEEN}", "*"):
         return
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if action == "stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return
     if action in _FAULT_ERRORS:
         code = _FAULT_ERRORS[action]
         raise OSError(code, os.strerror(code), str(path) if path is not None else None)
-    raise ValueError(f"CHURN_FAULT={spec!r}: the action must be kill, enospc, eacces or erofs")
+    raise ValueError(f"CHURN_FAULT={spec!r}: the action must be kill, stop, enospc, eacces or erofs")
 
 
 @contextmanager
@@ -218,15 +223,17 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
-def to_safe_csv(frame: pd.DataFrame, path: str | Path) -> None:
+def to_safe_csv(frame: pd.DataFrame, path: str | Path | None = None, **options: Any) -> str | None:
     """The project's one way to write a CSV (not atomic: give it a temporary path, as `write_csv` does).
 
     UTF-8, "\\n" between records, no index; text cells guarded by `excel_safe`. A field
     holding a line break, a double quote or a comma is quoted (Python's csv writer quotes
     the delimiter, the quote and the line terminator; `excel_safe` has turned a lone
     carriage return into a line feed, which Python 3.11's writer would not quote).
+    With no path, returns the text (e.g. for an MLflow artifact); `options` go to
+    `DataFrame.to_csv` (e.g. `mode="a"`, `header=False`, `date_format`).
     """
-    excel_safe(frame).to_csv(path, index=False, encoding="utf-8", lineterminator="\n")
+    return excel_safe(frame).to_csv(path, index=False, encoding="utf-8", lineterminator="\n", **options)
 
 
 def write_json(payload: Any, path: str | Path) -> Path:
@@ -503,11 +510,15 @@ class StageOutputs:
     so the switch stays one rename. Older generations are removed after the switch.
     """
 
-    def __init__(self, stage: str, paths: Mapping[str, str | Path], progress: Callable[[str], None] | None = None):
+    def __init__(self, stage: str, paths: Mapping[str, str | Path], progress: Callable[[str], None] | None = None,
+                 optional: Iterable[str] = ()):
         self.stage = stage
         self.paths = {name: Path(path) for name, path in paths.items()}
         if not self.paths:
             raise ValueError("a stage has at least one output")
+        self.optional = frozenset(optional)
+        """Outputs a run may leave out (e.g. a plot drawn only when there are customer values): absent in
+        a generation, their public path is removed once that generation is current."""
         self.folder = next(iter(self.paths.values())).parent
         self.store = self.folder / GENERATIONS_DIR / stage
         self._say = progress or (lambda message: None)
@@ -668,28 +679,48 @@ class StageOutputs:
             self._link(name)
 
     def _publish(self, generation: Path) -> None:
-        missing = [name for name, path in self._files.items() if not path.is_file()]
+        written = {name: path for name, path in self._files.items() if path.is_file()}
+        missing = [name for name in self._files if name not in written and name not in self.optional]
         if missing:
             raise ValueError(f"stage {self.stage} did not write {', '.join(missing)}")
-        for path in self._files.values():
+        for path in written.values():
             os.chmod(path, 0o666 & ~current_umask())
             _fsync(path)
-        self._record(generation, dict(self._files))
+        self._record(generation, {name: written.get(name) for name in self._files})
         os.chmod(generation, 0o777 & ~current_umask())
         _fsync(generation)
         fault_point("commit.record")
         self._adopt()
-        for name, path in self.paths.items():
+        for name in written:
             if not self._is_ours(name):  # missing so far: a link to a file the current generation lacks
                 fault_point(f"commit.link:{name}")
                 self._link(name)
         fault_point("commit.swap")
         self._switch(generation)
         fault_point("commit.swapped")
+        for name in self.paths:  # an optional output this generation lacks: no dangling public link
+            if name not in written and self._is_ours(name):
+                fault_point(f"commit.unlink:{name}")
+                self.paths[name].unlink(missing_ok=True)
         for entry in self.store.iterdir():
             if entry.name not in (CURRENT, generation.name) and not entry.name.startswith("."):
                 _remove(entry)
         fault_point("commit.cleaned")
+
+
+def current_paths(stage: str, paths: Mapping[str, str | Path]) -> dict[str, Path]:
+    """Where to read the outputs of `stage` so that they all come from one generation.
+
+    The public paths lead through the `current` link, which a new commit may switch between
+    two reads; this reads the link once and gives each output's path inside that generation.
+    A public path that is not the stage's link (a plain file put there since, or an output of
+    an older version) is returned as it is, so the reader sees what the user sees there.
+    """
+    outputs = StageOutputs(stage, paths)
+    current = outputs.current()
+    if current is None:
+        return dict(outputs.paths)
+    return {name: current / name if outputs._is_ours(name) else path for name, path in outputs.paths.items()}
 
 
 def read_generation(stage: str, paths: Mapping[str, str | Path]) -> dict[str, Any]:

@@ -4,7 +4,10 @@ Notebooks live in `notebooks/` as jupytext percent scripts (the reviewable sourc
 `.ipynb` are made locally by `jupytext --sync` and not committed). Each is executed top to
 bottom in a fresh kernel, in the project folder, with `CHURN_CONFIG` naming the config, then
 exported to standalone HTML (plots embedded) in `reports/html/`, and the HTML files are
-logged to an MLflow run. The notebooks import the small helpers below (config, latest run of
+logged to an MLflow run. The pages change together (`pipelines.io.StageOutputs`: one generation
+switched in with one rename; a second `churn report` on the same folder stops at once), and the
+notebooks read every upstream stage's files from its current generation
+(`pipelines.outputs.current_paths`), never two runs' files side by side. The notebooks import the small helpers below (config, latest run of
 a stage, registry history) instead of repeating MLflow plumbing. Those helpers are imported in
 every notebook kernel, so the notebook machinery (jupytext, nbclient, nbconvert) and MLflow are
 imported only where they are used: a kernel starts faster, and a notebook that never asks
@@ -25,7 +28,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from pipelines.config import Config, load_config
-from pipelines.io import StageError, write_text
+from pipelines.io import StageError, StageOutputs, write_text
+from pipelines.outputs import current_paths, stage_paths
 
 if TYPE_CHECKING:
     import mlflow
@@ -165,7 +169,12 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None,
         raise StageError("the report reads the outputs of the earlier stages, and these are missing: "
                          + "; ".join(f"{path} (run `churn {stage}`)" for path, stage in missing)
                          + ". Run them first, e.g. `churn run --config ... --to rules`; nothing was written")
-    out_dir = Path(cfg.paths.reports_dir) / "html"
+    public = stage_paths(cfg, "report")
+    out_dir = public["index.html"].parent
+    expected = {f"{source.stem}.html" for source in sources}
+    if expected != set(public) - {"index.html"}:
+        raise StageError(f"the notebooks in {NOTEBOOK_DIR} ({', '.join(sorted(expected))}) are not the ones "
+                         "pipelines/outputs.py lists; nothing was written")
     workdir = Path.cwd()
     written: list[str] = []
 
@@ -175,35 +184,36 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None,
         say(f"executed {source.name} ({time.perf_counter() - start:.0f} s)")
         return notebook
 
-    with tracked_run(cfg, stage="report"):
+    outputs = StageOutputs("report", public, say)
+    with outputs, tracked_run(cfg, stage="report"):
         say(f"executing {len(sources)} notebooks: {', '.join(s.name for s in sources)}")
         with ThreadPoolExecutor(max_workers=max(1, min(len(sources), os.cpu_count() or 1))) as pool:
             notebooks = list(pool.map(execute, sources))
-        for source, notebook in zip(sources, notebooks):
-            target = out_dir / f"{source.stem}.html"
-            write_text(render_html(notebook), target)
-            mlflow.log_artifact(str(target), "report")
-            written.append(str(target))
-        index = out_dir / "index.html"
-        write_text(index_page([Path(p) for p in written]), index)
-        mlflow.log_artifact(str(index), "report")
+        with outputs.commit() as files:  # every page switches in together when the block ends
+            for source, notebook in zip(sources, notebooks):
+                name = f"{source.stem}.html"
+                write_text(render_html(notebook), files[name])
+                mlflow.log_artifact(str(files[name]), "report")
+                written.append(str(public[name]))
+            write_text(index_page([Path(p) for p in written]), files["index.html"])
+            mlflow.log_artifact(str(files["index.html"]), "report")
+        index = public["index.html"]
     say(f"report written: {out_dir}/ ({len(written)} notebooks)")
     return {"html": written, "index": str(index), "report_dir": str(out_dir)}
 
 
 def missing_outputs(cfg: Config) -> list[tuple[Path, str]]:
     """The upstream outputs the notebooks read that do not exist, each with the stage that writes it."""
-    reports, features, outputs = Path(cfg.paths.reports_dir), Path(cfg.paths.features_dir), Path(cfg.paths.outputs_dir)
-    needed = [(reports / "validation.json", "validate"),
-              (reports / "features_summary.json", "features"), (features / "train.parquet", "features"),
-              (features / "score.parquet", "features"),
-              (reports / "train_metrics.json", "train"), (reports / "example_reasons.csv", "train"),
-              (reports / "curves" / "gains.csv", "train"),
-              (outputs / "scores.parquet", "score"), (outputs / "retention_list.csv", "score"),
-              (outputs / "manifest.json", "score"),
-              (reports / "rules_summary.json", "rules"), (outputs / "complaint_rules.csv", "rules"),
-              (outputs / "root_causes.csv", "rules")]
-    return [(path, stage) for path, stage in needed if not path.is_file()]
+    needed = {"validate": ("validation.json",),
+              "features": ("features_summary.json", "train.parquet", "score.parquet"),
+              "train": ("train_metrics.json", "example_reasons.csv", "gains.csv"),
+              "score": ("scores.parquet", "retention_list.csv", "manifest.json"),
+              "rules": ("rules_summary.json", "complaint_rules.csv", "root_causes.csv")}
+    missing = []
+    for stage, names in needed.items():
+        public, current = stage_paths(cfg, stage), current_paths(cfg, stage)
+        missing += [(public[name], stage) for name in names if not current[name].is_file()]
+    return missing
 
 
 def index_page(pages: list[Path]) -> str:

@@ -29,6 +29,7 @@ from matplotlib.patches import FancyBboxPatch  # noqa: E402
 from models.rules import RuleResult, RuleSettings, mine_complaint_rules  # noqa: E402
 from pipelines.config import Config  # noqa: E402
 from pipelines.io import StageOutputs, excel_safe, write_csv, write_json, write_with  # noqa: E402
+from pipelines.outputs import stage_paths  # noqa: E402
 from pipelines.tables import load_tables  # noqa: E402
 from pipelines.tracking import flatten_params, tracked_run  # noqa: E402
 
@@ -146,8 +147,7 @@ OUTPUT_FILES = (RULES_FILE, PAIRS_FILE, CHAINS_FILE, ROOTS_FILE, CHURN_RULES_FIL
 
 def output_paths(cfg: Config) -> dict[str, Path]:
     """Where each output of the stage is read from: the tables and diagram, then the summary."""
-    return {**{name: Path(cfg.paths.outputs_dir) / name for name in OUTPUT_FILES},
-            SUMMARY_FILE: Path(cfg.paths.reports_dir) / SUMMARY_FILE}
+    return stage_paths(cfg, "rules")
 
 
 def write_outputs(result: RuleResult, cfg: Config, settings: RuleSettings,

@@ -37,7 +37,8 @@ from models.linear import LinearChurnModel
 from models.retention import empty_list_explanation, overdue_complaint_tiers, plan_summary, retention_plan
 from pipelines.config import Config
 from pipelines.fingerprint import input_fingerprint
-from pipelines.io import StageError, StageOutputs, excel_safe
+from pipelines.io import StageError, StageOutputs, excel_safe, to_safe_csv
+from pipelines.outputs import stage_paths
 from pipelines.tables import load_tables
 from pipelines.tracking import flatten_params, tracked_run
 from pipelines.train import load_registered_bundle
@@ -274,7 +275,7 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         clock = now
 
     out = Path(cfg.paths.outputs_dir)
-    outputs = StageOutputs("score", {name: out / name for name in OUTPUT_FILES}, say)
+    outputs = StageOutputs("score", stage_paths(cfg, "score"), say)
     with outputs, tracked_run(cfg, stage="score") as active:
         client = MlflowClient()
         value_source = customer_value_source(cfg)
@@ -336,7 +337,7 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         drift = population_stability(churn.reference, matrix)
         summary_drift = drift_summary(drift, scoring.drift_warn_above)
         summary_drift["note"] = history_note(tables, cfg)
-        mlflow.log_text(drift.to_csv(index=False, lineterminator="\n"), "drift.csv")
+        mlflow.log_text(to_safe_csv(drift) or "", "drift.csv")
         mlflow.log_metrics({"psi_max": summary_drift["max_psi"], "psi_mean": summary_drift["mean_psi"],
                             "features_psi_above_warning": float(len(summary_drift["features_above_warning"]))})
         drifted = summary_drift["features_above_warning"]
@@ -402,9 +403,9 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         }
         with outputs.commit() as files:  # all four files switch in together when the block ends
             scores.to_parquet(files[SCORES_FILE], index=False, engine="pyarrow", compression="zstd")
-            listed.to_csv(files[LIST_FILE], index=False, encoding="utf-8", lineterminator="\n")
+            to_safe_csv(listed, files[LIST_FILE])
             excluded_out = excluded if excluded is not None else excluded_rows(None)
-            excel_safe(excluded_out).to_csv(files[EXCLUDED_FILE], index=False, encoding="utf-8", lineterminator="\n")
+            to_safe_csv(excluded_out, files[EXCLUDED_FILE])
             manifest["outputs"] = {name: outputs.sha256(name) for name in (SCORES_FILE, LIST_FILE, EXCLUDED_FILE)}
             tmp_manifest = files[MANIFEST_FILE]
             tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=_plain) + "\n",

@@ -34,6 +34,7 @@ from pipelines.config import Config
 from pipelines.fingerprint import input_fingerprint
 from pipelines.features import check_built_from
 from pipelines.io import StageError, StageOutputs, write_csv, write_json, write_parquet, write_with
+from pipelines.outputs import OPTIONAL, current_paths, stage_paths
 from pipelines.tracking import flatten_params, tracked_run
 
 log = logging.getLogger("pipelines.train")
@@ -45,7 +46,8 @@ CODE_PATHS = [str(Path(__file__).resolve().parent.parent / name) for name in ("f
 
 
 def read_training_table(cfg: Config) -> pd.DataFrame:
-    path = Path(cfg.paths.features_dir) / "train.parquet"
+    """The training table of the current features generation."""
+    path = current_paths(cfg, "features")["train.parquet"]
     if not path.is_file():
         raise StageError(f"{path} does not exist: run `churn features --config ...` first")
     return pd.read_parquet(path)
@@ -84,10 +86,13 @@ def synthetic_example(schema: FeatureSchema, table: pd.DataFrame, rows: int = 3)
     return pd.DataFrame(columns)
 
 
-def write_reports(result: TrainingResult, table: pd.DataFrame, cfg: Config, templates: dict[str, str]) -> dict[str, Path]:
-    """Plots (PNG), curve data (CSV, for `dvc plots`), test predictions and example reasons."""
-    reports = Path(cfg.paths.reports_dir)
-    plots = reports / "plots"
+def write_reports(result: TrainingResult, table: pd.DataFrame, cfg: Config, templates: dict[str, str],
+                  files: dict[str, Path]) -> dict[str, Path]:
+    """Plots (PNG), curve data (CSV, for `dvc plots`), test predictions and example reasons, into `files`.
+
+    `files` maps each output name (`pipelines.outputs`, stage train) to where to write it: the
+    new generation of the stage's commit. Returns the names written and their paths there.
+    """
     test = result.test
     y = test["churned"].to_numpy()
     scores = {"LightGBM (calibrated)": test["churn_probability"].to_numpy(),
@@ -115,25 +120,24 @@ def write_reports(result: TrainingResult, table: pd.DataFrame, cfg: Config, temp
                                                              test["next_horizon_value_if_retained"].to_numpy())
     paths: dict[str, Path] = {}
     for name, fig in figures.items():
-        save_figure(fig, plots / name)
-        paths[name] = plots / name
-    curves = reports / "curves"
+        save_figure(fig, files[name])
+        paths[name] = files[name]
     gains = pd.concat([g.assign(model=name) for name, g in result.gains.items()], ignore_index=True)
+    curves = {"gains.csv": gains, "roc.csv": roc,
+              "reliability.csv": reliability_table(y, test["churn_probability"].to_numpy()),
+              "feature_importance.csv": importance.rename("total_gain").rename_axis("feature").reset_index()
+              .sort_values("total_gain", ascending=False)}
     if result.profit_curves:
-        profit = pd.concat([c.assign(model=name) for name, c in result.profit_curves.items()], ignore_index=True)
-        paths["profit_curve.csv"] = write_csv(profit, curves / "profit_curve.csv")
-    paths["gains.csv"] = write_csv(gains, curves / "gains.csv")
-    paths["roc.csv"] = write_csv(roc, curves / "roc.csv")
-    paths["reliability.csv"] = write_csv(reliability_table(y, test["churn_probability"].to_numpy()),
-                                         curves / "reliability.csv")
-    paths["importance.csv"] = write_csv(importance.rename("total_gain").rename_axis("feature").reset_index()
-                                        .sort_values("total_gain", ascending=False), curves / "feature_importance.csv")
-    paths["test_predictions.parquet"] = write_parquet(test, reports / "test_predictions.parquet")
+        curves["profit_curve.csv"] = pd.concat([c.assign(model=name) for name, c in result.profit_curves.items()],
+                                               ignore_index=True)
+    for name, frame in curves.items():
+        paths[name] = write_csv(frame, files[name])
+    paths["test_predictions.parquet"] = write_parquet(test, files["test_predictions.parquet"])
     chosen = result.selected_model
     top = test_rows.assign(churn_probability=test["selected_probability"].to_numpy()).nlargest(20, "churn_probability")
     reasons = reason_codes(top, chosen.contributions(top), templates, cfg.model.reasons_per_customer)
     examples = pd.concat([top[["customer_id", "cutoff", "churn_probability", "churned"]], reasons], axis=1)
-    paths["example_reasons.csv"] = write_csv(examples, reports / "example_reasons.csv")
+    paths["example_reasons.csv"] = write_csv(examples, files["example_reasons.csv"])
     return paths
 
 
@@ -211,22 +215,21 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None,
         templates: dict[str, str] | None = None) -> dict[str, object]:
     """Train both models, write reports, log everything to MLflow and register the versions."""
     say = progress or (lambda message: None)
-    reports = Path(cfg.paths.reports_dir)
-    # Lock and leftovers only: the reports are written one file at a time, as before.
-    outputs = StageOutputs("train", {"train_metrics.json": reports / "train_metrics.json",
-                                     "test_predictions.parquet": reports / "test_predictions.parquet",
-                                     "plots": reports / "plots" / "roc.png", "curves": reports / "curves" / "roc.csv"}, say)
+    outputs = StageOutputs("train", stage_paths(cfg, "train"), say, optional=OPTIONAL["train"])
     with outputs:
-        return _train(cfg, say, templates)
+        return _train(cfg, say, templates, outputs)
 
 
-def _train(cfg: Config, say: Callable[[str], None], templates: dict[str, str] | None) -> dict[str, object]:
-    train_path = Path(cfg.paths.features_dir) / "train.parquet"
+def _train(cfg: Config, say: Callable[[str], None], templates: dict[str, str] | None,
+           outputs: StageOutputs) -> dict[str, object]:
+    features = current_paths(cfg, "features")  # the training table and its record, from one generation
+    train_path = features["train.parquet"]
     if not train_path.is_file():
-        raise StageError(f"{train_path} does not exist: run `churn features --config ...` first")
+        raise StageError(f"{Path(cfg.paths.features_dir) / 'train.parquet'} does not exist: "
+                         "run `churn features --config ...` first")
     fingerprint = input_fingerprint(cfg, extra_files={"train_table": train_path})
-    check_built_from(cfg, fingerprint)
-    table = read_training_table(cfg)
+    check_built_from(cfg, fingerprint, summary_path=features["features_summary.json"])
+    table = pd.read_parquet(train_path)
     if templates is None:
         from features.catalogue import reason_templates
         templates = reason_templates()
@@ -255,58 +258,68 @@ def _train(cfg: Config, say: Callable[[str], None], templates: dict[str, str] | 
         mlflow.log_dict({"features": list(result.churn.schema.features),
                          "categorical": {k: list(v) for k, v in result.churn.schema.categorical.items()}},
                         "features.json")
-        paths = write_reports(result, table, cfg, templates)
-        mlflow.log_artifacts(str(Path(cfg.paths.reports_dir) / "plots"), "plots")
-        mlflow.log_artifacts(str(Path(cfg.paths.reports_dir) / "curves"), "curves")
-
-        say("registering models in the MLflow registry")
-        final_churn = result.final_churn or result.selected_model
-        example = synthetic_example(final_churn.schema, table)
-        churn_info = log_bundle(final_churn, CHURN_MODEL_NAME, example, "churn_probability")
-        client = MlflowClient()
-        test_rows = table[result.split.test].reset_index(drop=True)
-        y = test_rows["churned"].to_numpy(dtype=int)
-        ltv = result.test["retained_lifetime_value"].to_numpy()
-        metric = cfg.model.champion_metric
-        if metric == "best_profit" and not np.isfinite(ltv).any():
-            say("model.champion_metric best_profit needs customer values; none here: roc_auc is used instead")
-            metric = "roc_auc"
-
-        def rescore_churn(bundle: Path) -> float | None:
-            model = load_churn_model(bundle)
-            if model.schema.problems(test_rows):
-                return None
-            return champion_score(metric, y, model.predict(test_rows), ltv, cfg.economics)
-
-        def rescore_value(bundle: Path) -> float | None:
-            model = ValueModel.load(bundle)
-            if model.schema.problems(test_rows):
-                return None
-            return stayer_value_metrics(y, test_rows["future_value"].to_numpy(), model.predict(test_rows))["spearman"]
-
-        new_churn = champion_score(metric, y, result.test["selected_probability"].to_numpy(), ltv, cfg.economics)
-        test_cutoff = max(result.split.test_cutoffs)
-        last_cutoff = str(pd.Timestamp(table["cutoff"].max()).date())
-        decisions = [
-            champion_decision(client, CHURN_MODEL_NAME, str(churn_info.registered_model_version), new_churn,
-                              rescore_churn, cfg.model.champion_margin, metric, test_cutoff, last_cutoff),
-        ]
-        if result.final_value is not None:
-            value_info = log_bundle(result.final_value, VALUE_MODEL_NAME, example, "predicted_value")
-            decisions.append(champion_decision(client, VALUE_MODEL_NAME, str(value_info.registered_model_version),
-                                               result.metrics["value.spearman"], rescore_value,
-                                               cfg.model.champion_margin, "spearman", test_cutoff, last_cutoff))
-        decisions[0]["algorithm"] = result.selected
-        decisions[0]["selection"] = result.info["selection"]
-        for decision in decisions:
-            say(f"{decision['model']} v{decision['new_version']} -> {decision['alias']}: {decision['reason']}")
-            mlflow.set_tag(f"{decision['model']}.alias", str(decision["alias"]))
-        mlflow.log_dict({"decisions": decisions}, "champion_decision.json")
-        summary = {"run_id": active.info.run_id, "metrics": result.metrics,
-                   "info": {k: v for k, v in result.info.items() if k != "tuning_trials"},
-                   "selected_churn_model": result.selected,
-                   "champion": decisions}
-        metrics_path = write_json(summary, Path(cfg.paths.reports_dir) / "train_metrics.json")
-        mlflow.log_artifact(str(metrics_path))
+        with outputs.commit() as files:  # every report file switches in together when the block ends
+            paths = write_reports(result, table, cfg, templates, files)
+            for name, path in paths.items():  # the new files, logged before they are switched in
+                folder = stage_paths(cfg, "train")[name].parent.name
+                if folder in ("plots", "curves"):
+                    mlflow.log_artifact(str(path), folder)
+            summary = _register(cfg, say, result, table, active)
+            write_json(summary, files["train_metrics.json"])
+            mlflow.log_artifact(str(files["train_metrics.json"]))
+    metrics_path = Path(cfg.paths.reports_dir) / "train_metrics.json"
     say(f"reports in {cfg.paths.reports_dir}/ (metrics: {metrics_path})")
-    return {**summary, "paths": {k: str(v) for k, v in paths.items()}}
+    public = stage_paths(cfg, "train")
+    return {**summary, "paths": {k: str(public[k]) for k in paths}}
+
+
+def _register(cfg: Config, say: Callable[[str], None], result: TrainingResult, table: pd.DataFrame,
+              active: mlflow.ActiveRun) -> dict[str, object]:
+    """Log and register the served models, decide champion or challenger; the summary for train_metrics.json."""
+    say("registering models in the MLflow registry")
+    final_churn = result.final_churn or result.selected_model
+    example = synthetic_example(final_churn.schema, table)
+    churn_info = log_bundle(final_churn, CHURN_MODEL_NAME, example, "churn_probability")
+    client = MlflowClient()
+    test_rows = table[result.split.test].reset_index(drop=True)
+    y = test_rows["churned"].to_numpy(dtype=int)
+    ltv = result.test["retained_lifetime_value"].to_numpy()
+    metric = cfg.model.champion_metric
+    if metric == "best_profit" and not np.isfinite(ltv).any():
+        say("model.champion_metric best_profit needs customer values; none here: roc_auc is used instead")
+        metric = "roc_auc"
+
+    def rescore_churn(bundle: Path) -> float | None:
+        model = load_churn_model(bundle)
+        if model.schema.problems(test_rows):
+            return None
+        return champion_score(metric, y, model.predict(test_rows), ltv, cfg.economics)
+
+    def rescore_value(bundle: Path) -> float | None:
+        model = ValueModel.load(bundle)
+        if model.schema.problems(test_rows):
+            return None
+        return stayer_value_metrics(y, test_rows["future_value"].to_numpy(), model.predict(test_rows))["spearman"]
+
+    new_churn = champion_score(metric, y, result.test["selected_probability"].to_numpy(), ltv, cfg.economics)
+    test_cutoff = max(result.split.test_cutoffs)
+    last_cutoff = str(pd.Timestamp(table["cutoff"].max()).date())
+    decisions = [
+        champion_decision(client, CHURN_MODEL_NAME, str(churn_info.registered_model_version), new_churn,
+                          rescore_churn, cfg.model.champion_margin, metric, test_cutoff, last_cutoff),
+    ]
+    if result.final_value is not None:
+        value_info = log_bundle(result.final_value, VALUE_MODEL_NAME, example, "predicted_value")
+        decisions.append(champion_decision(client, VALUE_MODEL_NAME, str(value_info.registered_model_version),
+                                           result.metrics["value.spearman"], rescore_value,
+                                           cfg.model.champion_margin, "spearman", test_cutoff, last_cutoff))
+    decisions[0]["algorithm"] = result.selected
+    decisions[0]["selection"] = result.info["selection"]
+    for decision in decisions:
+        say(f"{decision['model']} v{decision['new_version']} -> {decision['alias']}: {decision['reason']}")
+        mlflow.set_tag(f"{decision['model']}.alias", str(decision["alias"]))
+    mlflow.log_dict({"decisions": decisions}, "champion_decision.json")
+    return {"run_id": active.info.run_id, "metrics": result.metrics,
+            "info": {k: v for k, v in result.info.items() if k != "tuning_trials"},
+            "selected_churn_model": result.selected,
+            "champion": decisions}
