@@ -47,6 +47,7 @@ from models.complaint_ops.satisfaction import satisfaction_by_unit, score_values
 from models.complaint_ops.staffing import PLAN_COLUMNS, staffing_plan  # noqa: E402
 from models.complaint_ops.text import QUALITY_COLUMNS, sentiment_scores, suggest_labels  # noqa: E402
 from pipelines.config import Config  # noqa: E402
+from pipelines.outputs import stage_paths  # noqa: E402
 from pipelines.io import StageError, StageOutputs, write_csv, write_json, write_parquet, write_with  # noqa: E402
 from pipelines.tables import load_tables  # noqa: E402
 from pipelines.fingerprint import flatten_params  # noqa: E402
@@ -80,8 +81,7 @@ FORECAST_PANELS = 6
 
 def output_paths(cfg: Config) -> dict[str, Path]:
     """Where each output is read from: tables and charts in outputs_dir, then the summary in reports_dir."""
-    return {**{name: Path(cfg.paths.outputs_dir) / name for name in OUTPUT_FILES},
-            SUMMARY_FILE: Path(cfg.paths.reports_dir) / SUMMARY_FILE}
+    return stage_paths(cfg, "complaints")
 
 
 def _rounded(frame: pd.DataFrame) -> pd.DataFrame:

@@ -38,6 +38,14 @@ _LAYOUT: dict[str, dict[str, tuple[str, str]]] = {
                  ("complaint_rules.csv", "complaint_order_pairs.csv", "complaint_chains.csv", "root_causes.csv",
                   "churn_rules.csv", "complaint_chains.png")},
               "rules_summary.json": ("reports_dir", "rules_summary.json")},
+    "complaints": {**{name: ("outputs_dir", name) for name in
+                      ("complaint_weekly_counts.csv", "complaint_forecast.csv", "complaint_forecast_backtest.csv",
+                       "complaint_forecast_accuracy.csv", "complaint_forecast.png", "staffing_plan.csv",
+                       "staffing_plan.png", "satisfaction_by_unit.csv", "satisfaction_funnel.png",
+                       "complaint_heatmap_line_by_channel.csv", "complaint_heatmap_weekday_by_hour.csv",
+                       "complaint_heatmaps.png", "complaint_text_quality.csv", "complaint_suggestions.csv",
+                       "complaint_sentiment.parquet", "complaint_sentiment.png")},
+                   "complaints_summary.json": ("reports_dir", "complaints_summary.json")},
     "report": {**{f"{name}.html": ("reports_dir", f"html/{name}.html") for name in NOTEBOOKS},
                "index.html": ("reports_dir", "html/index.html")},
 }

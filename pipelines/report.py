@@ -208,7 +208,9 @@ def missing_outputs(cfg: Config) -> list[tuple[Path, str]]:
               "features": ("features_summary.json", "train.parquet", "score.parquet"),
               "train": ("train_metrics.json", "example_reasons.csv", "gains.csv"),
               "score": ("scores.parquet", "retention_list.csv", "manifest.json"),
-              "rules": ("rules_summary.json", "complaint_rules.csv", "root_causes.csv")}
+              "rules": ("rules_summary.json", "complaint_rules.csv", "root_causes.csv"),
+              "complaints": ("complaints_summary.json", "complaint_forecast_accuracy.csv", "staffing_plan.csv",
+                             "satisfaction_by_unit.csv", "complaint_text_quality.csv")}
     missing = []
     for stage, names in needed.items():
         public, current = stage_paths(cfg, stage), current_paths(cfg, stage)
