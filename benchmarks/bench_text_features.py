@@ -6,6 +6,7 @@ temporary folder and MLflow store, and reads `reports/train_metrics.json` of bot
 (the same out-of-time test cutoff). The difference is the effect of adding the features.
 
 Usage: .venv/bin/python benchmarks/bench_text_features.py --data data/raw/demo [--config configs/default.yaml]
+       [--cutoffs N]
 (`make demo` generates data/raw/demo). Writes benchmarks/results/text_features.json.
 """
 
@@ -31,12 +32,14 @@ CHURN = Path(sys.executable).parent / "churn"
 METRICS = ("roc_auc", "pr_auc")
 
 
-def run_once(data: Path, config: Path, sentiment: bool, folder: Path) -> dict[str, object]:
+def run_once(data: Path, config: Path, sentiment: bool, folder: Path, cutoffs: int | None) -> dict[str, object]:
     """features + train with the tone features on or off; the served model's test metrics."""
     raw = yaml.safe_load(config.read_text(encoding="utf-8"))
     for name, table in raw["data"]["tables"].items():
         table["path"] = str((data / Path(table["path"]).name).resolve())
     raw["features"]["complaint_sentiment"] = sentiment
+    if cutoffs is not None:
+        raw["labels"]["cutoffs"]["count"] = cutoffs
     raw["paths"] = {"features_dir": str(folder / "features"), "outputs_dir": str(folder / "outputs"),
                     "reports_dir": str(folder / "reports")}
     raw["tracking"] = {"tracking_uri": f"sqlite:///{folder}/mlflow.db", "artifact_location": str(folder / "art"),
@@ -65,14 +68,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "raw" / "demo")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "default.yaml")
+    parser.add_argument("--cutoffs", type=int, default=None, help="training cutoffs (default: the config's)")
     args = parser.parse_args()
-    results: dict[str, object] = {"data": str(args.data), "config": str(args.config),
+    results: dict[str, object] = {"data": str(args.data), "config": str(args.config), "cutoffs": args.cutoffs,
                                   "python": platform.python_version(), "machine": platform.machine()}
     with tempfile.TemporaryDirectory(prefix="bench-text-") as tmp:
         for sentiment in (False, True):
             folder = Path(tmp) / ("with" if sentiment else "without")
             folder.mkdir()
-            results["with" if sentiment else "without"] = run_once(args.data, args.config, sentiment, folder)
+            results["with" if sentiment else "without"] = run_once(args.data, args.config, sentiment, folder,
+                                                                        args.cutoffs)
             print(f"complaint_sentiment={sentiment}: {results['with' if sentiment else 'without']}", flush=True)
     for name in METRICS:
         for model in ("served", "lightgbm"):

@@ -159,7 +159,7 @@ def staffing_figure(plan: pd.DataFrame) -> Figure:
     return fig
 
 
-def funnel_figure(table: pd.DataFrame, alpha: float) -> Figure:
+def funnel_figure(table: pd.DataFrame, alpha: float, score_sd: dict[str, float]) -> Figure:
     """Funnel plots: unit mean against answers, with 95% and 99.8% limits around the overall mean."""
     panels = [(s, u) for s in ("csat", "nps", "complaint_satisfaction") for u in ("branch", "business_line")
               if ((table["score"] == s) & (table["unit_type"] == u)).any()]
@@ -174,8 +174,7 @@ def funnel_figure(table: pd.DataFrame, alpha: float) -> Figure:
         part = table[(table["score"] == score) & (table["unit_type"] == unit_type)]
         total = part["answers"].sum()
         overall = float((part["mean"] * part["answers"]).sum() / total)
-        spread = float(np.sqrt((part["answers"] * (part["mean"] - overall) ** 2).sum() / total + 1e-12))
-        sd = float(part["sd"].iloc[0]) if "sd" in part else spread
+        sd = score_sd.get(score, 0.0)  # the answer-level standard deviation of the score
         n = np.linspace(max(2, part["answers"].min() * 0.8), part["answers"].max() * 1.1, 100)
         for z, style in ((1.96, "--"), (3.09, ":")):
             ax.plot(n, overall - z * sd / np.sqrt(n), color="#888888", ls=style, lw=1)
@@ -291,7 +290,14 @@ def analyse(tables: Tables, cfg: Config, say: Callable[[str], None]) -> dict[str
                                                            if not settings.text.enabled else
                                                            "the complaints table has no text column"))
     return {"forecast": forecast, "plan": plan, "satisfaction": satisfaction, "grids": grids,
-            "sentiment": sentiment, "quality": quality, "suggestions": suggestions, "messages": messages}
+            "score_sd": _score_sd(complaints, tables.surveys), "sentiment": sentiment, "quality": quality,
+            "suggestions": suggestions, "messages": messages}
+
+
+def _score_sd(complaints: pd.DataFrame | None, surveys: pd.DataFrame | None) -> dict[str, float]:
+    """Each score's answer-level standard deviation: the funnel plot's limits."""
+    return {score: float(values["value"].std()) for score, values in score_values(complaints, surveys).items()
+            if len(values) > 1}
 
 
 def _nothing_to_analyse(tables: Tables, cfg: Config) -> dict[str, object]:
@@ -303,8 +309,7 @@ def _nothing_to_analyse(tables: Tables, cfg: Config) -> dict[str, object]:
     return {"forecast": empty, "plan": pd.DataFrame(columns=PLAN_COLUMNS), "satisfaction": surveys_only,
             "grids": {name: pd.DataFrame(columns=[*axes, "complaints", "breached", "breach_rate"])
                       for name, axes in GRIDS.items()},
-            "score_sd": {score: float(values["value"].std()) for score, values in
-                         score_values(None, tables.surveys).items() if len(values) > 1},
+            "score_sd": _score_sd(None, tables.surveys),
             "sentiment": pd.DataFrame({"complaint_id": pd.Series(dtype="str"), "customer_id": pd.Series(dtype="str"),
                                        "opened_at": pd.Series(dtype="datetime64[us]"),
                                        "category": pd.Series(dtype="str"), "sentiment": pd.Series(dtype=float),
@@ -357,7 +362,8 @@ def write_outputs(result: dict[str, object], cfg: Config, files: dict[str, Path]
     _save(staffing_figure(result["plan"]), files[STAFFING_PLOT])  # type: ignore[arg-type]
     satisfaction: pd.DataFrame = result["satisfaction"]  # type: ignore[assignment]
     write_csv(_rounded(satisfaction), files[SATISFACTION_FILE])
-    _save(funnel_figure(_with_sd(satisfaction, result), settings.satisfaction.alpha), files[FUNNEL_PLOT])
+    _save(funnel_figure(satisfaction, settings.satisfaction.alpha, result["score_sd"]),  # type: ignore[arg-type]
+          files[FUNNEL_PLOT])
     grids: dict[str, pd.DataFrame] = result["grids"]  # type: ignore[assignment]
     for name, file in HEAT_FILES.items():
         write_csv(_rounded(grids.get(name, pd.DataFrame(columns=[*GRIDS[name], "complaints", "breached",
@@ -370,12 +376,6 @@ def write_outputs(result: dict[str, object], cfg: Config, files: dict[str, Path]
     _save(sentiment_figure(sentiment, settings.text.negative_below), files[SENTIMENT_PLOT])
 
 
-def _with_sd(satisfaction: pd.DataFrame, result: dict[str, object]) -> pd.DataFrame:
-    """The funnel's limits need each score's answer-level standard deviation (kept for the chart only)."""
-    sd = result.get("score_sd", {})
-    return satisfaction.assign(sd=satisfaction["score"].map(sd)) if sd else satisfaction
-
-
 def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str, object]:
     """Forecast, staffing, satisfaction by unit, heat maps and text; write, summarise and log to MLflow."""
     say = progress or (lambda message: None)
@@ -386,7 +386,6 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
         with tracked_run(cfg, stage="complaints") as active:
             mlflow.log_params(flatten_params(cfg.complaints, "complaints."))
             result = analyse(tables, cfg, say)
-            result["score_sd"] = _score_sd(tables)
             for message in result["messages"]:  # type: ignore[attr-defined]
                 log.warning("%s", message)
                 say(message)
@@ -402,13 +401,6 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
         f"{payload['satisfaction']['units_significantly_below']} units significantly below average; "
         f"files in {cfg.paths.outputs_dir}/")
     return {"run_id": run_id, "summary": payload, "paths": {k: str(v) for k, v in public.items()}}
-
-
-def _score_sd(tables: Tables) -> dict[str, float]:
-    from models.complaint_ops.satisfaction import score_values
-
-    return {score: float(values["value"].std()) for score, values in
-            score_values(tables.complaints, tables.surveys).items() if len(values) > 1}
 
 
 def _metrics(payload: dict[str, object]) -> dict[str, float]:

@@ -14,8 +14,9 @@ given seed whether or not these columns exist.
 - `business_line`: business banking for small-business customers; otherwise the line of
   the complaint's product (surveys: the customer's main line).
 - `text`: a complaint in the customer's words, from templated phrases per category with
-  variation (some texts vague, some worded like a related category, as real ones are), typos, urgency that follows the tier and a tone that follows the customer's
-  hidden dissatisfaction when complaining (so the text's sentiment carries signal the
+  variation (some texts vague, some worded like a related category, as real ones are),
+  typos, urgency that follows the tier and a tone that follows the customer's hidden
+  dissatisfaction when complaining (so the text's sentiment carries signal the
   scores miss). No real people, names or account numbers appear.
 """
 
