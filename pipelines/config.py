@@ -22,6 +22,7 @@ from features.settings import FeatureSettings, LabelSettings, Strict
 from models.retention import ScoringSettings
 from models.rules import RuleSettings
 from models.settings import EconomicsSettings, ModelSettings
+from models.uplift.settings import UpliftSettings
 
 
 class ConfigError(Exception):
@@ -151,6 +152,7 @@ class Config(Strict):
     demo: DemoSettings = DemoSettings()
     scoring: ScoringSettings = ScoringSettings()
     rules: RuleSettings = RuleSettings()
+    uplift: UpliftSettings = UpliftSettings()
 
 
 def _iso_datetime(text: str) -> str:

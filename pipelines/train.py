@@ -35,6 +35,7 @@ from pipelines.fingerprint import input_fingerprint
 from pipelines.features import check_built_from
 from pipelines.io import StageError, StageOutputs, write_csv, write_json, write_parquet, write_with
 from pipelines.tracking import flatten_params, tracked_run
+from pipelines.uplift import UPLIFT_MODEL_NAME, fit_and_report, rescore_qini
 
 log = logging.getLogger("pipelines.train")
 
@@ -256,6 +257,7 @@ def _train(cfg: Config, say: Callable[[str], None], templates: dict[str, str] | 
                          "categorical": {k: list(v) for k, v in result.churn.schema.categorical.items()}},
                         "features.json")
         paths = write_reports(result, table, cfg, templates)
+        uplift = fit_and_report(cfg, result.churn.schema, say, save_figure)
         mlflow.log_artifacts(str(Path(cfg.paths.reports_dir) / "plots"), "plots")
         mlflow.log_artifacts(str(Path(cfg.paths.reports_dir) / "curves"), "curves")
 
@@ -296,6 +298,15 @@ def _train(cfg: Config, say: Callable[[str], None], templates: dict[str, str] | 
             decisions.append(champion_decision(client, VALUE_MODEL_NAME, str(value_info.registered_model_version),
                                                result.metrics["value.spearman"], rescore_value,
                                                cfg.model.champion_margin, "spearman", test_cutoff, last_cutoff))
+        if uplift["status"] == "trained":
+            fitted = uplift.pop("_result")
+            uplift_table = uplift.pop("_table")
+            uplift_info = log_bundle(fitted.final, UPLIFT_MODEL_NAME, example, "uplift")
+            decisions.append(champion_decision(client, UPLIFT_MODEL_NAME, str(uplift_info.registered_model_version),
+                                               fitted.metrics[fitted.selected]["qini"]["value"],
+                                               rescore_qini(fitted, uplift_table, cfg), 0.0, "qini",
+                                               max(fitted.info["test_cutoffs"]),
+                                               str(pd.Timestamp(uplift_table["cutoff"].max()).date())))
         decisions[0]["algorithm"] = result.selected
         decisions[0]["selection"] = result.info["selection"]
         for decision in decisions:
@@ -305,6 +316,7 @@ def _train(cfg: Config, say: Callable[[str], None], templates: dict[str, str] | 
         summary = {"run_id": active.info.run_id, "metrics": result.metrics,
                    "info": {k: v for k, v in result.info.items() if k != "tuning_trials"},
                    "selected_churn_model": result.selected,
+                   "uplift": {k: v for k, v in uplift.items() if k in ("status", "why", "selected", "info")},
                    "champion": decisions}
         metrics_path = write_json(summary, Path(cfg.paths.reports_dir) / "train_metrics.json")
         mlflow.log_artifact(str(metrics_path))
