@@ -27,6 +27,7 @@ demo: install
 	$(BIN)/churn train    --config $(CONFIG)
 	$(BIN)/churn score    --config $(CONFIG)
 	$(BIN)/churn rules    --config $(CONFIG)
+	$(BIN)/churn effects  --config $(CONFIG)
 	$(BIN)/churn report   --config $(CONFIG)
 	@echo
 	@echo "Demo finished. Outputs:"

@@ -22,7 +22,7 @@ from features.settings import FeatureSettings, LabelSettings, Strict
 from models.retention import ScoringSettings
 from models.rules import RuleSettings
 from models.settings import EconomicsSettings, ModelSettings
-from models.uplift.settings import UpliftSettings
+from models.uplift.settings import BacktestSettings, UpliftSettings
 
 
 class ConfigError(Exception):
@@ -153,6 +153,7 @@ class Config(Strict):
     scoring: ScoringSettings = ScoringSettings()
     rules: RuleSettings = RuleSettings()
     uplift: UpliftSettings = UpliftSettings()
+    backtest: BacktestSettings = BacktestSettings()
 
 
 def _iso_datetime(text: str) -> str:

@@ -14,6 +14,7 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("train", "pipelines.train"),
     ("score", "pipelines.score"),
     ("rules", "pipelines.rules"),
+    ("effects", "pipelines.effects"),
     ("report", "pipelines.report"),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(name for name, _ in STAGES)

@@ -45,3 +45,14 @@ class UpliftSettings(Strict):
     )
     min_control_rows: int = Field(default=50, ge=1,
                                   description="Fewer control rows than this: no uplift model, ranking falls back")
+
+
+class BacktestSettings(Strict):
+    """`churn backtest`: replay the list at past cutoffs with models trained only on data before each."""
+
+    cutoffs: int = Field(default=6, ge=1, le=36,
+                         description="Without --from/--to: the latest this-many month starts whose horizon has ended")
+    training_cutoffs: int = Field(default=4, ge=1, le=24,
+                                  description="Monthly training cutoffs of the churn and value models at each replay "
+                                              "(fewer than labels.cutoffs.count keeps the replay fast)")
+    random_seed: int | None = Field(default=None, description="Seed of the random list; null: the top-level seed")
