@@ -30,6 +30,7 @@ import pandas as pd
 
 from features.build import build_labels, build_scoring_table, build_training_table, tables_as_of, tables_before
 from features.contract import Tables
+from features.settings import SettingsProblem
 from models.boosting import fit_churn_model, fit_value_model
 from models.data import customer_hash_share, infer_schema, model_feature_columns
 from models.retention import overdue_complaint_tiers, retention_plan
@@ -169,7 +170,7 @@ def run(cfg: Config, start: str | None = None, end: str | None = None,
     with outputs, tracked_run(cfg, stage="backtest") as active:
         full = load_tables(cfg)
         cutoffs = backtest_cutoffs(full, cfg, start, end)
-        if not cutoffs:
+        if not cutoffs and (start is not None or end is not None):
             raise StageError(f"no backtest cutoff between {start} and {end} whose {cfg.labels.horizon_days}-day "
                              f"horizon ends by the data's as_of ({tables_as_of(full).date()}); choose earlier dates")
         truth_dir = Path(cfg.evaluation.truth_dir) if cfg.evaluation.truth_dir else None
@@ -181,18 +182,33 @@ def run(cfg: Config, start: str | None = None, end: str | None = None,
         clock = time.perf_counter()
         for cutoff in cutoffs:
             say(f"replaying the list at {cutoff.date()} with models trained on data before it")
-            found, info, listed = replay(full, cutoff, cfg, truth_dir, say)
+            try:
+                found, info, listed = replay(full, cutoff, cfg, truth_dir, say)
+            except (ValueError, SettingsProblem) as error:  # too little history before it to fit the models
+                found, info, listed = [], {"cutoff": str(cutoff.date()), "skipped": str(error)[:500]}, {}
             chosen[str(cutoff.date())] = listed
             lines.extend(found)
             infos.append(info)
             if "skipped" in info:
                 say(f"cutoff {cutoff.date()} skipped: {info['skipped']}")
         if not lines:
-            raise StageError("no cutoff could be replayed: " + "; ".join(f"{i['cutoff']}: {i.get('skipped')}"
-                                                                        for i in infos))
+            why = ("no cutoff could be replayed: " + "; ".join(f"{i['cutoff']}: {i.get('skipped')}" for i in infos)
+                   if infos else "the data holds no month start with a full label horizon before as_of")
+            say(f"no backtest: {why}")
+            mlflow.set_tag("backtest", f"none: {why}"[:500])
+            summary_none: dict[str, object] = {"status": "none", "why": why, "cutoffs": infos}
+            with outputs.commit() as files:
+                files[BACKTEST_JSON].write_text(pd.Series(summary_none).to_json(indent=2) + "\n", encoding="utf-8")
+                pd.DataFrame({"cutoff": [], "list": []}).to_csv(files[BACKTEST_CSV], index=False)
+                fig, ax = plt.subplots(figsize=(6, 2))
+                ax.axis("off")
+                ax.text(0.5, 0.5, "No backtest: " + why[:90], ha="center", va="center", wrap=True)
+                fig.savefig(files[BACKTEST_PNG], format="png")
+                plt.close(fig)
+            return {"run_id": active.info.run_id, "summary": summary_none, "table": pd.DataFrame(), "lists": {}}
         table = pd.DataFrame(lines)
         summed = totals(table)
-        summary = {"cutoffs": infos, "seconds": round(time.perf_counter() - clock, 1),
+        summary = {"status": "replayed", "cutoffs": infos, "seconds": round(time.perf_counter() - clock, 1),
                    "totals": {r["list"]: {k: (None if pd.isna(v) else float(v)) for k, v in r.items() if k != "list"}
                               for r in summed.to_dict("records")},
                    "capacity": cfg.scoring.selection.capacity, "ranking_compared": list(LISTS),

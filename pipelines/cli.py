@@ -563,6 +563,9 @@ def backtest(
     cfg = load_or_exit(config)
     result = run_stage(lambda: run(cfg, start, end, progress=progress_printer()))
     summary = result["summary"]  # type: ignore[index]
+    if summary["status"] != "replayed":
+        Console().print(f"[yellow]no backtest[/yellow]: {escape(str(summary['why']))}", soft_wrap=True)
+        return
     table = Table(title=f"lists replayed at {sum('skipped' not in c for c in summary['cutoffs'])} cutoff(s), totals")
     columns = ["customers", "churners_reached", "value_at_risk_reached", "estimated_churners_saved",
                "estimated_value_saved", "true_churners_saved", "true_value_saved"]

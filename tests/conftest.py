@@ -72,6 +72,8 @@ def small_config(text: str) -> str:
     raw["labels"]["cutoffs"]["count"] = SMALL_CUTOFFS
     for booster in ("booster", "value_booster"):
         raw["model"][booster].update(SMALL_ROUNDS)
+    raw["uplift"]["booster"].update(SMALL_ROUNDS)
+    raw["backtest"].update({"cutoffs": 2, "training_cutoffs": 2})
     return yaml.safe_dump(raw, sort_keys=False)
 
 
