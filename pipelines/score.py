@@ -235,8 +235,9 @@ def retention_list(plan: pd.DataFrame, reasons: pd.DataFrame, per_customer: int)
         "expected_benefit": chosen["expected_benefit"].round(MONEY_DECIMALS).to_numpy(),
         "selection_reason": chosen["selection_reason"].to_numpy(),
         "complaint_tier": chosen["complaint_tier"].to_numpy(),
-        "uplift": chosen["uplift"].round(PROBABILITY_DECIMALS).to_numpy(),
-        "uplift_class": chosen["uplift_class"].to_numpy(),
+        "uplift": (chosen["uplift"].astype("float64") if "uplift" in chosen
+                   else pd.Series(np.nan, index=chosen.index)).round(PROBABILITY_DECIMALS).to_numpy(),
+        "uplift_class": chosen["uplift_class"].to_numpy() if "uplift_class" in chosen else None,
     })
     texts = reasons.reindex(chosen.index)
     for i in range(per_customer):
