@@ -135,7 +135,7 @@ def replay(full: Tables, cutoff: pd.Timestamp, cfg: Config, truth_dir: Path | No
                                       scored["retained_lifetime_value"].to_numpy(), campaign, truth)})
     info = {"cutoff": str(cutoff.date()), "training_rows": int(len(table)), "uplift_rows": int(len(rows)),
             "uplift_model": uplift_model is not None, **({"uplift_note": uplift_note} if uplift_note else {}),
-            "scored": int(len(scored)), "uplift_list_before_equal_size": int(by_uplift["selected"].sum())}
+            "scored": int(len(scored)), "uplift_list_before_equal_size": int(by_uplift["selected"].sum()) if uplift_model is not None else None}
     listed = {name: pd.DataFrame({"customer_id": ids[chosen].to_numpy()}) for name, chosen in lists.items()
               if chosen is not None}
     return lines, info, listed
