@@ -28,6 +28,8 @@ demo: install
 	$(BIN)/churn score    --config $(CONFIG)
 	$(BIN)/churn rules    --config $(CONFIG)
 	$(BIN)/churn complaints --config $(CONFIG)
+	$(BIN)/churn effects  --config $(CONFIG)
+	$(BIN)/churn backtest --config $(CONFIG)
 	$(BIN)/churn report   --config $(CONFIG)
 	@echo
 	@echo "Demo finished. Outputs:"

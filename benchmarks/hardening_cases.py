@@ -742,7 +742,7 @@ def _config_cases() -> list[Case]:
              config_text("data:\n  tables:\n    customers: {path: bank/customers.csv}\n    accounts: {path: bank/x.csv}\n")),
         Case("unknown stage for --from", "bad config", ("run", "--from", "nowhere"), 2, ("nowhere",),
              doc="`churn run --from nowhere`",
-             says="unknown stage 'nowhere'; stages: validate, features, train, score, rules, complaints, report"),
+             says="unknown stage 'nowhere'; stages: validate, features, train, score, rules, complaints, effects, backtest, report"),
         Case("bad --as-of option", "bad as_of", ("score", "--as-of", "2025-02-30"), 2, ("--as-of",)),
         Case("capacity negative", "bad config", ("validate",), 2, ("scoring.selection", "care_team"),
              config_text("scoring:\n  selection:\n    capacity:\n      care_team: -3\n")),

@@ -336,3 +336,34 @@ def build_scoring_table(tables: Tables, features: FeatureSettings, labels: Label
 def feature_columns(frame: pd.DataFrame) -> list[str]:
     """The model input columns of a training or scoring table (everything but keys and labels)."""
     return [c for c in frame.columns if c not in KEY_COLUMNS and c not in LABEL_COLUMNS]
+
+
+def tables_before(tables: Tables, moment: pd.Timestamp) -> Tables:
+    """The tables as they were known at `moment`: nothing at or after it (for backtests).
+
+    Customers who signed up at or after `moment` are dropped; a closure, a complaint's first
+    response or resolution (and the satisfaction given at resolution) at or after it is not known
+    yet (empty); event rows at or after it are dropped; as_of becomes `moment`. Never mutates `tables`.
+    """
+    moment = pd.Timestamp(moment)
+
+    def known(frame: pd.DataFrame | None, column: str) -> pd.DataFrame | None:
+        if frame is None:
+            return None
+        return frame[frame[column] < moment].reset_index(drop=True)
+
+    customers = tables.customers[tables.customers["signup_date"] < moment].reset_index(drop=True)
+    if "closed_date" in customers:
+        customers = customers.assign(closed_date=customers["closed_date"].where(customers["closed_date"] < moment))
+    complaints = known(tables.complaints, "opened_at")
+    if complaints is not None:
+        changes: dict[str, pd.Series] = {}
+        for column in ("first_response_at", "resolved_at"):
+            if column in complaints:
+                changes[column] = complaints[column].where(complaints[column] < moment)
+        if "satisfaction" in complaints and "resolved_at" in complaints:
+            changes["satisfaction"] = complaints["satisfaction"].where(complaints["resolved_at"] < moment)
+        complaints = complaints.assign(**changes)
+    return Tables(customers=customers, transactions=known(tables.transactions, "timestamp"), complaints=complaints,
+                  surveys=known(tables.surveys, "answered_at"), contacts=known(tables.contacts, "contacted_at"),
+                  as_of=moment)

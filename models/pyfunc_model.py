@@ -1,4 +1,4 @@
-"""MLflow models-from-code entry: serves a saved churn-risk or customer-value bundle.
+"""MLflow models-from-code entry: serves a saved churn-risk, customer-value or contact-uplift bundle.
 
 MLflow runs this file when the model is loaded; the model itself is LightGBM's text
 format plus JSON (see `models/boosting.py`), so loading never unpickles anything.
@@ -16,15 +16,20 @@ from models.boosting import ValueModel, load_churn_model
 
 
 class BundleModel(PythonModel):
-    """Predicts `churn_probability` or `predicted_value`, depending on the bundle's kind."""
+    """Predicts `churn_probability`, `predicted_value` or `uplift`, depending on the bundle's kind."""
 
     def load_context(self, context) -> None:  # type: ignore[no-untyped-def]
         folder = Path(context.artifacts["bundle"])
         self.kind = (folder / "kind.txt").read_text().strip()
-        self.model = load_churn_model(folder) if self.kind == "churn-risk" else ValueModel.load(folder)
+        if self.kind == "contact-uplift":
+            from models.uplift.learners import UpliftModel
+
+            self.model = UpliftModel.load(folder)
+        else:
+            self.model = load_churn_model(folder) if self.kind == "churn-risk" else ValueModel.load(folder)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-        column = "churn_probability" if self.kind == "churn-risk" else "predicted_value"
+        column = {"churn-risk": "churn_probability", "contact-uplift": "uplift"}.get(self.kind, "predicted_value")
         return pd.DataFrame({column: self.model.predict(model_input)}, index=model_input.index)
 
 

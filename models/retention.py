@@ -41,10 +41,18 @@ SEGMENTS: tuple[str, ...] = ("high_value_at_risk", "churn_warning", "high_value_
 
 SELECTION_REASONS: tuple[str, ...] = (
     "service_obligation", "positive_expected_benefit", "highest_risk_no_value", "over_capacity",
-    "below_benefit_threshold", "no_churn_warning_no_value",
+    "below_benefit_threshold", "no_churn_warning_no_value", "sleeping_dog", "control",
 )
-"""Why a customer is (first three) or is not (last three) on the list. Without any customer value
-(snapshot data with no value column) the list takes the churn-warning customers by risk."""
+"""Why a customer is (first three) or is not (the rest) on the list. Without any customer value
+(snapshot data with no value column) the list takes the churn-warning customers by risk.
+`sleeping_dog`: the uplift model says a contact would likely drive them away and the action is a
+sales offer, so they are never contacted with it. `control`: they would have been contacted but
+were drawn into the randomised holdout (`scoring.holdout.share`) to measure the list's effect."""
+
+RANKINGS: tuple[str, ...] = ("value_at_risk", "uplift")
+UPLIFT_CLASSES: tuple[str, ...] = ("persuadable", "sure_thing", "lost_cause", "sleeping_dog")
+"""Uplift classes: persuadable (the contact keeps them), sure thing (stays anyway), lost cause
+(leaves anyway), sleeping dog (the contact drives them away)."""
 
 COMPLAINT_FIRST = "complaint_first"
 
@@ -181,11 +189,30 @@ class ReasonSettings(Strict):
     )
 
 
+class HoldoutSettings(Strict):
+    """The randomised holdout kept out of every list, so next quarter's effect can be measured."""
+
+    share: float = Field(
+        default=0.1, ge=0, le=0.5,
+        description="Share of the customers the list would contact (service obligations excepted) kept as "
+                    "randomised control (selection_reason = control); 0 = no holdout",
+    )
+    seed: int | None = Field(default=None, description="Seed of the draw; null: the config's top-level seed")
+
+
 class ScoringSettings(Strict):
     """The `scoring` section of the config: models, drift limits, segments, playbook, selection."""
 
     churn_model_uri: str = "models:/churn-risk@champion"
     value_model_uri: str = "models:/customer-value@champion"
+    uplift_model_uri: str = "models:/contact-uplift@champion"
+    ranking: Literal["value_at_risk", "uplift"] = Field(
+        default="value_at_risk",
+        description="value_at_risk: churn risk x retained lifetime value x success rate - cost; uplift: predicted "
+                    "uplift x retained lifetime value - cost (needs the contact-uplift model; without it the list "
+                    "falls back to value_at_risk and says so)",
+    )
+    holdout: HoldoutSettings = HoldoutSettings()
     drift_warn_above: float = Field(default=0.1, gt=0, description="PSI above this is logged as a warning")
     drift_refuse_above: float | None = Field(
         default=None, gt=0, description="Refuse to score when any feature's PSI is above this (e.g. 0.25)",
@@ -427,6 +454,9 @@ def select_customers(frame: pd.DataFrame, settings: SelectionSettings) -> pd.Dat
         benefit = frame["churn_probability"].to_numpy(dtype=float)
     else:
         worth_it = benefit > settings.min_expected_benefit
+    blocked = (frame["sleeping_dog_offer"].to_numpy(dtype=bool) if "sleeping_dog_offer" in frame
+               else np.zeros(n, dtype=bool)) & ~obligation
+    worth_it = worth_it & ~blocked
     positions = np.flatnonzero(obligation | worth_it)
     duty = obligation[positions]
     never = np.iinfo(np.int64).max
@@ -452,6 +482,7 @@ def select_customers(frame: pd.DataFrame, settings: SelectionSettings) -> pd.Dat
         reason = np.where(selected, np.where(obligation, 0, 2), np.where(worth_it, 3, 5))
     else:
         reason = np.where(selected, np.where(obligation, 0, 1), np.where(worth_it, 3, 4))
+    reason = np.where(blocked, SELECTION_REASONS.index("sleeping_dog"), reason)
     return pd.DataFrame({
         "selected": selected,
         "selection_reason": pd.Categorical.from_codes(reason, categories=list(SELECTION_REASONS)),
@@ -464,8 +495,66 @@ def _capacity_of(capacity: dict[str, int | None], owner: str) -> float:
     return float("inf") if limit is None else float(limit)
 
 
+def knows_uplift(scored: pd.DataFrame) -> bool:
+    """Whether `scored` carries a predicted uplift for anyone."""
+    return "uplift" in scored and bool(np.isfinite(scored["uplift"].to_numpy(dtype=float)).any())
+
+
+def effective_ranking(scored: pd.DataFrame, requested: str) -> str:
+    """The ranking actually used: uplift only when an uplift is known, else value at risk."""
+    return requested if requested != "uplift" or knows_uplift(scored) else "value_at_risk"
+
+
+def uplift_classes(uplift: np.ndarray, churn_warning: np.ndarray, threshold: float) -> pd.Categorical:
+    """Persuadable (uplift above +threshold), sleeping dog (below -threshold), else a lost cause
+    when the customer carries a churn warning, a sure thing when not; missing without an uplift."""
+    u = np.asarray(uplift, dtype=float)
+    code = np.select([u > threshold, u < -threshold, np.asarray(churn_warning, dtype=bool)], [0, 3, 2], default=1)
+    return pd.Categorical.from_codes(np.where(np.isfinite(u), code, -1), categories=list(UPLIFT_CLASSES))
+
+
+def hold_out_controls(plan: pd.DataFrame, share: float, seed: int, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Keep a random `share` of the customers the list would contact as control (not contacted).
+
+    Service obligations (overdue complaints) are never held out. The draw hashes each customer id
+    with the seed and the list date, so it is reproducible for the same data, config and date, and
+    a different customer set is held out each week. Exactly round(share x eligible) are drawn; the
+    rank of the remaining listed customers is renumbered. Returns `plan` with selected,
+    selection_reason and rank updated (a copy).
+    """
+    from models.data import customer_hash_share
+
+    plan = plan.copy()
+    reason = plan["selection_reason"].astype("str").to_numpy()
+    eligible = plan["selected"].to_numpy(dtype=bool) & (reason != "service_obligation")
+    count = int(round(share * int(eligible.sum())))
+    if count == 0:
+        return plan
+    day = int(pd.Timestamp(as_of).normalize().value // 86_400_000_000_000)
+    draw = customer_hash_share(plan["customer_id"].astype("str"), seed * 100_000 + day % 100_000)
+    positions = np.flatnonzero(eligible)
+    keys = draw[positions]
+    ids = plan["customer_id"].astype("str").to_numpy(dtype=object)[positions]
+    chosen = positions[np.lexsort((ids, keys))[:count]]
+    held = np.zeros(len(plan), dtype=bool)
+    held[chosen] = True
+    codes = _codes(plan["selection_reason"], SELECTION_REASONS)
+    codes[held] = SELECTION_REASONS.index("control")
+    selected = plan["selected"].to_numpy(dtype=bool) & ~held
+    old_rank = plan["rank"].to_numpy(dtype="float64", na_value=np.nan)
+    rank = np.zeros(len(plan), dtype=np.int64)
+    order = np.flatnonzero(selected)[np.argsort(old_rank[selected], kind="stable")]
+    rank[order] = np.arange(1, len(order) + 1)
+    plan["selected"] = selected
+    plan["selection_reason"] = pd.Categorical.from_codes(codes, categories=list(SELECTION_REASONS))
+    plan["rank"] = pd.arrays.IntegerArray(rank, ~selected)
+    return plan
+
+
 def retention_plan(scored: pd.DataFrame, complaint_tier: pd.Series, settings: ScoringSettings,
-                   targets: dict[str, TierTarget], as_of: pd.Timestamp) -> tuple[pd.DataFrame, dict[str, float | None]]:
+                   targets: dict[str, TierTarget], as_of: pd.Timestamp, ranking: str | None = None,
+                   uplift_threshold: float = 0.002, holdout_seed: int | None = None
+                   ) -> tuple[pd.DataFrame, dict[str, float | None]]:
     """Segments, actions, expected benefit and selection for every scored customer.
 
     `scored` needs customer_id, churn_probability, retained_lifetime_value (value if the
@@ -473,7 +562,16 @@ def retention_plan(scored: pd.DataFrame, complaint_tier: pd.Series, settings: Sc
     tenure_days; `complaint_tier` maps customer_id -> tier of an overdue complaint (see
     `overdue_complaint_tiers`). Returns `scored` with the decision columns added (row
     order kept) and the segment thresholds used.
+
+    With an `uplift` column in `scored` (predicted churn probability a contact takes away),
+    every customer gets an uplift class; `ranking` "uplift" (default: `settings.ranking`) makes
+    the expected benefit uplift x retained lifetime value - cost instead of value at risk x
+    success rate - cost, and never offers likely sleeping dogs a sales action
+    (`selection_reason = sleeping_dog`).
+    `holdout_seed` (None: no holdout) draws `settings.holdout.share` of the list as control.
     """
+    has_uplift = knows_uplift(scored)
+    ranking = effective_ranking(scored, ranking or settings.ranking)
     segments, thresholds = care_segments(scored["churn_probability"].to_numpy(),
                                          scored["retained_lifetime_value"].to_numpy(),
                                          scored["tenure_days"].to_numpy(dtype=float), settings.segments)
@@ -485,11 +583,32 @@ def retention_plan(scored: pd.DataFrame, complaint_tier: pd.Series, settings: Sc
         tier_code[known] = _codes(complaint_tier, PRIORITY_TIERS)[where[known]]
     tier = pd.Series(pd.Categorical.from_codes(tier_code, categories=list(PRIORITY_TIERS)), index=scored.index)
     actions = assign_actions(segments["segment"], tier, settings.playbook, targets, as_of)
-    benefit = expected_benefit(scored["value_at_risk"].to_numpy(), actions["success_rate"].to_numpy(),
-                               actions["action_cost"].to_numpy())
+    if ranking == "uplift":
+        benefit = incremental_benefit(scored["uplift"].to_numpy(), scored["retained_lifetime_value"].to_numpy(),
+                                      actions["action_cost"].to_numpy())
+    else:
+        benefit = expected_benefit(scored["value_at_risk"].to_numpy(), actions["success_rate"].to_numpy(),
+                                   actions["action_cost"].to_numpy())
     plan = pd.concat([scored, segments, actions], axis=1).assign(expected_benefit=benefit)
+    if has_uplift:
+        classes = uplift_classes(scored["uplift"].to_numpy(), segments["churn_warning"].to_numpy(), uplift_threshold)
+        plan["uplift_class"] = classes
+        if ranking == "uplift":  # today's value-at-risk ranking is left as it was
+            plan["sleeping_dog_offer"] = (np.asarray(classes.codes) == UPLIFT_CLASSES.index("sleeping_dog")) \
+                & plan["sales_offer"].to_numpy(dtype=bool)
+    else:
+        plan["uplift_class"] = pd.Categorical.from_codes(np.full(len(plan), -1), categories=list(UPLIFT_CLASSES))
     chosen = select_customers(plan, settings.selection)
-    return pd.concat([plan, chosen], axis=1), thresholds
+    plan = pd.concat([plan.drop(columns=["sleeping_dog_offer"], errors="ignore"), chosen], axis=1)
+    if holdout_seed is not None and settings.holdout.share > 0:
+        plan = hold_out_controls(plan, settings.holdout.share, holdout_seed, as_of)
+    return plan, thresholds
+
+
+def incremental_benefit(uplift: np.ndarray, retained_lifetime_value: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Expected incremental value of a contact net of its cost: uplift x retained lifetime value - cost."""
+    return (np.asarray(uplift, dtype=float) * np.asarray(retained_lifetime_value, dtype=float)
+            - np.asarray(cost, dtype=float))
 
 
 def empty_list_explanation(plan: pd.DataFrame, settings: ScoringSettings, value_source: str) -> str:
@@ -573,6 +692,10 @@ def plan_summary(plan: pd.DataFrame, capacity: dict[str, int | None]) -> dict[st
         "total_expected_benefit_selected": _total(benefit[selected]),
         "total_value_at_risk_selected": _total(at_risk[selected]),
         "total_value_at_risk": _total(at_risk),
+        **({"uplift_classes": _counts(plan["uplift_class"], UPLIFT_CLASSES),
+            "selected_by_uplift_class": _counts(plan["uplift_class"], UPLIFT_CLASSES, selected),
+            "total_predicted_uplift_selected": _total(plan["uplift"].to_numpy(dtype=float)[selected])}
+           if "uplift" in plan and knows_uplift(plan) else {}),
     }
 
 

@@ -69,6 +69,8 @@ REASON_WORDS = {
     "over_capacity": "not listed: worth contacting, but the team's capacity is full",
     "below_benefit_threshold": "not listed: expected benefit at or below scoring.selection.min_expected_benefit",
     "no_churn_warning_no_value": "not listed: no churn warning, and no customer value to weigh",
+    "sleeping_dog": "not listed: the uplift model says a sales offer would likely drive them away",
+    "control": "not listed: drawn into the randomised holdout (scoring.holdout.share) to measure the list's effect",
 }
 
 
@@ -362,3 +364,74 @@ ax.set_ylabel("Feature")
 ax.legend(loc="lower right")
 fig.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ## Ranking, uplift classes and the holdout
+#
+# Uplift is the churn probability a contact takes away: P(churn | not contacted) - P(churn |
+# contacted), learned by `churn train` from past contacts with a randomised control group.
+# `scoring.ranking: uplift` ranks by uplift x retained lifetime value - cost; `value_at_risk` by
+# churn risk x retained lifetime value x success rate - cost. Both lists are compared below
+# (before the holdout), and a seeded share of each list is kept as control.
+
+# %%
+ranking = plan.get("ranking", {"used": "value_at_risk", "note": ""})
+holdout = plan.get("holdout", {"controls": 0, "share": 0})
+display(Markdown(f"Ranked by **{ranking['used']}** (asked: {ranking.get('requested', ranking['used'])}). "
+                 f"Randomised control kept out of the list: **{holdout['controls']:,}** "
+                 f"(share {holdout['share']}, seed {holdout.get('seed')})."))
+if ranking.get("note"):
+    display(Markdown(f"> {ranking['note']}"))
+comparison = plan.get("ranking_comparison")
+if comparison:
+    display(pd.DataFrame(comparison).T.rename_axis("ranking"))
+    classes = pd.Series(plan.get("selected_by_uplift_class", {}), name="listed customers")
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.bar(classes.index, classes.to_numpy(), color="#4c72b0")
+    ax.set_title("Listed customers by uplift class")
+    ax.set_xlabel("Uplift class")
+    ax.set_ylabel("Customers (count)")
+    fig.tight_layout()
+    plt.show()
+else:
+    display(Markdown("No uplift model was used (no contacts table with a randomised control group, or "
+                     "`churn train` found too few control customers): the list is ranked by value at risk."))
+
+# %% [markdown]
+# ## Campaign effects: past contacts vs randomised control
+#
+# From `churn effects` (`reports/effects.csv`): for past contacts with a randomised control group,
+# the churn prevented (control rate - contacted rate) within the horizon with its 95% interval,
+# overall, per customer segment and per action; value kept, satisfaction and repurchase are in the
+# same table, with the sample size a future test needs to detect each observed effect.
+
+# %%
+effects_file = Path(cfg.paths.reports_dir) / "effects.csv"
+effects_summary = Path(cfg.paths.reports_dir) / "effects.json"
+if effects_summary.is_file() and json.loads(effects_summary.read_text()).get("status") == "measured":
+    effects_table = pd.read_csv(effects_file)
+    summary_effects = json.loads(effects_summary.read_text())
+    churn_rows = effects_table[effects_table["outcome"] == "churned"].dropna(subset=["effect"]).reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(churn_rows), 4) + 1.2))
+    names = [f"{g}: {v}" if g != "all" else "all contacts" for g, v in zip(churn_rows["group"], churn_rows["level"])]
+    y = np.arange(len(churn_rows))[::-1]
+    ax.errorbar(churn_rows["effect"] * 100, y, fmt="o", capsize=3,
+                xerr=[(churn_rows["effect"] - churn_rows["low"]) * 100, (churn_rows["high"] - churn_rows["effect"]) * 100])
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(y, names)
+    ax.set_xlabel("Churn prevented by the contact (percentage points, 95% interval)")
+    ax.set_title("Past contacts vs randomised control")
+    fig.tight_layout()
+    plt.show()
+    others = effects_table[(effects_table["group"] == "all")][["outcome", "contacted", "control", "mean_contacted",
+                                                               "mean_control", "effect", "low", "high", "p_value",
+                                                               "needed_contacted_per_test"]]
+    display(others.set_index("outcome"))
+    truth = summary_effects.get("generator_average_effect")
+    if truth:
+        display(Markdown(f"Generated data: the generator's own churn prevented per contact is {truth['value']:.4f}, "
+                         f"{'inside' if truth['within_interval'] else 'outside'} the interval."))
+elif effects_summary.is_file():
+    display(Markdown(f"No campaign effect measured: {json.loads(effects_summary.read_text()).get('why')}"))
+else:
+    display(Markdown("`churn effects` has not been run for this config (no `reports/effects.json`)."))

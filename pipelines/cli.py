@@ -407,6 +407,12 @@ def score(
                       f"{use['selected']:,}", f"{use['service_obligations']:,}",
                       f"{use['over_capacity_not_selected']:,}")
     out.print(teams)
+    ranking = summary.get("ranking", {})  # type: ignore[union-attr]
+    holdout = summary.get("holdout", {})  # type: ignore[union-attr]
+    out.print(f"ranked by {ranking.get('used', 'value_at_risk')}; randomised control kept out of the list: "
+              f"{holdout.get('controls', 0):,} (scoring.holdout.share {holdout.get('share', 0)})")
+    if ranking.get("note"):
+        out.print(f"[yellow]ranking[/yellow]: {escape(str(ranking['note']))}", soft_wrap=True)
     out.print(f"expected benefit of the list: {_money(summary['total_expected_benefit_selected'])}; "
               f"value at risk on the list: {_money(summary['total_value_at_risk_selected'])} of "
               f"{_money(summary['total_value_at_risk'])}")
@@ -529,6 +535,89 @@ def complaints(config: ConfigOption = Path("configs/default.yaml")) -> None:
     for message in payload["messages"]:
         out.print(f"[yellow]note[/yellow]: {escape(message)}")
     out.print(f"wrote {len(result['paths'])} files to {cfg.paths.outputs_dir}/ and {cfg.paths.reports_dir}/")  # type: ignore[index]
+
+
+@app.command()
+def effects(config: ConfigOption = Path("configs/default.yaml")) -> None:
+    """Measure what past retention contacts did: contacted vs randomised control customers.
+
+    Churn within the horizon, value kept, satisfaction and repurchase, overall, per customer
+    segment and per action, each with a 95% interval and the sample size a future test needs
+    to detect the observed effect. Needs the uplift rows of `churn features` (contacts with
+    treatment = 0 rows); without a control group it says so.
+    Writes reports/effects.csv, reports/effects.json and reports/effects.png.
+
+    Example: churn effects --config configs/default.yaml
+    """
+    from pipelines.effects import run
+
+    cfg = load_or_exit(config)
+    result = run_stage(lambda: run(cfg, progress=progress_printer()))
+    summary = result["summary"]  # type: ignore[index]
+    out = Console()
+    if summary["status"] != "measured":
+        out.print(f"[yellow]no campaign effect measured[/yellow]: {escape(str(summary['why']))}", soft_wrap=True)
+        return
+    frame = result["table"]  # type: ignore[index]
+    table = Table(title=f"past contacts vs randomised control ({summary['rows']:,} decisions, "
+                        f"{summary['control_rows']:,} control)")
+    for name in ("group", "outcome", "contacted", "control", "effect", "95% interval", "p", "needed per test"):
+        table.add_column(name, justify="left" if name in ("group", "outcome") else "right")
+    for row in frame.itertuples():  # churn for every group, the other outcomes for all contacts (all in the CSV)
+        if row.effect is None or row.effect != row.effect or (row.group != "all" and row.outcome != "churned"):
+            continue
+        table.add_row(escape(f"{row.group}: {row.level}" if row.group != "all" else "all"), row.outcome,
+                      f"{row.contacted:,}", f"{row.control:,}", f"{row.effect:.4f}", f"[{row.low:.4f}, {row.high:.4f}]",
+                      f"{row.p_value:.3f}" if row.p_value == row.p_value and row.p_value is not None else "",
+                      f"{row.needed_contacted_per_test:,.0f}" if row.needed_contacted_per_test == row.needed_contacted_per_test
+                      and row.needed_contacted_per_test is not None else "")
+    out.print(table)
+    out.print("churn effect = control rate - contacted rate (churn prevented); the others: contacted - control; "
+              f"every outcome per segment and action: {cfg.paths.reports_dir}/effects.csv")
+    truth = summary.get("generator_average_effect")
+    if truth:
+        out.print(f"generator's true churn prevented per contact: {truth['value']:.4f} "
+                  f"({'inside' if truth['within_interval'] else 'outside'} the interval)")
+
+
+@app.command()
+def backtest(
+    config: ConfigOption = Path("configs/default.yaml"),
+    start: Annotated[str | None, typer.Option("--from", callback=_iso_date, metavar="DATE",
+                                              help="First cutoff (month start on or after it), YYYY-MM-DD.")] = None,
+    end: Annotated[str | None, typer.Option("--to", callback=_iso_date, metavar="DATE",
+                                            help="Last cutoff (month start on or before it), YYYY-MM-DD.")] = None,
+) -> None:
+    """Replay the retention list at past month starts, with models trained only on data before each.
+
+    Compares the value-at-risk list, the uplift list and a random list of the same size at the
+    configured capacity: churners and value at risk reached, and churners and value saved as
+    estimated from the bank's randomised contacts (and, on generated data, the true figures).
+    Without --from/--to: the latest `backtest.cutoffs` month starts whose horizon has ended.
+    Writes reports/backtest.csv, reports/backtest.json and reports/backtest.png.
+
+    Example: churn backtest --config configs/default.yaml --from 2024-07-01 --to 2024-12-01
+    """
+    from pipelines.backtest import run
+
+    cfg = load_or_exit(config)
+    result = run_stage(lambda: run(cfg, start, end, progress=progress_printer()))
+    summary = result["summary"]  # type: ignore[index]
+    if summary["status"] != "replayed":
+        Console().print(f"[yellow]no backtest[/yellow]: {escape(str(summary['why']))}", soft_wrap=True)
+        return
+    table = Table(title=f"lists replayed at {sum('skipped' not in c for c in summary['cutoffs'])} cutoff(s), totals")
+    columns = ["customers", "churners_reached", "value_at_risk_reached", "estimated_churners_saved",
+               "estimated_value_saved", "true_churners_saved", "true_value_saved"]
+    table.add_column("list")
+    for name in columns:
+        table.add_column(name.replace("_", " "), justify="right")
+    for name, figures in summary["totals"].items():
+        table.add_row(name.replace("_", " "), *("" if figures.get(c) is None else f"{figures[c]:,.1f}" for c in columns))
+    Console().print(table)
+    for entry in summary["cutoffs"]:
+        if "skipped" in entry:
+            Console().print(f"[yellow]skipped[/yellow] {entry['cutoff']}: {escape(str(entry['skipped']))}", soft_wrap=True)
 
 
 @app.command("run")

@@ -23,6 +23,7 @@ from models.retention import ScoringSettings
 from models.complaint_ops.settings import ComplaintOpsSettings
 from models.rules import RuleSettings
 from models.settings import EconomicsSettings, ModelSettings
+from models.uplift.settings import BacktestSettings, UpliftSettings
 
 
 class ConfigError(Exception):
@@ -153,6 +154,8 @@ class Config(Strict):
     scoring: ScoringSettings = ScoringSettings()
     rules: RuleSettings = RuleSettings()
     complaints: ComplaintOpsSettings = ComplaintOpsSettings()
+    uplift: UpliftSettings = UpliftSettings()
+    backtest: BacktestSettings = BacktestSettings()
 
 
 def _iso_datetime(text: str) -> str:

@@ -2,7 +2,7 @@
 
 Reads the tables named in the config (validated by `pipelines.tables.load_tables`), builds
 the training table (every training cutoff, with labels) and the scoring table (at the
-data's as-of date, no labels), and writes these four files together (`pipelines.io.StageOutputs`:
+data's as-of date, no labels), and writes these five files together (`pipelines.io.StageOutputs`:
 a new generation switched in with one rename, so readers never see tables of two runs side by
 side; a second run on the same folder stops at once):
 
@@ -12,6 +12,11 @@ side; a second run on the same folder stops at once):
 - `{paths.features_dir}/excluded.parquet`: the customers a population rule left out (today
   the `inactivity` look-back, `labels.inactivity_lookback_days`), per cutoff, with the
   reason and the key that controls it (`table`: train or score);
+- `{paths.features_dir}/uplift.parquet`: the uplift training rows (`models/uplift/data.py`):
+  customers at a month-start cutoff whose first contact record in the next
+  `uplift.treatment_window_days` is contacted (treatment 1) or randomised control (0), with
+  the churn features at the cutoff and the churn label; empty, with the reason in the
+  summary, when the contacts table has no control group;
 - `{paths.reports_dir}/features_summary.json`: rows, cutoffs, churn rate per cutoff, how
   many customers each population rule left out, and the feature list (no customer data);
   also what the tables were built from (`built_from`: every `features` and `labels` setting,
@@ -37,6 +42,7 @@ import pyarrow.parquet as pq
 from features.build import build_scoring_table, feature_columns, iter_training_tables, tables_as_of
 from features.contract import Tables
 from features.labels import EXCLUSION_REASONS
+from models.uplift.data import build_uplift_table, control_group_problem
 from pipelines.config import Config
 from pipelines.fingerprint import flatten_params, input_fingerprint
 from pipelines.io import StageError, StageOutputs, atomic_path, write_json, write_parquet
@@ -47,6 +53,7 @@ TRAIN_FILE = "train.parquet"
 SCORE_FILE = "score.parquet"
 EXCLUDED_FILE = "excluded.parquet"
 SUMMARY_FILE = "features_summary.json"
+UPLIFT_FILE = "uplift.parquet"
 
 
 def write_training_table(frames: Any, path: Path, on_cutoff: Callable[[pd.DataFrame], None],
@@ -83,11 +90,12 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
     say = progress or (lambda message: None)
     features_dir = Path(cfg.paths.features_dir)
     outputs = StageOutputs("features", stage_paths(cfg, "features"), say)
-    with outputs, outputs.commit() as files:  # the four files switch in together when the block ends
+    with outputs, outputs.commit() as files:  # the five files switch in together when the block ends
         summary = _build(cfg, say, files, outputs)
     say(f"wrote {features_dir / TRAIN_FILE} ({summary['train']['rows']:,} rows, {summary['feature_count']} features), "
         f"{features_dir / SCORE_FILE} ({summary['score']['rows']:,} rows) and {features_dir / EXCLUDED_FILE} "
-        f"({summary['outputs'][EXCLUDED_FILE]['rows']:,} rows)")
+        f"({summary['outputs'][EXCLUDED_FILE]['rows']:,} rows) and the uplift rows {features_dir / UPLIFT_FILE} "
+        f"({summary['outputs'][UPLIFT_FILE]['rows']:,})")
     return summary
 
 
@@ -132,6 +140,8 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
     write_parquet(score, files[SCORE_FILE])
     left = excluded_table(excluded)
     write_parquet(left, files[EXCLUDED_FILE])
+    uplift_rows, uplift_summary = build_uplift_rows(tables, cfg, say)
+    write_parquet(uplift_rows, files[UPLIFT_FILE])
     summary: dict[str, Any] = {
         "as_of": as_of.isoformat(),
         "tables": tables.present(),
@@ -153,9 +163,11 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
         "feature_count": len(columns),
         "features": columns,
         "built_from": origin,
+        "uplift": uplift_summary,
     }
     summary["outputs"] = {name: {"sha256": outputs.sha256(name), "rows": int(rows)} for name, rows in
-                          ((TRAIN_FILE, summary["train"]["rows"]), (SCORE_FILE, len(score)), (EXCLUDED_FILE, len(left)))}
+                          ((TRAIN_FILE, summary["train"]["rows"]), (SCORE_FILE, len(score)), (EXCLUDED_FILE, len(left)),
+                           (UPLIFT_FILE, len(uplift_rows)))}
     write_json(summary, files[SUMMARY_FILE])
     dropped = score_excluded.get("no_transaction_in_lookback", 0)
     if dropped:
@@ -163,6 +175,33 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
             f"{cfg.labels.inactivity_lookback_days} days before; labels.inactivity_lookback_days); "
             f"who they are: {features_dir / 'excluded.parquet'}")
     return summary
+
+
+def build_uplift_rows(tables: Tables, cfg: Config, say: Callable[[str], None]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The uplift training rows and what to say about them (rows, control rows, who was left out, or why none)."""
+    settings = {"treatment_window_days": cfg.uplift.treatment_window_days,
+                "cutoff_spacing_months": cfg.uplift.cutoff_spacing_months}
+    empty = pd.DataFrame({"customer_id": pd.Series([], dtype="str"), "cutoff": pd.Series([], dtype="datetime64[us]"),
+                          "treatment": pd.Series([], dtype="int64")})
+    why = control_group_problem(tables.contacts) if cfg.uplift.enabled else "uplift.enabled is false"
+    if why is not None:
+        say(f"no uplift rows: {why}; the list is ranked by value at risk")
+        return empty, {"rows": 0, "why_none": why, "settings": settings}
+    say("building the uplift rows (contacted and randomised control customers at each month start)")
+    rows, left_out = build_uplift_table(tables, cfg.features, cfg.labels, cfg.uplift)
+    if rows.empty:
+        why = ("no contact record falls in a treatment window whose label window ends by data.as_of "
+               f"(uplift.treatment_window_days {cfg.uplift.treatment_window_days}, labels.horizon_days "
+               f"{cfg.labels.horizon_days})")
+        say(f"no uplift rows: {why}")
+        return empty, {"rows": 0, "why_none": why, "left_out": left_out, "settings": settings}
+    control = int((rows["treatment"] == 0).sum())
+    say(f"uplift rows: {len(rows):,} ({control:,} randomised control) at {rows['cutoff'].nunique()} cutoffs"
+        + (f"; left out: {', '.join(f'{k} {v:,}' for k, v in left_out.items() if v)}" if any(left_out.values()) else ""))
+    return rows, {"rows": int(len(rows)), "control_rows": control, "cutoffs": int(rows["cutoff"].nunique()),
+                  "left_out": left_out, "settings": settings,
+                  "definition": "first contact record in [cutoff, cutoff + uplift.treatment_window_days) of a "
+                                "customer in the population at the cutoff; features at the cutoff; churn label of the cutoff"}
 
 
 def settings_of(cfg: Config) -> dict[str, str]:

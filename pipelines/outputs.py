@@ -16,8 +16,8 @@ from pipelines.config import Config
 from pipelines.io import current_paths as _current_paths
 
 TRAIN_PLOTS = ("roc.png", "precision_recall.png", "reliability.png", "cumulative_gains.png", "feature_importance.png",
-               "shap_summary.png", "profit_curve.png", "value_by_decile.png")
-TRAIN_CURVES = ("profit_curve.csv", "gains.csv", "roc.csv", "reliability.csv", "feature_importance.csv")
+               "shap_summary.png", "profit_curve.png", "value_by_decile.png", "qini.png")
+TRAIN_CURVES = ("profit_curve.csv", "gains.csv", "roc.csv", "reliability.csv", "feature_importance.csv", "qini.csv")
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = tuple(sorted(path.stem for path in NOTEBOOK_DIR.glob("[0-9]*.py")))
 """The analyst notebooks (jupytext scripts) `churn report` renders, in their numbered order."""
@@ -26,10 +26,12 @@ _LAYOUT: dict[str, dict[str, tuple[str, str]]] = {
     "validate": {"validation.json": ("reports_dir", "validation.json")},
     "features": {"train.parquet": ("features_dir", "train.parquet"), "score.parquet": ("features_dir", "score.parquet"),
                  "excluded.parquet": ("features_dir", "excluded.parquet"),
+                 "uplift.parquet": ("features_dir", "uplift.parquet"),
                  "features_summary.json": ("reports_dir", "features_summary.json")},
     "train": {"train_metrics.json": ("reports_dir", "train_metrics.json"),
               "test_predictions.parquet": ("reports_dir", "test_predictions.parquet"),
               "example_reasons.csv": ("reports_dir", "example_reasons.csv"),
+              "uplift_metrics.json": ("reports_dir", "uplift_metrics.json"),
               **{name: ("reports_dir", f"plots/{name}") for name in TRAIN_PLOTS},
               **{name: ("reports_dir", f"curves/{name}") for name in TRAIN_CURVES}},
     "score": {name: ("outputs_dir", name) for name in
@@ -46,6 +48,8 @@ _LAYOUT: dict[str, dict[str, tuple[str, str]]] = {
                        "complaint_heatmaps.png", "complaint_text_quality.csv", "complaint_suggestions.csv",
                        "complaint_sentiment.parquet", "complaint_sentiment.png")},
                    "complaints_summary.json": ("reports_dir", "complaints_summary.json")},
+    "effects": {name: ("reports_dir", name) for name in ("effects.json", "effects.csv", "effects.png")},
+    "backtest": {name: ("reports_dir", name) for name in ("backtest.json", "backtest.csv", "backtest.png")},
     "report": {**{f"{name}.html": ("reports_dir", f"html/{name}.html") for name in NOTEBOOKS},
                "index.html": ("reports_dir", "html/index.html")},
 }
@@ -53,7 +57,7 @@ _LAYOUT: dict[str, dict[str, tuple[str, str]]] = {
 holds the stage's lock and its generations (`FOLDER/.generations/STAGE/`)."""
 
 OPTIONAL: dict[str, frozenset[str]] = {
-    "train": frozenset({"profit_curve.png", "value_by_decile.png", "profit_curve.csv"}),
+    "train": frozenset({"profit_curve.png", "value_by_decile.png", "profit_curve.csv", "qini.png", "qini.csv"}),
 }
 """Outputs a run of the stage may leave out (no profit curve without customer values)."""
 

@@ -15,6 +15,8 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("score", "pipelines.score"),
     ("rules", "pipelines.rules"),
     ("complaints", "pipelines.complaints"),
+    ("effects", "pipelines.effects"),
+    ("backtest", "pipelines.backtest"),
     ("report", "pipelines.report"),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(name for name, _ in STAGES)

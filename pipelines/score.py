@@ -34,7 +34,9 @@ from models.evaluation import lifetime_value
 from models.explain import reason_codes
 from models.blend import BlendChurnModel
 from models.linear import LinearChurnModel
-from models.retention import empty_list_explanation, overdue_complaint_tiers, plan_summary, retention_plan
+from models.retention import (effective_ranking, empty_list_explanation, incremental_benefit, knows_uplift,
+                              overdue_complaint_tiers, plan_summary, retention_plan)
+from models.uplift.learners import UpliftModel
 from pipelines.config import Config
 from pipelines.fingerprint import input_fingerprint
 from pipelines.io import StageError, StageOutputs, excel_safe, to_safe_csv
@@ -58,7 +60,7 @@ SCORE_COLUMNS: tuple[str, ...] = (
     "lifetime_value", "retained_lifetime_value", "value_at_risk", "tenure_days",
     "segment", "high_value", "churn_warning", "new_customer", "complaint_first", "complaint_tier",
     "action", "channel", "owner", "touches_per_month", "deadline", "action_cost", "success_rate",
-    "sales_offer", "expected_benefit", "selected", "selection_reason", "rank",
+    "sales_offer", "expected_benefit", "selected", "selection_reason", "rank", "uplift", "uplift_class",
 )
 REASON_METHODS: dict[str, tuple[str, str]] = {
     "lightgbm": ("tree_shap", "path_attribution"),
@@ -234,6 +236,9 @@ def retention_list(plan: pd.DataFrame, reasons: pd.DataFrame, per_customer: int)
         "expected_benefit": chosen["expected_benefit"].round(MONEY_DECIMALS).to_numpy(),
         "selection_reason": chosen["selection_reason"].to_numpy(),
         "complaint_tier": chosen["complaint_tier"].to_numpy(),
+        "uplift": (chosen["uplift"].astype("float64") if "uplift" in chosen
+                   else pd.Series(np.nan, index=chosen.index)).round(PROBABILITY_DECIMALS).to_numpy(),
+        "uplift_class": chosen["uplift_class"].to_numpy() if "uplift_class" in chosen else None,
     })
     texts = reasons.reindex(chosen.index)
     for i in range(per_customer):
@@ -293,6 +298,10 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         for kind, uri, info in (("churn-risk", churn_uri, churn_info), ("customer-value", value_uri, value_info)):
             if kind == "churn-risk" or value_model is not None:
                 check_model_settings(client, kind, uri, info, cfg)
+        uplift_model, uplift_info = load_uplift_model(client, scoring.uplift_model_uri)
+        mlflow.set_tags({f"uplift_model.{k}": str(v) for k, v in uplift_info.items()})
+        if uplift_model is not None:
+            check_model_settings(client, "contact-uplift", scoring.uplift_model_uri, uplift_info, cfg)
         lap("load_models")
 
         tables = load_tables(cfg)
@@ -360,12 +369,35 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             value = known_values(tables.customers, frame["customer_id"], cfg)
         scored = score_customers(frame, matrix, churn, value, cfg)
         del matrix
+        if uplift_model is not None:
+            found = uplift_model.schema.problems(frame)
+            if found:
+                uplift_info["not_used"] = f"the scoring features do not fit it: {', '.join(found)}"
+                say(f"uplift model not used: {uplift_info['not_used']}")
+            else:
+                scored["uplift"] = uplift_model.predict(frame)
+        if "uplift" not in scored:
+            scored["uplift"] = np.nan
         timings["prediction_customers_per_second"] = len(frame) / max(time.perf_counter() - start, 1e-9)
         lap("predict")
         tiers = overdue_complaint_tiers(tables.complaints, moment, cfg.features.complaint_targets,
                                         scoring.selection.complaint_trigger)
-        plan, thresholds = retention_plan(scored, tiers, scoring, cfg.features.complaint_targets, moment)
+        holdout_seed = scoring.holdout.seed if scoring.holdout.seed is not None else cfg.seed
+        ranking = effective_ranking(scored, scoring.ranking)
+        plan, thresholds = retention_plan(scored, tiers, scoring, cfg.features.complaint_targets, moment,
+                                          ranking=ranking, uplift_threshold=cfg.uplift.class_threshold,
+                                          holdout_seed=holdout_seed)
         summary = plan_summary(plan, scoring.selection.capacity)
+        summary["ranking"] = {"requested": scoring.ranking, "used": ranking,
+                              "note": ranking_note(scoring.ranking, ranking, uplift_info)}
+        summary["holdout"] = {"share": scoring.holdout.share, "seed": holdout_seed,
+                              "controls": int((plan["selection_reason"] == "control").sum()),
+                              "rule": "seeded hash of customer id and list date among those the list would contact "
+                                      "(service obligations never held out)"}
+        if knows_uplift(scored):
+            summary["ranking_comparison"] = compare_rankings(scored, tiers, scoring, cfg, moment)
+        if summary["ranking"]["note"]:
+            say(str(summary["ranking"]["note"]))
         summary["value_source"] = value_source
         summary["not_in_population"] = not_in_population
         note = empty_list_explanation(plan, scoring, value_source)
@@ -387,7 +419,7 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         manifest: dict[str, object] = {
             "stage": "score",
             "as_of": str(moment),
-            "models": {"churn": churn_info, "value": value_info},
+            "models": {"churn": churn_info, "value": value_info, "uplift": uplift_info},
             "inputs": fingerprint,
             "rows": {"eligible_customers": len(scores), "selected": len(listed),
                      "excluded": 0 if excluded is None else len(excluded)},
@@ -422,6 +454,54 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             "summary": summary, "drift": summary_drift, "timings": {**timings, **reason_timing},
             "explanations": explanations,
             "paths": {name: str(out / name) for name in OUTPUT_FILES}}
+
+
+def load_uplift_model(client: MlflowClient, uri: str) -> tuple[UpliftModel | None, dict[str, object]]:
+    """The contact-uplift model behind `uri`, or None (and why) when there is none to use."""
+    try:
+        info = resolve_model(client, uri)
+        bundle = load_registered_bundle(str(info["resolved_uri"]))
+    except (StageError, MlflowException) as error:
+        return None, {"uri": uri, "used": False,
+                      "why_not": f"no uplift model ({str(error).splitlines()[0][:300]}); `churn train` registers one "
+                                 "when the contacts table has a randomised control group"}
+    kind = (bundle / "kind.txt").read_text().strip() if (bundle / "kind.txt").is_file() else "unknown"
+    if kind != "contact-uplift":
+        raise StageError(f"{uri} is a {kind} model, not a contact-uplift model: check scoring.uplift_model_uri")
+    model = UpliftModel.load(bundle)
+    return model, {**info, "used": True, "learner": model.learner}
+
+
+def ranking_note(requested: str, used: str, uplift_info: dict[str, object]) -> str:
+    """Why the ranking used is not the one asked for ("" when it is)."""
+    if requested == used:
+        return ""
+    why = uplift_info.get("not_used") or uplift_info.get("why_not") or "no uplift is known"
+    return (f"scoring.ranking is uplift but {why}: the list is ranked by value at risk instead "
+            "(churn risk x retained lifetime value x success rate - cost)")
+
+
+def compare_rankings(scored: pd.DataFrame, tiers: pd.Series, scoring: object, cfg: Config,
+                     moment: pd.Timestamp) -> dict[str, dict[str, float]]:
+    """Both rankings' lists side by side (before the holdout): size, value at risk reached and the
+    predicted incremental value (uplift x retained lifetime value - cost) of each, and their overlap."""
+    out: dict[str, dict[str, float]] = {}
+    chosen: dict[str, set[str]] = {}
+    for ranking in ("value_at_risk", "uplift"):
+        plan, _ = retention_plan(scored, tiers, scoring, cfg.features.complaint_targets, moment,  # type: ignore[arg-type]
+                                 ranking=ranking, uplift_threshold=cfg.uplift.class_threshold)
+        picked = plan["selected"].to_numpy(dtype=bool)
+        incremental = incremental_benefit(plan["uplift"].to_numpy(), plan["retained_lifetime_value"].to_numpy(),
+                                          plan["action_cost"].to_numpy())
+        chosen[ranking] = set(plan.loc[picked, "customer_id"].astype("str"))
+        out[ranking] = {"selected": int(picked.sum()),
+                        "value_at_risk_selected": float(np.nansum(plan["value_at_risk"].to_numpy(dtype=float)[picked])),
+                        "predicted_incremental_value_selected": float(np.nansum(incremental[picked])),
+                        "predicted_uplift_selected": float(np.nansum(plan["uplift"].to_numpy(dtype=float)[picked]))}
+    overlap = len(chosen["value_at_risk"] & chosen["uplift"])
+    for ranking in out:
+        out[ranking]["overlap_with_other_list"] = overlap
+    return out
 
 
 SCORING_SETTINGS_NOT_COMPARED = ("labels.cutoffs.",)
@@ -539,10 +619,18 @@ def run_metrics(summary: dict[str, object], reason_timing: dict[str, float], tim
         "selected": float(summary["customers_selected"]),  # type: ignore[arg-type]
         "complaint_first": float(summary["complaint_first"]),  # type: ignore[arg-type]
     }
+    holdout = summary.get("holdout")
+    if isinstance(holdout, dict):
+        metrics["holdout.controls"] = float(holdout["controls"])
+        metrics["holdout.share"] = float(holdout["share"])
+    for ranking, figures in (summary.get("ranking_comparison") or {}).items():  # type: ignore[union-attr]
+        for key, number in figures.items():
+            metrics[f"ranking.{ranking}.{key}"] = float(number)
     if summary["total_expected_benefit_selected"] is not None:  # None: no customer value known
         metrics["total_expected_benefit"] = float(summary["total_expected_benefit_selected"])  # type: ignore[arg-type]
-    for key in ("segments", "selected_by_segment", "selected_by_action", "selection_reasons"):
-        for name, count in summary[key].items():  # type: ignore[union-attr]
+    for key in ("segments", "selected_by_segment", "selected_by_action", "selection_reasons",
+                "uplift_classes", "selected_by_uplift_class"):
+        for name, count in summary.get(key, {}).items():  # type: ignore[union-attr]
             metrics[f"{key}.{name}"] = float(count)
     for name, use in summary["owners"].items():  # type: ignore[union-attr]
         metrics[f"owner.{name}.selected"] = float(use["selected"])

@@ -36,6 +36,7 @@ from pipelines.features import check_built_from
 from pipelines.io import StageError, StageOutputs, write_csv, write_json, write_parquet, write_with
 from pipelines.outputs import OPTIONAL, current_paths, stage_paths
 from pipelines.tracking import flatten_params, tracked_run
+from pipelines.uplift import UPLIFT_MODEL_NAME, fit_and_report, rescore_qini
 
 log = logging.getLogger("pipelines.train")
 
@@ -260,11 +261,15 @@ def _train(cfg: Config, say: Callable[[str], None], templates: dict[str, str] | 
                         "features.json")
         with outputs.commit() as files:  # every report file switches in together when the block ends
             paths = write_reports(result, table, cfg, templates, files)
+            uplift = fit_and_report(cfg, result.churn.schema, say, save_figure, files)
             for name, path in paths.items():  # the new files, logged before they are switched in
                 folder = stage_paths(cfg, "train")[name].parent.name
                 if folder in ("plots", "curves"):
                     mlflow.log_artifact(str(path), folder)
-            summary = _register(cfg, say, result, table, active)
+            for name in ("qini.png", "qini.csv"):
+                if files[name].is_file():
+                    mlflow.log_artifact(str(files[name]), stage_paths(cfg, "train")[name].parent.name)
+            summary = _register(cfg, say, result, table, active, uplift)
             write_json(summary, files["train_metrics.json"])
             mlflow.log_artifact(str(files["train_metrics.json"]))
     metrics_path = Path(cfg.paths.reports_dir) / "train_metrics.json"
@@ -274,7 +279,7 @@ def _train(cfg: Config, say: Callable[[str], None], templates: dict[str, str] | 
 
 
 def _register(cfg: Config, say: Callable[[str], None], result: TrainingResult, table: pd.DataFrame,
-              active: mlflow.ActiveRun) -> dict[str, object]:
+              active: mlflow.ActiveRun, uplift: dict[str, object]) -> dict[str, object]:
     """Log and register the served models, decide champion or challenger; the summary for train_metrics.json."""
     say("registering models in the MLflow registry")
     final_churn = result.final_churn or result.selected_model
@@ -313,6 +318,15 @@ def _register(cfg: Config, say: Callable[[str], None], result: TrainingResult, t
         decisions.append(champion_decision(client, VALUE_MODEL_NAME, str(value_info.registered_model_version),
                                            result.metrics["value.spearman"], rescore_value,
                                            cfg.model.champion_margin, "spearman", test_cutoff, last_cutoff))
+    if uplift["status"] == "trained":
+        fitted = uplift.pop("_result")
+        uplift_table = uplift.pop("_table")
+        uplift_info = log_bundle(fitted.final, UPLIFT_MODEL_NAME, example, "uplift")
+        decisions.append(champion_decision(client, UPLIFT_MODEL_NAME, str(uplift_info.registered_model_version),
+                                           fitted.metrics[fitted.selected]["qini"]["value"],
+                                           rescore_qini(fitted, uplift_table, cfg), 0.0, "qini",
+                                           max(fitted.info["test_cutoffs"]),
+                                           str(pd.Timestamp(uplift_table["cutoff"].max()).date())))
     decisions[0]["algorithm"] = result.selected
     decisions[0]["selection"] = result.info["selection"]
     for decision in decisions:
@@ -322,4 +336,5 @@ def _register(cfg: Config, say: Callable[[str], None], result: TrainingResult, t
     return {"run_id": active.info.run_id, "metrics": result.metrics,
             "info": {k: v for k, v in result.info.items() if k != "tuning_trials"},
             "selected_churn_model": result.selected,
+            "uplift": {k: v for k, v in uplift.items() if k in ("status", "why", "selected", "info")},
             "champion": decisions}

@@ -72,6 +72,8 @@ def small_config(text: str) -> str:
     raw["labels"]["cutoffs"]["count"] = SMALL_CUTOFFS
     for booster in ("booster", "value_booster"):
         raw["model"][booster].update(SMALL_ROUNDS)
+    raw["uplift"]["booster"].update(SMALL_ROUNDS)
+    raw["backtest"].update({"cutoffs": 2, "training_cutoffs": 2})
     return yaml.safe_dump(raw, sort_keys=False)
 
 
@@ -100,3 +102,19 @@ def dvc_project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     start = time.perf_counter()
     first = placeholder.dvc("repro", check=False)
     return Project(root, placeholder.env, first, time.perf_counter() - start)
+
+
+GENERATED_BANK = {"customers": 20_000, "seed": 11, "start": "2023-01-01", "months": 24}
+"""The generated bank the uplift, effects and backtest tests share: big enough for a control group
+of about a thousand past contacts, small enough to build in seconds."""
+
+
+@pytest.fixture(scope="session")
+def generated_bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated bank (inputs and `_truth/`), made once per session."""
+    from pipelines.generate import run as generate
+
+    out = tmp_path_factory.mktemp("bank") / "raw"
+    generate(GENERATED_BANK["customers"], GENERATED_BANK["seed"], out, GENERATED_BANK["start"],
+             GENERATED_BANK["months"], "parquet")
+    return out

@@ -259,3 +259,84 @@ def test_overdue_complaints_agree_with_the_complaint_features(seed: int) -> None
     tiers = overdue_complaint_tiers(tables.complaints, cutoff, settings.complaint_targets, "breached")
     in_population = tiers[tiers.index.isin(features["customer_id"])]
     assert expected and set(in_population.index) == expected
+
+
+# ---------------------------------------------------------------- uplift ranking and the holdout
+
+SMALL_TEAMS = SelectionSettings(capacity={"relationship_manager": 100, "care_team": 60, "digital": 150,
+                                          "complaint_handling": None})
+
+
+def with_uplift(seed: int = 5) -> pd.DataFrame:
+    customers = scored_customers(3000, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    return customers.assign(uplift=rng.normal(0.01, 0.03, len(customers)))
+
+
+def test_uplift_ranking_picks_the_best_incremental_value_within_capacity() -> None:
+    from models.retention import incremental_benefit
+
+    customers = with_uplift()
+    scoring = ScoringSettings(ranking="uplift", selection=SMALL_TEAMS, holdout={"share": 0.0})
+    plan, _ = retention_plan(customers, pd.Series([], dtype="str"), scoring, TARGETS, AS_OF)
+    expected = incremental_benefit(plan["uplift"], plan["retained_lifetime_value"], plan["action_cost"])
+    assert np.allclose(plan["expected_benefit"], expected)
+    for owner, rows in plan.groupby("owner", observed=True):
+        chosen = rows[rows["selected"]]
+        passed = rows[~rows["selected"] & (rows["selection_reason"] == "over_capacity")]
+        assert len(chosen) <= SMALL_TEAMS.capacity[str(owner)]
+        if len(chosen) and len(passed):  # nobody left out for capacity is worth more than someone chosen
+            assert passed["expected_benefit"].max() <= chosen["expected_benefit"].min()
+    assert plan["uplift_class"].notna().all()
+
+
+def test_sleeping_dogs_never_get_a_sales_offer_and_classes_follow_the_rule() -> None:
+    customers = with_uplift(7)
+    scoring = ScoringSettings(ranking="uplift", selection=SMALL_TEAMS, holdout={"share": 0.0})
+    plan, _ = retention_plan(customers, pd.Series([], dtype="str"), scoring, TARGETS, AS_OF, uplift_threshold=0.002)
+    dogs = plan["uplift_class"] == "sleeping_dog"
+    assert (plan.loc[dogs, "uplift"] < -0.002).all() and (plan.loc[plan["uplift"] > 0.002, "uplift_class"]
+                                                           == "persuadable").all()
+    middle = plan["uplift"].abs() <= 0.002
+    assert (plan.loc[middle & plan["churn_warning"], "uplift_class"] == "lost_cause").all()
+    assert (plan.loc[middle & ~plan["churn_warning"], "uplift_class"] == "sure_thing").all()
+    assert not (plan["selected"] & dogs & plan["sales_offer"]).any()
+    assert (plan.loc[dogs & plan["sales_offer"], "selection_reason"] == "sleeping_dog").all()
+    assert (dogs & plan["sales_offer"]).sum() > 10  # the rule had customers to act on
+    # today's value-at-risk ranking is left as it was: classes shown, nobody held back for them
+    by_risk, _ = retention_plan(customers, pd.Series([], dtype="str"), scoring.model_copy(
+        update={"ranking": "value_at_risk"}), TARGETS, AS_OF)
+    assert not (by_risk["selection_reason"] == "sleeping_dog").any() and by_risk["uplift_class"].notna().all()
+
+
+def test_uplift_ranking_without_an_uplift_falls_back_to_value_at_risk() -> None:
+    from models.retention import effective_ranking
+
+    customers = scored_customers(500, seed=2)
+    scoring = ScoringSettings(ranking="uplift", holdout={"share": 0.0})
+    assert effective_ranking(customers, "uplift") == "value_at_risk"
+    plan, _ = retention_plan(customers, pd.Series([], dtype="str"), scoring, TARGETS, AS_OF)
+    baseline, _ = retention_plan(customers, pd.Series([], dtype="str"), scoring.model_copy(
+        update={"ranking": "value_at_risk"}), TARGETS, AS_OF)
+    pd.testing.assert_series_equal(plan["selected"], baseline["selected"])
+    assert plan["uplift_class"].isna().all()
+
+
+def test_holdout_is_a_seeded_share_of_the_list_and_never_a_service_obligation() -> None:
+    customers = with_uplift(9)
+    overdue = pd.Series(["high"] * 5, index=pd.Index([f"C{i:05d}" for i in range(5)], name="customer_id"))
+    scoring = ScoringSettings(selection=SMALL_TEAMS, holdout={"share": 0.2})
+    without, _ = retention_plan(customers, overdue, scoring, TARGETS, AS_OF)
+    plan, _ = retention_plan(customers, overdue, scoring, TARGETS, AS_OF, holdout_seed=11)
+    again, _ = retention_plan(customers.sample(frac=1.0, random_state=3), overdue, scoring, TARGETS, AS_OF,
+                              holdout_seed=11)
+    other, _ = retention_plan(customers, overdue, scoring, TARGETS, AS_OF, holdout_seed=12)
+    would = without["selected"] & (without["selection_reason"] != "service_obligation")
+    controls = plan["selection_reason"] == "control"
+    assert controls.sum() == round(0.2 * would.sum()) and (controls <= would).all()
+    assert not plan.loc[controls, "selected"].any()
+    assert plan.loc[plan["complaint_first"], "selected"].all()
+    assert set(plan.loc[controls, "customer_id"]) == set(again.loc[again["selection_reason"] == "control", "customer_id"])
+    assert set(plan.loc[controls, "customer_id"]) != set(other.loc[other["selection_reason"] == "control", "customer_id"])
+    ranks = plan.loc[plan["selected"], "rank"].sort_values().to_numpy()
+    assert np.array_equal(ranks, np.arange(1, plan["selected"].sum() + 1))

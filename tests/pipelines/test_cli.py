@@ -26,7 +26,8 @@ from tests.features.factories import random_tables
 from tests.models.test_rules import AS_OF, CHAIN, planted_data
 
 CHURN = Path(sys.executable).parent / "churn"
-COMMANDS = ("init", "generate", "validate", "features", "train", "score", "rules", "complaints", "run", "report")
+COMMANDS = ("init", "generate", "validate", "features", "train", "score", "rules", "complaints", "effects", "backtest",
+            "run", "report")
 RULES_OUTPUTS = (RULES_FILE, PAIRS_FILE, CHAINS_FILE, ROOTS_FILE, CHURN_RULES_FILE, DIAGRAM_FILE)
 
 
@@ -104,6 +105,10 @@ def test_every_subcommand_help_shows_an_example(runner: CliRunner, name: str) ->
     ("complaints", {"complaints": {"forecast": {"horizon_weekz": 8}}}, "complaints.forecast.horizon_weekz"),
     ("complaints", {"complaints": {"staffing": {"handling_hours": {"urgent": 0}}}},
      "complaints.staffing.handling_hours"),
+    ("score", {"scoring": {"ranking": "by_magic"}}, "scoring.ranking"),
+    ("score", {"scoring": {"holdout": {"share": 0.9}}}, "scoring.holdout.share"),
+    ("effects", {"uplift": {"treatment_window_days": 0}}, "uplift.treatment_window_days"),
+    ("backtest", {"backtest": {"cutoffs": 0}}, "backtest.cutoffs"),
 ])
 def test_bad_key_in_scoring_or_rules_exits_2_naming_the_key(runner: CliRunner, tmp_path: Path, command: str,
                                                             section: dict, key: str) -> None:

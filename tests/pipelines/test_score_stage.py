@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from features.build import build_scoring_table
 from features.catalogue import reason_templates
 from models.boosting import ValueModel, load_churn_model
-from models.retention import ReasonSettings, SelectionSettings
+from models.retention import HoldoutSettings, ReasonSettings, SelectionSettings
 from pipelines.config import Config
 from pipelines.io import StageError, file_sha256
 from pipelines.score import (COMMIT_MESSAGE, EXCLUDED_FILE, LIST_FILE, MANIFEST_FILE, REASON_METHODS, SCORES_FILE, input_problems, score_customers,
@@ -76,7 +76,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Config:
 @pytest.fixture(scope="module")
 def scored(project: Config, tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, dict]:
     """One scoring run with the project settings, asking for two explanations."""
-    cfg = with_changes(project, tmp_path_factory.mktemp("scored"))
+    cfg = with_changes(project, tmp_path_factory.mktemp("scored"), holdout=HoldoutSettings(share=0.0))
     result = run(cfg, explain_customers=["no-such-customer"])
     return cfg, result
 
@@ -361,3 +361,27 @@ def test_shared_matrix_predictions_equal_the_models_own(scored) -> None:
     # the expected value is the value if retained, weighed by the chance of staying
     np.testing.assert_allclose(scored_rows["next_horizon_expected_value"].to_numpy(),
                                (1 - churn.predict(frame)) * np.clip(value.predict(frame), 0, None))
+
+
+def test_uplift_ranking_holds_out_a_seeded_control_and_records_it(project, tmp_path: Path) -> None:
+    """The project's contacts have a randomised control group, so `churn train` registered an uplift model."""
+    cfg = with_changes(project, tmp_path / "uplift", ranking="uplift", holdout=HoldoutSettings(share=0.2, seed=5))
+    result = run(cfg)
+    scores, listed, manifest = read_outputs(cfg)
+    plan = manifest["plan"]
+    assert plan["ranking"] == {"requested": "uplift", "used": "uplift", "note": ""}
+    assert manifest["models"]["uplift"]["used"] is True
+    controls = scores[scores["selection_reason"] == "control"]
+    would = len(controls) + int((scores["selected"] & (scores["selection_reason"] != "service_obligation")).sum())
+    assert len(controls) == round(0.2 * would) == plan["holdout"]["controls"] and plan["holdout"]["seed"] == 5
+    assert not set(controls["customer_id"]) & set(listed["customer_id"])
+    assert listed["uplift_class"].notna().all()  # every listed customer has an uplift class
+    assert not (scores["selected"] & (scores["uplift_class"] == "sleeping_dog") & scores["sales_offer"]).any()
+    paid = scores[scores["selection_reason"] == "positive_expected_benefit"]
+    assert np.allclose(paid["expected_benefit"], paid["uplift"] * paid["retained_lifetime_value"] - paid["action_cost"])
+    assert set(plan["ranking_comparison"]) == {"value_at_risk", "uplift"}
+    data = MlflowClient(tracking_uri=cfg.tracking.tracking_uri).get_run(result["run_id"]).data
+    assert data.metrics["holdout.controls"] == len(controls) and data.params["scoring.holdout.share"] == "0.2"
+    again = with_changes(project, tmp_path / "again", ranking="uplift", holdout=HoldoutSettings(share=0.2, seed=5))
+    run(again)
+    assert snapshot(Path(again.paths.outputs_dir))[SCORES_FILE] == snapshot(Path(cfg.paths.outputs_dir))[SCORES_FILE]

@@ -1,0 +1,147 @@
+"""The uplift training rows: customers at a cutoff who were contacted, or kept as control, just after it.
+
+Definition (one row per customer and cutoff):
+- cutoffs are month starts (every `uplift.cutoff_spacing_months`) from the month of the first
+  contact record up to the last one whose label window [cutoff, cutoff + horizon) ends by the
+  data's as_of;
+- a customer is a row at cutoff c when they are in the churn population at c (same rule as
+  the churn table) and their *first* contact record in [c, c + `uplift.treatment_window_days`)
+  has a known treatment: 1 = contacted, 0 = randomised control (not contacted). That is the
+  decision a list made at c leads to; records with an unknown treatment are not rows (counted);
+- features: exactly the churn model's point-in-time features at c (events before c, the same
+  code, RFM edges of the whole population at c), so the model scores the same table `churn score`
+  builds; the contact that makes the row is after c and never in them;
+- outcome: the churn label of c, churned in [c, c + horizon), and future_value in that window.
+The contact lands inside the label window, so the label measures its effect within the horizon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+
+from features._grouping import cutoff_us, datetimes_us
+from features.build import feature_values, prepare, tables_as_of
+from features.contract import Tables
+from features.labels import label_arrays, population_reasons
+from features.settings import FeatureSettings, LabelSettings
+from models.uplift.settings import UpliftSettings
+
+TREATMENT_COLUMNS: tuple[str, ...] = ("treatment", "action", "contacted_at")
+"""Columns of the uplift table that describe the contact (never model features)."""
+
+
+def control_group_problem(contacts: pd.DataFrame | None) -> str | None:
+    """Why no uplift can be learned from this contacts table (None when it can)."""
+    if contacts is None:
+        return "there is no contacts table (data.tables.contacts), so there is no contact history to learn from"
+    if "treatment" not in contacts.columns:
+        return ("the contacts table has no treatment column, so there is no randomised control group "
+                "(treatment = 0: picked for a contact and deliberately not contacted)")
+    treatment = pd.to_numeric(contacts["treatment"], errors="coerce")
+    if not (treatment == 0).any():
+        return (f"the contacts table has no randomised control group: none of its {len(contacts):,} rows has "
+                "treatment = 0")
+    if not (treatment == 1).any():
+        return "the contacts table has no contacted customer (treatment = 1), only controls"
+    return None
+
+
+def uplift_cutoffs(tables: Tables, labels: LabelSettings, settings: UpliftSettings) -> list[pd.Timestamp]:
+    """Month starts from the first contact's month to the last whose label window ends by as_of."""
+    contacts = tables.contacts
+    if contacts is None or contacts.empty:
+        return []
+    first = pd.Timestamp(contacts["contacted_at"].min())
+    last_allowed = tables_as_of(tables) - pd.Timedelta(days=labels.horizon_days)
+    start = pd.Timestamp(year=first.year, month=first.month, day=1)
+    cutoffs: list[pd.Timestamp] = []
+    cutoff = start
+    while cutoff <= last_allowed:
+        cutoffs.append(pd.Timestamp(cutoff).as_unit("us"))
+        cutoff = cutoff + pd.DateOffset(months=settings.cutoff_spacing_months)
+    return cutoffs
+
+
+def contact_assignments(contacts: pd.DataFrame, cutoff: pd.Timestamp, window_days: int) -> tuple[pd.DataFrame, int]:
+    """Each customer's first contact record in [cutoff, cutoff + window): treatment, action, time.
+
+    Returns the assignments and how many records in the window had no known treatment (left out).
+    """
+    start = cutoff_us(cutoff)
+    end = start + window_days * 86_400_000_000
+    time = datetimes_us(contacts["contacted_at"])
+    inside = (time >= start) & (time < end)
+    window = contacts.loc[inside, ["customer_id", "contacted_at", "action", "treatment"]].copy()
+    window["customer_id"] = window["customer_id"].astype("str")
+    treatment = pd.to_numeric(window["treatment"], errors="coerce")
+    unknown = int(treatment.isna().sum())
+    window = window.assign(treatment=treatment)[treatment.notna()]
+    window = window.sort_values(["customer_id", "contacted_at", "treatment"], kind="stable")
+    first = window.drop_duplicates("customer_id", keep="first")
+    return (pd.DataFrame({"customer_id": first["customer_id"].to_numpy(),
+                          "treatment": first["treatment"].to_numpy(dtype=np.int64),
+                          "action": first["action"].astype("str").to_numpy(),
+                          "contacted_at": first["contacted_at"].to_numpy()}), unknown)
+
+
+def iter_uplift_tables(tables: Tables, features: FeatureSettings, labels: LabelSettings,
+                       settings: UpliftSettings, cutoffs: list[pd.Timestamp] | None = None
+                       ) -> Iterator[tuple[pd.DataFrame, dict[str, int]]]:
+    """Uplift rows one cutoff at a time (features, churned, future_value, treatment, action,
+    contacted_at), with counts of what was left out at that cutoff and why."""
+    if tables.contacts is None:
+        return
+    cutoffs = uplift_cutoffs(tables, labels, settings) if cutoffs is None else cutoffs
+    if not cutoffs:
+        return
+    prepared = prepare(tables, features, labels.value_column, many_cutoffs=len(cutoffs) > 1,
+                       customer_value_column=labels.customer_value_column)
+    ids = prepared.customer_ids.to_numpy(dtype=object)
+    position = pd.Index(ids)
+    for cutoff in cutoffs:
+        assigned, unknown = contact_assignments(tables.contacts, cutoff, settings.treatment_window_days)
+        moment = cutoff_us(cutoff)
+        population = population_reasons(prepared, moment, labels) < 0
+        where = position.get_indexer(assigned["customer_id"])
+        known = where >= 0
+        in_population = np.zeros(len(assigned), dtype=bool)
+        in_population[known] = population[where[known]]
+        counts = {"contact_records_unknown_treatment": unknown,
+                  "contacted_not_in_population": int((~in_population).sum())}
+        assigned = assigned[in_population]
+        if assigned.empty:
+            yield pd.DataFrame(), counts
+            continue
+        rows = np.zeros(prepared.n_customers, dtype=bool)
+        rows[where[in_population]] = True
+        positions = np.flatnonzero(rows)
+        # computed over the whole population (RFM edges as in the churn table), kept for the rows only
+        values = feature_values(prepared, moment, features, population)
+        columns: dict[str, object] = {
+            "customer_id": prepared.customer_ids.iloc[positions].reset_index(drop=True),
+            "cutoff": np.full(len(positions), moment, dtype=np.int64).view("datetime64[us]"),
+        }
+        columns.update({name: array[positions] for name, array in values.items()})
+        churned, value = label_arrays(prepared, moment, labels)
+        frame = pd.DataFrame(columns).assign(churned=churned[positions], future_value=value[positions])
+        frame = frame.merge(assigned, on="customer_id", how="left", validate="one_to_one")
+        yield frame, counts
+
+
+def build_uplift_table(tables: Tables, features: FeatureSettings, labels: LabelSettings,
+                       settings: UpliftSettings, cutoffs: list[pd.Timestamp] | None = None
+                       ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Every uplift row (see the module docstring) and the totals of what was left out."""
+    frames: list[pd.DataFrame] = []
+    totals: dict[str, int] = {}
+    for frame, counts in iter_uplift_tables(tables, features, labels, settings, cutoffs):
+        for key, count in counts.items():
+            totals[key] = totals.get(key, 0) + count
+        if len(frame):
+            frames.append(frame)
+    if not frames:
+        return pd.DataFrame(), totals
+    return pd.concat(frames, ignore_index=True), totals

@@ -1,0 +1,229 @@
+"""`churn backtest`: replay the retention list at past cutoffs, with models trained only on data before each.
+
+For each month start c from --from to --to (default: the latest `backtest.cutoffs` month
+starts whose label horizon has ended by as_of):
+1. the tables as known at c (`features.build.tables_before`: nothing at or after c);
+2. churn and value models (LightGBM, the config's booster settings, calibration on a hashed
+   share of customers) on `backtest.training_cutoffs` monthly training cutoffs before c, and the
+   uplift learners on the contacts before c (chosen by Qini as in `churn train`, fewer bootstrap
+   resamples); no uplift model when the history before c has too few control customers;
+3. the scoring table at c and the list under both rankings at the configured capacity (no
+   holdout); the uplift list is cut to the value-at-risk list's size (its top by rank), and a
+   seeded random list of that size is drawn from the scored customers, so the three lists
+   compete on whom they contact, not on how many;
+4. what happened after c (from the full tables, for evaluation only): churn within the horizon,
+   the bank's randomised contacts just after c, and (generated data) the true uplift.
+Writes, together, `reports/backtest.csv` (one line per cutoff and list), `reports/backtest.json`
+(totals per list and the settings) and `reports/backtest.png`, and logs them to MLflow.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import pandas as pd
+
+from features.build import build_labels, build_scoring_table, build_training_table, tables_as_of, tables_before
+from features.contract import Tables
+from features.settings import SettingsProblem
+from models.boosting import fit_churn_model, fit_value_model
+from models.data import customer_hash_share, infer_schema, model_feature_columns
+from models.retention import overdue_complaint_tiers, retention_plan
+from models.uplift.backtest import list_outcomes, random_list, totals
+from models.uplift.data import build_uplift_table, contact_assignments
+from models.uplift.training import train_uplift
+from pipelines.config import Config
+from pipelines.io import StageError, StageOutputs, excel_safe
+from pipelines.outputs import stage_paths
+from pipelines.score import score_customers
+from pipelines.tables import load_tables
+from pipelines.tracking import tracked_run
+from pipelines.uplift import true_uplift
+
+BACKTEST_CSV = "backtest.csv"
+BACKTEST_JSON = "backtest.json"
+BACKTEST_PNG = "backtest.png"
+LISTS = ("value_at_risk", "uplift", "random")
+
+
+def backtest_cutoffs(tables: Tables, cfg: Config, start: str | None, end: str | None) -> list[pd.Timestamp]:
+    """Month starts in [start, end] whose horizon ends by as_of (default: the latest `backtest.cutoffs`)."""
+    last = tables_as_of(tables) - pd.Timedelta(days=cfg.labels.horizon_days)
+    latest = pd.Timestamp(year=last.year, month=last.month, day=1)
+    if end is not None:
+        latest = min(latest, pd.Timestamp(end))
+        latest = pd.Timestamp(year=latest.year, month=latest.month, day=1)
+    if start is not None:
+        first = pd.Timestamp(start)
+        first = first if first.day == 1 else (first + pd.offsets.MonthBegin(1))
+        count = (latest.year - first.year) * 12 + latest.month - first.month + 1
+    else:
+        count = cfg.backtest.cutoffs
+    return [pd.Timestamp(latest - pd.DateOffset(months=k)).as_unit("us") for k in range(max(count, 0))][::-1]
+
+
+def replay(full: Tables, cutoff: pd.Timestamp, cfg: Config, truth_dir: Path | None,
+           say: Callable[[str], None]) -> tuple[list[dict[str, object]], dict[str, object], dict[str, pd.DataFrame]]:
+    """The three lists at one past cutoff and what each reached and saved; models see only data before it."""
+    past = tables_before(full, cutoff)
+    labels = cfg.labels.model_copy(update={"cutoffs": cfg.labels.cutoffs.model_copy(
+        update={"count": cfg.backtest.training_cutoffs})})
+    try:
+        table = build_training_table(past, cfg.features, labels)
+    except Exception as error:  # noqa: BLE001 - no training cutoff before c: this cutoff cannot be replayed
+        return [], {"cutoff": str(cutoff.date()), "skipped": f"no training data before it ({error})"}, {}
+    y = table["churned"].to_numpy(dtype=int)
+    if not 0 < y.sum() < len(y):
+        return [], {"cutoff": str(cutoff.date()), "skipped": "the training rows before it hold one churn class"}, {}
+    schema = infer_schema(table, model_feature_columns(table))
+    calibration = customer_hash_share(table["customer_id"], cfg.seed) < cfg.model.calibration_share
+    churn, _ = fit_churn_model(table, ~calibration, calibration, schema, cfg.model.booster, cfg.model.calibration,
+                               cfg.seed)
+    value = None
+    stayed = y == 0
+    if past.transactions is not None:
+        value, _ = fit_value_model(table, ~calibration & stayed, calibration & stayed, schema, cfg.model.value_booster,
+                                   cfg.model.tweedie_variance_power, cfg.seed)
+    uplift_model, uplift_note = None, ""
+    rows, _ = build_uplift_table(past, cfg.features, cfg.labels, cfg.uplift)
+    if rows.empty:
+        uplift_note = "no contacts with a control group before it"
+    else:
+        try:
+            uplift_model = train_uplift(rows, cfg.uplift.model_copy(update={"bootstrap": 20}), cfg.labels.horizon_days,
+                                        cfg.seed, schema=schema).final
+        except ValueError as error:
+            uplift_note = str(error)
+    frame = build_scoring_table(past, cfg.features, cfg.labels, as_of=cutoff)
+    scored = score_customers(frame, schema.matrix(frame), churn, value, cfg)
+    scored["uplift"] = uplift_model.predict(frame) if uplift_model is not None else np.nan
+    tiers = overdue_complaint_tiers(past.complaints, cutoff, cfg.features.complaint_targets,
+                                    cfg.scoring.selection.complaint_trigger)
+    plans = {ranking: retention_plan(scored, tiers, cfg.scoring, cfg.features.complaint_targets, cutoff,
+                                     ranking=ranking, uplift_threshold=cfg.uplift.class_threshold)[0]
+             for ranking in ("value_at_risk", "uplift")}
+    ids = scored["customer_id"].astype("str")
+    outcome = build_labels(full, cutoff, cfg.labels).set_index("customer_id")["churned"]
+    churned = outcome.reindex(ids.to_numpy()).to_numpy(dtype=float)
+    campaign = np.full(len(scored), -1, dtype=np.int64)
+    if full.contacts is not None and "treatment" in full.contacts:
+        assigned, _ = contact_assignments(full.contacts, cutoff, cfg.uplift.treatment_window_days)
+        arm = assigned.set_index("customer_id")["treatment"].reindex(ids.to_numpy())
+        campaign = arm.fillna(-1).to_numpy(dtype=np.int64)
+    truth = true_uplift(pd.DataFrame({"customer_id": ids.to_numpy(), "cutoff": cutoff}), truth_dir,
+                        cfg.labels.horizon_days) if truth_dir is not None else None
+    size = int(plans["value_at_risk"]["selected"].sum())
+    seed = cfg.backtest.random_seed if cfg.backtest.random_seed is not None else cfg.seed
+    by_uplift = plans["uplift"]
+    uplift_rank = by_uplift["rank"].to_numpy(dtype="float64", na_value=np.inf)
+    lists = {"value_at_risk": plans["value_at_risk"]["selected"].to_numpy(dtype=bool),
+             # the same number of customers, the top of the uplift list: the lists compete on who, not how many
+             "uplift": (by_uplift["selected"].to_numpy(dtype=bool) & (uplift_rank <= size))
+             if uplift_model is not None else None,
+             "random": random_list(size, len(scored), seed * 1000 + cutoff.month)}
+    lines = []
+    for name in LISTS:
+        chosen = lists[name]
+        if chosen is None:
+            continue
+        lines.append({"cutoff": str(cutoff.date()), "list": name,
+                      **list_outcomes(chosen, churned, scored["value_at_risk"].to_numpy(),
+                                      scored["retained_lifetime_value"].to_numpy(), campaign, truth)})
+    info = {"cutoff": str(cutoff.date()), "training_rows": int(len(table)), "uplift_rows": int(len(rows)),
+            "uplift_model": uplift_model is not None, **({"uplift_note": uplift_note} if uplift_note else {}),
+            "scored": int(len(scored)), "uplift_list_before_equal_size": int(by_uplift["selected"].sum()) if uplift_model is not None else None}
+    listed = {name: pd.DataFrame({"customer_id": ids[chosen].to_numpy()}) for name, chosen in lists.items()
+              if chosen is not None}
+    return lines, info, listed
+
+
+def backtest_figure(table: pd.DataFrame, has_truth: bool) -> plt.Figure:
+    metrics = ["churners_reached", "value_at_risk_reached", "estimated_value_saved"] + (
+        ["true_value_saved"] if has_truth else [])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.0 * len(metrics), 3.6))
+    for ax, metric in zip(np.atleast_1d(axes), metrics):
+        for name in LISTS:
+            part = table[table["list"] == name]
+            if len(part):
+                ax.plot(pd.to_datetime(part["cutoff"]), part[metric], marker="o", label=name.replace("_", " "))
+        ax.set_title(metric.replace("_", " "))
+        ax.set_xlabel("Cutoff (month start)")
+        ax.tick_params(axis="x", rotation=45)
+    np.atleast_1d(axes)[0].set_ylabel("Per list (count or currency units)")
+    np.atleast_1d(axes)[0].legend()
+    fig.suptitle("Retention lists replayed at past cutoffs")
+    fig.tight_layout()
+    return fig
+
+
+def run(cfg: Config, start: str | None = None, end: str | None = None,
+        progress: Callable[[str], None] | None = None) -> dict[str, object]:
+    """Replay the lists at every cutoff; write the table, totals and chart; log to MLflow."""
+    say = progress or (lambda message: None)
+    reports = Path(cfg.paths.reports_dir)
+    outputs = StageOutputs("backtest", stage_paths(cfg, "backtest"), say)
+    with outputs, tracked_run(cfg, stage="backtest") as active:
+        full = load_tables(cfg)
+        cutoffs = backtest_cutoffs(full, cfg, start, end)
+        if not cutoffs and (start is not None or end is not None):
+            raise StageError(f"no backtest cutoff between {start} and {end} whose {cfg.labels.horizon_days}-day "
+                             f"horizon ends by the data's as_of ({tables_as_of(full).date()}); choose earlier dates")
+        truth_dir = Path(cfg.evaluation.truth_dir) if cfg.evaluation.truth_dir else None
+        if truth_dir is not None and not (truth_dir / "monthly_hazard.parquet").is_file():
+            truth_dir = None
+        lines: list[dict[str, object]] = []
+        infos: list[dict[str, object]] = []
+        chosen: dict[str, dict[str, pd.DataFrame]] = {}
+        clock = time.perf_counter()
+        for cutoff in cutoffs:
+            say(f"replaying the list at {cutoff.date()} with models trained on data before it")
+            try:
+                found, info, listed = replay(full, cutoff, cfg, truth_dir, say)
+            except (ValueError, SettingsProblem) as error:  # too little history before it to fit the models
+                found, info, listed = [], {"cutoff": str(cutoff.date()), "skipped": str(error)[:500]}, {}
+            chosen[str(cutoff.date())] = listed
+            lines.extend(found)
+            infos.append(info)
+            if "skipped" in info:
+                say(f"cutoff {cutoff.date()} skipped: {info['skipped']}")
+        if not lines:
+            why = ("no cutoff could be replayed: " + "; ".join(f"{i['cutoff']}: {i.get('skipped')}" for i in infos)
+                   if infos else "the data holds no month start with a full label horizon before as_of")
+            say(f"no backtest: {why}")
+            mlflow.set_tag("backtest", f"none: {why}"[:500])
+            summary_none: dict[str, object] = {"status": "none", "why": why, "cutoffs": infos}
+            with outputs.commit() as files:
+                files[BACKTEST_JSON].write_text(pd.Series(summary_none).to_json(indent=2) + "\n", encoding="utf-8")
+                pd.DataFrame({"cutoff": [], "list": []}).to_csv(files[BACKTEST_CSV], index=False)
+                fig, ax = plt.subplots(figsize=(6, 2))
+                ax.axis("off")
+                ax.text(0.5, 0.5, "No backtest: " + why[:90], ha="center", va="center", wrap=True)
+                fig.savefig(files[BACKTEST_PNG], format="png")
+                plt.close(fig)
+            return {"run_id": active.info.run_id, "summary": summary_none, "table": pd.DataFrame(), "lists": {}}
+        table = pd.DataFrame(lines)
+        summed = totals(table)
+        summary = {"status": "replayed", "cutoffs": infos, "seconds": round(time.perf_counter() - clock, 1),
+                   "totals": {r["list"]: {k: (None if pd.isna(v) else float(v)) for k, v in r.items() if k != "list"}
+                              for r in summed.to_dict("records")},
+                   "capacity": cfg.scoring.selection.capacity, "ranking_compared": list(LISTS),
+                   "training_cutoffs": cfg.backtest.training_cutoffs,
+                   "definitions": "see models/uplift/backtest.py: estimated_* from the bank's randomised contacts "
+                                  "just after each cutoff; true_* from the generator's truth (generated data only)"}
+        with outputs.commit() as files:
+            excel_safe(table).to_csv(files[BACKTEST_CSV], index=False, encoding="utf-8", lineterminator="\n")
+            files[BACKTEST_JSON].write_text(pd.Series(summary).to_json(indent=2) + "\n", encoding="utf-8")
+            fig = backtest_figure(table, "true_value_saved" in table)
+            fig.savefig(files[BACKTEST_PNG], format="png")
+            plt.close(fig)
+            mlflow.log_metrics({f"backtest.{r['list']}.{k}": float(v) for r in summed.to_dict("records")
+                                for k, v in r.items() if k != "list" and pd.notna(v)})
+            for name in (BACKTEST_CSV, BACKTEST_JSON, BACKTEST_PNG):
+                mlflow.log_artifact(str(files[name]))
+    say(f"wrote {reports / BACKTEST_CSV}, {reports / BACKTEST_JSON} and {reports / BACKTEST_PNG}")
+    return {"run_id": active.info.run_id, "summary": summary, "table": table, "lists": chosen}

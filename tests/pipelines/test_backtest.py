@@ -1,0 +1,68 @@
+"""`churn backtest` on the generated bank: lists replayed with models that never see the future."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.build import tables_as_of, tables_before
+from models.uplift.backtest import list_outcomes, random_list
+from pipelines.backtest import backtest_cutoffs, replay, run
+from pipelines.tables import load_tables
+from tests.pipelines.bank import bank_config
+
+CUTOFF = "2024-08-01"
+
+
+@pytest.fixture(scope="module")
+def replayed(generated_bank: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[object, dict]:
+    cfg = bank_config(generated_bank, tmp_path_factory.mktemp("backtest"), light=True)
+    return cfg, run(cfg, CUTOFF, CUTOFF)
+
+
+def test_list_uses_no_data_after_the_cutoff(replayed, generated_bank: Path) -> None:
+    cfg, result = replayed
+    full = load_tables(cfg)
+    cutoff = pd.Timestamp(CUTOFF)
+    _, info, lists = replay(tables_before(full, cutoff), cutoff, cfg, None, lambda message: None)
+    assert "skipped" not in info and set(lists) == set(result["lists"][CUTOFF]) == {"value_at_risk", "uplift", "random"}
+    for name, listed in lists.items():  # the same customers, whatever happened after the cutoff
+        assert listed["customer_id"].tolist() == result["lists"][CUTOFF][name]["customer_id"].tolist(), name
+    assert len(lists["value_at_risk"]) > 20
+
+
+def test_backtest_reports_each_list_and_the_lists_beat_random_on_true_value_saved(replayed) -> None:
+    cfg, result = replayed
+    table = result["table"]
+    assert set(table["list"]) == {"value_at_risk", "uplift", "random"}
+    by = table.set_index("list")
+    assert by.loc["uplift", "customers"] == by.loc["random", "customers"] == by.loc["value_at_risk", "customers"]
+    print("true value saved:", by["true_value_saved"].round(1).to_dict(), "churners reached:",
+          by["churners_reached"].to_dict())
+    assert by.loc["value_at_risk", "churners_reached"] > 2 * by.loc["random", "churners_reached"]
+    assert by.loc["value_at_risk", "true_value_saved"] > by.loc["random", "true_value_saved"]
+    reports = Path(cfg.paths.reports_dir)
+    assert pd.read_csv(reports / "backtest.csv").shape[0] == 3 and (reports / "backtest.png").stat().st_size > 0
+
+
+def test_list_outcomes_by_hand() -> None:
+    listed = np.array([True, True, True, False])
+    figures = list_outcomes(listed, churned=np.array([1, 0, 1, 1]), value_at_risk=np.array([5.0, 1.0, 2.0, 9.0]),
+                            retained_value=np.array([10.0, 20.0, 30.0, 40.0]),
+                            campaign_treatment=np.array([0, 1, -1, 0]), true_uplift=np.array([0.1, 0.2, 0.0, 0.5]))
+    assert figures["churners_reached"] == 2 and figures["value_at_risk_reached"] == 8.0
+    assert figures["estimated_churners_saved"] == pytest.approx(3.0)  # (1 - 0) x 3 listed
+    assert figures["true_value_saved"] == pytest.approx(0.1 * 10 + 0.2 * 20)
+    assert random_list(2, 10, 1).sum() == 2 and np.array_equal(random_list(2, 10, 1), random_list(2, 10, 1))
+
+
+def test_default_cutoffs_are_the_latest_with_a_full_horizon(replayed) -> None:
+    cfg, _ = replayed
+    full = load_tables(cfg)
+    cutoffs = backtest_cutoffs(full, cfg, None, None)
+    assert len(cutoffs) == cfg.backtest.cutoffs
+    assert all(c + pd.Timedelta(days=cfg.labels.horizon_days) <= tables_as_of(full) for c in cutoffs)
+    assert [c.day for c in cutoffs] == [1] * len(cutoffs)
