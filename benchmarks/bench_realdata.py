@@ -26,7 +26,8 @@ from tests.realdata.test_end_to_end import reference_aucs  # noqa: E402
 
 CHURN = Path(sys.executable).parent / "churn"
 PREFIXES = {"LightGBM": "churn", "logistic regression (ours)": "baseline_logistic", "blend": "blend",
-            "recency rule": "baseline_recency_rule", "served": "selected"}
+            "recency rule": "baseline_recency_rule", "BG/NBD (buy till you die)": "baseline_btyd",
+            "served": "selected"}
 
 
 def run(*args: str, cwd: Path) -> None:
@@ -50,7 +51,9 @@ def measure(name: str, init_args: list[str]) -> dict[str, object]:
                           ("roc_auc", "pr_auc", "log_loss", "expected_calibration_error", "captured_top_10pct")}
                   for label, prefix in PREFIXES.items() if f"{prefix}.roc_auc" in metrics}
     value = {key: metrics.get(key) for key in ("value.spearman", "baseline_carry_forward.spearman",
-                                                "value.total_error_pct", "baseline_carry_forward.total_error_pct")}
+                                                "baseline_btyd_value.spearman", "value.total_error_pct",
+                                                "baseline_carry_forward.total_error_pct",
+                                                "baseline_btyd_value.total_error_pct")}
     return {"dataset": name, "served": report["selected_churn_model"], "selection": report["info"]["selection"],
             "fit": report["info"]["fit"], "test_rows": report["info"]["rows_test"],
             "test_churn_rate": metrics.get("churn.base_rate"), "candidates": candidates,

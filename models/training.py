@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 
-from models.baselines import carry_forward_value, recency_scores
+from models.baselines import btyd_churn_scores, btyd_value, carry_forward_value, recency_scores
 from models.boosting import ChurnModel, ValueModel, fit_churn_model, fit_churn_model_cv, fit_value_model
 from models.data import FeatureSchema, Split, customer_hash_share, infer_schema, model_feature_columns, split_rows
 from models.blend import BlendChurnModel, fit_blend
@@ -170,6 +170,9 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
     recency = recency_scores(test_rows)
     if recency is not None:
         scores["recency_rule"] = recency
+    btyd = btyd_churn_scores(test_rows)
+    if btyd is not None:
+        scores["btyd"] = btyd
 
     actual_value = test_rows["future_value"].to_numpy(dtype=float)
     if value is not None:
@@ -198,7 +201,7 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
             curves[name] = profit_curve(y, ranking, retained, economics)
             metrics.update({f"{prefix}.{k}": v for k, v in best_profit(curves[name]).items()})
     metrics["churn.raw_roc_auc"] = float(roc_auc_score(y, churn.raw_score(test_rows)))
-    for baseline in ("logistic", "recency_rule"):
+    for baseline in ("logistic", "recency_rule", "btyd"):
         for key in ("roc_auc", "best_profit"):
             if f"baseline_{baseline}.{key}" in metrics and f"churn.{key}" in metrics:
                 metrics[f"gain_over_{baseline}.{key}"] = metrics[f"churn.{key}"] - metrics[f"baseline_{baseline}.{key}"]
@@ -223,6 +226,11 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
             metrics.update({f"baseline_carry_forward.{k}": v
                             for k, v in stayer_value_metrics(y, actual_value, carried).items()})
             metrics["gain_over_carry_forward.spearman"] = metrics["value.spearman"] - metrics["baseline_carry_forward.spearman"]
+        btyd_predicted = btyd_value(test_rows)
+        if btyd_predicted is not None:
+            metrics.update({f"baseline_btyd_value.{k}": v
+                            for k, v in stayer_value_metrics(y, actual_value, btyd_predicted).items()})
+            metrics["gain_over_btyd_value.spearman"] = metrics["value.spearman"] - metrics["baseline_btyd_value.spearman"]
 
     selected_probability = scores[{"logistic_regression": "logistic"}.get(selected, selected)]
     test = pd.DataFrame({
@@ -236,6 +244,8 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
     })
     if recency is not None:
         test["recency_score"] = recency
+    if btyd is not None:
+        test["btyd_score"] = btyd
 
     # Serve what was evaluated, refitted on every labelled cutoff (the newest labels included).
     refit_fit, refit_calibration = refit_split(table, settings.calibration_share, seed)
@@ -276,7 +286,7 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
 
 
 PREFIXES: dict[str, str] = {"lightgbm": "churn", "logistic": "baseline_logistic", "blend": "blend",
-                            "recency_rule": "baseline_recency_rule"}
+                            "recency_rule": "baseline_recency_rule", "btyd": "baseline_btyd"}
 """Metric prefix of each scored candidate in `TrainingResult.metrics`."""
 
 

@@ -94,6 +94,8 @@ def write_reports(result: TrainingResult, table: pd.DataFrame, cfg: Config, temp
               "logistic regression": test["logistic_score"].to_numpy()}
     if "recency_score" in test:
         scores["recency rule"] = test["recency_score"].to_numpy()
+    if "btyd_score" in test:
+        scores["BG/NBD"] = test["btyd_score"].to_numpy()
     test_rows = table[result.split.test].reset_index(drop=True)
     sample = test_rows.sample(n=min(2000, len(test_rows)), random_state=cfg.seed)
     contributions = result.churn.contributions(sample)
