@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.realdata.datasets import default_cache, retail_transactions, tv_subscription_snapshot  # noqa: E402
-from tests.realdata.test_end_to_end import reference_aucs  # noqa: E402
+from tests.realdata.test_end_to_end import reference_figures  # noqa: E402
 
 CHURN = Path(sys.executable).parent / "churn"
 PREFIXES = {"LightGBM": "churn", "logistic regression (ours)": "baseline_logistic", "blend": "blend",
@@ -45,7 +45,7 @@ def measure(name: str, init_args: list[str]) -> dict[str, object]:
         seconds = time.perf_counter() - start
         report = json.loads((folder / "reports" / "mine" / "train_metrics.json").read_text())
         manifest = json.loads((folder / "data" / "mine" / "outputs" / "manifest.json").read_text())
-        references = reference_aucs(folder / "mine.yaml")
+        references = reference_figures(folder / "mine.yaml")
     metrics = report["metrics"]
     candidates = {label: {key: metrics.get(f"{prefix}.{key}") for key in
                           ("roc_auc", "pr_auc", "log_loss", "expected_calibration_error", "captured_top_10pct")}
@@ -57,7 +57,10 @@ def measure(name: str, init_args: list[str]) -> dict[str, object]:
     return {"dataset": name, "served": report["selected_churn_model"], "selection": report["info"]["selection"],
             "fit": report["info"]["fit"], "test_rows": report["info"]["rows_test"],
             "test_churn_rate": metrics.get("churn.base_rate"), "candidates": candidates,
-            "references_roc_auc": references, "value": value,
+            "references": references, "value": value,
+            "tuning": {k: report["info"].get(k) for k in ("tuned_booster", "tuning_stopped_by",
+                                                          "tuning_kept_configured_booster")},
+            "horizons": {k: v for k, v in metrics.items() if k.startswith("risk_")},
             "listed": manifest["rows"]["selected"], "excluded": manifest["rows"]["excluded"],
             "why_empty": manifest["plan"].get("why_empty", ""), "seconds_init_to_list": seconds}
 
@@ -80,8 +83,8 @@ def main() -> None:
         print(f"\n{entry['dataset']}: served {entry['served']} ({entry['fit']}, {entry['test_rows']} test rows)")
         for label, figures in entry["candidates"].items():
             print(f"  {label:28s} " + "  ".join(f"{k} {v:.4f}" for k, v in figures.items() if v is not None))
-        for label, auc in entry["references_roc_auc"].items():
-            print(f"  reference {label:18s} roc_auc {auc:.4f}")
+        for label, figures in entry["references"].items():
+            print(f"  reference {label:18s} " + "  ".join(f"{k} {v:.4f}" for k, v in figures.items()))
         print(f"  value: {entry['value']}; listed {entry['listed']}, excluded {entry['excluded']}, "
               f"{entry['seconds_init_to_list']:.0f} s from init to list")
     print(f"\nwrote {out}")

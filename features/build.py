@@ -23,7 +23,8 @@ from features.catalogue import catalogue
 from features.complaints import complaint_columns, complaint_features
 from features.contacts import contact_features, contacted_rows
 from features.contract import EVENT_TABLES, TABLES, Tables
-from features.labels import EXCLUSION_REASONS, RULE_EXCLUSIONS, label_arrays, population_mask, population_reasons
+from features.labels import (EXCLUSION_REASONS, RULE_EXCLUSIONS, days_to_closure, label_arrays, population_mask,
+                             population_reasons)
 from features.lifecycle import lifecycle_features, tenure_days
 from features.rfm import RfmBreakpoints, rfm_breakpoints, rfm_scores, summarise_transactions, transaction_features
 from features.settings import FeatureSettings, LabelSettings, SettingsProblem
@@ -36,7 +37,7 @@ DEFAULT_HORIZON_DAYS = LabelSettings().horizon_days
 log = logging.getLogger("features")
 
 KEY_COLUMNS: tuple[str, ...] = ("customer_id", "cutoff")
-LABEL_COLUMNS: tuple[str, ...] = ("churned", "future_value")
+LABEL_COLUMNS: tuple[str, ...] = ("churned", "future_value", "days_to_churn")
 FAMILY_NEEDS = {"transactions": "RFM and lifecycle (except tenure_days)", "complaints": "complaint",
                 "surveys": "survey", "contacts": "retention-contact"}
 
@@ -331,7 +332,10 @@ def iter_training_tables(tables: Tables, features: FeatureSettings, labels: Labe
         frame = features_at(prepared, cutoff, features, population, horizon_days=labels.horizon_days)
         churned, value = label_arrays(prepared, cutoff_us(cutoff), labels)
         positions = np.flatnonzero(population)
-        yield frame.assign(churned=churned[positions], future_value=value[positions])
+        frame = frame.assign(churned=churned[positions], future_value=value[positions])
+        if labels.definition == "closure":  # time to churn: the label of every shorter horizon
+            frame["days_to_churn"] = days_to_closure(prepared, cutoff_us(cutoff), labels)[positions]
+        yield frame
 
 
 def build_training_table(tables: Tables, features: FeatureSettings, labels: LabelSettings) -> pd.DataFrame:

@@ -423,7 +423,8 @@ def features_markdown(settings: FeatureSettings | None = None) -> str:
         "  `labels.cutoffs.count` cutoffs back, `spacing_months` apart, keeping those after the first event",
         "  (after the first signup for a customers-only snapshot). The scoring table uses the as-of date",
         "  itself as its cutoff. A training table in which nobody (or everybody) churned is refused.",
-        "- Training rows: `customer_id`, `cutoff`, the features, `churned`, `future_value`; scoring rows the",
+        "- Training rows: `customer_id`, `cutoff`, the features, `churned`, `future_value` (and with `closure`",
+        "  `days_to_churn`: whole days from the cutoff to a closure in the label window, else empty); scoring rows the",
         "  same without the labels. `features.build.feature_columns` lists the model inputs.",
         "",
     ]

@@ -34,6 +34,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainingResult, p
         "data": {"tables": {name: {"path": str(raw / f"{name}.parquet")} for name in TABLES}},
         "features": {"static_features": ["segment", "region", "age_band", "products_held", "acquisition_channel"]},
         "labels": {"cutoffs": {"count": 12}},
+        "model": {"tuning": {"trials": 3}},  # a short tuning budget (the demo runs the default 8 trials)
     })
     table = build_training_table(load_tables(cfg), cfg.features, cfg.labels)
     truth = true_churn_probability(table, raw / "_truth", cfg.labels.horizon_days)
