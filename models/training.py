@@ -6,7 +6,6 @@ pipeline stage (`pipelines/train.py`) adds files, plots and MLflow.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np

@@ -361,3 +361,14 @@ def test_shared_matrix_predictions_equal_the_models_own(scored) -> None:
     # the expected value is the value if retained, weighed by the chance of staying
     np.testing.assert_allclose(scored_rows["next_horizon_expected_value"].to_numpy(),
                                (1 - churn.predict(frame)) * np.clip(value.predict(frame), 0, None))
+
+
+def test_scores_carry_the_risk_by_horizon_never_falling_as_it_grows(scored) -> None:
+    cfg, _ = scored
+    scores, listed, manifest = read_outputs(cfg)
+    risks = scores[["churn_risk_30d", "churn_risk_60d", "churn_risk_90d"]].to_numpy()
+    assert (np.diff(risks, axis=1) >= 0).all()
+    np.testing.assert_array_equal(scores["churn_risk_90d"], scores["churn_probability"])
+    assert set(scores["likely_to_leave_within"]) <= {"1 month", "2 months", "3 months"}
+    assert {"churn_risk_30d", "likely_to_leave_within"} <= set(listed.columns)
+    assert listed["likely_to_leave_within"].notna().all()
