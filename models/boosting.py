@@ -32,7 +32,6 @@ def booster_params(settings: BoosterSettings, objective: str, seed: int, **extra
         "bagging_fraction": settings.bagging_fraction,
         "bagging_freq": 1 if settings.bagging_fraction < 1 else 0,
         "lambda_l2": settings.lambda_l2,
-        **({"linear_tree": True} if settings.linear_tree else {}),
         "num_threads": settings.num_threads,
         "seed": seed,
         "deterministic": True,

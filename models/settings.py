@@ -21,7 +21,6 @@ class BoosterSettings(Strict):
     max_rounds: int = Field(default=600, ge=1, le=20000)
     early_stopping_rounds: int = Field(default=50, ge=1)
     num_threads: int = Field(default=2, ge=1, description="Threads; fixed so results are reproducible")
-    linear_tree: bool = Field(default=False, description="Linear models in the leaves (LightGBM linear_tree)")
 
 
 class TuningSettings(Strict):

@@ -68,7 +68,10 @@ class TrainingResult:
 
 def tune_booster(frame: pd.DataFrame, split: Split, schema: FeatureSchema, settings: ModelSettings,
                  seed: int) -> tuple[BoosterSettings, list[dict[str, object]], str]:
-    """Bounded, seeded Optuna (TPE) search of the churn booster's settings, linear trees included.
+    """Bounded, seeded Optuna (TPE) search of the churn booster's settings.
+
+    Linear trees (LightGBM `linear_tree`) are not searched: LightGBM cannot compute TreeSHAP
+    contributions for them, and every listed customer's reasons come from those.
 
     Each trial trains on the fit rows and early-stops on the calibration rows of the training
     cutoffs (at most `tuning.max_rows` of each, hashed customers), and is judged by the log
@@ -96,7 +99,6 @@ def tune_booster(frame: pd.DataFrame, split: Split, schema: FeatureSchema, setti
             "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.15, log=True),
             "feature_fraction": trial.suggest_float("feature_fraction", 0.3, 1.0),
             "lambda_l2": trial.suggest_float("lambda_l2", 0.1, 30.0, log=True),
-            "linear_tree": trial.suggest_categorical("linear_tree", [False, True]),
         })
         model, info = fit_churn_model(frame, fit, calibration, schema, candidate, "platt", seed)
         loss = float(log_loss(y_cal, np.clip(model.raw_score(calibration_rows), 1e-6, 1 - 1e-6), labels=[0, 1]))
@@ -107,7 +109,7 @@ def tune_booster(frame: pd.DataFrame, split: Split, schema: FeatureSchema, setti
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.enqueue_trial({"num_leaves": configured.num_leaves, "min_child_samples": configured.min_child_samples,
                          "learning_rate": configured.learning_rate, "feature_fraction": configured.feature_fraction,
-                         "lambda_l2": configured.lambda_l2, "linear_tree": configured.linear_tree},
+                         "lambda_l2": configured.lambda_l2},
                         skip_if_exists=False)
     study.optimize(objective, n_trials=tuning.trials, timeout=tuning.timeout_seconds)
     stopped = ("trials" if len(study.trials) >= tuning.trials else
