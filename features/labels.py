@@ -94,3 +94,13 @@ def label_arrays(prepared: Prepared, cutoff: int, labels: LabelSettings) -> tupl
         add_sums(value, code[inside], amount[inside])
     churned = closes if labels.definition == "closure" else closes | (seen == 0)
     return churned.astype(np.int64), value
+
+
+def days_to_closure(prepared: Prepared, cutoff: int, labels: LabelSettings) -> np.ndarray:
+    """Days from the cutoff to the account's closure when it closes in [cutoff, cutoff + horizon)
+    (0 = the first day), NaN otherwise: the time to churn of the `closure` definition, from which
+    the label of any shorter horizon follows (churned within h days = days_to_churn < h)."""
+    end = cutoff + labels.horizon_days * US_PER_DAY
+    closes = (prepared.closed >= cutoff) & (prepared.closed < end)
+    elapsed = np.where(closes, prepared.closed - cutoff, 0) // US_PER_DAY
+    return np.where(closes, elapsed, np.nan).astype(np.float64)

@@ -92,6 +92,13 @@ class FeatureSettings(Strict):
     complaint_negative_below: float = Field(
         default=-0.05, ge=-1, le=0, description="VADER compound score below which a complaint reads negative")
     lifecycle: LifecycleSettings = LifecycleSettings()
+    btyd: bool = Field(
+        default=True,
+        description="Buy-till-you-die features from the transactions: BTYD frequency, recency and age, and "
+                    "from a BG/NBD and a Gamma-Gamma model fitted at each cutoff the probability of being "
+                    "alive, of buying in the label horizon, the expected purchases, spend and value "
+                    "(features/btyd.py); false leaves the family out",
+    )
     static_features: tuple[str, ...] = ()
     static_types: dict[str, Literal["numeric", "categorical"]] = Field(
         default_factory=dict,

@@ -25,7 +25,7 @@ from features.settings import FeatureSettings, SettingsProblem
 
 log = logging.getLogger("features")
 
-RESERVED = {c.name for c in CUSTOMERS.columns} | {"cutoff", "churned", "future_value"}
+RESERVED = {c.name for c in CUSTOMERS.columns} | {"cutoff", "churned", "future_value", "days_to_churn"}
 IDENTIFIER_MIN_DISTINCT = 50
 """A text attribute with at least this many distinct values ..."""
 IDENTIFIER_MIN_DISTINCT_SHARE = 0.5

@@ -3,7 +3,10 @@
 - logistic regression on the same features (`models/linear.py`: imputed, scaled, one-hot
   categoricals, calibrated like the booster; it is also a servable candidate);
 - a recency-only rule: the longer since the last transaction, the higher the risk;
-- for value, last period's value carried forward.
+- for value, last period's value carried forward;
+- buy-till-you-die (purchase data): churn = 1 - P(at least one purchase in the horizon) and
+  value = expected purchases x expected spend, from the BG/NBD and Gamma-Gamma models fitted
+  at each cutoff on the history before it (`features/btyd.py`, `models/btyd/`).
 """
 
 from __future__ import annotations
@@ -37,3 +40,25 @@ def carry_forward_value(frame: pd.DataFrame, horizon_days: int) -> np.ndarray | 
     days = min(windows, key=lambda w: (abs(w - horizon_days), w))
     values = frame[windows[days]].to_numpy(dtype=float) * horizon_days / days
     return np.clip(np.nan_to_num(values, nan=0.0), 0, None)
+
+
+BTYD_ACTIVE = "btyd_probability_active_horizon"
+BTYD_VALUE = "btyd_expected_value_horizon"
+
+
+def btyd_churn_scores(frame: pd.DataFrame) -> np.ndarray | None:
+    """1 - P(a purchase in the horizon) of the BG/NBD model; None without the BTYD features.
+
+    A customer without a purchase before the cutoff (no BTYD history) counts as certain to churn.
+    """
+    if BTYD_ACTIVE not in frame.columns or not frame[BTYD_ACTIVE].notna().any():
+        return None
+    active = frame[BTYD_ACTIVE].to_numpy(dtype=float)
+    return np.clip(1.0 - np.nan_to_num(active, nan=0.0), 0.0, 1.0)
+
+
+def btyd_value(frame: pd.DataFrame) -> np.ndarray | None:
+    """BG/NBD expected purchases x Gamma-Gamma expected spend in the horizon (0 without history)."""
+    if BTYD_VALUE not in frame.columns or not frame[BTYD_VALUE].notna().any():
+        return None
+    return np.clip(np.nan_to_num(frame[BTYD_VALUE].to_numpy(dtype=float), nan=0.0), 0.0, None)

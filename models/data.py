@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 KEY_COLUMNS: tuple[str, ...] = ("customer_id", "cutoff")
-LABEL_COLUMNS: tuple[str, ...] = ("churned", "future_value")
+LABEL_COLUMNS: tuple[str, ...] = ("churned", "future_value", "days_to_churn")
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,13 @@ pipeline stage (`pipelines/train.py`) adds files, plots and MLflow.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 
-from models.baselines import carry_forward_value, recency_scores
+from models.baselines import btyd_churn_scores, btyd_value, carry_forward_value, recency_scores
 from models.boosting import ChurnModel, ValueModel, fit_churn_model, fit_churn_model_cv, fit_value_model
 from models.data import FeatureSchema, Split, customer_hash_share, infer_schema, model_feature_columns, split_rows
 from models.blend import BlendChurnModel, fit_blend
@@ -21,6 +20,8 @@ from models.linear import LinearChurnModel, fit_linear_churn_model, fit_linear_c
 from models.evaluation import (best_profit, churn_metrics, expected_contact_profit, gains_table, lifetime_value,
                                profit_curve, stayer_value_metrics)
 from models.settings import BoosterSettings, EconomicsSettings, ModelSettings
+from models.time_to_churn import (TIME_COLUMN, HorizonRiskModels, fit_horizon_models, horizon_label, leaving_within,
+                                  risk_column)
 
 
 CANDIDATES: tuple[str, ...] = ("lightgbm", "logistic_regression")
@@ -54,6 +55,8 @@ class TrainingResult:
     info: dict[str, object] = field(default_factory=dict)
 
     blend: BlendChurnModel | None = None
+    horizons: HorizonRiskModels | None = None
+    final_horizons: HorizonRiskModels | None = None
 
     @property
     def selected_model(self) -> ChurnModel | LinearChurnModel | BlendChurnModel:
@@ -64,27 +67,58 @@ class TrainingResult:
 
 
 def tune_booster(frame: pd.DataFrame, split: Split, schema: FeatureSchema, settings: ModelSettings,
-                 seed: int) -> tuple[BoosterSettings, list[dict[str, float]]]:
-    """Bounded, seeded random search of a few LightGBM settings, judged on calibration-set log loss."""
-    rng = np.random.default_rng(seed)
-    deadline = time.monotonic() + settings.tuning.timeout_seconds
-    best, best_loss, trials = settings.booster, float("inf"), []
-    y_cal = frame["churned"].to_numpy(dtype=int)[split.calibration]
-    for trial in range(settings.tuning.trials):
-        if time.monotonic() > deadline:
-            break
-        candidate = replace_booster(settings.booster, {
-            "num_leaves": int(rng.choice([15, 31, 63, 127])),
-            "min_child_samples": int(rng.choice([20, 50, 100, 200])),
-            "learning_rate": float(rng.choice([0.03, 0.05, 0.1])),
-            "feature_fraction": float(rng.choice([0.6, 0.8, 1.0])),
+                 seed: int) -> tuple[BoosterSettings, list[dict[str, object]], str]:
+    """Bounded, seeded Optuna (TPE) search of the churn booster's settings.
+
+    Linear trees (LightGBM `linear_tree`) are not searched: LightGBM cannot compute TreeSHAP
+    contributions for them, and every listed customer's reasons come from those.
+
+    Each trial trains on the fit rows and early-stops on the calibration rows of the training
+    cutoffs (at most `tuning.max_rows` of each, hashed customers), and is judged by the log
+    loss of its raw scores on those calibration rows: the test cutoff is never seen. Trial 0 is
+    the configured booster. Returns the best settings, every trial, and why the search stopped.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    tuning = settings.tuning
+    fit, calibration = split.fit.copy(), split.calibration.copy()
+    for rows in (fit, calibration):
+        if rows.sum() > tuning.max_rows:  # a hashed share of the customers: the same rows every run
+            share = customer_hash_share(frame["customer_id"], seed + 2)
+            rows &= share < tuning.max_rows / rows.sum()
+    y_cal = frame["churned"].to_numpy(dtype=int)[calibration]
+    calibration_rows = frame[calibration]
+    configured = settings.booster
+    trials: list[dict[str, object]] = []
+
+    def objective(trial: "optuna.Trial") -> float:
+        candidate = replace_booster(configured, {
+            "num_leaves": trial.suggest_categorical("num_leaves", [7, 15, 31, 63]),
+            "min_child_samples": trial.suggest_int("min_child_samples", 20, 400, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.15, log=True),
+            "feature_fraction": trial.suggest_float("feature_fraction", 0.3, 1.0),
+            "lambda_l2": trial.suggest_float("lambda_l2", 0.1, 30.0, log=True),
         })
-        model, _ = fit_churn_model(frame, split.fit, split.calibration, schema, candidate, "platt", seed)
-        loss = float(log_loss(y_cal, np.clip(model.raw_score(frame[split.calibration]), 1e-6, 1 - 1e-6)))
-        trials.append({"trial": trial, "log_loss": loss, **candidate.model_dump()})
-        if loss < best_loss:
-            best, best_loss = candidate, loss
-    return best, trials
+        model, info = fit_churn_model(frame, fit, calibration, schema, candidate, "platt", seed)
+        loss = float(log_loss(y_cal, np.clip(model.raw_score(calibration_rows), 1e-6, 1 - 1e-6), labels=[0, 1]))
+        trials.append({"trial": trial.number, "validation_log_loss": loss, "rounds": info["best_iteration"],
+                       **{k: v for k, v in candidate.model_dump().items() if k in trial.params}})
+        return loss
+
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.enqueue_trial({"num_leaves": configured.num_leaves, "min_child_samples": configured.min_child_samples,
+                         "learning_rate": configured.learning_rate, "feature_fraction": configured.feature_fraction,
+                         "lambda_l2": configured.lambda_l2},
+                        skip_if_exists=False)
+    study.optimize(objective, n_trials=tuning.trials, timeout=tuning.timeout_seconds)
+    stopped = ("trials" if len(study.trials) >= tuning.trials else
+               f"timeout: model.tuning.timeout_seconds ({tuning.timeout_seconds} s) cut the search after "
+               f"{len(study.trials)} of {tuning.trials} trials; this run is not reproducible")
+    best = study.best_trial
+    if best.number == 0:
+        return configured, trials, stopped
+    return replace_booster(configured, dict(best.params)), trials, stopped
 
 
 def replace_booster(settings: BoosterSettings, changes: dict[str, object]) -> BoosterSettings:
@@ -132,9 +166,11 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
 
     booster_settings = settings.booster
     if settings.tuning.enabled:
-        booster_settings, trials = tune_booster(table, split, schema, settings, seed)
+        booster_settings, trials, stopped = tune_booster(table, split, schema, settings, seed)
         info["tuning_trials"] = trials
         info["tuned_booster"] = booster_settings.model_dump()
+        info["tuning_stopped_by"] = stopped
+        info["tuning_kept_configured_booster"] = booster_settings == settings.booster
     training_rows = split.fit | split.calibration
     small = int(training_rows.sum()) < settings.cross_validate_below_rows
     info["fit"] = "cross_validated" if small else "held_out_calibration_share"
@@ -170,6 +206,9 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
     recency = recency_scores(test_rows)
     if recency is not None:
         scores["recency_rule"] = recency
+    btyd = btyd_churn_scores(test_rows)
+    if btyd is not None:
+        scores["btyd"] = btyd
 
     actual_value = test_rows["future_value"].to_numpy(dtype=float)
     if value is not None:
@@ -198,7 +237,7 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
             curves[name] = profit_curve(y, ranking, retained, economics)
             metrics.update({f"{prefix}.{k}": v for k, v in best_profit(curves[name]).items()})
     metrics["churn.raw_roc_auc"] = float(roc_auc_score(y, churn.raw_score(test_rows)))
-    for baseline in ("logistic", "recency_rule"):
+    for baseline in ("logistic", "recency_rule", "btyd"):
         for key in ("roc_auc", "best_profit"):
             if f"baseline_{baseline}.{key}" in metrics and f"churn.{key}" in metrics:
                 metrics[f"gain_over_{baseline}.{key}"] = metrics[f"churn.{key}"] - metrics[f"baseline_{baseline}.{key}"]
@@ -223,6 +262,11 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
             metrics.update({f"baseline_carry_forward.{k}": v
                             for k, v in stayer_value_metrics(y, actual_value, carried).items()})
             metrics["gain_over_carry_forward.spearman"] = metrics["value.spearman"] - metrics["baseline_carry_forward.spearman"]
+        btyd_predicted = btyd_value(test_rows)
+        if btyd_predicted is not None:
+            metrics.update({f"baseline_btyd_value.{k}": v
+                            for k, v in stayer_value_metrics(y, actual_value, btyd_predicted).items()})
+            metrics["gain_over_btyd_value.spearman"] = metrics["value.spearman"] - metrics["baseline_btyd_value.spearman"]
 
     selected_probability = scores[{"logistic_regression": "logistic"}.get(selected, selected)]
     test = pd.DataFrame({
@@ -236,6 +280,28 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
     })
     if recency is not None:
         test["recency_score"] = recency
+
+    horizons = None
+    shorter = tuple(sorted(h for h in settings.time_to_churn.horizons_days if h < horizon_days))
+    if settings.time_to_churn.enabled and shorter and TIME_COLUMN in table.columns:
+        fit_args = {"rows": training_rows} if small else {"fit": split.fit, "calibration": split.calibration}
+        horizons, horizon_rounds = fit_horizon_models(table, shorter, horizon_days, schema, booster_settings,
+                                                      settings.calibration, seed, **fit_args)
+        raw = {d: m.predict(test_rows) for d, m in horizons.models.items()}
+        risks = horizons.predict(test_rows, selected_probability)
+        ordered = [raw[d] for d in shorter] + [selected_probability]
+        info["horizon_raw_order_violations"] = int(sum((a > b + 1e-12).sum() for a, b in zip(ordered, ordered[1:])))
+        info["horizon_rounds"] = {f"{d}d": r for d, r in horizon_rounds.items()}
+        for days, risk in risks.items():
+            test[risk_column(days)] = risk
+            labels = y if days == horizon_days else horizon_label(test_rows, days)
+            metrics.update({f"risk_{days}d.{k}": v for k, v in churn_metrics(labels, risk).items()})
+        test["likely_to_leave_within"] = leaving_within(risks)
+    elif settings.time_to_churn.enabled and shorter:
+        info["time_to_churn"] = ("no time to churn: the training table has no days_to_churn "
+                                 "(labels.definition inactivity, or features built before it existed)")
+    if btyd is not None:
+        test["btyd_score"] = btyd
 
     # Serve what was evaluated, refitted on every labelled cutoff (the newest labels included).
     refit_fit, refit_calibration = refit_split(table, settings.calibration_share, seed)
@@ -261,6 +327,15 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
         final_churn, _ = fit_blend(table, final_booster, final_linear, settings.calibration, seed, weight=blend.weight)
     else:
         final_churn = final_booster if final_booster is not None else final_linear  # type: ignore[assignment]
+    final_horizons = None
+    if horizons is not None:
+        if small_refit:
+            final_horizons, _ = fit_horizon_models(table, shorter, horizon_days, schema, booster_settings,
+                                                   settings.calibration, seed, rows=every_row)
+        else:
+            final_horizons, _ = fit_horizon_models(table, shorter, horizon_days, schema, booster_settings,
+                                                   settings.calibration, seed, fit=refit_fit,
+                                                   calibration=refit_calibration, rounds=horizon_rounds)
     final_value = None
     if value is not None:
         final_value, _ = fit_value_model(table, refit_fit & stayed, refit_calibration & stayed, schema,
@@ -272,11 +347,11 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
                  "refit_fit": "cross_validated" if small_refit else "held_out_calibration_share",
                  "refit_cutoffs": sorted({str(pd.Timestamp(c).date()) for c in table["cutoff"].unique()})})
     return TrainingResult(churn, logistic, value, split, metrics, test, curves, gains, selected,
-                          final_churn, final_value, info, blend)
+                          final_churn, final_value, info, blend, horizons, final_horizons)
 
 
 PREFIXES: dict[str, str] = {"lightgbm": "churn", "logistic": "baseline_logistic", "blend": "blend",
-                            "recency_rule": "baseline_recency_rule"}
+                            "recency_rule": "baseline_recency_rule", "btyd": "baseline_btyd"}
 """Metric prefix of each scored candidate in `TrainingResult.metrics`."""
 
 

@@ -148,7 +148,7 @@ pd.Series({
 
 # %%
 rows = {"LightGBM (calibrated)": "churn", "logistic regression": "baseline_logistic", BLEND_NAME: "blend",
-        "recency rule": "baseline_recency_rule"}
+        "recency rule": "baseline_recency_rule", "BG/NBD (buy till you die)": "baseline_btyd"}
 columns = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "brier": "Brier score", "log_loss": "log loss",
            "expected_calibration_error": "calibration error", "lift_top_10pct": "lift, top 10%",
            "captured_top_10pct": "churners in top 10%", "best_profit": "best profit (currency units)",
@@ -191,7 +191,8 @@ else:
                      "the last horizon's value forward:"))
     display(pd.DataFrame({label: {name: metrics.get(f"{prefix}.{key}") for key, name in value_columns.items()}
                           for label, prefix in (("LightGBM value model", "value"),
-                                                ("carry forward (last horizon)", "baseline_carry_forward"))
+                                                ("carry forward (last horizon)", "baseline_carry_forward"),
+                                                ("BG/NBD x Gamma-Gamma", "baseline_btyd_value"))
                           if f"{prefix}.spearman" in metrics}).T.astype(float).round(3))
 
 # %% [markdown]

@@ -325,10 +325,11 @@ def train(config: ConfigOption = Path("configs/default.yaml")) -> None:
     table.add_column("PR-AUC", justify="right")
     table.add_column("best profit", justify="right")
     for label, prefix in (("LightGBM (calibrated)", "churn"), ("logistic regression", "baseline_logistic"),
-                          ("recency rule", "baseline_recency_rule")):
+                          ("recency rule", "baseline_recency_rule"), ("BG/NBD (buy till you die)", "baseline_btyd")):
         if f"{prefix}.roc_auc" in metrics:
+            profit = metrics.get(f"{prefix}.best_profit")
             table.add_row(label, f"{metrics[f'{prefix}.roc_auc']:.3f}", f"{metrics[f'{prefix}.pr_auc']:.3f}",
-                          f"{metrics[f'{prefix}.best_profit']:,.0f}")
+                          "-" if profit is None else f"{profit:,.0f}")
     Console().print(table)
     for decision in summary["champion"]:  # type: ignore[index]
         Console().print(f"{decision['model']} v{decision['new_version']}: {decision['alias']} ({decision['reason']})")

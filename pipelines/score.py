@@ -32,6 +32,7 @@ from models.boosting import ChurnModel, ValueModel, load_churn_model
 from models.drift import population_stability
 from models.evaluation import lifetime_value
 from models.explain import reason_codes
+from models.time_to_churn import HORIZONS_FOLDER, HorizonRiskModels, leaving_within, risk_column
 from models.blend import BlendChurnModel
 from models.linear import LinearChurnModel
 from models.retention import (effective_ranking, empty_list_explanation, incremental_benefit, knows_uplift,
@@ -104,8 +105,10 @@ def resolve_model(client: MlflowClient, uri: str) -> dict[str, object]:
 
 
 def load_model(uri: str, kind: str, client: MlflowClient
-               ) -> tuple[ChurnModel | LinearChurnModel | BlendChurnModel | ValueModel, dict[str, object], list[str]]:
-    """The model bundle behind `uri`, what it resolved to, and the input names of its MLflow signature."""
+               ) -> tuple[ChurnModel | LinearChurnModel | BlendChurnModel | ValueModel, dict[str, object], list[str],
+                          HorizonRiskModels | None]:
+    """The model bundle behind `uri`, what it resolved to, the input names of its MLflow signature and
+    (churn risk) the risk models of the shorter horizons saved with it (None without them)."""
     info = resolve_model(client, uri)
     try:
         bundle = load_registered_bundle(str(info["resolved_uri"]))
@@ -122,7 +125,10 @@ def load_model(uri: str, kind: str, client: MlflowClient
         signature = mlflow.models.Model.load(str(mlmodel)).signature
         if signature is not None and signature.inputs is not None:
             signature_inputs = list(signature.inputs.input_names())
-    return model, info, signature_inputs
+    horizons = HorizonRiskModels.load(bundle / HORIZONS_FOLDER) if kind == "churn-risk" else None
+    if horizons is not None:
+        info["horizons_days"] = [*sorted(horizons.models), horizons.full_days]
+    return model, info, signature_inputs, horizons
 
 
 def input_problems(frame: pd.DataFrame, model: ChurnModel | LinearChurnModel | BlendChurnModel | ValueModel,
@@ -213,7 +219,8 @@ def drift_summary(drift: pd.DataFrame, warn_above: float) -> dict[str, object]:
 
 def scores_table(plan: pd.DataFrame) -> pd.DataFrame:
     """Every eligible customer with scores and decisions, sorted by customer id."""
-    return plan[list(SCORE_COLUMNS)].sort_values("customer_id", kind="stable", ignore_index=True)
+    timing = [c for c in plan.columns if c.startswith("churn_risk_") or c == "likely_to_leave_within"]
+    return plan[[*SCORE_COLUMNS, *timing]].sort_values("customer_id", kind="stable", ignore_index=True)
 
 
 def retention_list(plan: pd.DataFrame, reasons: pd.DataFrame, per_customer: int) -> pd.DataFrame:
@@ -240,6 +247,10 @@ def retention_list(plan: pd.DataFrame, reasons: pd.DataFrame, per_customer: int)
                    else pd.Series(np.nan, index=chosen.index)).round(PROBABILITY_DECIMALS).to_numpy(),
         "uplift_class": chosen["uplift_class"].to_numpy() if "uplift_class" in chosen else None,
     })
+    if "likely_to_leave_within" in chosen:  # time to churn: "1 month" reads "likely to leave within 1 month"
+        listed.insert(4, "likely_to_leave_within", chosen["likely_to_leave_within"].to_numpy())
+        shortest = min((c for c in chosen.columns if c.startswith("churn_risk_")), key=lambda c: int(c[11:-1]))
+        listed.insert(4, shortest, chosen[shortest].round(PROBABILITY_DECIMALS).to_numpy())
     texts = reasons.reindex(chosen.index)
     for i in range(per_customer):
         listed[f"reason_{i + 1}"] = texts[f"reason_{i + 1}"].to_numpy()
@@ -285,12 +296,12 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         client = MlflowClient()
         value_source = customer_value_source(cfg)
         say(f"loading models {churn_uri}" + (f" and {value_uri}" if value_source == "model" else ""))
-        churn, churn_info, churn_signature = load_model(churn_uri, "churn-risk", client)
+        churn, churn_info, churn_signature, horizons = load_model(churn_uri, "churn-risk", client)
         value_model: ValueModel | None = None
         value_signature: list[str] = []
         value_info: dict[str, object] = {"source": value_source}
         if value_source == "model":
-            loaded, value_info, value_signature = load_model(value_uri, "customer-value", client)
+            loaded, value_info, value_signature, _ = load_model(value_uri, "customer-value", client)
             value_model = loaded  # type: ignore[assignment]
             value_info["source"] = "model"
         for prefix, info in (("churn_model", churn_info), ("value_model", value_info)):
@@ -368,6 +379,11 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         if value_source == "customers_column":
             value = known_values(tables.customers, frame["customer_id"], cfg)
         scored = score_customers(frame, matrix, churn, value, cfg)
+        if horizons is not None:  # risk within each shorter horizon, never above the longer ones'
+            risks = horizons.predict_matrix(matrix, scored["churn_probability"].to_numpy())
+            for days, risk in risks.items():
+                scored[risk_column(days)] = risk
+            scored["likely_to_leave_within"] = leaving_within(risks)
         del matrix
         if uplift_model is not None:
             found = uplift_model.schema.problems(frame)

@@ -29,6 +29,7 @@ from models.evaluation import reliability_table, roc_table, stayer_value_metrics
 from models.explain import reason_codes
 from models.plots import (gains_figure, importance_figure, pr_figure, profit_figure, reliability_figure,
                           roc_figure, shap_summary_figure, value_decile_figure)
+from models.time_to_churn import HORIZONS_FOLDER, HorizonRiskModels
 from models.training import TrainingResult, champion_score, compare_with_champion, train_models
 from pipelines.config import Config
 from pipelines.fingerprint import input_fingerprint
@@ -100,6 +101,8 @@ def write_reports(result: TrainingResult, table: pd.DataFrame, cfg: Config, temp
               "logistic regression": test["logistic_score"].to_numpy()}
     if "recency_score" in test:
         scores["recency rule"] = test["recency_score"].to_numpy()
+    if "btyd_score" in test:
+        scores["BG/NBD"] = test["btyd_score"].to_numpy()
     test_rows = table[result.split.test].reset_index(drop=True)
     sample = test_rows.sample(n=min(2000, len(test_rows)), random_state=cfg.seed)
     contributions = result.churn.contributions(sample)
@@ -142,11 +145,15 @@ def write_reports(result: TrainingResult, table: pd.DataFrame, cfg: Config, temp
     return paths
 
 
-def log_bundle(model: ChurnModel | LinearChurnModel | BlendChurnModel | ValueModel, name: str, example: pd.DataFrame, output_column: str) -> mlflow.models.model.ModelInfo:
-    """Log a bundle as a models-from-code pyfunc and register a new version of `name`."""
+def log_bundle(model: ChurnModel | LinearChurnModel | BlendChurnModel | ValueModel, name: str, example: pd.DataFrame,
+               output_column: str, horizons: HorizonRiskModels | None = None) -> mlflow.models.model.ModelInfo:
+    """Log a bundle as a models-from-code pyfunc and register a new version of `name`
+    (with `horizons`: the risk models of the shorter horizons in its `horizons/` folder)."""
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "bundle"
         model.save(bundle)
+        if horizons is not None:
+            horizons.save(bundle / HORIZONS_FOLDER)
         output = pd.DataFrame({output_column: model.predict(example)})
         mlflow.set_tag(f"{name}.algorithm", getattr(model, "algorithm", "lightgbm"))
         signature = infer_signature(example, output)
@@ -250,12 +257,21 @@ def _train(cfg: Config, say: Callable[[str], None], templates: dict[str, str] | 
         say(f"test ROC-AUC: LightGBM {metrics.get('churn.roc_auc', float('nan')):.3f}, "
             f"logistic regression {metrics.get('baseline_logistic.roc_auc', float('nan')):.3f}; "
             f"serving {result.selected.replace('_', ' ')} ({result.info['selection']})")
+        timing = sorted(int(k[5:-len("d.roc_auc")]) for k in metrics if k.startswith("risk_") and k.endswith("d.roc_auc"))
+        if timing:
+            say("risk by horizon (ROC-AUC / calibration error): " + ", ".join(
+                f"{d} days {metrics[f'risk_{d}d.roc_auc']:.3f} / {metrics[f'risk_{d}d.expected_calibration_error']:.4f}"
+                for d in timing))
         if result.value is None:
             say(f"no value model: {result.info.get('value_model', 'value per horizon from customers.' + str(cfg.labels.customer_value_column))}")
         say(f"refitted on every labelled cutoff ({result.info['refit_rows']:,} rows); writing reports")
         mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
         mlflow.set_tag("selected_churn_model", result.selected)
         mlflow.log_dict({k: v for k, v in result.info.items() if k != "tuning_trials"}, "training_info.json")
+        if "tuning_trials" in result.info:  # every trial's settings and validation log loss, and the winner
+            mlflow.log_dict({"trials": result.info["tuning_trials"], "stopped_by": result.info["tuning_stopped_by"]},
+                            "tuning/trials.json")
+            mlflow.log_params({f"tuned.{k}": v for k, v in result.info["tuned_booster"].items()})  # type: ignore[union-attr]
         mlflow.log_dict({"features": list(result.churn.schema.features),
                          "categorical": {k: list(v) for k, v in result.churn.schema.categorical.items()}},
                         "features.json")
@@ -284,7 +300,7 @@ def _register(cfg: Config, say: Callable[[str], None], result: TrainingResult, t
     say("registering models in the MLflow registry")
     final_churn = result.final_churn or result.selected_model
     example = synthetic_example(final_churn.schema, table)
-    churn_info = log_bundle(final_churn, CHURN_MODEL_NAME, example, "churn_probability")
+    churn_info = log_bundle(final_churn, CHURN_MODEL_NAME, example, "churn_probability", result.final_horizons)
     client = MlflowClient()
     test_rows = table[result.split.test].reset_index(drop=True)
     y = test_rows["churned"].to_numpy(dtype=int)

@@ -23,6 +23,7 @@ BIN = Path(sys.executable).parent  # the virtualenv's bin: churn and dvc
 SMALL_DEMO = {"customers": 1500, "months": 14}
 SMALL_CUTOFFS = 6
 SMALL_ROUNDS = {"max_rounds": 40, "early_stopping_rounds": 10}
+SMALL_TUNING_TRIALS = 2
 
 
 @dataclass
@@ -66,7 +67,7 @@ def repository_files() -> list[str]:
 
 
 def small_config(text: str) -> str:
-    """configs/default.yaml shrunk for tests: fewer customers and months, few cutoffs and boosting rounds."""
+    """configs/default.yaml shrunk for tests: fewer customers and months, few cutoffs, boosting rounds and tuning trials."""
     raw = yaml.safe_load(text)
     raw["demo"].update(SMALL_DEMO)
     raw["labels"]["cutoffs"]["count"] = SMALL_CUTOFFS
@@ -74,6 +75,7 @@ def small_config(text: str) -> str:
         raw["model"][booster].update(SMALL_ROUNDS)
     raw["uplift"]["booster"].update(SMALL_ROUNDS)
     raw["backtest"].update({"cutoffs": 2, "training_cutoffs": 2})
+    raw["model"]["tuning"]["trials"] = SMALL_TUNING_TRIALS
     return yaml.safe_dump(raw, sort_keys=False)
 
 

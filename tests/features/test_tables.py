@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from features.build import (build_features, build_scoring_table, build_training_table, feature_columns,
-                            population_breakpoints, training_cutoffs)
+                            population_breakpoints, population_btyd_fit,
+                            training_cutoffs)
 from features.catalogue import catalogue
 from features.contract import Tables
 from features.settings import CutoffSettings, FeatureSettings, LabelSettings
@@ -62,10 +63,12 @@ def test_building_on_a_partition_of_the_customers_gives_the_same_rows(seed: int)
     cutoff = pd.Timestamp("2024-05-01")
     whole = build_features(tables, cutoff, FEATURES)
     breakpoints = population_breakpoints(tables, cutoff, FEATURES)
+    btyd = population_btyd_fit(tables, cutoff, FEATURES)
     rng = np.random.default_rng(seed)
     ids = tables.customers["customer_id"].to_numpy()
     part_of = rng.integers(0, 3, len(ids))
-    parts = [build_features(subset(tables, set(ids[part_of == k])), cutoff, FEATURES, rfm_breakpoints=breakpoints)
+    parts = [build_features(subset(tables, set(ids[part_of == k])), cutoff, FEATURES, rfm_breakpoints=breakpoints,
+                           btyd_fit=btyd)
              for k in range(3)]
     # the static text attribute's levels are those present in each part; compare its values as text
     joined = pd.concat([p.assign(segment=p["segment"].astype("str")) for p in parts], ignore_index=True)

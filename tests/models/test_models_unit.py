@@ -13,7 +13,7 @@ from models.drift import population_stability, reference_profile
 from models.evaluation import (best_profit, churn_metrics, expected_calibration_error, lifetime_value,
                                profit_curve, value_metrics)
 from models.explain import reason_codes, top_drivers
-from models.settings import EconomicsSettings, ModelSettings
+from models.settings import EconomicsSettings, ModelSettings, TuningSettings
 from models.training import compare_with_champion, train_models
 
 
@@ -40,7 +40,7 @@ def known_signal_table(customers: int = 3000, cutoffs: int = 8, seed: int = 0) -
 @pytest.fixture(scope="module")
 def trained():
     table, truth = known_signal_table()
-    settings = ModelSettings()
+    settings = ModelSettings(tuning=TuningSettings(trials=2))  # a tiny tuning budget: fast, still exercised
     return table, truth, train_models(table, settings, EconomicsSettings(), 90, 7, truth)
 
 
@@ -82,7 +82,7 @@ def test_model_recovers_known_signal_and_beats_baselines(trained) -> None:
 
 def test_training_is_deterministic(trained) -> None:
     table, truth, result = trained
-    again = train_models(table, ModelSettings(), EconomicsSettings(), 90, 7, truth)
+    again = train_models(table, ModelSettings(tuning=TuningSettings(trials=2)), EconomicsSettings(), 90, 7, truth)
     assert again.churn.booster.model_to_string() == result.churn.booster.model_to_string()
     assert again.metrics == result.metrics
 
@@ -90,7 +90,7 @@ def test_training_is_deterministic(trained) -> None:
 def test_training_does_not_mutate_its_input(trained) -> None:
     table, truth, _ = trained
     before = table.copy(deep=True)
-    train_models(table.head(6000), ModelSettings(), EconomicsSettings(), 30, 7)
+    train_models(table.head(6000), ModelSettings(tuning=TuningSettings(trials=2)), EconomicsSettings(), 30, 7)
     pd.testing.assert_frame_equal(table, before)
 
 

@@ -385,3 +385,14 @@ def test_uplift_ranking_holds_out_a_seeded_control_and_records_it(project, tmp_p
     again = with_changes(project, tmp_path / "again", ranking="uplift", holdout=HoldoutSettings(share=0.2, seed=5))
     run(again)
     assert snapshot(Path(again.paths.outputs_dir))[SCORES_FILE] == snapshot(Path(cfg.paths.outputs_dir))[SCORES_FILE]
+
+
+def test_scores_carry_the_risk_by_horizon_never_falling_as_it_grows(scored) -> None:
+    cfg, _ = scored
+    scores, listed, manifest = read_outputs(cfg)
+    risks = scores[["churn_risk_30d", "churn_risk_60d", "churn_risk_90d"]].to_numpy()
+    assert (np.diff(risks, axis=1) >= 0).all()
+    np.testing.assert_array_equal(scores["churn_risk_90d"], scores["churn_probability"])
+    assert set(scores["likely_to_leave_within"]) <= {"1 month", "2 months", "3 months"}
+    assert {"churn_risk_30d", "likely_to_leave_within"} <= set(listed.columns)
+    assert listed["likely_to_leave_within"].notna().all()

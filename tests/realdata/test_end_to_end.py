@@ -29,7 +29,7 @@ import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -50,8 +50,8 @@ def churn(*args: str, cwd: Path, timeout: float = 1500) -> subprocess.CompletedP
     return result
 
 
-def reference_aucs(config: Path) -> dict[str, float]:
-    """ROC-AUC on the pipeline's own held-out rows of two models a user would try first."""
+def reference_figures(config: Path) -> dict[str, dict[str, float]]:
+    """ROC-AUC and log loss on the pipeline's own held-out rows of two models a user would try first."""
     cfg = load_config(config)
     table = pd.read_parquet(Path(config.parent, cfg.paths.features_dir) / "train.parquet")
     split = split_rows(table, cfg.labels.horizon_days, cfg.model.calibration_share,
@@ -73,8 +73,18 @@ def reference_aucs(config: Path) -> dict[str, float]:
                                           OneHotEncoder(handle_unknown="ignore")), categorical)])),
         ("model", LogisticRegression(max_iter=5000))]).fit(x[train].astype(as_text), y[train])
     booster = lgb.LGBMClassifier(verbose=-1, random_state=cfg.seed).fit(x[train], y[train])
-    return {"logistic regression": roc_auc_score(y[split.test], logistic.predict_proba(x[split.test].astype(as_text))[:, 1]),
-            "default LightGBM": roc_auc_score(y[split.test], booster.predict_proba(x[split.test])[:, 1])}
+    held_out = {"logistic regression": logistic.predict_proba(x[split.test].astype(as_text))[:, 1],
+                "default LightGBM": booster.predict_proba(x[split.test])[:, 1]}
+    return {name: {"roc_auc": float(roc_auc_score(y[split.test], p)),
+                   "log_loss": float(log_loss(y[split.test], np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1]))}
+            for name, p in held_out.items()}
+
+
+def reference_aucs(config: Path) -> dict[str, float]:
+    """ROC-AUC on the pipeline's own held-out rows of two models a user would try first."""
+    return {name: figures["roc_auc"] for name, figures in reference_figures(config).items()}
+
+
 
 
 def check_outcome(folder: Path, config: Path) -> dict[str, object]:

@@ -1,0 +1,128 @@
+"""Buy-till-you-die features: each customer's purchase history in the BTYD sense, and what a
+BG/NBD and a Gamma-Gamma model fitted at the cutoff say about their next horizon.
+
+A purchase period is a day before the cutoff (`window_day`: day 0 is [cutoff - 1 day, cutoff)),
+so several transactions on one day (the lines of one basket) are one purchase. Per customer,
+from every transaction strictly before the cutoff:
+
+- frequency: purchase days after the first one (repeat purchases);
+- recency: days from the first to the last purchase day;
+- age (T): days from the start of the first purchase day to the cutoff;
+- mean spend: value (`labels.value_column`) per purchase day.
+
+The models are fitted at each cutoff on every customer with a purchase before it (the
+customers of the population and those a rule leaves out alike: they are the history the
+model learns dying from), so they see nothing after the cutoff. Pass a `BtydFit` of the
+whole population to build one partition of the customers at a time, as with the RFM
+breakpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from features._grouping import US_PER_DAY, Events, add_counts, add_sums, window_day
+from models.btyd import (BgNbdParams, GammaGammaParams, expected_purchases, expected_spend, fit_bgnbd,
+                         fit_gamma_gamma, probability_active, probability_alive)
+
+EARLIEST = -(2**62)
+"""A start before any event (the whole history)."""
+
+
+@dataclass(frozen=True)
+class PurchaseHistory:
+    """Per-customer BTYD summary at one cutoff (NaN for customers without a purchase)."""
+
+    frequency: np.ndarray
+    recency: np.ndarray
+    age: np.ndarray
+    mean_spend: np.ndarray
+
+    @property
+    def bought(self) -> np.ndarray:
+        return np.isfinite(self.age)
+
+
+@dataclass(frozen=True)
+class BtydFit:
+    """The models fitted at one cutoff (None where the data had too little to fit)."""
+
+    bgnbd: BgNbdParams | None
+    gamma_gamma: GammaGammaParams | None
+
+
+def purchase_history(events: Events, n_customers: int, cutoff: int) -> PurchaseHistory:
+    """Frequency, recency, age and mean spend per purchase day of every customer at `cutoff`.
+
+    Distinct purchase days are counted a chunk at a time: the rows come in time-block order,
+    so a (customer, day) key can only recur within the blocks still to come, and only the keys
+    of days those blocks can reach are kept between chunks.
+    """
+    days = np.zeros(n_customers, dtype=np.int64)
+    spend = np.zeros(n_customers, dtype=np.float64)
+    first = np.full(n_customers, -1, dtype=np.int64)  # oldest purchase day (days back); -1 none
+    last = np.full(n_customers, np.iinfo(np.int64).max, dtype=np.int64)  # newest purchase day
+    recent = np.zeros(0, dtype=np.int64)
+    width = 7 * US_PER_DAY if events.block_rows is not None else None
+    for code, time, (value,) in events.chunks_between(EARLIEST, cutoff, ("label_value",)):
+        if not len(code):
+            continue
+        newest_block_start = (None if width is None else
+                              events.block_origin + (int(time[-1]) - events.block_origin) // width * width)
+        before = time < cutoff
+        code, time, value = code[before].astype(np.int64), time[before], value[before]
+        back = window_day(cutoff, time)
+        key = np.unique((code << 32) | back)  # (customer, purchase day)
+        fresh = np.setdiff1d(key, recent, assume_unique=True)
+        add_counts(days, fresh >> 32)
+        add_sums(spend, code, value)
+        np.maximum.at(first, code, back)
+        np.minimum.at(last, code, back)
+        recent = np.union1d(recent, key)
+        if newest_block_start is not None:  # later chunks start at this chunk's newest block:
+            reach = int(window_day(cutoff, newest_block_start))  # days older than it cannot recur
+            recent = recent[(recent & 0xFFFFFFFF) <= reach]
+    bought = first >= 0
+    frequency = np.where(bought, days - 1, np.nan)
+    recency = np.where(bought, first - np.where(bought, last, 0), np.nan).astype(np.float64)
+    age = np.where(bought, first + 1, np.nan).astype(np.float64)
+    mean_spend = np.where(bought, spend / np.maximum(days, 1), np.nan)
+    return PurchaseHistory(frequency.astype(np.float64), recency, age, mean_spend)
+
+
+def fit_btyd(history: PurchaseHistory) -> BtydFit:
+    """BG/NBD and Gamma-Gamma fitted on every customer with a purchase (None if too few to fit)."""
+    bought = history.bought
+    try:
+        bgnbd = fit_bgnbd(history.frequency[bought], history.recency[bought], history.age[bought])
+    except ValueError:
+        bgnbd = None
+    try:
+        gamma_gamma = fit_gamma_gamma(history.frequency[bought], history.mean_spend[bought])
+    except ValueError:
+        gamma_gamma = None
+    return BtydFit(bgnbd, gamma_gamma)
+
+
+def btyd_features(history: PurchaseHistory, fit: BtydFit, horizon_days: int) -> dict[str, np.ndarray]:
+    """The BTYD feature columns (catalogue family `btyd`) of every customer; NaN without a purchase."""
+    n = len(history.age)
+    x, t_x, age = history.frequency, history.recency, history.age
+    bought = history.bought
+    out = {"btyd_frequency": x, "btyd_recency_days": t_x, "btyd_age_days": age}
+    alive = np.full(n, np.nan)
+    active = np.full(n, np.nan)
+    purchases = np.full(n, np.nan)
+    if fit.bgnbd is not None and bought.any():
+        alive[bought] = probability_alive(fit.bgnbd, x[bought], t_x[bought], age[bought])
+        active[bought] = probability_active(fit.bgnbd, x[bought], t_x[bought], age[bought], horizon_days)
+        purchases[bought] = expected_purchases(fit.bgnbd, x[bought], t_x[bought], age[bought], horizon_days)
+    spend = np.full(n, np.nan)
+    if fit.gamma_gamma is not None and bought.any():
+        spend[bought] = expected_spend(fit.gamma_gamma, x[bought], history.mean_spend[bought])
+    out.update({"btyd_probability_alive": alive, "btyd_probability_active_horizon": active,
+                "btyd_expected_purchases_horizon": purchases, "btyd_expected_spend": spend,
+                "btyd_expected_value_horizon": purchases * spend})
+    return out
