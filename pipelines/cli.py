@@ -40,7 +40,7 @@ app = typer.Typer(
     help=(
         "Churn prediction and retention lists for financial-services customer care.\n\n"
         "Example: `churn generate --customers 50000 --out data/raw/demo` (demo data), then "
-        "`churn run --config configs/default.yaml` (validate, features, train, score, rules, report), "
+        "`churn run --config configs/default.yaml` (every stage from validate to report), "
         "or one stage at a time: `churn score --config configs/default.yaml`."
     ),
     no_args_is_help=True,
