@@ -49,7 +49,7 @@ def test_stage_writes_training_and_scoring_tables_and_a_summary(tmp_path: Path) 
     assert written["train"]["cutoffs"] == [str(c.date()) for c in sorted(train["cutoff"].unique())]
     rates = train.groupby("cutoff")["churned"].mean()
     assert written["train"]["churn_rate_per_cutoff"] == {str(c.date()): pytest.approx(r) for c, r in rates.items()}
-    assert written["feature_count"] == len(written["features"]) == train.shape[1] - 4
+    assert written["feature_count"] == len(written["features"]) == train.shape[1] - 2 - sum(c in train for c in ("churned", "future_value", "days_to_churn"))
     assert any("cutoff" in m for m in messages)
     # no temp files left: the only hidden entry is the generations store, holding current and one generation
     assert [p.name for p in (tmp_path / "features").iterdir() if p.name.startswith(".")] == [".generations"]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import (build_features, build_scoring_table, build_training_table, feature_columns,
+from features.build import (LABEL_COLUMNS, build_features, build_scoring_table, build_training_table, feature_columns,
                             population_breakpoints, population_btyd_fit,
                             training_cutoffs)
 from features.catalogue import catalogue
@@ -50,7 +50,7 @@ def test_scoring_features_equal_training_features_at_the_same_cutoff() -> None:
     training = build_training_table(tables, FEATURES, LABELS)
     for cutoff in sorted(training["cutoff"].unique())[-2:]:
         scoring = build_scoring_table(tables, FEATURES, LABELS, as_of=pd.Timestamp(cutoff))
-        rows = training[training["cutoff"] == cutoff].drop(columns=["churned", "future_value"]).reset_index(drop=True)
+        rows = training[training["cutoff"] == cutoff].drop(columns=[c for c in LABEL_COLUMNS if c in training]).reset_index(drop=True)
         pd.testing.assert_frame_equal(scoring, rows, check_exact=True)
     default = build_scoring_table(tables, FEATURES, LABELS)
     assert (default["cutoff"] == tables.as_of).all()
@@ -92,7 +92,8 @@ def test_without_shared_breakpoints_only_the_population_relative_features_may_di
 
 def _check_training_table(table: pd.DataFrame) -> None:
     assert list(table.columns[:2]) == ["customer_id", "cutoff"]
-    assert list(table.columns[-2:]) == ["churned", "future_value"]
+    labels = [c for c in LABEL_COLUMNS if c in table.columns]  # days_to_churn only with closure labels
+    assert labels[:2] == ["churned", "future_value"] and list(table.columns[-len(labels):]) == labels
     assert not table.duplicated(["customer_id", "cutoff"]).any()
     assert set(table["churned"].unique()) == {0, 1}
     assert table["churned"].dtype == np.int64
