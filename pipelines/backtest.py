@@ -38,7 +38,7 @@ from models.uplift.backtest import list_outcomes, random_list, totals
 from models.uplift.data import build_uplift_table, contact_assignments
 from models.uplift.training import train_uplift
 from pipelines.config import Config
-from pipelines.io import StageError, StageOutputs, excel_safe
+from pipelines.io import StageError, StageOutputs, to_safe_csv
 from pipelines.outputs import stage_paths
 from pipelines.score import score_customers
 from pipelines.tables import load_tables
@@ -199,7 +199,7 @@ def run(cfg: Config, start: str | None = None, end: str | None = None,
             summary_none: dict[str, object] = {"status": "none", "why": why, "cutoffs": infos}
             with outputs.commit() as files:
                 files[BACKTEST_JSON].write_text(pd.Series(summary_none).to_json(indent=2) + "\n", encoding="utf-8")
-                pd.DataFrame({"cutoff": [], "list": []}).to_csv(files[BACKTEST_CSV], index=False)
+                to_safe_csv(pd.DataFrame({"cutoff": [], "list": []}), files[BACKTEST_CSV])
                 fig, ax = plt.subplots(figsize=(6, 2))
                 ax.axis("off")
                 ax.text(0.5, 0.5, "No backtest: " + why[:90], ha="center", va="center", wrap=True)
@@ -216,7 +216,7 @@ def run(cfg: Config, start: str | None = None, end: str | None = None,
                    "definitions": "see models/uplift/backtest.py: estimated_* from the bank's randomised contacts "
                                   "just after each cutoff; true_* from the generator's truth (generated data only)"}
         with outputs.commit() as files:
-            excel_safe(table).to_csv(files[BACKTEST_CSV], index=False, encoding="utf-8", lineterminator="\n")
+            to_safe_csv(table, files[BACKTEST_CSV])
             files[BACKTEST_JSON].write_text(pd.Series(summary).to_json(indent=2) + "\n", encoding="utf-8")
             fig = backtest_figure(table, "true_value_saved" in table)
             fig.savefig(files[BACKTEST_PNG], format="png")

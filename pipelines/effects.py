@@ -25,7 +25,7 @@ import pandas as pd
 from models.uplift.data import control_group_problem
 from models.uplift.effects import campaign_effects, window_outcomes
 from pipelines.config import Config
-from pipelines.io import StageError, StageOutputs, excel_safe
+from pipelines.io import StageError, StageOutputs, to_safe_csv
 from pipelines.outputs import stage_paths
 from pipelines.tables import load_tables
 from pipelines.tracking import tracked_run
@@ -71,7 +71,7 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
             summary: dict[str, object] = {"status": "none", "why": why}
             with outputs.commit() as files:
                 files[EFFECTS_JSON].write_text(pd.Series(summary).to_json(indent=2) + "\n", encoding="utf-8")
-                pd.DataFrame().to_csv(files[EFFECTS_CSV], index=False)
+                to_safe_csv(pd.DataFrame(), files[EFFECTS_CSV])
                 plt.close(_empty_figure(why, files[EFFECTS_PNG]))
             return {"run_id": active.info.run_id, "summary": summary, "table": pd.DataFrame()}
         say(f"{len(rows):,} past contact decisions ({int((rows['treatment'] == 0).sum()):,} randomised control) "
@@ -105,7 +105,7 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
             + (f"; the generator's own: {summary['generator_average_effect']['value']:.4f}"  # type: ignore[index]
                if "generator_average_effect" in summary else ""))
         with outputs.commit() as files:
-            excel_safe(table).to_csv(files[EFFECTS_CSV], index=False, encoding="utf-8", lineterminator="\n")
+            to_safe_csv(table, files[EFFECTS_CSV])
             files[EFFECTS_JSON].write_text(pd.Series(summary).to_json(indent=2) + "\n", encoding="utf-8")
             fig = effects_figure(table)
             fig.savefig(files[EFFECTS_PNG], format="png")
