@@ -102,7 +102,7 @@ def test_list_respects_capacity_benefit_rule_and_playbook(scored) -> None:
     # The list is the selected customers, ranked 1..n, with reasons.
     selected = scores[scores["selected"]].sort_values("rank")
     controls = int((scores["selection_reason"] == "control").sum())  # the randomised holdout (scoring.holdout)
-    assert len(listed) == len(selected) > 0 and len(selected) + controls > 50
+    assert len(listed) == len(selected) > 0 and len(selected) + controls > 25  # a list worth checking the rules on
     assert listed["rank"].tolist() == list(range(1, len(listed) + 1))
     assert listed["customer_id"].tolist() == selected["customer_id"].tolist()
     assert listed["reason_1"].notna().mean() > 0.95
