@@ -57,9 +57,9 @@ class RealDataset:
 
 
 def default_cache() -> Path:
-    """`$CHURN_REALDATA_CACHE`, else `<repo>/.cache/realdata`."""
+    """`$CHURN_REALDATA_CACHE` (made absolute: the benchmarks run `churn` in other folders), else `<repo>/.cache/realdata`."""
     configured = os.environ.get("CHURN_REALDATA_CACHE")
-    return Path(configured) if configured else ROOT / ".cache" / "realdata"
+    return Path(configured).resolve() if configured else ROOT / ".cache" / "realdata"
 
 
 # --------------------------------------------------------------------------- download
