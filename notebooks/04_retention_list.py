@@ -402,7 +402,8 @@ else:
 #
 # From `churn effects` (`reports/effects.csv`): for past contacts with a randomised control group,
 # the churn prevented (control rate - contacted rate) within the horizon with its 95% interval,
-# overall, per customer segment and per action; value kept, satisfaction and repurchase are in the
+# overall, per care segment (placed by the champion models, as the list places customers), per action
+# and per customer segment; value kept, satisfaction and repurchase are in the
 # same table, with the sample size a future test needs to detect each observed effect.
 
 # %%

@@ -28,6 +28,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from features._grouping import cutoff_us, datetimes_us
 from features.build import build_labels, build_scoring_table, build_training_table, tables_as_of, tables_before
 from features.contract import Tables
 from features.settings import SettingsProblem
@@ -35,8 +36,8 @@ from models.boosting import fit_churn_model, fit_value_model
 from models.data import customer_hash_share, infer_schema, model_feature_columns
 from models.retention import overdue_complaint_tiers, retention_plan
 from models.uplift.backtest import list_outcomes, random_list, totals
-from models.uplift.data import build_uplift_table, contact_assignments
-from models.uplift.training import train_uplift
+from models.uplift.data import build_uplift_table, contact_assignments, control_group_problem, uplift_cutoffs
+from models.uplift.training import ranking_gate, train_uplift
 from pipelines.config import Config
 from pipelines.io import StageError, StageOutputs, to_safe_csv
 from pipelines.outputs import stage_paths
@@ -49,6 +50,8 @@ BACKTEST_CSV = "backtest.csv"
 BACKTEST_JSON = "backtest.json"
 BACKTEST_PNG = "backtest.png"
 LISTS = ("value_at_risk", "uplift", "random")
+BOOTSTRAP = 20
+"""Bootstrap resamples of the replayed uplift learners' Qini interval (the gate; fewer than `churn train`)."""
 
 
 def backtest_cutoffs(tables: Tables, cfg: Config, start: str | None, end: str | None) -> list[pd.Timestamp]:
@@ -67,9 +70,28 @@ def backtest_cutoffs(tables: Tables, cfg: Config, start: str | None, end: str | 
     return [pd.Timestamp(latest - pd.DateOffset(months=k)).as_unit("us") for k in range(max(count, 0))][::-1]
 
 
+def uplift_rows_before(rows: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
+    """The uplift rows a replay at `cutoff` may learn from: those whose label window ends by it.
+
+    Exactly the rows `build_uplift_table` makes from the tables as known at the cutoff (features are
+    point-in-time, the contact and the label fall in [row cutoff, row cutoff + horizon) <= cutoff), so
+    one build over the full tables serves every replay; `test_backtest` checks the list is the same
+    as a replay on the tables with the future removed.
+    """
+    if rows.empty:
+        return rows
+    last = cutoff_us(cutoff) - horizon_days * 86_400_000_000
+    return rows[datetimes_us(rows["cutoff"]) <= last].reset_index(drop=True)
+
+
 def replay(full: Tables, cutoff: pd.Timestamp, cfg: Config, truth_dir: Path | None,
-           say: Callable[[str], None]) -> tuple[list[dict[str, object]], dict[str, object], dict[str, pd.DataFrame]]:
-    """The three lists at one past cutoff and what each reached and saved; models see only data before it."""
+           say: Callable[[str], None], uplift_rows: pd.DataFrame | None = None
+           ) -> tuple[list[dict[str, object]], dict[str, object], dict[str, pd.DataFrame]]:
+    """The three lists at one past cutoff and what each reached and saved; models see only data before it.
+
+    `uplift_rows` (optional): the uplift rows built once over the full tables, of which the replay keeps
+    only those before the cutoff (`uplift_rows_before`); without them they are built from the past tables.
+    """
     past = tables_before(full, cutoff)
     labels = cfg.labels.model_copy(update={"cutoffs": cfg.labels.cutoffs.model_copy(
         update={"count": cfg.backtest.training_cutoffs})})
@@ -89,14 +111,16 @@ def replay(full: Tables, cutoff: pd.Timestamp, cfg: Config, truth_dir: Path | No
     if past.transactions is not None:
         value, _ = fit_value_model(table, ~calibration & stayed, calibration & stayed, schema, cfg.model.value_booster,
                                    cfg.model.tweedie_variance_power, cfg.seed)
-    uplift_model, uplift_note = None, ""
-    rows, _ = build_uplift_table(past, cfg.features, cfg.labels, cfg.uplift)
+    uplift_model, uplift_note, gate = None, "", ""
+    rows = (build_uplift_table(past, cfg.features, cfg.labels, cfg.uplift)[0] if uplift_rows is None
+            else uplift_rows_before(uplift_rows, cutoff, cfg.labels.horizon_days))
     if rows.empty:
         uplift_note = "no contacts with a control group before it"
     else:
         try:
-            uplift_model = train_uplift(rows, cfg.uplift.model_copy(update={"bootstrap": 20}), cfg.labels.horizon_days,
-                                        cfg.seed, schema=schema).final
+            uplift_model = train_uplift(rows, cfg.uplift.model_copy(update={"bootstrap": BOOTSTRAP}),
+                                        cfg.labels.horizon_days, cfg.seed, schema=schema).final
+            gate = ranking_gate(uplift_model.evidence, cfg.uplift.min_qini_lower_bound) or "passed"
         except ValueError as error:
             uplift_note = str(error)
     frame = build_scoring_table(past, cfg.features, cfg.labels, as_of=cutoff)
@@ -136,6 +160,8 @@ def replay(full: Tables, cutoff: pd.Timestamp, cfg: Config, truth_dir: Path | No
                                       scored["retained_lifetime_value"].to_numpy(), campaign, truth)})
     info = {"cutoff": str(cutoff.date()), "training_rows": int(len(table)), "uplift_rows": int(len(rows)),
             "uplift_model": uplift_model is not None, **({"uplift_note": uplift_note} if uplift_note else {}),
+            # would `churn score` have ranked by this uplift model (uplift.min_qini_lower_bound)?
+            **({"uplift_ranking_gate": gate} if gate else {}),
             "scored": int(len(scored)), "uplift_list_before_equal_size": int(by_uplift["selected"].sum()) if uplift_model is not None else None}
     listed = {name: pd.DataFrame({"customer_id": ids[chosen].to_numpy()}) for name, chosen in lists.items()
               if chosen is not None}
@@ -180,10 +206,16 @@ def run(cfg: Config, start: str | None = None, end: str | None = None,
         infos: list[dict[str, object]] = []
         chosen: dict[str, dict[str, pd.DataFrame]] = {}
         clock = time.perf_counter()
+        rows: pd.DataFrame | None = None  # None: each replay builds its own (and says why it has none)
+        needed = [c for c in uplift_cutoffs(full, cfg.labels, cfg.uplift)
+                  if cutoffs and c + pd.Timedelta(days=cfg.labels.horizon_days) <= max(cutoffs)]
+        if needed and control_group_problem(full.contacts) is None:
+            say("building the uplift rows once; each replay learns only from those whose label window ends before it")
+            rows = build_uplift_table(full, cfg.features, cfg.labels, cfg.uplift, needed)[0]
         for cutoff in cutoffs:
             say(f"replaying the list at {cutoff.date()} with models trained on data before it")
             try:
-                found, info, listed = replay(full, cutoff, cfg, truth_dir, say)
+                found, info, listed = replay(full, cutoff, cfg, truth_dir, say, rows)
             except (ValueError, SettingsProblem) as error:  # too little history before it to fit the models
                 found, info, listed = [], {"cutoff": str(cutoff.date()), "skipped": str(error)[:500]}, {}
             chosen[str(cutoff.date())] = listed

@@ -4,7 +4,8 @@ Reads the uplift rows `churn features` wrote (`{paths.features_dir}/uplift.parqu
 customer contacted or kept as control just after a month-start cutoff, with the churn label
 of that cutoff) and the transactions and surveys tables, and compares contacted and control
 customers over the label window on churn, value kept, satisfaction and repurchase, overall,
-per customer segment and per action (`models/uplift/effects.py`): difference, 95% interval,
+per care segment (as `churn score` assigns it, from the champion models), per action and per
+customer segment (`models/uplift/effects.py`): difference, 95% interval,
 p-value and the sample size a future test needs to detect it. Writes, together,
 `reports/effects.csv`, `reports/effects.json` and `reports/effects.png`, and logs them to MLflow.
 Without a control group it says so and writes only the JSON with the reason.
@@ -22,6 +23,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from features.contract import Tables
 from models.uplift.data import control_group_problem
 from models.uplift.effects import campaign_effects, window_outcomes
 from pipelines.config import Config
@@ -77,12 +79,17 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
         say(f"{len(rows):,} past contact decisions ({int((rows['treatment'] == 0).sum()):,} randomised control) "
             f"at {rows['cutoff'].nunique()} cutoffs; measuring outcomes over the {cfg.labels.horizon_days}-day window")
         measured = window_outcomes(rows, tables.transactions, tables.surveys, cfg.labels.horizon_days)
-        table = campaign_effects(measured)
+        care, care_note = past_care_segments(rows, tables, cfg)
+        say(care_note)
+        if care is not None:
+            measured["care_segment"] = care
+        table = campaign_effects(measured, ("care_segment", "action", "segment"))
         overall = table[(table["group"] == "all") & (table["outcome"] == "churned")].iloc[0]
         summary = {"status": "measured", "rows": int(len(rows)), "control_rows": int((rows["treatment"] == 0).sum()),
                    "cutoffs": int(rows["cutoff"].nunique()), "horizon_days": cfg.labels.horizon_days,
                    "churn_prevented": {k: _plain(overall[k]) for k in ("effect", "low", "high", "p_value",
                                                                         "needed_contacted_per_test")},
+                   "care_segments": care_note,
                    "satisfaction_answers": int(np.isfinite(measured.get("satisfaction", pd.Series(dtype=float))
                                                            .to_numpy(dtype=float)).sum()),
                    "definitions": {"churned": "effect = control rate - contacted rate (churn prevented)",
@@ -119,6 +126,49 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
             mlflow.log_artifact(str(files[EFFECTS_PNG]))
     say(f"wrote {reports / EFFECTS_CSV}, {reports / EFFECTS_JSON} and {reports / EFFECTS_PNG}")
     return {"run_id": active.info.run_id, "summary": summary, "table": table}
+
+
+def past_care_segments(rows: pd.DataFrame, tables: Tables, cfg: Config) -> tuple[np.ndarray | None, str]:
+    """Each past contact's care segment at its cutoff, as `churn score` assigns it, and a sentence saying how.
+
+    The champion churn-risk and value models (`scoring.churn_model_uri`, `scoring.value_model_uri`) score
+    the row's point-in-time features (all from before the contact), then `care_segments` applies
+    `scoring.segments`, its value quantile taken over that cutoff's contact rows (not the whole
+    population the list sees). A function of pre-contact features only, so contacted and control stay
+    comparable within each segment. None (and why) when no champion model can be used.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from models.boosting import ValueModel
+    from models.retention import care_segments
+    from pipelines.score import customer_value_source, known_values, load_model, score_customers
+
+    client = MlflowClient()
+    try:
+        churn, _, _, _ = load_model(cfg.scoring.churn_model_uri, "churn-risk", client)
+        source = customer_value_source(cfg)
+        value: ValueModel | np.ndarray | None = None
+        if source == "model":
+            value = load_model(cfg.scoring.value_model_uri, "customer-value", client)[0]  # type: ignore[assignment]
+        elif source == "column" and tables.customers is not None:
+            value = known_values(tables.customers, rows["customer_id"], cfg)
+    except (StageError, MlflowException) as error:
+        return None, (f"no effects by care segment: {str(error).splitlines()[0][:300]} (run `churn train` first; "
+                      "the care segment needs the champion churn-risk model)")
+    models = [churn] + ([value] if isinstance(value, ValueModel) else [])
+    problems = [p for model in models for p in model.schema.problems(rows)]
+    if problems:
+        return None, f"no effects by care segment: the contact rows do not fit the champion models ({problems[0]})"
+    scored = score_customers(rows, churn.schema.matrix(rows), churn, value, cfg)
+    segment = np.empty(len(rows), dtype=object)
+    for _, at in rows.groupby("cutoff", sort=True).indices.items():
+        part = scored.iloc[at]
+        found, _ = care_segments(part["churn_probability"].to_numpy(), part["retained_lifetime_value"].to_numpy(),
+                                 part["tenure_days"].to_numpy(dtype=float), cfg.scoring.segments)
+        segment[at] = found["segment"].astype("str").to_numpy()
+    return segment, ("care segments of past contacts: the champion models score each contact's features at its cutoff, "
+                     "scoring.segments applied per cutoff (value quantile over that cutoff's contact rows)")
 
 
 def _empty_figure(why: str, path: Path) -> plt.Figure:

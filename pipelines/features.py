@@ -204,10 +204,16 @@ def build_uplift_rows(tables: Tables, cfg: Config, say: Callable[[str], None]) -
                                 "customer in the population at the cutoff; features at the cutoff; churn label of the cutoff"}
 
 
+UPLIFT_TABLE_KEYS: tuple[str, ...] = ("enabled", "treatment_window_days", "cutoff_spacing_months")
+"""The `uplift` keys the uplift table (uplift.parquet) is built with; the others only shape the model."""
+
+
 def settings_of(cfg: Config) -> dict[str, str]:
-    """The settings a training table depends on: every `features` and `labels` key, and `data.as_of`."""
+    """The settings the feature tables depend on: every `features` and `labels` key, `data.as_of`, and
+    the `uplift` keys that decide the uplift rows (`UPLIFT_TABLE_KEYS`)."""
     return {**flatten_params(cfg.features, "features."), **flatten_params(cfg.labels, "labels."),
-            "data.as_of": str(cfg.data.as_of)}
+            "data.as_of": str(cfg.data.as_of),
+            **{f"uplift.{key}": str(getattr(cfg.uplift, key)) for key in UPLIFT_TABLE_KEYS}}
 
 
 def built_from(cfg: Config, fingerprint: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from models.linear import LinearChurnModel
 from models.retention import (effective_ranking, empty_list_explanation, incremental_benefit, knows_uplift,
                               overdue_complaint_tiers, plan_summary, retention_plan)
 from models.uplift.learners import UpliftModel
+from models.uplift.training import ranking_gate
 from pipelines.config import Config
 from pipelines.fingerprint import input_fingerprint
 from pipelines.io import StageError, StageOutputs, excel_safe, to_safe_csv
@@ -400,6 +401,11 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
                                         scoring.selection.complaint_trigger)
         holdout_seed = scoring.holdout.seed if scoring.holdout.seed is not None else cfg.seed
         ranking = effective_ranking(scored, scoring.ranking)
+        if ranking == "uplift" and uplift_model is not None:
+            unproven = ranking_gate(uplift_model.evidence, cfg.uplift.min_qini_lower_bound)
+            if unproven:
+                uplift_info["not_ranked"] = unproven
+                ranking = "value_at_risk"
         plan, thresholds = retention_plan(scored, tiers, scoring, cfg.features.complaint_targets, moment,
                                           ranking=ranking, uplift_threshold=cfg.uplift.class_threshold,
                                           holdout_seed=holdout_seed)
@@ -492,7 +498,9 @@ def ranking_note(requested: str, used: str, uplift_info: dict[str, object]) -> s
     """Why the ranking used is not the one asked for ("" when it is)."""
     if requested == used:
         return ""
-    why = uplift_info.get("not_used") or uplift_info.get("why_not") or "no uplift is known"
+    why = (uplift_info.get("not_used") or uplift_info.get("why_not")
+           or (f"the uplift model is not trusted to rank: {uplift_info['not_ranked']}" if uplift_info.get("not_ranked")
+               else "no uplift is known"))
     return (f"scoring.ranking is uplift but {why}: the list is ranked by value at risk instead "
             "(churn risk x retained lifetime value x success rate - cost)")
 

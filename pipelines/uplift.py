@@ -140,8 +140,18 @@ def fit_and_report(cfg: Config, schema: FeatureSchema, say: Callable[[str], None
         f"[{chosen['qini']['low']:.4f}, {chosen['qini']['high']:.4f}]"
         + (f"; Spearman with the true uplift {chosen['true_uplift_spearman']['value']:.3f} (report only)"
            if "true_uplift_spearman" in chosen else ""))
+    gate = str(result.info["ranking_gate"])
+    say("uplift ranking: " + ("earned (its held-out Qini interval is above uplift.min_qini_lower_bound)"
+                              if gate == "passed" else f"not trusted, `churn score` ranks by value at risk: {gate}"))
+    oracle = result.info.get("oracle_qini")
+    if isinstance(oracle, dict):
+        say(f"held-out Qini of the generator's true uplift (the best any model could do on these rows): "
+            f"{oracle['value']:.4f} [{oracle['low']:.4f}, {oracle['high']:.4f}]")
+        mlflow.log_metrics({f"uplift.oracle.qini{suffix}": float(oracle[key]) for key, suffix in
+                            (("value", ""), ("low", "_low"), ("high", "_high")) if np.isfinite(oracle[key])})
     mlflow.log_metrics(result.flat_metrics())
     mlflow.set_tag("uplift", result.selected)
+    mlflow.set_tag("uplift.ranking_gate", gate[:500])
     curves = pd.concat([c.assign(learner=name) for name, c in result.curves.items()], ignore_index=True)
     write_csv(curves, files["qini.csv"])
     save_figure(qini_figure(result), files["qini.png"])

@@ -9,7 +9,7 @@ label window [cutoff, cutoff + horizon):
 - satisfaction: mean CSAT (1-5) of the survey answers in the window (rows without an answer are
   left out of that outcome, counted);
 - repurchase: at least one transaction with a positive amount in the window.
-For each group (all, each customer segment, each action) and outcome: sizes, means, the
+For each group (all, each care segment, each action, each customer segment) and outcome: sizes, means, the
 difference with a 95% interval (normal approximation, unpooled), the two-sided p-value, and
 the sample size per arm a future test would need to detect the observed difference with 80%
 power at 5% significance (statsmodels power analysis, same arm ratio as observed).

@@ -38,6 +38,9 @@ class UpliftModel:
     schema: FeatureSchema
     treated_share: float
     rounds: dict[str, int] = field(default_factory=dict)
+    evidence: dict[str, float] = field(default_factory=dict)
+    """The held-out Qini of the learner ({value, low, high}, 95% bootstrap) that earned this model its
+    place; `churn score` ranks by uplift only when its lower bound clears `uplift.min_qini_lower_bound`."""
 
     def _predict(self, name: str, matrix: pd.DataFrame) -> np.ndarray:
         booster = self.boosters[name]
@@ -65,7 +68,7 @@ class UpliftModel:
         (folder / "schema.json").write_text(self.schema.to_json())
         (folder / "uplift.json").write_text(json.dumps(
             {"learner": self.learner, "treated_share": self.treated_share, "boosters": sorted(self.boosters),
-             "rounds": self.rounds}, indent=2, sort_keys=True))
+             "rounds": self.rounds, "evidence": self.evidence}, indent=2, sort_keys=True))
         (folder / "kind.txt").write_text(f"{KIND}\n")
 
     @classmethod
@@ -73,7 +76,8 @@ class UpliftModel:
         meta = json.loads((folder / "uplift.json").read_text())
         boosters = {name: lgb.Booster(model_file=str(folder / f"booster_{name}.txt")) for name in meta["boosters"]}
         return cls(meta["learner"], boosters, FeatureSchema.from_json((folder / "schema.json").read_text()),
-                   float(meta["treated_share"]), {k: int(v) for k, v in meta.get("rounds", {}).items()})
+                   float(meta["treated_share"]), {k: int(v) for k, v in meta.get("rounds", {}).items()},
+                   {k: float(v) for k, v in meta.get("evidence", {}).items()})
 
 
 def _fit_one(x: pd.DataFrame, y: np.ndarray, customers: pd.Series, objective: str, settings: BoosterSettings,

@@ -43,6 +43,12 @@ class UpliftSettings(Strict):
         description="Uplift classes: persuadable above +this, sleeping dog below -this; in between a sure "
                     "thing (churn risk below scoring.segments.churn_warning_probability) or a lost cause",
     )
+    min_qini_lower_bound: float | None = Field(
+        default=0.0,
+        description="`scoring.ranking: uplift` is used only when the chosen learner's held-out Qini 95% lower "
+                    "bound is above this (the uplift ranking is shown to beat random targeting); otherwise the "
+                    "list is ranked by value at risk, saying so. null: rank by uplift whatever the evidence",
+    )
     min_control_rows: int = Field(default=50, ge=1,
                                   description="Fewer control rows than this: no uplift model, ranking falls back")
 

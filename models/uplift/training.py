@@ -40,6 +40,27 @@ class UpliftResult:
         return {k: v for k, v in out.items() if np.isfinite(v)}
 
 
+def ranking_gate(evidence: dict[str, float], floor: float | None) -> str:
+    """Why a model's held-out evidence does not earn `scoring.ranking: uplift` ("" when it does).
+
+    The rule: the lower end of the 95% bootstrap interval of the held-out Qini coefficient must be
+    above `floor` (`uplift.min_qini_lower_bound`), i.e. the uplift ranking is shown to beat random
+    targeting on customers it never saw. A Qini interval that straddles zero means the randomised
+    contacts cannot tell this ranking from a random one, so ranking by it would be a guess.
+    """
+    if floor is None:
+        return ""
+    low = evidence.get("low", float("nan"))
+    if not np.isfinite(low):
+        return (f"the uplift model carries no held-out Qini interval (retrain it with `churn train`); "
+                f"uplift.min_qini_lower_bound is {floor}")
+    if low > floor:
+        return ""
+    return (f"its held-out Qini {evidence.get('value', float('nan')):.4f} [95% interval {low:.4f}, "
+            f"{evidence.get('high', float('nan')):.4f}] does not clear uplift.min_qini_lower_bound {floor}: the "
+            "randomised contacts cannot tell its ranking from random targeting")
+
+
 def uplift_features(table: pd.DataFrame) -> list[str]:
     """The model features of an uplift table: the churn features, never the contact columns."""
     return [c for c in model_feature_columns(table) if c not in TREATMENT_COLUMNS]
@@ -107,6 +128,7 @@ def train_uplift(table: pd.DataFrame, settings: UpliftSettings, horizon_days: in
                 metrics[learner]["true_uplift_spearman"] = {"value": rho, "low": float("nan"), "high": float("nan")}
     selected = max(settings.learners, key=lambda name: (metrics[name]["qini"]["value"], -settings.learners.index(name)))
     final = fit_uplift(table, schema, selected, settings.booster, seed, rounds=evaluated[selected].rounds)
+    final.evidence = {k: float(v) for k, v in metrics[selected]["qini"].items()}
     test_frame = pd.DataFrame({"customer_id": held["customer_id"].astype("str").to_numpy(),
                                "cutoff": held["cutoff"].to_numpy(), "treatment": t_test, "churned": y_test,
                                **{f"uplift_{name}": values for name, values in predictions.items()}})
@@ -122,5 +144,12 @@ def train_uplift(table: pd.DataFrame, settings: UpliftSettings, horizon_days: in
         "selection": (f"{selected} has the highest held-out Qini coefficient "
                       + ", ".join(f"{name} {metrics[name]['qini']['value']:.5f}" for name in settings.learners)),
         "features": len(schema.features),
+        "ranking_gate": ranking_gate(final.evidence, settings.min_qini_lower_bound) or "passed",
     }
+    if true_uplift is not None:
+        truth = np.asarray(true_uplift, dtype=float)[test]
+        if np.isfinite(truth).all():
+            # how well a perfect ranking would score on these held-out rows: the data's power, not a model's
+            info["oracle_qini"] = bootstrap_metrics(truth, t_test, y_test, settings.top_shares, settings.bootstrap,
+                                                    seed)["qini"]
     return UpliftResult(selected, final, evaluated, metrics, curves, test_frame, info)

@@ -14,7 +14,7 @@ from models.uplift.data import build_uplift_table, contact_assignments, control_
 from models.uplift.learners import UpliftModel, fit_uplift
 from models.uplift.metrics import bootstrap_metrics, point_metrics, uplift_at, uplift_curves
 from models.uplift.settings import UpliftSettings
-from models.uplift.training import train_uplift
+from models.uplift.training import ranking_gate, train_uplift
 from tests.features.factories import random_tables
 
 
@@ -81,6 +81,26 @@ def test_training_picks_a_learner_by_qini_and_never_by_the_truth() -> None:
     assert first.metrics[first.selected]["true_uplift_spearman"]["value"] > 0.5
     best = max(settings.learners, key=lambda name: first.metrics[name]["qini"]["value"])
     assert first.selected == best
+    # a planted effect this clear earns the uplift ranking, and the model carries its evidence
+    assert first.final.evidence == first.metrics[first.selected]["qini"] and first.info["ranking_gate"] == "passed"
+    assert first.info["oracle_qini"]["low"] > 0
+
+
+def test_without_an_effect_the_uplift_ranking_is_not_trusted(tmp_path) -> None:
+    """Contacts that change nothing: the held-out Qini interval straddles 0, so the gate says why it fails."""
+    rows = pd.concat([planted(2000, seed).assign(cutoff=pd.Timestamp(f"2023-{month:02d}-01"),
+                                                  customer_id=lambda f, s=seed: f["customer_id"] + f"-{s}")
+                      for seed, month in zip(range(20, 26), range(1, 7))], ignore_index=True)
+    rows["churned"] = (np.random.default_rng(9).random(len(rows)) < 0.3).astype(np.int64)  # no effect anywhere
+    result = train_uplift(rows, UpliftSettings(test_cutoffs=2, bootstrap=30), 31, seed=3)
+    qini = result.final.evidence
+    assert qini["low"] < 0 < qini["high"]
+    assert result.info["ranking_gate"].startswith(f"its held-out Qini {qini['value']:.4f}")
+    assert "uplift.min_qini_lower_bound 0.0" in result.info["ranking_gate"]
+    assert ranking_gate(qini, None) == "" and ranking_gate(qini, qini["low"] - 1) == ""
+    assert ranking_gate({}, 0.0).startswith("the uplift model carries no held-out Qini interval")
+    result.final.save(tmp_path / "bundle")
+    assert UpliftModel.load(tmp_path / "bundle").evidence == qini  # travels with the registered model
 
 
 def test_too_few_control_rows_are_refused_with_the_key() -> None:

@@ -44,6 +44,9 @@ def test_backtest_reports_each_list_and_the_lists_beat_random_on_true_value_save
           by["churners_reached"].to_dict())
     assert by.loc["value_at_risk", "churners_reached"] > 2 * by.loc["random", "churners_reached"]
     assert by.loc["value_at_risk", "true_value_saved"] > by.loc["random", "true_value_saved"]
+    # each replay says whether `churn score` would have trusted its uplift model to rank (uplift.min_qini_lower_bound)
+    verdict = result["summary"]["cutoffs"][0]["uplift_ranking_gate"]
+    assert verdict == "passed" or verdict.startswith("its held-out Qini"), verdict
     reports = Path(cfg.paths.reports_dir)
     assert pd.read_csv(reports / "backtest.csv").shape[0] == 3 and (reports / "backtest.png").stat().st_size > 0
 

@@ -367,7 +367,8 @@ def test_shared_matrix_predictions_equal_the_models_own(scored) -> None:
 
 def test_uplift_ranking_holds_out_a_seeded_control_and_records_it(project, tmp_path: Path) -> None:
     """The project's contacts have a randomised control group, so `churn train` registered an uplift model."""
-    cfg = with_changes(project, tmp_path / "uplift", ranking="uplift", holdout=HoldoutSettings(share=0.2, seed=5))
+    ungated = project.model_copy(update={"uplift": project.uplift.model_copy(update={"min_qini_lower_bound": None})})
+    cfg = with_changes(ungated, tmp_path / "uplift", ranking="uplift", holdout=HoldoutSettings(share=0.2, seed=5))
     result = run(cfg)
     scores, listed, manifest = read_outputs(cfg)
     plan = manifest["plan"]
@@ -384,9 +385,51 @@ def test_uplift_ranking_holds_out_a_seeded_control_and_records_it(project, tmp_p
     assert set(plan["ranking_comparison"]) == {"value_at_risk", "uplift"}
     data = MlflowClient(tracking_uri=cfg.tracking.tracking_uri).get_run(result["run_id"]).data
     assert data.metrics["holdout.controls"] == len(controls) and data.params["scoring.holdout.share"] == "0.2"
-    again = with_changes(project, tmp_path / "again", ranking="uplift", holdout=HoldoutSettings(share=0.2, seed=5))
+    again = with_changes(ungated, tmp_path / "again", ranking="uplift", holdout=HoldoutSettings(share=0.2, seed=5))
     run(again)
     assert snapshot(Path(again.paths.outputs_dir))[SCORES_FILE] == snapshot(Path(cfg.paths.outputs_dir))[SCORES_FILE]
+
+
+def test_uplift_ranking_without_held_out_evidence_falls_back_to_value_at_risk_and_says_so(project, tmp_path: Path
+                                                                                         ) -> None:
+    """`ranking: uplift` is used only when the model's held-out Qini interval clears uplift.min_qini_lower_bound."""
+    from models.uplift.learners import UpliftModel
+    from pipelines.score import load_uplift_model
+
+    client = MlflowClient(tracking_uri=project.tracking.tracking_uri)
+    model, _ = load_uplift_model(client, project.scoring.uplift_model_uri)
+    assert isinstance(model, UpliftModel) and set(model.evidence) == {"value", "low", "high"}
+    assert model.evidence["low"] <= model.evidence["value"] <= model.evidence["high"]
+    for floor in (0.0, 0.5):  # the default, and a bar no held-out Qini clears
+        gated = project.model_copy(update={"uplift": project.uplift.model_copy(update={"min_qini_lower_bound": floor})})
+        cfg = with_changes(gated, tmp_path / f"gated-{floor}", ranking="uplift", holdout=HoldoutSettings(share=0.0))
+        run(cfg)
+        scores, _, manifest = read_outputs(cfg)
+        ranking = manifest["plan"]["ranking"]
+        earned = model.evidence["low"] > floor
+        assert ranking["used"] == ("uplift" if earned else "value_at_risk"), (floor, model.evidence)
+        if not earned:
+            assert "uplift.min_qini_lower_bound" in ranking["note"] and "value at risk" in ranking["note"]
+            assert manifest["models"]["uplift"]["not_ranked"].startswith("its held-out Qini")
+            paid = scores[scores["selection_reason"] == "positive_expected_benefit"]
+            assert len(paid) and np.allclose(paid["expected_benefit"],
+                                             paid["value_at_risk"] * paid["success_rate"] - paid["action_cost"])
+            assert scores["uplift_class"].notna().all()  # the classes are still shown
+
+
+def test_effects_are_reported_by_care_segment_with_the_champion_models(project, tmp_path: Path) -> None:
+    from pipelines.effects import run as effects
+
+    cfg = project.model_copy(update={"paths": project.paths.model_copy(update={"reports_dir": tmp_path / "reports"})})
+    table = effects(cfg)["table"]
+    care = table[table["group"] == "care_segment"]
+    assert {"all", "care_segment", "action", "segment"} <= set(table["group"])
+    assert set(care["level"]) <= {"high_value_at_risk", "churn_warning", "high_value_established", "new", "ordinary"}
+    assert care["level"].nunique() >= 2
+    churned = care[care["outcome"] == "churned"]
+    everyone = table[(table["group"] == "all") & (table["outcome"] == "churned")].iloc[0]
+    # every contact is in exactly one care segment
+    assert churned["contacted"].sum() == everyone["contacted"] and churned["control"].sum() == everyone["control"]
 
 
 def test_scores_carry_the_risk_by_horizon_never_falling_as_it_grows(scored) -> None:

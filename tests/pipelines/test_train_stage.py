@@ -139,3 +139,21 @@ def test_train_against_real_mlflow_server_over_http(tmp_path: Path, signal_table
     artifacts = {a.path for a in client.list_artifacts(summary["run_id"], "plots")}
     assert "plots/roc.png" in artifacts
     assert not Path("unused.db").exists()
+
+
+def test_train_refuses_features_built_with_other_uplift_rows(tmp_path: Path, signal_table) -> None:
+    """The uplift rows (uplift.parquet) depend on uplift keys: a change there makes the tables stale."""
+    from pipelines.features import check_built_from
+    from pipelines.fingerprint import input_fingerprint
+
+    cfg = make_config(tmp_path, f"sqlite:///{tmp_path}/mlflow.db", signal_table)
+    train_table = {"train_table": Path(cfg.paths.features_dir) / "train.parquet"}
+    assert check_built_from(cfg, input_fingerprint(cfg, train_table))["built_from"]["settings"][
+        "uplift.treatment_window_days"] == "31"
+    changed = cfg.model_copy(update={"uplift": cfg.uplift.model_copy(update={"treatment_window_days": 14})})
+    with pytest.raises(StageError, match=r"uplift.treatment_window_days is 14 in the config but .*train.parquet was "
+                                         r"built with 31: run `churn features`"):
+        check_built_from(changed, input_fingerprint(changed, train_table))
+    # a key that only shapes the model (not the rows) never makes the tables stale
+    bootstrap = cfg.model_copy(update={"uplift": cfg.uplift.model_copy(update={"bootstrap": 50})})
+    check_built_from(bootstrap, input_fingerprint(bootstrap, train_table))
