@@ -16,6 +16,8 @@ from typing import Literal
 
 from features.complaint_text import SENTIMENT_WINDOW
 from features.contract import PRIORITY_TIERS
+from features.relational import definitions as rel
+from features.relational import rfm as rel_rfm
 from features.settings import FeatureSettings
 
 Family = Literal["rfm", "btyd", "lifecycle", "complaints", "surveys", "contacts", "static"]
@@ -65,6 +67,9 @@ class FeatureInfo:
     reason: str
     kind: Kind = "numeric"
     population_relative: bool = False
+    define: rel.Definition | None = None
+    """How it is computed as a relational expression (features/relational/), for the families
+    ported so far; the pandas engine (features/build.py) computes every family."""
 
 
 def _rfm(settings: FeatureSettings) -> list[FeatureInfo]:
@@ -73,27 +78,30 @@ def _rfm(settings: FeatureSettings) -> list[FeatureInfo]:
         "days_since_last_transaction", "rfm",
         "Whole days from the latest transaction before the cutoff to the cutoff; empty if the "
         "customer never transacted.", "days",
-        "last transaction {value:.0f} days ago")]
+        "last transaction {value:.0f} days ago", define=rel.days_since_last())]
     for w in settings.windows_days:
         rows += [
             FeatureInfo(f"transaction_count_{w}d", "rfm",
                         f"Number of transactions in the {w} days before the cutoff.", "transactions",
-                        f"{{value:.0f}} transactions in the last {w} days", "count"),
+                        f"{{value:.0f}} transactions in the last {w} days", "count", define=rel.count_within(w)),
             FeatureInfo(f"transaction_amount_{w}d", "rfm",
                         f"Net sum of transaction amounts in the {w} days before the cutoff "
                         "(outflows count negative).", "currency",
-                        f"net transaction value {{value:,.0f}} in the last {w} days"),
+                        f"net transaction value {{value:,.0f}} in the last {w} days",
+                        define=rel.sum_within("amount", w)),
             FeatureInfo(f"average_transaction_amount_{w}d", "rfm",
                         f"Average transaction amount in the {w} days before the cutoff; empty "
                         "without transactions.", "currency",
-                        f"average transaction {{value:,.0f}} in the last {w} days"),
+                        f"average transaction {{value:,.0f}} in the last {w} days",
+                        define=rel_rfm.average(f"transaction_amount_{w}d", f"transaction_count_{w}d")),
         ]
     rows += [
         FeatureInfo("active_days_365d", "rfm",
                     "Distinct days with at least one transaction in the 365 days before the cutoff "
                     "(days counted back from the cutoff in 24-hour steps: calendar days for a "
                     "midnight cutoff).", "days",
-                    "active on {value:.0f} days in the last year", "count"),
+                    "active on {value:.0f} days in the last year", "count",
+                    define=rel.distinct_days_within(ACTIVE_DAYS_WINDOW)),
     ]
     for d in TREND_DAYS:
         rows.append(FeatureInfo(
@@ -102,48 +110,55 @@ def _rfm(settings: FeatureSettings) -> list[FeatureInfo]:
             f"(count last {d} days + 1) / (count previous {d} days + 1). 1 = unchanged, below 1 = "
             "falling. The added 1 makes a zero previous period well defined (3 vs 0 gives 4.0); "
             "empty when both periods have no transaction.", "ratio",
-            f"activity in the last {d} days at {{value:.0%}} of the {d} days before"))
+            f"activity in the last {d} days at {{value:.0%}} of the {d} days before", define=rel_rfm.trend(d)))
     rows += [
         FeatureInfo(f"outflow_share_{OUTFLOW_WINDOW}d", "rfm",
                     f"Share of the absolute transaction value of the last {OUTFLOW_WINDOW} days that "
                     "went out (negative amounts: refunds, transfers out); empty without transactions "
                     "or when all amounts are zero.", "share 0-1",
-                    f"{{value:.0%}} of the last {OUTFLOW_WINDOW} days' money flowed out"),
+                    f"{{value:.0%}} of the last {OUTFLOW_WINDOW} days' money flowed out",
+                    define=rel_rfm.outflow_share(OUTFLOW_WINDOW)),
         FeatureInfo(f"largest_outflow_{OUTFLOW_WINDOW}d", "rfm",
                     f"The largest single outflow (negative amount, shown positive) in the {OUTFLOW_WINDOW} "
                     "days before the cutoff; 0 when nothing flowed out.", "currency",
                     f"{{value:,.0f}} moved out in one go {{days_since_largest_outflow_{OUTFLOW_WINDOW}d:.0f}} "
-                    "days ago"),
+                    "days ago", define=rel_rfm.largest_outflow()),
         FeatureInfo(f"largest_outflow_{OUTFLOW_WINDOW}d_vs_typical", "rfm",
                     f"The largest single outflow of the last {OUTFLOW_WINDOW} days as a multiple of the "
                     f"customer's average absolute transaction amount over {longest} days: a balance moved "
                     "elsewhere stands out; 0 when nothing flowed out, empty without transactions.", "ratio",
                     f"{{largest_outflow_{OUTFLOW_WINDOW}d:,.0f}} moved out in one go "
                     f"{{days_since_largest_outflow_{OUTFLOW_WINDOW}d:.0f}} days ago, {{value:.0f}}x their "
-                    "usual transaction"),
+                    "usual transaction", define=rel_rfm.largest_outflow_vs_typical(longest)),
         FeatureInfo(f"days_since_largest_outflow_{OUTFLOW_WINDOW}d", "rfm",
                     f"Whole days since the largest single outflow of the last {OUTFLOW_WINDOW} days (the "
                     "most recent of equal ones); empty when nothing flowed out.", "days",
-                    f"{{largest_outflow_{OUTFLOW_WINDOW}d:,.0f}} moved out in one go {{value:.0f}} days ago"),
+                    f"{{largest_outflow_{OUTFLOW_WINDOW}d:,.0f}} moved out in one go {{value:.0f}} days ago",
+                    define=rel_rfm.days_since_largest_outflow()),
         FeatureInfo("rfm_recency_score", "rfm",
                     "Recency quintile score 1-5 within the customers at the cutoff (5 = most recent "
                     "transaction; 1 also for customers who never transacted).", "score 1-5",
                     "recency score {value:.0f} of 5 (last transaction {days_since_last_transaction:.0f} "
-                    "days ago)", "score", True),
+                    "days ago)", "score", True,
+                    define=rel_rfm.quintile_score("days_since_last_transaction", higher_is_better=False)),
         FeatureInfo("rfm_frequency_score", "rfm",
                     f"Frequency quintile score 1-5 of transaction_count_{longest}d within the "
                     "customers at the cutoff (5 = most frequent).", "score 1-5",
                     f"frequency score {{value:.0f}} of 5 ({{transaction_count_{longest}d:.0f}} "
-                    f"transactions in {longest} days)", "score", True),
+                    f"transactions in {longest} days)", "score", True,
+                    define=rel_rfm.quintile_score(f"transaction_count_{longest}d", higher_is_better=True)),
         FeatureInfo("rfm_monetary_score", "rfm",
                     f"Monetary quintile score 1-5 of transaction_amount_{longest}d within the "
                     "customers at the cutoff (5 = highest value).", "score 1-5",
                     f"monetary score {{value:.0f}} of 5 (net value {{transaction_amount_{longest}d:,.0f}} "
-                    f"in {longest} days)", "score", True),
+                    f"in {longest} days)", "score", True,
+                    define=rel_rfm.quintile_score(f"transaction_amount_{longest}d", higher_is_better=True)),
         FeatureInfo("rfm_segment", "rfm",
                     "RFM segment from the three scores: " + "; ".join(
                         f"{name}: {rule}" for name, rule in RFM_SEGMENT_RULES) + ".", "segment",
-                    "RFM segment {value}", "categorical", True),
+                    "RFM segment {value}", "categorical", True,
+                    define=rel_rfm.segment("rfm_recency_score", "rfm_frequency_score", "rfm_monetary_score",
+                                           RFM_SEGMENT_RULES, RFM_SEGMENTS)),
     ]
     return rows
 
@@ -332,10 +347,11 @@ def _contacts(settings: FeatureSettings) -> list[FeatureInfo]:
         FeatureInfo("days_since_last_retention_contact", "contacts",
                     "Whole days since the latest retention contact (rows with treatment = 1 when the "
                     "column exists); empty if never contacted.", "days",
-                    "last retention contact {value:.0f} days ago"),
+                    "last retention contact {value:.0f} days ago", define=rel.days_since_last()),
         FeatureInfo(f"retention_contacts_{CONTACT_WINDOW}d", "contacts",
                     f"Retention contacts in the {CONTACT_WINDOW} days before the cutoff.", "contacts",
-                    f"contacted {{value:.0f}} times in the last {CONTACT_WINDOW} days", "count"),
+                    f"contacted {{value:.0f}} times in the last {CONTACT_WINDOW} days", "count",
+                    define=rel.count_within(CONTACT_WINDOW)),
     ]
 
 

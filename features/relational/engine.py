@@ -1,0 +1,230 @@
+"""Feature and label tables as one relational query over many cutoffs (Ibis; DuckDB by default).
+
+Every definition is a function of (tables, cutoffs): the cutoffs are a table, joined to the event
+rows with inequality conditions (event time < cutoff, and >= cutoff - window when the family has
+a window), so one query computes every cutoff at once and runs wherever Ibis runs (DuckDB here;
+Spark and warehouse SQL compile from the same expressions). Nothing is executed in this module:
+it builds expressions; pipelines/relational.py connects, reads the files and executes.
+
+Semantics are those of the pandas engine (features/build.py): half-open windows [start, cutoff),
+whole days counted in 24-hour steps back from the cutoff, the same population rule and labels,
+columns in catalogue order, rows sorted by (cutoff, customer_id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from features.catalogue import CONTACT_WINDOW, OUTFLOW_WINDOW, FeatureInfo, catalogue
+from features.relational import rfm
+from features.relational.definitions import US_PER_DAY, Derived, Reduction, ibis_module, whole_days
+from features.settings import FeatureSettings, LabelSettings
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
+PORTED_FAMILIES: tuple[str, ...] = ("rfm", "contacts")
+"""Families whose every feature has a relational definition (the others: pandas engine only)."""
+
+KEYS = ["customer_id", "cutoff"]
+
+
+@dataclass(frozen=True)
+class RelationalTables:
+    """The input tables as Ibis tables with the contract's canonical column names and types
+    (times naive timestamps in microseconds, money as DECIMAL); absent tables are None."""
+
+    customers: ir.Table
+    transactions: ir.Table | None = None
+    complaints: ir.Table | None = None
+    surveys: ir.Table | None = None
+    contacts: ir.Table | None = None
+
+
+@dataclass(frozen=True)
+class FamilySource:
+    """Where a family's rows come from: its events (customer_id, time, columns), the look-back of
+    its windowed definitions, and extra per-row columns its definitions use."""
+
+    events: Callable[[RelationalTables], ir.Table | None]
+    window_days: Callable[[FeatureSettings], int]
+    row_columns: Callable[[ir.Table], ir.Table] = lambda rows: rows
+
+
+def _transactions(tables: RelationalTables) -> ir.Table | None:
+    t = tables.transactions
+    return None if t is None else t.select("customer_id", time=t.timestamp, amount=t.amount)
+
+
+def _contacts(tables: RelationalTables) -> ir.Table | None:
+    """Real contacts only: treatment = 1 when the table has a treatment column."""
+    t = tables.contacts
+    if t is None:
+        return None
+    if "treatment" in t.columns:
+        t = t.filter(t.treatment == 1)
+    return t.select("customer_id", time=t.contacted_at)
+
+
+FAMILY_SOURCES: dict[str, FamilySource] = {
+    "rfm": FamilySource(_transactions, rfm.window_days, lambda rows: rfm.row_columns(rows, OUTFLOW_WINDOW)),
+    "contacts": FamilySource(_contacts, lambda settings: CONTACT_WINDOW),
+}
+
+
+Cutoffs = Sequence[pd.Timestamp] | Any
+"""Cutoff timestamps, or a table with a `cutoff` column (e.g. in a warehouse)."""
+
+
+def cutoff_table(cutoffs: Cutoffs) -> ir.Table:
+    """The cutoffs as a one-column table (naive timestamps, microseconds); a table is kept as it is."""
+    ibis = ibis_module()
+    if isinstance(cutoffs, ibis.expr.types.Table):
+        return cutoffs.select("cutoff")
+    values = pd.Series(pd.to_datetime(list(cutoffs)).as_unit("us"), name="cutoff")
+    return ibis.memtable(values.to_frame(), schema={"cutoff": "timestamp(6)"})
+
+
+def event_rows(events: ir.Table, cutoffs: ir.Table, lookback_days: int | None) -> ir.Table:
+    """Every event joined to every cutoff it precedes (within `lookback_days` when given), with
+    `elapsed_us` (> 0), `back` (0 = the last 24 hours before the cutoff) and `days` (whole days)."""
+    ibis = ibis_module()
+    conditions = [events.time < cutoffs.cutoff]
+    if lookback_days is not None:
+        conditions.append(events.time >= cutoffs.cutoff - ibis.interval(days=lookback_days))
+    joined = events.join(cutoffs, conditions)
+    elapsed = joined.cutoff.delta(joined.time, unit="microsecond")
+    return joined.mutate(elapsed_us=elapsed, back=whole_days(elapsed - 1), days=whole_days(elapsed))
+
+
+def population(tables: RelationalTables, cutoffs: ir.Table, labels: LabelSettings) -> ir.Table:
+    """(customer_id, cutoff) of the customers in the population at each cutoff: signed up before
+    it, not closed before it, and with `inactivity` a transaction in the look-back window."""
+    c = tables.customers
+    pairs = c.cross_join(cutoffs)
+    closed = pairs.closed_date if "closed_date" in c.columns else None
+    keep = pairs.signup_date < pairs.cutoff
+    if closed is not None:
+        keep &= closed.isnull() | (closed >= pairs.cutoff)
+    pop = pairs.filter(keep).select(*KEYS)
+    if labels.definition == "inactivity":
+        events = _require(_transactions(tables), "labels.definition 'inactivity' needs a transactions table; "
+                          "use 'closure' for data without transactions")
+        recent = event_rows(events, cutoffs, labels.inactivity_lookback_days).select(*KEYS).distinct()
+        pop = pop.semi_join(recent, KEYS)
+    return pop
+
+
+def _require(table: ir.Table | None, message: str) -> ir.Table:
+    if table is None:
+        raise ValueError(message)
+    return table
+
+
+def family_features(family: str, tables: RelationalTables, cutoffs: ir.Table, pop: ir.Table,
+                    infos: Sequence[FeatureInfo], settings: FeatureSettings) -> ir.Table:
+    """The population with the family's features added (every reduction per history, left-joined)."""
+    source = FAMILY_SOURCES[family]
+    events = source.events(tables)
+    out = pop
+    if events is None:
+        return out
+    for history in ("window", "all"):
+        reductions = {i.name: i.define for i in infos if isinstance(i.define, Reduction) and i.define.history == history}
+        if not reductions:
+            continue
+        rows = event_rows(events, cutoffs, source.window_days(settings) if history == "window" else None)
+        rows = source.row_columns(rows)
+        aggregated = rows.group_by(KEYS).aggregate({name: d.reduce(rows) for name, d in reductions.items()})
+        joined = out.left_join(aggregated, KEYS)
+        out = joined.select(*[joined[c] for c in out.columns],
+                            *[(joined[n] if d.empty is None else joined[n].coalesce(d.empty)).name(n)
+                              for n, d in reductions.items()])
+    for info in infos:
+        if isinstance(info.define, Derived):
+            if info.define.prepare is not None:
+                out = info.define.prepare(out)
+            out = out.mutate(**{info.name: info.define.derive(out)})
+    return out
+
+
+def feature_table(tables: RelationalTables, cutoffs: Cutoffs, settings: FeatureSettings,
+                  labels: LabelSettings | None = None,
+                  families: Sequence[str] = PORTED_FAMILIES) -> ir.Table:
+    """customer_id, cutoff and the features of `families` for the population at every cutoff.
+
+    Columns in catalogue order and typed as the pandas engine types them (counts int64, the rest
+    float64); rows sorted by (cutoff, customer_id).
+    """
+    unported = [f for f in families if f not in PORTED_FAMILIES]
+    if unported:
+        raise ValueError(f"no relational definitions yet for the famil{'y' if len(unported) == 1 else 'ies'} "
+                         f"{', '.join(unported)} (ported: {', '.join(PORTED_FAMILIES)})")
+    labels = labels or LabelSettings()
+    cuts = cutoff_table(cutoffs)
+    pop = population(tables, cuts, labels)
+    infos = [i for i in catalogue(settings) if i.family in families]
+    missing = [i.name for i in infos if i.define is None]
+    if missing:
+        raise ValueError(f"catalogue features without a relational definition: {missing}")
+    out = pop
+    for family in families:
+        part = family_features(family, tables, cuts, pop, [i for i in infos if i.family == family], settings)
+        if len(part.columns) == len(KEYS):
+            continue  # the family's table is absent: its features are left out, as in the pandas engine
+        joined = out.join(part, KEYS)
+        out = joined.select(*[joined[c] for c in out.columns], *[joined[c] for c in part.columns if c not in KEYS])
+    typed = [out[i.name].cast("string" if i.define.output == "category" else i.define.output).name(i.name)
+             for i in infos if i.name in out.columns]
+    return out.select(out.customer_id, out.cutoff, *typed).order_by(["cutoff", "customer_id"])
+
+
+def label_table(tables: RelationalTables, cutoffs: Cutoffs, labels: LabelSettings) -> ir.Table:
+    """customer_id, cutoff, churned, future_value (and with `closure` days_to_churn) of the population.
+
+    Label window [cutoff, cutoff + horizon): churned = closes in it (`closure`), or also no
+    transaction in it (`inactivity`); future_value = exact sum of the value column over its
+    transactions (0 if none); days_to_churn = whole days from the cutoff to a closure in it.
+    """
+    ibis = ibis_module()
+    cuts = cutoff_table(cutoffs)
+    pop = population(tables, cuts, labels)
+    customers = tables.customers
+    horizon = ibis.interval(days=labels.horizon_days)
+    closed = (customers.select("customer_id", "closed_date") if "closed_date" in customers.columns
+              else customers.select("customer_id", closed_date=ibis.null("timestamp(6)")))
+    rows = pop.join(closed, "customer_id")
+    closes = rows.closed_date.notnull() & (rows.closed_date >= rows.cutoff) & (rows.closed_date < rows.cutoff + horizon)
+    rows = rows.mutate(closes=closes.fill_null(False))
+    t = tables.transactions
+    if t is None:
+        if labels.definition == "inactivity":
+            raise ValueError("labels.definition 'inactivity' needs a transactions table; "
+                             "use 'closure' for data without transactions")
+        if labels.customer_value_column is not None:
+            raise ValueError("labels.customer_value_column has no relational definition yet")
+        rows = rows.mutate(seen=ibis.literal(0, "int64"), value=ibis.null("float64"))
+    else:
+        if labels.value_column not in t.columns:
+            raise ValueError(f"labels.value_column {labels.value_column!r} is not a column of the transactions table")
+        events = t.select("customer_id", time=t.timestamp, value=t[labels.value_column])
+        joined = events.join(cuts, [events.time >= cuts.cutoff, events.time < cuts.cutoff + horizon])
+        window = joined.group_by(KEYS).aggregate(seen=joined.time.count(), value=joined.value.sum())
+        both = rows.left_join(window, KEYS)
+        rows = both.select(*[both[c] for c in rows.columns], seen=both.seen.coalesce(0),
+                           value=both.value.coalesce(0).cast("float64"))
+    churned = rows.closes if labels.definition == "closure" else rows.closes | (rows.seen == 0)
+    columns = {"churned": churned.cast("int64"), "future_value": rows.value.cast("float64")}
+    if labels.definition == "closure":
+        elapsed = rows.closed_date.delta(rows.cutoff, unit="microsecond")
+        columns["days_to_churn"] = ibis.ifelse(rows.closes, whole_days(elapsed).cast("float64"), ibis.null("float64"))
+    out = rows.select("customer_id", "cutoff", **columns)
+    return out.order_by(["cutoff", "customer_id"])
+
+
+__all__ = ["FAMILY_SOURCES", "PORTED_FAMILIES", "RelationalTables", "US_PER_DAY", "cutoff_table", "event_rows",
+           "family_features", "feature_table", "label_table", "population"]

@@ -1,0 +1,143 @@
+"""The relational engine (features/relational/, DuckDB) against today's pandas engine, cell for cell.
+
+A small random bank (tests/features/factories.py) is written to Parquet with small row groups (so
+DuckDB really scans it with several threads) and built by both engines for every training cutoff.
+Money sums differ in the last bits only: DuckDB sums DECIMAL exactly, the pandas engine adds
+float64 in input order; those columns are checked against an exact decimal sum instead.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import ibis
+import numpy as np
+import pandas as pd
+import pytest
+import sqlglot
+
+from features.build import build_training_table, training_cutoffs
+from features.catalogue import catalogue
+from features.contract import Tables
+from features.relational.engine import PORTED_FAMILIES, RelationalTables, feature_table, label_table
+from features.settings import FeatureSettings, LabelSettings
+from pipelines.relational import MONEY, TableFile, connect, read_tables, to_feature_frame
+from tests.features.factories import random_tables
+
+SETTINGS = FeatureSettings(btyd=False)
+TABLE_NAMES = ("customers", "transactions", "contacts")
+MONEY_SUMS = ("transaction_amount_", "average_transaction_amount_", "outflow_share_", "largest_outflow_90d_vs_typical",
+              "future_value")
+"""Columns computed from sums of money: exact in DuckDB, float64 additions in input order in pandas."""
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory: pytest.TempPathFactory) -> tuple[Tables, dict[str, TableFile]]:
+    tables = random_tables(3, n_customers=60, transactions=4_000)
+    tables = Tables(tables.customers, tables.transactions, None, None, tables.contacts, as_of=tables.as_of)
+    folder = tmp_path_factory.mktemp("relational")
+    files = {}
+    for name in TABLE_NAMES:
+        path = folder / f"{name}.parquet"
+        getattr(tables, name).to_parquet(path, row_group_size=250)
+        files[name] = TableFile(path, "parquet", {})
+    return tables, files
+
+
+def _relational(files: dict[str, TableFile], cutoffs: list[pd.Timestamp], labels: LabelSettings,
+                threads: int) -> pd.DataFrame:
+    con = connect(threads=threads, memory_limit="1GB")
+    tables = read_tables(con, files, labels.value_column)
+    features = to_feature_frame(con, feature_table(tables, cutoffs, SETTINGS, labels), SETTINGS)
+    target = to_feature_frame(con, label_table(tables, cutoffs, labels), SETTINGS)
+    assert (features[["customer_id", "cutoff"]] == target[["customer_id", "cutoff"]]).all(axis=None)
+    return pd.concat([features, target.drop(columns=["customer_id", "cutoff"])], axis=1)
+
+
+def _exact_sums(tables: Tables, frame: pd.DataFrame, days: int) -> np.ndarray:
+    """transaction_amount_{days}d of every row, summed as decimals of the amounts' shortest repr."""
+    tx = tables.transactions
+    out = []
+    for customer, cutoff in zip(frame["customer_id"], frame["cutoff"]):
+        mine = tx[(tx["customer_id"] == customer) & (tx["timestamp"] < cutoff)
+                  & (tx["timestamp"] >= cutoff - pd.Timedelta(days=days))]
+        out.append(float(sum((Decimal(repr(float(a))) for a in mine["amount"]), Decimal(0))))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("definition", ["closure", "inactivity"])
+def test_duckdb_matches_the_pandas_engine_cell_for_cell(bank, definition: str) -> None:
+    tables, files = bank
+    labels = LabelSettings(definition=definition)
+    cutoffs = training_cutoffs(tables, labels)
+    assert len(cutoffs) > 5
+    reference = build_training_table(tables, SETTINGS, labels)
+    one, two = (_relational(files, cutoffs, labels, threads) for threads in (1, 2))
+    pd.testing.assert_frame_equal(one, two, check_exact=True)  # 1 and 2 threads: identical
+
+    ported = [i.name for i in catalogue(SETTINGS) if i.family in PORTED_FAMILIES]
+    label_columns = ["churned", "future_value"] + (["days_to_churn"] if definition == "closure" else [])
+    assert list(one.columns) == ["customer_id", "cutoff", *ported, *label_columns]
+    expected = reference[list(one.columns)]
+    assert len(one) == len(expected) and one.dtypes.equals(expected.dtypes)
+    for column in one.columns:
+        exact = not column.startswith(MONEY_SUMS)
+        pd.testing.assert_series_equal(one[column], expected[column], check_exact=exact, rtol=1e-12,
+                                       obj=column)
+    # the money sums are the exact sums (the pandas engine's differ in the last bits)
+    longest = SETTINGS.longest_window
+    np.testing.assert_array_equal(one[f"transaction_amount_{longest}d"], _exact_sums(tables, one, longest))
+    assert (one[f"transaction_amount_{longest}d"] != expected[f"transaction_amount_{longest}d"]).any()
+
+
+def test_an_unported_family_is_refused_by_name(bank) -> None:
+    tables, files = bank
+    con = connect(threads=1)
+    with pytest.raises(ValueError, match="no relational definitions yet for the family complaints"):
+        feature_table(read_tables(con, files), [pd.Timestamp("2024-01-01")], SETTINGS,
+                      families=("rfm", "complaints"))
+
+
+def _warehouse_tables() -> RelationalTables:
+    """The tables as a warehouse would hold them (unbound: no data, only schemas)."""
+    return RelationalTables(
+        customers=ibis.table({"customer_id": "string", "signup_date": "timestamp(6)", "closed_date": "timestamp(6)"},
+                             name="customers"),
+        transactions=ibis.table({"customer_id": "string", "timestamp": "timestamp(6)", "amount": MONEY},
+                                name="transactions"),
+        contacts=ibis.table({"customer_id": "string", "contacted_at": "timestamp(6)", "treatment": "float64"},
+                            name="contacts"),
+    )
+
+
+@pytest.mark.parametrize("dialect", ["snowflake", "bigquery", "postgres"])
+def test_the_definitions_compile_to_warehouse_sql(dialect: str) -> None:
+    tables = _warehouse_tables()
+    cutoffs = ibis.table({"cutoff": "timestamp(6)"}, name="cutoffs")
+    for labels in (LabelSettings(), LabelSettings(definition="inactivity")):
+        features = ibis.to_sql(feature_table(tables, cutoffs, SETTINGS, labels), dialect=dialect)
+        target = ibis.to_sql(label_table(tables, cutoffs, labels), dialect=dialect)
+        for sql in (features, target):
+            assert sqlglot.parse_one(sql, read=dialect) is not None  # valid in the dialect's grammar
+        for info in catalogue(SETTINGS):
+            assert (info.name in features) == (info.family in PORTED_FAMILIES), info.name
+        assert "future_value" in target and "churned" in target
+
+
+def test_every_feature_of_a_ported_family_has_one_definition() -> None:
+    for info in catalogue(SETTINGS):
+        assert (info.define is not None) == (info.family in PORTED_FAMILIES), info.name
+
+
+def test_reading_maps_the_users_column_names(bank, tmp_path: Path) -> None:
+    tables, files = bank
+    renamed = tables.transactions.rename(columns={"amount": "value_eur", "timestamp": "booked_at"})
+    path = tmp_path / "tx.csv"
+    renamed.to_csv(path, index=False)
+    mapped = dict(files, transactions=TableFile(path, "csv", {"amount": "value_eur", "timestamp": "booked_at"}))
+    con = connect(threads=1)
+    cutoffs = [pd.Timestamp("2024-03-01")]
+    from_csv = to_feature_frame(con, feature_table(read_tables(con, mapped), cutoffs, SETTINGS), SETTINGS)
+    from_parquet = to_feature_frame(con, feature_table(read_tables(con, files), cutoffs, SETTINGS), SETTINGS)
+    pd.testing.assert_frame_equal(from_csv, from_parquet, check_exact=True)
