@@ -17,7 +17,9 @@ from typing import Literal
 from features.complaint_text import SENTIMENT_WINDOW
 from features.contract import PRIORITY_TIERS
 from features.relational import definitions as rel
+from features.relational import lifecycle as rel_lifecycle
 from features.relational import rfm as rel_rfm
+from features.relational import surveys as rel_surveys
 from features.settings import FeatureSettings
 
 Family = Literal["rfm", "btyd", "lifecycle", "complaints", "surveys", "contacts", "static"]
@@ -210,30 +212,34 @@ def _lifecycle(settings: FeatureSettings) -> list[FeatureInfo]:
     return [
         FeatureInfo("tenure_days", "lifecycle",
                     "Whole days from signup to the cutoff.", "days",
-                    "customer for {value:.0f} days"),
+                    "customer for {value:.0f} days", define=rel_lifecycle.tenure()),
         FeatureInfo("lifecycle_stage", "lifecycle",
                     f"Stage at the cutoff, first matching rule wins: new (tenure at most "
                     f"{life.new_max_tenure_days} days); dormant (no transaction in the last "
                     f"{life.dormant_min_days_inactive} days); declining (transaction_trend_90d at most "
                     f"{life.declining_max_trend_ratio}); growing (transaction_trend_90d at least "
                     f"{life.growing_min_trend_ratio}); established (everyone else).", "stage",
-                    "lifecycle stage: {value}", "categorical"),
+                    "lifecycle stage: {value}", "categorical",
+                    define=rel_lifecycle.stage(life, LIFECYCLE_STAGES)),
         FeatureInfo("months_active_last_12", "lifecycle",
                     f"How many of the last {ACTIVITY_MONTHS} months had a transaction (months are "
                     f"{MONTH_DAYS}-day periods counted back from the cutoff).", "months",
-                    "active in {value:.0f} of the last 12 months", "count"),
+                    "active in {value:.0f} of the last 12 months", "count",
+                    define=rel_lifecycle.months_active(ACTIVITY_MONTHS)),
         FeatureInfo("activity_slope_6m", "lifecycle",
                     f"Least-squares slope of monthly transaction counts over the last {SLOPE_MONTHS} "
                     f"{MONTH_DAYS}-day months, divided by their mean: the relative change per month "
                     "(-0.2 = falling by a fifth of the average each month). Only months entirely "
                     "after signup count; empty with fewer than 3 such months or no transaction.",
                     "share per month",
-                    "monthly activity changing by {value:+.0%} per month"),
+                    "monthly activity changing by {value:+.0%} per month",
+                    define=rel_lifecycle.slope(SLOPE_MONTHS, MONTH_DAYS)),
         FeatureInfo("months_since_activity_peak", "lifecycle",
                     f"Months since the busiest of the last {ACTIVITY_MONTHS} {MONTH_DAYS}-day months "
                     "(0 = the latest month is the busiest; the latest busiest month on ties); empty "
                     "without transactions in that year.", "months",
-                    "activity peaked {value:.0f} months ago"),
+                    "activity peaked {value:.0f} months ago",
+                    define=rel_lifecycle.months_since_peak(ACTIVITY_MONTHS)),
     ]
 
 
@@ -327,18 +333,19 @@ def _complaints(settings: FeatureSettings) -> list[FeatureInfo]:
 def _surveys(settings: FeatureSettings) -> list[FeatureInfo]:
     return [
         FeatureInfo("last_nps", "surveys", "Latest likelihood-to-recommend answer (0-10) before the cutoff.",
-                    "score 0-10", "last recommend score {value:.0f} of 10"),
+                    "score 0-10", "last recommend score {value:.0f} of 10", define=rel_surveys.latest("nps")),
         FeatureInfo("nps_change", "surveys", "Latest NPS answer minus the one before; empty with fewer than two.",
-                    "points", "recommend score changed by {value:+.0f} points"),
+                    "points", "recommend score changed by {value:+.0f} points", define=rel_surveys.change("nps")),
         FeatureInfo("nps_detractor", "surveys", "1 if the latest NPS answer is 6 or less (a detractor), else 0; "
                     "empty without an NPS answer.", "flag", "last recommend score {last_nps:.0f} of 10 "
-                    "(6 or less is a detractor)", "flag"),
+                    "(6 or less is a detractor)", "flag", define=rel_surveys.detractor()),
         FeatureInfo("last_csat", "surveys", "Latest satisfaction answer (1-5) before the cutoff.",
-                    "score 1-5", "last satisfaction score {value:.0f} of 5"),
+                    "score 1-5", "last satisfaction score {value:.0f} of 5", define=rel_surveys.latest("csat")),
         FeatureInfo("csat_change", "surveys", "Latest CSAT answer minus the one before; empty with fewer than two.",
-                    "points", "satisfaction score changed by {value:+.0f}"),
+                    "points", "satisfaction score changed by {value:+.0f}", define=rel_surveys.change("csat")),
         FeatureInfo("days_since_last_survey", "surveys", "Whole days since the latest survey answer; "
-                    "empty if none.", "days", "last survey answer {value:.0f} days ago"),
+                    "empty if none.", "days", "last survey answer {value:.0f} days ago",
+                    define=rel.days_since_last()),
     ]
 
 

@@ -61,7 +61,14 @@ def read_table(con: Backend, name: str, source: TableFile, money: tuple[str, ...
     """One table read by DuckDB, contract columns renamed to their canonical names and typed."""
     spec = TABLES[name]
     path = str(source.path)
-    raw = con.read_parquet(path) if source.format == "parquet" else con.read_csv(path)
+    if source.format == "parquet":
+        raw = con.read_parquet(path, file_row_number=True)
+        position = raw.file_row_number
+    else:  # DuckDB's CSV reader keeps the input order (preserve_insertion_order); it has no row-number option
+        import ibis
+
+        raw = con.read_csv(path)
+        position = ibis.row_number()
     columns: dict[str, ir.Value] = {}
     for column in spec.columns:
         file_name = source.columns.get(column.name, column.name)
@@ -80,6 +87,8 @@ def read_table(con: Backend, name: str, source: TableFile, money: tuple[str, ...
     for extra in money:  # a label value column outside the contract (labels.value_column)
         if extra not in columns and name == "transactions" and source.columns.get(extra, extra) in raw.columns:
             columns[extra] = raw[source.columns.get(extra, extra)].cast(MONEY)
+    if name == "surveys":  # the input position breaks ties of equal answer times (features/relational/surveys.py)
+        columns["row"] = position.cast("int64")
     return raw.select(**columns)
 
 

@@ -47,6 +47,8 @@ class Reduction:
     output: Output = "float64"
     empty: float | int | None = None
     history: History = "window"
+    needs: tuple[str, ...] = ()
+    """Optional columns of the family's table it reads (left out, as by the pandas engine, without them)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class Derived:
     prepare: Callable[[ir.Table], ir.Table] | None = None
     """Adds helper columns (names starting with `_`) first, e.g. a window function the
     definition filters on (SQL does not nest window functions)."""
+    needs: tuple[str, ...] = ()
+    """The columns it reads; it is left out when one of them is (a feature of an absent table)."""
 
 
 Definition = Reduction | Derived
@@ -106,7 +110,7 @@ def ratio(numerator: ir.NumericValue, denominator: ir.NumericValue) -> ir.Floati
 
 def ratio_of(numerator: str, denominator: str) -> Derived:
     """One column divided by another, empty where the denominator is 0."""
-    return Derived(lambda row: ratio(row[numerator], row[denominator]))
+    return Derived(lambda row: ratio(row[numerator], row[denominator]), needs=(numerator, denominator))
 
 
 def whole_days(elapsed_us: ir.IntegerValue) -> ir.IntegerValue:

@@ -19,15 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from features.catalogue import CONTACT_WINDOW, OUTFLOW_WINDOW, FeatureInfo, catalogue
-from features.relational import rfm
+from features.catalogue import (ACTIVITY_MONTHS, CONTACT_WINDOW, FAMILY_TABLES, MONTH_DAYS, OUTFLOW_WINDOW, FeatureInfo,
+                                catalogue)
+from features.relational import lifecycle, rfm, surveys
 from features.relational.definitions import US_PER_DAY, Derived, Reduction, ibis_module, whole_days
 from features.settings import FeatureSettings, LabelSettings
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
-PORTED_FAMILIES: tuple[str, ...] = ("rfm", "contacts")
+PORTED_FAMILIES: tuple[str, ...] = ("rfm", "lifecycle", "surveys", "contacts")
 """Families whose every feature has a relational definition (the others: pandas engine only)."""
 
 KEYS = ["customer_id", "cutoff"]
@@ -36,7 +37,8 @@ KEYS = ["customer_id", "cutoff"]
 @dataclass(frozen=True)
 class RelationalTables:
     """The input tables as Ibis tables with the contract's canonical column names and types
-    (times naive timestamps in microseconds, money as DECIMAL); absent tables are None."""
+    (times naive timestamps in microseconds, money as DECIMAL); absent tables are None. Survey
+    rows carry `row`, their position in the input (the tie-break of equal answer times)."""
 
     customers: ir.Table
     transactions: ir.Table | None = None
@@ -46,18 +48,27 @@ class RelationalTables:
 
 
 @dataclass(frozen=True)
-class FamilySource:
-    """Where a family's rows come from: its events (customer_id, time, columns), the look-back of
-    its windowed definitions, and extra per-row columns its definitions use."""
+class EventSource:
+    """The rows an event table contributes: its events (customer_id, time, columns), the look-back
+    of its windowed definitions, extra per-row columns they use, and intermediates (aggregates
+    named `_...` that derived features read, e.g. monthly counts)."""
 
     events: Callable[[RelationalTables], ir.Table | None]
     window_days: Callable[[FeatureSettings], int]
     row_columns: Callable[[ir.Table], ir.Table] = lambda rows: rows
+    intermediates: Callable[[FeatureSettings], dict[str, Reduction]] = lambda settings: {}
 
 
 def _transactions(tables: RelationalTables) -> ir.Table | None:
     t = tables.transactions
     return None if t is None else t.select("customer_id", time=t.timestamp, amount=t.amount)
+
+
+def _surveys(tables: RelationalTables) -> ir.Table | None:
+    t = tables.surveys
+    if t is None:
+        return None
+    return t.select("customer_id", "row", *[c for c in surveys.SCORES if c in t.columns], time=t.answered_at)
 
 
 def _contacts(tables: RelationalTables) -> ir.Table | None:
@@ -70,14 +81,17 @@ def _contacts(tables: RelationalTables) -> ir.Table | None:
     return t.select("customer_id", time=t.contacted_at)
 
 
-FAMILY_SOURCES: dict[str, FamilySource] = {
-    "rfm": FamilySource(_transactions, rfm.window_days, lambda rows: rfm.row_columns(rows, OUTFLOW_WINDOW)),
-    "contacts": FamilySource(_contacts, lambda settings: CONTACT_WINDOW),
+def _transaction_rows(rows: ir.Table) -> ir.Table:
+    return rfm.row_columns(rows, OUTFLOW_WINDOW)
+
+
+SOURCES: dict[str, EventSource] = {
+    "transactions": EventSource(_transactions, rfm.window_days, _transaction_rows,
+                                lambda settings: lifecycle.monthly_counts(ACTIVITY_MONTHS, MONTH_DAYS)),
+    "surveys": EventSource(_surveys, lambda settings: 0, surveys.row_columns),
+    "contacts": EventSource(_contacts, lambda settings: CONTACT_WINDOW),
 }
-
-
-Cutoffs = Sequence[pd.Timestamp] | Any
-"""Cutoff timestamps, or a table with a `cutoff` column (e.g. in a warehouse)."""
+"""Event table -> its rows; every family reading a table shares its joins (FAMILY_TABLES)."""
 
 
 def cutoff_table(cutoffs: Cutoffs) -> ir.Table:
@@ -125,31 +139,45 @@ def _require(table: ir.Table | None, message: str) -> ir.Table:
     return table
 
 
-def family_features(family: str, tables: RelationalTables, cutoffs: ir.Table, pop: ir.Table,
-                    infos: Sequence[FeatureInfo], settings: FeatureSettings) -> ir.Table:
-    """The population with the family's features added (every reduction per history, left-joined)."""
-    source = FAMILY_SOURCES[family]
-    events = source.events(tables)
-    out = pop
-    if events is None:
-        return out
+def _aggregate(source: EventSource, events: ir.Table, cutoffs: ir.Table, out: ir.Table,
+               reductions: dict[str, Reduction], settings: FeatureSettings) -> ir.Table:
+    """`out` with the reductions of one event table added (one join per history), empties filled."""
     for history in ("window", "all"):
-        reductions = {i.name: i.define for i in infos if isinstance(i.define, Reduction) and i.define.history == history}
-        if not reductions:
+        part = {name: d for name, d in reductions.items() if d.history == history}
+        if not part:
             continue
         rows = event_rows(events, cutoffs, source.window_days(settings) if history == "window" else None)
         rows = source.row_columns(rows)
-        aggregated = rows.group_by(KEYS).aggregate({name: d.reduce(rows) for name, d in reductions.items()})
+        aggregated = rows.group_by(KEYS).aggregate({name: d.reduce(rows) for name, d in part.items()})
         joined = out.left_join(aggregated, KEYS)
         out = joined.select(*[joined[c] for c in out.columns],
                             *[(joined[n] if d.empty is None else joined[n].coalesce(d.empty)).name(n)
-                              for n, d in reductions.items()])
-    for info in infos:
-        if isinstance(info.define, Derived):
-            if info.define.prepare is not None:
-                out = info.define.prepare(out)
-            out = out.mutate(**{info.name: info.define.derive(out)})
+                              for n, d in part.items()])
     return out
+
+
+def _derive(out: ir.Table, infos: Sequence[FeatureInfo]) -> ir.Table:
+    """`out` with the derived features added in catalogue order, those that do not read each other
+    in one step (one SELECT each step: fewer nested queries for the SQL compilers)."""
+    pending: dict[str, Derived] = {}
+
+    def flush(table: ir.Table) -> ir.Table:
+        if pending:
+            table = table.mutate(**{name: d.derive(table) for name, d in pending.items()})
+            pending.clear()
+        return table
+
+    for info in infos:
+        derived = info.define
+        assert isinstance(derived, Derived)
+        if not all(c in out.columns or c in pending for c in derived.needs):
+            continue  # reads a column of an absent table
+        if derived.prepare is not None or any(c in pending for c in derived.needs):
+            out = flush(out)
+        if derived.prepare is not None:
+            out = derived.prepare(out)
+        pending[info.name] = derived
+    return flush(out)
 
 
 def feature_table(tables: RelationalTables, cutoffs: Cutoffs, settings: FeatureSettings,
@@ -157,8 +185,10 @@ def feature_table(tables: RelationalTables, cutoffs: Cutoffs, settings: FeatureS
                   families: Sequence[str] = PORTED_FAMILIES) -> ir.Table:
     """customer_id, cutoff and the features of `families` for the population at every cutoff.
 
-    Columns in catalogue order and typed as the pandas engine types them (counts int64, the rest
-    float64); rows sorted by (cutoff, customer_id).
+    Reductions are aggregated per event table (each family's table: FAMILY_TABLES), then the
+    derived features are computed in catalogue order (they may read other families' columns).
+    A feature whose table or column is absent is left out, as in the pandas engine. Columns in
+    catalogue order, typed as the pandas engine types them; rows sorted by (cutoff, customer_id).
     """
     unported = [f for f in families if f not in PORTED_FAMILIES]
     if unported:
@@ -166,18 +196,24 @@ def feature_table(tables: RelationalTables, cutoffs: Cutoffs, settings: FeatureS
                          f"{', '.join(unported)} (ported: {', '.join(PORTED_FAMILIES)})")
     labels = labels or LabelSettings()
     cuts = cutoff_table(cutoffs)
+    signup = tables.customers.select("customer_id", _signup_date=tables.customers.signup_date)
     pop = population(tables, cuts, labels)
+    joined = pop.join(signup, "customer_id")
+    out = joined.select(*[joined[c] for c in [*KEYS, "_signup_date"]])
     infos = [i for i in catalogue(settings) if i.family in families]
     missing = [i.name for i in infos if i.define is None]
     if missing:
         raise ValueError(f"catalogue features without a relational definition: {missing}")
-    out = pop
-    for family in families:
-        part = family_features(family, tables, cuts, pop, [i for i in infos if i.family == family], settings)
-        if len(part.columns) == len(KEYS):
-            continue  # the family's table is absent: its features are left out, as in the pandas engine
-        joined = out.join(part, KEYS)
-        out = joined.select(*[joined[c] for c in out.columns], *[joined[c] for c in part.columns if c not in KEYS])
+    for table, source in SOURCES.items():
+        events = source.events(tables)
+        if events is None or not any(FAMILY_TABLES[f] == table for f in families):
+            continue
+        reductions = {i.name: i.define for i in infos if FAMILY_TABLES[i.family] == table
+                      and isinstance(i.define, Reduction) and all(c in events.columns for c in i.define.needs)}
+        reductions.update(source.intermediates(settings))
+        if reductions:
+            out = _aggregate(source, events, cuts, out, reductions, settings)
+    out = _derive(out, [i for i in infos if isinstance(i.define, Derived)])
     typed = [out[i.name].cast("string" if i.define.output == "category" else i.define.output).name(i.name)
              for i in infos if i.name in out.columns]
     return out.select(out.customer_id, out.cutoff, *typed).order_by(["cutoff", "customer_id"])
@@ -226,5 +262,5 @@ def label_table(tables: RelationalTables, cutoffs: Cutoffs, labels: LabelSetting
     return out.order_by(["cutoff", "customer_id"])
 
 
-__all__ = ["FAMILY_SOURCES", "PORTED_FAMILIES", "RelationalTables", "US_PER_DAY", "cutoff_table", "event_rows",
-           "family_features", "feature_table", "label_table", "population"]
+__all__ = ["PORTED_FAMILIES", "SOURCES", "RelationalTables", "US_PER_DAY", "cutoff_table", "event_rows",
+           "feature_table", "label_table", "population"]

@@ -83,7 +83,7 @@ def largest_outflow_vs_typical(longest_days: int) -> Reduction:
 
 def average(amount_column: str, count_column: str) -> Derived:
     """Average amount per transaction: a sum over a count, empty without transactions."""
-    return Derived(lambda row: ratio(row[amount_column], row[count_column]))
+    return Derived(lambda row: ratio(row[amount_column], row[count_column]), needs=(amount_column, count_column))
 
 
 QUINTILES = (0.2, 0.4, 0.6, 0.8)
@@ -115,7 +115,7 @@ def quintile_score(column: str, higher_is_better: bool) -> Derived:
             below = below + ibis.ifelse(edge.notnull() & (edge < value), 1, 0)
         score = 1 + below if higher_is_better else 5 - below
         return ibis.ifelse(value.isnull() | (n == 0), 1, score)
-    return Derived(derive, "int64", prepare=prepare)
+    return Derived(derive, "int64", prepare=prepare, needs=(column,))
 
 
 def segment(recency: str, frequency: str, monetary: str, rules: tuple[tuple[str, str], ...],
@@ -132,4 +132,4 @@ def segment(recency: str, frequency: str, monetary: str, rules: tuple[tuple[str,
         }
         return ibis.cases(*[(conditions[name], name) for name, _ in rules if name in conditions],
                           else_="needs_attention")
-    return Derived(derive, "category", levels)
+    return Derived(derive, "category", levels, needs=(recency, frequency, monetary))

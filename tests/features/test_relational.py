@@ -26,7 +26,7 @@ from pipelines.relational import MONEY, TableFile, connect, read_tables, to_feat
 from tests.features.factories import random_tables
 
 SETTINGS = FeatureSettings(btyd=False)
-TABLE_NAMES = ("customers", "transactions", "contacts")
+TABLE_NAMES = ("customers", "transactions", "surveys", "contacts")
 MONEY_SUMS = ("transaction_amount_", "average_transaction_amount_", "outflow_share_", "largest_outflow_90d_vs_typical",
               "future_value")
 """Columns computed from sums of money: exact in DuckDB, float64 additions in input order in pandas."""
@@ -35,7 +35,7 @@ MONEY_SUMS = ("transaction_amount_", "average_transaction_amount_", "outflow_sha
 @pytest.fixture(scope="module")
 def bank(tmp_path_factory: pytest.TempPathFactory) -> tuple[Tables, dict[str, TableFile]]:
     tables = random_tables(3, n_customers=60, transactions=4_000)
-    tables = Tables(tables.customers, tables.transactions, None, None, tables.contacts, as_of=tables.as_of)
+    tables = Tables(tables.customers, tables.transactions, None, tables.surveys, tables.contacts, as_of=tables.as_of)
     folder = tmp_path_factory.mktemp("relational")
     files = {}
     for name in TABLE_NAMES:
@@ -106,6 +106,8 @@ def _warehouse_tables() -> RelationalTables:
                              name="customers"),
         transactions=ibis.table({"customer_id": "string", "timestamp": "timestamp(6)", "amount": MONEY},
                                 name="transactions"),
+        surveys=ibis.table({"customer_id": "string", "answered_at": "timestamp(6)", "nps": "float64",
+                            "csat": "float64", "row": "int64"}, name="surveys"),
         contacts=ibis.table({"customer_id": "string", "contacted_at": "timestamp(6)", "treatment": "float64"},
                             name="contacts"),
     )
@@ -115,14 +117,15 @@ def _warehouse_tables() -> RelationalTables:
 def test_the_definitions_compile_to_warehouse_sql(dialect: str) -> None:
     tables = _warehouse_tables()
     cutoffs = ibis.table({"cutoff": "timestamp(6)"}, name="cutoffs")
-    for labels in (LabelSettings(), LabelSettings(definition="inactivity")):
-        features = ibis.to_sql(feature_table(tables, cutoffs, SETTINGS, labels), dialect=dialect)
-        target = ibis.to_sql(label_table(tables, cutoffs, labels), dialect=dialect)
-        for sql in (features, target):
-            assert sqlglot.parse_one(sql, read=dialect) is not None  # valid in the dialect's grammar
-        for info in catalogue(SETTINGS):
-            assert (info.name in features) == (info.family in PORTED_FAMILIES), info.name
-        assert "future_value" in target and "churned" in target
+    inactivity = LabelSettings(definition="inactivity")  # its population adds a semi-join
+    features = ibis.to_sql(feature_table(tables, cutoffs, SETTINGS, inactivity), dialect=dialect)
+    targets = [ibis.to_sql(label_table(tables, cutoffs, labels), dialect=dialect)
+               for labels in (LabelSettings(), inactivity)]
+    for sql in (features, *targets):
+        assert sqlglot.parse_one(sql, read=dialect) is not None  # valid in the dialect's grammar
+    for info in catalogue(SETTINGS):
+        assert (info.name in features) == (info.family in PORTED_FAMILIES), info.name
+    assert all("future_value" in sql and "churned" in sql for sql in targets)
 
 
 def test_every_feature_of_a_ported_family_has_one_definition() -> None:
@@ -138,6 +141,8 @@ def test_reading_maps_the_users_column_names(bank, tmp_path: Path) -> None:
     mapped = dict(files, transactions=TableFile(path, "csv", {"amount": "value_eur", "timestamp": "booked_at"}))
     con = connect(threads=1)
     cutoffs = [pd.Timestamp("2024-03-01")]
-    from_csv = to_feature_frame(con, feature_table(read_tables(con, mapped), cutoffs, SETTINGS), SETTINGS)
-    from_parquet = to_feature_frame(con, feature_table(read_tables(con, files), cutoffs, SETTINGS), SETTINGS)
+    from_csv = to_feature_frame(con, feature_table(read_tables(con, mapped), cutoffs, SETTINGS, families=("rfm",)),
+                                SETTINGS)
+    from_parquet = to_feature_frame(con, feature_table(read_tables(con, files), cutoffs, SETTINGS, families=("rfm",)),
+                                    SETTINGS)
     pd.testing.assert_frame_equal(from_csv, from_parquet, check_exact=True)
