@@ -16,6 +16,7 @@ from typing import Literal
 
 from features.complaint_text import SENTIMENT_WINDOW
 from features.contract import PRIORITY_TIERS
+from features.relational import complaints as rel_complaints
 from features.relational import definitions as rel
 from features.relational import lifecycle as rel_lifecycle
 from features.relational import rfm as rel_rfm
@@ -245,74 +246,90 @@ def _lifecycle(settings: FeatureSettings) -> list[FeatureInfo]:
 
 def _complaints(settings: FeatureSettings) -> list[FeatureInfo]:
     w_long = settings.longest_window
+    own, channels = settings.own_column_categories, settings.complaint_channels
+    response = rel_complaints.targets_us(settings.complaint_targets, "first_response_hours", PRIORITY_TIERS)
+    resolution = rel_complaints.targets_us(settings.complaint_targets, "resolution_hours", PRIORITY_TIERS)
     rows = [FeatureInfo(f"complaint_count_{w}d", "complaints",
                         f"Complaints, suggestions and inquiries opened in the {w} days before the cutoff.",
-                        "complaints", f"{{value:.0f}} complaints in the last {w} days", "count")
+                        "complaints", f"{{value:.0f}} complaints in the last {w} days", "count",
+                        define=rel.count_within(w))
             for w in settings.windows_days]
     for category in (*settings.own_column_categories, "other"):
         label = "categories not listed" if category == "other" else category.replace("_", " ")
         rows.append(FeatureInfo(
             f"complaints_about_{category}_{w_long}d", "complaints",
             f"Complaints about {label} opened in the {w_long} days before the cutoff.", "complaints",
-            f"{{value:.0f}} complaints about {label} in the last {w_long} days", "count"))
+            f"{{value:.0f}} complaints about {label} in the last {w_long} days", "count",
+            define=rel_complaints.count_of_level("category", category, own, w_long, optional=False)))
     for tier in PRIORITY_TIERS:
         rows.append(FeatureInfo(
             f"complaints_{tier}_priority_{w_long}d", "complaints",
             f"Complaints of priority tier '{tier}' opened in the {w_long} days before the cutoff.",
-            "complaints", f"{{value:.0f}} {tier}-priority complaints in the last {w_long} days", "count"))
+            "complaints", f"{{value:.0f}} {tier}-priority complaints in the last {w_long} days", "count",
+            define=rel_complaints.count_of_tier(tier, w_long)))
     for channel in (*settings.complaint_channels, "other"):
         label = "other or unknown channels" if channel == "other" else channel.replace("_", " ")
         rows.append(FeatureInfo(
             f"complaints_via_{channel}_{w_long}d", "complaints",
             f"Complaints raised via {label} in the {w_long} days before the cutoff.", "complaints",
-            f"{{value:.0f}} complaints via {label} in the last {w_long} days", "count"))
+            f"{{value:.0f}} complaints via {label} in the last {w_long} days", "count",
+            define=rel_complaints.count_of_level("channel", channel, channels, w_long, optional=True)))
     rows += [
         FeatureInfo("open_complaints", "complaints",
                     "Complaints still open at the cutoff (not resolved before it), whenever opened.",
                     "complaints",
                     "{value:.0f} complaints still open, oldest {open_complaints_oldest_age_days:.0f} days",
-                    "count"),
+                    "count", define=rel_complaints.open_complaints()),
         FeatureInfo("open_complaints_oldest_age_days", "complaints",
                     "Age in whole days of the oldest complaint still open at the cutoff; empty if none.",
-                    "days", "oldest open complaint waiting {value:.0f} days"),
+                    "days", "oldest open complaint waiting {value:.0f} days",
+                    define=rel_complaints.oldest_open_age_days()),
         FeatureInfo(f"mean_first_response_hours_{w_long}d", "complaints",
                     f"Mean hours to the first reply, over complaints opened in the {w_long} days before "
                     "the cutoff and resolved before it; empty if none.", "hours",
-                    "first replies took {value:.0f} hours on average"),
+                    "first replies took {value:.0f} hours on average",
+                    define=rel_complaints.mean_hours("first_response_at", w_long)),
         FeatureInfo(f"mean_resolution_hours_{w_long}d", "complaints",
                     f"Mean hours to resolution, over complaints opened in the {w_long} days before the "
                     "cutoff and resolved before it; empty if none.", "hours",
-                    "complaints took {value:.0f} hours on average to resolve"),
+                    "complaints took {value:.0f} hours on average to resolve",
+                    define=rel_complaints.mean_hours("resolved_at", w_long)),
         FeatureInfo(f"late_first_responses_{w_long}d", "complaints",
                     f"Complaints opened in the {w_long} days before the cutoff whose first reply "
                     "(before the cutoff) came later than the tier's response target.", "complaints",
-                    f"{{value:.0f}} complaints answered late in the last {w_long} days", "count"),
+                    f"{{value:.0f}} complaints answered late in the last {w_long} days", "count",
+                    define=rel_complaints.late("first_response_at", response, w_long)),
         FeatureInfo(f"late_resolutions_{w_long}d", "complaints",
                     f"Complaints opened in the {w_long} days before the cutoff and resolved before it, "
                     "later than the tier's resolution target.", "complaints",
-                    f"{{value:.0f}} complaints resolved late in the last {w_long} days", "count"),
+                    f"{{value:.0f}} complaints resolved late in the last {w_long} days", "count",
+                    define=rel_complaints.late("resolved_at", resolution, w_long)),
         FeatureInfo("unanswered_complaints_past_response_target", "complaints",
                     "Open complaints without a reply at the cutoff that are already older than the "
                     "tier's response target.", "complaints",
-                    "{value:.0f} open complaints still waiting for a first reply past target", "count"),
+                    "{value:.0f} open complaints still waiting for a first reply past target", "count",
+                    define=rel_complaints.unanswered_past_target(response)),
         FeatureInfo("open_complaints_past_resolution_target", "complaints",
                     "Open complaints at the cutoff already older than the tier's resolution target.",
-                    "complaints", "{value:.0f} open complaints past their resolution target", "count"),
+                    "complaints", "{value:.0f} open complaints past their resolution target", "count",
+                    define=rel_complaints.open_past_target(resolution)),
         FeatureInfo(f"mean_complaint_satisfaction_{w_long}d", "complaints",
                     f"Mean 1-5 satisfaction at closure of complaints opened in the {w_long} days before "
                     "the cutoff and resolved before it; empty if none rated.", "score 1-5",
-                    "complaint satisfaction {value:.1f} of 5"),
+                    "complaint satisfaction {value:.1f} of 5", define=rel_complaints.mean_satisfaction(w_long)),
         FeatureInfo(f"low_satisfaction_share_{w_long}d", "complaints",
                     f"Share of those rated complaints scored below 3; empty if none rated.", "share 0-1",
-                    "{value:.0%} of resolved complaints rated below 3"),
+                    "{value:.0%} of resolved complaints rated below 3",
+                    define=rel_complaints.low_satisfaction_share(w_long)),
         FeatureInfo(f"repeat_complaints_{REPEAT_WINDOW}d", "complaints",
                     f"Complaints in the {REPEAT_WINDOW} days before the cutoff about a category the "
                     "customer had already complained about in those days (complaints minus distinct "
                     "categories).", "complaints",
-                    f"{{value:.0f}} repeat complaints about the same issue in {REPEAT_WINDOW} days", "count"),
+                    f"{{value:.0f}} repeat complaints about the same issue in {REPEAT_WINDOW} days", "count",
+                    define=rel_complaints.repeats(REPEAT_WINDOW)),
         FeatureInfo("days_since_last_complaint", "complaints",
                     "Whole days from the latest complaint opened before the cutoff; empty if none.",
-                    "days", "last complaint {value:.0f} days ago"),
+                    "days", "last complaint {value:.0f} days ago", define=rel.days_since_last()),
     ]
     if settings.complaint_sentiment:
         rows[-1:-1] = [

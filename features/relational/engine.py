@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from features.catalogue import (ACTIVITY_MONTHS, CONTACT_WINDOW, FAMILY_TABLES, MONTH_DAYS, OUTFLOW_WINDOW, FeatureInfo,
-                                catalogue)
+from features.catalogue import (ACTIVITY_MONTHS, CONTACT_WINDOW, FAMILY_TABLES, MONTH_DAYS, OUTFLOW_WINDOW, REPEAT_WINDOW,
+                                FeatureInfo,                                catalogue)
 from features.relational import lifecycle, rfm, surveys
 from features.relational.definitions import US_PER_DAY, Derived, Reduction, ibis_module, whole_days
 from features.settings import FeatureSettings, LabelSettings
@@ -28,7 +28,7 @@ from features.settings import FeatureSettings, LabelSettings
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
-PORTED_FAMILIES: tuple[str, ...] = ("rfm", "lifecycle", "surveys", "contacts")
+PORTED_FAMILIES: tuple[str, ...] = ("rfm", "lifecycle", "complaints", "surveys", "contacts")
 """Families whose every feature has a relational definition (the others: pandas engine only)."""
 
 KEYS = ["customer_id", "cutoff"]
@@ -64,6 +64,14 @@ def _transactions(tables: RelationalTables) -> ir.Table | None:
     return None if t is None else t.select("customer_id", time=t.timestamp, amount=t.amount)
 
 
+def _complaints(tables: RelationalTables) -> ir.Table | None:
+    t = tables.complaints
+    if t is None:
+        return None
+    optional = [c for c in ("priority", "channel", "first_response_at", "resolved_at", "satisfaction") if c in t.columns]
+    return t.select("customer_id", "category", *optional, time=t.opened_at)
+
+
 def _surveys(tables: RelationalTables) -> ir.Table | None:
     t = tables.surveys
     if t is None:
@@ -88,6 +96,7 @@ def _transaction_rows(rows: ir.Table) -> ir.Table:
 SOURCES: dict[str, EventSource] = {
     "transactions": EventSource(_transactions, rfm.window_days, _transaction_rows,
                                 lambda settings: lifecycle.monthly_counts(ACTIVITY_MONTHS, MONTH_DAYS)),
+    "complaints": EventSource(_complaints, lambda settings: max(settings.longest_window, REPEAT_WINDOW)),
     "surveys": EventSource(_surveys, lambda settings: 0, surveys.row_columns),
     "contacts": EventSource(_contacts, lambda settings: CONTACT_WINDOW),
 }
