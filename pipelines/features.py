@@ -205,9 +205,11 @@ def build_uplift_rows(tables: Tables, cfg: Config, say: Callable[[str], None]) -
 
 
 def settings_of(cfg: Config) -> dict[str, str]:
-    """The settings a training table depends on: every `features` and `labels` key, and `data.as_of`."""
-    return {**flatten_params(cfg.features, "features."), **flatten_params(cfg.labels, "labels."),
-            "data.as_of": str(cfg.data.as_of)}
+    """The settings a training table depends on: every `features` and `labels` key, and `data.as_of`
+    (not `features.duckdb`: threads and memory change how fast, never what is computed)."""
+    features = {key: value for key, value in flatten_params(cfg.features, "features.").items()
+                if not key.startswith("features.duckdb.")}
+    return {**features, **flatten_params(cfg.labels, "labels."), "data.as_of": str(cfg.data.as_of)}
 
 
 def built_from(cfg: Config, fingerprint: dict[str, Any] | None = None) -> dict[str, Any]:

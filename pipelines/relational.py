@@ -13,6 +13,7 @@ label value column) DECIMAL(38, 6), so sums are exact and independent of the num
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,8 +22,10 @@ import pandas as pd
 
 from features.catalogue import catalogue
 from features.contract import TABLES
-from features.relational.engine import RelationalTables
-from features.settings import FeatureSettings
+from features.relational.engine import PORTED_FAMILIES, RelationalTables, feature_table, label_table
+from features.settings import DuckDBSettings, FeatureSettings
+from pipelines.config import Config
+from pipelines.tables import table_format
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -39,6 +42,28 @@ class TableFile:
     path: Path
     format: str
     columns: dict[str, str]
+
+
+def connect_from(settings: DuckDBSettings) -> Backend:
+    """A connection with the configured resources (`features.duckdb`)."""
+    return connect(settings.threads, settings.memory_limit)
+
+
+def files_from_config(cfg: Config) -> dict[str, TableFile]:
+    """The input files named in `data.tables`, with their formats and column mappings."""
+    return {name: TableFile(source.path, table_format(source), dict(source.columns))
+            for name, source in cfg.data.tables.items()}
+
+
+def build_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp],
+                 families: Sequence[str] = PORTED_FAMILIES) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The feature table (`families`) and the label table of the configured data at `cutoffs`, computed
+    by DuckDB from the files (not yet a stage: the features stage still runs the pandas engine)."""
+    con = connect_from(cfg.features.duckdb)
+    tables = read_tables(con, files_from_config(cfg), cfg.labels.value_column)
+    features = to_feature_frame(con, feature_table(tables, cutoffs, cfg.features, cfg.labels, families), cfg.features)
+    labels = to_feature_frame(con, label_table(tables, cutoffs, cfg.labels), cfg.features)
+    return features, labels
 
 
 def connect(threads: int | None = None, memory_limit: str | None = None) -> Backend:

@@ -49,6 +49,9 @@ class Reduction:
     history: History = "window"
     needs: tuple[str, ...] = ()
     """Optional columns of the family's table it reads (left out, as by the pandas engine, without them)."""
+    rows: Callable[[ir.Table], ir.Table] | None = None
+    """Narrows and extends the rows first (aggregated separately; the same function: one query), e.g. to
+    the few rows a window function is needed on: a window over all rows of many cutoffs is slow."""
 
 
 @dataclass(frozen=True)

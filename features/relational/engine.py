@@ -22,7 +22,7 @@ import pandas as pd
 from features.catalogue import (ACTIVITY_MONTHS, CONTACT_WINDOW, FAMILY_TABLES, MONTH_DAYS, OUTFLOW_WINDOW, REPEAT_WINDOW,
                                 FeatureInfo,                                catalogue)
 from features.relational import lifecycle, rfm, surveys
-from features.relational.definitions import US_PER_DAY, Derived, Reduction, ibis_module, whole_days
+from features.relational.definitions import US_PER_DAY, Derived, History, Reduction, ibis_module, whole_days
 from features.settings import FeatureSettings, LabelSettings
 
 if TYPE_CHECKING:
@@ -57,6 +57,8 @@ class EventSource:
     window_days: Callable[[FeatureSettings], int]
     row_columns: Callable[[ir.Table], ir.Table] = lambda rows: rows
     intermediates: Callable[[FeatureSettings], dict[str, Reduction]] = lambda settings: {}
+    row_columns_history: History = "window"
+    """The rows `row_columns` is applied to (the window functions it adds cost time on many rows)."""
 
 
 def _transactions(tables: RelationalTables) -> ir.Table | None:
@@ -97,7 +99,7 @@ SOURCES: dict[str, EventSource] = {
     "transactions": EventSource(_transactions, rfm.window_days, _transaction_rows,
                                 lambda settings: lifecycle.monthly_counts(ACTIVITY_MONTHS, MONTH_DAYS)),
     "complaints": EventSource(_complaints, lambda settings: max(settings.longest_window, REPEAT_WINDOW)),
-    "surveys": EventSource(_surveys, lambda settings: 0, surveys.row_columns),
+    "surveys": EventSource(_surveys, lambda settings: 0, surveys.row_columns, row_columns_history="all"),
     "contacts": EventSource(_contacts, lambda settings: CONTACT_WINDOW),
 }
 """Event table -> its rows; every family reading a table shares its joins (FAMILY_TABLES)."""
@@ -150,13 +152,17 @@ def _require(table: ir.Table | None, message: str) -> ir.Table:
 
 def _aggregate(source: EventSource, events: ir.Table, cutoffs: ir.Table, out: ir.Table,
                reductions: dict[str, Reduction], settings: FeatureSettings) -> ir.Table:
-    """`out` with the reductions of one event table added (one join per history), empties filled."""
-    for history in ("window", "all"):
-        part = {name: d for name, d in reductions.items() if d.history == history}
-        if not part:
-            continue
-        rows = event_rows(events, cutoffs, source.window_days(settings) if history == "window" else None)
-        rows = source.row_columns(rows)
+    """`out` with the reductions of one event table added, empties filled: one aggregate per
+    (history, rows) group, each left-joined on (customer_id, cutoff)."""
+    groups: dict[tuple[str, object], dict[str, Reduction]] = {}
+    for name, reduction in reductions.items():
+        groups.setdefault((reduction.history, reduction.rows), {})[name] = reduction
+    joined_rows: dict[str, ir.Table] = {}
+    for (history, narrow), part in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] is not None)):
+        if history not in joined_rows:
+            rows = event_rows(events, cutoffs, source.window_days(settings) if history == "window" else None)
+            joined_rows[history] = source.row_columns(rows) if history == source.row_columns_history else rows
+        rows = joined_rows[history] if narrow is None else narrow(joined_rows[history])
         aggregated = rows.group_by(KEYS).aggregate({name: d.reduce(rows) for name, d in part.items()})
         joined = out.left_join(aggregated, KEYS)
         out = joined.select(*[joined[c] for c in out.columns],

@@ -27,13 +27,16 @@ def window_days(settings: FeatureSettings) -> int:
 
 
 def row_columns(rows: ir.Table, outflow_days: int) -> ir.Table:
-    """Per-row columns the outflow definitions need: the outflow of the row (a negative amount in
-    the last `outflow_days` days, as a positive amount; else empty) and the largest such outflow of
-    the row's (customer, cutoff)."""
+    """Per-row column the outflow definitions use: the row's outflow (a negative amount in the last
+    `outflow_days` days, as a positive amount; else empty)."""
     ibis = ibis_module()
-    outflow = ibis.ifelse((rows.amount < 0) & within(rows, outflow_days), -rows.amount, ibis.null())
-    rows = rows.mutate(outflow=outflow)
-    return rows.mutate(largest_outflow=rows.outflow.max().over(group_by=["customer_id", "cutoff"]))
+    return rows.mutate(outflow=ibis.ifelse((rows.amount < 0) & within(rows, outflow_days), -rows.amount, ibis.null()))
+
+
+def outflow_rows(rows: ir.Table) -> ir.Table:
+    """The outflow rows only, each with the largest outflow of its (customer, cutoff)."""
+    outflows = rows.filter(rows.outflow.notnull())
+    return outflows.mutate(largest_outflow=outflows.outflow.max().over(group_by=["customer_id", "cutoff"]))
 
 
 def total(rows: ir.Table, column: str, where: ir.BooleanValue) -> ir.NumericValue:
@@ -68,7 +71,7 @@ def largest_outflow() -> Reduction:
 
 def days_since_largest_outflow() -> Reduction:
     """Whole days since the largest outflow (the most recent of equal ones); empty without one."""
-    return Reduction(lambda rows: rows.days.min(where=rows.outflow == rows.largest_outflow))
+    return Reduction(lambda rows: rows.days.min(where=rows.outflow == rows.largest_outflow), rows=outflow_rows)
 
 
 def largest_outflow_vs_typical(longest_days: int) -> Reduction:

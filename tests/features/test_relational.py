@@ -22,7 +22,9 @@ from features.catalogue import catalogue
 from features.contract import Tables
 from features.relational.engine import PORTED_FAMILIES, RelationalTables, feature_table, label_table
 from features.settings import FeatureSettings, LabelSettings
-from pipelines.relational import MONEY, TableFile, connect, read_tables, to_feature_frame
+from pipelines.config import parse_config
+from pipelines.features import settings_of
+from pipelines.relational import MONEY, TableFile, build_frames, connect, read_tables, to_feature_frame
 from tests.features.factories import random_tables
 
 SETTINGS = FeatureSettings(btyd=False)
@@ -148,3 +150,22 @@ def test_reading_maps_the_users_column_names(bank, tmp_path: Path) -> None:
     from_parquet = to_feature_frame(con, feature_table(read_tables(con, files), cutoffs, SETTINGS, families=("rfm",)),
                                     SETTINGS)
     pd.testing.assert_frame_equal(from_csv, from_parquet, check_exact=True)
+
+
+def test_build_frames_reads_the_configured_files_with_the_configured_resources(bank) -> None:
+    tables, files = bank
+    cfg = parse_config({"data": {"tables": {name: {"path": str(f.path)} for name, f in files.items()}},
+                        "features": {"btyd": False, "duckdb": {"threads": 1, "memory_limit": "1GB"}}})
+    cutoff = training_cutoffs(tables, cfg.labels)[-1]
+    features, labels = build_frames(cfg, [cutoff])
+    expected = _relational(files, [cutoff], cfg.labels, threads=2)
+    pd.testing.assert_frame_equal(pd.concat([features, labels.drop(columns=["customer_id", "cutoff"])], axis=1),
+                                  expected, check_exact=True)
+
+
+def test_duckdb_resources_are_not_part_of_what_a_training_table_is_built_from(bank) -> None:
+    data = {"tables": {"customers": {"path": str(bank[1]["customers"].path)}}}
+    one = parse_config({"data": data, "features": {"duckdb": {"threads": 1}}})
+    two = parse_config({"data": data, "features": {"duckdb": {"threads": 2, "memory_limit": "3GB"}}})
+    assert settings_of(one) == settings_of(two)
+    assert settings_of(one) != settings_of(parse_config({"data": data, "features": {"windows_days": [30, 60]}}))
