@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import sqlglot
 
-from features.build import build_training_table, training_cutoffs
+from features.build import build_features, build_labels, build_training_table, training_cutoffs
 from features.catalogue import catalogue
 from features.contract import Tables
 from features.relational.engine import PORTED_FAMILIES, RelationalTables, feature_table, label_table
@@ -169,3 +169,22 @@ def test_duckdb_resources_are_not_part_of_what_a_training_table_is_built_from(ba
     two = parse_config({"data": data, "features": {"duckdb": {"threads": 2, "memory_limit": "3GB"}}})
     assert settings_of(one) == settings_of(two)
     assert settings_of(one) != settings_of(parse_config({"data": data, "features": {"windows_days": [30, 60]}}))
+
+
+def test_cutoffs_at_event_times_match_the_pandas_engine(bank) -> None:
+    """The sharpest edge: cutoffs exactly at an event's time (microseconds), several in one query."""
+    tables, files = bank
+    labels = LabelSettings()
+    cutoffs = sorted({pd.Timestamp(getattr(tables, name)[column].sort_values().iloc[len(getattr(tables, name)) // 2])
+                      for name, column in (("transactions", "timestamp"), ("complaints", "opened_at"),
+                                           ("surveys", "answered_at"), ("contacts", "contacted_at"))})
+    assert any(c.microsecond for c in cutoffs)  # not only whole seconds
+    one = _relational(files, cutoffs, labels, threads=2)
+    expected = pd.concat([
+        build_features(tables, cutoff, SETTINGS, labels=labels).merge(build_labels(tables, cutoff, labels),
+                                                                     on="customer_id")
+        for cutoff in cutoffs], ignore_index=True)[[c for c in one.columns if c != "days_to_churn"]]
+    assert len(one) == len(expected)
+    for column in expected.columns:
+        pd.testing.assert_series_equal(one[column], expected[column], check_exact=not column.startswith(INEXACT),
+                                       rtol=1e-12, obj=column)
