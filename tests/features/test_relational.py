@@ -75,8 +75,9 @@ def test_duckdb_matches_the_pandas_engine_cell_for_cell(bank, definition: str) -
     cutoffs = training_cutoffs(tables, labels)
     assert len(cutoffs) > 5
     reference = build_training_table(tables, SETTINGS, labels)
-    one, two = (_relational(files, cutoffs, labels, threads) for threads in (1, 2))
-    pd.testing.assert_frame_equal(one, two, check_exact=True)  # 1 and 2 threads: identical
+    one = _relational(files, cutoffs, labels, threads=1)
+    if definition == "closure":  # 1 and 2 threads: identical (once is enough)
+        pd.testing.assert_frame_equal(one, _relational(files, cutoffs, labels, threads=2), check_exact=True)
 
     ported = [i.name for i in catalogue(SETTINGS) if i.family in PORTED_FAMILIES]
     label_columns = ["churned", "future_value"] + (["days_to_churn"] if definition == "closure" else [])
@@ -157,10 +158,15 @@ def test_build_frames_reads_the_configured_files_with_the_configured_resources(b
     cfg = parse_config({"data": {"tables": {name: {"path": str(f.path)} for name, f in files.items()}},
                         "features": {"btyd": False, "duckdb": {"threads": 1, "memory_limit": "1GB"}}})
     cutoff = training_cutoffs(tables, cfg.labels)[-1]
-    features, labels = build_frames(cfg, [cutoff])
-    expected = _relational(files, [cutoff], cfg.labels, threads=2)
-    pd.testing.assert_frame_equal(pd.concat([features, labels.drop(columns=["customer_id", "cutoff"])], axis=1),
-                                  expected, check_exact=True)
+    features, labels = build_frames(cfg, [cutoff], families=("contacts",))
+    con = connect(threads=2)
+    tables = read_tables(con, files)
+    pd.testing.assert_frame_equal(features, to_feature_frame(
+        con, feature_table(tables, [cutoff], SETTINGS, families=("contacts",)), SETTINGS), check_exact=True)
+    pd.testing.assert_frame_equal(labels, to_feature_frame(con, label_table(tables, [cutoff], cfg.labels), SETTINGS),
+                                  check_exact=True)
+    assert list(features.columns) == ["customer_id", "cutoff", "days_since_last_retention_contact",
+                                      "retention_contacts_90d"]
 
 
 def test_duckdb_resources_are_not_part_of_what_a_training_table_is_built_from(bank) -> None:
