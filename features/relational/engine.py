@@ -154,15 +154,14 @@ def _aggregate(source: EventSource, events: ir.Table, cutoffs: ir.Table, out: ir
                reductions: dict[str, Reduction], settings: FeatureSettings) -> ir.Table:
     """`out` with the reductions of one event table added, empties filled: one aggregate per
     (history, rows) group, each left-joined on (customer_id, cutoff)."""
-    groups: dict[tuple[str, object], dict[str, Reduction]] = {}
+    groups: dict[tuple[str, object, object], dict[str, Reduction]] = {}
     for name, reduction in reductions.items():
-        groups.setdefault((reduction.history, reduction.rows), {})[name] = reduction
-    joined_rows: dict[str, ir.Table] = {}
-    for (history, narrow), part in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] is not None)):
-        if history not in joined_rows:
-            rows = event_rows(events, cutoffs, source.window_days(settings) if history == "window" else None)
-            joined_rows[history] = source.row_columns(rows) if history == source.row_columns_history else rows
-        rows = joined_rows[history] if narrow is None else narrow(joined_rows[history])
+        groups.setdefault((reduction.history, reduction.rows, reduction.events), {})[name] = reduction
+    for (history, narrow, keep), part in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] is not None)):
+        rows = event_rows(events if keep is None else events.filter(keep(events)), cutoffs,
+                          source.window_days(settings) if history == "window" else None)
+        rows = source.row_columns(rows) if history == source.row_columns_history else rows
+        rows = rows if narrow is None else narrow(rows)
         aggregated = rows.group_by(KEYS).aggregate({name: d.reduce(rows) for name, d in part.items()})
         joined = out.left_join(aggregated, KEYS)
         out = joined.select(*[joined[c] for c in out.columns],

@@ -71,7 +71,8 @@ def largest_outflow() -> Reduction:
 
 def days_since_largest_outflow() -> Reduction:
     """Whole days since the largest outflow (the most recent of equal ones); empty without one."""
-    return Reduction(lambda rows: rows.days.min(where=rows.outflow == rows.largest_outflow), rows=outflow_rows)
+    return Reduction(lambda rows: rows.days.min(where=rows.outflow == rows.largest_outflow), rows=outflow_rows,
+                     events=lambda events: events.amount < 0)
 
 
 def largest_outflow_vs_typical(longest_days: int) -> Reduction:
