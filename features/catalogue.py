@@ -16,6 +16,11 @@ from typing import Literal
 
 from features.complaint_text import SENTIMENT_WINDOW
 from features.contract import PRIORITY_TIERS
+from features.relational import complaints as rel_complaints
+from features.relational import definitions as rel
+from features.relational import lifecycle as rel_lifecycle
+from features.relational import rfm as rel_rfm
+from features.relational import surveys as rel_surveys
 from features.settings import FeatureSettings
 
 Family = Literal["rfm", "btyd", "lifecycle", "complaints", "surveys", "contacts", "static"]
@@ -65,6 +70,9 @@ class FeatureInfo:
     reason: str
     kind: Kind = "numeric"
     population_relative: bool = False
+    define: rel.Definition | None = None
+    """How it is computed as a relational expression (features/relational/), for the families
+    ported so far; the pandas engine (features/build.py) computes every family."""
 
 
 def _rfm(settings: FeatureSettings) -> list[FeatureInfo]:
@@ -73,27 +81,30 @@ def _rfm(settings: FeatureSettings) -> list[FeatureInfo]:
         "days_since_last_transaction", "rfm",
         "Whole days from the latest transaction before the cutoff to the cutoff; empty if the "
         "customer never transacted.", "days",
-        "last transaction {value:.0f} days ago")]
+        "last transaction {value:.0f} days ago", define=rel.days_since_last())]
     for w in settings.windows_days:
         rows += [
             FeatureInfo(f"transaction_count_{w}d", "rfm",
                         f"Number of transactions in the {w} days before the cutoff.", "transactions",
-                        f"{{value:.0f}} transactions in the last {w} days", "count"),
+                        f"{{value:.0f}} transactions in the last {w} days", "count", define=rel.count_within(w)),
             FeatureInfo(f"transaction_amount_{w}d", "rfm",
                         f"Net sum of transaction amounts in the {w} days before the cutoff "
                         "(outflows count negative).", "currency",
-                        f"net transaction value {{value:,.0f}} in the last {w} days"),
+                        f"net transaction value {{value:,.0f}} in the last {w} days",
+                        define=rel.sum_within("amount", w)),
             FeatureInfo(f"average_transaction_amount_{w}d", "rfm",
                         f"Average transaction amount in the {w} days before the cutoff; empty "
                         "without transactions.", "currency",
-                        f"average transaction {{value:,.0f}} in the last {w} days"),
+                        f"average transaction {{value:,.0f}} in the last {w} days",
+                        define=rel_rfm.average(f"transaction_amount_{w}d", f"transaction_count_{w}d")),
         ]
     rows += [
         FeatureInfo("active_days_365d", "rfm",
                     "Distinct days with at least one transaction in the 365 days before the cutoff "
                     "(days counted back from the cutoff in 24-hour steps: calendar days for a "
                     "midnight cutoff).", "days",
-                    "active on {value:.0f} days in the last year", "count"),
+                    "active on {value:.0f} days in the last year", "count",
+                    define=rel.distinct_days_within(ACTIVE_DAYS_WINDOW)),
     ]
     for d in TREND_DAYS:
         rows.append(FeatureInfo(
@@ -102,48 +113,55 @@ def _rfm(settings: FeatureSettings) -> list[FeatureInfo]:
             f"(count last {d} days + 1) / (count previous {d} days + 1). 1 = unchanged, below 1 = "
             "falling. The added 1 makes a zero previous period well defined (3 vs 0 gives 4.0); "
             "empty when both periods have no transaction.", "ratio",
-            f"activity in the last {d} days at {{value:.0%}} of the {d} days before"))
+            f"activity in the last {d} days at {{value:.0%}} of the {d} days before", define=rel_rfm.trend(d)))
     rows += [
         FeatureInfo(f"outflow_share_{OUTFLOW_WINDOW}d", "rfm",
                     f"Share of the absolute transaction value of the last {OUTFLOW_WINDOW} days that "
                     "went out (negative amounts: refunds, transfers out); empty without transactions "
                     "or when all amounts are zero.", "share 0-1",
-                    f"{{value:.0%}} of the last {OUTFLOW_WINDOW} days' money flowed out"),
+                    f"{{value:.0%}} of the last {OUTFLOW_WINDOW} days' money flowed out",
+                    define=rel_rfm.outflow_share(OUTFLOW_WINDOW)),
         FeatureInfo(f"largest_outflow_{OUTFLOW_WINDOW}d", "rfm",
                     f"The largest single outflow (negative amount, shown positive) in the {OUTFLOW_WINDOW} "
                     "days before the cutoff; 0 when nothing flowed out.", "currency",
                     f"{{value:,.0f}} moved out in one go {{days_since_largest_outflow_{OUTFLOW_WINDOW}d:.0f}} "
-                    "days ago"),
+                    "days ago", define=rel_rfm.largest_outflow()),
         FeatureInfo(f"largest_outflow_{OUTFLOW_WINDOW}d_vs_typical", "rfm",
                     f"The largest single outflow of the last {OUTFLOW_WINDOW} days as a multiple of the "
                     f"customer's average absolute transaction amount over {longest} days: a balance moved "
                     "elsewhere stands out; 0 when nothing flowed out, empty without transactions.", "ratio",
                     f"{{largest_outflow_{OUTFLOW_WINDOW}d:,.0f}} moved out in one go "
                     f"{{days_since_largest_outflow_{OUTFLOW_WINDOW}d:.0f}} days ago, {{value:.0f}}x their "
-                    "usual transaction"),
+                    "usual transaction", define=rel_rfm.largest_outflow_vs_typical(longest)),
         FeatureInfo(f"days_since_largest_outflow_{OUTFLOW_WINDOW}d", "rfm",
                     f"Whole days since the largest single outflow of the last {OUTFLOW_WINDOW} days (the "
                     "most recent of equal ones); empty when nothing flowed out.", "days",
-                    f"{{largest_outflow_{OUTFLOW_WINDOW}d:,.0f}} moved out in one go {{value:.0f}} days ago"),
+                    f"{{largest_outflow_{OUTFLOW_WINDOW}d:,.0f}} moved out in one go {{value:.0f}} days ago",
+                    define=rel_rfm.days_since_largest_outflow()),
         FeatureInfo("rfm_recency_score", "rfm",
                     "Recency quintile score 1-5 within the customers at the cutoff (5 = most recent "
                     "transaction; 1 also for customers who never transacted).", "score 1-5",
                     "recency score {value:.0f} of 5 (last transaction {days_since_last_transaction:.0f} "
-                    "days ago)", "score", True),
+                    "days ago)", "score", True,
+                    define=rel_rfm.quintile_score("days_since_last_transaction", higher_is_better=False)),
         FeatureInfo("rfm_frequency_score", "rfm",
                     f"Frequency quintile score 1-5 of transaction_count_{longest}d within the "
                     "customers at the cutoff (5 = most frequent).", "score 1-5",
                     f"frequency score {{value:.0f}} of 5 ({{transaction_count_{longest}d:.0f}} "
-                    f"transactions in {longest} days)", "score", True),
+                    f"transactions in {longest} days)", "score", True,
+                    define=rel_rfm.quintile_score(f"transaction_count_{longest}d", higher_is_better=True)),
         FeatureInfo("rfm_monetary_score", "rfm",
                     f"Monetary quintile score 1-5 of transaction_amount_{longest}d within the "
                     "customers at the cutoff (5 = highest value).", "score 1-5",
                     f"monetary score {{value:.0f}} of 5 (net value {{transaction_amount_{longest}d:,.0f}} "
-                    f"in {longest} days)", "score", True),
+                    f"in {longest} days)", "score", True,
+                    define=rel_rfm.quintile_score(f"transaction_amount_{longest}d", higher_is_better=True)),
         FeatureInfo("rfm_segment", "rfm",
                     "RFM segment from the three scores: " + "; ".join(
                         f"{name}: {rule}" for name, rule in RFM_SEGMENT_RULES) + ".", "segment",
-                    "RFM segment {value}", "categorical", True),
+                    "RFM segment {value}", "categorical", True,
+                    define=rel_rfm.segment("rfm_recency_score", "rfm_frequency_score", "rfm_monetary_score",
+                                           RFM_SEGMENT_RULES, RFM_SEGMENTS)),
     ]
     return rows
 
@@ -195,103 +213,123 @@ def _lifecycle(settings: FeatureSettings) -> list[FeatureInfo]:
     return [
         FeatureInfo("tenure_days", "lifecycle",
                     "Whole days from signup to the cutoff.", "days",
-                    "customer for {value:.0f} days"),
+                    "customer for {value:.0f} days", define=rel_lifecycle.tenure()),
         FeatureInfo("lifecycle_stage", "lifecycle",
                     f"Stage at the cutoff, first matching rule wins: new (tenure at most "
                     f"{life.new_max_tenure_days} days); dormant (no transaction in the last "
                     f"{life.dormant_min_days_inactive} days); declining (transaction_trend_90d at most "
                     f"{life.declining_max_trend_ratio}); growing (transaction_trend_90d at least "
                     f"{life.growing_min_trend_ratio}); established (everyone else).", "stage",
-                    "lifecycle stage: {value}", "categorical"),
+                    "lifecycle stage: {value}", "categorical",
+                    define=rel_lifecycle.stage(life, LIFECYCLE_STAGES)),
         FeatureInfo("months_active_last_12", "lifecycle",
                     f"How many of the last {ACTIVITY_MONTHS} months had a transaction (months are "
                     f"{MONTH_DAYS}-day periods counted back from the cutoff).", "months",
-                    "active in {value:.0f} of the last 12 months", "count"),
+                    "active in {value:.0f} of the last 12 months", "count",
+                    define=rel_lifecycle.months_active(ACTIVITY_MONTHS)),
         FeatureInfo("activity_slope_6m", "lifecycle",
                     f"Least-squares slope of monthly transaction counts over the last {SLOPE_MONTHS} "
                     f"{MONTH_DAYS}-day months, divided by their mean: the relative change per month "
                     "(-0.2 = falling by a fifth of the average each month). Only months entirely "
                     "after signup count; empty with fewer than 3 such months or no transaction.",
                     "share per month",
-                    "monthly activity changing by {value:+.0%} per month"),
+                    "monthly activity changing by {value:+.0%} per month",
+                    define=rel_lifecycle.slope(SLOPE_MONTHS, MONTH_DAYS)),
         FeatureInfo("months_since_activity_peak", "lifecycle",
                     f"Months since the busiest of the last {ACTIVITY_MONTHS} {MONTH_DAYS}-day months "
                     "(0 = the latest month is the busiest; the latest busiest month on ties); empty "
                     "without transactions in that year.", "months",
-                    "activity peaked {value:.0f} months ago"),
+                    "activity peaked {value:.0f} months ago",
+                    define=rel_lifecycle.months_since_peak(ACTIVITY_MONTHS)),
     ]
 
 
 def _complaints(settings: FeatureSettings) -> list[FeatureInfo]:
     w_long = settings.longest_window
+    own, channels = settings.own_column_categories, settings.complaint_channels
+    response = rel_complaints.targets_us(settings.complaint_targets, "first_response_hours", PRIORITY_TIERS)
+    resolution = rel_complaints.targets_us(settings.complaint_targets, "resolution_hours", PRIORITY_TIERS)
     rows = [FeatureInfo(f"complaint_count_{w}d", "complaints",
                         f"Complaints, suggestions and inquiries opened in the {w} days before the cutoff.",
-                        "complaints", f"{{value:.0f}} complaints in the last {w} days", "count")
+                        "complaints", f"{{value:.0f}} complaints in the last {w} days", "count",
+                        define=rel.count_within(w))
             for w in settings.windows_days]
     for category in (*settings.own_column_categories, "other"):
         label = "categories not listed" if category == "other" else category.replace("_", " ")
         rows.append(FeatureInfo(
             f"complaints_about_{category}_{w_long}d", "complaints",
             f"Complaints about {label} opened in the {w_long} days before the cutoff.", "complaints",
-            f"{{value:.0f}} complaints about {label} in the last {w_long} days", "count"))
+            f"{{value:.0f}} complaints about {label} in the last {w_long} days", "count",
+            define=rel_complaints.count_of_level("category", category, own, w_long, optional=False)))
     for tier in PRIORITY_TIERS:
         rows.append(FeatureInfo(
             f"complaints_{tier}_priority_{w_long}d", "complaints",
             f"Complaints of priority tier '{tier}' opened in the {w_long} days before the cutoff.",
-            "complaints", f"{{value:.0f}} {tier}-priority complaints in the last {w_long} days", "count"))
+            "complaints", f"{{value:.0f}} {tier}-priority complaints in the last {w_long} days", "count",
+            define=rel_complaints.count_of_tier(tier, w_long)))
     for channel in (*settings.complaint_channels, "other"):
         label = "other or unknown channels" if channel == "other" else channel.replace("_", " ")
         rows.append(FeatureInfo(
             f"complaints_via_{channel}_{w_long}d", "complaints",
             f"Complaints raised via {label} in the {w_long} days before the cutoff.", "complaints",
-            f"{{value:.0f}} complaints via {label} in the last {w_long} days", "count"))
+            f"{{value:.0f}} complaints via {label} in the last {w_long} days", "count",
+            define=rel_complaints.count_of_level("channel", channel, channels, w_long, optional=True)))
     rows += [
         FeatureInfo("open_complaints", "complaints",
                     "Complaints still open at the cutoff (not resolved before it), whenever opened.",
                     "complaints",
                     "{value:.0f} complaints still open, oldest {open_complaints_oldest_age_days:.0f} days",
-                    "count"),
+                    "count", define=rel_complaints.open_complaints()),
         FeatureInfo("open_complaints_oldest_age_days", "complaints",
                     "Age in whole days of the oldest complaint still open at the cutoff; empty if none.",
-                    "days", "oldest open complaint waiting {value:.0f} days"),
+                    "days", "oldest open complaint waiting {value:.0f} days",
+                    define=rel_complaints.oldest_open_age_days()),
         FeatureInfo(f"mean_first_response_hours_{w_long}d", "complaints",
                     f"Mean hours to the first reply, over complaints opened in the {w_long} days before "
                     "the cutoff and resolved before it; empty if none.", "hours",
-                    "first replies took {value:.0f} hours on average"),
+                    "first replies took {value:.0f} hours on average",
+                    define=rel_complaints.mean_hours("first_response_at", w_long)),
         FeatureInfo(f"mean_resolution_hours_{w_long}d", "complaints",
                     f"Mean hours to resolution, over complaints opened in the {w_long} days before the "
                     "cutoff and resolved before it; empty if none.", "hours",
-                    "complaints took {value:.0f} hours on average to resolve"),
+                    "complaints took {value:.0f} hours on average to resolve",
+                    define=rel_complaints.mean_hours("resolved_at", w_long)),
         FeatureInfo(f"late_first_responses_{w_long}d", "complaints",
                     f"Complaints opened in the {w_long} days before the cutoff whose first reply "
                     "(before the cutoff) came later than the tier's response target.", "complaints",
-                    f"{{value:.0f}} complaints answered late in the last {w_long} days", "count"),
+                    f"{{value:.0f}} complaints answered late in the last {w_long} days", "count",
+                    define=rel_complaints.late("first_response_at", response, w_long)),
         FeatureInfo(f"late_resolutions_{w_long}d", "complaints",
                     f"Complaints opened in the {w_long} days before the cutoff and resolved before it, "
                     "later than the tier's resolution target.", "complaints",
-                    f"{{value:.0f}} complaints resolved late in the last {w_long} days", "count"),
+                    f"{{value:.0f}} complaints resolved late in the last {w_long} days", "count",
+                    define=rel_complaints.late("resolved_at", resolution, w_long)),
         FeatureInfo("unanswered_complaints_past_response_target", "complaints",
                     "Open complaints without a reply at the cutoff that are already older than the "
                     "tier's response target.", "complaints",
-                    "{value:.0f} open complaints still waiting for a first reply past target", "count"),
+                    "{value:.0f} open complaints still waiting for a first reply past target", "count",
+                    define=rel_complaints.unanswered_past_target(response)),
         FeatureInfo("open_complaints_past_resolution_target", "complaints",
                     "Open complaints at the cutoff already older than the tier's resolution target.",
-                    "complaints", "{value:.0f} open complaints past their resolution target", "count"),
+                    "complaints", "{value:.0f} open complaints past their resolution target", "count",
+                    define=rel_complaints.open_past_target(resolution)),
         FeatureInfo(f"mean_complaint_satisfaction_{w_long}d", "complaints",
                     f"Mean 1-5 satisfaction at closure of complaints opened in the {w_long} days before "
                     "the cutoff and resolved before it; empty if none rated.", "score 1-5",
-                    "complaint satisfaction {value:.1f} of 5"),
+                    "complaint satisfaction {value:.1f} of 5", define=rel_complaints.mean_satisfaction(w_long)),
         FeatureInfo(f"low_satisfaction_share_{w_long}d", "complaints",
                     f"Share of those rated complaints scored below 3; empty if none rated.", "share 0-1",
-                    "{value:.0%} of resolved complaints rated below 3"),
+                    "{value:.0%} of resolved complaints rated below 3",
+                    define=rel_complaints.low_satisfaction_share(w_long)),
         FeatureInfo(f"repeat_complaints_{REPEAT_WINDOW}d", "complaints",
                     f"Complaints in the {REPEAT_WINDOW} days before the cutoff about a category the "
                     "customer had already complained about in those days (complaints minus distinct "
                     "categories).", "complaints",
-                    f"{{value:.0f}} repeat complaints about the same issue in {REPEAT_WINDOW} days", "count"),
+                    f"{{value:.0f}} repeat complaints about the same issue in {REPEAT_WINDOW} days", "count",
+                    define=rel_complaints.repeats(REPEAT_WINDOW)),
         FeatureInfo("days_since_last_complaint", "complaints",
                     "Whole days from the latest complaint opened before the cutoff; empty if none.",
-                    "days", "last complaint {value:.0f} days ago"),
+                    "days", "last complaint {value:.0f} days ago", define=rel.days_since_last()),
     ]
     if settings.complaint_sentiment:
         rows[-1:-1] = [
@@ -312,18 +350,19 @@ def _complaints(settings: FeatureSettings) -> list[FeatureInfo]:
 def _surveys(settings: FeatureSettings) -> list[FeatureInfo]:
     return [
         FeatureInfo("last_nps", "surveys", "Latest likelihood-to-recommend answer (0-10) before the cutoff.",
-                    "score 0-10", "last recommend score {value:.0f} of 10"),
+                    "score 0-10", "last recommend score {value:.0f} of 10", define=rel_surveys.latest("nps")),
         FeatureInfo("nps_change", "surveys", "Latest NPS answer minus the one before; empty with fewer than two.",
-                    "points", "recommend score changed by {value:+.0f} points"),
+                    "points", "recommend score changed by {value:+.0f} points", define=rel_surveys.change("nps")),
         FeatureInfo("nps_detractor", "surveys", "1 if the latest NPS answer is 6 or less (a detractor), else 0; "
                     "empty without an NPS answer.", "flag", "last recommend score {last_nps:.0f} of 10 "
-                    "(6 or less is a detractor)", "flag"),
+                    "(6 or less is a detractor)", "flag", define=rel_surveys.detractor()),
         FeatureInfo("last_csat", "surveys", "Latest satisfaction answer (1-5) before the cutoff.",
-                    "score 1-5", "last satisfaction score {value:.0f} of 5"),
+                    "score 1-5", "last satisfaction score {value:.0f} of 5", define=rel_surveys.latest("csat")),
         FeatureInfo("csat_change", "surveys", "Latest CSAT answer minus the one before; empty with fewer than two.",
-                    "points", "satisfaction score changed by {value:+.0f}"),
+                    "points", "satisfaction score changed by {value:+.0f}", define=rel_surveys.change("csat")),
         FeatureInfo("days_since_last_survey", "surveys", "Whole days since the latest survey answer; "
-                    "empty if none.", "days", "last survey answer {value:.0f} days ago"),
+                    "empty if none.", "days", "last survey answer {value:.0f} days ago",
+                    define=rel.days_since_last()),
     ]
 
 
@@ -332,10 +371,11 @@ def _contacts(settings: FeatureSettings) -> list[FeatureInfo]:
         FeatureInfo("days_since_last_retention_contact", "contacts",
                     "Whole days since the latest retention contact (rows with treatment = 1 when the "
                     "column exists); empty if never contacted.", "days",
-                    "last retention contact {value:.0f} days ago"),
+                    "last retention contact {value:.0f} days ago", define=rel.days_since_last()),
         FeatureInfo(f"retention_contacts_{CONTACT_WINDOW}d", "contacts",
                     f"Retention contacts in the {CONTACT_WINDOW} days before the cutoff.", "contacts",
-                    f"contacted {{value:.0f}} times in the last {CONTACT_WINDOW} days", "count"),
+                    f"contacted {{value:.0f}} times in the last {CONTACT_WINDOW} days", "count",
+                    define=rel.count_within(CONTACT_WINDOW)),
     ]
 
 

@@ -68,6 +68,15 @@ DEFAULT_COMPLAINT_CHANNELS: tuple[str, ...] = (
 _NAME_PART = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 
+class DuckDBSettings(Strict):
+    """Resources of the relational engine's embedded DuckDB (features/relational/, pipelines/relational.py)."""
+
+    threads: int | None = Field(default=None, ge=1, description="Worker threads; empty: one per core")
+    memory_limit: str | None = Field(
+        default=None, pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="Memory DuckDB may use before spilling to disk, e.g. 2GB; empty: DuckDB's default (80% of RAM)")
+
+
 class FeatureSettings(Strict):
     """What the feature builders compute."""
 
@@ -92,6 +101,7 @@ class FeatureSettings(Strict):
     complaint_negative_below: float = Field(
         default=-0.05, ge=-1, le=0, description="VADER compound score below which a complaint reads negative")
     lifecycle: LifecycleSettings = LifecycleSettings()
+    duckdb: DuckDBSettings = DuckDBSettings()
     btyd: bool = Field(
         default=True,
         description="Buy-till-you-die features from the transactions: BTYD frequency, recency and age, and "

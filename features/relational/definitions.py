@@ -1,0 +1,144 @@
+"""The two kinds of relational feature definition, and the shared building blocks.
+
+A feature's definition sits in its catalogue entry (`FeatureInfo.define`, features/catalogue.py),
+beside its description and reason template, so one place says what a feature means and how it is
+computed. A definition is one of:
+
+- `Reduction`: an aggregate over the event rows of one (customer, cutoff), e.g. "transactions in
+  the last 30 days". The family module (features/relational/<family>.py) says which rows: the
+  events of the family's table strictly before the cutoff, joined to every cutoff at once with
+  inequality conditions (as Feast's Ibis offline store does), each row carrying
+  `elapsed_us` (cutoff - event time, > 0), `back` (the day before the cutoff it falls on: 0 for
+  [cutoff - 1 day, cutoff)) and `days` (whole days since the event).
+- `Derived`: a function of other columns of the same (customer, cutoff) row, e.g. an average
+  from a sum and a count, referring to them by their catalogue names.
+
+This module imports no Ibis at import time (the catalogue is imported by every stage; Ibis takes
+about a second to import): the functions below import it when a definition is built into a query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
+US_PER_DAY = 86_400_000_000
+"""Microseconds per day (the same constant as features/_grouping.py)."""
+
+Output = Literal["int64", "float64", "category"]
+History = Literal["window", "all"]
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """An aggregate over the event rows of one (customer, cutoff).
+
+    `reduce(rows)` returns the aggregate; `empty` is its value for a customer without rows
+    (0 for counts and sums, None for "not defined"); `history` says whether the rows are the
+    family's longest window (`window`) or all of the history before the cutoff (`all`, e.g.
+    days since the last event); `output` the column type of the feature table.
+    """
+
+    reduce: Callable[[ir.Table], ir.Value]
+    output: Output = "float64"
+    empty: float | int | None = None
+    history: History = "window"
+    needs: tuple[str, ...] = ()
+    """Optional columns of the family's table it reads (left out, as by the pandas engine, without them)."""
+    rows: Callable[[ir.Table], ir.Table] | None = None
+    """Narrows and extends the rows first (aggregated separately; the same function: one query), e.g. to
+    the few rows a window function is needed on: a window over all rows of many cutoffs is slow."""
+    events: Callable[[ir.Table], ir.BooleanValue] | None = None
+    """With `rows`: the events it needs at all, filtered before the join to the cutoffs. Also keeps
+    that join apart from the shared one: Ibis writes a join used twice as a CTE, which DuckDB
+    materialises (every event x cutoff row, slow)."""
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A function of other columns (catalogue names, or a family's `_` intermediates) of the same row."""
+
+    derive: Callable[[ir.Table], ir.Value]
+    output: Output = "float64"
+    levels: tuple[str, ...] = ()
+    """The categories of a `category` output (the pandas categorical's levels, in order)."""
+    prepare: Callable[[ir.Table], ir.Table] | None = None
+    """Adds helper columns (names starting with `_`) first, e.g. a window function the
+    definition filters on (SQL does not nest window functions)."""
+    needs: tuple[str, ...] = ()
+    """The columns it reads; it is left out when one of them is (a feature of an absent table)."""
+
+
+Definition = Reduction | Derived
+
+
+def ibis_module() -> Any:
+    """Ibis, imported on first use."""
+    import ibis
+
+    return ibis
+
+
+def within(rows: ir.Table, days: int) -> ir.BooleanValue:
+    """The row falls in the half-open window [cutoff - days, cutoff) (`back < days`)."""
+    return rows.back < days
+
+
+def count_within(days: int) -> Reduction:
+    """Number of rows in the last `days` days (0 without rows)."""
+    return Reduction(lambda rows: rows.back.count(where=within(rows, days)), "int64", 0)
+
+
+def sum_within(column: str, days: int) -> Reduction:
+    """Exact sum of a money column (decimal) over the last `days` days (0 without rows)."""
+    return Reduction(lambda rows: rows[column].sum(where=within(rows, days)), "float64", 0)
+
+
+def days_since_last(history: History = "all") -> Reduction:
+    """Whole days from the latest row before the cutoff to the cutoff; empty without rows."""
+    return Reduction(lambda rows: rows.days.min(), "float64", None, history)
+
+
+def _days_with_rows(days: int) -> Callable[[ir.Table], ir.Table]:
+    def narrow(rows: ir.Table) -> ir.Table:
+        return rows.filter(within(rows, days)).select("customer_id", "cutoff", "back").distinct()
+    return narrow
+
+
+def _any_event(events: ir.Table) -> ir.BooleanValue:
+    """Every event (its time is never empty): a join of its own, see `Reduction.events`."""
+    return events.time.notnull()
+
+
+def distinct_days_within(days: int) -> Reduction:
+    """Distinct days (counted back from the cutoff in 24-hour steps) with a row in the last `days` days.
+
+    Counted over the distinct (customer, cutoff, day) rows in a query of its own: a COUNT(DISTINCT)
+    beside the other aggregates makes DuckDB materialise every joined row (a CTE), which is slow.
+    """
+    return Reduction(lambda rows: rows.back.count(), "int64", 0, rows=_days_with_rows(days), events=_any_event)
+
+
+def ratio(numerator: ir.NumericValue, denominator: ir.NumericValue) -> ir.FloatingValue:
+    """numerator / denominator as a double, empty where the denominator is 0 (like `_grouping.ratio`)."""
+    ibis = ibis_module()
+    num, den = numerator.cast("float64"), denominator.cast("float64")
+    return ibis.ifelse(den == 0, ibis.null("float64"), num / den)
+
+
+def ratio_of(numerator: str, denominator: str) -> Derived:
+    """One column divided by another, empty where the denominator is 0."""
+    return Derived(lambda row: ratio(row[numerator], row[denominator]), needs=(numerator, denominator))
+
+
+def whole_days(elapsed_us: ir.IntegerValue) -> ir.IntegerValue:
+    """Elapsed microseconds (>= 0) as whole days.
+
+    Integer division: Ibis compiles `//` to FLOOR(a / b) over doubles, exact while the quotient
+    stays below ~50,000 days (2^53 / US_PER_DAY); Ibis has no portable integer division.
+    """
+    return elapsed_us // US_PER_DAY

@@ -1,0 +1,280 @@
+"""Feature and label tables as one relational query over many cutoffs (Ibis; DuckDB by default).
+
+Every definition is a function of (tables, cutoffs): the cutoffs are a table, joined to the event
+rows with inequality conditions (event time < cutoff, and >= cutoff - window when the family has
+a window), so one query computes every cutoff at once and runs wherever Ibis runs (DuckDB here;
+Spark and warehouse SQL compile from the same expressions). Nothing is executed in this module:
+it builds expressions; pipelines/relational.py connects, reads the files and executes.
+
+Semantics are those of the pandas engine (features/build.py): half-open windows [start, cutoff),
+whole days counted in 24-hour steps back from the cutoff, the same population rule and labels,
+columns in catalogue order, rows sorted by (cutoff, customer_id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from features.catalogue import (ACTIVITY_MONTHS, CONTACT_WINDOW, FAMILY_TABLES, MONTH_DAYS, OUTFLOW_WINDOW, REPEAT_WINDOW,
+                                FeatureInfo,                                catalogue)
+from features.relational import lifecycle, rfm, surveys
+from features.relational.definitions import US_PER_DAY, Derived, History, Reduction, ibis_module, whole_days
+from features.settings import FeatureSettings, LabelSettings
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
+PORTED_FAMILIES: tuple[str, ...] = ("rfm", "lifecycle", "complaints", "surveys", "contacts")
+"""Families whose every feature has a relational definition (the others: pandas engine only)."""
+
+KEYS = ["customer_id", "cutoff"]
+
+
+@dataclass(frozen=True)
+class RelationalTables:
+    """The input tables as Ibis tables with the contract's canonical column names and types
+    (times naive timestamps in microseconds, money as DECIMAL); absent tables are None. Survey
+    rows carry `row`, their position in the input (the tie-break of equal answer times)."""
+
+    customers: ir.Table
+    transactions: ir.Table | None = None
+    complaints: ir.Table | None = None
+    surveys: ir.Table | None = None
+    contacts: ir.Table | None = None
+
+
+@dataclass(frozen=True)
+class EventSource:
+    """The rows an event table contributes: its events (customer_id, time, columns), the look-back
+    of its windowed definitions, extra per-row columns they use, and intermediates (aggregates
+    named `_...` that derived features read, e.g. monthly counts)."""
+
+    events: Callable[[RelationalTables], ir.Table | None]
+    window_days: Callable[[FeatureSettings], int]
+    row_columns: Callable[[ir.Table], ir.Table] = lambda rows: rows
+    intermediates: Callable[[FeatureSettings], dict[str, Reduction]] = lambda settings: {}
+    row_columns_history: History = "window"
+    """The rows `row_columns` is applied to (the window functions it adds cost time on many rows)."""
+
+
+def _transactions(tables: RelationalTables) -> ir.Table | None:
+    t = tables.transactions
+    return None if t is None else t.select("customer_id", time=t.timestamp, amount=t.amount)
+
+
+def _complaints(tables: RelationalTables) -> ir.Table | None:
+    t = tables.complaints
+    if t is None:
+        return None
+    optional = [c for c in ("priority", "channel", "first_response_at", "resolved_at", "satisfaction") if c in t.columns]
+    return t.select("customer_id", "category", *optional, time=t.opened_at)
+
+
+def _surveys(tables: RelationalTables) -> ir.Table | None:
+    t = tables.surveys
+    if t is None:
+        return None
+    return t.select("customer_id", "row", *[c for c in surveys.SCORES if c in t.columns], time=t.answered_at)
+
+
+def _contacts(tables: RelationalTables) -> ir.Table | None:
+    """Real contacts only: treatment = 1 when the table has a treatment column."""
+    t = tables.contacts
+    if t is None:
+        return None
+    if "treatment" in t.columns:
+        t = t.filter(t.treatment == 1)
+    return t.select("customer_id", time=t.contacted_at)
+
+
+def _transaction_rows(rows: ir.Table) -> ir.Table:
+    return rfm.row_columns(rows, OUTFLOW_WINDOW)
+
+
+SOURCES: dict[str, EventSource] = {
+    "transactions": EventSource(_transactions, rfm.window_days, _transaction_rows,
+                                lambda settings: lifecycle.monthly_counts(ACTIVITY_MONTHS, MONTH_DAYS)),
+    "complaints": EventSource(_complaints, lambda settings: max(settings.longest_window, REPEAT_WINDOW)),
+    "surveys": EventSource(_surveys, lambda settings: 0, surveys.row_columns, row_columns_history="all"),
+    "contacts": EventSource(_contacts, lambda settings: CONTACT_WINDOW),
+}
+"""Event table -> its rows; every family reading a table shares its joins (FAMILY_TABLES)."""
+
+
+def cutoff_table(cutoffs: Cutoffs) -> ir.Table:
+    """The cutoffs as a one-column table (naive timestamps, microseconds); a table is kept as it is."""
+    ibis = ibis_module()
+    if isinstance(cutoffs, ibis.expr.types.Table):
+        return cutoffs.select("cutoff")
+    values = pd.Series(pd.to_datetime(list(cutoffs)).as_unit("us"), name="cutoff")
+    return ibis.memtable(values.to_frame(), schema={"cutoff": "timestamp(6)"})
+
+
+def event_rows(events: ir.Table, cutoffs: ir.Table, lookback_days: int | None) -> ir.Table:
+    """Every event joined to every cutoff it precedes (within `lookback_days` when given), with
+    `elapsed_us` (> 0), `back` (0 = the last 24 hours before the cutoff) and `days` (whole days)."""
+    ibis = ibis_module()
+    conditions = [events.time < cutoffs.cutoff]
+    if lookback_days is not None:
+        conditions.append(events.time >= cutoffs.cutoff - ibis.interval(days=lookback_days))
+    joined = events.join(cutoffs, conditions)
+    elapsed = joined.cutoff.delta(joined.time, unit="microsecond")
+    return joined.mutate(elapsed_us=elapsed, back=whole_days(elapsed - 1), days=whole_days(elapsed))
+
+
+def population(tables: RelationalTables, cutoffs: ir.Table, labels: LabelSettings) -> ir.Table:
+    """(customer_id, cutoff) of the customers in the population at each cutoff: signed up before
+    it, not closed before it, and with `inactivity` a transaction in the look-back window."""
+    c = tables.customers
+    pairs = c.cross_join(cutoffs)
+    closed = pairs.closed_date if "closed_date" in c.columns else None
+    keep = pairs.signup_date < pairs.cutoff
+    if closed is not None:
+        keep &= closed.isnull() | (closed >= pairs.cutoff)
+    pop = pairs.filter(keep).select(*KEYS)
+    if labels.definition == "inactivity":
+        events = _require(_transactions(tables), "labels.definition 'inactivity' needs a transactions table; "
+                          "use 'closure' for data without transactions")
+        recent = event_rows(events, cutoffs, labels.inactivity_lookback_days).select(*KEYS).distinct()
+        pop = pop.semi_join(recent, KEYS)
+    return pop
+
+
+def _require(table: ir.Table | None, message: str) -> ir.Table:
+    if table is None:
+        raise ValueError(message)
+    return table
+
+
+def _aggregate(source: EventSource, events: ir.Table, cutoffs: ir.Table, out: ir.Table,
+               reductions: dict[str, Reduction], settings: FeatureSettings) -> ir.Table:
+    """`out` with the reductions of one event table added, empties filled: one aggregate per
+    (history, rows) group, each left-joined on (customer_id, cutoff)."""
+    groups: dict[tuple[str, object, object], dict[str, Reduction]] = {}
+    for name, reduction in reductions.items():
+        groups.setdefault((reduction.history, reduction.rows, reduction.events), {})[name] = reduction
+    for (history, narrow, keep), part in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] is not None)):
+        rows = event_rows(events if keep is None else events.filter(keep(events)), cutoffs,
+                          source.window_days(settings) if history == "window" else None)
+        rows = source.row_columns(rows) if history == source.row_columns_history else rows
+        rows = rows if narrow is None else narrow(rows)
+        aggregated = rows.group_by(KEYS).aggregate({name: d.reduce(rows) for name, d in part.items()})
+        joined = out.left_join(aggregated, KEYS)
+        out = joined.select(*[joined[c] for c in out.columns],
+                            *[(joined[n] if d.empty is None else joined[n].coalesce(d.empty)).name(n)
+                              for n, d in part.items()])
+    return out
+
+
+def _derive(out: ir.Table, infos: Sequence[FeatureInfo]) -> ir.Table:
+    """`out` with the derived features added in catalogue order, those that do not read each other
+    in one step (one SELECT each step: fewer nested queries for the SQL compilers)."""
+    pending: dict[str, Derived] = {}
+
+    def flush(table: ir.Table) -> ir.Table:
+        if pending:
+            table = table.mutate(**{name: d.derive(table) for name, d in pending.items()})
+            pending.clear()
+        return table
+
+    for info in infos:
+        derived = info.define
+        assert isinstance(derived, Derived)
+        if not all(c in out.columns or c in pending for c in derived.needs):
+            continue  # reads a column of an absent table
+        if derived.prepare is not None or any(c in pending for c in derived.needs):
+            out = flush(out)
+        if derived.prepare is not None:
+            out = derived.prepare(out)
+        pending[info.name] = derived
+    return flush(out)
+
+
+def feature_table(tables: RelationalTables, cutoffs: Cutoffs, settings: FeatureSettings,
+                  labels: LabelSettings | None = None,
+                  families: Sequence[str] = PORTED_FAMILIES) -> ir.Table:
+    """customer_id, cutoff and the features of `families` for the population at every cutoff.
+
+    Reductions are aggregated per event table (each family's table: FAMILY_TABLES), then the
+    derived features are computed in catalogue order (they may read other families' columns).
+    A feature whose table or column is absent is left out, as in the pandas engine. Columns in
+    catalogue order, typed as the pandas engine types them; rows sorted by (cutoff, customer_id).
+    """
+    unported = [f for f in families if f not in PORTED_FAMILIES]
+    if unported:
+        raise ValueError(f"no relational definitions yet for the famil{'y' if len(unported) == 1 else 'ies'} "
+                         f"{', '.join(unported)} (ported: {', '.join(PORTED_FAMILIES)})")
+    labels = labels or LabelSettings()
+    cuts = cutoff_table(cutoffs)
+    signup = tables.customers.select("customer_id", _signup_date=tables.customers.signup_date)
+    pop = population(tables, cuts, labels)
+    joined = pop.join(signup, "customer_id")
+    out = joined.select(*[joined[c] for c in [*KEYS, "_signup_date"]])
+    infos = [i for i in catalogue(settings) if i.family in families]
+    missing = [i.name for i in infos if i.define is None]
+    if missing:
+        raise ValueError(f"catalogue features without a relational definition: {missing}")
+    for table, source in SOURCES.items():
+        events = source.events(tables)
+        if events is None or not any(FAMILY_TABLES[f] == table for f in families):
+            continue
+        reductions = {i.name: i.define for i in infos if FAMILY_TABLES[i.family] == table
+                      and isinstance(i.define, Reduction) and all(c in events.columns for c in i.define.needs)}
+        reductions.update(source.intermediates(settings))
+        if reductions:
+            out = _aggregate(source, events, cuts, out, reductions, settings)
+    out = _derive(out, [i for i in infos if isinstance(i.define, Derived)])
+    typed = [out[i.name].cast("string" if i.define.output == "category" else i.define.output).name(i.name)
+             for i in infos if i.name in out.columns]
+    return out.select(out.customer_id, out.cutoff, *typed).order_by(["cutoff", "customer_id"])
+
+
+def label_table(tables: RelationalTables, cutoffs: Cutoffs, labels: LabelSettings) -> ir.Table:
+    """customer_id, cutoff, churned, future_value (and with `closure` days_to_churn) of the population.
+
+    Label window [cutoff, cutoff + horizon): churned = closes in it (`closure`), or also no
+    transaction in it (`inactivity`); future_value = exact sum of the value column over its
+    transactions (0 if none); days_to_churn = whole days from the cutoff to a closure in it.
+    """
+    ibis = ibis_module()
+    cuts = cutoff_table(cutoffs)
+    pop = population(tables, cuts, labels)
+    customers = tables.customers
+    horizon = ibis.interval(days=labels.horizon_days)
+    closed = (customers.select("customer_id", "closed_date") if "closed_date" in customers.columns
+              else customers.select("customer_id", closed_date=ibis.null("timestamp(6)")))
+    rows = pop.join(closed, "customer_id")
+    closes = rows.closed_date.notnull() & (rows.closed_date >= rows.cutoff) & (rows.closed_date < rows.cutoff + horizon)
+    rows = rows.mutate(closes=closes.fill_null(False))
+    t = tables.transactions
+    if t is None:
+        if labels.definition == "inactivity":
+            raise ValueError("labels.definition 'inactivity' needs a transactions table; "
+                             "use 'closure' for data without transactions")
+        if labels.customer_value_column is not None:
+            raise ValueError("labels.customer_value_column has no relational definition yet")
+        rows = rows.mutate(seen=ibis.literal(0, "int64"), value=ibis.null("float64"))
+    else:
+        if labels.value_column not in t.columns:
+            raise ValueError(f"labels.value_column {labels.value_column!r} is not a column of the transactions table")
+        events = t.select("customer_id", time=t.timestamp, value=t[labels.value_column])
+        joined = events.join(cuts, [events.time >= cuts.cutoff, events.time < cuts.cutoff + horizon])
+        window = joined.group_by(KEYS).aggregate(seen=joined.time.count(), value=joined.value.sum())
+        both = rows.left_join(window, KEYS)
+        rows = both.select(*[both[c] for c in rows.columns], seen=both.seen.coalesce(0),
+                           value=both.value.coalesce(0).cast("float64"))
+    churned = rows.closes if labels.definition == "closure" else rows.closes | (rows.seen == 0)
+    columns = {"churned": churned.cast("int64"), "future_value": rows.value.cast("float64")}
+    if labels.definition == "closure":
+        elapsed = rows.closed_date.delta(rows.cutoff, unit="microsecond")
+        columns["days_to_churn"] = ibis.ifelse(rows.closes, whole_days(elapsed).cast("float64"), ibis.null("float64"))
+    out = rows.select("customer_id", "cutoff", **columns)
+    return out.order_by(["cutoff", "customer_id"])
+
+
+__all__ = ["PORTED_FAMILIES", "SOURCES", "RelationalTables", "US_PER_DAY", "cutoff_table", "event_rows",
+           "feature_table", "label_table", "population"]

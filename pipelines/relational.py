@@ -1,0 +1,136 @@
+"""The relational engine's I/O: a DuckDB connection from config and the input files read by DuckDB.
+
+DuckDB reads the Parquet or CSV files itself (no pandas load of the raw events): each table
+becomes an Ibis table with the contract's canonical column names and the engine's types, and
+only the finished feature table is handed to pandas. Validation of the files is still the pandas
+loader's (pipelines/tables.py); run it first (`churn validate`).
+
+Types: ids, categories and text are strings; times naive TIMESTAMP (microseconds; a time-zone-aware
+Parquet column is converted to UTC, as pipelines/tables.py does); money columns (`amount` and the
+label value column) DECIMAL(38, 6), so sums are exact and independent of the number of threads
+(amounts with more than 6 decimals are rounded to 6); other numbers DOUBLE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from features.catalogue import catalogue
+from features.contract import TABLES
+from features.relational.engine import PORTED_FAMILIES, RelationalTables, feature_table, label_table
+from features.settings import DuckDBSettings, FeatureSettings
+from pipelines.config import Config
+from pipelines.tables import table_format
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+    from ibis.backends.duckdb import Backend
+
+MONEY = "decimal(38, 6)"
+"""The type money is summed in: exact, 32 digits before the point, 6 after."""
+
+
+@dataclass(frozen=True)
+class TableFile:
+    """One input file: path, format (csv or parquet) and contract name -> column name in the file."""
+
+    path: Path
+    format: str
+    columns: dict[str, str]
+
+
+def connect_from(settings: DuckDBSettings) -> Backend:
+    """A connection with the configured resources (`features.duckdb`)."""
+    return connect(settings.threads, settings.memory_limit)
+
+
+def files_from_config(cfg: Config) -> dict[str, TableFile]:
+    """The input files named in `data.tables`, with their formats and column mappings."""
+    return {name: TableFile(source.path, table_format(source), dict(source.columns))
+            for name, source in cfg.data.tables.items()}
+
+
+def build_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp],
+                 families: Sequence[str] = PORTED_FAMILIES) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The feature table (`families`) and the label table of the configured data at `cutoffs`, computed
+    by DuckDB from the files (not yet a stage: the features stage still runs the pandas engine)."""
+    con = connect_from(cfg.features.duckdb)
+    tables = read_tables(con, files_from_config(cfg), cfg.labels.value_column)
+    features = to_feature_frame(con, feature_table(tables, cutoffs, cfg.features, cfg.labels, families), cfg.features)
+    labels = to_feature_frame(con, label_table(tables, cutoffs, cfg.labels), cfg.features)
+    return features, labels
+
+
+def connect(threads: int | None = None, memory_limit: str | None = None) -> Backend:
+    """An in-memory DuckDB connection; `threads` and `memory_limit` (e.g. "2GB") as configured.
+
+    Without DuckDB's ICU extension (not bundled; setting `TimeZone` would need it) a time-zone-aware
+    column casts to its naive UTC time, as pipelines/tables.py converts it.
+    """
+    import ibis
+
+    config: dict[str, object] = {}
+    if threads is not None:
+        config["threads"] = threads
+    if memory_limit is not None:
+        config["memory_limit"] = memory_limit
+    return ibis.duckdb.connect(**config)
+
+
+def read_table(con: Backend, name: str, source: TableFile, money: tuple[str, ...] = ("amount",)) -> ir.Table:
+    """One table read by DuckDB, contract columns renamed to their canonical names and typed."""
+    spec = TABLES[name]
+    path = str(source.path)
+    if source.format == "parquet":
+        raw = con.read_parquet(path, file_row_number=True)
+        position = raw.file_row_number
+    else:  # DuckDB's CSV reader keeps the input order (preserve_insertion_order); it has no row-number option
+        import ibis
+
+        raw = con.read_csv(path)
+        position = ibis.row_number()
+    columns: dict[str, ir.Value] = {}
+    for column in spec.columns:
+        file_name = source.columns.get(column.name, column.name)
+        if file_name not in raw.columns:
+            continue
+        value = raw[file_name]
+        if column.kind == "datetime":
+            value = value.cast("timestamp(6)")
+        elif column.name in money:
+            value = value.cast(MONEY)
+        elif column.kind in ("float", "int"):
+            value = value.cast("float64")
+        else:
+            value = value.cast("string")
+        columns[column.name] = value
+    for extra in money:  # a label value column outside the contract (labels.value_column)
+        if extra not in columns and name == "transactions" and source.columns.get(extra, extra) in raw.columns:
+            columns[extra] = raw[source.columns.get(extra, extra)].cast(MONEY)
+    if name == "surveys":  # the input position breaks ties of equal answer times (features/relational/surveys.py)
+        columns["row"] = position.cast("int64")
+    return raw.select(**columns)
+
+
+def read_tables(con: Backend, files: dict[str, TableFile], value_column: str = "amount") -> RelationalTables:
+    """Every table given in `files` (customers required), read by DuckDB."""
+    money = tuple(dict.fromkeys(("amount", value_column)))
+    tables = {name: read_table(con, name, source, money) for name, source in files.items()}
+    return RelationalTables(**tables)
+
+
+def to_feature_frame(con: Backend, expr: ir.Table, settings: FeatureSettings) -> pd.DataFrame:
+    """Execute a feature or label query and type its result as the pandas engine types it
+    (str ids, datetime64[us] cutoffs, int64 counts, float64 values, categoricals with their levels)."""
+    frame = con.to_pyarrow(expr).to_pandas()
+    frame["customer_id"] = frame["customer_id"].astype("str")
+    frame["cutoff"] = frame["cutoff"].astype("datetime64[us]")
+    for info in catalogue(settings):
+        if info.name in frame.columns and info.define is not None and info.define.output == "category":
+            frame[info.name] = pd.Categorical(frame[info.name], categories=list(info.define.levels))
+    return frame

@@ -1,0 +1,196 @@
+"""The relational engine (features/relational/, DuckDB) against today's pandas engine, cell for cell.
+
+A small random bank (tests/features/factories.py) is written to Parquet with small row groups (so
+DuckDB really scans it with several threads) and built by both engines for every training cutoff.
+Money sums differ in the last bits only: DuckDB sums DECIMAL exactly, the pandas engine adds
+float64 in input order; those columns are checked against an exact decimal sum instead.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import ibis
+import numpy as np
+import pandas as pd
+import pytest
+import sqlglot
+
+from features.build import build_features, build_labels, build_training_table, training_cutoffs
+from features.catalogue import catalogue
+from features.contract import Tables
+from features.relational.engine import PORTED_FAMILIES, RelationalTables, feature_table, label_table
+from features.settings import FeatureSettings, LabelSettings
+from pipelines.config import parse_config
+from pipelines.features import settings_of
+from pipelines.relational import MONEY, TableFile, build_frames, connect, read_tables, to_feature_frame
+from tests.features.factories import random_tables
+
+SETTINGS = FeatureSettings(btyd=False)
+TABLE_NAMES = ("customers", "transactions", "complaints", "surveys", "contacts")
+INEXACT = ("transaction_amount_", "average_transaction_amount_", "outflow_share_", "largest_outflow_90d_vs_typical",
+           "future_value", "mean_first_response_hours_", "mean_resolution_hours_")
+"""Columns from sums of money or durations: exact sums in DuckDB (decimal, integer microseconds),
+float64 additions in input order in the pandas engine (so they differ in the last bits)."""
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory: pytest.TempPathFactory) -> tuple[Tables, dict[str, TableFile]]:
+    tables = random_tables(3, n_customers=60, transactions=4_000)
+    folder = tmp_path_factory.mktemp("relational")
+    files = {}
+    for name in TABLE_NAMES:
+        path = folder / f"{name}.parquet"
+        getattr(tables, name).to_parquet(path, row_group_size=250)
+        files[name] = TableFile(path, "parquet", {})
+    return tables, files
+
+
+def _relational(files: dict[str, TableFile], cutoffs: list[pd.Timestamp], labels: LabelSettings,
+                threads: int) -> pd.DataFrame:
+    con = connect(threads=threads, memory_limit="1GB")
+    tables = read_tables(con, files, labels.value_column)
+    features = to_feature_frame(con, feature_table(tables, cutoffs, SETTINGS, labels), SETTINGS)
+    target = to_feature_frame(con, label_table(tables, cutoffs, labels), SETTINGS)
+    assert (features[["customer_id", "cutoff"]] == target[["customer_id", "cutoff"]]).all(axis=None)
+    return pd.concat([features, target.drop(columns=["customer_id", "cutoff"])], axis=1)
+
+
+def _exact_sums(tables: Tables, frame: pd.DataFrame, days: int) -> np.ndarray:
+    """transaction_amount_{days}d of every row, summed as decimals of the amounts' shortest repr."""
+    tx = tables.transactions
+    out = []
+    for customer, cutoff in zip(frame["customer_id"], frame["cutoff"]):
+        mine = tx[(tx["customer_id"] == customer) & (tx["timestamp"] < cutoff)
+                  & (tx["timestamp"] >= cutoff - pd.Timedelta(days=days))]
+        out.append(float(sum((Decimal(repr(float(a))) for a in mine["amount"]), Decimal(0))))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("definition", ["closure", "inactivity"])
+def test_duckdb_matches_the_pandas_engine_cell_for_cell(bank, definition: str) -> None:
+    tables, files = bank
+    labels = LabelSettings(definition=definition)
+    cutoffs = training_cutoffs(tables, labels)
+    assert len(cutoffs) > 5
+    reference = build_training_table(tables, SETTINGS, labels)
+    one = _relational(files, cutoffs, labels, threads=1)
+    if definition == "closure":  # 1 and 2 threads: identical (once is enough)
+        pd.testing.assert_frame_equal(one, _relational(files, cutoffs, labels, threads=2), check_exact=True)
+
+    ported = [i.name for i in catalogue(SETTINGS) if i.family in PORTED_FAMILIES]
+    label_columns = ["churned", "future_value"] + (["days_to_churn"] if definition == "closure" else [])
+    assert list(one.columns) == ["customer_id", "cutoff", *ported, *label_columns]
+    expected = reference[list(one.columns)]
+    assert len(one) == len(expected) and one.dtypes.equals(expected.dtypes)
+    for column in one.columns:
+        exact = not column.startswith(INEXACT)
+        pd.testing.assert_series_equal(one[column], expected[column], check_exact=exact, rtol=1e-12,
+                                       obj=column)
+    # the money sums are the exact sums (the pandas engine's differ in the last bits)
+    longest = SETTINGS.longest_window
+    np.testing.assert_array_equal(one[f"transaction_amount_{longest}d"], _exact_sums(tables, one, longest))
+    assert (one[f"transaction_amount_{longest}d"] != expected[f"transaction_amount_{longest}d"]).any()
+
+
+def test_an_unported_family_is_refused_by_name(bank) -> None:
+    tables, files = bank
+    con = connect(threads=1)
+    with pytest.raises(ValueError, match="no relational definitions yet for the family btyd"):
+        feature_table(read_tables(con, files), [pd.Timestamp("2024-01-01")], SETTINGS, families=("rfm", "btyd"))
+
+
+def _warehouse_tables() -> RelationalTables:
+    """The tables as a warehouse would hold them (unbound: no data, only schemas)."""
+    return RelationalTables(
+        customers=ibis.table({"customer_id": "string", "signup_date": "timestamp(6)", "closed_date": "timestamp(6)"},
+                             name="customers"),
+        transactions=ibis.table({"customer_id": "string", "timestamp": "timestamp(6)", "amount": MONEY},
+                                name="transactions"),
+        complaints=ibis.table({"customer_id": "string", "opened_at": "timestamp(6)", "category": "string",
+                               "priority": "string", "channel": "string", "first_response_at": "timestamp(6)",
+                               "resolved_at": "timestamp(6)", "satisfaction": "float64"}, name="complaints"),
+        surveys=ibis.table({"customer_id": "string", "answered_at": "timestamp(6)", "nps": "float64",
+                            "csat": "float64", "row": "int64"}, name="surveys"),
+        contacts=ibis.table({"customer_id": "string", "contacted_at": "timestamp(6)", "treatment": "float64"},
+                            name="contacts"),
+    )
+
+
+@pytest.mark.parametrize("dialect", ["snowflake", "bigquery", "postgres"])
+def test_the_definitions_compile_to_warehouse_sql(dialect: str) -> None:
+    tables = _warehouse_tables()
+    cutoffs = ibis.table({"cutoff": "timestamp(6)"}, name="cutoffs")
+    inactivity = LabelSettings(definition="inactivity")  # its population adds a semi-join
+    features = ibis.to_sql(feature_table(tables, cutoffs, SETTINGS, inactivity), dialect=dialect)
+    targets = [ibis.to_sql(label_table(tables, cutoffs, labels), dialect=dialect)
+               for labels in (LabelSettings(), inactivity)]
+    for sql in (features, *targets):
+        assert sqlglot.parse_one(sql, read=dialect) is not None  # valid in the dialect's grammar
+    for info in catalogue(SETTINGS):
+        assert (info.name in features) == (info.family in PORTED_FAMILIES), info.name
+    assert all("future_value" in sql and "churned" in sql for sql in targets)
+
+
+def test_every_feature_of_a_ported_family_has_one_definition() -> None:
+    for info in catalogue(SETTINGS):
+        assert (info.define is not None) == (info.family in PORTED_FAMILIES), info.name
+
+
+def test_reading_maps_the_users_column_names(bank, tmp_path: Path) -> None:
+    tables, files = bank
+    renamed = tables.transactions.rename(columns={"amount": "value_eur", "timestamp": "booked_at"})
+    path = tmp_path / "tx.csv"
+    renamed.to_csv(path, index=False)
+    mapped = dict(files, transactions=TableFile(path, "csv", {"amount": "value_eur", "timestamp": "booked_at"}))
+    con = connect(threads=1)
+    cutoffs = [pd.Timestamp("2024-03-01")]
+    from_csv = to_feature_frame(con, feature_table(read_tables(con, mapped), cutoffs, SETTINGS, families=("rfm",)),
+                                SETTINGS)
+    from_parquet = to_feature_frame(con, feature_table(read_tables(con, files), cutoffs, SETTINGS, families=("rfm",)),
+                                    SETTINGS)
+    pd.testing.assert_frame_equal(from_csv, from_parquet, check_exact=True)
+
+
+def test_build_frames_reads_the_configured_files_with_the_configured_resources(bank) -> None:
+    tables, files = bank
+    cfg = parse_config({"data": {"tables": {name: {"path": str(f.path)} for name, f in files.items()}},
+                        "features": {"btyd": False, "duckdb": {"threads": 1, "memory_limit": "1GB"}}})
+    cutoff = training_cutoffs(tables, cfg.labels)[-1]
+    features, labels = build_frames(cfg, [cutoff], families=("contacts",))
+    con = connect(threads=2)
+    tables = read_tables(con, files)
+    pd.testing.assert_frame_equal(features, to_feature_frame(
+        con, feature_table(tables, [cutoff], SETTINGS, families=("contacts",)), SETTINGS), check_exact=True)
+    pd.testing.assert_frame_equal(labels, to_feature_frame(con, label_table(tables, [cutoff], cfg.labels), SETTINGS),
+                                  check_exact=True)
+    assert list(features.columns) == ["customer_id", "cutoff", "days_since_last_retention_contact",
+                                      "retention_contacts_90d"]
+
+
+def test_duckdb_resources_are_not_part_of_what_a_training_table_is_built_from(bank) -> None:
+    data = {"tables": {"customers": {"path": str(bank[1]["customers"].path)}}}
+    one = parse_config({"data": data, "features": {"duckdb": {"threads": 1}}})
+    two = parse_config({"data": data, "features": {"duckdb": {"threads": 2, "memory_limit": "3GB"}}})
+    assert settings_of(one) == settings_of(two)
+    assert settings_of(one) != settings_of(parse_config({"data": data, "features": {"windows_days": [30, 60]}}))
+
+
+def test_cutoffs_at_event_times_match_the_pandas_engine(bank) -> None:
+    """The sharpest edge: cutoffs exactly at an event's time (microseconds), several in one query."""
+    tables, files = bank
+    labels = LabelSettings()
+    cutoffs = sorted({pd.Timestamp(getattr(tables, name)[column].sort_values().iloc[len(getattr(tables, name)) // 2])
+                      for name, column in (("transactions", "timestamp"), ("complaints", "opened_at"),
+                                           ("surveys", "answered_at"), ("contacts", "contacted_at"))})
+    assert any(c.microsecond for c in cutoffs)  # not only whole seconds
+    one = _relational(files, cutoffs, labels, threads=2)
+    expected = pd.concat([
+        build_features(tables, cutoff, SETTINGS, labels=labels).merge(build_labels(tables, cutoff, labels),
+                                                                     on="customer_id")
+        for cutoff in cutoffs], ignore_index=True)[[c for c in one.columns if c != "days_to_churn"]]
+    assert len(one) == len(expected)
+    for column in expected.columns:
+        pd.testing.assert_series_equal(one[column], expected[column], check_exact=not column.startswith(INEXACT),
+                                       rtol=1e-12, obj=column)
