@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_features.py --data $(BENCH_DATA)
 	$(BIN)/python benchmarks/bench_score.py --data $(BENCH_DATA)
 	$(BIN)/python benchmarks/bench_rules.py
+	$(BIN)/python benchmarks/bench_complaints.py --data $(BENCH_DATA)
 	$(BIN)/python benchmarks/bench_realdata.py
 	$(BIN)/python benchmarks/bench_hardening.py
 

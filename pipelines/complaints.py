@@ -412,14 +412,16 @@ def _metrics(payload: dict[str, object]) -> dict[str, float]:
         if isinstance(value, (int, float)) and math.isfinite(float(value)):
             out[f"complaints.forecast.{key}"] = float(value)
     staffing = payload["staffing"]
-    if staffing["peak_agents_to_schedule"] is not None:  # type: ignore[index]
-        out["complaints.staffing.peak_agents_to_schedule"] = float(staffing["peak_agents_to_schedule"])  # type: ignore[index]
+    for key in ("peak_agents_to_schedule", "mean_agents_to_schedule"):
+        if staffing[key] is not None:  # type: ignore[index]
+            out[f"complaints.staffing.{key}"] = float(staffing[key])  # type: ignore[index]
     out["complaints.satisfaction.units_significantly_below"] = float(
         payload["satisfaction"]["units_significantly_below"])  # type: ignore[index]
     for row in payload["text"]["quality"]:  # type: ignore[index]
         for key in ("macro_f1", "baseline_macro_f1", "accuracy"):
             if row.get(key) is not None:
                 out[f"complaints.text.{row['target']}.{key}"] = float(row[key])
+    out["complaints.text.complaints_scored"] = float(payload["text"]["complaints_scored"])  # type: ignore[index]
     share = payload["text"]["negative_share"]  # type: ignore[index]
     if share is not None and math.isfinite(share):
         out["complaints.text.negative_share"] = float(share)

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.generate_care import add_units_and_text
+from pipelines.generate_care import TIMING_STREAM, add_units_and_text, place_complaints, stream
 from pipelines.io import atomic_dir, clean_leftovers, to_safe_csv
 
 SECONDS_PER_DAY = 86_400
@@ -59,6 +59,10 @@ RESOLUTION_TARGET_HOURS = np.array([24.0, 48.0, 72.0, 336.0])
 RESPONSE_MEDIAN_SHARE = np.array([0.35, 0.45, 0.50, 0.30])
 RESOLUTION_MEDIAN_SHARE = np.array([0.45, 0.50, 0.55, 0.40])
 COMPLAINT_CHANNELS = ("branch", "phone", "mobile_app", "online_banking", "social", "email")
+# Background complaint rate by calendar month (January first): the year-end peak of a bank's care
+# desk (card and fee problems around holiday spending, annual statements and charges), a quieter
+# summer; the mean over a year is about 1. Planted chains follow their own rhythm.
+COMPLAINT_SEASON = np.array([1.05, 0.95, 0.95, 0.92, 0.92, 0.90, 0.88, 0.90, 0.95, 1.0, 1.25, 1.45])
 PRODUCTS = ("payments", "cards", "loans", "wealth", "current_account")
 
 
@@ -227,10 +231,10 @@ class MonthComplaints:
 
 
 def draw_complaints(pop: Population, rng: np.random.Generator, who: np.ndarray, lo: np.ndarray,
-                    hi: np.ndarray, dissatisfaction: np.ndarray, month: int, chain_counter: int
-                    ) -> tuple[MonthComplaints, int]:
-    """Background complaints (more when unhappy) and the start of planted chains."""
-    rate = (0.030 + 0.060 * dissatisfaction[who]) * np.where(pop.segment[who] == 2, 1.3, 1.0)
+                    hi: np.ndarray, dissatisfaction: np.ndarray, month: int, chain_counter: int,
+                    season: float = 1.0) -> tuple[MonthComplaints, int]:
+    """Background complaints (more when unhappy; `season`: the calendar month's factor) and the start of planted chains."""
+    rate = (0.030 + 0.060 * dissatisfaction[who]) * np.where(pop.segment[who] == 2, 1.3, 1.0) * season
     rate *= (hi - lo) / 30.4
     counts = rng.poisson(rate)
     owner = np.repeat(np.arange(len(who)), counts)
@@ -280,15 +284,21 @@ class ServiceOutcome:
 
 
 def serve_complaints(c: MonthComplaints, rng: np.random.Generator, dissatisfaction: np.ndarray,
-                     busy: float) -> ServiceOutcome:
-    """Tier, channel, response and resolution times against the targets, satisfaction at closure."""
+                     busy: float, place: Callable[[MonthComplaints, np.ndarray], np.ndarray] | None = None
+                     ) -> ServiceOutcome:
+    """Tier, channel, response and resolution times against the targets, satisfaction at closure.
+
+    `place(c, channel)`, once the channel is known, moves `c.day` to its weekday and hour and
+    returns each complaint's handling slowdown (weekends); it draws from its own stream.
+    """
     n = len(c.customer)
     tier = _choose_rows(rng, np.array([CATEGORIES[k].tiers for k in range(len(CATEGORIES))])[c.category])
     channel = _choose_rows(rng, np.array([CATEGORIES[k].channels for k in range(len(CATEGORIES))])[c.category])
-    response = RESPONSE_TARGET_HOURS[tier] * RESPONSE_MEDIAN_SHARE[tier] * busy * np.exp(rng.normal(0, 0.75, n))
+    slow = busy * (place(c, channel) if place is not None else 1.0)
+    response = RESPONSE_TARGET_HOURS[tier] * RESPONSE_MEDIAN_SHARE[tier] * slow * np.exp(rng.normal(0, 0.75, n))
     resolution = np.maximum(
         response * 1.2,
-        RESOLUTION_TARGET_HOURS[tier] * RESOLUTION_MEDIAN_SHARE[tier] * busy * np.exp(rng.normal(0, 0.8, n)))
+        RESOLUTION_TARGET_HOURS[tier] * RESOLUTION_MEDIAN_SHARE[tier] * slow * np.exp(rng.normal(0, 0.8, n)))
     response_breached = response > RESPONSE_TARGET_HOURS[tier]
     resolution_breached = (resolution > RESOLUTION_TARGET_HOURS[tier]) & (tier < 3)
     mood = (4.3 - 1.3 * resolution_breached - 0.7 * response_breached - 0.35 * dissatisfaction[c.customer]
@@ -334,6 +344,7 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
     transaction_tables: list[pa.Table] = []
     silent_shock_month = np.full(n, -1)
     chain_counter = 0
+    timing_rng = stream(seed, TIMING_STREAM)  # weekday and hour of complaints (no draw of `rng`)
 
     for month in range(months):
         lo_day, hi_day = edge_days[month], edge_days[month + 1]
@@ -429,9 +440,15 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
 
         # --- complaints, their handling, and what they do to the customer's mood
         complaints, chain_counter = draw_complaints(pop, rng, present, lo_p, hi_p, dissatisfaction, month,
-                                                    chain_counter)
+                                                    chain_counter, COMPLAINT_SEASON[month_start.month - 1])
         busy = 1.25 if month_start.month in (12, 1) else 1.0
-        service = serve_complaints(complaints, rng, dissatisfaction, busy)
+
+        def place(c: MonthComplaints, channel: np.ndarray) -> np.ndarray:
+            c.day, slow = place_complaints(timing_rng, c.day, channel, c.chain >= 0, lo[c.customer],
+                                           hi[c.customer], origin.day_of_week, COMPLAINT_CHANNELS)
+            return slow
+
+        service = serve_complaints(complaints, rng, dissatisfaction, busy, place)
         complaint_parts.append({
             "customer": complaints.customer, "day": complaints.day, "category": complaints.category,
             "chain": complaints.chain, "chain_id": complaints.chain_id, "step": complaints.step,
@@ -663,7 +680,13 @@ TRUTH_README = """# Ground truth of the generated data (never an input to the pi
 - `branches.parquet`: every branch, its region, whether it is planted as truly worse
   (`truly_worse`, `planted_tilt_sd`: answers there are lower by about that many standard
   deviations) and the realised mean complaint satisfaction, CSAT and NPS per branch.
-  Complaint volume has no planted year-end peak or weekday/hour pattern (opening times are
-  uniform within each month); the year-end shows in slower handling (more breaches in
-  December and January).
+- Complaint timing (planted, not in a file): background complaints follow the calendar
+  month (`pipelines.generate.COMPLAINT_SEASON`: about 1.4 times as many in November and
+  December as in the rest of the year, fewest in summer) and the planted chains their own
+  rhythm (app releases every four months). Within the week and the day each complaint
+  channel has its profile (`pipelines.generate_care.CHANNEL_TIMING`): branches open
+  9-17 on weekdays and 9-13 on Saturday, their busiest day, closed on Sunday; phones busiest
+  on Monday; app, online and social complaints into the evening. Handling is slower for
+  complaints opened at the weekend (x1.4; branch complaints on Saturday x1.8) and in
+  December and January (x1.25), so those have more breaches.
 """

@@ -1,4 +1,4 @@
-"""Branches, business lines and complaint text for the synthetic bank (`churn generate`).
+"""Branches, business lines, complaint text and complaint timing for the synthetic bank (`churn generate`).
 
 Drawn after the simulation from their OWN random stream (seeded from the seed and the
 name of this stream), so every column the simulation writes stays byte-identical for a
@@ -18,6 +18,9 @@ given seed whether or not these columns exist.
   typos, urgency that follows the tier and a tone that follows the customer's hidden
   dissatisfaction when complaining (so the text's sentiment carries signal the
   scores miss). No real people, names or account numbers appear.
+- complaint timing (`place_complaints`, called by the simulation once a complaint's channel
+  is drawn, from the stream `TIMING_STREAM`): weekday and hour by channel, and the slower
+  handling of complaints opened at the weekend.
 """
 
 from __future__ import annotations
@@ -124,6 +127,95 @@ NEGATIVE = ("This is unacceptable.", "Terrible service, I am very disappointed."
 MIXED = ("Usually I am happy with the bank, but this was annoying.", "Thanks for your help in advance.",
          "The staff were friendly, but the problem is still there.", "Otherwise the service is good.",
          "I appreciate the quick reply last time.")
+
+
+# --- When complaints are opened: weekday and hour by channel, and what a weekend does to handling.
+# The simulation draws each complaint's day uniformly within its month; `place_complaints` moves
+# it to a day within three days either side (never outside the customer's days in the month)
+# and an hour, both drawn from the channel's weekly profile, from the stream `TIMING_STREAM`, so
+# no draw of the simulation's own stream is added or moved. Complaints of a planted chain keep
+# their date (their order and gaps stay as planted) and only get an hour.
+TIMING_STREAM = "complaint-timing"
+WEEKEND_SLOWDOWN = 1.4  # handling times of complaints opened on Saturday or Sunday (thin weekend team)
+BRANCH_SATURDAY_SLOWDOWN = 1.8  # branch complaints on Saturday: one counter open, long queues
+
+
+def _hours(*segments: tuple[int, int, float]) -> np.ndarray:
+    """A 24-hour profile from (first hour, end hour, weight) segments, summing to 1."""
+    profile = np.zeros(24)
+    for first, end, weight in segments:
+        profile[first:end] = weight
+    return profile / profile.sum()
+
+
+_OFFICE = _hours((8, 9, 0.6), (9, 12, 1.2), (12, 14, 1.0), (14, 18, 1.0), (18, 20, 0.5))
+_ALWAYS = _hours((0, 6, 0.08), (6, 8, 0.4), (8, 12, 1.0), (12, 14, 1.2), (14, 18, 0.9), (18, 23, 1.4), (23, 24, 0.5))
+# Per complaint channel (order of pipelines.generate.COMPLAINT_CHANNELS): the relative volume of each
+# weekday (Monday first) and the hour profile of weekdays, Saturday and Sunday.
+CHANNEL_TIMING: dict[str, tuple[tuple[float, ...], np.ndarray, np.ndarray, np.ndarray]] = {
+    # branches: open 9-17 on weekdays and 9-13 on Saturday (busiest: one counter), closed on Sunday
+    "branch": ((1.0, 0.9, 0.9, 0.95, 1.15, 1.6, 0.0), _hours((9, 12, 1.0), (12, 14, 1.5), (14, 17, 1.0)),
+               _hours((9, 13, 1.0)), _hours((9, 13, 1.0))),
+    # phone: 8-20 on weekdays (Monday brings the weekend's problems), shorter hours at the weekend
+    "phone": ((1.35, 1.05, 1.0, 1.0, 0.95, 0.55, 0.3), _OFFICE, _hours((9, 17, 1.0)), _hours((10, 16, 1.0))),
+    # app and online banking: any hour, evenings busiest
+    "mobile_app": ((1.0, 1.0, 1.0, 1.0, 1.05, 1.1, 1.1), _ALWAYS, _ALWAYS, _ALWAYS),
+    "online_banking": ((1.1, 1.05, 1.0, 1.0, 1.0, 0.8, 0.8), _ALWAYS, _ALWAYS, _ALWAYS),
+    "social": ((0.9, 0.9, 0.9, 0.95, 1.0, 1.2, 1.3), _hours((0, 7, 0.1), (7, 18, 0.7), (18, 24, 1.5)),
+               _hours((0, 9, 0.15), (9, 24, 1.0)), _hours((0, 9, 0.15), (9, 24, 1.0))),
+    "email": ((1.2, 1.1, 1.05, 1.0, 1.0, 0.6, 0.6), _hours((0, 7, 0.1), (7, 18, 1.0), (18, 24, 0.5)),
+              _hours((0, 8, 0.1), (8, 24, 0.6)), _hours((0, 8, 0.1), (8, 24, 0.6))),
+}
+
+
+def timing_grid(channels: tuple[str, ...]) -> np.ndarray:
+    """Intensity of complaint opening per (channel, weekday Monday=0, hour): each weekday sums to its weight."""
+    grid = np.zeros((len(channels), 7, 24))
+    for c, name in enumerate(channels):
+        weights, weekday, saturday, sunday = CHANNEL_TIMING[name]
+        for day in range(7):
+            grid[c, day] = weights[day] * (weekday if day < 5 else saturday if day == 5 else sunday)
+    return grid
+
+
+def place_complaints(rng: np.random.Generator, day: np.ndarray, channel: np.ndarray, keep_date: np.ndarray,
+                     lo: np.ndarray, hi: np.ndarray, first_weekday: int, channels: tuple[str, ...]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """New opening times (days since the start) and the handling slowdown of each complaint.
+
+    A complaint moves to one of the seven dates `floor(day) - 3 .. floor(day) + 3` that lie in
+    `[lo, hi)` (whole days: the customer's days in the month), chosen by the channel's weekday
+    weights, then to an hour of the channel's profile for that weekday and a uniform minute.
+    `keep_date` complaints only get the hour. `first_weekday`: weekday of day 0 (Monday = 0);
+    `channel` indexes `channels`. Slowdown: `WEEKEND_SLOWDOWN` at the weekend,
+    `BRANCH_SATURDAY_SLOWDOWN` for branch complaints on Saturday, 1 otherwise.
+    """
+    n = len(day)
+    grid = timing_grid(channels)
+    u = rng.random((n, 3))
+    date = np.floor(day)
+    offsets = np.arange(-3, 4)
+    candidates = date[:, None] + offsets[None, :]
+    weekday = (first_weekday + candidates.astype(np.int64)) % 7
+    day_weight = grid.sum(axis=2)[channel[:, None], weekday]
+    valid = (candidates >= lo[:, None]) & (candidates < hi[:, None])
+    valid &= ~keep_date[:, None] | (offsets[None, :] == 0)
+    day_weight = np.where(valid, day_weight, 0.0)
+    total = day_weight.sum(axis=1)
+    pick = (u[:, :1] * total[:, None] > np.cumsum(day_weight, axis=1)).sum(axis=1)
+    chosen = np.where(total > 0, candidates[np.arange(n), np.minimum(pick, 6)], date)
+    chosen_weekday = (first_weekday + chosen.astype(np.int64)) % 7
+    hour_weight = grid[channel, chosen_weekday]
+    closed = hour_weight.sum(axis=1) == 0  # a kept date on a day the channel is closed: Saturday's hours
+    hour_weight[closed] = grid[channel[closed], 5]
+    cumulative = np.cumsum(hour_weight, axis=1)
+    hour = (u[:, 1:2] * cumulative[:, -1:] > cumulative).sum(axis=1)
+    placed = chosen + (np.minimum(hour, 23) + u[:, 2]) / 24.0
+    slow = np.where(chosen_weekday >= 5, WEEKEND_SLOWDOWN, 1.0)
+    if "branch" in channels:
+        saturday_branch = (chosen_weekday == 5) & (channel == channels.index("branch"))
+        slow = np.where(saturday_branch, BRANCH_SATURDAY_SLOWDOWN, slow)
+    return placed, slow
 
 
 def stream(seed: int, name: str | None = None) -> np.random.Generator:

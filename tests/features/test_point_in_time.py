@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,10 @@ from features.contract import TABLES, Tables
 from features.settings import FeatureSettings, LabelSettings
 from tests.features.factories import random_tables
 
-FEATURES = FeatureSettings(static_features=("segment", "products_held"))
+FEATURES = FeatureSettings(static_features=("segment", "products_held"), complaint_sentiment=True)
+TONE = ("negative_complaints_90d", "mean_complaint_sentiment_90d")  # complaint-text features
+PHRASES = ("Terrible service, I am angry and fed up.", "Thanks, the staff were friendly and quick.",
+           "My transfer is pending.", "Worst bank ever, unacceptable!", "")
 EVENT_TIME = {name: TABLES[name].event_time for name in ("transactions", "complaints", "surveys", "contacts")}
 MONTH_STARTS = [pd.Timestamp("2024-01-01"), pd.Timestamp("2024-06-01"), pd.Timestamp("2024-09-01")]
 US = pd.Timedelta(microseconds=1)
@@ -46,6 +50,8 @@ def _new_rows(name: str, frame: pd.DataFrame, times: pd.Series, rng: np.random.G
         rows["first_response_at"] = (times + pd.to_timedelta(rng.integers(0, 100, n), unit="h")).to_numpy()
         rows["resolved_at"] = (times + pd.to_timedelta(rng.integers(100, 900, n), unit="h")).to_numpy()
         rows["satisfaction"] = rng.integers(1, 6, n).astype(float)
+        if "text" in frame.columns:
+            rows["text"] = pd.Series(rng.choice(PHRASES, n), dtype="str")
     elif name == "surveys":
         rows["nps"] = rng.integers(0, 11, n).astype(float)
         rows["csat"] = rng.integers(1, 6, n).astype(float)
@@ -74,6 +80,8 @@ def _mutate_events(name: str, frame: pd.DataFrame, lo: pd.Timestamp, hi: pd.Time
             changed.loc[target, "category"] = rng.choice(["fees", "brand_new"], k)
             changed.loc[target, "resolved_at"] = (moved + pd.Timedelta(hours=5)).to_numpy()
             changed.loc[target, "first_response_at"] = (moved + pd.Timedelta(hours=1)).to_numpy()
+            if "text" in changed.columns:
+                changed.loc[target, "text"] = rng.choice(PHRASES, k)
         elif name == "surveys":
             changed.loc[target, "nps"] = rng.integers(0, 11, k).astype(float)
     new = _new_rows(name, frame, _random_times(rng, lo, hi, add), rng, ids)
@@ -129,11 +137,13 @@ def _cutoff(tables: Tables, choice: int, which: float) -> pd.Timestamp:
 def test_changes_at_or_after_the_cutoff_leave_every_feature_unchanged(seed, mutation_seed, choice, which,
                                                                        drop_share, add) -> None:
     tables = random_tables(seed, n_customers=30, transactions=600, complaints=120, surveys=80, contacts=60)
+    texts = np.random.default_rng(seed).choice(PHRASES, len(tables.complaints))
+    tables = dataclasses.replace(tables, complaints=tables.complaints.assign(text=pd.Series(texts, dtype="str")))
     cutoff = _cutoff(tables, choice, which)
     before = build_features(tables, cutoff, FEATURES)
     changed = mutate_after(tables, cutoff, np.random.default_rng(mutation_seed), drop_share, add)
     after = build_features(changed, cutoff, FEATURES)
-    assert len(before) > 0
+    assert len(before) > 0 and set(TONE) <= set(before.columns)
     pd.testing.assert_frame_equal(before, after, check_exact=True)
 
 

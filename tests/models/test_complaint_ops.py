@@ -148,3 +148,21 @@ def test_text_suggestions_beat_the_majority_class_and_sentiment_is_bounded(bank:
     assert scores[angry].mean() < scores[~angry].mean()
     few = suggest_labels(tables.complaints.head(50), test_share=0.25, min_texts=200, seed=1)
     assert few.quality.empty and "min_texts" in few.messages[0]
+
+
+def test_forecast_from_late_october_carries_last_years_year_end_peak(tmp_path: Path) -> None:
+    """With two years and ten months of history the chosen model forecasts the planted Nov-Dec peak
+    above the quiet summer (July-August, no app release). The 30-month demo history ends in June,
+    so its forecast has no year-end in it."""
+    out = tmp_path / "raw"
+    generate(6000, 8, out, "2023-01-01", 34, "parquet")
+    complaints = pd.read_parquet(out / "complaints.parquet")
+    as_of = pd.Timestamp("2025-10-27")
+    settings = ForecastSettings(horizon_weeks=10, backtest_folds=3)
+    result = forecast_complaints(complaints[complaints["opened_at"] < as_of], as_of, settings, dimensions=())
+    forecast = result.forecast.set_index("week_start")["forecast"]
+    weekly = result.weekly.set_index("week_start")["complaints"]
+    summer = weekly[(weekly.index >= pd.Timestamp("2025-07-07")) & (weekly.index < pd.Timestamp("2025-09-01"))]
+    peak = forecast[(forecast.index >= pd.Timestamp("2025-11-10")) & (forecast.index < pd.Timestamp("2025-12-29"))]
+    assert len(peak) == 7 and len(summer) == 8
+    assert peak.mean() > 1.15 * summer.mean(), (result.accuracy[["series", "model", "mase"]], peak, summer)

@@ -188,3 +188,33 @@ def test_rule_mining_recovers_the_planted_chains_in_order_and_nothing_else(bank:
     ordered = result.pairs[result.pairs["significant"].astype(bool)]
     assert set(zip(ordered["first_category"], ordered["then_category"])) <= planted_links | {
         (s[0], s[2]) for s in planted}
+
+
+def test_complaints_peak_at_year_end_and_follow_each_channels_week(bank: Path) -> None:
+    """The planted timing: more background complaints in Nov-Dec, branches busiest on Saturday and
+    closed on Sunday, phones busiest on Monday, app complaints in the evening, slower handling at weekends."""
+    complaints = read(bank, "complaints").merge(read(bank / "_truth", "complaint_origin"), on="complaint_id")
+    opened = complaints["opened_at"]
+    background = complaints["chain"].isna()
+    per_month = complaints[background].groupby(opened.dt.to_period("M")).size()
+    months = per_month.index.month
+    year_end = per_month[np.isin(months, (11, 12))].mean()
+    assert year_end > 1.2 * per_month[~np.isin(months, (11, 12))].mean(), per_month
+
+    weekday, hour = opened.dt.day_of_week, opened.dt.hour
+    branch = background & (complaints["channel"] == "branch")
+    branch_days = weekday[branch].value_counts(normalize=True).reindex(range(7), fill_value=0.0)
+    assert branch_days[5] > 1.3 * branch_days[:5].mean() and branch_days[6] == 0.0, branch_days
+    assert hour[branch].between(9, 16).all()
+    phone_days = weekday[background & (complaints["channel"] == "phone")].value_counts().reindex(range(7))
+    assert phone_days[0] > 1.15 * phone_days[1:5].mean() and phone_days[6] < 0.5 * phone_days[1:5].mean()
+    app_hours = hour[complaints["channel"] == "mobile_app"]
+    assert app_hours.between(18, 22).sum() > 5 * app_hours.between(0, 5).sum()
+
+    target = complaints["priority"].map({"urgent": 1, "high": 4, "normal": 24, "suggestion": 168})
+    late = (complaints["first_response_at"] - opened).dt.total_seconds() / 3600 > target
+    known = complaints["first_response_at"].notna()
+    weekend = weekday >= 5
+    assert late[known & weekend].mean() > late[known & ~weekend].mean() + 0.05
+    saturday_branch = known & branch & (weekday == 5)
+    assert late[saturday_branch].mean() > late[known & weekend & ~branch].mean()
