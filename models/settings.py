@@ -39,6 +39,29 @@ class TuningSettings(Strict):
     max_rows: int = Field(default=60_000, ge=1000,
                           description="Training rows (hashed customers) the trials fit on; the rest are not used")
 
+class SamplingSettings(Strict):
+    """Bounds on the rows the models fit on, for very large training tables (off at demo size).
+
+    Above `max_training_rows`, `churn train` keeps every churner, every row of the test cutoff
+    and every row of the calibration customers (`calibration_share`), and a seeded random share
+    of the other non-churner rows, each weighted 1 / that share. The boosters fit the weighted
+    rows; early stopping, calibration, blending and every reported metric use unsampled rows, so
+    the probabilities stay those of the whole population. The console says how many rows were
+    sampled and names this key.
+    """
+
+    max_training_rows: int | None = Field(
+        default=3_000_000, ge=10_000,
+        description="Rows of the training table read to train on; more rows: non-churners of the fit "
+                    "customers sampled with weights (null: never sample)",
+    )
+    logistic_max_rows: int | None = Field(
+        default=500_000, ge=10_000,
+        description="Fit rows of the logistic regression baseline (hashed customers); its dense design of "
+                    "every row of a large table is the largest object of training (null: every row)",
+    )
+
+
 class TimeToChurnSettings(Strict):
     """Risk of leaving within shorter horizons than the label's (closure definition only)."""
 
@@ -75,6 +98,7 @@ class ModelSettings(Strict):
         description="With one cutoff only: share of customers (hashed) held out for testing",
     )
     tuning: TuningSettings = TuningSettings()
+    sampling: SamplingSettings = SamplingSettings()
     time_to_churn: TimeToChurnSettings = TimeToChurnSettings()
     champion_metric: Literal["roc_auc", "pr_auc", "best_profit"] = "roc_auc"
     champion_margin: float = Field(
