@@ -165,7 +165,8 @@ class RowSample:
 
 def sample_non_churners(keys: pd.DataFrame, split: Split, max_rows: int | None, calibration_share: float,
                         seed: int) -> RowSample:
-    """Sample a large training table (`customer_id`, `cutoff`, `churned` of every row) down to about `max_rows` rows.
+    """Sample a large training table (`customer_id`, `cutoff`, `churned` of every row) down to about
+    `max_rows` rows outside the test cutoff (the rows models are fitted, stopped and calibrated on).
 
     - test rows: all kept (every reported figure is on the whole test cutoff);
     - calibration rows: a hashed share of the calibration customers, with all their rows, churners
@@ -175,7 +176,7 @@ def sample_non_churners(keys: pd.DataFrame, split: Split, max_rows: int | None, 
     - other rows (fit customers, also in the cutoffs only the refit uses): every churner, and the
       non-churners with the same seeded chance r, weighted 1 / r (the boosters and the logistic
       regression fit weighted rows).
-    Below `max_rows` (or with None) every row is kept with weight 1.
+    With at most `max_rows` rows outside the test cutoff (or None) every row is kept with weight 1.
     """
     rows = len(keys)
     churned = keys["churned"].to_numpy(dtype=int) == 1
@@ -185,12 +186,12 @@ def sample_non_churners(keys: pd.DataFrame, split: Split, max_rows: int | None, 
     calibration = ~split.test & (split.calibration | (~split.fit & (share < calibration_share)))
     sampleable_rows = ~split.test & ~calibration & ~churned
     sampleable = int(sampleable_rows.sum())
-    if max_rows is None or rows <= max_rows:
+    if max_rows is None or rows - int(split.test.sum()) <= max_rows:
         return RowSample(np.ones(rows, dtype=bool), np.ones(rows), 1.0, 1.0, rows, rows, sampleable)
     calibration_rate = min(1.0, max_rows * calibration_share / max(int(calibration.sum()), 1))
     keep_calibration = calibration & (customer_hash_share(keys["customer_id"], seed + 5) < calibration_rate)
     others = ~calibration & ~sampleable_rows  # test rows and fit churners
-    room = max_rows - int(keep_calibration.sum()) - int(others.sum())
+    room = max_rows - int(keep_calibration.sum()) - int((others & ~split.test).sum())
     rate = float(np.clip(room / max(sampleable, 1), 0.01, 1.0))
     drawn = np.random.default_rng(seed).random(rows) < rate
     keep = others | keep_calibration | (sampleable_rows & drawn)
