@@ -130,6 +130,8 @@ def main() -> None:
                         help="folder with customers/transactions/... .parquet (bench_generate.py --out)")
     parser.add_argument("--work", type=Path, default=None,
                         help="folder for the config, features, reports and MLflow store (default: DATA-train)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="use this config (its paths) instead of configs/default.yaml moved to DATA and WORK")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "train.json")
     parser.add_argument("--child-command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     parser.add_argument("--child-reference", nargs=2, help=argparse.SUPPRESS)
@@ -143,15 +145,17 @@ def main() -> None:
 
     import pyarrow.parquet as pq
 
+    from pipelines.config import load_config
     from pipelines.io import write_json
+    from pipelines.outputs import current_paths
 
     work = args.work or args.data.with_name(args.data.name + "-train")
-    config = write_config(args.data.resolve(), work.resolve())
+    config = args.config.resolve() if args.config else write_config(args.data.resolve(), work.resolve())
     churn = str(Path(sys.executable).with_name("churn"))
     customers = pq.ParquetFile(args.data / "customers.parquet").metadata.num_rows
-    table = work / "features" / "train.parquet"
+    features_dir = Path(load_config(config).paths.features_dir)
     features = None
-    if not (work / "features").is_dir() or not any((work / "features").glob("**/train.parquet")):
+    if not features_dir.is_dir() or not any(features_dir.glob("**/train.parquet")):
         print(f"churn features on {args.data} ({customers:,} customers) ...", flush=True)
         features = run_child("--child-command", churn, "features", "--config", str(config))
         print(f"  features {features['seconds'] / 60:.1f} min, peak {features['peak_rss_gb']:.2f} GB", flush=True)
@@ -160,13 +164,11 @@ def main() -> None:
     print(train["console"])
     print(f"  train {train['seconds'] / 60:.1f} min ({train['cpu_seconds'] / 60:.1f} CPU min), "
           f"peak {train['peak_rss_gb']:.2f} GB", flush=True)
-    metrics = json.loads((work / "reports" / "train_metrics.json").read_text())
+    cfg = load_config(config)
+    metrics = json.loads((Path(cfg.paths.reports_dir) / "train_metrics.json").read_text())
     info = metrics["info"]
     trained_rows = int(info.get("sampling", {}).get("rows_kept", info["rows_fit"]))
-    from pipelines.config import load_config
-    from pipelines.outputs import current_paths
-
-    table = current_paths(load_config(config), "features")["train.parquet"]
+    table = current_paths(cfg, "features")["train.parquet"]
     reference = run_child("--child-reference", str(table), str(trained_rows))
     print(f"  reference: plain LightGBM, {REFERENCE_ROUNDS} rounds on {reference['rows']:,} rows: "
           f"{reference['seconds']:.1f} s", flush=True)
