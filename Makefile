@@ -50,6 +50,7 @@ BENCH_DATA ?= /tmp/bench-data/1m
 bench: install
 	$(BIN)/python benchmarks/bench_generate.py --customers 1000000 --months 30 --out $(BENCH_DATA)
 	$(BIN)/python benchmarks/bench_features.py --data $(BENCH_DATA)
+	$(BIN)/python benchmarks/bench_train.py --data $(BENCH_DATA)
 	$(BIN)/python benchmarks/bench_score.py --data $(BENCH_DATA)
 	$(BIN)/python benchmarks/bench_rules.py
 	$(BIN)/python benchmarks/bench_complaints.py --data $(BENCH_DATA)

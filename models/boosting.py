@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from models.calibration import Calibrator, fit_calibrator
-from models.data import FeatureSchema
+from models.data import WEIGHT_COLUMN, FeatureSchema
 from models.drift import reference_profile
 from models.settings import BoosterSettings
 
@@ -42,12 +42,14 @@ def booster_params(settings: BoosterSettings, objective: str, seed: int, **extra
 
 
 def train_booster(fit_x: pd.DataFrame, fit_y: np.ndarray, valid_x: pd.DataFrame, valid_y: np.ndarray,
-                  params: dict[str, object], settings: BoosterSettings, rounds: int | None = None) -> lgb.Booster:
+                  params: dict[str, object], settings: BoosterSettings, rounds: int | None = None,
+                  weight: np.ndarray | None = None) -> lgb.Booster:
     """Train with early stopping on the validation rows; categoricals handled natively.
 
     With `rounds` (a refit with settings already chosen) exactly that many rounds, no early stopping.
+    `weight`: per fit row (sampled non-churners count 1 / their sampling rate).
     """
-    train_set = lgb.Dataset(fit_x, label=fit_y, categorical_feature="auto", free_raw_data=True)
+    train_set = lgb.Dataset(fit_x, label=fit_y, weight=weight, categorical_feature="auto", free_raw_data=True)
     if rounds is not None:
         return lgb.train(params, train_set, num_boost_round=max(1, rounds))
     valid_set = lgb.Dataset(valid_x, label=valid_y, reference=train_set)
@@ -140,21 +142,46 @@ class ValueModel:
                    FeatureSchema.from_json((folder / "schema.json").read_text()))
 
 
+def row_weights(frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray | None:
+    """Weights of `rows` when the table's non-churners were sampled (`WEIGHT_COLUMN`), else None."""
+    if WEIGHT_COLUMN not in frame.columns:
+        return None
+    return frame[WEIGHT_COLUMN].to_numpy(dtype=np.float64)[rows]
+
+
+REFERENCE_ROWS = 200_000
+"""Rows (evenly spaced) the drift reference of a model is profiled on: quantiles of more rows
+change nothing but cost a sort of every column of the whole fit matrix."""
+
+
+def profile_rows(matrix: pd.DataFrame) -> dict[str, object]:
+    """`reference_profile` of at most `REFERENCE_ROWS` evenly spaced rows of the fit matrix."""
+    step = max(1, -(-len(matrix) // REFERENCE_ROWS))
+    return reference_profile(matrix.iloc[::step])
+
+
 def fit_churn_model(frame: pd.DataFrame, fit: np.ndarray, calibration: np.ndarray, schema: FeatureSchema,
                     settings: BoosterSettings, calibration_method: str, seed: int,
                     rounds: int | None = None) -> tuple[ChurnModel, dict[str, object]]:
     """Train the churn booster on `fit` rows, early-stop and calibrate on `calibration` rows
-    (with `rounds`: exactly that many rounds, calibration rows used for calibration only)."""
-    x = schema.matrix(frame)
+    (with `rounds`: exactly that many rounds, calibration rows used for calibration only).
+
+    Only the fit and calibration rows become model matrices (never the whole table). With a
+    `WEIGHT_COLUMN` (sampled non-churners) the fit rows are weighted; the calibration rows are
+    never sampled, so the calibrated probabilities are those of the whole population.
+    """
     y = frame["churned"].to_numpy(dtype=int)
     params = booster_params(settings, "binary", seed, metric="binary_logloss")
-    booster = train_booster(x[fit], y[fit], x[calibration], y[calibration], params, settings, rounds)
-    raw = booster.predict(x[calibration])
+    x_fit, x_cal = schema.matrix(frame[fit]), schema.matrix(frame[calibration])
+    booster = train_booster(x_fit, y[fit], x_cal, y[calibration], params, settings, rounds, row_weights(frame, fit))
+    reference = profile_rows(x_fit)
+    del x_fit
+    raw = booster.predict(x_cal)
     calibrator, losses = fit_calibrator(raw, y[calibration], calibration_method, seed)
     info = {"best_iteration": int(booster.best_iteration or booster.current_iteration()),
             "calibration_method": calibrator.method,
             **{f"calibration_cv_log_loss_{k}": v for k, v in losses.items()}}
-    model = ChurnModel(booster, calibrator, schema, reference_profile(x[fit]), validation=(calibration, raw))
+    model = ChurnModel(booster, calibrator, schema, reference, validation=(calibration, raw))
     return model, info
 
 
@@ -162,11 +189,11 @@ def fit_value_model(frame: pd.DataFrame, fit: np.ndarray, valid: np.ndarray, sch
                     settings: BoosterSettings, variance_power: float, seed: int,
                     rounds: int | None = None) -> tuple[ValueModel, dict[str, object]]:
     """Train the Tweedie value booster: suits many zeros and a heavy tail; negatives clipped to 0."""
-    x = schema.matrix(frame)
     y = np.clip(frame["future_value"].to_numpy(dtype=float), 0, None)
     params = booster_params(settings, "tweedie", seed, tweedie_variance_power=variance_power,
                             metric="tweedie")
-    booster = train_booster(x[fit], y[fit], x[valid], y[valid], params, settings, rounds)
+    booster = train_booster(schema.matrix(frame[fit]), y[fit], schema.matrix(frame[valid]), y[valid], params,
+                            settings, rounds, row_weights(frame, fit))
     return ValueModel(booster, schema), {"best_iteration": int(booster.best_iteration or booster.current_iteration())}
 
 
@@ -226,4 +253,4 @@ def fit_churn_model_cv(frame: pd.DataFrame, rows: np.ndarray, schema: FeatureSch
     info = {"best_iteration": final_rounds, "cv_best_iterations": rounds, "fit": "cross_validated",
             "calibration_method": calibrator.method,
             **{f"calibration_cv_log_loss_{k}": v for k, v in losses.items()}}
-    return ChurnModel(booster, calibrator, schema, reference_profile(x), validation=(rows, out_of_fold)), info
+    return ChurnModel(booster, calibrator, schema, profile_rows(x), validation=(rows, out_of_fold)), info

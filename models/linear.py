@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from models.calibration import Calibrator
-from models.data import FeatureSchema
+from models.data import WEIGHT_COLUMN, FeatureSchema, customer_hash_share
 
 MISSING_LEVEL = "<missing>"
 ALGORITHM = "logistic_regression"
@@ -100,6 +100,10 @@ def fit_design(matrix: pd.DataFrame, schema: FeatureSchema) -> LinearDesign:
                         tuple(map(float, scales)))
 
 
+DESIGN_BLOCK_ROWS = 100_000
+"""Rows of the dense design built at once when scoring (about 100 MB at 150 design columns)."""
+
+
 @dataclass
 class LinearChurnModel:
     """Calibrated logistic regression with the same interface as the LightGBM `ChurnModel`."""
@@ -119,7 +123,12 @@ class LinearChurnModel:
         return self.log_odds_of_matrix(self.schema.matrix(frame))
 
     def log_odds_of_matrix(self, matrix: pd.DataFrame) -> np.ndarray:
-        return self.design.standardised(matrix) @ self.coefficients + self.intercept
+        """Log-odds per row, in blocks of rows so the dense design of a large table is never whole."""
+        out = np.empty(len(matrix), dtype=np.float64)
+        for start in range(0, len(matrix), DESIGN_BLOCK_ROWS):
+            block = matrix.iloc[start:start + DESIGN_BLOCK_ROWS]
+            out[start:start + len(block)] = self.design.standardised(block) @ self.coefficients + self.intercept
+        return out
 
     def raw_score(self, frame: pd.DataFrame) -> np.ndarray:
         """Uncalibrated probability of the logistic regression."""
@@ -182,24 +191,43 @@ class LinearChurnModel:
                    float(payload.get("penalty_c", 1.0)))
 
 
+def linear_fit_rows(frame: pd.DataFrame, fit: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
+    """The fit rows the logistic regression uses: all of them, or with more than `max_rows` a
+    hashed share of the customers (the same every run) holding about `max_rows` rows.
+
+    About 150 coefficients are estimated long before a million rows; the dense float64 design
+    of every row of a large table would be the largest object of the whole training run.
+    """
+    count = int(fit.sum())
+    if max_rows is None or count <= max_rows:
+        return fit
+    return fit & (customer_hash_share(frame["customer_id"], seed + 3) < max_rows / count)
+
+
 def fit_linear_churn_model(frame: pd.DataFrame, fit: np.ndarray, schema: FeatureSchema, seed: int,
                            calibration: np.ndarray | None = None, calibration_method: str = "auto",
-                           penalty_c: float = 1.0) -> LinearChurnModel:
-    """L2-regularised logistic regression on the `fit` rows; calibrated on `calibration` rows if given."""
+                           penalty_c: float = 1.0, max_rows: int | None = None) -> LinearChurnModel:
+    """L2-regularised logistic regression on the `fit` rows (at most about `max_rows` of them,
+    `linear_fit_rows`; weighted when the table's non-churners were sampled); calibrated on
+    `calibration` rows if given."""
     from sklearn.linear_model import LogisticRegression
 
+    from models.boosting import profile_rows
     from models.calibration import fit_calibrator
-    from models.drift import reference_profile
 
-    matrix = schema.matrix(frame)
+    fit = linear_fit_rows(frame, fit, max_rows, seed)
     y = frame["churned"].to_numpy(dtype=int)
-    design = fit_design(matrix[fit], schema)
-    x_fit = design.standardised(matrix[fit])
-    model = LogisticRegression(C=penalty_c, max_iter=2000, random_state=seed).fit(x_fit, y[fit])
+    fit_matrix = schema.matrix(frame[fit])
+    design = fit_design(fit_matrix, schema)
+    x_fit = design.standardised(fit_matrix)
+    weight = frame[WEIGHT_COLUMN].to_numpy(dtype=np.float64)[fit] if WEIGHT_COLUMN in frame.columns else None
+    model = LogisticRegression(C=penalty_c, max_iter=2000, random_state=seed).fit(x_fit, y[fit], sample_weight=weight)
+    del x_fit
     linear = LinearChurnModel(design, model.coef_[0].astype(float), float(model.intercept_[0]),
-                              Calibrator("none"), schema, reference_profile(matrix[fit]), penalty_c=penalty_c)
+                              Calibrator("none"), schema, profile_rows(fit_matrix),
+                              penalty_c=penalty_c)
     if calibration is not None and calibration.any():
-        held_out = linear.raw_of_matrix(matrix[calibration])
+        held_out = linear.raw_of_matrix(schema.matrix(frame[calibration]))
         calibrator, _ = fit_calibrator(held_out, y[calibration], calibration_method, seed)
         linear.calibrator = calibrator
         linear.validation = (calibration, held_out)

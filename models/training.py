@@ -14,9 +14,9 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from models.baselines import btyd_churn_scores, btyd_value, carry_forward_value, recency_scores
 from models.boosting import ChurnModel, ValueModel, fit_churn_model, fit_churn_model_cv, fit_value_model
-from models.data import FeatureSchema, Split, customer_hash_share, infer_schema, model_feature_columns, split_rows
+from models.data import WEIGHT_COLUMN, FeatureSchema, Split, customer_hash_share, infer_schema, model_feature_columns, split_rows
 from models.blend import BlendChurnModel, fit_blend
-from models.linear import LinearChurnModel, fit_linear_churn_model, fit_linear_churn_model_cv
+from models.linear import LinearChurnModel, fit_linear_churn_model, fit_linear_churn_model_cv, linear_fit_rows
 from models.evaluation import (best_profit, churn_metrics, expected_contact_profit, gains_table, lifetime_value,
                                profit_curve, stayer_value_metrics)
 from models.settings import BoosterSettings, EconomicsSettings, ModelSettings
@@ -172,7 +172,8 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
         info["tuning_stopped_by"] = stopped
         info["tuning_kept_configured_booster"] = booster_settings == settings.booster
     training_rows = split.fit | split.calibration
-    small = int(training_rows.sum()) < settings.cross_validate_below_rows
+    sampled = WEIGHT_COLUMN in table.columns  # sampled non-churners: held-out calibration rows (never sampled) only
+    small = int(training_rows.sum()) < settings.cross_validate_below_rows and not sampled
     info["fit"] = "cross_validated" if small else "held_out_calibration_share"
     if small:  # every training row counts: rounds by cross-validation, calibration out of fold
         churn, churn_info = fit_churn_model_cv(table, training_rows, schema, booster_settings,
@@ -181,7 +182,10 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
     else:
         churn, churn_info = fit_churn_model(table, split.fit, split.calibration, schema, booster_settings,
                                             settings.calibration, seed)
-        logistic = fit_linear_churn_model(table, split.fit, schema, seed, split.calibration, settings.calibration)
+        logistic = fit_linear_churn_model(table, split.fit, schema, seed, split.calibration, settings.calibration,
+                                          max_rows=settings.sampling.logistic_max_rows)
+        info["logistic_rows_fit"] = int(linear_fit_rows(table, split.fit, settings.sampling.logistic_max_rows,
+                                                        seed).sum())
     # The value model learns what a customer brings *while they stay* (rows that did not churn), so a
     # customer about to leave is not called low-value because they are leaving: churn risk is the other model.
     stayed = y_all == 0
@@ -306,7 +310,7 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
     # Serve what was evaluated, refitted on every labelled cutoff (the newest labels included).
     refit_fit, refit_calibration = refit_split(table, settings.calibration_share, seed)
     every_row = np.ones(len(table), dtype=bool)
-    small_refit = len(table) < settings.cross_validate_below_rows
+    small_refit = len(table) < settings.cross_validate_below_rows and not sampled
     final_booster: ChurnModel | None = None
     final_linear: LinearChurnModel | None = None
     if selected in ("lightgbm", "blend"):
@@ -320,7 +324,8 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
             final_linear = fit_linear_churn_model_cv(table, every_row, schema, seed, settings.calibration)
         else:
             final_linear = fit_linear_churn_model(table, refit_fit, schema, seed, refit_calibration,
-                                                  settings.calibration, penalty_c=logistic.penalty_c)
+                                                  settings.calibration, penalty_c=logistic.penalty_c,
+                                                  max_rows=settings.sampling.logistic_max_rows)
     final_churn: ChurnModel | LinearChurnModel | BlendChurnModel
     if selected == "blend":
         assert final_booster is not None and final_linear is not None

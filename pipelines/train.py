@@ -17,6 +17,9 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
@@ -24,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from models.boosting import ChurnModel, ValueModel, load_churn_model
 from models.blend import BlendChurnModel
 from models.linear import LinearChurnModel
-from models.data import FeatureSchema
+from models.data import LABEL_COLUMNS, WEIGHT_COLUMN, FeatureSchema, RowSample, sample_non_churners, split_rows
 from models.evaluation import reliability_table, roc_table, stayer_value_metrics
 from models.explain import reason_codes
 from models.plots import (gains_figure, importance_figure, pr_figure, profit_figure, reliability_figure,
@@ -47,12 +50,36 @@ PYFUNC_FILE = Path(__file__).resolve().parent.parent / "models" / "pyfunc_model.
 CODE_PATHS = [str(Path(__file__).resolve().parent.parent / name) for name in ("features", "models")]
 
 
-def read_training_table(cfg: Config) -> pd.DataFrame:
-    """The training table of the current features generation."""
-    path = current_paths(cfg, "features")["train.parquet"]
-    if not path.is_file():
-        raise StageError(f"{path} does not exist: run `churn features --config ...` first")
-    return pd.read_parquet(path)
+def read_training_table(path: Path, cfg: Config) -> tuple[pd.DataFrame, RowSample]:
+    """The training table, lean: float feature columns as float32, one cutoff (row group) at a time.
+
+    With more rows than `model.sampling.max_training_rows`, non-churner fit rows are sampled
+    with weights (`models.data.sample_non_churners`; the weights in `WEIGHT_COLUMN`) as each
+    cutoff is read, so the whole table is never in memory. Labels stay float64.
+    """
+    parquet = pq.ParquetFile(path)
+    keys = pq.read_table(path, columns=["customer_id", "cutoff", "churned"]).to_pandas()
+    split = split_rows(keys, cfg.labels.horizon_days, cfg.model.calibration_share,
+                       cfg.model.single_cutoff_test_share, cfg.seed)
+    sample = sample_non_churners(keys, split, cfg.model.sampling.max_training_rows, cfg.model.calibration_share,
+                                 cfg.seed)
+    del keys, split
+    parts: list[pa.Table] = []
+    offset = 0
+    for group in range(parquet.num_row_groups):
+        part = parquet.read_row_group(group)
+        rows = slice(offset, offset + part.num_rows)
+        offset += part.num_rows
+        if sample.active:
+            keep = sample.keep[rows]
+            part = part.filter(pa.array(keep)).append_column(WEIGHT_COLUMN, pa.array(sample.weight[rows][keep]))
+        for index, field in enumerate(part.schema):
+            if pa.types.is_float64(field.type) and field.name not in LABEL_COLUMNS and field.name != WEIGHT_COLUMN:
+                part = part.set_column(index, pa.field(field.name, pa.float32()), pc.cast(part.column(index), pa.float32()))
+        parts.append(part)
+    table = pa.concat_tables(parts) if parts else parquet.schema_arrow.empty_table()
+    del parts
+    return table.to_pandas(split_blocks=True, self_destruct=True), sample
 
 
 def true_churn_probability(table: pd.DataFrame, truth_dir: Path, horizon_days: int) -> pd.Series | None:
@@ -61,7 +88,9 @@ def true_churn_probability(table: pd.DataFrame, truth_dir: Path, horizon_days: i
     if not path.is_file():
         log.warning("no %s: the true-hazard ceiling is skipped", path)
         return None
-    hazard = pd.read_parquet(path, columns=["customer_id", "month_start", "hazard"])
+    cutoffs = [pd.Timestamp(c) for c in pd.to_datetime(table["cutoff"]).unique()]
+    hazard = pd.read_parquet(path, columns=["customer_id", "month_start", "hazard"],  # only the table's cutoffs
+                             filters=[("month_start", "in", cutoffs)])
     keyed = table[["customer_id", "cutoff"]].merge(
         hazard.rename(columns={"month_start": "cutoff"}), on=["customer_id", "cutoff"], how="left")
     months = horizon_days / 30.4375
@@ -237,11 +266,16 @@ def _train(cfg: Config, say: Callable[[str], None], templates: dict[str, str] | 
                          "run `churn features --config ...` first")
     fingerprint = input_fingerprint(cfg, extra_files={"train_table": train_path})
     check_built_from(cfg, fingerprint, summary_path=features["features_summary.json"])
-    table = pd.read_parquet(train_path)
+    table, sample = read_training_table(train_path, cfg)
     if templates is None:
         from features.catalogue import reason_templates
         templates = reason_templates()
-    say(f"training table: {len(table):,} rows, {table['cutoff'].nunique()} cutoff(s)")
+    say(f"training table: {sample.rows:,} rows, {table['cutoff'].nunique()} cutoff(s)")
+    if sample.active:
+        say(f"sampled the training table: {sample.kept:,} of {sample.rows:,} rows kept: non-churner fit rows "
+            f"{sample.rate:.1%} (weighted x{1 / sample.rate:.1f}), calibration customers {sample.calibration_rate:.1%} "
+            "(all their rows), every fit churner and every test row (model.sampling.max_training_rows: "
+            f"{cfg.model.sampling.max_training_rows:,})")
     truth = (true_churn_probability(table, Path(cfg.evaluation.truth_dir), cfg.labels.horizon_days)
              if cfg.evaluation.truth_dir else None)
     with tracked_run(cfg, stage="train") as active:
@@ -253,6 +287,14 @@ def _train(cfg: Config, say: Callable[[str], None], templates: dict[str, str] | 
                                   known_value=knows_value(cfg))
         except ValueError as error:
             raise StageError(f"cannot train on {Path(cfg.paths.features_dir) / 'train.parquet'}: {error}") from None
+        result.info["sampling"] = {"rows": sample.rows, "rows_kept": sample.kept, "non_churner_fit_rows": sample.sampleable,
+                                   "non_churner_rate": sample.rate,
+                                   "calibration_customer_rate": sample.calibration_rate,
+                                   "max_training_rows": cfg.model.sampling.max_training_rows}
+        logistic_rows = result.info.get("logistic_rows_fit")
+        if isinstance(logistic_rows, int) and logistic_rows < int(result.info["rows_fit"]):  # type: ignore[call-overload]
+            say(f"logistic regression fitted on {logistic_rows:,} of {result.info['rows_fit']:,} fit rows "
+                f"(hashed customers; model.sampling.logistic_max_rows: {cfg.model.sampling.logistic_max_rows:,})")
         metrics = result.metrics
         say(f"test ROC-AUC: LightGBM {metrics.get('churn.roc_auc', float('nan')):.3f}, "
             f"logistic regression {metrics.get('baseline_logistic.roc_auc', float('nan')):.3f}; "
