@@ -33,11 +33,12 @@ def means(table: pd.DataFrame, column: str) -> tuple[float, float]:
     return float(table.loc[churned, column].mean()), float(table.loc[~churned, column].mean())
 
 
-def test_churners_are_less_active_and_falling(training: pd.DataFrame) -> None:
+def test_churners_are_less_active_and_move_money_out(training: pd.DataFrame) -> None:
+    # The generator plants lower activity, not a falling trend: the share of churners whose
+    # transaction_trend_90d is below 1 equals the stayers' (0.40-0.46 on seeds 21-23, before and
+    # after the complaint-timing change), and its mean, a ratio of small counts, flips with the seed.
     churner, stayer = means(training, "transaction_count_30d")
     assert churner < 0.8 * stayer
-    churner, stayer = means(training, "transaction_trend_90d")
-    assert churner < stayer
     churner, stayer = means(training, "transaction_count_90d")
     assert churner < 0.8 * stayer
     churner, stayer = means(training, "outflow_share_90d")
