@@ -616,11 +616,16 @@ def backtest(
     table = Table(title=f"lists replayed at {sum('skipped' not in c for c in summary['cutoffs'])} cutoff(s), totals")
     columns = ["customers", "churners_reached", "value_at_risk_reached", "estimated_churners_saved",
                "estimated_value_saved", "true_churners_saved", "true_value_saved"]
-    table.add_column("list")
-    for name in columns:
+    lists = summary["totals"]  # one column per list, one row per figure: fits an 80-column terminal
+    table.add_column("figure (sum over the replays)")
+    for name in lists:
         table.add_column(name.replace("_", " "), justify="right")
-    for name, figures in summary["totals"].items():
-        table.add_row(name.replace("_", " "), *("" if figures.get(c) is None else f"{figures[c]:,.1f}" for c in columns))
+
+    def shown(value: float | None) -> str:
+        return "" if value is None else f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}"
+
+    for column in columns:
+        table.add_row(column.replace("_", " "), *(shown(figures.get(column)) for figures in lists.values()))
     Console().print(table)
     for entry in summary["cutoffs"]:
         if "skipped" in entry:
@@ -630,10 +635,10 @@ def backtest(
 @app.command("run")
 def run_all(
     config: ConfigOption = Path("configs/default.yaml"),
-    first: Annotated[str | None, typer.Option("--from", help="First stage to run (validate, features, train, score, rules, complaints, report).")] = None,
+    first: Annotated[str | None, typer.Option("--from", help="First stage to run (validate, features, train, score, rules, complaints, effects, backtest, report).")] = None,
     last: Annotated[str | None, typer.Option("--to", help="Last stage to run.")] = None,
 ) -> None:
-    """Run every stage in order without DVC: validate, features, train, score, rules, complaints, report.
+    """Run every stage in order without DVC: validate, features, train, score, rules, complaints, effects, backtest, report.
 
     Example: churn run --config configs/default.yaml --from features --to train
     """
