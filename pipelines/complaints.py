@@ -282,7 +282,8 @@ def analyse(tables: Tables, cfg: Config, say: Callable[[str], None]) -> dict[str
         sentiment = complaints[["complaint_id", "customer_id", "opened_at", "category"]].assign(
             sentiment=scores, negative=scores < settings.text.negative_below).sort_values(
             ["opened_at", "complaint_id"], kind="stable").reset_index(drop=True)
-        text = suggest_labels(complaints, settings.text.test_share, settings.text.min_texts, cfg.seed)
+        text = suggest_labels(complaints, settings.text.test_share, settings.text.min_texts, cfg.seed,
+                              settings.text.max_train_complaints)
         quality, suggestions = text.quality, text.suggestions
         messages += text.messages
     else:

@@ -79,6 +79,9 @@ class TextSettings(Strict):
     enabled: bool = True
     test_share: float = Field(default=0.25, gt=0, lt=1, description="Latest share of complaints held out")
     min_texts: int = Field(default=200, ge=20, description="Fewest complaints with text to train the classifier")
+    max_train_complaints: int | None = Field(
+        default=200_000, ge=100, description="The suggestions learn from at most the latest this-many training "
+        "complaints (null: all); the fits grow with rows x classes, macro-F1 hardly beyond this")
     negative_below: float = Field(default=-0.05, ge=-1, le=0,
                                   description="VADER compound score below which a complaint reads negative")
 

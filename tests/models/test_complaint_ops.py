@@ -148,6 +148,10 @@ def test_text_suggestions_beat_the_majority_class_and_sentiment_is_bounded(bank:
     assert scores[angry].mean() < scores[~angry].mean()
     few = suggest_labels(tables.complaints.head(50), test_share=0.25, min_texts=200, seed=1)
     assert few.quality.empty and "min_texts" in few.messages[0]
+    capped = suggest_labels(tables.complaints, test_share=0.25, min_texts=200, seed=1, max_train=1000)
+    assert (capped.quality["train_complaints"] <= 1000).all() and "max_train_complaints" in capped.messages[0]
+    assert capped.suggestions["complaint_id"].tolist() == result.suggestions["complaint_id"].tolist()  # same test
+    assert (capped.quality["macro_f1"] > capped.quality["baseline_macro_f1"]).all()
 
 
 def test_forecast_from_late_october_carries_last_years_year_end_peak(tmp_path: Path) -> None:
