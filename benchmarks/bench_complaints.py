@@ -99,7 +99,8 @@ def measure_stage(data: Path) -> dict:
     timed("heat_maps", lambda: heat_grids(tables.complaints, tables.as_of, targets))
     timed("sentiment", lambda: sentiment_scores(tables.complaints["text"]))
     text = timed("text_suggestions", lambda: suggest_labels(tables.complaints, settings.text.test_share,
-                                                            settings.text.min_texts, cfg.seed))
+                                                            settings.text.min_texts, cfg.seed,
+                                                            settings.text.max_train_complaints))
     seconds = time.perf_counter() - start
     return {"seconds": round(seconds, 1), "parts_seconds": parts, "series_forecast": len(forecast.accuracy),
             "mase_overall": forecast.summary.get("mase_overall"),
