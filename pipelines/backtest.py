@@ -28,7 +28,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from features._grouping import cutoff_us, datetimes_us
+from features._grouping import US_PER_DAY, cutoff_us, datetimes_us
 from features.build import build_labels, build_scoring_table, build_training_table, tables_as_of, tables_before
 from features.contract import Tables
 from features.settings import SettingsProblem
@@ -80,7 +80,7 @@ def uplift_rows_before(rows: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: i
     """
     if rows.empty:
         return rows
-    last = cutoff_us(cutoff) - horizon_days * 86_400_000_000
+    last = cutoff_us(cutoff) - horizon_days * US_PER_DAY
     return rows[datetimes_us(rows["cutoff"]) <= last].reset_index(drop=True)
 
 

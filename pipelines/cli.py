@@ -622,7 +622,8 @@ def backtest(
         table.add_column(name.replace("_", " "), justify="right")
 
     def shown(value: float | None) -> str:
-        return "" if value is None else f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}"
+        return ("" if value is None else f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer()
+                else f"{value:,.1f}")
 
     for column in columns:
         table.add_row(column.replace("_", " "), *(shown(figures.get(column)) for figures in lists.values()))
