@@ -132,7 +132,7 @@ def forecast_figure(result: ForecastResult, levels: tuple[int, ...]) -> Figure:
                      f"(seasonal naive {accuracy['mase_seasonal_naive']:.2f})", fontsize=9)
         ax.tick_params(labelsize=7)
     axes.flat[0].legend(fontsize=7, loc="upper left")
-    fig.suptitle("Weekly complaints and the forecast (held-out backtest MASE in each title)", fontsize=11)
+    fig.suptitle("Weekly complaints and the forecast (backtested MASE in each title)", fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -398,8 +398,9 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
                 mlflow.log_artifact(str(path), "complaints")
             run_id = active.info.run_id
     fc = payload["forecast"]
-    say(f"{fc.get('series_forecast', 0)} series forecast (MASE overall {fc.get('mase_overall', float('nan')):.3f}), "
-        f"{payload['satisfaction']['units_significantly_below']} units significantly below average; "
+    say((f"{fc['series_forecast']} series forecast (MASE overall {fc['mase_overall']:.3f}, seasonal naive "
+         f"{fc['mase_seasonal_naive_overall']:.3f}), " if fc.get("series_forecast") else "no series forecast, ")
+        + f"{payload['satisfaction']['units_significantly_below']} units significantly below average; "
         f"files in {cfg.paths.outputs_dir}/")
     return {"run_id": run_id, "summary": payload, "paths": {k: str(v) for k, v in public.items()}}
 

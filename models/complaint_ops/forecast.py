@@ -5,16 +5,20 @@ weeks are used (the first Monday on or after the first complaint up to the last 
 ends by `as_of`), so a partial week never looks like a drop in volume.
 
 Per series the candidate models (statsmodels: ETS with the trend chosen by AIC, a small
-ARIMA chosen by AIC, and the seasonal naive forecast) are compared on a rolling-origin
-backtest: origins one horizon apart, each model refitted on the weeks before the origin
-and scored by its mean absolute error on the horizon after it. The model with the lowest
-error on every fold but the last is chosen; the last fold is held out from that choice
-and gives the reported MASE (the mean absolute error divided by the in-sample error of
-the seasonal naive forecast on the weeks before that origin; a season longer than the
-history falls back to the naive forecast, said in `scale_reference`). MASE < 1 means the
-forecast beats the seasonal naive one. The chosen model is then refitted on every week
-and forecasts `horizon_weeks` ahead with prediction intervals (statsmodels' own;
-seasonal naive: residual-based normal intervals widening with each season ahead).
+ARIMA chosen by AIC; the seasonal naive forecast with drift, i.e. last season's week plus the
+mean change from one season to the next, as in fable's `SNAIVE(y ~ drift())`; and the
+seasonal naive forecast itself) are compared on a rolling-origin backtest: origins one
+horizon apart, each model refitted on the weeks before the origin and scored by its mean
+absolute error on the horizon after it. The selection itself is backtested: at every fold
+after the first, the model with the lowest error on the folds before it is the one scored
+(`selected` in the backtest table), so the reported error never saw the fold it is measured
+on. MASE is that error over the in-sample error of the seasonal naive forecast on the weeks
+before each origin (a season longer than the history falls back to the naive forecast, said
+in `scale_reference`), averaged over those folds; the seasonal naive forecast gets the same
+figure on the same folds. MASE below the seasonal naive one means the forecast beats it.
+The model with the lowest error over all folds is then refitted on every week and forecasts
+`horizon_weeks` ahead with prediction intervals (statsmodels' own; seasonal naive with or
+without drift: residual-based normal intervals widening with each season ahead).
 
 statsforecast (AutoETS/AutoARIMA/MSTL) pins pandas < 3, so statsmodels is used.
 """
@@ -35,7 +39,7 @@ TOTAL = "total"
 WEEK = pd.Timedelta(days=7)
 ARIMA_ORDERS: tuple[tuple[int, int, int], ...] = ((1, 0, 0), (1, 0, 1), (2, 0, 0))
 WEEKLY_COLUMNS = ["series", "dimension", "value", "week_start", "complaints"]
-BACKTEST_COLUMNS = ["series", "model", "fold", "origin_week", "held_out", "mae"]
+BACKTEST_COLUMNS = ["series", "model", "fold", "origin_week", "selected", "mae"]
 ACCURACY_COLUMNS = ["series", "dimension", "value", "model", "weeks", "complaints", "folds", "mae",
                     "mae_seasonal_naive", "mase", "mase_seasonal_naive", "scale_reference"]
 SKIPPED_COLUMNS = ["series", "weeks", "complaints", "reason"]
@@ -112,13 +116,19 @@ def _z(level: int) -> float:
     return float(stats.norm.ppf(0.5 + level / 200.0))
 
 
-def _seasonal_naive(y: np.ndarray, horizon: int, season: int, levels: tuple[int, ...]) -> pd.DataFrame:
+def _seasonal_naive(y: np.ndarray, horizon: int, season: int, levels: tuple[int, ...],
+                    drift: bool = False) -> pd.DataFrame:
+    """Last season's week; with `drift`, plus the mean season-on-season change once per season ahead."""
     m = season if len(y) > season else 1
     steps = np.arange(horizon)
-    mean = y[len(y) - m + (steps % m)]
-    residuals = y[m:] - y[:-m]
+    ahead = steps // m + 1  # seasons ahead
+    differences = y[m:] - y[:-m]
+    slope = float(differences.mean()) if drift and len(differences) else 0.0
+    mean = y[len(y) - m + (steps % m)] + ahead * slope
+    residuals = differences - slope
     sigma = float(np.sqrt(np.mean(residuals ** 2))) if len(residuals) else 0.0
-    spread = sigma * np.sqrt(steps // m + 1)
+    # fable's interval for the drift forecast also carries the slope's own uncertainty (k^2 / T).
+    spread = sigma * np.sqrt(ahead * (1.0 + (ahead / max(len(differences), 1) if drift else 0.0)))
     out = {"mean": mean}
     for level in levels:
         out[f"lower_{level}"] = mean - _z(level) * spread
@@ -204,6 +214,8 @@ def predict(model: str, y: np.ndarray, horizon: int, season: int, levels: tuple[
             frame = _arima(y, horizon, levels)
         elif model == "stl_ets":
             frame = _stl_ets(y, horizon, season, levels)
+        elif model == "seasonal_naive_drift":
+            frame = _seasonal_naive(y, horizon, season, levels, drift=True)
         else:
             frame = _seasonal_naive(y, horizon, season, levels)
     return frame.clip(lower=0.0)
@@ -247,15 +259,27 @@ def forecast_complaints(complaints: pd.DataFrame, as_of: pd.Timestamp, settings:
                     mae = float("inf")
                 errors[model].append(mae)
                 folds.append({"series": series, "model": model, "fold": fold + 1,
-                              "origin_week": weeks[origin], "held_out": fold == n_folds - 1, "mae": mae})
-        chosen = min(candidates, key=lambda m: (np.mean(errors[m][:-1]), candidates.index(m)))
-        scale, reference = _scale(y[:origins[-1]], season)
-        held_out, naive = errors[chosen][-1], errors["seasonal_naive"][-1]
+                              "origin_week": weeks[origin], "selected": False, "mae": mae})
+        def best(folds_seen: int) -> str:
+            return min(candidates, key=lambda m: (np.mean(errors[m][:folds_seen]), candidates.index(m)))
+
+        # The selection is backtested too: fold k is scored with the model folds 1..k-1 chose.
+        picked = {fold: best(fold) for fold in range(1, n_folds)}
+        for row in folds[len(folds) - n_folds * len(candidates):]:
+            row["selected"] = row["fold"] > 1 and row["model"] == picked[row["fold"] - 1]
+        scales = [_scale(y[:origin], season) for origin in origins[1:]]
+        reference = scales[0][1]
+        scored = [errors[picked[fold]][fold] for fold in range(1, n_folds)]
+        naive = [errors["seasonal_naive"][fold] for fold in range(1, n_folds)]
+        usable = all(scale > 0 for scale, _ in scales)
+        chosen = best(n_folds)
         accuracy.append({"series": series, "dimension": dimension, "value": value, "model": chosen,
                          "weeks": len(y), "complaints": int(y.sum()), "folds": n_folds,
-                         "mae": held_out, "mae_seasonal_naive": naive,
-                         "mase": held_out / scale if scale > 0 else float("nan"),
-                         "mase_seasonal_naive": naive / scale if scale > 0 else float("nan"),
+                         "mae": float(np.mean(scored)), "mae_seasonal_naive": float(np.mean(naive)),
+                         "mase": float(np.mean([e / s for e, (s, _) in zip(scored, scales)]))
+                         if usable else float("nan"),
+                         "mase_seasonal_naive": float(np.mean([e / s for e, (s, _) in zip(naive, scales)]))
+                         if usable else float("nan"),
                          "scale_reference": reference})
         try:
             final = predict(chosen, y, h, season, levels)

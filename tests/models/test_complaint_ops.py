@@ -50,17 +50,35 @@ def test_weeks_are_whole_and_half_open_and_later_data_changes_nothing() -> None:
     assert moved[moved["series"] == TOTAL]["complaints"].tolist() == [2, 2]
 
 
-def test_forecast_beats_the_seasonal_naive_scale_with_ordered_intervals(bank: tuple[Tables, Path]) -> None:
+def test_forecast_selection_is_backtested_close_to_seasonal_naive_with_ordered_intervals(
+        bank: tuple[Tables, Path]) -> None:
+    """The selection never sees the fold it is scored on; on a small bank (9 series of 600+ complaints over
+    2.5 years) it stays within 5% of seasonal naive (1.02-1.03 on seeds 21-23: choosing among four models
+    costs a little where noise dominates). The demo bank's figure (it beats seasonal naive) is measured by
+    `churn complaints` and quoted in the README."""
     tables, _ = bank
     settings = ForecastSettings(min_complaints=600)
     result = forecast_complaints(tables.complaints, tables.as_of, settings)
     accuracy = result.accuracy
     assert TOTAL in set(accuracy["series"]) and len(accuracy) >= 5
-    assert result.summary["mase_overall"] < 1.0, accuracy[["series", "model", "mase"]]
+    assert np.isfinite(accuracy["mase"]).all() and result.summary["mae_ratio_to_seasonal_naive"] <= 1.05, \
+        accuracy[["series", "model", "mae", "mae_seasonal_naive"]]
     assert set(accuracy["model"]) <= set(settings.models)
     assert (result.skipped["complaints"] < 600).all() and result.skipped["reason"].str.contains("min_complaints").all()
-    held_out = result.backtest[result.backtest["held_out"]]
-    assert held_out["fold"].eq(settings.backtest_folds).all()
+    # The selection is backtested: one scored model per series on every fold but the first, chosen by the
+    # folds before it, and the reported error is exactly the mean of those scored folds.
+    backtest = result.backtest
+    selected = backtest[backtest["selected"]]
+    assert not (backtest["fold"].eq(1) & backtest["selected"]).any()
+    assert all(sorted(folds) == list(range(2, settings.backtest_folds + 1))
+               for folds in selected.groupby("series")["fold"].apply(list))
+    for row in accuracy.itertuples():
+        seen = backtest[backtest["series"] == row.series]
+        for fold in range(2, settings.backtest_folds + 1):
+            earlier = seen[seen["fold"] < fold].groupby("model")["mae"].mean()
+            scored = selected[(selected["series"] == row.series) & (selected["fold"] == fold)]["model"].item()
+            assert earlier[scored] == earlier.min()
+        assert row.mae == pytest.approx(selected[selected["series"] == row.series]["mae"].mean())
     forecast = result.forecast
     assert len(forecast) == settings.horizon_weeks * len(accuracy)
     assert (forecast["lower_95"] <= forecast["lower_80"] + 1e-9).all()
