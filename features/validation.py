@@ -326,12 +326,15 @@ def check_not_empty(frame: pd.DataFrame, spec: TableSpec) -> list[Problem]:
 
 
 def validate_tables(
-    frames: dict[str, pd.DataFrame], as_of: pd.Timestamp | None
+    frames: dict[str, pd.DataFrame], as_of: pd.Timestamp | None,
+    dates_only: dict[str, pd.DataFrame] | None = None,
 ) -> list[Problem]:
     """Every contract check over already-typed canonical frames; [] means valid.
 
     `as_of` is the configured data.as_of; when it is None, the end of the data is
     inferred (`data_as_of`) and rows dated after it are reported (`check_after_data_end`).
+    `dates_only`: tables a stage does not use, read as their event-time column alone so that
+    the inferred end is the same in every stage; they are not checked here.
     """
     problems: list[Problem] = []
     for name, frame in frames.items():
@@ -344,7 +347,7 @@ def validate_tables(
         events = {n: f for n, f in frames.items() if n in EVENT_TABLES and len(f)}
         problems += check_cross_table(frames["customers"], events, as_of)
     if as_of is None:
-        problems += check_after_data_end(frames)
+        problems += check_after_data_end(frames, dates_only)
     return problems
 
 
@@ -440,22 +443,24 @@ def inferred_as_of(frames: dict[str, pd.DataFrame]) -> pd.Timestamp | None:
     return max(ends) + pd.Timedelta(days=1) if ends else None
 
 
-def check_after_data_end(frames: dict[str, pd.DataFrame]) -> list[Problem]:
+def check_after_data_end(frames: dict[str, pd.DataFrame],
+                         dates_only: dict[str, pd.DataFrame] | None = None) -> list[Problem]:
     """With data.as_of empty: rows dated on or after the inferred end of the data.
 
     Errors in the columns the end is inferred from (stray or mistyped dates, such as
     2099 for 2024); warnings for the customers' signup and closure dates when the event
     tables set the end (such customers count as not yet joined, or still open).
     """
-    as_of = inferred_as_of(frames)
+    everything = {**(dates_only or {}), **frames}  # the end comes from every table; checks only on `frames`
+    as_of = inferred_as_of(everything)
     if as_of is None:
         return []
     last_day = (as_of - pd.Timedelta(days=1)).date()
     how = (f"dates after the end of the data, {last_day} (inferred because data.as_of is empty: the last day "
            f"with at least {BUSY_DAY_SHARE:.0%} of a typical day's events, isolated dates left out)")
-    used = end_columns(frames)
+    used = end_columns(everything)
     problems = [_late_rows(frames[table], table, column, as_of, how, "set data.as_of or correct the dates")
-                for table, column in used]
+                for table, column in used if table in frames]
     if used and used[0][0] != "customers" and "customers" in frames:
         problems += [_late_rows(frames["customers"], "customers", column, as_of,
                                 f"dates after the end of the event data, {last_day}; these customers count as "

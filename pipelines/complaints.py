@@ -78,6 +78,9 @@ OUTPUT_FILES = (WEEKLY_FILE, FORECAST_FILE, BACKTEST_FILE, ACCURACY_FILE, FORECA
 DECIMALS = 6
 FORECAST_PANELS = 6
 
+NEEDS_TABLES = frozenset({"customers", "complaints", "surveys"})
+"""The tables complaint operations read (the rest are not loaded: `load_tables`)."""
+
 
 def output_paths(cfg: Config) -> dict[str, Path]:
     """Where each output is read from: tables and charts in outputs_dir, then the summary in reports_dir."""
@@ -383,7 +386,7 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
     public = output_paths(cfg)
     outputs = StageOutputs("complaints", public, say)
     with outputs, outputs.commit() as files:
-        tables = load_tables(cfg)
+        tables = load_tables(cfg, NEEDS_TABLES)
         with tracked_run(cfg, stage="complaints") as active:
             mlflow.log_params(flatten_params(cfg.complaints, "complaints."))
             result = analyse(tables, cfg, say)

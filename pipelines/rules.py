@@ -184,6 +184,12 @@ def summary_payload(result: RuleResult, settings: RuleSettings, cfg: Config, as_
     }
 
 
+def needs_tables(cfg: Config) -> frozenset[str]:
+    """The tables mining reads: transactions only when churn is inactivity (closure reads customers)."""
+    return frozenset({"customers", "complaints"} | ({"transactions"} if cfg.labels.definition == "inactivity"
+                                                     else set()))
+
+
 def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str, object]:
     """Mine the complaint history, write the tables, the diagram and the summary, log them to MLflow."""
     say = progress or (lambda message: None)
@@ -191,7 +197,7 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
     public = output_paths(cfg)
     outputs = StageOutputs("rules", public, say)
     with outputs, outputs.commit() as files:  # every file switches in together when the block ends
-        tables = load_tables(cfg)
+        tables = load_tables(cfg, needs_tables(cfg))
         result, payload, run_id = _mine(cfg, settings, tables, say, files, public)
     say(f"{result.summary['baskets']:,} baskets, {len(result.rules)} rules, {len(result.chains)} chains, "
         f"{len(result.churn_rules)} churn/outcome rules; tables in {cfg.paths.outputs_dir}/")

@@ -87,8 +87,12 @@ def _file_columns(path: Path, fmt: str, has_bom: bool) -> list[str]:
     return list(pd.read_csv(pd.io.common.StringIO(header), nrows=0).columns)
 
 
-def read_table(name: str, source: TableSource) -> tuple[pd.DataFrame | None, list[Problem]]:
-    """Read one table into canonical column names, every value still as stored."""
+def read_table(name: str, source: TableSource,
+               only: tuple[str, ...] | None = None) -> tuple[pd.DataFrame | None, list[Problem]]:
+    """Read one table into canonical column names, every value still as stored.
+
+    `only`: these canonical columns and no others (a stage that needs a table's dates alone).
+    """
     spec = TABLES[name]
     path = source.path
     if not path.is_file():
@@ -118,6 +122,8 @@ def read_table(name: str, source: TableSource) -> tuple[pd.DataFrame | None, lis
             name, None, 0, f"missing required column(s): {', '.join(missing)}; the file has {file_columns[:12]}",
             f"rename the column(s) in the file or map them in data.tables.{name}.columns")]
     wanted = [c for c in file_columns if c in to_canonical or spec.extra_columns_allowed]
+    if only is not None:
+        wanted = [c for c in wanted if to_canonical.get(c) in only]
     try:
         if fmt == "parquet":
             frame = _read_parquet(path, wanted, {file: spec.column(canonical).kind
@@ -267,46 +273,68 @@ def _used_codes(codes: np.ndarray, n_categories: int) -> np.ndarray:
     return used[1:]
 
 
-def read_and_check(cfg: Config) -> tuple[dict[str, pd.DataFrame], pd.Timestamp | None, list[Problem]]:
-    """All tables read and typed, the data's as-of date, and every problem found."""
+def read_and_check(cfg: Config, needs: frozenset[str] | None = None
+                   ) -> tuple[dict[str, pd.DataFrame], pd.Timestamp | None, list[Problem]]:
+    """The tables read and typed, the data's as-of date, and every problem found.
+
+    `needs`: the tables a stage uses (None: all). The others are not read; when data.as_of is
+    empty, an event table among them is read as its event-time column alone, so the inferred
+    end of the data (and every window that ends there) is the same in every stage.
+    """
     frames: dict[str, pd.DataFrame] = {}
+    dates_only: dict[str, pd.DataFrame] = {}
     problems: list[Problem] = []
     for name in TABLES:
         source = cfg.data.tables.get(name)
         if source is None:
             continue
-        frame, read_problems = read_table(name, source)
+        only: tuple[str, ...] | None = None
+        if needs is not None and name not in needs:
+            event_time = TABLES[name].event_time
+            if cfg.data.as_of is not None or event_time is None:
+                continue
+            only = (event_time,)
+        frame, read_problems = read_table(name, source, only)
         problems += read_problems
         if frame is None:
             continue
         frame, parse_problems = coerce_types(frame, TABLES[name])
         problems += parse_problems
-        frames[name] = frame
+        (frames if only is None else dates_only)[name] = frame
     as_of: pd.Timestamp | None = None
     try:
-        as_of = data_as_of(frames, cfg.data.as_of) if frames else None
+        as_of = data_as_of({**dates_only, **frames}, cfg.data.as_of) if frames or dates_only else None
     except ValueError as error:
         problems.append(Problem("customers", None, 0, str(error), "set data.as_of in the config"))
     configured_as_of = pd.Timestamp(cfg.data.as_of) if cfg.data.as_of else None
-    problems += validate_tables(frames, configured_as_of)
+    problems += validate_tables(frames, configured_as_of, dates_only)
     # Arrow keeps the pages of its freed read buffers for reuse, but what comes next (the
     # feature build, the models) allocates through numpy: hand them back (~0.4 GB on 46M rows).
     pa.default_memory_pool().release_unused()
     return frames, as_of, problems
 
 
-def load_tables(cfg: Config) -> Tables:
-    """Every stage's first step: the validated tables, or ValidationFailed listing every problem."""
-    frames, as_of, problems = read_and_check(cfg)
+def load_tables(cfg: Config, needs: frozenset[str] | None = None) -> Tables:
+    """Every stage's first step: the validated tables, or ValidationFailed listing every problem.
+
+    `needs`: the tables the stage uses (None: all); the others are left unread (only their
+    dates when data.as_of is empty), said in the log. `churn validate` checks every table.
+    """
+    frames, as_of, problems = read_and_check(cfg, needs)
     errors = [p for p in problems if p.severity == "error"]
     for warning in (p for p in problems if p.severity == "warning"):
         log.warning("%s", warning)
     if errors or "customers" not in frames:
         raise ValidationFailed(errors or [Problem("customers", None, 0, "table could not be read",
                                                   "see the messages above")])
-    skipped = [n for n in TABLES if n not in frames]
+    unread = [n for n in TABLES if n not in frames and n in cfg.data.tables and needs is not None
+              and n not in needs]
+    skipped = [n for n in TABLES if n not in frames and n not in unread]
     if skipped:
         log.info("tables not supplied, their features are skipped: %s", ", ".join(skipped))
+    if unread:
+        log.info("tables this stage does not use, not read%s: %s",
+                 "" if cfg.data.as_of else " (only their dates, for the end of the data)", ", ".join(unread))
     return Tables(**frames, as_of=as_of)
 
 

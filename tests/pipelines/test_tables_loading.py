@@ -61,3 +61,30 @@ def test_missing_event_id_is_not_an_unknown_customer_when_a_customer_id_is_missi
     # C3's transaction (row 4) is now unknown; the row with the missing id is not counted again.
     unknown = [p for p in text if p.startswith("transactions.customer_id: customers not in")]
     assert len(unknown) == 1 and "(1 row)" in unknown[0] and "row 4 (customer C3)" in unknown[0]
+
+
+def test_a_stage_reads_only_the_tables_it_needs_and_the_same_end_of_the_data(tmp_path: Path) -> None:
+    """Unused tables are not read or checked (bad amounts there stop nothing), but with data.as_of
+    empty their dates still count towards the end of the data, so every stage's windows agree."""
+    frames = tiny_tables()
+    late = pd.DataFrame({"customer_id": ["C1"], "timestamp": ["2023-08-05 08:00:00"], "amount": [5.0],
+                         "channel": ["card"]})
+    frames["transactions"] = pd.concat([frames["transactions"], late], ignore_index=True)
+    full = load_tables(parse_config(write_dataset(tmp_path / "clean", frames)))
+    assert full.as_of == pd.Timestamp("2023-08-06")  # the transactions run latest
+    frames["transactions"]["amount"] = ["ten", "-3", "200", "42", "5"]
+    raw = write_dataset(tmp_path / "bad", frames)
+    _, _, problems = read_and_check(parse_config(raw))
+    assert any("transactions.amount" in str(p) for p in problems if p.severity == "error")
+    needs = frozenset({"customers", "complaints", "surveys"})
+    part = load_tables(parse_config(raw), needs)
+    assert part.transactions is None and part.contacts is None
+    assert part.as_of == full.as_of
+    for name in sorted(needs):
+        pd.testing.assert_frame_equal(getattr(part, name), getattr(full, name), obj=name)
+    # With the end of the data configured, the unused tables are not opened at all.
+    frames["transactions"]["timestamp"] = "not a date"
+    raw = write_dataset(tmp_path / "worse", frames)
+    raw["data"]["as_of"] = "2024-01-01"
+    part = load_tables(parse_config(raw), needs)
+    assert part.transactions is None and part.as_of == pd.Timestamp("2024-01-01")
