@@ -3,13 +3,15 @@
 Measures, each in a fresh subprocess (so every peak RSS is its own):
   (a) stage: the pure complaints analysis as `churn complaints` runs it
       (`pipelines.complaints.analyse`: weekly counts and forecast with backtest, staffing,
-      satisfaction by unit, heat maps, text sentiment and suggestions), with the time of
-      each part measured separately in the same process;
-  (b) reference: reading and type-coercing the customers, complaints and surveys tables
-      (the I/O floor the stage starts from), on the same machine in the same run;
+      satisfaction by unit, heat maps, text sentiment and suggestions), its parts timed by
+      the progress messages it says;
+  (b) reference: loading the tables as the stage does (`load_tables` with the stage's
+      NEEDS_TABLES: customers, complaints and surveys read, typed and validated; the other
+      tables' event times only, for the end of the data): the I/O floor the stage starts from,
+      on the same machine in the same run;
   (c) command: the whole stage as `churn complaints` runs it (`pipelines.complaints.run`:
-      loading and validating every table, the analysis, every CSV, Parquet and chart, the
-      summary and the MLflow run), into a temporary folder and MLflow store.
+      loading, the analysis, every CSV, Parquet and chart, the summary and the MLflow run),
+      into a temporary folder and MLflow store.
 Reports wall times, peak memory, rows, and the ratio stage / reference. The times of (a)
 exclude reading the inputs (the reference is that reading); (c) includes everything.
 
@@ -52,59 +54,51 @@ def warm_imports() -> None:
     import pipelines.tables  # noqa: F401
 
 
-def load(data: Path):
-    """The tables the stage reads, as the pipeline loads them (read, map, coerce types)."""
-    from features.contract import TABLES, Tables
-    from features.validation import data_as_of
-    from pipelines.config import TableSource
-    from pipelines.tables import coerce_types, read_table
+def config(data: Path, folder: Path | None = None):
+    """The stage's config on the generated bank's five tables (into `folder` when writing outputs)."""
+    from pipelines.config import parse_config
 
-    frames = {}
-    for name in TABLES_READ:
-        frame, problems = read_table(name, TableSource(path=data / f"{name}.parquet"))
-        if frame is None:
-            raise SystemExit(f"cannot read {data / name}.parquet: {problems}")
-        frames[name], _ = coerce_types(frame, TABLES[name])
-    missing = {"branch", "business_line", "text"} - set(frames["complaints"].columns)
+    raw: dict = {"data": {"tables": {name: {"path": str(data / f"{name}.parquet")}
+                                     for name in ("customers", "transactions", "complaints", "surveys", "contacts")}}}
+    if folder is not None:
+        raw["paths"] = {"features_dir": str(folder / "features"), "outputs_dir": str(folder / "outputs"),
+                        "reports_dir": str(folder / "reports")}
+        raw["tracking"] = {"tracking_uri": f"sqlite:///{folder}/mlflow.db", "artifact_location": str(folder / "art"),
+                           "experiment": "bench-complaints"}
+    return parse_config(raw)
+
+
+def load(data: Path):
+    """The tables as the stage loads them (`load_tables` with the stage's NEEDS_TABLES)."""
+    from pipelines.complaints import NEEDS_TABLES
+    from pipelines.tables import load_tables
+
+    tables = load_tables(config(data), NEEDS_TABLES)
+    missing = {"branch", "business_line", "text"} - set(tables.complaints.columns)
     if missing:
         raise SystemExit(f"{data} was generated before complaints had {sorted(missing)}: generate it again")
-    return Tables(**frames, as_of=data_as_of(frames, None))
+    return tables
 
 
 def measure_stage(data: Path) -> dict:
-    from models.complaint_ops.forecast import forecast_complaints
-    from models.complaint_ops.heatmaps import heat_grids
-    from models.complaint_ops.satisfaction import satisfaction_by_unit
-    from models.complaint_ops.staffing import staffing_plan
-    from models.complaint_ops.text import sentiment_scores, suggest_labels
-    from pipelines.config import parse_config
+    """`pipelines.complaints.analyse` itself, its parts timed by the progress messages it says."""
+    from pipelines.complaints import analyse
 
     warm_imports()
     tables = load(data)
-    cfg = parse_config({"data": {"tables": {"customers": {"path": str(data / "customers.parquet")}}}})
-    settings, targets = cfg.complaints, cfg.features.complaint_targets
-    parts: dict[str, float] = {}
+    marks: list[tuple[str, float]] = []
     start = time.perf_counter()
-
-    def timed(name: str, action):
-        begin = time.perf_counter()
-        value = action()
-        parts[name] = round(time.perf_counter() - begin, 2)
-        return value
-
-    forecast = timed("forecast", lambda: forecast_complaints(tables.complaints, tables.as_of, settings.forecast))
-    timed("staffing", lambda: staffing_plan(forecast.forecast, tables.complaints, targets, settings.staffing,
-                                            settings.forecast.interval_levels))
-    timed("satisfaction", lambda: satisfaction_by_unit(tables.complaints, tables.surveys, settings.satisfaction))
-    timed("heat_maps", lambda: heat_grids(tables.complaints, tables.as_of, targets))
-    timed("sentiment", lambda: sentiment_scores(tables.complaints["text"]))
-    text = timed("text_suggestions", lambda: suggest_labels(tables.complaints, settings.text.test_share,
-                                                            settings.text.min_texts, cfg.seed,
-                                                            settings.text.max_train_complaints))
+    result = analyse(tables, config(data), lambda message: marks.append((message, time.perf_counter())))
     seconds = time.perf_counter() - start
-    return {"seconds": round(seconds, 1), "parts_seconds": parts, "series_forecast": len(forecast.accuracy),
-            "mase_overall": forecast.summary.get("mase_overall"),
-            "category_macro_f1": float(text.quality.set_index("target").loc["category", "macro_f1"]),
+    text_started = next((at for message, at in marks if message.startswith("scoring complaint text")), None)
+    parts = {"forecast_staffing_satisfaction_heat_maps": round((text_started or start + seconds) - start, 2),
+             "text_sentiment_and_suggestions": round(start + seconds - text_started, 2) if text_started else 0.0}
+    quality = result["quality"]
+    return {"seconds": round(seconds, 1), "parts_seconds": parts, "series_forecast": len(result["forecast"].accuracy),
+            "mase_overall": result["forecast"].summary.get("mase_overall"),
+            "mae_ratio_to_seasonal_naive": result["forecast"].summary.get("mae_ratio_to_seasonal_naive"),
+            "category_macro_f1": float(quality.set_index("target").loc["category", "macro_f1"])
+            if len(quality) else None,
             "rows": {name: len(getattr(tables, name)) for name in TABLES_READ}}
 
 
@@ -113,18 +107,10 @@ def measure_command(data: Path) -> dict:
     import tempfile
 
     from pipelines import complaints
-    from pipelines.config import parse_config
 
     warm_imports()
     with tempfile.TemporaryDirectory(prefix="bench-complaints-") as tmp:
-        folder = Path(tmp)
-        cfg = parse_config({
-            "data": {"tables": {name: {"path": str(data / f"{name}.parquet")}
-                                for name in ("customers", "transactions", "complaints", "surveys", "contacts")}},
-            "paths": {"features_dir": str(folder / "features"), "outputs_dir": str(folder / "outputs"),
-                      "reports_dir": str(folder / "reports")},
-            "tracking": {"tracking_uri": f"sqlite:///{folder}/mlflow.db", "artifact_location": str(folder / "art"),
-                         "experiment": "bench-complaints"}})
+        cfg = config(data, Path(tmp))
         start = time.perf_counter()
         complaints.run(cfg)
         seconds = time.perf_counter() - start
@@ -166,7 +152,7 @@ def main() -> None:
         child(args.child, args.data)
         return
     reference = run_child("reference", args.data)
-    print(f"reference (read customers, complaints, surveys): {reference['seconds']} s, peak {reference['peak_gb']} GB",
+    print(f"reference (load the stage's tables): {reference['seconds']} s, peak {reference['peak_gb']} GB",
           flush=True)
     stage = run_child("stage", args.data)
     print(f"complaints stage: {stage['seconds']} s ({stage['parts_seconds']}), peak {stage['peak_gb']} GB",
