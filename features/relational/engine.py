@@ -150,17 +150,62 @@ def _require(table: ir.Table | None, message: str) -> ir.Table:
     return table
 
 
+def latest_rows(events: ir.Table, cutoffs: ir.Table, window_days: int) -> ir.Table:
+    """(customer_id, cutoff) with the time of the customer's latest event before the cutoff (pairs
+    without one left out), and `elapsed_us`, `back`, `days` as `event_rows`.
+
+    Without joining every event to every cutoff it precedes (rows growing with events x cutoffs):
+    the latest of (a) the events of the last `window_days` days and (b) the latest event of each
+    customer's (window_days - 1)-day period of the epoch, among those periods' latest events
+    before the cutoff. (b) misses only events of a period whose latest event is at or after the
+    cutoff; such a period spans less than `window_days` days, so those events are in (a).
+    """
+    ibis = ibis_module()
+    if window_days < 2:
+        rows = event_rows(events, cutoffs, None)
+    else:
+        recent = event_rows(events, cutoffs, window_days).select(*KEYS, "time")
+        period = events.time.delta(ibis.timestamp("1970-01-01 00:00:00"), unit="microsecond") // (
+            (window_days - 1) * US_PER_DAY)
+        latest = events.group_by("customer_id", _period=period).aggregate(time=events.time.max())
+        earlier = latest.join(cutoffs, latest.time < cutoffs.cutoff).select(*KEYS, "time")
+        rows = recent.union(earlier)
+    latest = rows.group_by(KEYS).aggregate(time=rows.time.max())
+    elapsed = latest.cutoff.delta(latest.time, unit="microsecond")
+    return latest.mutate(elapsed_us=elapsed, back=whole_days(elapsed - 1), days=whole_days(elapsed))
+
+
+def _before_cutoffs(events: ir.Table, cutoffs: ir.Table, lookback_days: int | None) -> ir.Table:
+    """The events that can fall in any cutoff's rows: before the latest cutoff, within the look-back
+    of the earliest. Filtered before any window function over the events (which no engine pushes a
+    join's filter through) and the join."""
+    ibis = ibis_module()
+    keep = events.time < cutoffs.cutoff.max()
+    if lookback_days is not None:
+        keep &= events.time >= cutoffs.cutoff.min() - ibis.interval(days=lookback_days)
+    return events.filter(keep)
+
+
 def _aggregate(source: EventSource, events: ir.Table, cutoffs: ir.Table, out: ir.Table,
                reductions: dict[str, Reduction], settings: FeatureSettings) -> ir.Table:
     """`out` with the reductions of one event table added, empties filled: one aggregate per
-    (history, rows) group, each left-joined on (customer_id, cutoff)."""
+    (history, rows, events) group, each left-joined on (customer_id, cutoff). The reductions of a
+    group share one join of the events to the cutoffs and one pass over its rows (filtered
+    aggregates), so the common case, every windowed count and sum, is a single scan."""
     groups: dict[tuple[str, object, object], dict[str, Reduction]] = {}
     for name, reduction in reductions.items():
         groups.setdefault((reduction.history, reduction.rows, reduction.events), {})[name] = reduction
-    for (history, narrow, keep), part in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] is not None)):
-        rows = event_rows(events if keep is None else events.filter(keep(events)), cutoffs,
-                          source.window_days(settings) if history == "window" else None)
-        rows = source.row_columns(rows) if history == source.row_columns_history else rows
+    order = {"window": 0, "all": 1, "last": 2}
+    for (history, narrow, keep), part in sorted(groups.items(), key=lambda item: (order[item[0][0]], item[0][1] is not None)):
+        lookback = source.window_days(settings) if history == "window" else None
+        chosen = _before_cutoffs(events if keep is None else events.filter(keep(events)), cutoffs, lookback)
+        for extend in dict.fromkeys(d.extend for d in part.values() if d.extend is not None):
+            chosen = extend(chosen)
+        if history == "last":
+            rows = latest_rows(chosen, cutoffs, source.window_days(settings))
+        else:
+            rows = event_rows(chosen, cutoffs, lookback)
+            rows = source.row_columns(rows) if history == source.row_columns_history else rows
         rows = rows if narrow is None else narrow(rows)
         aggregated = rows.group_by(KEYS).aggregate({name: d.reduce(rows) for name, d in part.items()})
         joined = out.left_join(aggregated, KEYS)
@@ -277,4 +322,4 @@ def label_table(tables: RelationalTables, cutoffs: Cutoffs, labels: LabelSetting
 
 
 __all__ = ["PORTED_FAMILIES", "SOURCES", "RelationalTables", "US_PER_DAY", "cutoff_table", "event_rows",
-           "feature_table", "label_table", "population"]
+           "feature_table", "label_table", "latest_rows", "population"]

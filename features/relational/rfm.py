@@ -99,26 +99,33 @@ def quintile_score(column: str, higher_is_better: bool) -> Derived:
     Edges as numpy's `quantile(method="inverted_cdf")` (features/rfm.py): the value at 1-based
     position ceil(q * n) of the sorted non-empty values, q * n in double precision as numpy
     computes it; the score counts the edges strictly below the value (searchsorted, side left).
+    The edges are one small aggregate per cutoff joined back (a filtered aggregate over a window
+    per edge, as first written, costs a pass over the population each: ~8x slower).
     """
-    helper_n, helper_position = f"_n_{column}", f"_position_{column}"
+    edges = [f"_edge{k}_{column}" for k in range(len(QUINTILES))]
 
     def prepare(row: ir.Table) -> ir.Table:
         ibis = ibis_module()
         value = row[column].cast("float64")
-        return row.mutate(**{helper_n: value.count().over(group_by="cutoff"),
-                             helper_position: ibis.row_number().over(group_by="cutoff", order_by=value)})
+        known = row.select("cutoff", _value=value)
+        known = known.filter(known._value.notnull())
+        ranked = known.mutate(_position=ibis.row_number().over(group_by="cutoff", order_by=known._value),
+                              _n=known._value.count().over(group_by="cutoff"))
+        per_cutoff = ranked.group_by("cutoff").aggregate(**{
+            edge: ranked._value.max(where=ranked._position == (
+                ibis.literal(q, "float64") * ranked._n.cast("float64")).ceil().cast("int64") - 1)
+            for edge, q in zip(edges, QUINTILES)})
+        joined = row.left_join(per_cutoff, "cutoff")
+        return joined.select(*[joined[c] for c in row.columns], *[joined[e] for e in edges])
 
     def derive(row: ir.Table) -> ir.Value:
         ibis = ibis_module()
         value = row[column].cast("float64")
-        n, position = row[helper_n], row[helper_position]  # position 0-based, empty values last
         below = 0
-        for q in QUINTILES:
-            wanted = (ibis.literal(q, "float64") * n.cast("float64")).ceil().cast("int64") - 1
-            edge = value.max(where=position == wanted).over(group_by="cutoff")  # filtered: not ordered
-            below = below + ibis.ifelse(edge.notnull() & (edge < value), 1, 0)
+        for edge in edges:
+            below = below + ibis.ifelse(row[edge].notnull() & (row[edge] < value), 1, 0)
         score = 1 + below if higher_is_better else 5 - below
-        return ibis.ifelse(value.isnull() | (n == 0), 1, score)
+        return ibis.ifelse(value.isnull(), 1, score)
     return Derived(derive, "int64", prepare=prepare, needs=(column,))
 
 
