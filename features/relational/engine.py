@@ -150,27 +150,38 @@ def _require(table: ir.Table | None, message: str) -> ir.Table:
     return table
 
 
-def latest_rows(events: ir.Table, cutoffs: ir.Table, window_days: int) -> ir.Table:
+LATEST_IN_WINDOW = "_latest_in_window"
+"""Intermediate of a windowed aggregate: the time of the latest event in the window (see `latest_rows`)."""
+
+
+def latest_rows(events: ir.Table, cutoffs: ir.Table, window_days: int, latest_in_window: ir.Table | None) -> ir.Table:
     """(customer_id, cutoff) with the time of the customer's latest event before the cutoff (pairs
     without one left out), and `elapsed_us`, `back`, `days` as `event_rows`.
 
-    Without joining every event to every cutoff it precedes (rows growing with events x cutoffs):
-    the latest of (a) the events of the last `window_days` days and (b) the latest event of each
-    customer's (window_days - 1)-day period of the epoch, among those periods' latest events
-    before the cutoff. (b) misses only events of a period whose latest event is at or after the
-    cutoff; such a period spans less than `window_days` days, so those events are in (a).
+    With a window of 2 days or more, without joining every event to every cutoff it precedes
+    (rows growing with events x cutoffs): the latest of (a) the latest event of the last
+    `window_days` days (`latest_in_window`: customer_id, cutoff, LATEST_IN_WINDOW, from the
+    windowed aggregate that joins those events anyway) and (b) the latest event of each customer's
+    (window_days - 1)-day period of the epoch, among those periods' latest events before the
+    cutoff. (b) misses only events of a period whose latest event is at or after the cutoff; such
+    a period spans less than `window_days` days, so those events are in (a).
     """
     ibis = ibis_module()
-    if window_days < 2:
+    if window_days < 2 or latest_in_window is None:
         rows = event_rows(events, cutoffs, None)
+        latest = rows.group_by(KEYS).aggregate(time=rows.time.max())
     else:
-        recent = event_rows(events, cutoffs, window_days).select(*KEYS, "time")
         period = events.time.delta(ibis.timestamp("1970-01-01 00:00:00"), unit="microsecond") // (
             (window_days - 1) * US_PER_DAY)
-        latest = events.group_by("customer_id", _period=period).aggregate(time=events.time.max())
-        earlier = latest.join(cutoffs, latest.time < cutoffs.cutoff).select(*KEYS, "time")
-        rows = recent.union(earlier)
-    latest = rows.group_by(KEYS).aggregate(time=rows.time.max())
+        periods = events.group_by("customer_id", _period=period).aggregate(time=events.time.max())
+        joined = periods.join(cutoffs, periods.time < cutoffs.cutoff)
+        earlier = joined.group_by(KEYS).aggregate(_earlier=joined.time.max())
+        both = latest_in_window.outer_join(earlier, KEYS)
+        time = ibis.greatest(both[LATEST_IN_WINDOW], both._earlier)
+        latest = both.select(customer_id=both.customer_id.coalesce(both.customer_id_right),
+                             cutoff=both.cutoff.coalesce(both.cutoff_right),
+                             time=ibis.coalesce(time, both[LATEST_IN_WINDOW], both._earlier))
+        latest = latest.filter(latest.time.notnull())
     elapsed = latest.cutoff.delta(latest.time, unit="microsecond")
     return latest.mutate(elapsed_us=elapsed, back=whole_days(elapsed - 1), days=whole_days(elapsed))
 
@@ -193,16 +204,20 @@ def _aggregate(source: EventSource, events: ir.Table, cutoffs: ir.Table, out: ir
     group share one join of the events to the cutoffs and one pass over its rows (filtered
     aggregates), so the common case, every windowed count and sum, is a single scan."""
     groups: dict[tuple[str, object, object], dict[str, Reduction]] = {}
+    window_days = source.window_days(settings)
+    if window_days >= 2 and any(d.history == "last" for d in reductions.values()):
+        reductions = {**reductions, LATEST_IN_WINDOW: Reduction(lambda rows: rows.time.max(), "float64")}
     for name, reduction in reductions.items():
         groups.setdefault((reduction.history, reduction.rows, reduction.events), {})[name] = reduction
     order = {"window": 0, "all": 1, "last": 2}
+    recent = None
     for (history, narrow, keep), part in sorted(groups.items(), key=lambda item: (order[item[0][0]], item[0][1] is not None)):
-        lookback = source.window_days(settings) if history == "window" else None
+        lookback = window_days if history == "window" else None
         chosen = _before_cutoffs(events if keep is None else events.filter(keep(events)), cutoffs, lookback)
         for extend in dict.fromkeys(d.extend for d in part.values() if d.extend is not None):
             chosen = extend(chosen)
         if history == "last":
-            rows = latest_rows(chosen, cutoffs, source.window_days(settings))
+            rows = latest_rows(chosen, cutoffs, window_days, recent)
         else:
             rows = event_rows(chosen, cutoffs, lookback)
             rows = source.row_columns(rows) if history == source.row_columns_history else rows
@@ -211,7 +226,9 @@ def _aggregate(source: EventSource, events: ir.Table, cutoffs: ir.Table, out: ir
         joined = out.left_join(aggregated, KEYS)
         out = joined.select(*[joined[c] for c in out.columns],
                             *[(joined[n] if d.empty is None else joined[n].coalesce(d.empty)).name(n)
-                              for n, d in part.items()])
+                              for n, d in part.items() if n != LATEST_IN_WINDOW])
+        if LATEST_IN_WINDOW in part:
+            recent = aggregated.select(*KEYS, LATEST_IN_WINDOW)
     return out
 
 

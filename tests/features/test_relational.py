@@ -194,3 +194,50 @@ def test_cutoffs_at_event_times_match_the_pandas_engine(bank) -> None:
     for column in expected.columns:
         pd.testing.assert_series_equal(one[column], expected[column], check_exact=not column.startswith(INEXACT),
                                        rtol=1e-12, obj=column)
+
+
+def _brute_force_events(seed: int) -> tuple[pd.DataFrame, list[pd.Timestamp]]:
+    """Events of a few customers bunched around day and period edges, ties included, and cutoffs among them."""
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2024-01-01")
+    offsets = rng.integers(0, 20 * 86_400_000_000, size=300)
+    offsets[:40] = (offsets[:40] // 86_400_000_000) * 86_400_000_000  # exactly at midnight
+    customers = rng.integers(0, 40, size=300).astype(str)  # sparse: gaps of days between events
+    events = pd.DataFrame({"customer_id": np.concatenate([customers, customers[:30]]),  # equal times too
+                           "time": (start + pd.to_timedelta(np.concatenate([offsets, offsets[:30]]), unit="us")).as_unit("us")})
+    cutoffs = sorted({start + pd.Timedelta(hours=h) for h in range(30, 480, 17)} | {events["time"].iloc[5]})
+    return events, cutoffs
+
+
+@pytest.mark.parametrize("window_days", [0, 3, 5])
+def test_latest_rows_find_the_latest_event_before_each_cutoff(window_days: int) -> None:
+    """Against a brute force: the windowed part and the per-period part together miss no event."""
+    from features.relational.definitions import previous_time
+    from features.relational.engine import LATEST_IN_WINDOW, cutoff_table, event_rows, latest_rows
+
+    events, cutoffs = _brute_force_events(window_days)
+    con = connect(threads=2)
+    table, cuts = ibis.memtable(events), cutoff_table(cutoffs)
+    recent = None
+    if window_days:
+        rows = event_rows(table, cuts, window_days)
+        recent = rows.group_by(["customer_id", "cutoff"]).aggregate(**{LATEST_IN_WINDOW: rows.time.max()})
+    got = con.to_pyarrow(latest_rows(table, cuts, window_days, recent)).to_pandas()
+    got = got.sort_values(["cutoff", "customer_id"], ignore_index=True)
+    expected = pd.DataFrame([(cutoff, customer, mine["time"].max()) for cutoff in cutoffs
+                             for customer, mine in events[events["time"] < cutoff].groupby("customer_id")],
+                            columns=["cutoff", "customer_id", "time"])
+    assert len(got) == len(expected) > 10
+    assert (got["time"].to_numpy() == expected["time"].to_numpy()).all()
+    assert (got["days"] == ((expected["cutoff"] - expected["time"]) // pd.Timedelta(days=1))).all()
+
+    # active days: first-of-their-day rows counted, as distinct days back from the cutoff
+    rows = event_rows(previous_time(table), cuts, 10)
+    from features.relational.definitions import first_of_its_day
+    counted = rows.group_by(["customer_id", "cutoff"]).aggregate(days=rows.back.count(where=first_of_its_day(rows)))
+    got_days = con.to_pyarrow(counted).to_pandas().set_index(["customer_id", "cutoff"])["days"].sort_index()
+    pairs = events.merge(pd.DataFrame({"cutoff": cutoffs}), how="cross")
+    pairs = pairs[(pairs["time"] < pairs["cutoff"]) & (pairs["time"] >= pairs["cutoff"] - pd.Timedelta(days=10))]
+    back = (pairs["cutoff"] - pairs["time"] - pd.Timedelta(microseconds=1)) // pd.Timedelta(days=1)
+    want_days = pairs.assign(back=back).groupby(["customer_id", "cutoff"])["back"].nunique().sort_index()
+    assert (got_days.index == want_days.index).all() and (got_days.to_numpy() == want_days.to_numpy()).all()
