@@ -94,6 +94,11 @@ def within(rows: ir.Table, days: int) -> ir.BooleanValue:
     return rows.back < days
 
 
+def within_time(rows: ir.Table, time: ir.TimestampValue, days: int) -> ir.BooleanValue:
+    """`time` (before the row's cutoff) falls in the half-open window [cutoff - days, cutoff) of the row."""
+    return whole_days(rows.cutoff.delta(time, unit="microsecond") - 1) < days
+
+
 def count_within(days: int) -> Reduction:
     """Number of rows in the last `days` days (0 without rows)."""
     return Reduction(lambda rows: rows.back.count(where=within(rows, days)), "int64", 0)
