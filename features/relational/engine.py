@@ -6,6 +6,17 @@ a window), so one query computes every cutoff at once and runs wherever Ibis run
 Spark and warehouse SQL compile from the same expressions). Nothing is executed in this module:
 it builds expressions; pipelines/relational.py connects, reads the files and executes.
 
+Join strategy (what the cost grows with): per event table, the events are first cut to the span
+the cutoffs can see, then joined once to the cutoffs over the family's longest window, and every
+windowed definition of the table is a filtered aggregate of that one join (one pass over
+events x covering cutoffs, however many windows). What would need a second pass over those rows
+is computed on the events before the join instead: "first event of its day" (active days) and
+"first of its category" (repeat complaints) from the previous event by a window function over
+the events. The latest event before a cutoff (days since the last ...) needs no join of all
+history: the windowed pass gives the latest event in the window, and the latest event of each
+customer's (window - 1)-day period covers older history (`latest_rows`). Population-relative
+scores take their quintile edges from one small aggregate per cutoff.
+
 Semantics are those of the pandas engine (features/build.py): half-open windows [start, cutoff),
 whole days counted in 24-hour steps back from the cutoff, the same population rule and labels,
 columns in catalogue order, rows sorted by (cutoff, customer_id).

@@ -96,34 +96,29 @@ QUINTILES = (0.2, 0.4, 0.6, 0.8)
 def quintile_score(column: str, higher_is_better: bool) -> Derived:
     """1-5 score of `column` within the population at each cutoff; 1 where the value is empty.
 
-    Edges as numpy's `quantile(method="inverted_cdf")` (features/rfm.py): the value at 1-based
-    position ceil(q * n) of the sorted non-empty values, q * n in double precision as numpy
+    Edges as numpy's `quantile(method="inverted_cdf")` (features/rfm.py): the value at 0-based
+    position p = ceil(q * n) - 1 of the sorted non-empty values, q * n in double precision as numpy
     computes it; the score counts the edges strictly below the value (searchsorted, side left).
-    The edges are one small aggregate per cutoff joined back (a filtered aggregate over a window
-    per edge, as first written, costs a pass over the population each: ~8x slower).
+    An edge v[p] is below the value exactly when p < the number of values below it, the value's
+    rank: so two window functions (rank and count per cutoff) give the score without the edges
+    themselves (a filtered aggregate per edge, or a join back to the wide table, costs far more).
     """
-    edges = [f"_edge{k}_{column}" for k in range(len(QUINTILES))]
+    helper_n, helper_rank = f"_n_{column}", f"_rank_{column}"
 
     def prepare(row: ir.Table) -> ir.Table:
         ibis = ibis_module()
         value = row[column].cast("float64")
-        known = row.select("cutoff", _value=value)
-        known = known.filter(known._value.notnull())
-        ranked = known.mutate(_position=ibis.row_number().over(group_by="cutoff", order_by=known._value),
-                              _n=known._value.count().over(group_by="cutoff"))
-        per_cutoff = ranked.group_by("cutoff").aggregate(**{
-            edge: ranked._value.max(where=ranked._position == (
-                ibis.literal(q, "float64") * ranked._n.cast("float64")).ceil().cast("int64") - 1)
-            for edge, q in zip(edges, QUINTILES)})
-        joined = row.left_join(per_cutoff, "cutoff")
-        return joined.select(*[joined[c] for c in row.columns], *[joined[e] for e in edges])
+        return row.mutate(**{helper_n: value.count().over(group_by="cutoff"),
+                             helper_rank: ibis.rank().over(group_by="cutoff", order_by=[value.isnull(), value])})
 
     def derive(row: ir.Table) -> ir.Value:
         ibis = ibis_module()
         value = row[column].cast("float64")
+        n, below_value = row[helper_n], row[helper_rank]  # rank: how many values are smaller (0-based min rank)
         below = 0
-        for edge in edges:
-            below = below + ibis.ifelse(row[edge].notnull() & (row[edge] < value), 1, 0)
+        for q in QUINTILES:
+            position = (ibis.literal(q, "float64") * n.cast("float64")).ceil().cast("int64") - 1
+            below = below + ibis.ifelse(position < below_value, 1, 0)
         score = 1 + below if higher_is_better else 5 - below
         return ibis.ifelse(value.isnull(), 1, score)
     return Derived(derive, "int64", prepare=prepare, needs=(column,))
