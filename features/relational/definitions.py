@@ -47,9 +47,11 @@ class Reduction:
     output: Output = "float64"
     empty: float | int | None = None
     history: History = "window"
-    """`window`: the family's longest window; `all`: every event before the cutoff; `last`: only the
-    latest event before the cutoff (its time: `elapsed_us`, `back`, `days`), found without joining
-    every event to every cutoff (see features/relational/engine.py `latest_rows`)."""
+    """`window`: the family's longest window (a windowed definition filters on `back` or reads the
+    events' columns: the rows also carry, for `last` definitions, rows with only `time`,
+    `elapsed_us` and `days`); `all`: every event before the cutoff; `last`: rows among which is the
+    latest event before the cutoff, read through `time`, `elapsed_us` or `days` only (min/max),
+    found without joining every event to every cutoff (features/relational/engine.py `period_rows`)."""
     needs: tuple[str, ...] = ()
     """Optional columns of the family's table it reads (left out, as by the pandas engine, without them)."""
     rows: Callable[[ir.Table], ir.Table] | None = None

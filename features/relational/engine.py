@@ -13,8 +13,8 @@ events x covering cutoffs, however many windows). What would need a second pass 
 is computed on the events before the join instead: "first event of its day" (active days) and
 "first of its category" (repeat complaints) from the previous event by a window function over
 the events. The latest event before a cutoff (days since the last ...) needs no join of all
-history: the windowed pass gives the latest event in the window, and the latest event of each
-customer's (window - 1)-day period covers older history (`latest_rows`). Population-relative
+history: the windowed pass also holds the latest event of each customer's (window - 1)-day
+period before the cutoff, which covers older history (`period_rows`). Population-relative
 scores take their quintile edges from one small aggregate per cutoff.
 
 Semantics are those of the pandas engine (features/build.py): half-open windows [start, cutoff),
@@ -161,40 +161,29 @@ def _require(table: ir.Table | None, message: str) -> ir.Table:
     return table
 
 
-LATEST_IN_WINDOW = "_latest_in_window"
-"""Intermediate of a windowed aggregate: the time of the latest event in the window (see `latest_rows`)."""
+def period_rows(events: ir.Table, cutoffs: ir.Table, window_days: int, like: ir.Table) -> ir.Table:
+    """The latest event of each customer's (window_days - 1)-day period of the epoch, joined to every
+    cutoff it precedes, shaped like the windowed rows `like`: `time`, `elapsed_us` and `days` set,
+    `back` and every other column empty (so no windowed definition, which filters on `back` or
+    reads the event's columns, sees them).
 
-
-def latest_rows(events: ir.Table, cutoffs: ir.Table, window_days: int, latest_in_window: ir.Table | None) -> ir.Table:
-    """(customer_id, cutoff) with the time of the customer's latest event before the cutoff (pairs
-    without one left out), and `elapsed_us`, `back`, `days` as `event_rows`.
-
-    With a window of 2 days or more, without joining every event to every cutoff it precedes
-    (rows growing with events x cutoffs): the latest of (a) the latest event of the last
-    `window_days` days (`latest_in_window`: customer_id, cutoff, LATEST_IN_WINDOW, from the
-    windowed aggregate that joins those events anyway) and (b) the latest event of each customer's
-    (window_days - 1)-day period of the epoch, among those periods' latest events before the
-    cutoff. (b) misses only events of a period whose latest event is at or after the cutoff; such
-    a period spans less than `window_days` days, so those events are in (a).
+    With the windowed rows they hold the latest event before each cutoff, without joining every
+    event to every cutoff it precedes (rows growing with events x cutoffs): a period's latest event
+    is missing only when it is at or after the cutoff; such a period spans less than `window_days`
+    days, so its events before the cutoff are windowed rows. About (history / window) rows per
+    customer and cutoff.
     """
     ibis = ibis_module()
-    if window_days < 2 or latest_in_window is None:
-        rows = event_rows(events, cutoffs, None)
-        latest = rows.group_by(KEYS).aggregate(time=rows.time.max())
-    else:
-        period = events.time.delta(ibis.timestamp("1970-01-01 00:00:00"), unit="microsecond") // (
-            (window_days - 1) * US_PER_DAY)
-        periods = events.group_by("customer_id", _period=period).aggregate(time=events.time.max())
-        joined = periods.join(cutoffs, periods.time < cutoffs.cutoff)
-        earlier = joined.group_by(KEYS).aggregate(_earlier=joined.time.max())
-        both = latest_in_window.outer_join(earlier, KEYS)
-        time = ibis.greatest(both[LATEST_IN_WINDOW], both._earlier)
-        latest = both.select(customer_id=both.customer_id.coalesce(both.customer_id_right),
-                             cutoff=both.cutoff.coalesce(both.cutoff_right),
-                             time=ibis.coalesce(time, both[LATEST_IN_WINDOW], both._earlier))
-        latest = latest.filter(latest.time.notnull())
-    elapsed = latest.cutoff.delta(latest.time, unit="microsecond")
-    return latest.mutate(elapsed_us=elapsed, back=whole_days(elapsed - 1), days=whole_days(elapsed))
+    period = events.time.delta(ibis.timestamp("1970-01-01 00:00:00"), unit="microsecond") // (
+        (window_days - 1) * US_PER_DAY)
+    periods = events.group_by("customer_id", _period=period).aggregate(time=events.time.max())
+    joined = periods.join(cutoffs, periods.time < cutoffs.cutoff)
+    elapsed = joined.cutoff.delta(joined.time, unit="microsecond")
+    given = {"customer_id": joined.customer_id, "cutoff": joined.cutoff, "time": joined.time,
+             "elapsed_us": elapsed, "days": whole_days(elapsed)}
+    schema = like.schema()
+    return joined.select(*[(given[c] if c in given else ibis.null(schema[c])).cast(schema[c]).name(c)
+                           for c in like.columns])
 
 
 def _before_cutoffs(events: ir.Table, cutoffs: ir.Table, lookback_days: int | None) -> ir.Table:
@@ -213,33 +202,33 @@ def _aggregate(source: EventSource, events: ir.Table, cutoffs: ir.Table, out: ir
     """`out` with the reductions of one event table added, empties filled: one aggregate per
     (history, rows, events) group, each left-joined on (customer_id, cutoff). The reductions of a
     group share one join of the events to the cutoffs and one pass over its rows (filtered
-    aggregates), so the common case, every windowed count and sum, is a single scan."""
-    groups: dict[tuple[str, object, object], dict[str, Reduction]] = {}
+    aggregates), so the common case, every windowed count and sum, is a single scan. Definitions of
+    the latest event (`last`) join that pass when the table has a window of 2 days or more, its
+    rows extended by `period_rows`; else they aggregate every event before the cutoff."""
     window_days = source.window_days(settings)
-    if window_days >= 2 and any(d.history == "last" for d in reductions.values()):
-        reductions = {**reductions, LATEST_IN_WINDOW: Reduction(lambda rows: rows.time.max(), "float64")}
+    shared = ("window", None, None)
+    groups: dict[tuple[str, object, object], dict[str, Reduction]] = {}
     for name, reduction in reductions.items():
-        groups.setdefault((reduction.history, reduction.rows, reduction.events), {})[name] = reduction
-    order = {"window": 0, "all": 1, "last": 2}
-    recent = None
+        key = (reduction.history, reduction.rows, reduction.events)
+        if reduction.history == "last":
+            key = shared if window_days >= 2 else ("all", None, None)
+        groups.setdefault(key, {})[name] = reduction
+    order = {"window": 0, "all": 1}
     for (history, narrow, keep), part in sorted(groups.items(), key=lambda item: (order[item[0][0]], item[0][1] is not None)):
         lookback = window_days if history == "window" else None
         chosen = _before_cutoffs(events if keep is None else events.filter(keep(events)), cutoffs, lookback)
         for extend in dict.fromkeys(d.extend for d in part.values() if d.extend is not None):
             chosen = extend(chosen)
-        if history == "last":
-            rows = latest_rows(chosen, cutoffs, window_days, recent)
-        else:
-            rows = event_rows(chosen, cutoffs, lookback)
-            rows = source.row_columns(rows) if history == source.row_columns_history else rows
+        rows = event_rows(chosen, cutoffs, lookback)
+        rows = source.row_columns(rows) if history == source.row_columns_history else rows
+        if history == "window" and any(d.history == "last" for d in part.values()):
+            rows = rows.union(period_rows(_before_cutoffs(events, cutoffs, None), cutoffs, window_days, rows))
         rows = rows if narrow is None else narrow(rows)
         aggregated = rows.group_by(KEYS).aggregate({name: d.reduce(rows) for name, d in part.items()})
         joined = out.left_join(aggregated, KEYS)
         out = joined.select(*[joined[c] for c in out.columns],
                             *[(joined[n] if d.empty is None else joined[n].coalesce(d.empty)).name(n)
-                              for n, d in part.items() if n != LATEST_IN_WINDOW])
-        if LATEST_IN_WINDOW in part:
-            recent = aggregated.select(*KEYS, LATEST_IN_WINDOW)
+                              for n, d in part.items()])
     return out
 
 
@@ -350,4 +339,4 @@ def label_table(tables: RelationalTables, cutoffs: Cutoffs, labels: LabelSetting
 
 
 __all__ = ["PORTED_FAMILIES", "SOURCES", "RelationalTables", "US_PER_DAY", "cutoff_table", "event_rows",
-           "feature_table", "label_table", "latest_rows", "population"]
+           "feature_table", "label_table", "period_rows", "population"]

@@ -209,31 +209,37 @@ def _brute_force_events(seed: int) -> tuple[pd.DataFrame, list[pd.Timestamp]]:
     return events, cutoffs
 
 
-@pytest.mark.parametrize("window_days", [0, 3, 5])
-def test_latest_rows_find_the_latest_event_before_each_cutoff(window_days: int) -> None:
-    """Against a brute force: the windowed part and the per-period part together miss no event."""
+@pytest.mark.parametrize("window_days", [3, 5])
+def test_windowed_and_period_rows_hold_the_latest_event_before_each_cutoff(window_days: int) -> None:
+    """Against a brute force: the windowed rows and the per-period rows together miss no latest event."""
     from features.relational.definitions import previous_time
-    from features.relational.engine import LATEST_IN_WINDOW, cutoff_table, event_rows, latest_rows
+    from features.relational.engine import cutoff_table, event_rows, period_rows
 
     events, cutoffs = _brute_force_events(window_days)
     con = connect(threads=2)
     table, cuts = ibis.memtable(events), cutoff_table(cutoffs)
-    recent = None
-    if window_days:
-        rows = event_rows(table, cuts, window_days)
-        recent = rows.group_by(["customer_id", "cutoff"]).aggregate(**{LATEST_IN_WINDOW: rows.time.max()})
-    got = con.to_pyarrow(latest_rows(table, cuts, window_days, recent)).to_pandas()
-    got = got.sort_values(["cutoff", "customer_id"], ignore_index=True)
+    windowed = event_rows(table, cuts, window_days)
+    rows = windowed.union(period_rows(table, cuts, window_days, windowed))
+    latest = rows.group_by(["customer_id", "cutoff"]).aggregate(time=rows.time.max(), days=rows.days.min(),
+                                                                back=rows.back.max())
+    got = con.to_pyarrow(latest).to_pandas().sort_values(["cutoff", "customer_id"], ignore_index=True)
     expected = pd.DataFrame([(cutoff, customer, mine["time"].max()) for cutoff in cutoffs
                              for customer, mine in events[events["time"] < cutoff].groupby("customer_id")],
                             columns=["cutoff", "customer_id", "time"])
     assert len(got) == len(expected) > 10
     assert (got["time"].to_numpy() == expected["time"].to_numpy()).all()
     assert (got["days"] == ((expected["cutoff"] - expected["time"]) // pd.Timedelta(days=1))).all()
+    assert got["back"].max() < window_days  # the period rows carry no `back`: no windowed definition sees them
 
-    # active days: first-of-their-day rows counted, as distinct days back from the cutoff
+
+def test_first_of_its_day_counts_distinct_days_back_from_the_cutoff() -> None:
+    from features.relational.definitions import first_of_its_day, previous_time
+    from features.relational.engine import cutoff_table, event_rows
+
+    events, cutoffs = _brute_force_events(1)
+    con = connect(threads=2)
+    table, cuts = ibis.memtable(events), cutoff_table(cutoffs)
     rows = event_rows(previous_time(table), cuts, 10)
-    from features.relational.definitions import first_of_its_day
     counted = rows.group_by(["customer_id", "cutoff"]).aggregate(days=rows.back.count(where=first_of_its_day(rows)))
     got_days = con.to_pyarrow(counted).to_pandas().set_index(["customer_id", "cutoff"])["days"].sort_index()
     pairs = events.merge(pd.DataFrame({"cutoff": cutoffs}), how="cross")
