@@ -211,6 +211,9 @@ def _aggregate(source: EventSource, events: ir.Table, cutoffs: ir.Table, out: ir
     for name, reduction in reductions.items():
         key = (reduction.history, reduction.rows, reduction.events)
         if reduction.history == "last":
+            if reduction.rows is not None or reduction.events is not None:
+                raise ValueError(f"{name}: a `last` definition reads the latest event of all events; "
+                                 "`rows` and `events` are for windowed or all-history definitions")
             key = shared if window_days >= 2 else ("all", None, None)
         groups.setdefault(key, {})[name] = reduction
     order = {"window": 0, "all": 1}
