@@ -170,10 +170,12 @@ def period_rows(events: ir.Table, cutoffs: ir.Table, window_days: int, like: ir.
     With the windowed rows they hold the latest event before each cutoff, without joining every
     event to every cutoff it precedes (rows growing with events x cutoffs): a period's latest event
     is missing only when it is at or after the cutoff; such a period spans less than `window_days`
-    days, so its events before the cutoff are windowed rows. About (history / window) rows per
-    customer and cutoff.
+    days, so its events before the cutoff are windowed rows. Only events older than every window
+    (before the latest cutoff - window_days) are needed: the newer ones are windowed rows of every
+    cutoff they precede. About (history / window) rows per customer and cutoff.
     """
     ibis = ibis_module()
+    events = events.filter(events.time < cutoffs.cutoff.max() - ibis.interval(days=window_days))  # newer: windowed
     period = events.time.delta(ibis.timestamp("1970-01-01 00:00:00"), unit="microsecond") // (
         (window_days - 1) * US_PER_DAY)
     periods = events.group_by("customer_id", _period=period).aggregate(time=events.time.max())
@@ -225,7 +227,7 @@ def _aggregate(source: EventSource, events: ir.Table, cutoffs: ir.Table, out: ir
         rows = event_rows(chosen, cutoffs, lookback)
         rows = source.row_columns(rows) if history == source.row_columns_history else rows
         if history == "window" and any(d.history == "last" for d in part.values()):
-            rows = rows.union(period_rows(_before_cutoffs(events, cutoffs, None), cutoffs, window_days, rows))
+            rows = rows.union(period_rows(events, cutoffs, window_days, rows))
         rows = rows if narrow is None else narrow(rows)
         aggregated = rows.group_by(KEYS).aggregate({name: d.reduce(rows) for name, d in part.items()})
         joined = out.left_join(aggregated, KEYS)
