@@ -1,9 +1,9 @@
 """Transaction (RFM) definitions: the rows they aggregate and the definitions that are more than
 a plain count or sum (trends, outflows). Names, meanings and reasons are in features/catalogue.py.
 
-Rows: every transaction strictly before the cutoff (`history="all"`, for recency) or within the
-family's window, the longest look-back any transaction feature needs (`window_days`). Money is
-summed as DECIMAL (`amount` is read as decimal, see features/relational/tables.py), so sums are
+Rows: the transactions within the family's window, the longest look-back any transaction feature
+needs (`window_days`); recency reads the latest transaction before the cutoff (`history="last"`).
+Money is summed as DECIMAL (`amount` is read as decimal, see pipelines/relational.py), so sums are
 exact and the same with any number of threads; a ratio of money is formed as a double at the end.
 """
 
