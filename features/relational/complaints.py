@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from features.relational.definitions import US_PER_DAY, Reduction, ibis_module, ratio, within
+from features.relational.definitions import US_PER_DAY, Reduction, ibis_module, ratio, within, within_time
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -125,14 +125,28 @@ def low_satisfaction_share(days: int) -> Reduction:
                      needs=("satisfaction", "resolved_at"))
 
 
+def _previous_of_category(events: ir.Table) -> ir.Table:
+    """Each complaint with the time of the customer's previous complaint of the same category
+    (a missing category is a category of its own; empty for the first)."""
+    ibis = ibis_module()
+    window = ibis.window(group_by=["customer_id", "category"], order_by="time")
+    return events.mutate(previous_of_category=events.time.lag().over(window))
+
+
 def repeats(days: int) -> Reduction:
-    """Complaints in the last `days` days minus their distinct categories (a missing category is one)."""
+    """Complaints in the last `days` days minus their distinct categories (a missing category is one).
+
+    A category counts once, at its earliest complaint in the window: the one whose previous
+    complaint of that category (`previous_of_category`) is older than the window, or absent. A
+    filtered count beside the other aggregates (a COUNT(DISTINCT) makes the engine keep every
+    joined row apart).
+    """
     def reduce(rows: ir.Table) -> ir.Value:
-        ibis = ibis_module()
         recent = within(rows, days)
-        distinct = rows.category.nunique(where=recent) + ibis.ifelse(recent & rows.category.isnull(), 1, 0).max()
-        return rows.back.count(where=recent) - distinct
-    return Reduction(reduce, "int64", 0)
+        previous = rows.previous_of_category
+        first = previous.isnull() | ~within_time(rows, previous, days)
+        return rows.back.count(where=recent) - rows.back.count(where=recent & first)
+    return Reduction(reduce, "int64", 0, extend=_previous_of_category)
 
 
 def targets_us(targets: Mapping[str, object], field: str, tiers: tuple[str, ...]) -> dict[str, int]:

@@ -30,7 +30,7 @@ US_PER_DAY = 86_400_000_000
 """Microseconds per day (the same constant as features/_grouping.py)."""
 
 Output = Literal["int64", "float64", "category"]
-History = Literal["window", "all"]
+History = Literal["window", "all", "last"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,11 @@ class Reduction:
     output: Output = "float64"
     empty: float | int | None = None
     history: History = "window"
+    """`window`: the family's longest window (a windowed definition filters on `back` or reads the
+    events' columns: the rows also carry, for `last` definitions, rows with only `time`,
+    `elapsed_us` and `days`); `all`: every event before the cutoff; `last`: rows among which is the
+    latest event before the cutoff, read through `time`, `elapsed_us` or `days` only (min/max),
+    found without joining every event to every cutoff (features/relational/engine.py `period_rows`)."""
     needs: tuple[str, ...] = ()
     """Optional columns of the family's table it reads (left out, as by the pandas engine, without them)."""
     rows: Callable[[ir.Table], ir.Table] | None = None
@@ -56,6 +61,9 @@ class Reduction:
     """With `rows`: the events it needs at all, filtered before the join to the cutoffs. Also keeps
     that join apart from the shared one: Ibis writes a join used twice as a CTE, which DuckDB
     materialises (every event x cutoff row, slow)."""
+    extend: Callable[[ir.Table], ir.Table] | None = None
+    """Adds per-event columns before the join to the cutoffs, e.g. the customer's previous event
+    time (a window function over the events once, instead of one over every event x cutoff row)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,11 @@ def within(rows: ir.Table, days: int) -> ir.BooleanValue:
     return rows.back < days
 
 
+def within_time(rows: ir.Table, time: ir.TimestampValue, days: int) -> ir.BooleanValue:
+    """`time` (before the row's cutoff) falls in the half-open window [cutoff - days, cutoff) of the row."""
+    return whole_days(rows.cutoff.delta(time, unit="microsecond") - 1) < days
+
+
 def count_within(days: int) -> Reduction:
     """Number of rows in the last `days` days (0 without rows)."""
     return Reduction(lambda rows: rows.back.count(where=within(rows, days)), "int64", 0)
@@ -98,29 +111,34 @@ def sum_within(column: str, days: int) -> Reduction:
     return Reduction(lambda rows: rows[column].sum(where=within(rows, days)), "float64", 0)
 
 
-def days_since_last(history: History = "all") -> Reduction:
+def days_since_last() -> Reduction:
     """Whole days from the latest row before the cutoff to the cutoff; empty without rows."""
-    return Reduction(lambda rows: rows.days.min(), "float64", None, history)
+    return Reduction(lambda rows: rows.days.min(), "float64", None, "last")
 
 
-def _days_with_rows(days: int) -> Callable[[ir.Table], ir.Table]:
-    def narrow(rows: ir.Table) -> ir.Table:
-        return rows.filter(within(rows, days)).select("customer_id", "cutoff", "back").distinct()
-    return narrow
+def previous_time(events: ir.Table) -> ir.Table:
+    """Each event with `previous_time`: the time of the customer's event before it (empty for the first)."""
+    ibis = ibis_module()
+    return events.mutate(previous_time=events.time.lag().over(ibis.window(group_by="customer_id", order_by="time")))
 
 
-def _any_event(events: ir.Table) -> ir.BooleanValue:
-    """Every event (its time is never empty): a join of its own, see `Reduction.events`."""
-    return events.time.notnull()
+def first_of_its_day(rows: ir.Table) -> ir.BooleanValue:
+    """The row is the first of its day (counted back from the cutoff) for its customer: the
+    customer's previous event (`previous_time`) fell on an earlier day, or there is none. Events at
+    equal times share a day, so exactly one row per (customer, cutoff, day) holds this."""
+    before = whole_days(rows.cutoff.delta(rows.previous_time, unit="microsecond") - 1)
+    return rows.previous_time.isnull() | (before != rows.back)
 
 
 def distinct_days_within(days: int) -> Reduction:
     """Distinct days (counted back from the cutoff in 24-hour steps) with a row in the last `days` days.
 
-    Counted over the distinct (customer, cutoff, day) rows in a query of its own: a COUNT(DISTINCT)
-    beside the other aggregates makes DuckDB materialise every joined row (a CTE), which is slow.
+    Counted as the rows that are the first of their day (`first_of_its_day`), an ordinary filtered
+    count beside the other aggregates: a COUNT(DISTINCT) or a separate distinct query would group
+    every joined row a second time.
     """
-    return Reduction(lambda rows: rows.back.count(), "int64", 0, rows=_days_with_rows(days), events=_any_event)
+    return Reduction(lambda rows: rows.back.count(where=within(rows, days) & first_of_its_day(rows)), "int64", 0,
+                     extend=previous_time)
 
 
 def ratio(numerator: ir.NumericValue, denominator: ir.NumericValue) -> ir.FloatingValue:

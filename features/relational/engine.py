@@ -6,6 +6,17 @@ a window), so one query computes every cutoff at once and runs wherever Ibis run
 Spark and warehouse SQL compile from the same expressions). Nothing is executed in this module:
 it builds expressions; pipelines/relational.py connects, reads the files and executes.
 
+Join strategy (what the cost grows with): per event table, the events are first cut to the span
+the cutoffs can see, then joined once to the cutoffs over the family's longest window, and every
+windowed definition of the table is a filtered aggregate of that one join (one pass over
+events x covering cutoffs, however many windows). What would need a second pass over those rows
+is computed on the events before the join instead: "first event of its day" (active days) and
+"first of its category" (repeat complaints) from the previous event by a window function over
+the events. The latest event before a cutoff (days since the last ...) needs no join of all
+history: the windowed pass also holds the latest event of each customer's (window - 1)-day
+period before the cutoff, which covers older history (`period_rows`). Population-relative
+scores take their quintile edges from one small aggregate per cutoff.
+
 Semantics are those of the pandas engine (features/build.py): half-open windows [start, cutoff),
 whole days counted in 24-hour steps back from the cutoff, the same population rule and labels,
 columns in catalogue order, rows sorted by (cutoff, customer_id).
@@ -150,17 +161,73 @@ def _require(table: ir.Table | None, message: str) -> ir.Table:
     return table
 
 
+def period_rows(events: ir.Table, cutoffs: ir.Table, window_days: int, like: ir.Table) -> ir.Table:
+    """The latest event of each customer's (window_days - 1)-day period of the epoch, joined to every
+    cutoff it precedes, shaped like the windowed rows `like`: `time`, `elapsed_us` and `days` set,
+    `back` and every other column empty (so no windowed definition, which filters on `back` or
+    reads the event's columns, sees them).
+
+    With the windowed rows they hold the latest event before each cutoff, without joining every
+    event to every cutoff it precedes (rows growing with events x cutoffs): a period's latest event
+    is missing only when it is at or after the cutoff; such a period spans less than `window_days`
+    days, so its events before the cutoff are windowed rows. Only events older than every window
+    (before the latest cutoff - window_days) are needed: the newer ones are windowed rows of every
+    cutoff they precede. About (history / window) rows per customer and cutoff.
+    """
+    ibis = ibis_module()
+    events = events.filter(events.time < cutoffs.cutoff.max() - ibis.interval(days=window_days))  # newer: windowed
+    period = events.time.delta(ibis.timestamp("1970-01-01 00:00:00"), unit="microsecond") // (
+        (window_days - 1) * US_PER_DAY)
+    periods = events.group_by("customer_id", _period=period).aggregate(time=events.time.max())
+    joined = periods.join(cutoffs, periods.time < cutoffs.cutoff)
+    elapsed = joined.cutoff.delta(joined.time, unit="microsecond")
+    given = {"customer_id": joined.customer_id, "cutoff": joined.cutoff, "time": joined.time,
+             "elapsed_us": elapsed, "days": whole_days(elapsed)}
+    schema = like.schema()
+    return joined.select(*[(given[c] if c in given else ibis.null(schema[c])).cast(schema[c]).name(c)
+                           for c in like.columns])
+
+
+def _before_cutoffs(events: ir.Table, cutoffs: ir.Table, lookback_days: int | None) -> ir.Table:
+    """The events that can fall in any cutoff's rows: before the latest cutoff, within the look-back
+    of the earliest. Filtered before any window function over the events (which no engine pushes a
+    join's filter through) and the join."""
+    ibis = ibis_module()
+    keep = events.time < cutoffs.cutoff.max()
+    if lookback_days is not None:
+        keep &= events.time >= cutoffs.cutoff.min() - ibis.interval(days=lookback_days)
+    return events.filter(keep)
+
+
 def _aggregate(source: EventSource, events: ir.Table, cutoffs: ir.Table, out: ir.Table,
                reductions: dict[str, Reduction], settings: FeatureSettings) -> ir.Table:
     """`out` with the reductions of one event table added, empties filled: one aggregate per
-    (history, rows) group, each left-joined on (customer_id, cutoff)."""
+    (history, rows, events) group, each left-joined on (customer_id, cutoff). The reductions of a
+    group share one join of the events to the cutoffs and one pass over its rows (filtered
+    aggregates), so the common case, every windowed count and sum, is a single scan. Definitions of
+    the latest event (`last`) join that pass when the table has a window of 2 days or more, its
+    rows extended by `period_rows`; else they aggregate every event before the cutoff."""
+    window_days = source.window_days(settings)
+    shared = ("window", None, None)
     groups: dict[tuple[str, object, object], dict[str, Reduction]] = {}
     for name, reduction in reductions.items():
-        groups.setdefault((reduction.history, reduction.rows, reduction.events), {})[name] = reduction
-    for (history, narrow, keep), part in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] is not None)):
-        rows = event_rows(events if keep is None else events.filter(keep(events)), cutoffs,
-                          source.window_days(settings) if history == "window" else None)
+        key = (reduction.history, reduction.rows, reduction.events)
+        if reduction.history == "last":
+            if reduction.rows is not None or reduction.events is not None:
+                raise ValueError(f"{name}: a `last` definition reads the latest event of all events; "
+                                 "`rows` and `events` are for windowed or all-history definitions")
+            key = shared if window_days >= 2 else ("all", None, None)
+        groups.setdefault(key, {})[name] = reduction
+    order = {"window": 0, "all": 1}
+    for (history, narrow, keep), part in sorted(groups.items(), key=lambda item: (order[item[0][0]], item[0][1] is not None)):
+        lookback = window_days if history == "window" else None
+        chosen = _before_cutoffs(events if keep is None else events.filter(keep(events)), cutoffs, lookback)
+        for extend in dict.fromkeys(d.extend for d in part.values() if d.extend is not None):
+            chosen = extend(chosen)
+        rows = event_rows(chosen, cutoffs, lookback)
         rows = source.row_columns(rows) if history == source.row_columns_history else rows
+        if history == "window" and any(d.history == "last" for d in part.values()):
+            rows = rows.union(period_rows(events, cutoffs, window_days, rows))
         rows = rows if narrow is None else narrow(rows)
         aggregated = rows.group_by(KEYS).aggregate({name: d.reduce(rows) for name, d in part.items()})
         joined = out.left_join(aggregated, KEYS)
@@ -277,4 +344,4 @@ def label_table(tables: RelationalTables, cutoffs: Cutoffs, labels: LabelSetting
 
 
 __all__ = ["PORTED_FAMILIES", "SOURCES", "RelationalTables", "US_PER_DAY", "cutoff_table", "event_rows",
-           "feature_table", "label_table", "population"]
+           "feature_table", "label_table", "period_rows", "population"]

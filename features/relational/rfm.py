@@ -1,9 +1,9 @@
 """Transaction (RFM) definitions: the rows they aggregate and the definitions that are more than
 a plain count or sum (trends, outflows). Names, meanings and reasons are in features/catalogue.py.
 
-Rows: every transaction strictly before the cutoff (`history="all"`, for recency) or within the
-family's window, the longest look-back any transaction feature needs (`window_days`). Money is
-summed as DECIMAL (`amount` is read as decimal, see features/relational/tables.py), so sums are
+Rows: the transactions within the family's window, the longest look-back any transaction feature
+needs (`window_days`); recency reads the latest transaction before the cutoff (`history="last"`).
+Money is summed as DECIMAL (`amount` is read as decimal, see pipelines/relational.py), so sums are
 exact and the same with any number of threads; a ratio of money is formed as a double at the end.
 """
 
@@ -96,29 +96,31 @@ QUINTILES = (0.2, 0.4, 0.6, 0.8)
 def quintile_score(column: str, higher_is_better: bool) -> Derived:
     """1-5 score of `column` within the population at each cutoff; 1 where the value is empty.
 
-    Edges as numpy's `quantile(method="inverted_cdf")` (features/rfm.py): the value at 1-based
-    position ceil(q * n) of the sorted non-empty values, q * n in double precision as numpy
+    Edges as numpy's `quantile(method="inverted_cdf")` (features/rfm.py): the value at 0-based
+    position p = ceil(q * n) - 1 of the sorted non-empty values, q * n in double precision as numpy
     computes it; the score counts the edges strictly below the value (searchsorted, side left).
+    An edge v[p] is below the value exactly when p < the number of values below it, the value's
+    rank: so two window functions (rank and count per cutoff) give the score without the edges
+    themselves (a filtered aggregate per edge, or a join back to the wide table, costs far more).
     """
-    helper_n, helper_position = f"_n_{column}", f"_position_{column}"
+    helper_n, helper_rank = f"_n_{column}", f"_rank_{column}"
 
     def prepare(row: ir.Table) -> ir.Table:
         ibis = ibis_module()
         value = row[column].cast("float64")
         return row.mutate(**{helper_n: value.count().over(group_by="cutoff"),
-                             helper_position: ibis.row_number().over(group_by="cutoff", order_by=value)})
+                             helper_rank: ibis.rank().over(group_by="cutoff", order_by=[value.isnull(), value])})
 
     def derive(row: ir.Table) -> ir.Value:
         ibis = ibis_module()
         value = row[column].cast("float64")
-        n, position = row[helper_n], row[helper_position]  # position 0-based, empty values last
+        n, below_value = row[helper_n], row[helper_rank]  # rank: how many values are smaller (0-based min rank)
         below = 0
         for q in QUINTILES:
-            wanted = (ibis.literal(q, "float64") * n.cast("float64")).ceil().cast("int64") - 1
-            edge = value.max(where=position == wanted).over(group_by="cutoff")  # filtered: not ordered
-            below = below + ibis.ifelse(edge.notnull() & (edge < value), 1, 0)
+            position = (ibis.literal(q, "float64") * n.cast("float64")).ceil().cast("int64") - 1
+            below = below + ibis.ifelse(position < below_value, 1, 0)
         score = 1 + below if higher_is_better else 5 - below
-        return ibis.ifelse(value.isnull() | (n == 0), 1, score)
+        return ibis.ifelse(value.isnull(), 1, score)
     return Derived(derive, "int64", prepare=prepare, needs=(column,))
 
 

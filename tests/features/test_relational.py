@@ -194,3 +194,56 @@ def test_cutoffs_at_event_times_match_the_pandas_engine(bank) -> None:
     for column in expected.columns:
         pd.testing.assert_series_equal(one[column], expected[column], check_exact=not column.startswith(INEXACT),
                                        rtol=1e-12, obj=column)
+
+
+def _brute_force_events(seed: int) -> tuple[pd.DataFrame, list[pd.Timestamp]]:
+    """Events of a few customers bunched around day and period edges, ties included, and cutoffs among them."""
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2024-01-01")
+    offsets = rng.integers(0, 20 * 86_400_000_000, size=300)
+    offsets[:40] = (offsets[:40] // 86_400_000_000) * 86_400_000_000  # exactly at midnight
+    customers = rng.integers(0, 40, size=300).astype(str)  # sparse: gaps of days between events
+    events = pd.DataFrame({"customer_id": np.concatenate([customers, customers[:30]]),  # equal times too
+                           "time": (start + pd.to_timedelta(np.concatenate([offsets, offsets[:30]]), unit="us")).as_unit("us")})
+    cutoffs = sorted({start + pd.Timedelta(hours=h) for h in range(30, 480, 17)} | {events["time"].iloc[5]})
+    return events, cutoffs
+
+
+@pytest.mark.parametrize("window_days", [3, 5])
+def test_windowed_and_period_rows_hold_the_latest_event_before_each_cutoff(window_days: int) -> None:
+    """Against a brute force: the windowed rows and the per-period rows together miss no latest event."""
+    from features.relational.definitions import previous_time
+    from features.relational.engine import cutoff_table, event_rows, period_rows
+
+    events, cutoffs = _brute_force_events(window_days)
+    con = connect(threads=2)
+    table, cuts = ibis.memtable(events), cutoff_table(cutoffs)
+    windowed = event_rows(table, cuts, window_days)
+    rows = windowed.union(period_rows(table, cuts, window_days, windowed))
+    latest = rows.group_by(["customer_id", "cutoff"]).aggregate(time=rows.time.max(), days=rows.days.min(),
+                                                                back=rows.back.max())
+    got = con.to_pyarrow(latest).to_pandas().sort_values(["cutoff", "customer_id"], ignore_index=True)
+    expected = pd.DataFrame([(cutoff, customer, mine["time"].max()) for cutoff in cutoffs
+                             for customer, mine in events[events["time"] < cutoff].groupby("customer_id")],
+                            columns=["cutoff", "customer_id", "time"])
+    assert len(got) == len(expected) > 10
+    assert (got["time"].to_numpy() == expected["time"].to_numpy()).all()
+    assert (got["days"] == ((expected["cutoff"] - expected["time"]) // pd.Timedelta(days=1))).all()
+    assert got["back"].max() < window_days  # the period rows carry no `back`: no windowed definition sees them
+
+
+def test_first_of_its_day_counts_distinct_days_back_from_the_cutoff() -> None:
+    from features.relational.definitions import first_of_its_day, previous_time
+    from features.relational.engine import cutoff_table, event_rows
+
+    events, cutoffs = _brute_force_events(1)
+    con = connect(threads=2)
+    table, cuts = ibis.memtable(events), cutoff_table(cutoffs)
+    rows = event_rows(previous_time(table), cuts, 10)
+    counted = rows.group_by(["customer_id", "cutoff"]).aggregate(days=rows.back.count(where=first_of_its_day(rows)))
+    got_days = con.to_pyarrow(counted).to_pandas().set_index(["customer_id", "cutoff"])["days"].sort_index()
+    pairs = events.merge(pd.DataFrame({"cutoff": cutoffs}), how="cross")
+    pairs = pairs[(pairs["time"] < pairs["cutoff"]) & (pairs["time"] >= pairs["cutoff"] - pd.Timedelta(days=10))]
+    back = (pairs["cutoff"] - pairs["time"] - pd.Timedelta(microseconds=1)) // pd.Timedelta(days=1)
+    want_days = pairs.assign(back=back).groupby(["customer_id", "cutoff"])["back"].nunique().sort_index()
+    assert (got_days.index == want_days.index).all() and (got_days.to_numpy() == want_days.to_numpy()).all()
