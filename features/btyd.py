@@ -80,10 +80,11 @@ def purchase_history(events: Events, n_customers: int, cutoff: int) -> PurchaseH
         add_sums(spend, code, value)
         np.maximum.at(first, code, back)
         np.minimum.at(last, code, back)
-        recent = distinct_sorted(np.concatenate([recent, fresh]))
         if newest_block_start is not None:  # later chunks start at this chunk's newest block:
             reach = int(window_day(cutoff, newest_block_start))  # days older than it cannot recur
-            recent = recent[(recent & 0xFFFFFFFF) <= reach]
+            recent, fresh = recent[(recent & 0xFFFFFFFF) <= reach], fresh[(fresh & 0xFFFFFFFF) <= reach]
+        # two sorted runs of distinct keys, disjoint: the stable sort (timsort) merges them in one pass
+        recent = np.sort(np.concatenate([recent, fresh]), kind="stable")
     bought = first >= 0
     frequency = np.where(bought, days - 1, np.nan)
     recency = np.where(bought, first - np.where(bought, last, 0), np.nan).astype(np.float64)
