@@ -79,12 +79,12 @@ def child_command(command: list[str]) -> None:
 
 def child_reference(table: Path, rows: int) -> None:
     """Plain LightGBM on the first `rows` rows of the training table (float32 features); one JSON line."""
+    from models.data import KEY_COLUMNS, LABEL_COLUMNS  # first: the OpenMP wait policy of `churn train` too
+
     import lightgbm as lgb
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from models.data import KEY_COLUMNS, LABEL_COLUMNS
 
     start = time.perf_counter()
     parquet = pq.ParquetFile(table)

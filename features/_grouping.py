@@ -318,6 +318,29 @@ def row_chunks(n_rows: int, size: int = CHUNK_ROWS) -> Iterator[slice]:
         yield slice(start, min(start + size, n_rows))
 
 
+def distinct_sorted(values: np.ndarray) -> np.ndarray:
+    """The distinct values, ascending (what `np.unique(values)` returns).
+
+    By sorting: numpy 2.4's `np.unique` hashes integers instead, about 15 times slower on
+    millions of (customer, day) keys whose low bits vary little.
+    """
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
+def in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Mask of the `values` present in `sorted_set` (ascending), by binary search."""
+    if not len(sorted_set):
+        return np.zeros(len(values), dtype=bool)
+    position = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[position] == values
+
+
 def add_counts(total: np.ndarray, key: np.ndarray) -> None:
     """total[k] += number of rows with key k (integer counts: order does not matter).
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features._grouping import US_PER_DAY, Events, add_counts, add_sums, window_day
+from features._grouping import US_PER_DAY, Events, add_counts, add_sums, distinct_sorted, in_sorted, window_day
 from models.btyd import (BgNbdParams, GammaGammaParams, expected_purchases, expected_spend, fit_bgnbd,
                          fit_gamma_gamma, probability_active, probability_alive)
 
@@ -74,16 +74,17 @@ def purchase_history(events: Events, n_customers: int, cutoff: int) -> PurchaseH
         before = time < cutoff
         code, time, value = code[before].astype(np.int64), time[before], value[before]
         back = window_day(cutoff, time)
-        key = np.unique((code << 32) | back)  # (customer, purchase day)
-        fresh = np.setdiff1d(key, recent, assume_unique=True)
+        key = distinct_sorted((code << 32) | back)  # (customer, purchase day)
+        fresh = key[~in_sorted(key, recent)]
         add_counts(days, fresh >> 32)
         add_sums(spend, code, value)
         np.maximum.at(first, code, back)
         np.minimum.at(last, code, back)
-        recent = np.union1d(recent, key)
         if newest_block_start is not None:  # later chunks start at this chunk's newest block:
             reach = int(window_day(cutoff, newest_block_start))  # days older than it cannot recur
-            recent = recent[(recent & 0xFFFFFFFF) <= reach]
+            recent, fresh = recent[(recent & 0xFFFFFFFF) <= reach], fresh[(fresh & 0xFFFFFFFF) <= reach]
+        # two sorted runs of distinct keys, disjoint: the stable sort (timsort) merges them in one pass
+        recent = np.sort(np.concatenate([recent, fresh]), kind="stable")
     bought = first >= 0
     frequency = np.where(bought, days - 1, np.nan)
     recency = np.where(bought, first - np.where(bought, last, 0), np.nan).astype(np.float64)

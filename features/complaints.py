@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features._grouping import (NEVER, window_day, US_PER_DAY, US_PER_HOUR, Events, category_codes, datetimes_us, floats,
-                                max_by, min_by, ratio, sum_by)
+from features._grouping import (NEVER, window_day, US_PER_DAY, US_PER_HOUR, Events, category_codes, datetimes_us,
+                                distinct_sorted, floats, max_by, min_by, ratio, sum_by)
 from features.catalogue import REPEAT_WINDOW
 from features.complaint_text import SENTIMENT_WINDOW, sentiment_scores
 from features.contract import PRIORITY_TIERS
@@ -145,7 +145,7 @@ def complaint_features(events: Events, n: int, cutoff: int, settings: FeatureSet
     recent = age_days < REPEAT_WINDOW
     recent_code = code[recent]
     n_categories = int(events.columns["category_any"].max(initial=0)) + 1
-    pairs = np.unique(recent_code * n_categories + cols["category_any"][recent])
+    pairs = distinct_sorted(recent_code * n_categories + cols["category_any"][recent])
     distinct = np.bincount(pairs // n_categories, minlength=n)
     out[f"repeat_complaints_{REPEAT_WINDOW}d"] = np.bincount(recent_code, minlength=n) - distinct
 

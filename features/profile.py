@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features._grouping import distinct_sorted
 from features.static import numeric_values
 
 # ---------------------------------------------------------------- column names
@@ -199,7 +200,7 @@ def typical_gaps(customer_ids: pd.Series, times: pd.Series) -> pd.Series:
     day = day[keep]
     first = int(day.min())
     span = int(day.max()) - first + 1
-    key = np.unique(code[keep].astype(np.int64) * span + (day - first))  # one entry per (customer, day), sorted
+    key = distinct_sorted(code[keep].astype(np.int64) * span + (day - first))  # one entry per (customer, day), sorted
     owner, when = key // span, key % span
     same = owner[1:] == owner[:-1]
     gaps = (when[1:] - when[:-1])[same]

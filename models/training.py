@@ -21,7 +21,7 @@ from models.evaluation import (best_profit, churn_metrics, expected_contact_prof
                                profit_curve, stayer_value_metrics)
 from models.settings import BoosterSettings, EconomicsSettings, ModelSettings
 from models.time_to_churn import (TIME_COLUMN, HorizonRiskModels, fit_horizon_models, horizon_label, leaving_within,
-                                  risk_column)
+                                  monotone_risks, risk_column)
 
 
 CANDIDATES: tuple[str, ...] = ("lightgbm", "logistic_regression")
@@ -204,7 +204,9 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
 
     test_rows = table[split.test]
     y = test_rows["churned"].to_numpy(dtype=int)
-    scores: dict[str, np.ndarray] = {"lightgbm": churn.predict(test_rows), "logistic": logistic.predict(test_rows)}
+    raw_test = churn.raw_score(test_rows)  # once: each pass of the booster over a 1M bank's test cutoff took ~30 s
+    scores: dict[str, np.ndarray] = {"lightgbm": churn.calibrator.transform(raw_test),
+                                     "logistic": logistic.predict(test_rows)}
     if 0 < blend.weight < 1:
         scores["blend"] = blend.predict(test_rows)
     recency = recency_scores(test_rows)
@@ -240,7 +242,7 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
             ranking = score if name == "recency_rule" else expected_contact_profit(score, retained, economics)
             curves[name] = profit_curve(y, ranking, retained, economics)
             metrics.update({f"{prefix}.{k}": v for k, v in best_profit(curves[name]).items()})
-    metrics["churn.raw_roc_auc"] = float(roc_auc_score(y, churn.raw_score(test_rows)))
+    metrics["churn.raw_roc_auc"] = float(roc_auc_score(y, raw_test))
     for baseline in ("logistic", "recency_rule", "btyd"):
         for key in ("roc_auc", "best_profit"):
             if f"baseline_{baseline}.{key}" in metrics and f"churn.{key}" in metrics:
@@ -276,7 +278,7 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
     test = pd.DataFrame({
         "customer_id": test_rows["customer_id"].to_numpy(), "cutoff": test_rows["cutoff"].to_numpy(),
         "churned": y, "future_value": actual_value, "churn_probability": scores["lightgbm"],
-        "raw_score": churn.raw_score(test_rows), "logistic_score": scores["logistic"],
+        "raw_score": raw_test, "logistic_score": scores["logistic"],
         "selected_probability": selected_probability,
         "next_horizon_value_if_retained": predicted_value,
         "next_horizon_expected_value": (1.0 - selected_probability) * predicted_value,
@@ -292,7 +294,7 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
         horizons, horizon_rounds = fit_horizon_models(table, shorter, horizon_days, schema, booster_settings,
                                                       settings.calibration, seed, **fit_args)
         raw = {d: m.predict(test_rows) for d, m in horizons.models.items()}
-        risks = horizons.predict(test_rows, selected_probability)
+        risks = monotone_risks(raw, selected_probability, horizon_days)  # = horizons.predict, without predicting again
         ordered = [raw[d] for d in shorter] + [selected_probability]
         info["horizon_raw_order_violations"] = int(sum((a > b + 1e-12).sum() for a, b in zip(ordered, ordered[1:])))
         info["horizon_rounds"] = {f"{d}d": r for d, r in horizon_rounds.items()}

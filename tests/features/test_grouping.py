@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from features._grouping import IdLookup, add_sums, cutoff_us, row_chunks
+from features._grouping import IdLookup, add_sums, cutoff_us, distinct_sorted, in_sorted, row_chunks
 
 
 def _reference(values: list[str | None], vocabulary: list[str]) -> np.ndarray:
@@ -54,6 +54,17 @@ def test_add_sums_is_the_same_however_the_rows_are_chunked() -> None:
         one_by_one[k] += w
     np.testing.assert_array_equal(whole, chunked)
     np.testing.assert_array_equal(whole, one_by_one)
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 5_000])
+def test_distinct_sorted_and_in_sorted_match_numpys_set_routines(size: int) -> None:
+    rng = np.random.default_rng(size)
+    values = (rng.integers(0, 300, size).astype(np.int64) << 32) | rng.integers(0, 40, size)
+    distinct = distinct_sorted(values)
+    np.testing.assert_array_equal(distinct, np.unique(values))
+    assert distinct.dtype == values.dtype
+    probe = (rng.integers(0, 400, 1_000).astype(np.int64) << 32) | rng.integers(0, 50, 1_000)
+    np.testing.assert_array_equal(in_sorted(probe, distinct), np.isin(probe, values))
 
 
 def test_cutoffs_must_be_naive_and_whole_microseconds() -> None:

@@ -14,6 +14,7 @@ from features._grouping import cutoff_us
 from features.btyd import btyd_features, fit_btyd, purchase_history
 from features.build import prepare
 from features.settings import FeatureSettings
+from models.btyd import bgnbd
 from models.btyd import (expected_purchases, expected_spend, fit_bgnbd, fit_gamma_gamma, probability_active,
                          probability_alive)
 from tests.features.factories import random_tables
@@ -51,6 +52,15 @@ def test_bgnbd_fit_matches_lifetimes_and_recovers_the_simulated_parameters(simul
     # longer look-ahead, more purchases and a higher chance of buying
     assert (expected_purchases(ours, x, t_x, age, 180.0) >= expected_purchases(ours, x, t_x, age, 90.0)).all()
     assert (probability_active(ours, x, t_x, age, 180.0) >= active).all()
+
+
+def test_bgnbd_fit_is_the_same_with_either_way_of_finding_distinct_rows(simulated: pd.DataFrame,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    x, t_x, age = (simulated[c].to_numpy(dtype=float)[:800] for c in ("frequency", "recency", "T"))
+    t_x, age = np.floor(t_x), age - np.arange(800) % 3  # whole days, repeated rows: weights above one
+    keyed = fit_bgnbd(x, t_x, age)
+    monkeypatch.setattr(bgnbd, "MAX_ROW_KEY", 1)  # as with millions of distinct continuous times
+    assert fit_bgnbd(x, t_x, age) == keyed
 
 
 def test_gamma_gamma_fit_matches_lifetimes(simulated: pd.DataFrame) -> None:

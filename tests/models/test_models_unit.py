@@ -239,3 +239,18 @@ def test_roc_table_traces_the_curve_whose_area_is_the_auc() -> None:
     area = np.trapezoid(table["true_positive_rate"], table["false_positive_rate"])
     assert abs(area - roc_auc_score(y, score)) < 1e-3
     assert table["false_positive_rate"].is_monotonic_increasing and len(roc_table(y, {"m": score}, 50)) <= 50
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_the_churn_command_makes_openmp_threads_sleep_unless_the_environment_says_otherwise(
+        given: str | None, expected: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import os, pipelines; print(os.environ['OMP_WAIT_POLICY'])"  # `churn` imports pipelines first
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == expected
