@@ -50,9 +50,10 @@ BENCH_DATA ?= /tmp/bench-data/1m
 bench: install
 	$(BIN)/python benchmarks/bench_generate.py --customers 1000000 --months 30 --out $(BENCH_DATA)
 	$(BIN)/python benchmarks/bench_features.py --data $(BENCH_DATA)
+	$(BIN)/python benchmarks/bench_relational.py --data $(BENCH_DATA) --count 1 --repeats 1 --memory-limit 4GB
 	$(BIN)/python benchmarks/bench_train.py --data $(BENCH_DATA)
 	$(BIN)/python benchmarks/bench_score.py --data $(BENCH_DATA)
-	$(BIN)/python benchmarks/bench_rules.py
+	$(BIN)/python benchmarks/bench_rules.py --data $(BENCH_DATA)
 	$(BIN)/python benchmarks/bench_complaints.py --data $(BENCH_DATA)
 	$(BIN)/python benchmarks/bench_realdata.py
 	$(BIN)/python benchmarks/bench_hardening.py

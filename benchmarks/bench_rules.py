@@ -11,7 +11,12 @@ Each measurement runs in a fresh subprocess so its peak memory (ru_maxrss) is it
 - the same stage on pathological data (5,000 distinct categories, baskets of up to 40
   complaints) to show the caps keep it bounded.
 
-Usage: .venv/bin/python benchmarks/bench_rules.py [--baskets 1000000]
+- with `--data DIR` (a generated bank, e.g. the 1M one): the whole stage as `churn rules`
+  runs it (`pipelines.rules.run`: loading what it needs, mining, files, MLflow) into a
+  temporary folder, against loading and validating all five tables in the same run (what
+  the stage did before it read only what it needs).
+
+Usage: .venv/bin/python benchmarks/bench_rules.py [--baskets 1000000] [--data /tmp/bench-data/1m]
 Writes benchmarks/results/rules.json. Targets: whole stage on 1M baskets < 10 s, < 1 GB.
 """
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -33,6 +39,7 @@ from pipelines.io import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "rules.json"
+BANK_CASES = ("churn_rules", "load_every_table")
 N_ITEMS = 30
 
 
@@ -104,6 +111,41 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def bank_config(data: Path, folder: Path | None = None):
+    """A config on a generated bank's five Parquet tables (outputs into `folder`)."""
+    from pipelines.config import parse_config
+
+    raw: dict = {"data": {"tables": {name: {"path": str(data / f"{name}.parquet")}
+                                     for name in ("customers", "transactions", "complaints", "surveys", "contacts")}}}
+    if folder is not None:
+        raw["paths"] = {"features_dir": str(folder / "features"), "outputs_dir": str(folder / "outputs"),
+                        "reports_dir": str(folder / "reports")}
+        raw["tracking"] = {"tracking_uri": f"sqlite:///{folder}/mlflow.db", "artifact_location": str(folder / "art"),
+                           "experiment": "bench-rules"}
+    return parse_config(raw)
+
+
+def measure_bank(case: str, data: Path) -> dict[str, object]:
+    """The `churn rules` stage on a generated bank, or loading every table (the reference)."""
+    import tempfile
+
+    from pipelines import rules
+    from pipelines.tables import load_tables
+
+    if case == "load_every_table":
+        started = time.perf_counter()
+        tables = load_tables(bank_config(data))
+        return {"case": case, "seconds": round(time.perf_counter() - started, 2), "peak_mb": round(peak_mb(), 1),
+                "rows": {name: len(getattr(tables, name)) for name in tables.present()}}
+    with tempfile.TemporaryDirectory(prefix="bench-rules-") as tmp:
+        started = time.perf_counter()
+        result = rules.run(bank_config(data, Path(tmp)))
+        seconds = time.perf_counter() - started
+    summary = result["summary"]
+    return {"case": case, "seconds": round(seconds, 2), "peak_mb": round(peak_mb(), 1),
+            "counts": summary.get("counts") if isinstance(summary, dict) else None}
+
+
 def measure(case: str, n_baskets: int, min_support: float) -> dict[str, object]:
     """One measurement (runs inside the child process)."""
     from features.settings import FeatureSettings, LabelSettings
@@ -136,10 +178,12 @@ def measure(case: str, n_baskets: int, min_support: float) -> dict[str, object]:
             "messages": result.messages}
 
 
-def run_child(case: str, n_baskets: int, min_support: float) -> dict[str, object]:
+def run_child(case: str, n_baskets: int, min_support: float, data: Path | None = None) -> dict[str, object]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # the temporary store, not a server
     completed = subprocess.run(
-        [sys.executable, __file__, "--child", case, "--baskets", str(n_baskets), "--min-support", str(min_support)],
-        capture_output=True, text=True, cwd=ROOT, check=False)
+        [sys.executable, __file__, "--child", case, "--baskets", str(n_baskets), "--min-support", str(min_support),
+         *(["--data", str(data)] if data is not None else [])],
+        capture_output=True, text=True, cwd=ROOT, check=False, env=env)
     if completed.returncode != 0:
         return {"case": case, "baskets": n_baskets, "min_support": min_support,
                 "error": completed.stderr.strip().splitlines()[-1:] or ["failed"]}
@@ -151,9 +195,13 @@ def main() -> None:
     parser.add_argument("--baskets", type=int, default=1_000_000)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--min-support", type=float, default=0.001, help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="a generated bank: also time `churn rules` on it against loading every table")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.baskets, args.min_support)))
+        measured = (measure_bank(args.child, args.data) if args.child in BANK_CASES
+                    else measure(args.child, args.baskets, args.min_support))
+        print(json.dumps(measured))
         return
     plan = [("fpgrowth", 0.001), ("fpgrowth", 0.01), ("apriori", 0.001), ("apriori", 0.01),
             ("stage", 0.005), ("stage", 0.001), ("stage_pathological", 0.001)]
@@ -166,6 +214,15 @@ def main() -> None:
     payload = {"benchmark": "complaint association rules", "machine": platform.platform(),
                "python": platform.python_version(), "targets": {"stage_seconds": 10, "stage_peak_mb": 1024},
                "results": results}
+    if args.data is not None:
+        bank = {case: run_child(case, args.baskets, args.min_support, args.data) for case in BANK_CASES}
+        for result in bank.values():
+            print(json.dumps(result), flush=True)
+        stage, reference = bank["churn_rules"], bank["load_every_table"]
+        if "seconds" in stage and "seconds" in reference:
+            bank["ratio_stage_to_loading_every_table"] = round(stage["seconds"] / max(reference["seconds"], 1e-9), 2)
+            print(f"churn rules / loading every table: {bank['ratio_stage_to_loading_every_table']}", flush=True)
+        payload["bank"] = {"data": str(args.data), **bank}
     write_json(payload, RESULTS)
     print(f"wrote {RESULTS}")
 
