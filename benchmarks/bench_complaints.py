@@ -35,6 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.banks import bank_config  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results" / "complaints.json"
 TABLES_READ = ("customers", "complaints", "surveys")
 
@@ -54,26 +56,12 @@ def warm_imports() -> None:
     import pipelines.tables  # noqa: F401
 
 
-def config(data: Path, folder: Path | None = None):
-    """The stage's config on the generated bank's five tables (into `folder` when writing outputs)."""
-    from pipelines.config import parse_config
-
-    raw: dict = {"data": {"tables": {name: {"path": str(data / f"{name}.parquet")}
-                                     for name in ("customers", "transactions", "complaints", "surveys", "contacts")}}}
-    if folder is not None:
-        raw["paths"] = {"features_dir": str(folder / "features"), "outputs_dir": str(folder / "outputs"),
-                        "reports_dir": str(folder / "reports")}
-        raw["tracking"] = {"tracking_uri": f"sqlite:///{folder}/mlflow.db", "artifact_location": str(folder / "art"),
-                           "experiment": "bench-complaints"}
-    return parse_config(raw)
-
-
 def load(data: Path):
     """The tables as the stage loads them (`load_tables` with the stage's NEEDS_TABLES)."""
     from pipelines.complaints import NEEDS_TABLES
     from pipelines.tables import load_tables
 
-    tables = load_tables(config(data), NEEDS_TABLES)
+    tables = load_tables(bank_config(data), NEEDS_TABLES)
     missing = {"branch", "business_line", "text"} - set(tables.complaints.columns)
     if missing:
         raise SystemExit(f"{data} was generated before complaints had {sorted(missing)}: generate it again")
@@ -88,7 +76,7 @@ def measure_stage(data: Path) -> dict:
     tables = load(data)
     marks: list[tuple[str, float]] = []
     start = time.perf_counter()
-    result = analyse(tables, config(data), lambda message: marks.append((message, time.perf_counter())))
+    result = analyse(tables, bank_config(data), lambda message: marks.append((message, time.perf_counter())))
     seconds = time.perf_counter() - start
     text_started = next((at for message, at in marks if message.startswith("scoring complaint text")), None)
     parts = {"forecast_staffing_satisfaction_heat_maps": round((text_started or start + seconds) - start, 2),
@@ -110,7 +98,7 @@ def measure_command(data: Path) -> dict:
 
     warm_imports()
     with tempfile.TemporaryDirectory(prefix="bench-complaints-") as tmp:
-        cfg = config(data, Path(tmp))
+        cfg = bank_config(data, Path(tmp), "bench-complaints")
         start = time.perf_counter()
         complaints.run(cfg)
         seconds = time.perf_counter() - start

@@ -38,6 +38,10 @@ import pandas as pd
 from pipelines.io import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.banks import bank_config  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "rules.json"
 BANK_CASES = ("churn_rules", "load_every_table")
 N_ITEMS = 30
@@ -111,20 +115,6 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bank_config(data: Path, folder: Path | None = None):
-    """A config on a generated bank's five Parquet tables (outputs into `folder`)."""
-    from pipelines.config import parse_config
-
-    raw: dict = {"data": {"tables": {name: {"path": str(data / f"{name}.parquet")}
-                                     for name in ("customers", "transactions", "complaints", "surveys", "contacts")}}}
-    if folder is not None:
-        raw["paths"] = {"features_dir": str(folder / "features"), "outputs_dir": str(folder / "outputs"),
-                        "reports_dir": str(folder / "reports")}
-        raw["tracking"] = {"tracking_uri": f"sqlite:///{folder}/mlflow.db", "artifact_location": str(folder / "art"),
-                           "experiment": "bench-rules"}
-    return parse_config(raw)
-
-
 def measure_bank(case: str, data: Path) -> dict[str, object]:
     """The `churn rules` stage on a generated bank, or loading every table (the reference)."""
     import tempfile
@@ -139,7 +129,7 @@ def measure_bank(case: str, data: Path) -> dict[str, object]:
                 "rows": {name: len(getattr(tables, name)) for name in tables.present()}}
     with tempfile.TemporaryDirectory(prefix="bench-rules-") as tmp:
         started = time.perf_counter()
-        result = rules.run(bank_config(data, Path(tmp)))
+        result = rules.run(bank_config(data, Path(tmp), "bench-rules"))
         seconds = time.perf_counter() - started
     summary = result["summary"]
     return {"case": case, "seconds": round(seconds, 2), "peak_mb": round(peak_mb(), 1),

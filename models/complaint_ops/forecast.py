@@ -249,7 +249,15 @@ def forecast_complaints(complaints: pd.DataFrame, as_of: pd.Timestamp, settings:
             continue
         origins = [len(y) - (n_folds - k) * h for k in range(n_folds)]
         errors: dict[str, list[float]] = {m: [] for m in candidates}
+
+        def best(folds_seen: int) -> str:
+            return min(candidates, key=lambda m: (np.mean(errors[m][:folds_seen]), candidates.index(m)))
+
+        # The selection is backtested too: fold k is scored with the model folds 1..k-1 chose.
+        picked: dict[int, str] = {}
         for fold, origin in enumerate(origins):
+            if fold:
+                picked[fold] = best(fold)
             actual = y[origin:origin + h]
             for model in candidates:
                 try:
@@ -258,15 +266,8 @@ def forecast_complaints(complaints: pd.DataFrame, as_of: pd.Timestamp, settings:
                 except ValueError:
                     mae = float("inf")
                 errors[model].append(mae)
-                folds.append({"series": series, "model": model, "fold": fold + 1,
-                              "origin_week": weeks[origin], "selected": False, "mae": mae})
-        def best(folds_seen: int) -> str:
-            return min(candidates, key=lambda m: (np.mean(errors[m][:folds_seen]), candidates.index(m)))
-
-        # The selection is backtested too: fold k is scored with the model folds 1..k-1 chose.
-        picked = {fold: best(fold) for fold in range(1, n_folds)}
-        for row in folds[len(folds) - n_folds * len(candidates):]:
-            row["selected"] = row["fold"] > 1 and row["model"] == picked[row["fold"] - 1]
+                folds.append({"series": series, "model": model, "fold": fold + 1, "origin_week": weeks[origin],
+                              "selected": picked.get(fold) == model, "mae": mae})
         scales = [_scale(y[:origin], season) for origin in origins[1:]]
         reference = scales[0][1]
         scored = [errors[picked[fold]][fold] for fold in range(1, n_folds)]
