@@ -222,11 +222,19 @@ def generate(
     start: Annotated[str | None, typer.Option(help="First month of data, YYYY-MM-DD (default 2023-01-01).")] = None,
     months: Annotated[int | None, typer.Option(help="Months of history to simulate (default 30).", min=4)] = None,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    contact_share: Annotated[float | None, typer.Option(
+        help="Share of open customers the bank's retention campaign picks each month (default 0.015).",
+        min=0.0, max=1.0)] = None,
+    control_share: Annotated[float | None, typer.Option(
+        help="Share of the picked customers kept as randomised control, not contacted (default 0.2).",
+        min=0.0, max=1.0)] = None,
 ) -> None:
     """Write a realistic synthetic retail-bank dataset (inputs, plus hidden truth in OUT/_truth).
 
     Examples: churn generate --customers 50000 --seed 42 --out data/raw/demo;
-    churn generate --config configs/default.yaml (sizes from its `demo` section).
+    churn generate --config configs/default.yaml (sizes from its `demo` section);
+    churn generate --contact-share 0.1 --control-share 0.5 --out data/raw/big-campaign (a bank whose
+    randomised retention campaign is large enough to learn who a call keeps).
     """
     from pipelines.config import DemoSettings
     from pipelines.generate import run
@@ -237,7 +245,9 @@ def generate(
         raise typer.Exit(EXIT_CONFIG)
     target = out or demo.out
     counts = run(customers or demo.customers, demo.seed if seed is None else seed, target,
-                 start or demo.start, months or demo.months, fmt, progress=progress_printer())
+                 start or demo.start, months or demo.months, fmt, progress=progress_printer(),
+                 **({"contact_share": contact_share} if contact_share is not None else {}),
+                 **({"control_share": control_share} if control_share is not None else {}))
     table = Table(title=f"generated in {target}")
     table.add_column("table")
     table.add_column("rows", justify="right")

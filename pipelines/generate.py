@@ -131,7 +131,9 @@ RETENTION_ACTIONS = (  # action, channel, cost when contacted
     ("relationship_review", "relationship_manager", 40.0),
 )
 CONTACT_SHARE_PER_MONTH = 0.015
+"""Share of open customers the bank's own retention campaign picks each month (its riskiest by a rough score)."""
 CONTROL_SHARE = 0.2
+"""Share of those picked who are kept as randomised control (treatment 0, not contacted)."""
 SURVEY_SHARE_PER_MONTH = 0.08  # random sample asked for NPS / CSAT each month
 FRAILTY_SD = 0.1  # hidden per-customer proneness to leave (logit scale): the part no data reveals
 
@@ -311,11 +313,15 @@ def serve_complaints(c: MonthComplaints, rng: np.random.Generator, dissatisfacti
 
 def simulate(n_customers: int, seed: int, start: str, months: int,
              progress: Callable[[str], None] | None = None,
-             transaction_sink: Callable[[pa.Table], None] | None = None) -> dict[str, pd.DataFrame]:
+             transaction_sink: Callable[[pa.Table], None] | None = None,
+             contact_share: float = CONTACT_SHARE_PER_MONTH, control_share: float = CONTROL_SHARE
+             ) -> dict[str, pd.DataFrame]:
     """Run the bank for `months` months; return the input tables and the truth tables.
 
     Transactions are handed month by month to `transaction_sink` (so a million customers
     never hold every transaction in memory); without a sink they are returned as a table.
+    `contact_share` and `control_share` size the bank's randomised retention campaign (how much
+    evidence about a contact's effect its history holds); the bank's behaviour is otherwise the same.
     """
     say = progress or (lambda message: None)
     rng = np.random.default_rng(seed)
@@ -483,8 +489,8 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
         if len(candidates):
             score = (dissatisfaction[candidates] + rng.normal(0, 0.7, len(candidates))
                      + 0.3 * (pop.segment[candidates] == 1))
-            take = candidates[np.argsort(-score, kind="stable")[: int(len(candidates) * CONTACT_SHARE_PER_MONTH)]]
-            treated = rng.random(len(take)) >= CONTROL_SHARE
+            take = candidates[np.argsort(-score, kind="stable")[: int(len(candidates) * contact_share)]]
+            treated = rng.random(len(take)) >= control_share
             action = np.where(pop.segment[take] == 1, 2, rng.choice(2, size=len(take), p=(0.6, 0.4)))
             when = rng.uniform(lo_day, min(hi_day, lo_day + 20.0), len(take))
             contact_until[take[treated]] = when[treated] + 91.0
@@ -623,10 +629,16 @@ def write_table(frame: pd.DataFrame, path: Path, fmt: str) -> None:
 
 
 def run(customers: int, seed: int, out: str | Path, start: str = "2023-01-01", months: int = 30,
-        fmt: str = "parquet", progress: Callable[[str], None] | None = None) -> dict[str, int]:
-    """Generate the dataset into `out` (replaced atomically); return the row count of each table."""
+        fmt: str = "parquet", progress: Callable[[str], None] | None = None,
+        contact_share: float = CONTACT_SHARE_PER_MONTH, control_share: float = CONTROL_SHARE) -> dict[str, int]:
+    """Generate the dataset into `out` (replaced atomically); return the row count of each table.
+
+    `contact_share`, `control_share`: the size of the bank's randomised retention campaign (see `simulate`).
+    """
     if fmt not in ("parquet", "csv"):
         raise ValueError("fmt must be 'parquet' or 'csv'")
+    if not 0 <= contact_share <= 1 or not 0 <= control_share <= 1:
+        raise ValueError("contact_share and control_share are shares between 0 and 1")
     say = progress or (lambda message: None)
     counts: dict[str, int] = {}
     for leftover in clean_leftovers([Path(out)]):  # half-written folders of killed runs beside `out`
@@ -648,7 +660,8 @@ def run(customers: int, seed: int, out: str | Path, start: str = "2023-01-01", m
                 to_safe_csv(frame, tx_path, mode="a", header=not tx_path.exists(), date_format="%Y-%m-%d %H:%M:%S")
 
         try:
-            tables = simulate(customers, seed, start, months, progress=say, transaction_sink=sink)
+            tables = simulate(customers, seed, start, months, progress=say, transaction_sink=sink,
+                              contact_share=contact_share, control_share=control_share)
         finally:
             if writer is not None:
                 writer.close()

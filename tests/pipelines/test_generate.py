@@ -218,3 +218,20 @@ def test_complaints_peak_at_year_end_and_follow_each_channels_week(bank: Path) -
     assert late[known & weekend].mean() > late[known & ~weekend].mean() + 0.05
     saturday_branch = known & branch & (weekday == 5)
     assert late[saturday_branch].mean() > late[known & weekend & ~branch].mean()
+
+
+def test_the_retention_campaign_size_is_an_option_that_changes_only_the_contacts(tmp_path: Path) -> None:
+    """`churn generate --contact-share/--control-share`: a bank whose randomised campaign is larger."""
+    small, large = tmp_path / "small", tmp_path / "large"
+    run(2000, 5, small, "2024-01-01", 8, "parquet")
+    run(2000, 5, large, "2024-01-01", 8, "parquet", contact_share=0.1, control_share=0.5)
+    few, many = read(small, "contacts"), read(large, "contacts")
+    assert len(many) > 4 * len(few)
+    assert 0.4 < (many["treatment"] == 0).mean() < 0.6 and (few["treatment"] == 0).mean() < 0.35
+    # the same customers, the same truth about them: only the campaign (and what it changed) differs
+    pd.testing.assert_frame_equal(read(small, "customers")[["customer_id", "segment", "signup_date"]],
+                                  read(large, "customers")[["customer_id", "segment", "signup_date"]])
+    pd.testing.assert_series_equal(read(small / "_truth", "customers")["true_contact_effect"],
+                                   read(large / "_truth", "customers")["true_contact_effect"])
+    with pytest.raises(ValueError, match="contact_share"):
+        run(100, 5, tmp_path / "bad", "2024-01-01", 4, "parquet", contact_share=1.5)
