@@ -11,6 +11,8 @@ import pandas as pd
 KEY_COLUMNS: tuple[str, ...] = ("customer_id", "cutoff")
 LABEL_COLUMNS: tuple[str, ...] = ("churned", "future_value", "days_to_churn")
 WEIGHT_COLUMN = "sample_weight"
+REFIT_WEIGHT_COLUMN = "refit_sample_weight"
+"""Weight of a row in the refit on every labelled cutoff of a sampled table; 0: not in the refit."""
 """Row weight of a training table whose non-churners were sampled (`pipelines.train`): 1 / sampling rate."""
 
 
@@ -86,7 +88,8 @@ def infer_schema(frame: pd.DataFrame, features: list[str]) -> FeatureSchema:
 
 def model_feature_columns(frame: pd.DataFrame) -> list[str]:
     """Every column of a training or scoring table that is not a key or a label."""
-    return [c for c in frame.columns if c not in KEY_COLUMNS and c not in LABEL_COLUMNS and c != WEIGHT_COLUMN]
+    return [c for c in frame.columns
+            if c not in KEY_COLUMNS and c not in LABEL_COLUMNS and c not in (WEIGHT_COLUMN, REFIT_WEIGHT_COLUMN)]
 
 
 def customer_hash_share(customer_ids: pd.Series, seed: int) -> np.ndarray:
@@ -157,6 +160,9 @@ class RowSample:
     rows: int
     kept: int
     sampleable: int
+    refit_weight: np.ndarray
+    """Weight of each row in the refit on every labelled cutoff (0: left out). The test cutoff, kept whole
+    for the figures, is sampled for the refit like every other cutoff, so the refit costs no more than the fit."""
 
     @property
     def active(self) -> bool:
@@ -176,6 +182,9 @@ def sample_non_churners(keys: pd.DataFrame, split: Split, max_rows: int | None, 
     - other rows (fit customers, also in the cutoffs only the refit uses): every churner, and the
       non-churners with the same seeded chance r, weighted 1 / r (the boosters and the logistic
       regression fit weighted rows).
+    - the refit on every labelled cutoff (`refit_weight`): the rows above outside the test cutoff, and
+      the test cutoff's rows sampled by the same rules (its churners, its calibration customers
+      thinned by the same hash, its other non-churners at the same rate r, weighted 1 / r).
     With at most `max_rows` rows outside the test cutoff (or None) every row is kept with weight 1.
     """
     rows = len(keys)
@@ -187,13 +196,20 @@ def sample_non_churners(keys: pd.DataFrame, split: Split, max_rows: int | None, 
     sampleable_rows = ~split.test & ~calibration & ~churned
     sampleable = int(sampleable_rows.sum())
     if max_rows is None or rows - int(split.test.sum()) <= max_rows:
-        return RowSample(np.ones(rows, dtype=bool), np.ones(rows), 1.0, 1.0, rows, rows, sampleable)
+        return RowSample(np.ones(rows, dtype=bool), np.ones(rows), 1.0, 1.0, rows, rows, sampleable, np.ones(rows))
     calibration_rate = min(1.0, max_rows * calibration_share / max(int(calibration.sum()), 1))
-    keep_calibration = calibration & (customer_hash_share(keys["customer_id"], seed + 5) < calibration_rate)
+    thinned = customer_hash_share(keys["customer_id"], seed + 5) < calibration_rate
+    keep_calibration = calibration & thinned
     others = ~calibration & ~sampleable_rows  # test rows and fit churners
     room = max_rows - int(keep_calibration.sum()) - int((others & ~split.test).sum())
     rate = float(np.clip(room / max(sampleable, 1), 0.01, 1.0))
     drawn = np.random.default_rng(seed).random(rows) < rate
     keep = others | keep_calibration | (sampleable_rows & drawn)
     weight = np.where(sampleable_rows, 1.0 / rate, 1.0)
-    return RowSample(keep, weight, rate, calibration_rate, rows, int(keep.sum()), sampleable)
+    refit_weight = np.where(keep & ~split.test, weight, 0.0)
+    test_calibration = split.test & (share < calibration_share)
+    test_stayers = split.test & ~test_calibration & ~churned
+    refit_weight[split.test & ~test_calibration & churned] = 1.0
+    refit_weight[test_calibration & thinned] = 1.0
+    refit_weight[test_stayers & drawn] = 1.0 / rate
+    return RowSample(keep, weight, rate, calibration_rate, rows, int(keep.sum()), sampleable, refit_weight)

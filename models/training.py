@@ -14,7 +14,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from models.baselines import btyd_churn_scores, btyd_value, carry_forward_value, recency_scores
 from models.boosting import ChurnModel, ValueModel, fit_churn_model, fit_churn_model_cv, fit_value_model
-from models.data import WEIGHT_COLUMN, FeatureSchema, Split, customer_hash_share, infer_schema, model_feature_columns, split_rows
+from models.data import REFIT_WEIGHT_COLUMN, WEIGHT_COLUMN, FeatureSchema, Split, customer_hash_share, infer_schema, model_feature_columns, split_rows
 from models.blend import BlendChurnModel, fit_blend
 from models.linear import LinearChurnModel, fit_linear_churn_model, fit_linear_churn_model_cv, linear_fit_rows
 from models.evaluation import (best_profit, churn_metrics, expected_contact_profit, gains_table, lifetime_value,
@@ -311,6 +311,12 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
 
     # Serve what was evaluated, refitted on every labelled cutoff (the newest labels included).
     refit_fit, refit_calibration = refit_split(table, settings.calibration_share, seed)
+    refit = table
+    if REFIT_WEIGHT_COLUMN in table.columns:  # a sampled table: the test cutoff is sampled for the refit too
+        refit_weight = table[REFIT_WEIGHT_COLUMN].to_numpy(dtype=np.float64)
+        refit = table.assign(**{WEIGHT_COLUMN: refit_weight})
+        refit_fit &= refit_weight > 0
+        refit_calibration &= refit_weight > 0
     every_row = np.ones(len(table), dtype=bool)
     small_refit = len(table) < settings.cross_validate_below_rows and not sampled
     final_booster: ChurnModel | None = None
@@ -319,19 +325,19 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
         if small_refit:
             final_booster, _ = fit_churn_model_cv(table, every_row, schema, booster_settings, settings.calibration, seed)
         else:
-            final_booster, _ = fit_churn_model(table, refit_fit, refit_calibration, schema, booster_settings,
+            final_booster, _ = fit_churn_model(refit, refit_fit, refit_calibration, schema, booster_settings,
                                                settings.calibration, seed, rounds=int(churn_info["best_iteration"]))
     if selected in ("logistic_regression", "blend"):
         if small_refit:
             final_linear = fit_linear_churn_model_cv(table, every_row, schema, seed, settings.calibration)
         else:
-            final_linear = fit_linear_churn_model(table, refit_fit, schema, seed, refit_calibration,
+            final_linear = fit_linear_churn_model(refit, refit_fit, schema, seed, refit_calibration,
                                                   settings.calibration, penalty_c=logistic.penalty_c,
                                                   max_rows=settings.sampling.logistic_max_rows)
     final_churn: ChurnModel | LinearChurnModel | BlendChurnModel
     if selected == "blend":
         assert final_booster is not None and final_linear is not None
-        final_churn, _ = fit_blend(table, final_booster, final_linear, settings.calibration, seed, weight=blend.weight)
+        final_churn, _ = fit_blend(refit, final_booster, final_linear, settings.calibration, seed, weight=blend.weight)
     else:
         final_churn = final_booster if final_booster is not None else final_linear  # type: ignore[assignment]
     final_horizons = None
@@ -340,12 +346,12 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
             final_horizons, _ = fit_horizon_models(table, shorter, horizon_days, schema, booster_settings,
                                                    settings.calibration, seed, rows=every_row)
         else:
-            final_horizons, _ = fit_horizon_models(table, shorter, horizon_days, schema, booster_settings,
+            final_horizons, _ = fit_horizon_models(refit, shorter, horizon_days, schema, booster_settings,
                                                    settings.calibration, seed, fit=refit_fit,
                                                    calibration=refit_calibration, rounds=horizon_rounds)
     final_value = None
     if value is not None:
-        final_value, _ = fit_value_model(table, refit_fit & stayed, refit_calibration & stayed, schema,
+        final_value, _ = fit_value_model(refit, refit_fit & stayed, refit_calibration & stayed, schema,
                                          settings.value_booster, settings.tweedie_variance_power, seed,
                                          rounds=int(info["value_best_iteration"]))  # type: ignore[call-overload]
     # a small table's refit fits every row and calibrates out of fold

@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from models.boosting import ChurnModel, ValueModel, load_churn_model
 from models.blend import BlendChurnModel
 from models.linear import LinearChurnModel
-from models.data import LABEL_COLUMNS, WEIGHT_COLUMN, FeatureSchema, RowSample, sample_non_churners, split_rows
+from models.data import LABEL_COLUMNS, REFIT_WEIGHT_COLUMN, WEIGHT_COLUMN, FeatureSchema, RowSample, sample_non_churners, split_rows
 from models.evaluation import reliability_table, roc_table, stayer_value_metrics
 from models.explain import reason_codes
 from models.plots import (gains_figure, importance_figure, pr_figure, profit_figure, reliability_figure,
@@ -72,9 +72,11 @@ def read_training_table(path: Path, cfg: Config) -> tuple[pd.DataFrame, RowSampl
         offset += part.num_rows
         if sample.active:
             keep = sample.keep[rows]
-            part = part.filter(pa.array(keep)).append_column(WEIGHT_COLUMN, pa.array(sample.weight[rows][keep]))
+            part = (part.filter(pa.array(keep)).append_column(WEIGHT_COLUMN, pa.array(sample.weight[rows][keep]))
+                    .append_column(REFIT_WEIGHT_COLUMN, pa.array(sample.refit_weight[rows][keep])))
         for index, field in enumerate(part.schema):
-            if pa.types.is_float64(field.type) and field.name not in LABEL_COLUMNS and field.name != WEIGHT_COLUMN:
+            if pa.types.is_float64(field.type) and field.name not in LABEL_COLUMNS \
+                    and field.name not in (WEIGHT_COLUMN, REFIT_WEIGHT_COLUMN):
                 part = part.set_column(index, pa.field(field.name, pa.float32()), pc.cast(part.column(index), pa.float32()))
         parts.append(part)
     table = pa.concat_tables(parts) if parts else parquet.schema_arrow.empty_table()

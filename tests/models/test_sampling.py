@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from models.data import WEIGHT_COLUMN, model_feature_columns, sample_non_churners, split_rows
+from models.data import REFIT_WEIGHT_COLUMN, WEIGHT_COLUMN, customer_hash_share, model_feature_columns, sample_non_churners, split_rows
 from models.settings import BoosterSettings, EconomicsSettings, ModelSettings, TuningSettings
 from models.training import train_models
 from pipelines.config import parse_config
@@ -37,6 +37,17 @@ def test_sampling_keeps_churners_test_rows_and_whole_calibration_customers() -> 
     assert (per_customer["min"] == per_customer["max"]).all()
     assert 2000 < calibration["kept"].sum() < 3000
     assert sample_non_churners(table, split, 12_000, 0.25, SEED).keep.tolist() == sample.keep.tolist()  # seeded
+    # the refit on every labelled cutoff: the same rows outside the test cutoff, and the test cutoff sampled alike
+    refit = sample.refit_weight
+    assert np.array_equal(refit[~split.test], np.where(sample.keep, sample.weight, 0.0)[~split.test])
+    test_calibration = split.test & (customer_hash_share(table["customer_id"], SEED) < 0.25)
+    assert (refit[split.test & churned & ~test_calibration] == 1).all()
+    test_stayers = split.test & ~churned & ~test_calibration
+    assert abs((refit[test_stayers] > 0).mean() - sample.rate) < 0.03
+    assert np.allclose(refit[test_stayers][refit[test_stayers] > 0], 1 / sample.rate)
+    kept_share = (refit[test_calibration] > 0).mean()
+    assert abs(kept_share - sample.calibration_rate) < 0.1 and set(refit[test_calibration]) <= {0.0, 1.0}
+    assert (refit > 0).sum() < sample.kept  # the refit costs about what the fit does, not the whole test cutoff more
 
 
 def test_no_sampling_at_or_below_the_limit() -> None:
@@ -66,6 +77,8 @@ def test_reader_samples_with_weights_and_narrows_features_to_float32(tmp_path: P
     assert sample.active and len(read) == sample.kept and sample.rows == len(table)
     assert read["days_since_last_transaction"].dtype == np.float32 and read["future_value"].dtype == np.float64
     assert WEIGHT_COLUMN in read.columns and WEIGHT_COLUMN not in model_feature_columns(read)
+    assert REFIT_WEIGHT_COLUMN not in model_feature_columns(read)
+    assert np.array_equal(read[REFIT_WEIGHT_COLUMN].to_numpy(), sample.refit_weight[sample.keep])
     kept = table[sample.keep]  # the rows the sample chose, in file order, with their weights
     assert read["customer_id"].tolist() == kept["customer_id"].tolist()
     assert (read["cutoff"].to_numpy() == kept["cutoff"].to_numpy()).all()
@@ -85,7 +98,8 @@ def test_a_sampled_table_gives_calibrated_probabilities_close_to_the_full_tables
     split = split_rows(table, 90, settings.calibration_share, settings.single_cutoff_test_share, SEED)
     sample = sample_non_churners(table, split, 20_000, settings.calibration_share, SEED)
     assert sample.rate < 0.5  # a strong sample: most non-churner fit rows are left out
-    sampled = table[sample.keep].assign(**{WEIGHT_COLUMN: sample.weight[sample.keep]}).reset_index(drop=True)
+    sampled = table[sample.keep].assign(**{WEIGHT_COLUMN: sample.weight[sample.keep],
+                                           REFIT_WEIGHT_COLUMN: sample.refit_weight[sample.keep]}).reset_index(drop=True)
     full = train_models(table, settings, EconomicsSettings(), 90, SEED)
     thin = train_models(sampled, settings, EconomicsSettings(), 90, SEED)
     assert thin.split.test.sum() == full.split.test.sum()  # the same, whole test cutoff
@@ -94,3 +108,7 @@ def test_a_sampled_table_gives_calibrated_probabilities_close_to_the_full_tables
         assert abs(result.test["churn_probability"].mean() - rate) < 0.15 * rate  # probabilities of the population
     assert thin.metrics["churn.roc_auc"] > full.metrics["churn.roc_auc"] - 0.02
     assert thin.metrics["churn.expected_calibration_error"] < 0.02
+    # the served (refitted) model fits a sample of the test cutoff too, and stays calibrated on it
+    assert thin.info["refit_rows"] + thin.info["refit_calibration_rows"] == int((sample.refit_weight > 0).sum())
+    served = thin.final_churn.predict(thin.test.merge(table, on=["customer_id", "cutoff"], suffixes=("_t", "")))
+    assert abs(served.mean() - rate) < 0.15 * rate
