@@ -289,15 +289,20 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
 
     horizons = None
     shorter = tuple(sorted(h for h in settings.time_to_churn.horizons_days if h < horizon_days))
+    horizon_settings = booster_settings
+    if settings.time_to_churn.learning_rate is not None:
+        horizon_settings = replace_booster(booster_settings, {
+            "learning_rate": max(booster_settings.learning_rate, settings.time_to_churn.learning_rate)})
     if settings.time_to_churn.enabled and shorter and TIME_COLUMN in table.columns:
         fit_args = {"rows": training_rows} if small else {"fit": split.fit, "calibration": split.calibration}
-        horizons, horizon_rounds = fit_horizon_models(table, shorter, horizon_days, schema, booster_settings,
+        horizons, horizon_rounds = fit_horizon_models(table, shorter, horizon_days, schema, horizon_settings,
                                                       settings.calibration, seed, **fit_args)
         raw = {d: m.predict(test_rows) for d, m in horizons.models.items()}
         risks = monotone_risks(raw, selected_probability, horizon_days)  # = horizons.predict, without predicting again
         ordered = [raw[d] for d in shorter] + [selected_probability]
         info["horizon_raw_order_violations"] = int(sum((a > b + 1e-12).sum() for a, b in zip(ordered, ordered[1:])))
         info["horizon_rounds"] = {f"{d}d": r for d, r in horizon_rounds.items()}
+        info["horizon_learning_rate"] = horizon_settings.learning_rate
         for days, risk in risks.items():
             test[risk_column(days)] = risk
             labels = y if days == horizon_days else horizon_label(test_rows, days)
@@ -343,10 +348,10 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
     final_horizons = None
     if horizons is not None:
         if small_refit:
-            final_horizons, _ = fit_horizon_models(table, shorter, horizon_days, schema, booster_settings,
+            final_horizons, _ = fit_horizon_models(table, shorter, horizon_days, schema, horizon_settings,
                                                    settings.calibration, seed, rows=every_row)
         else:
-            final_horizons, _ = fit_horizon_models(refit, shorter, horizon_days, schema, booster_settings,
+            final_horizons, _ = fit_horizon_models(refit, shorter, horizon_days, schema, horizon_settings,
                                                    settings.calibration, seed, fit=refit_fit,
                                                    calibration=refit_calibration, rounds=horizon_rounds)
     final_value = None
