@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class SettingsProblem(ValueError):
@@ -92,13 +92,14 @@ class SparkSettings(Strict):
         default_factory=dict,
         description="Extra Spark properties, e.g. spark.driver.memory: 4g (spark.sql.session.timeZone is always UTC)")
 
-    @model_validator(mode="after")
-    def _utc(self) -> SparkSettings:
-        zone = self.config.get("spark.sql.session.timeZone")
+    @field_validator("config")
+    @classmethod
+    def _utc(cls, config: dict[str, str]) -> dict[str, str]:
+        zone = config.get("spark.sql.session.timeZone")
         if zone is not None and zone != SPARK_TIME_ZONE:
-            raise ValueError(f"features.spark.config: spark.sql.session.timeZone is {zone!r}; the engine reads "
-                             f"every time as naive UTC, so it must be {SPARK_TIME_ZONE!r} (or left out)")
-        return self
+            raise ValueError(f"spark.sql.session.timeZone is {zone!r}; the engine reads every time as naive UTC, "
+                             f"so it must be {SPARK_TIME_ZONE!r} (or left out)")
+        return config
 
 
 class FeatureSettings(Strict):

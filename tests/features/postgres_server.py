@@ -69,7 +69,7 @@ def postgres_server() -> Iterator[dict[str, object]]:
     try:
         run(bin_dir / "initdb", "-D", data, "-U", USER, "--auth=trust", "--no-locale", "--encoding=UTF8",
             "--no-sync")
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off -c full_page_writes=off"
+        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off -c full_page_writes=off -c jit=off"
         run(bin_dir / "pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "-t", "60", "start")
         started = True
         yield {"host": "127.0.0.1", "port": port, "user": USER, "database": DATABASE}

@@ -22,9 +22,10 @@ from features.catalogue import catalogue
 from features.contract import Tables
 from features.relational.engine import PORTED_FAMILIES, RelationalTables, feature_table, label_table
 from features.settings import LabelSettings
-from pipelines.config import parse_config
+from pipelines.config import ConfigError, parse_config
 from pipelines.features import settings_of
-from pipelines.relational import MONEY, TableFile, build_frames, connect, read_tables, to_feature_frame
+from pipelines.relational import (MONEY, TableFile, build_frames, connect, connect_engine, read_tables,
+                                  to_feature_frame)
 from tests.features.relational_bank import (INEXACT, SETTINGS, assert_matches_pandas, frames, ported_columns,
                                             write_bank)
 
@@ -145,12 +146,24 @@ def test_build_frames_reads_the_configured_files_with_the_configured_resources(b
                                       "retention_contacts_90d"]
 
 
-def test_duckdb_resources_are_not_part_of_what_a_training_table_is_built_from(bank) -> None:
+def test_engine_resources_are_not_part_of_what_a_training_table_is_built_from(bank) -> None:
     data = {"tables": {"customers": {"path": str(bank[1]["customers"].path)}}}
     one = parse_config({"data": data, "features": {"duckdb": {"threads": 1}}})
-    two = parse_config({"data": data, "features": {"duckdb": {"threads": 2, "memory_limit": "3GB"}}})
+    two = parse_config({"data": data, "features": {"duckdb": {"threads": 2, "memory_limit": "3GB"},
+                                                   "spark": {"master": "spark://cluster:7077",
+                                                             "config": {"spark.driver.memory": "4g"}}}})
     assert settings_of(one) == settings_of(two)
     assert settings_of(one) != settings_of(parse_config({"data": data, "features": {"windows_days": [30, 60]}}))
+
+
+def test_a_spark_session_zone_other_than_utc_is_refused_by_key(bank) -> None:
+    data = {"tables": {"customers": {"path": str(bank[1]["customers"].path)}}}
+    with pytest.raises(ConfigError, match=r"features\.spark\.config: .*timeZone is 'Europe/Paris'.* must be 'UTC'"):
+        parse_config({"data": data, "features": {"spark": {"config": {"spark.sql.session.timeZone": "Europe/Paris"}}}})
+    utc = parse_config({"data": data, "features": {"spark": {"config": {"spark.sql.session.timeZone": "UTC"}}}})
+    assert utc.features.spark.master == "local[2]"
+    with pytest.raises(ValueError, match="unknown relational engine 'snowflake'; one of duckdb, spark"):
+        connect_engine("snowflake", utc.features)
 
 
 def test_cutoffs_at_event_times_match_the_pandas_engine(bank) -> None:

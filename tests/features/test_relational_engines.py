@@ -26,7 +26,9 @@ from tests.features.postgres_server import postgres_server
 from tests.features.relational_bank import (SETTINGS, TABLE_NAMES, assert_matches_pandas, frames, ported_columns,
                                             tables_frames, write_bank)
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark,
+              # pyspark 4.0's and Ibis's conversions to pandas call options pandas 3 deprecates (hundreds a run)
+              pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")]
 
 DEFINITIONS = ["closure", "inactivity"]
 SPARK = SparkSettings(master="local[2]", config={"spark.sql.shuffle.partitions": "2"})
