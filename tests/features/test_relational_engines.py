@@ -90,10 +90,11 @@ def test_duckdb_threads_and_spark_give_identical_tables(bank, duckdb_frames, spa
     assert_matches_pandas(on_spark, build_training_table(tables, SETTINGS, labels))
 
 
-def test_spark_reads_configured_csv_files_with_the_users_column_names(bank, spark, tmp_path: Path) -> None:
-    """From config (`features.spark`, `data.tables` with column mappings), CSV files on Spark give
-    DuckDB's tables from the same data as Parquet; surveys too, with answers at equal times whose
-    input order (the row position, read differently by each engine) decides the latest."""
+def test_spark_reads_configured_files_as_duckdb_reads_them(bank, spark, tmp_path: Path) -> None:
+    """From config (`features.spark`, `data.tables` with column mappings), CSV files and a Parquet
+    file of zone-aware times (Europe/Paris, read as UTC) on Spark give DuckDB's tables from the naive
+    UTC Parquet files; surveys too, with answers at equal times whose input order (the row position,
+    read differently by each engine) decides the latest."""
     tables, files = bank
     surveys = tables.surveys
     again = surveys.iloc[:30].assign(nps=10 - surveys["nps"].iloc[:30], csat=6 - surveys["csat"].iloc[:30])
@@ -104,9 +105,14 @@ def test_spark_reads_configured_csv_files_with_the_users_column_names(bank, spar
                "surveys": {"answered_at": "answered"}, "customers": {"customer_id": "client"}}
     data = {}
     for name in TABLE_NAMES:
-        path = tmp_path / f"{name}.csv"
-        frame = surveys if name == "surveys" else getattr(tables, name)
-        frame.rename(columns=mapping.get(name, {})).to_csv(path, index=False)
+        frame = (surveys if name == "surveys" else getattr(tables, name)).rename(columns=mapping.get(name, {}))
+        if name == "transactions":  # the same instants, written with their zone
+            path = tmp_path / "transactions_paris.parquet"
+            frame.assign(booked_at=frame["booked_at"].dt.tz_localize("UTC").dt.tz_convert("Europe/Paris")).to_parquet(
+                path, row_group_size=500)
+        else:
+            path = tmp_path / f"{name}.csv"
+            frame.to_csv(path, index=False)
         data[name] = {"path": str(path), "columns": mapping.get(name, {})}
     cfg = parse_config({"data": {"tables": data}, "features": {"btyd": False, "spark": SPARK.model_dump()}})
     cutoffs = training_cutoffs(tables, cfg.labels)[-3:]
