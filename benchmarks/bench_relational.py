@@ -133,12 +133,13 @@ def _run_relational(con, data: Path, out: Path, cutoffs: list, start: float) -> 
     import pandas as pd
 
     from features.relational.engine import feature_table, label_table
-    from pipelines.relational import read_tables, to_feature_frame
+    from pipelines.relational import cutoffs_on, read_tables, to_feature_frame
 
     features, labels = _settings()
     tables = read_tables(con, _files(data))
-    frame = to_feature_frame(con, feature_table(tables, cutoffs, features, labels), features)
-    target = to_feature_frame(con, label_table(tables, cutoffs, labels), features)
+    cuts = cutoffs_on(con, cutoffs)
+    frame = to_feature_frame(con, feature_table(tables, cuts, features, labels), features)
+    target = to_feature_frame(con, label_table(tables, cuts, labels), features)
     table = pd.concat([frame, target.drop(columns=["customer_id", "cutoff"])], axis=1)
     seconds = time.perf_counter() - start
     table.to_parquet(out)

@@ -12,7 +12,7 @@ from features.catalogue import catalogue
 from features.contract import Tables
 from features.relational.engine import PORTED_FAMILIES, feature_table, label_table
 from features.settings import FeatureSettings, LabelSettings
-from pipelines.relational import TableFile, read_tables, to_feature_frame
+from pipelines.relational import TableFile, cutoffs_on, read_tables, to_feature_frame
 from tests.features.factories import random_tables
 
 SETTINGS = FeatureSettings(btyd=False)
@@ -43,8 +43,9 @@ def frames(con, files: dict[str, TableFile], cutoffs: list[pd.Timestamp], labels
 
 def tables_frames(con, tables, cutoffs: list[pd.Timestamp], labels: LabelSettings) -> pd.DataFrame:
     """As `frames`, from tables already on the engine (a warehouse's)."""
-    features = to_feature_frame(con, feature_table(tables, cutoffs, SETTINGS, labels), SETTINGS)
-    target = to_feature_frame(con, label_table(tables, cutoffs, labels), SETTINGS)
+    cuts = cutoffs_on(con, cutoffs)
+    features = to_feature_frame(con, feature_table(tables, cuts, SETTINGS, labels), SETTINGS)
+    target = to_feature_frame(con, label_table(tables, cuts, labels), SETTINGS)
     assert (features[["customer_id", "cutoff"]] == target[["customer_id", "cutoff"]]).all(axis=None)
     return pd.concat([features, target.drop(columns=["customer_id", "cutoff"])], axis=1)
 
