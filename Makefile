@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (only Python 3.11 and make needed):
 #   make demo   set up .venv, generate demo data, run every pipeline stage
 #   make test   set up .venv, run the whole test suite
+#   make test-spark   add Spark (Java 17, pyspark) and PostgreSQL, run the cross-engine tests
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -10,7 +11,7 @@ DEMO_CUSTOMERS ?= 50000
 DEMO_SEED ?= 42
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench lock clean
+.PHONY: install demo test test-spark bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +46,22 @@ demo: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The cross-engine tests (pytest -m spark; `make test` leaves them out): the relational features on
+# DuckDB, a local Spark (local[2]) and a PostgreSQL server on 127.0.0.1 give identical tables.
+# Installs the `spark` extra (pyspark, Ibis's pyspark and postgres backends) into .venv, and with
+# apt-get (as root) a Java 17 runtime and the PostgreSQL server where they are missing.
+SPARK_STAMP := $(VENV)/.spark-stamp
+$(SPARK_STAMP): $(STAMP)
+	command -v java >/dev/null || test -n "$$JAVA_HOME" || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -c requirements.lock -e '.[dev,spark]'
+	touch $(SPARK_STAMP)
+
+test-spark: $(SPARK_STAMP)
+	$(BIN)/python -m pytest -m spark $(PYTEST_ARGS)
+
 # Benchmarks on a generated 1M-customer bank (tens of minutes); figures go to benchmarks/results/.
 BENCH_DATA ?= /tmp/bench-data/1m
 bench: install
@@ -60,7 +77,7 @@ bench: install
 
 # Re-pin every dependency after changing pyproject.toml.
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --quiet -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra spark --python-version 3.11 --quiet -o requirements.lock
 
 clean:
 	rm -rf $(VENV) data/features data/outputs reports mlflow.db mlartifacts .pytest_cache

@@ -5,7 +5,8 @@ default) for the families the relational engine has ported (BTYD and static attr
 both), each measurement in a fresh subprocess so every peak RSS is its own:
   (a) pandas: load the tables (read, map, type; no validation) + `build_training_table`;
   (b) DuckDB with 1 thread and (c) with 2 threads: read the Parquet files + `feature_table` and
-      `label_table`, the result handed to pandas.
+      `label_table`, the result handed to pandas;
+  (d) with --spark, the same on Spark local[2] (session start included; memory: Python + JVM).
 Then checks the three tables cell for cell: exact, except sums of money and durations, which
 DuckDB sums exactly (decimal, integer microseconds) and pandas in float64 (reported: how many
 cells differ and the largest relative difference). The fastest of `--repeats` runs is reported.
@@ -13,10 +14,11 @@ cells differ and the largest relative difference). The fastest of `--repeats` ru
 Usage:
   .venv/bin/python benchmarks/bench_relational.py --data /work/main/data/raw/demo --count 12
   .venv/bin/python benchmarks/bench_relational.py --data /work/main/data/raw/demo --count 1
+  .venv/bin/python benchmarks/bench_relational.py --data /work/main/data/raw/demo --count 1 --repeats 1 --spark
   nice -n 10 .venv/bin/python benchmarks/bench_relational.py --data /tmp/bench-data/1m --count 1 \
       --repeats 1 --memory-limit 4GB
 Writes benchmarks/results/relational.json (the demo bank under "by_cutoff_count", others under
-"other_banks" by path).
+"other_banks" by path, runs with --spark under "with_spark" by path).
 """
 
 from __future__ import annotations
@@ -85,17 +87,59 @@ def run_pandas(data: Path, out: Path) -> dict:
 
 
 def run_duckdb(data: Path, out: Path, threads: int, cutoffs: list, memory_limit: str | None = None) -> dict:
+    from pipelines.relational import connect
+
+    start = time.perf_counter()
+    return _run_relational(connect(threads=threads, memory_limit=memory_limit), data, out, cutoffs, start)
+
+
+def run_spark(data: Path, out: Path, cutoffs: list) -> dict:
+    """Spark local[2] (pipelines.relational.connect_spark); the time includes starting the session
+    (also reported apart), the peak memory is this process's plus the Spark JVM's (sampled)."""
+    import threading
+
+    import psutil
+
+    from features.settings import SparkSettings
+    from pipelines.relational import connect_spark
+
+    jvm_peak = {"bytes": 0}
+    done = threading.Event()
+
+    def sample() -> None:
+        me = psutil.Process()
+        while not done.wait(0.2):
+            for child in me.children(recursive=True):
+                try:
+                    jvm_peak["bytes"] = max(jvm_peak["bytes"], child.memory_info().rss)
+                except psutil.Error:
+                    pass
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    con = connect_spark(SparkSettings(master="local[2]"))
+    session = time.perf_counter() - start
+    result = _run_relational(con, data, out, cutoffs, start)
+    done.set()
+    sampler.join()
+    return {**result, "session_start_seconds": session, "python_peak_rss_gb": result["peak_rss_gb"],
+            "jvm_peak_rss_gb": jvm_peak["bytes"] / 1024**3,
+            "peak_rss_gb": result["peak_rss_gb"] + jvm_peak["bytes"] / 1024**3}
+
+
+def _run_relational(con, data: Path, out: Path, cutoffs: list, start: float) -> dict:
+    """Read the files, build the feature and label tables on `con`, write them to `out`."""
     import pandas as pd
 
     from features.relational.engine import feature_table, label_table
-    from pipelines.relational import connect, read_tables, to_feature_frame
+    from pipelines.relational import cutoffs_on, read_tables, to_feature_frame
 
     features, labels = _settings()
-    start = time.perf_counter()
-    con = connect(threads=threads, memory_limit=memory_limit)
     tables = read_tables(con, _files(data))
-    frame = to_feature_frame(con, feature_table(tables, cutoffs, features, labels), features)
-    target = to_feature_frame(con, label_table(tables, cutoffs, labels), features)
+    cuts = cutoffs_on(con, cutoffs)
+    frame = to_feature_frame(con, feature_table(tables, cuts, features, labels), features)
+    target = to_feature_frame(con, label_table(tables, cuts, labels), features)
     table = pd.concat([frame, target.drop(columns=["customer_id", "cutoff"])], axis=1)
     seconds = time.perf_counter() - start
     table.to_parquet(out)
@@ -133,7 +177,10 @@ def child(args: argparse.Namespace) -> None:
         import pandas as pd
 
         cutoffs = [pd.Timestamp(c) for c in json.loads(args.cutoffs)]
-        result = run_duckdb(data, out, int(args.child.split("-")[1]), cutoffs, args.memory_limit)
+        if args.child == "spark":
+            result = run_spark(data, out, cutoffs)
+        else:
+            result = run_duckdb(data, out, int(args.child.split("-")[1]), cutoffs, args.memory_limit)
     print(json.dumps(result))
 
 
@@ -159,6 +206,8 @@ def main() -> None:
     parser.add_argument("--cutoffs")
     parser.add_argument("--count", type=int, default=12, help="training cutoffs (labels.cutoffs.count)")
     parser.add_argument("--memory-limit", help="DuckDB memory limit (features.duckdb.memory_limit), e.g. 4GB")
+    parser.add_argument("--spark", action="store_true",
+                        help="also Spark local[2] (the spark extra and Java 17: `make test-spark` installs them)")
     args = parser.parse_args()
     COUNT["n"] = args.count
     MEMORY_LIMIT["value"] = args.memory_limit
@@ -168,12 +217,14 @@ def main() -> None:
     data = Path(args.data)
     cutoffs = _cutoffs(data)
     with tempfile.TemporaryDirectory() as folder:
-        paths = {kind: Path(folder) / f"{kind}.parquet" for kind in ("pandas", "duckdb-1", "duckdb-2")}
+        kinds = ("pandas", "duckdb-1", "duckdb-2", *(("spark",) if args.spark else ()))
+        paths = {kind: Path(folder) / f"{kind}.parquet" for kind in kinds}
         results = {kind: measure(kind, data, path, cutoffs, args.repeats) for kind, path in paths.items()}
         import pandas as pd
 
         one, two = (pd.read_parquet(paths[k]) for k in ("duckdb-1", "duckdb-2"))
         threads_identical = bool(one.equals(two))
+        spark_identical = bool(pd.read_parquet(paths["spark"]).equals(two)) if args.spark else None
         against_pandas = compare(paths["duckdb-2"], paths["pandas"])
     for kind, result in results.items():
         print(f"{kind:9s} {result['seconds']:7.2f} s  peak {result['peak_rss_gb']:.2f} GB  ({result['rows']:,} rows; "
@@ -182,6 +233,11 @@ def main() -> None:
     print(f"DuckDB (2 threads, from the files) / pandas (load + build): {ratio:.2f}x time, "
           f"{results['duckdb-2']['peak_rss_gb'] / results['pandas']['peak_rss_gb']:.2f}x peak memory")
     print(f"1 and 2 threads identical: {threads_identical}")
+    if args.spark:
+        spark = results["spark"]
+        print(f"Spark local[2] / DuckDB (2 threads): {spark['seconds'] / results['duckdb-2']['seconds']:.2f}x time "
+              f"(session start {spark['session_start_seconds']:.1f} s; JVM peak {spark['jvm_peak_rss_gb']:.2f} GB); "
+              f"identical to DuckDB's table: {spark_identical}")
     print(f"against pandas: {against_pandas.get('columns')} columns x {against_pandas.get('rows')} rows; differing columns:")
     for column, diff in against_pandas.get("differing", {}).items():
         print(f"  {column}: {diff['cells']} cells, max relative {diff['max_relative']:.1e}, "
@@ -190,11 +246,16 @@ def main() -> None:
     record = {"data": str(data), "cutoffs": [str(c.date()) for c in cutoffs], "results": results,
               "duckdb_memory_limit": args.memory_limit, "load_average_at_end": list(os.getloadavg()),
               "duckdb2_over_pandas_time": ratio, "threads_identical": threads_identical,
+              **({"spark_identical_to_duckdb": spark_identical,
+                  "spark_over_duckdb2_time": results["spark"]["seconds"] / results["duckdb-2"]["seconds"]}
+                 if args.spark else {}),
               "against_pandas": against_pandas, "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
     out = ROOT / "benchmarks" / "results" / "relational.json"
     previous = json.loads(out.read_text()) if out.is_file() else {}
     previous = previous if "by_cutoff_count" in previous else {"by_cutoff_count": {}}
-    if data.resolve() == DEMO:  # the demo bank's figures under "by_cutoff_count", other banks by path
+    if args.spark:  # apart, so a Spark run does not replace the figures of the DuckDB-only runs
+        previous.setdefault("with_spark", {}).setdefault(str(data), {})[str(len(cutoffs))] = record
+    elif data.resolve() == DEMO:  # the demo bank's figures under "by_cutoff_count", other banks by path
         previous["by_cutoff_count"][str(len(cutoffs))] = record
     else:
         previous.setdefault("other_banks", {}).setdefault(str(data), {})[str(len(cutoffs))] = record

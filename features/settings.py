@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class SettingsProblem(ValueError):
@@ -77,6 +77,31 @@ class DuckDBSettings(Strict):
         description="Memory DuckDB may use before spilling to disk, e.g. 2GB; empty: DuckDB's default (80% of RAM)")
 
 
+SPARK_TIME_ZONE = "UTC"
+"""The Spark session time zone the relational engine runs in: times are naive UTC, as everywhere."""
+
+
+class SparkSettings(Strict):
+    """The Spark session the relational engine runs on (`features.spark`; pipelines/relational.py
+    `connect_spark`). Like `features.duckdb`, these change where and how fast, never what is computed."""
+
+    master: str = Field(default="local[2]", min_length=1,
+                        description="Spark master URL: local[N] (N cores of this machine), spark://host:port, yarn")
+    app_name: str = Field(default="churn-care features", min_length=1)
+    config: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra Spark properties, e.g. spark.driver.memory: 4g (spark.sql.session.timeZone is always UTC)")
+
+    @field_validator("config")
+    @classmethod
+    def _utc(cls, config: dict[str, str]) -> dict[str, str]:
+        zone = config.get("spark.sql.session.timeZone")
+        if zone is not None and zone != SPARK_TIME_ZONE:
+            raise ValueError(f"spark.sql.session.timeZone is {zone!r}; the engine reads every time as naive UTC, "
+                             f"so it must be {SPARK_TIME_ZONE!r} (or left out)")
+        return config
+
+
 class FeatureSettings(Strict):
     """What the feature builders compute."""
 
@@ -102,6 +127,7 @@ class FeatureSettings(Strict):
         default=-0.05, ge=-1, le=0, description="VADER compound score below which a complaint reads negative")
     lifecycle: LifecycleSettings = LifecycleSettings()
     duckdb: DuckDBSettings = DuckDBSettings()
+    spark: SparkSettings = SparkSettings()
     btyd: bool = Field(
         default=True,
         description="Buy-till-you-die features from the transactions: BTYD frequency, recency and age, and "

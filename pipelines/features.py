@@ -210,10 +210,10 @@ UPLIFT_TABLE_KEYS: tuple[str, ...] = ("enabled", "treatment_window_days", "cutof
 
 def settings_of(cfg: Config) -> dict[str, str]:
     """The settings the feature tables depend on: every `features` and `labels` key, `data.as_of`, and
-    the `uplift` keys that decide the uplift rows (`UPLIFT_TABLE_KEYS`); not `features.duckdb`
-    (threads and memory change how fast, never what is computed)."""
+    the `uplift` keys that decide the uplift rows (`UPLIFT_TABLE_KEYS`); not `features.duckdb` nor
+    `features.spark` (threads, memory and the Spark session change how fast, never what is computed)."""
     features = {key: value for key, value in flatten_params(cfg.features, "features.").items()
-                if not key.startswith("features.duckdb.")}
+                if not key.startswith(("features.duckdb.", "features.spark."))}
     return {**features, **flatten_params(cfg.labels, "labels."), "data.as_of": str(cfg.data.as_of),
             **{f"uplift.{key}": str(getattr(cfg.uplift, key)) for key in UPLIFT_TABLE_KEYS}}
 

@@ -335,7 +335,8 @@ def label_table(tables: RelationalTables, cutoffs: Cutoffs, labels: LabelSetting
         rows = both.select(*[both[c] for c in rows.columns], seen=both.seen.coalesce(0),
                            value=both.value.coalesce(0).cast("float64"))
     churned = rows.closes if labels.definition == "closure" else rows.closes | (rows.seen == 0)
-    columns = {"churned": churned.cast("int64"), "future_value": rows.value.cast("float64")}
+    # 1/0 by a CASE: PostgreSQL has no cast from boolean to bigint
+    columns = {"churned": ibis.ifelse(churned, 1, 0).cast("int64"), "future_value": rows.value.cast("float64")}
     if labels.definition == "closure":
         elapsed = rows.closed_date.delta(rows.cutoff, unit="microsecond")
         columns["days_to_churn"] = ibis.ifelse(rows.closes, whole_days(elapsed).cast("float64"), ibis.null("float64"))

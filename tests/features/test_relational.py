@@ -21,40 +21,23 @@ from features.build import build_features, build_labels, build_training_table, t
 from features.catalogue import catalogue
 from features.contract import Tables
 from features.relational.engine import PORTED_FAMILIES, RelationalTables, feature_table, label_table
-from features.settings import FeatureSettings, LabelSettings
-from pipelines.config import parse_config
+from features.settings import LabelSettings
+from pipelines.config import ConfigError, parse_config
 from pipelines.features import settings_of
-from pipelines.relational import MONEY, TableFile, build_frames, connect, read_tables, to_feature_frame
-from tests.features.factories import random_tables
-
-SETTINGS = FeatureSettings(btyd=False)
-TABLE_NAMES = ("customers", "transactions", "complaints", "surveys", "contacts")
-INEXACT = ("transaction_amount_", "average_transaction_amount_", "outflow_share_", "largest_outflow_90d_vs_typical",
-           "future_value", "mean_first_response_hours_", "mean_resolution_hours_")
-"""Columns from sums of money or durations: exact sums in DuckDB (decimal, integer microseconds),
-float64 additions in input order in the pandas engine (so they differ in the last bits)."""
+from pipelines.relational import (MONEY, TableFile, build_frames, connect, connect_engine, read_tables,
+                                  to_feature_frame)
+from tests.features.relational_bank import (INEXACT, SETTINGS, assert_matches_pandas, frames, ported_columns,
+                                            write_bank)
 
 
 @pytest.fixture(scope="module")
 def bank(tmp_path_factory: pytest.TempPathFactory) -> tuple[Tables, dict[str, TableFile]]:
-    tables = random_tables(3, n_customers=60, transactions=4_000)
-    folder = tmp_path_factory.mktemp("relational")
-    files = {}
-    for name in TABLE_NAMES:
-        path = folder / f"{name}.parquet"
-        getattr(tables, name).to_parquet(path, row_group_size=250)
-        files[name] = TableFile(path, "parquet", {})
-    return tables, files
+    return write_bank(tmp_path_factory.mktemp("relational"))
 
 
 def _relational(files: dict[str, TableFile], cutoffs: list[pd.Timestamp], labels: LabelSettings,
                 threads: int) -> pd.DataFrame:
-    con = connect(threads=threads, memory_limit="1GB")
-    tables = read_tables(con, files, labels.value_column)
-    features = to_feature_frame(con, feature_table(tables, cutoffs, SETTINGS, labels), SETTINGS)
-    target = to_feature_frame(con, label_table(tables, cutoffs, labels), SETTINGS)
-    assert (features[["customer_id", "cutoff"]] == target[["customer_id", "cutoff"]]).all(axis=None)
-    return pd.concat([features, target.drop(columns=["customer_id", "cutoff"])], axis=1)
+    return frames(connect(threads=threads, memory_limit="1GB"), files, cutoffs, labels)
 
 
 def _exact_sums(tables: Tables, frame: pd.DataFrame, days: int) -> np.ndarray:
@@ -79,15 +62,9 @@ def test_duckdb_matches_the_pandas_engine_cell_for_cell(bank, definition: str) -
     if definition == "closure":  # 1 and 2 threads: identical (once is enough)
         pd.testing.assert_frame_equal(one, _relational(files, cutoffs, labels, threads=2), check_exact=True)
 
-    ported = [i.name for i in catalogue(SETTINGS) if i.family in PORTED_FAMILIES]
-    label_columns = ["churned", "future_value"] + (["days_to_churn"] if definition == "closure" else [])
-    assert list(one.columns) == ["customer_id", "cutoff", *ported, *label_columns]
+    assert list(one.columns) == ported_columns(labels)
+    assert_matches_pandas(one, reference)
     expected = reference[list(one.columns)]
-    assert len(one) == len(expected) and one.dtypes.equals(expected.dtypes)
-    for column in one.columns:
-        exact = not column.startswith(INEXACT)
-        pd.testing.assert_series_equal(one[column], expected[column], check_exact=exact, rtol=1e-12,
-                                       obj=column)
     # the money sums are the exact sums (the pandas engine's differ in the last bits)
     longest = SETTINGS.longest_window
     np.testing.assert_array_equal(one[f"transaction_amount_{longest}d"], _exact_sums(tables, one, longest))
@@ -169,12 +146,24 @@ def test_build_frames_reads_the_configured_files_with_the_configured_resources(b
                                       "retention_contacts_90d"]
 
 
-def test_duckdb_resources_are_not_part_of_what_a_training_table_is_built_from(bank) -> None:
+def test_engine_resources_are_not_part_of_what_a_training_table_is_built_from(bank) -> None:
     data = {"tables": {"customers": {"path": str(bank[1]["customers"].path)}}}
     one = parse_config({"data": data, "features": {"duckdb": {"threads": 1}}})
-    two = parse_config({"data": data, "features": {"duckdb": {"threads": 2, "memory_limit": "3GB"}}})
+    two = parse_config({"data": data, "features": {"duckdb": {"threads": 2, "memory_limit": "3GB"},
+                                                   "spark": {"master": "spark://cluster:7077",
+                                                             "config": {"spark.driver.memory": "4g"}}}})
     assert settings_of(one) == settings_of(two)
     assert settings_of(one) != settings_of(parse_config({"data": data, "features": {"windows_days": [30, 60]}}))
+
+
+def test_a_spark_session_zone_other_than_utc_is_refused_by_key(bank) -> None:
+    data = {"tables": {"customers": {"path": str(bank[1]["customers"].path)}}}
+    with pytest.raises(ConfigError, match=r"features\.spark\.config: .*timeZone is 'Europe/Paris'.* must be 'UTC'"):
+        parse_config({"data": data, "features": {"spark": {"config": {"spark.sql.session.timeZone": "Europe/Paris"}}}})
+    utc = parse_config({"data": data, "features": {"spark": {"config": {"spark.sql.session.timeZone": "UTC"}}}})
+    assert utc.features.spark.master == "local[2]"
+    with pytest.raises(ValueError, match="unknown relational engine 'snowflake'; one of duckdb, spark"):
+        connect_engine("snowflake", utc.features)
 
 
 def test_cutoffs_at_event_times_match_the_pandas_engine(bank) -> None:
