@@ -52,7 +52,7 @@ class SamplingSettings(Strict):
     """
 
     max_training_rows: int | None = Field(
-        default=1_500_000, ge=10_000,
+        default=600_000, ge=10_000,
         description="Rows outside the test cutoff that the models train on; with more, non-churners of the "
                     "fit customers are sampled with weights and calibration customers thinned (null: never)",
     )
@@ -73,7 +73,7 @@ class TimeToChurnSettings(Strict):
                     "the label horizon's risk is the churn probability itself",
     )
     learning_rate: float | None = Field(
-        default=0.1, gt=0, le=1,
+        default=0.05, gt=0, le=1,
         description="The horizon models take the churn booster's (tuned) settings but learn at least this fast: "
                     "at the tuned rate (0.022 on a 1M bank) they needed 1,000-1,200 rounds each, a third of "
                     "`churn train` there; null: the churn booster's rate",
