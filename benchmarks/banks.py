@@ -1,10 +1,15 @@
-"""The config the stage benchmarks run on: a generated bank's five Parquet tables, outputs in a folder."""
+"""The configs the benchmarks run on: a generated bank's five Parquet tables, outputs in a folder."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from pipelines.config import Config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 TABLE_NAMES = ("customers", "transactions", "complaints", "surveys", "contacts")
 
@@ -18,3 +23,23 @@ def bank_config(data: Path, folder: Path | None = None, experiment: str = "bench
         raw["tracking"] = {"tracking_uri": f"sqlite:///{folder}/mlflow.db", "artifact_location": str(folder / "art"),
                            "experiment": experiment}
     return parse_config(raw)
+
+
+def write_default_config(data: Path, folder: Path, experiment: str, truth_dir: Path | None = None,
+                         edit: Callable[[dict], None] | None = None, source: Path | None = None) -> Path:
+    """`source` (configs/default.yaml) with its input files in `data` (same file names), its outputs and a
+    sqlite MLflow store in `folder`, the generator's truth at `truth_dir`, and `edit` applied to it;
+    written to `folder`/config.yaml for the `churn` CLI."""
+    raw = yaml.safe_load((source or ROOT / "configs" / "default.yaml").read_text(encoding="utf-8"))
+    for table in raw["data"]["tables"].values():
+        table["path"] = str((data / Path(table["path"]).name).resolve())
+    raw["paths"] = {"features_dir": str(folder / "features"), "outputs_dir": str(folder / "outputs"),
+                    "reports_dir": str(folder / "reports")}
+    raw["tracking"] = {"tracking_uri": f"sqlite:///{folder}/mlflow.db", "artifact_location": str(folder / "art"),
+                       "experiment": experiment}
+    raw.setdefault("evaluation", {})["truth_dir"] = str(truth_dir) if truth_dir is not None else None
+    if edit is not None:
+        edit(raw)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path

@@ -22,11 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
-from pipelines.io import write_json
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.banks import write_default_config  # noqa: E402
+from pipelines.io import write_json  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "text_features.json"
 CHURN = Path(sys.executable).parent / "churn"
 METRICS = ("roc_auc", "pr_auc")
@@ -34,19 +35,12 @@ METRICS = ("roc_auc", "pr_auc")
 
 def run_once(data: Path, config: Path, sentiment: bool, folder: Path, cutoffs: int | None) -> dict[str, object]:
     """features + train with the tone features on or off; the served model's test metrics."""
-    raw = yaml.safe_load(config.read_text(encoding="utf-8"))
-    for name, table in raw["data"]["tables"].items():
-        table["path"] = str((data / Path(table["path"]).name).resolve())
-    raw["features"]["complaint_sentiment"] = sentiment
-    if cutoffs is not None:
-        raw["labels"]["cutoffs"]["count"] = cutoffs
-    raw["paths"] = {"features_dir": str(folder / "features"), "outputs_dir": str(folder / "outputs"),
-                    "reports_dir": str(folder / "reports")}
-    raw["tracking"] = {"tracking_uri": f"sqlite:///{folder}/mlflow.db", "artifact_location": str(folder / "art"),
-                       "experiment": "bench-text-features"}
-    raw.setdefault("evaluation", {})["truth_dir"] = None
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    def edit(raw: dict) -> None:
+        raw["features"]["complaint_sentiment"] = sentiment
+        if cutoffs is not None:
+            raw["labels"]["cutoffs"]["count"] = cutoffs
+
+    path = write_default_config(data, folder, "bench-text-features", edit=edit, source=config)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     seconds = {}
     for stage in ("features", "train"):

@@ -27,11 +27,13 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
-
-from pipelines.io import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.banks import write_default_config  # noqa: E402
+from pipelines.io import write_json  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "uplift.json"
 CHURN = Path(sys.executable).parent / "churn"
 CAMPAIGNS = {"default_campaign": (0.015, 0.2), "large_randomised_campaign": (0.1, 0.5)}
@@ -48,17 +50,8 @@ def backtest_bank(folder: Path, customers: int, months: int, seed: int, cutoffs:
                     "--out", str(raw_dir), "--contact-share", str(contact_share), "--control-share", str(control_share)],
                    check=True, env=env, cwd=folder, stdout=subprocess.DEVNULL)
     generate_seconds = time.perf_counter() - start
-    config = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text(encoding="utf-8"))
-    for name, table in config["data"]["tables"].items():
-        table["path"] = str(raw_dir / f"{name}.parquet")
-    config["paths"] = {"features_dir": str(folder / "features"), "outputs_dir": str(folder / "outputs"),
-                       "reports_dir": str(folder / "reports")}
-    config["tracking"] = {"tracking_uri": f"sqlite:///{folder}/mlflow.db", "artifact_location": str(folder / "art"),
-                          "experiment": "bench-uplift"}
-    config["evaluation"]["truth_dir"] = str(raw_dir / "_truth")
-    config["backtest"]["cutoffs"] = cutoffs
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    path = write_default_config(raw_dir, folder, "bench-uplift", raw_dir / "_truth",
+                                edit=lambda config: config["backtest"].update(cutoffs=cutoffs))
     start = time.perf_counter()
     subprocess.run([str(CHURN), "backtest", "--config", str(path)], check=True, env=env, cwd=folder,
                    stdout=subprocess.DEVNULL)

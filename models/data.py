@@ -11,9 +11,9 @@ import pandas as pd
 KEY_COLUMNS: tuple[str, ...] = ("customer_id", "cutoff")
 LABEL_COLUMNS: tuple[str, ...] = ("churned", "future_value", "days_to_churn")
 WEIGHT_COLUMN = "sample_weight"
+"""Row weight of a training table whose non-churners were sampled (`pipelines.train`): 1 / sampling rate."""
 REFIT_WEIGHT_COLUMN = "refit_sample_weight"
 """Weight of a row in the refit on every labelled cutoff of a sampled table; 0: not in the refit."""
-"""Row weight of a training table whose non-churners were sampled (`pipelines.train`): 1 / sampling rate."""
 
 
 @dataclass(frozen=True)
