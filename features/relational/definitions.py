@@ -61,6 +61,9 @@ class Reduction:
     """With `rows`: the events it needs at all, filtered before the join to the cutoffs. Also keeps
     that join apart from the shared one: Ibis writes a join used twice as a CTE, which DuckDB
     materialises (every event x cutoff row, slow)."""
+    columns: tuple[str, ...] | None = None
+    """With `rows`: the only event columns (besides customer_id and time) its rows read; the events
+    are cut to them before their own join to the cutoffs (no family row columns are added)."""
     extend: Callable[[ir.Table], ir.Table] | None = None
     """Adds per-event columns before the join to the cutoffs, e.g. the customer's previous event
     time (a window function over the events once, instead of one over every event x cutoff row)."""
@@ -116,29 +119,18 @@ def days_since_last() -> Reduction:
     return Reduction(lambda rows: rows.days.min(), "float64", None, "last")
 
 
-def previous_time(events: ir.Table) -> ir.Table:
-    """Each event with `previous_time`: the time of the customer's event before it (empty for the first)."""
-    ibis = ibis_module()
-    return events.mutate(previous_time=events.time.lag().over(ibis.window(group_by="customer_id", order_by="time")))
-
-
-def first_of_its_day(rows: ir.Table) -> ir.BooleanValue:
-    """The row is the first of its day (counted back from the cutoff) for its customer: the
-    customer's previous event (`previous_time`) fell on an earlier day, or there is none. Events at
-    equal times share a day, so exactly one row per (customer, cutoff, day) holds this."""
-    before = whole_days(rows.cutoff.delta(rows.previous_time, unit="microsecond") - 1)
-    return rows.previous_time.isnull() | (before != rows.back)
-
-
 def distinct_days_within(days: int) -> Reduction:
     """Distinct days (counted back from the cutoff in 24-hour steps) with a row in the last `days` days.
 
-    Counted as the rows that are the first of their day (`first_of_its_day`), an ordinary filtered
-    count beside the other aggregates: a COUNT(DISTINCT) or a separate distinct query would group
-    every joined row a second time.
+    Counted in two steps: the distinct (customer, cutoff, day) of the rows in the window, then their
+    number, on a join of the event times alone. Measured on the 1M-customer bank (one cutoff, 18.8M
+    rows) against marking each row "first of its day" by the customer's previous event (a window
+    function over the events, 10.7 s of the query alone) and COUNT(DISTINCT) in the shared pass.
     """
-    return Reduction(lambda rows: rows.back.count(where=within(rows, days) & first_of_its_day(rows)), "int64", 0,
-                     extend=previous_time)
+    def days_with_rows(rows: ir.Table) -> ir.Table:
+        return rows.filter(within(rows, days)).select("customer_id", "cutoff", "back").distinct()
+
+    return Reduction(lambda rows: rows.count(), "int64", 0, rows=days_with_rows, columns=())
 
 
 def ratio(numerator: ir.NumericValue, denominator: ir.NumericValue) -> ir.FloatingValue:

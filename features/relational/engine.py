@@ -208,24 +208,27 @@ def _aggregate(source: EventSource, events: ir.Table, cutoffs: ir.Table, out: ir
     the latest event (`last`) join that pass when the table has a window of 2 days or more, its
     rows extended by `period_rows`; else they aggregate every event before the cutoff."""
     window_days = source.window_days(settings)
-    shared = ("window", None, None)
-    groups: dict[tuple[str, object, object], dict[str, Reduction]] = {}
+    shared = ("window", None, None, None)
+    groups: dict[tuple[str, object, object, object], dict[str, Reduction]] = {}
     for name, reduction in reductions.items():
-        key = (reduction.history, reduction.rows, reduction.events)
+        key = (reduction.history, reduction.rows, reduction.events, reduction.columns)
         if reduction.history == "last":
             if reduction.rows is not None or reduction.events is not None:
                 raise ValueError(f"{name}: a `last` definition reads the latest event of all events; "
                                  "`rows` and `events` are for windowed or all-history definitions")
-            key = shared if window_days >= 2 else ("all", None, None)
+            key = shared if window_days >= 2 else ("all", None, None, None)
         groups.setdefault(key, {})[name] = reduction
     order = {"window": 0, "all": 1}
-    for (history, narrow, keep), part in sorted(groups.items(), key=lambda item: (order[item[0][0]], item[0][1] is not None)):
+    for (history, narrow, keep, columns), part in sorted(groups.items(),
+                                                         key=lambda item: (order[item[0][0]], item[0][1] is not None)):
         lookback = window_days if history == "window" else None
-        chosen = _before_cutoffs(events if keep is None else events.filter(keep(events)), cutoffs, lookback)
+        chosen = events if keep is None else events.filter(keep(events))
+        chosen = chosen if columns is None else chosen.select("customer_id", "time", *columns)
+        chosen = _before_cutoffs(chosen, cutoffs, lookback)
         for extend in dict.fromkeys(d.extend for d in part.values() if d.extend is not None):
             chosen = extend(chosen)
         rows = event_rows(chosen, cutoffs, lookback)
-        rows = source.row_columns(rows) if history == source.row_columns_history else rows
+        rows = source.row_columns(rows) if history == source.row_columns_history and columns is None else rows
         if history == "window" and any(d.history == "last" for d in part.values()):
             rows = rows.union(period_rows(events, cutoffs, window_days, rows))
         rows = rows if narrow is None else narrow(rows)

@@ -101,15 +101,21 @@ def quintile_score(column: str, higher_is_better: bool) -> Derived:
     computes it; the score counts the edges strictly below the value (searchsorted, side left).
     An edge v[p] is below the value exactly when p < the number of values below it, the value's
     rank: so two window functions (rank and count per cutoff) give the score without the edges
-    themselves (a filtered aggregate per edge, or a join back to the wide table, costs far more).
+    themselves. They run on a narrow table (keys and the value) joined back to the wide one: a
+    window over the wide rows makes the engine sort every column (DuckDB, 1M customers, one
+    cutoff: the three scores took 26 s in the wide windows).
     """
     helper_n, helper_rank = f"_n_{column}", f"_rank_{column}"
 
     def prepare(row: ir.Table) -> ir.Table:
         ibis = ibis_module()
-        value = row[column].cast("float64")
-        return row.mutate(**{helper_n: value.count().over(group_by="cutoff"),
-                             helper_rank: ibis.rank().over(group_by="cutoff", order_by=[value.isnull(), value])})
+        narrow = row.select("customer_id", "cutoff", _value=row[column].cast("float64"))
+        value = narrow._value
+        ranked = narrow.select("customer_id", "cutoff", **{
+            helper_n: value.count().over(group_by="cutoff"),
+            helper_rank: ibis.rank().over(group_by="cutoff", order_by=[value.isnull(), value])})
+        joined = row.join(ranked, ["customer_id", "cutoff"])  # one ranked row per (customer, cutoff)
+        return joined.select(*[joined[c] for c in row.columns], joined[helper_n], joined[helper_rank])
 
     def derive(row: ir.Table) -> ir.Value:
         ibis = ibis_module()

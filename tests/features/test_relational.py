@@ -201,7 +201,6 @@ def _brute_force_events(seed: int) -> tuple[pd.DataFrame, list[pd.Timestamp]]:
 @pytest.mark.parametrize("window_days", [3, 5])
 def test_windowed_and_period_rows_hold_the_latest_event_before_each_cutoff(window_days: int) -> None:
     """Against a brute force: the windowed rows and the per-period rows together miss no latest event."""
-    from features.relational.definitions import previous_time
     from features.relational.engine import cutoff_table, event_rows, period_rows
 
     events, cutoffs = _brute_force_events(window_days)
@@ -221,15 +220,17 @@ def test_windowed_and_period_rows_hold_the_latest_event_before_each_cutoff(windo
     assert got["back"].max() < window_days  # the period rows carry no `back`: no windowed definition sees them
 
 
-def test_first_of_its_day_counts_distinct_days_back_from_the_cutoff() -> None:
-    from features.relational.definitions import first_of_its_day, previous_time
+def test_distinct_days_are_counted_back_from_the_cutoff() -> None:
+    from features.relational.definitions import distinct_days_within
     from features.relational.engine import cutoff_table, event_rows
 
     events, cutoffs = _brute_force_events(1)
     con = connect(threads=2)
     table, cuts = ibis.memtable(events), cutoff_table(cutoffs)
-    rows = event_rows(previous_time(table), cuts, 10)
-    counted = rows.group_by(["customer_id", "cutoff"]).aggregate(days=rows.back.count(where=first_of_its_day(rows)))
+    active_days = distinct_days_within(10)
+    assert active_days.rows is not None
+    rows = active_days.rows(event_rows(table, cuts, 10))
+    counted = rows.group_by(["customer_id", "cutoff"]).aggregate(days=active_days.reduce(rows))
     got_days = con.to_pyarrow(counted).to_pandas().set_index(["customer_id", "cutoff"])["days"].sort_index()
     pairs = events.merge(pd.DataFrame({"cutoff": cutoffs}), how="cross")
     pairs = pairs[(pairs["time"] < pairs["cutoff"]) & (pairs["time"] >= pairs["cutoff"] - pd.Timedelta(days=10))]
