@@ -19,16 +19,18 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 import pandas as pd
 
-from features.catalogue import catalogue
+from features.catalogue import Family, catalogue
 from features.contract import TABLES
+from features.relational.btyd import btyd_frame, purchase_summary
 from features.relational.engine import PORTED_FAMILIES, RelationalTables, feature_table, label_table
+from features.static import static_attributes
 from features.settings import SPARK_TIME_ZONE, DuckDBSettings, FeatureSettings, SparkSettings
 from pipelines.config import Config
-from pipelines.tables import table_format
+from pipelines.tables import load_tables, table_format
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -135,17 +137,47 @@ def files_from_config(cfg: Config) -> dict[str, TableFile]:
             for name, source in cfg.data.tables.items()}
 
 
-def build_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], families: Sequence[str] = PORTED_FAMILIES,
-                 engine: str = "duckdb") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The feature table (`families`) and the label table of the configured data at `cutoffs`, computed
-    by `engine` (DuckDB, or Spark) from the files (not yet a stage: the features stage still runs the
-    pandas engine)."""
+FAMILIES: tuple[str, ...] = get_args(Family)
+"""Every feature family, in catalogue order."""
+
+
+def build_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], families: Sequence[str] = FAMILIES,
+                 engine: str = "duckdb", customers: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The feature table (`families`: every one by default) and the label table of the configured data
+    at `cutoffs`, computed by `engine` (DuckDB, or Spark) from the files, columns as the pandas engine
+    orders them (catalogue order, then the static attributes).
+
+    The relational families are one query; the BTYD family is a query (the purchase history) and a
+    fit per cutoff on its result (features/relational/btyd.py); the static attributes come from the
+    customers table (`customers`, else read and validated by pipelines/tables.py), typed as the pandas
+    engine types them. Not yet a stage: the features stage still runs the pandas engine.
+    """
     con = connect_engine(engine, cfg.features)
     tables = read_tables(con, files_from_config(cfg), cfg.labels.value_column)
     cuts = cutoffs_on(con, cutoffs)
-    features = to_feature_frame(con, feature_table(tables, cuts, cfg.features, cfg.labels, families), cfg.features)
+    relational = [f for f in families if f in PORTED_FAMILIES]
+    features = to_feature_frame(con, feature_table(tables, cuts, cfg.features, cfg.labels, relational), cfg.features)
+    if "btyd" in families and cfg.features.btyd and tables.transactions is not None:
+        summary = con.to_pyarrow(purchase_summary(tables, cuts, cfg.labels.value_column)).to_pandas()
+        features = _with_columns(features, btyd_frame(summary, cfg.labels.horizon_days), ["customer_id", "cutoff"])
+    if "static" in families and cfg.features.static_features:
+        if customers is None:
+            customers = load_tables(cfg, frozenset({"customers"})).customers
+        attributes = static_attributes(customers, cfg.features)
+        frame = pd.DataFrame({"customer_id": customers["customer_id"].astype("str").to_numpy(), **attributes})
+        features = _with_columns(features, frame, ["customer_id"])
+    names = [i.name for i in catalogue(cfg.features)] + list(cfg.features.static_features)
+    features = features[["customer_id", "cutoff", *[n for n in names if n in features.columns]]]
     labels = to_feature_frame(con, label_table(tables, cuts, cfg.labels), cfg.features)
     return features, labels
+
+
+def _with_columns(frame: pd.DataFrame, extra: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """`frame` with the other columns of `extra` matched on `keys` (empty where it has no row), rows
+    and their order kept."""
+    merged = frame.merge(extra, on=keys, how="left", validate="many_to_one", sort=False)
+    assert len(merged) == len(frame)
+    return merged
 
 
 def connect(threads: int | None = None, memory_limit: str | None = None) -> Backend:
