@@ -253,13 +253,16 @@ def training_cutoffs(tables: Tables, labels: LabelSettings) -> list[pd.Timestamp
     `spacing_months` apart, keeping only those after the earliest event (or, for a
     customers-only snapshot, after the earliest signup).
     """
-    as_of = tables_as_of(tables)
+    return cutoffs_between(earliest_event(tables), tables_as_of(tables), labels)
+
+
+def cutoffs_between(earliest: pd.Timestamp, as_of: pd.Timestamp, labels: LabelSettings) -> list[pd.Timestamp]:
+    """`training_cutoffs` from the start of the history (`earliest_event`) and the end of the data."""
     last_allowed = as_of - pd.Timedelta(days=labels.horizon_days)
     if labels.cutoffs.anchor == "as_of":
         latest = last_allowed
     else:
         latest = pd.Timestamp(year=last_allowed.year, month=last_allowed.month, day=1)
-    earliest = earliest_event(tables)
     cutoffs = []
     for k in range(labels.cutoffs.count):
         cutoff = latest - pd.DateOffset(months=k * labels.cutoffs.spacing_months)
@@ -268,36 +271,42 @@ def training_cutoffs(tables: Tables, labels: LabelSettings) -> list[pd.Timestamp
     return sorted(cutoffs)
 
 
-def earliest_event(tables: Tables) -> pd.Timestamp:
-    """Where the history starts: the earliest event of any event table, or (snapshot) the earliest signup."""
+def earliest_event(tables: Tables, first_event: pd.Timestamp | None = None) -> pd.Timestamp:
+    """Where the history starts: the earliest event of any event table, or (snapshot) the earliest signup.
+
+    `first_event`: the earliest event time when the event tables are not loaded (found by a query)."""
     earliest = tables.customers["signup_date"].min()
     event_starts = [getattr(tables, name)[TABLES[name].event_time].min()
                     for name in ("transactions", "complaints", "surveys", "contacts")
                     if getattr(tables, name) is not None and len(getattr(tables, name))]
+    if first_event is not None:
+        event_starts.append(first_event)
     if event_starts:
         earliest = max(earliest, min(event_starts))
     return pd.Timestamp(earliest)
 
 
-def no_cutoff_message(tables: Tables, labels: LabelSettings) -> str:
+def no_cutoff_message(tables: Tables, labels: LabelSettings, first_event: pd.Timestamp | None = None) -> str:
     """Why there is no training cutoff, with the dates and the keys that decide it."""
     as_of = tables_as_of(tables)
     return (f"no training cutoff: a cutoff needs a full {labels.horizon_days}-day label window before "
             f"data.as_of ({as_of.date()}) and must fall after the start of the history "
-            f"({earliest_event(tables).date()}). Set data.as_of to the date the data is complete up to, "
+            f"({earliest_event(tables, first_event).date()}). Set data.as_of to the date the data is complete up to, "
             f"shorten labels.horizon_days, or use labels.cutoffs.anchor: as_of (latest cutoff = as_of - horizon)")
 
 
-def excluded_at(prepared: Prepared, cutoff: pd.Timestamp, reasons: np.ndarray) -> tuple[pd.DataFrame, dict[str, int]]:
+def excluded_at(customer_ids: pd.Series, cutoff: pd.Timestamp, reasons: np.ndarray
+                ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Customers a configurable rule leaves out at `cutoff` (customer_id, cutoff, reason, setting),
-    and the count of every reason (those not yet signed up or already closed included)."""
+    and the count of every reason (those not yet signed up or already closed included).
+    `reasons`: `population_reasons` of the customers `customer_ids`, in that order."""
     names = list(EXCLUSION_REASONS)
     counts = np.bincount(reasons[reasons >= 0], minlength=len(names))
     by_reason = {name: int(count) for name, count in zip(names, counts)}
     rule = np.isin(reasons, [names.index(r) for r in RULE_EXCLUSIONS])
     positions = np.flatnonzero(rule)
     frame = pd.DataFrame({
-        "customer_id": prepared.customer_ids.iloc[positions].reset_index(drop=True),
+        "customer_id": customer_ids.iloc[positions].reset_index(drop=True),
         "cutoff": np.full(len(positions), cutoff_us(cutoff), dtype=np.int64).view("datetime64[us]"),
         "reason": pd.Categorical.from_codes(reasons[positions].astype(np.int64), categories=names),
         "setting": pd.Categorical.from_codes(reasons[positions].astype(np.int64),
@@ -325,7 +334,7 @@ def iter_training_tables(tables: Tables, features: FeatureSettings, labels: Labe
         reasons = population_reasons(prepared, cutoff_us(cutoff), labels)
         population = reasons < 0
         if on_excluded is not None:
-            on_excluded(*excluded_at(prepared, cutoff, reasons))
+            on_excluded(*excluded_at(prepared.customer_ids, cutoff, reasons))
         if not population.any():
             log.info("cutoff %s: no customers in the population, skipped", cutoff.date())
             continue
@@ -356,7 +365,7 @@ def build_scoring_table(tables: Tables, features: FeatureSettings, labels: Label
     prepared = prepare(tables, features, labels.value_column)
     reasons = population_reasons(prepared, cutoff_us(cutoff), labels)
     if on_excluded is not None:
-        on_excluded(*excluded_at(prepared, cutoff, reasons))
+        on_excluded(*excluded_at(prepared.customer_ids, cutoff, reasons))
     return features_at(prepared, cutoff, features, reasons < 0, horizon_days=labels.horizon_days)
 
 

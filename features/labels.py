@@ -60,13 +60,21 @@ cutoff): the customers they leave out are written to the `excluded` tables."""
 def population_reasons(prepared: Prepared, cutoff: int, labels: LabelSettings) -> np.ndarray:
     """Per customer: -1 in the population at the cutoff, else the index of its first reason in
     `EXCLUSION_REASONS` (not yet signed up, closed before the cutoff, inactive in the look-back)."""
-    reason = np.full(prepared.n_customers, -1, dtype=np.int8)
+    active = None
     if labels.definition == "inactivity":
         _require_transactions(prepared, labels)
-        lookback = cutoff - labels.inactivity_lookback_days * US_PER_DAY
-        reason[~active_between(prepared, lookback, cutoff)] = 2
-    reason[prepared.closed < cutoff] = 1
-    reason[~(prepared.signup < cutoff)] = 0
+        active = active_between(prepared, cutoff - labels.inactivity_lookback_days * US_PER_DAY, cutoff)
+    return reasons_from(prepared.signup, prepared.closed, cutoff, active)
+
+
+def reasons_from(signup: np.ndarray, closed: np.ndarray, cutoff: int, active: np.ndarray | None) -> np.ndarray:
+    """`population_reasons` from each customer's signup and closure (microseconds, NEVER when empty) and,
+    under the `inactivity` rule, whether they transacted in the look-back (`active`; None: no such rule)."""
+    reason = np.full(len(signup), -1, dtype=np.int8)
+    if active is not None:
+        reason[~active] = 2
+    reason[closed < cutoff] = 1
+    reason[~(signup < cutoff)] = 0
     return reason
 
 

@@ -126,6 +126,12 @@ class FeatureSettings(Strict):
     complaint_negative_below: float = Field(
         default=-0.05, ge=-1, le=0, description="VADER compound score below which a complaint reads negative")
     lifecycle: LifecycleSettings = LifecycleSettings()
+    engine: Literal["pandas", "duckdb", "spark"] = Field(
+        default="pandas",
+        description="What computes the feature tables of `churn features`: pandas (in memory, fastest while "
+                    "the tables fit in RAM), duckdb (reads the input files itself, out of core within "
+                    "features.duckdb.memory_limit) or spark (features.spark; pip install 'churn-care[spark]'). "
+                    "duckdb and spark need a passing `churn validate` of the same input files first")
     duckdb: DuckDBSettings = DuckDBSettings()
     spark: SparkSettings = SparkSettings()
     btyd: bool = Field(

@@ -47,6 +47,7 @@ from pipelines.config import Config
 from pipelines.fingerprint import flatten_params, input_fingerprint
 from pipelines.io import StageError, StageOutputs, atomic_path, write_json, write_parquet
 from pipelines.outputs import stage_paths
+from pipelines.relational import RelationalSource
 from pipelines.tables import load_tables
 
 TRAIN_FILE = "train.parquet"
@@ -101,9 +102,14 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
 
 def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outputs: StageOutputs) -> dict[str, Any]:
     origin = built_from(cfg)  # the inputs' sha256 before they are read: a table changed meanwhile shows as changed
-    tables = load_tables(cfg)
+    relational: RelationalSource | None = None
+    if cfg.features.engine == "pandas":
+        tables = load_tables(cfg)
+        say(f"tables loaded ({', '.join(tables.present())}); data as of {tables_as_of(tables).date()}")
+    else:
+        relational = RelationalSource(cfg, say)
+        tables = relational.tables
     as_of = tables_as_of(tables)
-    say(f"tables loaded ({', '.join(tables.present())}); data as of {as_of.date()}")
     features_dir = Path(cfg.paths.features_dir)
     per_cutoff: list[dict[str, Any]] = []
     columns: list[str] = []
@@ -127,8 +133,9 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
                 "before (labels.inactivity_lookback_days)") if dropped else ""
         say(f"cutoff {cutoff.date()}: {len(frame):,} customers, churn rate {rate:.1%}{note}")
 
-    write_training_table(iter_training_tables(tables, cfg.features, cfg.labels, train_sink),
-                         files[TRAIN_FILE], record, check=lambda rates: _check_labels(rates, tables, cfg))
+    training = (iter_training_tables(tables, cfg.features, cfg.labels, train_sink) if relational is None
+                else relational.training(train_sink))
+    write_training_table(training, files[TRAIN_FILE], record, check=lambda rates: _check_labels(rates, tables, cfg))
     say("building the scoring table")
     score_excluded: dict[str, int] = {}
 
@@ -136,15 +143,17 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
         excluded.append(frame.assign(table="score"))
         score_excluded.update(counts)
 
-    score = build_scoring_table(tables, cfg.features, cfg.labels, on_excluded=score_sink)
+    score = (build_scoring_table(tables, cfg.features, cfg.labels, on_excluded=score_sink) if relational is None
+             else relational.scoring(score_sink))
     write_parquet(score, files[SCORE_FILE])
     left = excluded_table(excluded)
     write_parquet(left, files[EXCLUDED_FILE])
-    uplift_rows, uplift_summary = build_uplift_rows(tables, cfg, say)
+    uplift_rows, uplift_summary = build_uplift_rows(tables, cfg, say, relational)
     write_parquet(uplift_rows, files[UPLIFT_FILE])
     summary: dict[str, Any] = {
         "as_of": as_of.isoformat(),
-        "tables": tables.present(),
+        "tables": tables.present() if relational is None else list(cfg.data.tables),
+        "engine": cfg.features.engine,
         "label_definition": cfg.labels.definition,
         "horizon_days": cfg.labels.horizon_days,
         "window_convention": "[start, end): features use events before the cutoff; labels [cutoff, cutoff + horizon)",
@@ -177,8 +186,10 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
     return summary
 
 
-def build_uplift_rows(tables: Tables, cfg: Config, say: Callable[[str], None]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The uplift training rows and what to say about them (rows, control rows, who was left out, or why none)."""
+def build_uplift_rows(tables: Tables, cfg: Config, say: Callable[[str], None],
+                      relational: RelationalSource | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The uplift training rows and what to say about them (rows, control rows, who was left out, or why none);
+    `relational`: the source the rows' features come from when `features.engine` is not pandas."""
     settings = {"treatment_window_days": cfg.uplift.treatment_window_days,
                 "cutoff_spacing_months": cfg.uplift.cutoff_spacing_months}
     empty = pd.DataFrame({"customer_id": pd.Series([], dtype="str"), "cutoff": pd.Series([], dtype="datetime64[us]"),
@@ -188,7 +199,8 @@ def build_uplift_rows(tables: Tables, cfg: Config, say: Callable[[str], None]) -
         say(f"no uplift rows: {why}; the list is ranked by value at risk")
         return empty, {"rows": 0, "why_none": why, "settings": settings}
     say("building the uplift rows (contacted and randomised control customers at each month start)")
-    rows, left_out = build_uplift_table(tables, cfg.features, cfg.labels, cfg.uplift)
+    rows, left_out = (build_uplift_table(tables, cfg.features, cfg.labels, cfg.uplift) if relational is None
+                      else relational.uplift(cfg.uplift))
     if rows.empty:
         why = ("no contact record falls in a treatment window whose label window ends by data.as_of "
                f"(uplift.treatment_window_days {cfg.uplift.treatment_window_days}, labels.horizon_days "

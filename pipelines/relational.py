@@ -16,19 +16,26 @@ label value column) DECIMAL(38, 6), so sums are exact and independent of the num
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
+import numpy as np
 import pandas as pd
 
+from features._grouping import NEVER, cutoff_us, datetimes_us
+from features.build import (ExclusionSink, cutoffs_between, earliest_event, excluded_at, no_cutoff_message,
+                            tables_as_of)
 from features.catalogue import Family, catalogue
 from features.contract import TABLES
 from features.relational.btyd import btyd_frame, purchase_summary
 from features.relational.engine import PORTED_FAMILIES, RelationalTables, feature_table, label_table
+from features.labels import reasons_from
+from features.settings import SPARK_TIME_ZONE, DuckDBSettings, FeatureSettings, SettingsProblem, SparkSettings
 from features.static import static_attributes
-from features.settings import SPARK_TIME_ZONE, DuckDBSettings, FeatureSettings, SparkSettings
+from models.uplift.data import contact_assignments, uplift_cutoffs
+from models.uplift.settings import UpliftSettings
 from pipelines.config import Config
 from pipelines.tables import load_tables, table_format
 
@@ -141,8 +148,23 @@ FAMILIES: tuple[str, ...] = get_args(Family)
 """Every feature family, in catalogue order."""
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """The configured input files opened on an engine: the connection and the tables as Ibis tables."""
+
+    con: BaseBackend
+    tables: RelationalTables
+
+
+def open_inputs(cfg: Config, engine: str | None = None) -> Inputs:
+    """The files of `data.tables` on `engine` (default `features.engine`), nothing read yet."""
+    con = connect_engine(engine or cfg.features.engine, cfg.features)
+    return Inputs(con, read_tables(con, files_from_config(cfg), cfg.labels.value_column))
+
+
 def build_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], families: Sequence[str] = FAMILIES,
-                 engine: str = "duckdb", customers: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 engine: str = "duckdb", customers: pd.DataFrame | None = None,
+                 inputs: Inputs | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The feature table (`families`: every one by default) and the label table of the configured data
     at `cutoffs`, computed by `engine` (DuckDB, or Spark) from the files, columns as the pandas engine
     orders them (catalogue order, then the static attributes).
@@ -150,10 +172,10 @@ def build_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], families: Sequenc
     The relational families are one query; the BTYD family is a query (the purchase history) and a
     fit per cutoff on its result (features/relational/btyd.py); the static attributes come from the
     customers table (`customers`, else read and validated by pipelines/tables.py), typed as the pandas
-    engine types them. Not yet a stage: the features stage still runs the pandas engine.
+    engine types them. `inputs`: files already opened (`open_inputs`), reused across calls.
     """
-    con = connect_engine(engine, cfg.features)
-    tables = read_tables(con, files_from_config(cfg), cfg.labels.value_column)
+    inputs = inputs or open_inputs(cfg, engine)
+    con, tables = inputs.con, inputs.tables
     cuts = cutoffs_on(con, cutoffs)
     relational = [f for f in families if f in PORTED_FAMILIES]
     features = to_feature_frame(con, feature_table(tables, cuts, cfg.features, cfg.labels, relational), cfg.features)
@@ -170,6 +192,33 @@ def build_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], families: Sequenc
     features = features[["customer_id", "cutoff", *[n for n in names if n in features.columns]]]
     labels = to_feature_frame(con, label_table(tables, cuts, cfg.labels), cfg.features)
     return features, labels
+
+
+def active_customers(inputs: Inputs, cutoff: pd.Timestamp, lookback_days: int) -> pd.Series:
+    """Ids of the customers with a transaction in [cutoff - lookback_days, cutoff) (the `inactivity`
+    population rule's look-back), as the engine finds them."""
+    import ibis
+
+    t = inputs.tables.transactions
+    if t is None:
+        raise ValueError("labels.definition 'inactivity' needs a transactions table; "
+                     "use 'closure' for data without transactions")
+    moment = ibis.literal(pd.Timestamp(cutoff).as_unit("us").to_pydatetime(), "timestamp(6)")
+    recent = t.filter((t.timestamp < moment) & (t.timestamp >= moment - ibis.interval(days=lookback_days)))
+    return inputs.con.to_pyarrow(recent.select("customer_id").distinct()).to_pandas()["customer_id"].astype("str")
+
+
+def earliest_event_time(inputs: Inputs) -> pd.Timestamp | None:
+    """The earliest event time of any event table (None without events), as `features.build.earliest_event`
+    reads it from loaded tables."""
+    starts = []
+    for name in ("transactions", "complaints", "surveys", "contacts"):
+        table = getattr(inputs.tables, name)
+        if table is not None:
+            value = inputs.con.execute(table[TABLES[name].event_time].min())
+            if value is not None and not pd.isna(value):
+                starts.append(pd.Timestamp(value))
+    return min(starts) if starts else None
 
 
 def _with_columns(frame: pd.DataFrame, extra: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -264,3 +313,109 @@ def to_feature_frame(con: BaseBackend, expr: ir.Table, settings: FeatureSettings
         if info.name in frame.columns and info.define is not None and info.define.output == "category":
             frame[info.name] = pd.Categorical(frame[info.name], categories=list(info.define.levels))
     return frame
+
+
+class RelationalSource:
+    """What the features stage builds its tables from when `features.engine` is duckdb or spark.
+
+    The event files are read by the engine, never loaded into pandas: `churn validate` must have
+    passed on exactly these files (`pipelines.validate.check_validated`, else exit 4). The customers
+    and contacts tables are loaded (and validated again) with pipelines/tables.py: the population rules,
+    the static attributes and the uplift rows' contact assignments read them, and they are small next
+    to the events. Every table is the pandas engine's, column for column (tests/pipelines/test_features_engine.py).
+    """
+
+    def __init__(self, cfg: Config, say: Callable[[str], None]) -> None:
+        from pipelines.validate import check_validated
+
+        unsupported = {"features.complaint_sentiment": cfg.features.complaint_sentiment,
+                       "labels.customer_value_column": cfg.labels.customer_value_column is not None}
+        for key, on in unsupported.items():
+            if on:
+                raise SettingsProblem(key, f"is not computed by features.engine {cfg.features.engine} yet; "
+                                           "use features.engine: pandas for it")
+        check_validated(cfg)
+        self.cfg = cfg
+        self.tables = load_tables(cfg, frozenset({"customers", "contacts"}))
+        self.inputs = open_inputs(cfg)
+        self.first_event = earliest_event_time(self.inputs)
+        customers = self.tables.customers.sort_values("customer_id", kind="stable", ignore_index=True)
+        self.customers = customers
+        self.ids = customers["customer_id"].astype("str")
+        self.signup = datetimes_us(customers["signup_date"])
+        self.closed = (datetimes_us(customers["closed_date"]) if "closed_date" in customers.columns
+                       else np.full(len(customers), NEVER, dtype=np.int64))
+        say(f"features on {cfg.features.engine} from the files ({', '.join(cfg.data.tables)}); "
+            f"customers and contacts loaded; data as of {tables_as_of(self.tables).date()}")
+
+    def reasons(self, cutoff: pd.Timestamp) -> np.ndarray:
+        """`features.labels.population_reasons` of every customer (in id order) at `cutoff`."""
+        labels = self.cfg.labels
+        active = None
+        if labels.definition == "inactivity":
+            active = self.ids.isin(active_customers(self.inputs, cutoff, labels.inactivity_lookback_days)).to_numpy()
+        return reasons_from(self.signup, self.closed, cutoff_us(cutoff), active)
+
+    def rows(self, cutoff: pd.Timestamp, on_excluded: ExclusionSink | None, labelled: bool) -> pd.DataFrame | None:
+        """The feature rows (with `labelled`, the label columns too) of the population at `cutoff`;
+        None when the population is empty. `on_excluded` gets who a rule left out, as the pandas engine says it."""
+        reasons = self.reasons(cutoff)
+        if on_excluded is not None:
+            on_excluded(*excluded_at(self.ids, cutoff, reasons))
+        if not (reasons < 0).any():
+            return None
+        features, labels = build_frames(self.cfg, [cutoff], inputs=self.inputs, customers=self.customers)
+        expected = self.ids[reasons < 0].to_numpy()
+        if len(features) != len(expected) or (features["customer_id"].to_numpy() != expected).any():
+            raise RuntimeError(f"the {self.cfg.features.engine} population at {cutoff.date()} ({len(features):,} rows) "
+                               f"is not the population rule's ({len(expected):,} customers)")
+        if not labelled:
+            return features
+        extra = ["churned", "future_value"] + (["days_to_churn"] if self.cfg.labels.definition == "closure" else [])
+        return features.assign(**{name: labels[name].to_numpy() for name in extra})
+
+    def training(self, on_excluded: ExclusionSink) -> Iterator[pd.DataFrame]:
+        """The training rows one cutoff at a time, as `features.build.iter_training_tables`."""
+        cutoffs = cutoffs_between(earliest_event(self.tables, self.first_event), tables_as_of(self.tables),
+                                  self.cfg.labels)
+        if not cutoffs:
+            raise SettingsProblem("labels.horizon_days", no_cutoff_message(self.tables, self.cfg.labels,
+                                                                           self.first_event))
+        for cutoff in cutoffs:
+            frame = self.rows(cutoff, on_excluded, labelled=True)
+            if frame is not None:
+                yield frame
+
+    def scoring(self, on_excluded: ExclusionSink) -> pd.DataFrame:
+        """The scoring rows at the end of the data, as `features.build.build_scoring_table`."""
+        cutoff = tables_as_of(self.tables)
+        frame = self.rows(cutoff, on_excluded, labelled=False)
+        if frame is None:  # an empty population: the columns of an empty table
+            features, _ = build_frames(self.cfg, [cutoff], inputs=self.inputs, customers=self.customers)
+            frame = features
+        return frame
+
+    def uplift(self, settings: UpliftSettings) -> tuple[pd.DataFrame, dict[str, int]]:
+        """The uplift rows, as `models.uplift.data.build_uplift_table`: at each uplift cutoff, the population's
+        rows of the customers whose first contact record in the treatment window has a known treatment."""
+        frames: list[pd.DataFrame] = []
+        totals: dict[str, int] = {}
+        contacts = self.tables.contacts
+        assert contacts is not None
+        for cutoff in uplift_cutoffs(self.tables, self.cfg.labels, settings):
+            assigned, unknown = contact_assignments(contacts, cutoff, settings.treatment_window_days)
+            rows = self.rows(cutoff, None, labelled=True) if len(assigned) else None
+            in_population = (assigned["customer_id"].isin(rows["customer_id"]) if rows is not None
+                             else pd.Series(False, index=assigned.index))
+            counts = {"contact_records_unknown_treatment": unknown,
+                      "contacted_not_in_population": int((~in_population).sum())}
+            for key, count in counts.items():
+                totals[key] = totals.get(key, 0) + count
+            if rows is None or not in_population.any():
+                continue
+            chosen = rows[rows["customer_id"].isin(assigned["customer_id"])].drop(columns=["days_to_churn"],
+                                                                                errors="ignore").reset_index(drop=True)
+            frames.append(chosen.merge(assigned[in_population], on="customer_id", how="left", validate="one_to_one"))
+        if not frames:
+            return pd.DataFrame(), totals
+        return pd.concat(frames, ignore_index=True), totals

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from features.btyd import PurchaseHistory, btyd_features, fit_btyd
+from features.btyd import BtydFit, PurchaseHistory, btyd_features, fit_btyd
 from features.relational.definitions import ibis_module, whole_days
 
 if TYPE_CHECKING:
@@ -83,8 +83,11 @@ def btyd_frame(summary: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
                                   age=oldest + 1, mean_spend=part["value"].to_numpy(dtype=np.float64) / days)
         columns = btyd_features(history, fit_btyd(history), horizon_days)
         parts.append(pd.DataFrame({"customer_id": part["customer_id"].to_numpy(), "cutoff": cutoff, **columns}))
-    if not parts:
-        return pd.DataFrame({"customer_id": pd.Series([], dtype="str"), "cutoff": pd.Series([], dtype="datetime64[us]")})
+    if not parts:  # nobody bought before any cutoff: the columns, empty
+        nothing = np.zeros(0)
+        columns = btyd_features(PurchaseHistory(nothing, nothing, nothing, nothing), BtydFit(None, None), horizon_days)
+        return pd.DataFrame({"customer_id": pd.Series([], dtype="str"), "cutoff": pd.Series([], dtype="datetime64[us]"),
+                             **columns})
     out = pd.concat(parts, ignore_index=True)
     out["customer_id"] = out["customer_id"].astype("str")
     out["cutoff"] = out["cutoff"].astype("datetime64[us]")

@@ -1,0 +1,104 @@
+"""`churn features` with `features.engine: duckdb` against the pandas engine, on a small generated bank.
+
+The relational engine reads the event files itself (never loaded into pandas), so it requires a passing
+`churn validate` of exactly those files. Its five outputs must be the pandas engine's: the same rows,
+columns and types; every cell equal except the sums of money (exact decimal sums there, float64 here)
+and the Gamma-Gamma spend (fitted from those sums), which agree to a relative 1e-9 and 1e-3.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.cli import EXIT_CONFIG, EXIT_REFUSED, app
+from pipelines.config import Config
+from pipelines.features import EXCLUDED_FILE, SCORE_FILE, TRAIN_FILE, UPLIFT_FILE
+from pipelines.features import run as build_features
+from pipelines.generate import run as generate
+from pipelines.io import StageError
+from pipelines.validate import run as validate
+from tests.features.relational_bank import INEXACT
+from tests.pipelines.bank import bank_config
+
+SPEND = ("btyd_expected_spend", "btyd_expected_value_horizon")
+
+
+@pytest.fixture(scope="module")
+def small_bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    raw = tmp_path_factory.mktemp("engine-bank") / "raw"
+    generate(1_500, 5, raw, "2023-01-01", 16, "parquet")
+    return raw
+
+
+def _config(raw: Path, work: Path, engine: str, definition: str = "closure") -> Config:
+    cfg = bank_config(raw, work)
+    features = cfg.features.model_copy(update={"engine": engine,
+                                               "duckdb": cfg.features.duckdb.model_copy(update={"threads": 2})})
+    labels = cfg.labels.model_copy(update={"definition": definition,
+                                           "cutoffs": cfg.labels.cutoffs.model_copy(update={"count": 3})})
+    uplift = cfg.uplift.model_copy(update={"cutoff_spacing_months": 4})  # a few uplift cutoffs: a cheaper test
+    return cfg.model_copy(update={"features": features, "labels": labels, "uplift": uplift})
+
+
+def _assert_same_table(got: pd.DataFrame, expected: pd.DataFrame, name: str) -> None:
+    assert list(got.columns) == list(expected.columns), name
+    assert len(got) == len(expected) > 0, name
+    assert got.dtypes.equals(expected.dtypes), name
+    for column in got.columns:
+        exact = not column.startswith(INEXACT) and column not in SPEND
+        pd.testing.assert_series_equal(got[column], expected[column], check_exact=exact,
+                                       rtol=1e-3 if column in SPEND else 1e-9, obj=f"{name}.{column}")
+
+
+@pytest.mark.parametrize("definition", ["closure", "inactivity"])
+def test_duckdb_engine_writes_the_pandas_engines_tables(small_bank: Path, tmp_path: Path, definition: str) -> None:
+    outputs = {}
+    for engine in ("pandas", "duckdb"):
+        cfg = _config(small_bank, tmp_path / engine, engine, definition)
+        validate(cfg)
+        summary = build_features(cfg)
+        assert summary["engine"] == engine
+        outputs[engine] = (cfg, summary)
+    (pandas_cfg, pandas_summary), (duck_cfg, duck_summary) = outputs["pandas"], outputs["duckdb"]
+    for key in ("as_of", "train", "score", "feature_count", "features"):
+        assert duck_summary[key] == pandas_summary[key], key
+    assert duck_summary["uplift"]["rows"] == pandas_summary["uplift"]["rows"] > 0
+    assert duck_summary["uplift"]["left_out"] == pandas_summary["uplift"]["left_out"]
+    for name in (TRAIN_FILE, SCORE_FILE, EXCLUDED_FILE, UPLIFT_FILE):
+        got = pd.read_parquet(Path(duck_cfg.paths.features_dir) / name)
+        expected = pd.read_parquet(Path(pandas_cfg.paths.features_dir) / name)
+        if name == EXCLUDED_FILE and definition == "closure":
+            assert got.empty and expected.empty
+            continue
+        _assert_same_table(got, expected, name)
+
+
+def test_duckdb_engine_needs_a_validation_of_the_very_files(small_bank: Path, tmp_path: Path) -> None:
+    cfg = _config(small_bank, tmp_path / "work", "duckdb")
+    with pytest.raises(StageError, match=r"validation.json does not exist.*run `churn validate"):
+        build_features(cfg)
+    validate(cfg)
+    moved = tmp_path / "surveys.parquet"  # the same content elsewhere: a different file than the one checked
+    moved.write_bytes((small_bank / "surveys.parquet").read_bytes())
+    tables = dict(cfg.data.tables)
+    tables["surveys"] = tables["surveys"].model_copy(update={"path": moved})
+    elsewhere = cfg.model_copy(update={"data": cfg.data.model_copy(update={"tables": tables})})
+    with pytest.raises(StageError, match=r"data\.tables\.surveys: its file changed since `churn validate`"):
+        build_features(elsewhere)
+    sentiment = cfg.model_copy(update={"features": cfg.features.model_copy(update={"complaint_sentiment": True})})
+    result = CliRunner().invoke(app, ["features", "--config", str(_write(sentiment, tmp_path))])
+    assert result.exit_code == EXIT_CONFIG and "features.complaint_sentiment" in result.output, result.output
+    result = CliRunner().invoke(app, ["features", "--config", str(_write(elsewhere, tmp_path))])
+    assert result.exit_code == EXIT_REFUSED and "run `churn validate" in result.output, result.output
+
+
+def _write(cfg: Config, folder: Path) -> Path:
+    import yaml
+
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    return path
