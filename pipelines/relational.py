@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from features._grouping import NEVER, cutoff_us, datetimes_us
 from features.build import (ExclusionSink, cutoffs_between, earliest_event, excluded_at, no_cutoff_message,
@@ -30,7 +32,7 @@ from features.build import (ExclusionSink, cutoffs_between, earliest_event, excl
 from features.catalogue import Family, catalogue
 from features.contract import TABLES
 from features.relational.btyd import btyd_frame, purchase_summary
-from features.relational.engine import PORTED_FAMILIES, RelationalTables, feature_table, label_table
+from features.relational.engine import KEYS, PORTED_FAMILIES, RelationalTables, feature_table, label_table
 from features.labels import reasons_from
 from features.settings import SPARK_TIME_ZONE, DuckDBSettings, FeatureSettings, SettingsProblem, SparkSettings
 from features.static import static_attributes
@@ -166,32 +168,112 @@ def build_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], families: Sequenc
                  engine: str = "duckdb", customers: pd.DataFrame | None = None,
                  inputs: Inputs | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The feature table (`families`: every one by default) and the label table of the configured data
-    at `cutoffs`, computed by `engine` (DuckDB, or Spark) from the files, columns as the pandas engine
-    orders them (catalogue order, then the static attributes).
-
-    The relational families are one query; the BTYD family is a query (the purchase history) and a
-    fit per cutoff on its result (features/relational/btyd.py); the static attributes come from the
-    customers table (`customers`, else read and validated by pipelines/tables.py), typed as the pandas
-    engine types them. `inputs`: files already opened (`open_inputs`), reused across calls.
-    """
+    at `cutoffs`, computed by `engine` (DuckDB, or Spark) from the files: `iter_frames` put together."""
     inputs = inputs or open_inputs(cfg, engine)
+    parts = list(iter_frames(cfg, cutoffs, inputs, customers, families))
+    if parts:
+        both = pd.concat([frame for _, frame in parts], ignore_index=True)
+    else:  # nobody at any cutoff: the columns of the empty query
+        both = next(iter_frames(cfg, cutoffs, inputs, customers, families, keep_empty=True))[1]
+    names = label_names(cfg)
+    return both.drop(columns=names), both[["customer_id", "cutoff", *names]]
+
+
+def label_names(cfg: Config) -> list[str]:
+    """The label columns of `label_table` under the configured churn definition."""
+    return ["churned", "future_value"] + (["days_to_churn"] if cfg.labels.definition == "closure" else [])
+
+
+BATCH_ROWS = 250_000
+"""Rows per batch the engine hands over while streaming the rows of many cutoffs."""
+
+
+def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, customers: pd.DataFrame | None = None,
+                families: Sequence[str] = FAMILIES, keep_empty: bool = False) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
+    """(cutoff, its rows: customer_id, cutoff, the features of `families`, then the labels) for every
+    cutoff with a population, oldest first, from ONE query over all the cutoffs streamed in batches
+    (so memory holds one cutoff's rows, not all of them; the engine sorts the result, spilling to
+    disk beyond features.duckdb.memory_limit). Columns in the pandas engine's order (catalogue order,
+    then the static attributes, then the labels).
+
+    The relational families and the labels are that query; the BTYD family is a second query (the
+    purchase history of every cutoff, one row per customer who bought) and a fit per cutoff on its
+    result (features/relational/btyd.py); the static attributes come from the customers table
+    (`customers`, else read and validated by pipelines/tables.py). `keep_empty`: yield one empty
+    frame (with every column) when no cutoff has anyone.
+    """
     con, tables = inputs.con, inputs.tables
     cuts = cutoffs_on(con, cutoffs)
     relational = [f for f in families if f in PORTED_FAMILIES]
-    features = to_feature_frame(con, feature_table(tables, cuts, cfg.features, cfg.labels, relational), cfg.features)
+    features = feature_table(tables, cuts, cfg.features, cfg.labels, relational)
+    labels = label_table(tables, cuts, cfg.labels)
+    names = label_names(cfg)
+    joined = features.join(labels.select(*KEYS, *names), KEYS)
+    query = joined.select(*[joined[c] for c in features.columns], *[joined[n] for n in names]).order_by(KEYS[::-1])
+    btyd: dict[pd.Timestamp, pd.DataFrame] = {}
     if "btyd" in families and cfg.features.btyd and tables.transactions is not None:
         summary = con.to_pyarrow(purchase_summary(tables, cuts, cfg.labels.value_column)).to_pandas()
-        features = _with_columns(features, btyd_frame(summary, cfg.labels.horizon_days), ["customer_id", "cutoff"])
+        frame = btyd_frame(summary, cfg.labels.horizon_days)
+        btyd = {pd.Timestamp(c): part for c, part in frame.groupby("cutoff", sort=True)} if len(frame) else {}
+        empty_btyd = frame.iloc[:0]
+    static = None
     if "static" in families and cfg.features.static_features:
         if customers is None:
             customers = load_tables(cfg, frozenset({"customers"})).customers
         attributes = static_attributes(customers, cfg.features)
-        frame = pd.DataFrame({"customer_id": customers["customer_id"].astype("str").to_numpy(), **attributes})
-        features = _with_columns(features, frame, ["customer_id"])
-    names = [i.name for i in catalogue(cfg.features)] + list(cfg.features.static_features)
-    features = features[["customer_id", "cutoff", *[n for n in names if n in features.columns]]]
-    labels = to_feature_frame(con, label_table(tables, cuts, cfg.labels), cfg.features)
-    return features, labels
+        static = pd.DataFrame({"customer_id": customers["customer_id"].astype("str").to_numpy(), **attributes})
+    order = [i.name for i in catalogue(cfg.features)] + list(cfg.features.static_features)
+
+    def finish(batches: list[pa.RecordBatch], schema: pa.Schema) -> tuple[pd.Timestamp | None, pd.DataFrame]:
+        frame = typed_frame(pa.Table.from_batches(batches, schema=schema), cfg.features)
+        cutoff = pd.Timestamp(frame["cutoff"].iloc[0]) if len(frame) else None
+        if "btyd" in families and cfg.features.btyd and tables.transactions is not None:
+            frame = _with_columns(frame, btyd.get(cutoff, empty_btyd).drop(columns="cutoff"), ["customer_id"])
+        if static is not None:
+            frame = _with_columns(frame, static, ["customer_id"])
+        present = [n for n in order if n in frame.columns]
+        return cutoff, frame[["customer_id", "cutoff", *present, *names]]
+
+    reader = record_batches(con, query, BATCH_ROWS)
+    pending: list[pa.RecordBatch] = []
+    current = None
+    yielded = False
+    for batch in reader:
+        if not batch.num_rows:
+            continue
+        column = batch.column(batch.schema.get_field_index("cutoff"))
+        if current is None:
+            current = column[0]
+        # the rows are sorted by cutoff: split the batch where the cutoff changes
+        start = 0
+        while start < batch.num_rows:
+            same = pa.compute.equal(column.slice(start), current)
+            run = pa.compute.index(same, False).as_py()
+            stop = batch.num_rows if run < 0 else start + run
+            pending.append(batch.slice(start, stop - start))
+            if stop < batch.num_rows:
+                yield finish(pending, reader.schema)
+                yielded = True
+                pending, current = [], column[stop]
+            start = stop
+    if pending:
+        yield finish(pending, reader.schema)
+        yielded = True
+    if keep_empty and not yielded:
+        yield finish([], reader.schema)
+
+
+def record_batches(con: BaseBackend, expr: ir.Table, rows: int) -> pa.RecordBatchReader:
+    """The result of `expr` streamed in batches of about `rows` rows.
+
+    On DuckDB through its own reader: Ibis 12's `to_pyarrow_batches` calls `fetch_record_batch`,
+    which DuckDB 2 no longer has (its successor is `to_arrow_reader`)."""
+    if con.name != "duckdb":
+        return con.to_pyarrow_batches(expr, chunk_size=rows)
+    con._run_pre_execute_hooks(expr)  # registers the in-memory tables (the cutoffs) the query reads
+    schema = expr.schema().to_pyarrow()  # the types Ibis gives (DuckDB's own reader has int32 where Ibis has int64)
+    reader = con.raw_sql(con.compile(expr)).to_arrow_reader(rows)
+    return pa.RecordBatchReader.from_batches(schema, (batch.cast(schema) for batch in reader))
 
 
 def active_customers(inputs: Inputs, cutoff: pd.Timestamp, lookback_days: int) -> pd.Series:
@@ -202,7 +284,7 @@ def active_customers(inputs: Inputs, cutoff: pd.Timestamp, lookback_days: int) -
     t = inputs.tables.transactions
     if t is None:
         raise ValueError("labels.definition 'inactivity' needs a transactions table; "
-                     "use 'closure' for data without transactions")
+                         "use 'closure' for data without transactions")
     moment = ibis.literal(pd.Timestamp(cutoff).as_unit("us").to_pydatetime(), "timestamp(6)")
     recent = t.filter((t.timestamp < moment) & (t.timestamp >= moment - ibis.interval(days=lookback_days)))
     return inputs.con.to_pyarrow(recent.select("customer_id").distinct()).to_pandas()["customer_id"].astype("str")
@@ -306,7 +388,12 @@ def read_tables(con: BaseBackend, files: dict[str, TableFile], value_column: str
 def to_feature_frame(con: BaseBackend, expr: ir.Table, settings: FeatureSettings) -> pd.DataFrame:
     """Execute a feature or label query and type its result as the pandas engine types it
     (str ids, datetime64[us] cutoffs, int64 counts, float64 values, categoricals with their levels)."""
-    frame = con.to_pyarrow(expr).to_pandas()
+    return typed_frame(con.to_pyarrow(expr), settings)
+
+
+def typed_frame(table: pa.Table, settings: FeatureSettings) -> pd.DataFrame:
+    """A feature or label query's result typed as the pandas engine types its tables."""
+    frame = table.to_pandas()
     frame["customer_id"] = frame["customer_id"].astype("str")
     frame["cutoff"] = frame["cutoff"].astype("datetime64[us]")
     for info in catalogue(settings):
@@ -356,23 +443,31 @@ class RelationalSource:
             active = self.ids.isin(active_customers(self.inputs, cutoff, labels.inactivity_lookback_days)).to_numpy()
         return reasons_from(self.signup, self.closed, cutoff_us(cutoff), active)
 
-    def rows(self, cutoff: pd.Timestamp, on_excluded: ExclusionSink | None, labelled: bool) -> pd.DataFrame | None:
-        """The feature rows (with `labelled`, the label columns too) of the population at `cutoff`;
-        None when the population is empty. `on_excluded` gets who a rule left out, as the pandas engine says it."""
-        reasons = self.reasons(cutoff)
-        if on_excluded is not None:
-            on_excluded(*excluded_at(self.ids, cutoff, reasons))
-        if not (reasons < 0).any():
-            return None
-        features, labels = build_frames(self.cfg, [cutoff], inputs=self.inputs, customers=self.customers)
-        expected = self.ids[reasons < 0].to_numpy()
-        if len(features) != len(expected) or (features["customer_id"].to_numpy() != expected).any():
-            raise RuntimeError(f"the {self.cfg.features.engine} population at {cutoff.date()} ({len(features):,} rows) "
-                               f"is not the population rule's ({len(expected):,} customers)")
-        if not labelled:
-            return features
-        extra = ["churned", "future_value"] + (["days_to_churn"] if self.cfg.labels.definition == "closure" else [])
-        return features.assign(**{name: labels[name].to_numpy() for name in extra})
+    def stream(self, cutoffs: Sequence[pd.Timestamp], on_excluded: ExclusionSink | None
+               ) -> Iterator[tuple[pd.Timestamp, pd.DataFrame | None]]:
+        """(cutoff, the rows of its population with features and labels, None when it has nobody) for
+        each of `cutoffs` in order, from one streamed query (`iter_frames`). Before each cutoff's rows,
+        `on_excluded` gets who a rule left out at it, as the pandas engine says it."""
+        ordered = sorted(pd.Timestamp(c).as_unit("us") for c in cutoffs)
+        all_reasons = [self.reasons(cutoff) for cutoff in ordered]  # queries: before the stream holds the connection
+        frames = iter_frames(self.cfg, ordered, self.inputs, self.customers)
+        waiting = next(frames, None)
+        for cutoff, reasons in zip(ordered, all_reasons):
+            if on_excluded is not None:
+                on_excluded(*excluded_at(self.ids, cutoff, reasons))
+            expected = self.ids[reasons < 0].to_numpy()
+            if waiting is None or waiting[0] != cutoff:
+                if len(expected):
+                    raise RuntimeError(f"the {self.cfg.features.engine} engine found nobody at {cutoff.date()}, where "
+                                       f"the population rule finds {len(expected):,} customers")
+                yield cutoff, None
+                continue
+            frame = waiting[1]
+            if len(frame) != len(expected) or (frame["customer_id"].to_numpy() != expected).any():
+                raise RuntimeError(f"the {self.cfg.features.engine} population at {cutoff.date()} ({len(frame):,} rows) "
+                                   f"is not the population rule's ({len(expected):,} customers)")
+            yield cutoff, frame
+            waiting = next(frames, None)
 
     def training(self, on_excluded: ExclusionSink) -> Iterator[pd.DataFrame]:
         """The training rows one cutoff at a time, as `features.build.iter_training_tables`."""
@@ -381,19 +476,17 @@ class RelationalSource:
         if not cutoffs:
             raise SettingsProblem("labels.horizon_days", no_cutoff_message(self.tables, self.cfg.labels,
                                                                            self.first_event))
-        for cutoff in cutoffs:
-            frame = self.rows(cutoff, on_excluded, labelled=True)
+        for _, frame in self.stream(cutoffs, on_excluded):
             if frame is not None:
                 yield frame
 
     def scoring(self, on_excluded: ExclusionSink) -> pd.DataFrame:
-        """The scoring rows at the end of the data, as `features.build.build_scoring_table`."""
+        """The scoring rows at the end of the data, as `features.build.build_scoring_table` (no labels)."""
         cutoff = tables_as_of(self.tables)
-        frame = self.rows(cutoff, on_excluded, labelled=False)
+        [(_, frame)] = list(self.stream([cutoff], on_excluded))
         if frame is None:  # an empty population: the columns of an empty table
-            features, _ = build_frames(self.cfg, [cutoff], inputs=self.inputs, customers=self.customers)
-            frame = features
-        return frame
+            frame = next(iter_frames(self.cfg, [cutoff], self.inputs, self.customers, keep_empty=True))[1]
+        return frame.drop(columns=label_names(self.cfg))
 
     def uplift(self, settings: UpliftSettings) -> tuple[pd.DataFrame, dict[str, int]]:
         """The uplift rows, as `models.uplift.data.build_uplift_table`: at each uplift cutoff, the population's
@@ -402,9 +495,9 @@ class RelationalSource:
         totals: dict[str, int] = {}
         contacts = self.tables.contacts
         assert contacts is not None
-        for cutoff in uplift_cutoffs(self.tables, self.cfg.labels, settings):
+        cutoffs = uplift_cutoffs(self.tables, self.cfg.labels, settings)
+        for cutoff, rows in self.stream(cutoffs, None):
             assigned, unknown = contact_assignments(contacts, cutoff, settings.treatment_window_days)
-            rows = self.rows(cutoff, None, labelled=True) if len(assigned) else None
             in_population = (assigned["customer_id"].isin(rows["customer_id"]) if rows is not None
                              else pd.Series(False, index=assigned.index))
             counts = {"contact_records_unknown_treatment": unknown,
