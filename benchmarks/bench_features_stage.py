@@ -12,7 +12,7 @@ Usage:
   .venv/bin/python benchmarks/bench_features_stage.py --data /work/main/data/raw/demo --work /tmp/bench-stage-demo
   .venv/bin/python benchmarks/bench_features_stage.py --data /tmp/bench-data/1m --work /tmp/bench-stage-1m \
       --memory-limit 2GB
-Writes benchmarks/results/features_stage.json (one entry per --data).
+Writes benchmarks/results/features_stage.json (one entry per --data and --memory-limit).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def main() -> None:
     print(json.dumps({k: v for k, v in results.items() if k != "agreement"}, indent=1))
     print(json.dumps(results["agreement"], indent=1)[:3000])
     stored = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    stored[str(args.data)] = results
+    stored[f"{args.data} memory_limit={args.memory_limit}"] = results
     RESULTS.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
 
 

@@ -133,8 +133,9 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
                 "before (labels.inactivity_lookback_days)") if dropped else ""
         say(f"cutoff {cutoff.date()}: {len(frame):,} customers, churn rate {rate:.1%}{note}")
 
+    uplift_too = cfg.uplift if cfg.uplift.enabled and control_group_problem(tables.contacts) is None else None
     training = (iter_training_tables(tables, cfg.features, cfg.labels, train_sink) if relational is None
-                else relational.training(train_sink))
+                else relational.training(train_sink, uplift_too))  # the uplift rows in the same pass
     write_training_table(training, files[TRAIN_FILE], record, check=lambda rates: _check_labels(rates, tables, cfg))
     say("building the scoring table")
     score_excluded: dict[str, int] = {}

@@ -16,7 +16,7 @@ label value column) DECIMAL(38, 6), so sums are exact and independent of the num
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
@@ -30,11 +30,12 @@ from features._grouping import NEVER, cutoff_us, datetimes_us
 from features.build import (ExclusionSink, cutoffs_between, earliest_event, excluded_at, no_cutoff_message,
                             tables_as_of)
 from features.catalogue import Family, catalogue
-from features.contract import TABLES
+from features.contract import TABLES, Tables
 from features.relational.btyd import btyd_frame, purchase_summary
 from features.relational.engine import KEYS, PORTED_FAMILIES, RelationalTables, feature_table, label_table
 from features.labels import reasons_from
-from features.settings import SPARK_TIME_ZONE, DuckDBSettings, FeatureSettings, SettingsProblem, SparkSettings
+from features.settings import (SPARK_TIME_ZONE, DuckDBSettings, FeatureSettings, LabelSettings, SettingsProblem,
+                               SparkSettings)
 from features.static import static_attributes
 from models.uplift.data import contact_assignments, uplift_cutoffs
 from models.uplift.settings import UpliftSettings
@@ -443,17 +444,18 @@ class RelationalSource:
             active = self.ids.isin(active_customers(self.inputs, cutoff, labels.inactivity_lookback_days)).to_numpy()
         return reasons_from(self.signup, self.closed, cutoff_us(cutoff), active)
 
-    def stream(self, cutoffs: Sequence[pd.Timestamp], on_excluded: ExclusionSink | None
-               ) -> Iterator[tuple[pd.Timestamp, pd.DataFrame | None]]:
+    def stream(self, cutoffs: Sequence[pd.Timestamp], on_excluded: ExclusionSink | None,
+               reported: Collection[pd.Timestamp] | None = None) -> Iterator[tuple[pd.Timestamp, pd.DataFrame | None]]:
         """(cutoff, the rows of its population with features and labels, None when it has nobody) for
-        each of `cutoffs` in order, from one streamed query (`iter_frames`). Before each cutoff's rows,
-        `on_excluded` gets who a rule left out at it, as the pandas engine says it."""
-        ordered = sorted(pd.Timestamp(c).as_unit("us") for c in cutoffs)
+        each of `cutoffs` in order, from one streamed query (`iter_frames`). Before each cutoff's rows
+        (of those in `reported`, default all), `on_excluded` gets who a rule left out at it, as the
+        pandas engine says it."""
+        ordered = sorted({pd.Timestamp(c).as_unit("us") for c in cutoffs})
         all_reasons = [self.reasons(cutoff) for cutoff in ordered]  # queries: before the stream holds the connection
         frames = iter_frames(self.cfg, ordered, self.inputs, self.customers)
         waiting = next(frames, None)
         for cutoff, reasons in zip(ordered, all_reasons):
-            if on_excluded is not None:
+            if on_excluded is not None and (reported is None or cutoff in reported):
                 on_excluded(*excluded_at(self.ids, cutoff, reasons))
             expected = self.ids[reasons < 0].to_numpy()
             if waiting is None or waiting[0] != cutoff:
@@ -469,16 +471,24 @@ class RelationalSource:
             yield cutoff, frame
             waiting = next(frames, None)
 
-    def training(self, on_excluded: ExclusionSink) -> Iterator[pd.DataFrame]:
-        """The training rows one cutoff at a time, as `features.build.iter_training_tables`."""
+    def training(self, on_excluded: ExclusionSink, uplift: UpliftSettings | None = None) -> Iterator[pd.DataFrame]:
+        """The training rows one cutoff at a time, as `features.build.iter_training_tables`. With `uplift`,
+        the same stream also computes the uplift rows (their month-start cutoffs are mostly training
+        cutoffs too, computed once), kept for `uplift`."""
         cutoffs = cutoffs_between(earliest_event(self.tables, self.first_event), tables_as_of(self.tables),
                                   self.cfg.labels)
         if not cutoffs:
             raise SettingsProblem("labels.horizon_days", no_cutoff_message(self.tables, self.cfg.labels,
                                                                            self.first_event))
-        for _, frame in self.stream(cutoffs, on_excluded):
-            if frame is not None:
+        training = {pd.Timestamp(c).as_unit("us") for c in cutoffs}
+        collect = _UpliftRows(self.tables, self.cfg.labels, uplift) if uplift is not None else None
+        wanted = [*cutoffs, *(collect.cutoffs if collect is not None else [])]
+        for cutoff, frame in self.stream(wanted, on_excluded, reported=training):
+            if collect is not None:
+                collect.add(cutoff, frame)
+            if frame is not None and cutoff in training:
                 yield frame
+        self._uplift = collect
 
     def scoring(self, on_excluded: ExclusionSink) -> pd.DataFrame:
         """The scoring rows at the end of the data, as `features.build.build_scoring_table` (no labels)."""
@@ -490,25 +500,51 @@ class RelationalSource:
 
     def uplift(self, settings: UpliftSettings) -> tuple[pd.DataFrame, dict[str, int]]:
         """The uplift rows, as `models.uplift.data.build_uplift_table`: at each uplift cutoff, the population's
-        rows of the customers whose first contact record in the treatment window has a known treatment."""
-        frames: list[pd.DataFrame] = []
-        totals: dict[str, int] = {}
-        contacts = self.tables.contacts
-        assert contacts is not None
-        cutoffs = uplift_cutoffs(self.tables, self.cfg.labels, settings)
-        for cutoff, rows in self.stream(cutoffs, None):
-            assigned, unknown = contact_assignments(contacts, cutoff, settings.treatment_window_days)
-            in_population = (assigned["customer_id"].isin(rows["customer_id"]) if rows is not None
-                             else pd.Series(False, index=assigned.index))
-            counts = {"contact_records_unknown_treatment": unknown,
-                      "contacted_not_in_population": int((~in_population).sum())}
-            for key, count in counts.items():
-                totals[key] = totals.get(key, 0) + count
-            if rows is None or not in_population.any():
-                continue
-            chosen = rows[rows["customer_id"].isin(assigned["customer_id"])].drop(columns=["days_to_churn"],
-                                                                                errors="ignore").reset_index(drop=True)
-            frames.append(chosen.merge(assigned[in_population], on="customer_id", how="left", validate="one_to_one"))
-        if not frames:
-            return pd.DataFrame(), totals
-        return pd.concat(frames, ignore_index=True), totals
+        rows of the customers whose first contact record in the treatment window has a known treatment
+        (those `training` collected with these settings, else computed now)."""
+        collect = getattr(self, "_uplift", None)
+        if collect is None or collect.settings != settings:
+            collect = _UpliftRows(self.tables, self.cfg.labels, settings)
+            for cutoff, rows in self.stream(collect.cutoffs, None):
+                collect.add(cutoff, rows)
+        return collect.result()
+
+
+class _UpliftRows:
+    """The uplift rows gathered cutoff by cutoff from a stream of population rows."""
+
+    def __init__(self, tables: Tables, labels: LabelSettings, settings: UpliftSettings) -> None:
+        assert tables.contacts is not None
+        self.contacts, self.settings = tables.contacts, settings
+        self.cutoffs = [pd.Timestamp(c).as_unit("us") for c in uplift_cutoffs(tables, labels, settings)]
+        self.frames: list[pd.DataFrame] = []
+        self.totals: dict[str, int] = {}
+
+    def add(self, cutoff: pd.Timestamp, rows: pd.DataFrame | None) -> None:
+        if cutoff not in self.cutoffs:
+            return
+        assigned, unknown = contact_assignments(self.contacts, cutoff, self.settings.treatment_window_days)
+        in_population = (assigned["customer_id"].isin(rows["customer_id"]) if rows is not None
+                         else pd.Series(False, index=assigned.index))
+        counts = {"contact_records_unknown_treatment": unknown,
+                  "contacted_not_in_population": int((~in_population).sum())}
+        for key, count in counts.items():
+            self.totals[key] = self.totals.get(key, 0) + count
+        if rows is None or not in_population.any():
+            return
+        chosen = rows[rows["customer_id"].isin(assigned["customer_id"])].drop(columns=["days_to_churn"],
+                                                                            errors="ignore").reset_index(drop=True)
+        self.frames.append(chosen.merge(assigned[in_population], on="customer_id", how="left", validate="one_to_one"))
+
+    def result(self) -> tuple[pd.DataFrame, dict[str, int]]:
+        if not self.frames:
+            return pd.DataFrame(), self.totals
+        return pd.concat(self.frames, ignore_index=True), self.totals
+    def scoring(self, on_excluded: ExclusionSink) -> pd.DataFrame:
+        """The scoring rows at the end of the data, as `features.build.build_scoring_table` (no labels)."""
+        cutoff = tables_as_of(self.tables)
+        [(_, frame)] = list(self.stream([cutoff], on_excluded))
+        if frame is None:  # an empty population: the columns of an empty table
+            frame = next(iter_frames(self.cfg, [cutoff], self.inputs, self.customers, keep_empty=True))[1]
+        return frame.drop(columns=label_names(self.cfg))
+
