@@ -213,7 +213,8 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
     query = joined.select(*[joined[c] for c in features.columns], *[joined[n] for n in names]).order_by(KEYS[::-1])
     btyd: dict[pd.Timestamp, pd.DataFrame] = {}
     if "btyd" in families and cfg.features.btyd and tables.transactions is not None:
-        summary = con.to_pyarrow(purchase_summary(tables, cuts, cfg.labels.value_column)).to_pandas()
+        history = purchase_summary(tables, cuts, cfg.labels.value_column, moments=list(cutoffs))
+        summary = con.to_pyarrow(history).to_pandas()
         frame = btyd_frame(summary, cfg.labels.horizon_days)
         btyd = {pd.Timestamp(c): part for c, part in frame.groupby("cutoff", sort=True)} if len(frame) else {}
         empty_btyd = frame.iloc[:0]

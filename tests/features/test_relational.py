@@ -264,3 +264,33 @@ def test_every_family_with_btyd_and_static_attributes_matches_the_pandas_engine(
                                        check_exact=not column.startswith((*INEXACT, *spend)),
                                        rtol=1e-3 if column in spend else 1e-12, obj=column)
     pd.testing.assert_series_equal(labels["churned"], reference["churned"])
+
+
+def test_purchase_history_by_day_equals_the_join_of_every_transaction(bank) -> None:
+    """The BTYD purchase history of cutoffs sharing a time of day (found once per customer and day) is
+    the one of joining every transaction to every cutoff; and at cutoffs of different times of day
+    (that path) it is the pandas engine's."""
+    from features._grouping import cutoff_us
+    from features.btyd import purchase_history
+    from features.build import prepare
+    from features.relational.btyd import purchase_summary
+
+    tables, files = bank
+    con = connect(threads=2)
+    relational = read_tables(con, files)
+    keys = ["cutoff", "customer_id"]
+    for offset in (pd.Timedelta(0), pd.Timedelta(hours=7, microseconds=3)):
+        cutoffs = [c + offset for c in training_cutoffs(tables, LabelSettings())[-4:]]
+        by_day = con.to_pyarrow(purchase_summary(relational, cutoffs)).to_pandas().sort_values(keys, ignore_index=True)
+        joined = con.to_pyarrow(purchase_summary(relational, cutoffs, by_day=False)).to_pandas().sort_values(
+            keys, ignore_index=True)
+        assert len(by_day) > 100
+        pd.testing.assert_frame_equal(by_day, joined, check_exact=True)
+    mixed = [pd.Timestamp("2024-02-01 00:00"), pd.Timestamp("2024-03-01 13:30")]
+    summary = con.to_pyarrow(purchase_summary(relational, mixed)).to_pandas()
+    prepared = prepare(tables, SETTINGS)
+    for cutoff in mixed:
+        history = purchase_history(prepared.transactions, prepared.n_customers, cutoff_us(cutoff))
+        mine = summary[summary["cutoff"] == cutoff].set_index("customer_id").reindex(prepared.customer_ids)
+        np.testing.assert_array_equal(mine["purchase_days"].to_numpy(dtype=float) - 1, history.frequency)
+        np.testing.assert_array_equal(mine["oldest_day"].to_numpy(dtype=float) + 1, history.age)
