@@ -541,11 +541,3 @@ class _UpliftRows:
         if not self.frames:
             return pd.DataFrame(), self.totals
         return pd.concat(self.frames, ignore_index=True), self.totals
-    def scoring(self, on_excluded: ExclusionSink) -> pd.DataFrame:
-        """The scoring rows at the end of the data, as `features.build.build_scoring_table` (no labels)."""
-        cutoff = tables_as_of(self.tables)
-        [(_, frame)] = list(self.stream([cutoff], on_excluded))
-        if frame is None:  # an empty population: the columns of an empty table
-            frame = next(iter_frames(self.cfg, [cutoff], self.inputs, self.customers, keep_empty=True))[1]
-        return frame.drop(columns=label_names(self.cfg))
-

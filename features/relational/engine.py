@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -38,6 +38,9 @@ from features.settings import FeatureSettings, LabelSettings
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
+
+    Cutoffs = Sequence[pd.Timestamp] | ir.Table
+    """Cutoffs as timestamps, or a one-column table of them (`cutoff`)."""
 
 PORTED_FAMILIES: tuple[str, ...] = ("rfm", "lifecycle", "complaints", "surveys", "contacts")
 """Families whose every feature has a relational definition (the others: pandas engine only)."""
