@@ -25,7 +25,7 @@ from features.build import build_scoring_table
 from features.catalogue import reason_templates
 from models.boosting import ValueModel, load_churn_model
 from models.retention import HoldoutSettings, ReasonSettings, SelectionSettings
-from pipelines.config import Config
+from pipelines.config import Config, ConfigError, parse_config
 from pipelines.io import StageError, file_sha256
 from pipelines.score import (COMMIT_MESSAGE, EXCLUDED_FILE, LIST_FILE, MANIFEST_FILE, REASON_METHODS, SCORES_FILE, input_problems, score_customers,
                              retention_list, run)
@@ -466,3 +466,5 @@ def test_batch_size_does_not_change_any_output(scored, tmp_path: Path, monkeypat
     for name in (SCORES_FILE, LIST_FILE, EXCLUDED_FILE):
         assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
     assert small_manifest["drift"] == whole_manifest["drift"] and small_manifest["plan"] == whole_manifest["plan"]
+    with pytest.raises(ConfigError, match="scoring.batch_rows: Input should be greater than or equal to 1"):
+        parse_config({"data": cfg.data.model_dump(mode="json"), "scoring": {"batch_rows": 0}}, "a config")
