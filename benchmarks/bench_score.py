@@ -178,6 +178,9 @@ def batches(data: Path, models: Path, work: Path, rows: int) -> dict[str, object
     from pipelines.tracking import configure_tracking
     from pipelines.train import load_registered_bundle
 
+    table = models / "features" / "score.parquet"
+    if not table.is_file():
+        return {"skipped": f"no scoring table at {table} (`churn features` writes it)"}
     cfg = bench_config(data, models, work, work / "outputs")
     configure_tracking(cfg)
     bundle = load_registered_bundle(cfg.scoring.churn_model_uri)
@@ -187,7 +190,7 @@ def batches(data: Path, models: Path, work: Path, rows: int) -> dict[str, object
         uplift: UpliftModel | None = UpliftModel.load(load_registered_bundle(cfg.scoring.uplift_model_uri))
     except Exception:  # noqa: BLE001
         uplift = None
-    frame = pd.read_parquet(models / "features" / "score.parquet").head(rows)
+    frame = pd.read_parquet(table).head(rows)
     size = max(cfg.scoring.batch_rows // 10, 1)
     out: dict[str, object] = {"rows": len(frame), "table_gb": round(frame.memory_usage(deep=True).sum() / 1e9, 3)}
     results = {}
@@ -310,7 +313,7 @@ def main() -> None:
     print(f"  step peaks (GB): {scored['step_peak_rss_gb']}", flush=True)
     print(f"  step CPU seconds: {scored['step_cpu_seconds']} (stage {scored['stage_cpu_seconds']})", flush=True)
     batched = child("batches", args)
-    print(f"batching on {batched['rows']:,} rows (table {batched['table_gb']} GB): {batched}", flush=True)
+    print(f"batching: {batched}", flush=True)
     explained = child("reasons", args)
     print(f"reasons on {explained['customers']:,} listed customers: TreeSHAP "
           f"{explained['tree_shap_customers_per_second']:,}/s, path attribution "
