@@ -45,23 +45,62 @@ def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
+class DriftCounts:
+    """Per-feature bin counts of scoring rows against the training reference, added batch by batch.
+
+    The counts of a table added in batches are the counts of the whole table, so its PSI is the
+    same to the last bit; memory is the counts only (the scoring stage streams its matrix).
+    """
+
+    def __init__(self, reference: dict[str, object]) -> None:
+        self.reference = reference
+        self.rows = 0
+        self.numeric: dict[str, np.ndarray] = {}
+        self.categorical: dict[str, dict[str, int]] = {}
+
+    def add(self, matrix: pd.DataFrame) -> "DriftCounts":
+        """Count the rows of one batch of the model matrix (features the reference lacks are ignored)."""
+        self.rows += len(matrix)
+        for name, profile in self.reference.items():
+            if name not in matrix.columns:
+                continue
+            column = matrix[name]
+            if profile["kind"] == "categorical":  # type: ignore[index]
+                counts = self.categorical.setdefault(name, {})
+                for level, count in column.astype("str").where(column.notna(), "<missing>").value_counts().items():
+                    counts[str(level)] = counts.get(str(level), 0) + int(count)
+            else:
+                values = column.to_numpy(dtype=float)
+                edges = np.asarray(profile["edges"], dtype=float)  # type: ignore[index]
+                missing = ~np.isfinite(values)
+                bins = np.searchsorted(edges, values[~missing], side="right")
+                found = np.append(np.bincount(bins, minlength=len(edges) + 1), missing.sum())
+                self.numeric[name] = self.numeric.get(name, 0) + found
+        return self
+
+    def stability(self) -> pd.DataFrame:
+        """PSI per feature counted so far, largest first."""
+        rows = []
+        for name, profile in self.reference.items():
+            if profile["kind"] == "categorical":  # type: ignore[index]
+                if name not in self.categorical:
+                    continue
+                expected_shares: dict[str, float] = profile["shares"]  # type: ignore[index]
+                counts = self.categorical[name]
+                total = sum(counts.values())
+                levels = sorted(set(expected_shares) | set(counts))
+                expected = np.array([expected_shares.get(level, 0.0) for level in levels])
+                actual = np.array([counts[level] / total if level in counts else 0.0 for level in levels])
+            else:
+                if name not in self.numeric:
+                    continue
+                expected = np.asarray(profile["shares"], dtype=float)  # type: ignore[index]
+                actual = self.numeric[name].astype(float) / max(self.rows, 1)
+            rows.append({"feature": name, "psi": _psi(expected, actual)})
+        frame = pd.DataFrame(rows, columns=["feature", "psi"])
+        return frame.sort_values(["psi", "feature"], ascending=[False, True], ignore_index=True)
+
+
 def population_stability(reference: dict[str, object], matrix: pd.DataFrame) -> pd.DataFrame:
     """PSI per feature of `matrix` against the training reference, largest first."""
-    rows = []
-    for name, profile in reference.items():
-        if name not in matrix.columns:
-            continue
-        column = matrix[name]
-        if profile["kind"] == "categorical":  # type: ignore[index]
-            expected_shares: dict[str, float] = profile["shares"]  # type: ignore[index]
-            actual_counts = column.astype("str").where(column.notna(), "<missing>").value_counts(normalize=True)
-            levels = sorted(set(expected_shares) | set(actual_counts.index))
-            expected = np.array([expected_shares.get(level, 0.0) for level in levels])
-            actual = np.array([float(actual_counts.get(level, 0.0)) for level in levels])
-        else:
-            edges = np.asarray(profile["edges"], dtype=float)  # type: ignore[index]
-            expected = np.asarray(profile["shares"], dtype=float)  # type: ignore[index]
-            actual = _numeric_shares(column.to_numpy(dtype=float), edges)
-        rows.append({"feature": name, "psi": _psi(expected, actual)})
-    frame = pd.DataFrame(rows, columns=["feature", "psi"])
-    return frame.sort_values(["psi", "feature"], ascending=[False, True], ignore_index=True)
+    return DriftCounts(reference).add(matrix).stability()

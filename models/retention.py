@@ -217,6 +217,13 @@ class ScoringSettings(Strict):
     drift_refuse_above: float | None = Field(
         default=None, gt=0, description="Refuse to score when any feature's PSI is above this (e.g. 0.25)",
     )
+    batch_rows: int = Field(
+        default=100_000, ge=1,
+        description="Rows of the scoring table run through the models (churn, horizons, value, uplift), lifetime "
+                    "value and the drift counts at a time: memory beyond the feature table is bounded by it, the "
+                    "outputs do not depend on it (a churn model with a logistic-regression part rounds it up to a "
+                    "multiple of 100,000, the rows it is evaluated in)",
+    )
     reasons: ReasonSettings = ReasonSettings()
     segments: SegmentSettings = SegmentSettings()
     playbook: PlaybookSettings = PlaybookSettings()

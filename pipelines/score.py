@@ -3,12 +3,15 @@
 Loads the champion churn-risk and customer-value models from the MLflow registry (or
 any model URI), builds the scoring snapshot with the same feature code as training,
 refuses inputs the models were not trained on (missing columns, wrong types, optionally
-too much drift), scores every eligible customer, applies the care playbook
-(`models/retention.py`), explains every listed customer, and writes its four files
-together (`pipelines.io.StageOutputs`): into a new generation folder, switched in with one
-atomic rename, so a reader or a killed run sees the previous outputs or the new ones, never
-a mix. A second `churn score` on the same output folder stops at once (exit code 4). Models
-trained with other feature or label settings than the config's are refused, naming the key.
+too much drift), scores every eligible customer (all models, lifetime value and the drift
+counts over batches of `scoring.batch_rows` rows, so memory beyond the feature table does not
+grow with the bank; the input tables are freed first), applies the care playbook
+(`models/retention.py`), explains every listed customer (only those, and any asked for by
+id), and writes its four files together (`pipelines.io.StageOutputs`): into a new generation
+folder, switched in with one atomic rename, so a reader or a killed run sees the previous
+outputs or the new ones, never a mix. A second `churn score` on the same output folder stops
+at once (exit code 4). Models trained with other feature or label settings than the config's
+are refused, naming the key.
 The files hold no timestamps or run ids, so the same inputs give byte-identical outputs.
 """
 
@@ -23,17 +26,19 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from features.build import build_scoring_table, earliest_event, tables_as_of, training_cutoffs
 from features.static import DAYS_PER_MONTH, customer_value_per_month
 from models.boosting import ChurnModel, ValueModel, load_churn_model
-from models.drift import population_stability
+from models.drift import DriftCounts
 from models.evaluation import lifetime_value
 from models.explain import reason_codes
 from models.time_to_churn import HORIZONS_FOLDER, HorizonRiskModels, leaving_within, risk_column
 from models.blend import BlendChurnModel
+import models.linear as linear
 from models.linear import LinearChurnModel
 from models.retention import (effective_ranking, empty_list_explanation, incremental_benefit, knows_uplift,
                               overdue_complaint_tiers, plan_summary, retention_plan)
@@ -175,6 +180,65 @@ def score_customers(frame: pd.DataFrame, matrix: pd.DataFrame, churn: ChurnModel
         "value_at_risk": probability * retained,
         "tenure_days": frame["tenure_days"].to_numpy(dtype=float) if "tenure_days" in frame else np.nan,
     }, index=frame.index)
+
+
+def batch_size(churn: ChurnModel | LinearChurnModel | BlendChurnModel, batch_rows: int) -> int:
+    """Rows per batch: `scoring.batch_rows`, rounded up to a multiple of the rows a logistic-regression
+    part is evaluated in (`models.linear.DESIGN_BLOCK_ROWS`), whose matrix products then see the same
+    row blocks as on the whole table (their last bits depend on the block, not on the row alone)."""
+    if isinstance(churn, (LinearChurnModel, BlendChurnModel)):
+        return -(-batch_rows // linear.DESIGN_BLOCK_ROWS) * linear.DESIGN_BLOCK_ROWS
+    return batch_rows
+
+
+def score_in_batches(frame: pd.DataFrame, churn: ChurnModel | LinearChurnModel | BlendChurnModel,
+                     value: ValueModel | np.ndarray | None, horizons: HorizonRiskModels | None,
+                     uplift: UpliftModel | None, cfg: Config, batch_rows: int,
+                     timings: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """Every row's scores (`score_customers`, shorter-horizon risks, uplift) and the drift of its
+    features, computed `batch_rows` rows at a time.
+
+    Each batch's model matrix is built once and shared by every model with the same schema, so
+    memory beyond `frame` is one batch's matrices plus the per-row results; every figure is per
+    row (LightGBM, calibration, lifetime value), so the results do not depend on the batch size.
+    Returns the scores (index of `frame`), the PSI per feature and the batching used (rows per batch,
+    batches); adds the seconds of each part to `timings`.
+    """
+    size = batch_size(churn, batch_rows)
+    counts = DriftCounts(churn.reference)
+    parts: list[pd.DataFrame] = []
+    spent = dict.fromkeys(("matrix", "drift", "churn_value_lifetime", "horizons", "uplift"), 0.0)
+    for start in range(0, len(frame), size):
+        clock = time.perf_counter()
+        rows = frame.iloc[start:start + size]
+        matrix = churn.schema.matrix(rows)
+        spent["matrix"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        counts.add(matrix)
+        spent["drift"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        known = value if value is None or isinstance(value, ValueModel) else value[start:start + size]
+        part = score_customers(rows, matrix, churn, known, cfg)
+        spent["churn_value_lifetime"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        if horizons is not None:  # risk within each shorter horizon, never above the longer ones'
+            risks = horizons.predict_matrix(matrix, part["churn_probability"].to_numpy())
+            for days, risk in risks.items():
+                part[risk_column(days)] = risk
+            part["likely_to_leave_within"] = leaving_within(risks)
+        spent["horizons"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        if uplift is not None:
+            part["uplift"] = uplift.predict_matrix(matrix if uplift.schema == churn.schema
+                                                   else uplift.schema.matrix(rows))
+        spent["uplift"] += time.perf_counter() - clock
+        parts.append(part)
+        del matrix
+    scored = pd.concat(parts) if len(parts) > 1 else parts[0]
+    if "uplift" not in scored:
+        scored["uplift"] = np.nan
+    timings.update({f"predict.{name}": seconds for name, seconds in spent.items()})
+    return scored, counts.stability(), {"batch_rows": size, "batches": len(parts)}
 
 
 def explain_rows(rows: pd.DataFrame, churn: ChurnModel | LinearChurnModel | BlendChurnModel, templates: dict[str, str],
@@ -353,11 +417,32 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
                              "Retrain with the current feature settings (`churn features`, `churn train`) or "
                              "score with a model trained on these features")
 
-        say(f"{len(frame):,} eligible customers; checking drift against the training reference")
-        matrix = churn.schema.matrix(frame)
-        drift = population_stability(churn.reference, matrix)
+        # What the rest of the stage needs from the input tables, so they are freed before scoring.
+        history = history_note(tables, cfg)
+        tiers = overdue_complaint_tiers(tables.complaints, moment, cfg.features.complaint_targets,
+                                        scoring.selection.complaint_trigger)
+        value: ValueModel | np.ndarray | None = value_model
+        if value_source == "customers_column":
+            value = known_values(tables.customers, frame["customer_id"], cfg)
+        del tables
+        pa.default_memory_pool().release_unused()  # their Arrow buffers back to the system now (1M bank: ~2 GB)
+        if uplift_model is not None:
+            found = uplift_model.schema.problems(frame)
+            if found:
+                uplift_info["not_used"] = f"the scoring features do not fit it: {', '.join(found)}"
+                say(f"uplift model not used: {uplift_info['not_used']}")
+                uplift_model = None
+        lap("checks")
+
+        say(f"{len(frame):,} eligible customers; scoring churn risk and customer value and checking drift "
+            f"against the training reference, {batch_size(churn, scoring.batch_rows):,} rows at a time "
+            "(scoring.batch_rows)")
+        start = time.perf_counter()
+        scored, drift, batching = score_in_batches(frame, churn, value, horizons, uplift_model, cfg,
+                                                   scoring.batch_rows, timings)
+        timings["prediction_customers_per_second"] = len(frame) / max(time.perf_counter() - start, 1e-9)
         summary_drift = drift_summary(drift, scoring.drift_warn_above)
-        summary_drift["note"] = history_note(tables, cfg)
+        summary_drift["note"] = history
         mlflow.log_text(to_safe_csv(drift) or "", "drift.csv")
         mlflow.log_metrics({"psi_max": summary_drift["max_psi"], "psi_mean": summary_drift["mean_psi"],
                             "features_psi_above_warning": float(len(summary_drift["features_above_warning"]))})
@@ -372,33 +457,7 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             raise StageError(f"feature {worst['feature']} drifted too far since training (PSI {worst['psi']:.3f} > "
                              f"scoring.drift_refuse_above {scoring.drift_refuse_above}); nothing was written. "
                              "Retrain the model on recent data or check the input tables")
-        lap("checks")
-
-        say("scoring churn risk and customer value")
-        start = time.perf_counter()
-        value: ValueModel | np.ndarray | None = value_model
-        if value_source == "customers_column":
-            value = known_values(tables.customers, frame["customer_id"], cfg)
-        scored = score_customers(frame, matrix, churn, value, cfg)
-        if horizons is not None:  # risk within each shorter horizon, never above the longer ones'
-            risks = horizons.predict_matrix(matrix, scored["churn_probability"].to_numpy())
-            for days, risk in risks.items():
-                scored[risk_column(days)] = risk
-            scored["likely_to_leave_within"] = leaving_within(risks)
-        del matrix
-        if uplift_model is not None:
-            found = uplift_model.schema.problems(frame)
-            if found:
-                uplift_info["not_used"] = f"the scoring features do not fit it: {', '.join(found)}"
-                say(f"uplift model not used: {uplift_info['not_used']}")
-            else:
-                scored["uplift"] = uplift_model.predict(frame)
-        if "uplift" not in scored:
-            scored["uplift"] = np.nan
-        timings["prediction_customers_per_second"] = len(frame) / max(time.perf_counter() - start, 1e-9)
         lap("predict")
-        tiers = overdue_complaint_tiers(tables.complaints, moment, cfg.features.complaint_targets,
-                                        scoring.selection.complaint_trigger)
         holdout_seed = scoring.holdout.seed if scoring.holdout.seed is not None else cfg.seed
         ranking = effective_ranking(scored, scoring.ranking)
         if ranking == "uplift" and uplift_model is not None:
@@ -445,6 +504,7 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             "inputs": fingerprint,
             "rows": {"eligible_customers": len(scores), "selected": len(listed),
                      "excluded": 0 if excluded is None else len(excluded)},
+            "batching": batching,
             "drift": summary_drift,
             "segment_thresholds": thresholds,
             "plan": summary,

@@ -20,11 +20,12 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+import models.linear as linear
 from features.build import build_scoring_table
 from features.catalogue import reason_templates
 from models.boosting import ValueModel, load_churn_model
 from models.retention import HoldoutSettings, ReasonSettings, SelectionSettings
-from pipelines.config import Config
+from pipelines.config import Config, ConfigError, parse_config
 from pipelines.io import StageError, file_sha256
 from pipelines.score import (COMMIT_MESSAGE, EXCLUDED_FILE, LIST_FILE, MANIFEST_FILE, REASON_METHODS, SCORES_FILE, input_problems, score_customers,
                              retention_list, run)
@@ -441,3 +442,29 @@ def test_scores_carry_the_risk_by_horizon_never_falling_as_it_grows(scored) -> N
     assert set(scores["likely_to_leave_within"]) <= {"1 month", "2 months", "3 months"}
     assert {"churn_risk_30d", "likely_to_leave_within"} <= set(listed.columns)
     assert listed["likely_to_leave_within"].notna().all()
+
+
+def test_batch_size_does_not_change_any_output(scored, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scoring in many small batches (the last one short) writes the very bytes of one batch.
+
+    A logistic-regression part is evaluated in blocks of `DESIGN_BLOCK_ROWS` rows and batches are
+    rounded up to whole blocks; the block is made small here so this small bank needs many.
+    """
+    cfg, _ = scored
+    scores = read_outputs(cfg)[0]  # every model is batched: churn, horizons, value and uplift
+    assert scores["churn_risk_30d"].notna().all() and scores["uplift"].notna().all() and len(scores) > 97 * 10
+    monkeypatch.setattr(linear, "DESIGN_BLOCK_ROWS", 97)
+    whole, small = with_changes(cfg, tmp_path / "whole", batch_rows=10**6), with_changes(cfg, tmp_path / "small", batch_rows=5)
+    run(whole)
+    run(small)
+    _, _, whole_manifest = read_outputs(whole)
+    _, _, small_manifest = read_outputs(small)
+    churn_is_lightgbm = whole_manifest["models"]["churn"]["algorithm"] == "lightgbm"
+    assert whole_manifest["batching"]["batches"] == 1
+    assert small_manifest["batching"] == {"batch_rows": 5 if churn_is_lightgbm else 97,
+                                          "batches": -(-len(scores) // (5 if churn_is_lightgbm else 97))}
+    for name in (SCORES_FILE, LIST_FILE, EXCLUDED_FILE):
+        assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    assert small_manifest["drift"] == whole_manifest["drift"] and small_manifest["plan"] == whole_manifest["plan"]
+    with pytest.raises(ConfigError, match="scoring.batch_rows: Input should be greater than or equal to 1"):
+        parse_config({"data": cfg.data.model_dump(mode="json"), "scoring": {"batch_rows": 0}}, "a config")
