@@ -414,7 +414,8 @@ class RelationalSource:
     to the events. Every table is the pandas engine's, column for column (tests/pipelines/test_features_engine.py).
     """
 
-    def __init__(self, cfg: Config, say: Callable[[str], None]) -> None:
+    def __init__(self, cfg: Config, say: Callable[[str], None],
+                 loaded: frozenset[str] = frozenset({"customers", "contacts"})) -> None:
         from pipelines.validate import check_validated
 
         unsupported = {"features.complaint_sentiment": cfg.features.complaint_sentiment,
@@ -425,7 +426,7 @@ class RelationalSource:
                                            "use features.engine: pandas for it")
         check_validated(cfg)
         self.cfg = cfg
-        self.tables = load_tables(cfg, frozenset({"customers", "contacts"}))
+        self.tables = load_tables(cfg, loaded)  # `loaded`: the small tables the caller reads in pandas
         self.inputs = open_inputs(cfg)
         self.first_event = earliest_event_time(self.inputs)
         customers = self.tables.customers.sort_values("customer_id", kind="stable", ignore_index=True)
@@ -435,7 +436,7 @@ class RelationalSource:
         self.closed = (datetimes_us(customers["closed_date"]) if "closed_date" in customers.columns
                        else np.full(len(customers), NEVER, dtype=np.int64))
         say(f"features on {cfg.features.engine} from the files ({', '.join(cfg.data.tables)}); "
-            f"customers and contacts loaded; data as of {tables_as_of(self.tables).date()}")
+            f"{' and '.join(sorted(loaded & set(cfg.data.tables)))} loaded; data as of {tables_as_of(self.tables).date()}")
 
     def reasons(self, cutoff: pd.Timestamp) -> np.ndarray:
         """`features.labels.population_reasons` of every customer (in id order) at `cutoff`."""
@@ -491,9 +492,10 @@ class RelationalSource:
                 yield frame
         self._uplift = collect
 
-    def scoring(self, on_excluded: ExclusionSink) -> pd.DataFrame:
-        """The scoring rows at the end of the data, as `features.build.build_scoring_table` (no labels)."""
-        cutoff = tables_as_of(self.tables)
+    def scoring(self, on_excluded: ExclusionSink, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+        """The scoring rows at `as_of` (default the end of the data), as `features.build.build_scoring_table`
+        (no labels)."""
+        cutoff = pd.Timestamp(as_of).as_unit("us") if as_of is not None else tables_as_of(self.tables)
         [(_, frame)] = list(self.stream([cutoff], on_excluded))
         if frame is None:  # an empty population: the columns of an empty table
             frame = next(iter_frames(self.cfg, [cutoff], self.inputs, self.customers, keep_empty=True))[1]

@@ -30,7 +30,7 @@ import pyarrow as pa
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from features.build import build_scoring_table, earliest_event, tables_as_of, training_cutoffs
+from features.build import build_scoring_table, cutoffs_between, earliest_event, tables_as_of
 from features.static import DAYS_PER_MONTH, customer_value_per_month
 from models.boosting import ChurnModel, ValueModel, load_churn_model
 from models.drift import DriftCounts
@@ -48,6 +48,7 @@ from pipelines.config import Config
 from pipelines.fingerprint import input_fingerprint
 from pipelines.io import StageError, StageOutputs, excel_safe, to_safe_csv
 from pipelines.outputs import stage_paths
+from pipelines.relational import RelationalSource
 from pipelines.tables import load_tables
 from pipelines.tracking import flatten_params, tracked_run
 from pipelines.train import load_registered_bundle
@@ -380,7 +381,13 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             check_model_settings(client, "contact-uplift", scoring.uplift_model_uri, uplift_info, cfg)
         lap("load_models")
 
-        tables = load_tables(cfg)
+        source: RelationalSource | None = None
+        first_event = None
+        if cfg.features.engine == "pandas":
+            tables = load_tables(cfg)
+        else:  # the events stay in their files; the stage reads customers and complaints (overdue complaints)
+            source = RelationalSource(cfg, say, frozenset({"customers", "complaints"}))
+            tables, first_event = source.tables, source.first_event
         data_end = tables_as_of(tables)
         moment = pd.Timestamp(as_of) if as_of is not None else data_end
         if moment > data_end:
@@ -395,7 +402,8 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             left_out.append(part)
             not_in_population.update(counts)
 
-        frame = build_scoring_table(tables, cfg.features, cfg.labels, moment, on_excluded=excluded_sink)
+        frame = (build_scoring_table(tables, cfg.features, cfg.labels, moment, on_excluded=excluded_sink)
+                 if source is None else source.scoring(excluded_sink, moment))
         excluded = excluded_rows(left_out[0] if left_out else None)
         lap("features")
         if excluded is not None and len(excluded):
@@ -418,7 +426,8 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
                              "score with a model trained on these features")
 
         # What the rest of the stage needs from the input tables, so they are freed before scoring.
-        history = history_note(tables, cfg)
+        history = history_note(tables, cfg, first_event)
+        del source
         tiers = overdue_complaint_tiers(tables.complaints, moment, cfg.features.complaint_targets,
                                         scoring.selection.complaint_trigger)
         value: ValueModel | np.ndarray | None = value_model
@@ -588,8 +597,9 @@ def compare_rankings(scored: pd.DataFrame, tiers: pd.Series, scoring: object, cf
     return out
 
 
-SCORING_SETTINGS_NOT_COMPARED = ("labels.cutoffs.",)
-"""Settings a model may have been trained with differently from the config without scoring differently."""
+SCORING_SETTINGS_NOT_COMPARED = ("labels.cutoffs.", "features.engine", "features.duckdb.", "features.spark.")
+"""Settings a model may have been trained with differently from the config without scoring differently
+(the engines give the same features, up to the last bits of exact against float64 money sums)."""
 
 
 def check_model_settings(client: MlflowClient, kind: str, uri: str, info: dict[str, object], cfg: Config) -> None:
@@ -620,17 +630,18 @@ def check_model_settings(client: MlflowClient, kind: str, uri: str, info: dict[s
             "with this config first, or score with a model trained with these settings (--model / --value-model)")
 
 
-def history_note(tables: object, cfg: Config) -> str:
+def history_note(tables: object, cfg: Config, first_event: pd.Timestamp | None = None) -> str:
     """Why some drift is expected by construction: a history shorter than the longest feature window.
 
     At the first training cutoffs such a history cannot hold a full window, so features that
     look back over it (365-day counts, months active, days since the first event, tenure on
     data that starts at the first purchase) are lower in training than at scoring time.
     """
-    cutoffs = training_cutoffs(tables, cfg.labels)  # type: ignore[arg-type]
+    start = earliest_event(tables, first_event)  # type: ignore[arg-type]
+    cutoffs = cutoffs_between(start, tables_as_of(tables), cfg.labels)  # type: ignore[arg-type]
     if not cutoffs:
         return ""
-    history = (cutoffs[0] - earliest_event(tables)).days  # type: ignore[arg-type]
+    history = (cutoffs[0] - start).days
     longest = cfg.features.longest_window
     if history >= longest:
         return ""

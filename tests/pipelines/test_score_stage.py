@@ -468,3 +468,23 @@ def test_batch_size_does_not_change_any_output(scored, tmp_path: Path, monkeypat
     assert small_manifest["drift"] == whole_manifest["drift"] and small_manifest["plan"] == whole_manifest["plan"]
     with pytest.raises(ConfigError, match="scoring.batch_rows: Input should be greater than or equal to 1"):
         parse_config({"data": cfg.data.model_dump(mode="json"), "scoring": {"batch_rows": 0}}, "a config")
+
+
+def test_duckdb_engine_scores_from_the_files_as_the_pandas_engine(scored, tmp_path: Path) -> None:
+    """`features.engine: duckdb` builds the scoring rows from the files (after `churn validate`), for a
+    model trained on the pandas engine's features: the same customers, scores and list."""
+    from pipelines.validate import run as validate
+
+    cfg, _ = scored
+    duck = with_changes(cfg, tmp_path / "duck")
+    duck = duck.model_copy(update={"features": duck.features.model_copy(update={"engine": "duckdb"})})
+    validate(duck)
+    run(duck)
+    pandas_scores, pandas_list, pandas_manifest = read_outputs(cfg)
+    duck_scores, duck_list, duck_manifest = read_outputs(duck)
+    assert (duck_scores["customer_id"].to_numpy() == pandas_scores["customer_id"].to_numpy()).all()
+    np.testing.assert_allclose(duck_scores["churn_probability"], pandas_scores["churn_probability"], rtol=1e-9)
+    np.testing.assert_allclose(duck_scores["next_horizon_value_if_retained"], pandas_scores["next_horizon_value_if_retained"],
+                               rtol=1e-6)
+    assert list(duck_list["customer_id"]) == list(pandas_list["customer_id"])
+    assert duck_manifest["rows"] == pandas_manifest["rows"]
