@@ -75,6 +75,9 @@ class DuckDBSettings(Strict):
     memory_limit: str | None = Field(
         default=None, pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
         description="Memory DuckDB may use before spilling to disk, e.g. 2GB; empty: DuckDB's default (80% of RAM)")
+    temp_directory: str | None = Field(
+        default=None, description="Where DuckDB spills beyond memory_limit; empty: churn-care-duckdb in the "
+                                  "system's temporary directory")
 
 
 SPARK_TIME_ZONE = "UTC"

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import pipelines.relational as relational
 from pipelines.cli import EXIT_CONFIG, EXIT_REFUSED, app
 from pipelines.config import Config
 from pipelines.features import EXCLUDED_FILE, SCORE_FILE, TRAIN_FILE, UPLIFT_FILE
@@ -55,7 +56,11 @@ def _assert_same_table(got: pd.DataFrame, expected: pd.DataFrame, name: str) -> 
 
 
 @pytest.mark.parametrize("definition", ["closure", "inactivity"])
-def test_duckdb_engine_writes_the_pandas_engines_tables(small_bank: Path, tmp_path: Path, definition: str) -> None:
+def test_duckdb_engine_writes_the_pandas_engines_tables(small_bank: Path, tmp_path: Path, definition: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """All cutoffs in one streamed query (closure), and one query per cutoff as on a big bank (inactivity)."""
+    if definition == "inactivity":
+        monkeypatch.setattr(relational, "QUERY_ROWS", 1)
     outputs = {}
     for engine in ("pandas", "duckdb"):
         cfg = _config(small_bank, tmp_path / engine, engine, definition)
