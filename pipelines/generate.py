@@ -220,6 +220,21 @@ def _choose_rows(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndar
     return (rng.random((len(probabilities), 1)) > cumulative).sum(axis=1)
 
 
+def _choose_by_group(rng: np.random.Generator, probabilities: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """`_choose_rows(rng, probabilities[group])` (same draws, same choices) without building a (rows, options) matrix.
+
+    Each row's choice is the number of its group's cumulative shares below its uniform draw.
+    """
+    cumulative = np.cumsum(probabilities, axis=1)
+    cumulative /= cumulative[:, -1:]
+    draw = rng.random(len(group))
+    choice = np.zeros(len(group), dtype=np.int64)
+    for g in range(len(probabilities)):
+        rows = group == g
+        choice[rows] = np.searchsorted(cumulative[g], draw[rows], side="left")
+    return choice
+
+
 @dataclass
 class MonthComplaints:
     """Complaints raised in one month (arrays of equal length)."""
@@ -294,8 +309,8 @@ def serve_complaints(c: MonthComplaints, rng: np.random.Generator, dissatisfacti
     returns each complaint's handling slowdown (weekends); it draws from its own stream.
     """
     n = len(c.customer)
-    tier = _choose_rows(rng, np.array([CATEGORIES[k].tiers for k in range(len(CATEGORIES))])[c.category])
-    channel = _choose_rows(rng, np.array([CATEGORIES[k].channels for k in range(len(CATEGORIES))])[c.category])
+    tier = _choose_by_group(rng, np.array([cat.tiers for cat in CATEGORIES]), c.category)
+    channel = _choose_by_group(rng, np.array([cat.channels for cat in CATEGORIES]), c.category)
     slow = busy * (place(c, channel) if place is not None else 1.0)
     response = RESPONSE_TARGET_HOURS[tier] * RESPONSE_MEDIAN_SHARE[tier] * slow * np.exp(rng.normal(0, 0.75, n))
     resolution = np.maximum(
@@ -375,12 +390,11 @@ def simulate(n_customers: int, seed: int, start: str, months: int, write: Callab
         leaving = (decided_day < lo_day) & (closed_day > lo_day)
         hazard = np.where(leaving, 1.0, hazard)
         risk_idx = np.flatnonzero(at_risk | leaving)
-        write("_truth/monthly_hazard", pd.DataFrame({
-            "customer_id": pd.Series(pop.ids[risk_idx], dtype="str"),
-            "month_start": pd.Series(month_start, index=range(len(risk_idx))).astype("datetime64[ms]"),
-            "hazard": hazard[risk_idx], "dissatisfaction": pd.Series(dissatisfaction[risk_idx]).round(4),
-            "decided_to_leave": leaving[risk_idx],
-        }))
+        write("_truth/monthly_hazard", pa.Table.from_arrays([
+            pc.take(ids_arrow, pa.array(risk_idx)).cast(pa.large_string()),
+            pa.array(np.full(len(risk_idx), month_start.to_datetime64().astype("datetime64[ms]"))),
+            pa.array(hazard[risk_idx]), pa.array(np.round(dissatisfaction[risk_idx], 4)), pa.array(leaving[risk_idx]),
+        ], schema=HAZARD_SCHEMA))
         # A customer decides to leave, then winds the relationship down (moving the salary, spending
         # elsewhere, taking money out) for a few weeks or months before the account closes.
         decides = at_risk & (rng.random(n) < hazard)
@@ -438,8 +452,8 @@ def simulate(n_customers: int, seed: int, start: str, months: int, write: Callab
             "customer_id": pc.take(ids_arrow, pa.array(owner[order])),
             "timestamp": pa.array(stamps.astype("datetime64[ms]")),
             "amount": pa.array(amount[order]),
-            "channel": pc.take(channel_arrow, pa.array(_choose_rows(rng, channel_mix[segment]))),
-            "product": pc.take(product_arrow, pa.array(_choose_rows(rng, product_mix[segment]))),
+            "channel": pc.take(channel_arrow, pa.array(_choose_by_group(rng, channel_mix, segment))),
+            "product": pc.take(product_arrow, pa.array(_choose_by_group(rng, product_mix, segment))),
         })
         write("transactions", tx)
 
@@ -511,6 +525,11 @@ def simulate(n_customers: int, seed: int, start: str, months: int, write: Callab
 
 Piece = pd.DataFrame | pa.Table
 """A run of consecutive rows of one generated table."""
+HAZARD_SCHEMA = pa.Table.from_pandas(pd.DataFrame({
+    "customer_id": pd.Series([], dtype="str"), "month_start": pd.Series([], dtype="datetime64[ms]"),
+    "hazard": pd.Series([], dtype=float), "dissatisfaction": pd.Series([], dtype=float),
+    "decided_to_leave": pd.Series([], dtype=bool)}), preserve_index=False).schema
+"""`_truth/monthly_hazard` as a pandas frame of its columns converts (its pieces are built in Arrow: ids by `take`)."""
 ROW_GROUP_ROWS = 1024 * 1024
 """Rows per piece of a table built in pieces and per Parquet row group: pyarrow's default row group,
 so a table written piece by piece has the same row groups (and bytes) as one written whole."""

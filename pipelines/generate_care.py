@@ -25,6 +25,7 @@ given seed whether or not these columns exist.
 
 from __future__ import annotations
 
+import re
 import zlib
 
 import numpy as np
@@ -250,10 +251,16 @@ def draw_branches(rng: np.random.Generator, region: np.ndarray, score_z: np.ndar
     return (region * per + np.minimum(local, per - 1)).astype(np.int16)
 
 
+_LETTER_PAIR = re.compile(r"[A-Za-z](?=[A-Za-z])")  # an ASCII letter followed by one: where a typo can fall
+
+
 def _typo(rng: np.random.Generator, text: str) -> str:
     """One or two typing slips: a swapped pair of letters, a dropped or a doubled letter."""
     chars = list(text)
-    letters = [i for i, ch in enumerate(chars[:-1]) if ch.isalpha() and chars[i + 1].isalpha()]
+    if text.isascii():  # the same positions, found faster
+        letters = [m.start() for m in _LETTER_PAIR.finditer(text)]
+    else:
+        letters = [i for i, ch in enumerate(chars[:-1]) if ch.isalpha() and chars[i + 1].isalpha()]
     for _ in range(1 + int(rng.random() < 0.3)):
         if not letters:
             break
@@ -282,23 +289,26 @@ def _texts(rng: np.random.Generator, category: np.ndarray, tier: np.ndarray, moo
     n = len(category)
     angry = angry_draw < 1.0 - np.exp(-0.9 * np.maximum(mood, 0.0))  # unhappier customers write angrier
     texts: list[str] = []
+    # Python lists: the same doubles and integers, read faster one by one
+    cats, tiers, rows, angry_rows = category.tolist(), tier.tolist(), u.tolist(), angry.tolist()
     for k in range(n):
-        cat = category_names[category[k]]
-        cores = (GENERIC if u[k, 6] < VAGUE_SHARE else
-                 CORE[RELATED[cat]] if u[k, 6] < VAGUE_SHARE + BORROWED_SHARE else CORE[cat])
-        core = cores[int(u[k, 0] * len(cores))]
-        if angry[k]:
-            opening = OPENINGS_ANGRY[int(u[k, 1] * len(OPENINGS_ANGRY))]
-            tone = NEGATIVE[int(u[k, 2] * len(NEGATIVE))]
+        row = rows[k]
+        cat = category_names[cats[k]]
+        cores = (GENERIC if row[6] < VAGUE_SHARE else
+                 CORE[RELATED[cat]] if row[6] < VAGUE_SHARE + BORROWED_SHARE else CORE[cat])
+        core = cores[int(row[0] * len(cores))]
+        if angry_rows[k]:
+            opening = OPENINGS_ANGRY[int(row[1] * len(OPENINGS_ANGRY))]
+            tone = NEGATIVE[int(row[2] * len(NEGATIVE))]
         else:
-            opening = OPENINGS_CALM[int(u[k, 1] * len(OPENINGS_CALM))]
-            tone = (MIXED[int(u[k, 2] * len(MIXED))] if u[k, 3] < 0.35 else "")
-        t = tier[k]
+            opening = OPENINGS_CALM[int(row[1] * len(OPENINGS_CALM))]
+            tone = (MIXED[int(row[2] * len(MIXED))] if row[3] < 0.35 else "")
+        t = tiers[k]
         ask_pool = URGENT if t == 0 else (SOFT if t == 3 else NEUTRAL)
-        ask = ask_pool[int(u[k, 4] * len(ask_pool))] if (t in (0, 3) or u[k, 4] < 0.7) else ""
+        ask = ask_pool[int(row[4] * len(ask_pool))] if (t in (0, 3) or row[4] < 0.7) else ""
         sentence = (core if opening.endswith(",") else core[0].upper() + core[1:]) + "."
         text = " ".join(part for part in (opening, sentence, tone, ask) if part)
-        if u[k, 5] < TYPO_SHARE:
+        if row[5] < TYPO_SHARE:
             text = _typo(rng, text)
         texts.append(text)
     return texts
