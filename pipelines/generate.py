@@ -50,6 +50,9 @@ AGE_SHARE = (0.10, 0.22, 0.22, 0.20, 0.14, 0.12)
 ACQUISITION = ("branch", "online", "referral", "partner")
 TX_CHANNELS = ("card", "mobile_app", "online_banking", "branch", "atm")
 TX_PRODUCTS = ("current_account", "credit_card", "savings")
+# Share of each transaction channel and product by segment (rows: SEGMENTS).
+TX_CHANNEL_MIX = np.array([[0.55, 0.25, 0.10, 0.05, 0.05], [0.45, 0.20, 0.15, 0.15, 0.05], [0.30, 0.20, 0.30, 0.15, 0.05]])
+TX_PRODUCT_MIX = np.array([[0.65, 0.30, 0.05], [0.45, 0.40, 0.15], [0.70, 0.25, 0.05]])
 TIERS = ("urgent", "high", "normal", "suggestion")
 # Service targets in hours (response, resolution), from the playbook's tiers; suggestions have
 # no resolution target, so they are closed on a slow two-week rhythm.
@@ -326,6 +329,67 @@ def serve_complaints(c: MonthComplaints, rng: np.random.Generator, dissatisfacti
                           resolution_breached)
 
 
+def month_transactions(rng: np.random.Generator, pop: Population, ids: pa.Array, present: np.ndarray,
+                       lo_p: np.ndarray, hi_p: np.ndarray, share: np.ndarray, dissatisfaction: np.ndarray,
+                       shock: np.ndarray, shock_day: np.ndarray, decided_day: np.ndarray, closed_day: np.ndarray,
+                       decides: np.ndarray, silent: np.ndarray, month_start: pd.Timestamp, hi_day: float,
+                       end_day: float, origin: pd.Timestamp) -> pa.Table:
+    """One month's transactions in time order: engagement falls with dissatisfaction; year-end peak; soft churn.
+
+    `present`, `lo_p`, `hi_p`, `share`: the customers around this month and their days in it; `ids`:
+    every customer's id (Arrow, taken by index).
+    """
+    n = len(decided_day)
+    season = 1.0 + 0.15 * np.cos(2 * np.pi * (month_start.month - 12) / 12.0)
+    engagement = np.exp(-1.4 * dissatisfaction[present])
+    counts = rng.poisson(pop.transaction_rate[present] * engagement * season * share)
+    owner = np.repeat(present.astype(np.int32), counts)
+    total = len(owner)
+    day = rng.uniform(np.repeat(lo_p, counts), np.repeat(hi_p, counts))
+    # From the day of a silent shock or of the decision to leave, fewer transactions happen.
+    keep = (day <= shock_day[owner]) | (rng.random(total) < np.exp(-1.4 * shock[owner]))
+    keep &= (day <= decided_day[owner]) | (rng.random(total) < LEAVER_USE_KEPT)
+    owner, day = owner[keep], day[keep]
+    del keep
+    total = len(owner)
+    amount = pop.amount_median[owner] * np.exp(rng.normal(0.0, 0.9, total) - 0.3 * dissatisfaction[owner])
+    # Refunds, and outflows that grow as an unhappy customer moves money elsewhere.
+    leaving_tx = day > decided_day[owner]
+    outflow = rng.random(total) < 0.06 + 0.12 * np.minimum(dissatisfaction[owner], 2.0) + 0.3 * leaving_tx
+    del leaving_tx
+    amount = np.where(outflow, -(0.5 + np.minimum(dissatisfaction[owner], 2.0)) * amount, amount)
+    del outflow
+    # Most leavers move their money out in one go soon after deciding.
+    movers = np.flatnonzero(decides & (rng.random(n) < MOVER_SHARE))
+    move_day = np.minimum(decided_day[movers] + rng.uniform(0.0, MOVE_WITHIN_DAYS, len(movers)),
+                          np.minimum(closed_day[movers], end_day) - 0.01)
+    # Most silently disengaged customers first move part of their money to another provider.
+    shifters = np.flatnonzero(silent & (rng.random(n) < SHIFT_SHARE) & (shock_day > pop.signup_day))
+    shift_day = np.minimum(shock_day[shifters] + rng.uniform(0.0, SHIFT_WITHIN_DAYS, len(shifters)), hi_day - 0.01)
+    owner = np.concatenate([owner, movers.astype(np.int32), shifters.astype(np.int32)])
+    day = np.concatenate([day, move_day, shift_day])
+    amount = np.concatenate([amount, -pop.amount_median[movers] * rng.uniform(*MOVE_SIZE, len(movers)),
+                             -pop.amount_median[shifters] * rng.uniform(*SHIFT_SIZE, len(shifters))])
+    amount = np.round(amount, 2)
+    order = np.lexsort((owner, day))
+    owner, day, amount = owner[order], day[order], amount[order]
+    del order
+    seconds = np.floor(day * SECONDS_PER_DAY).astype("int64")
+    del day
+    stamps = (np.datetime64(origin.to_datetime64(), "s") + seconds.astype("timedelta64[s]")).astype("datetime64[ms]")
+    del seconds
+    segment = pop.segment[owner]
+    return pa.table({
+        "customer_id": pc.take(ids, pa.array(owner)),
+        "timestamp": pa.array(stamps),
+        "amount": pa.array(amount),
+        "channel": pc.take(pa.array(TX_CHANNELS, type=pa.string()),
+                           pa.array(_choose_by_group(rng, TX_CHANNEL_MIX, segment))),
+        "product": pc.take(pa.array(TX_PRODUCTS, type=pa.string()),
+                           pa.array(_choose_by_group(rng, TX_PRODUCT_MIX, segment))),
+    })
+
+
 def simulate(n_customers: int, seed: int, start: str, months: int, write: Callable[[str, Piece], None],
              progress: Callable[[str], None] | None = None,
              contact_share: float = CONTACT_SHARE_PER_MONTH, control_share: float = CONTROL_SHARE) -> None:
@@ -348,11 +412,6 @@ def simulate(n_customers: int, seed: int, start: str, months: int, write: Callab
     pop = make_population(n_customers, rng, end_day)
     n = n_customers
     ids_arrow = pa.array(pop.ids, type=pa.string())
-    channel_arrow = pa.array(TX_CHANNELS, type=pa.string())
-    product_arrow = pa.array(TX_PRODUCTS, type=pa.string())
-    channel_mix = np.array([[0.55, 0.25, 0.10, 0.05, 0.05], [0.45, 0.20, 0.15, 0.15, 0.05],
-                            [0.30, 0.20, 0.30, 0.15, 0.05]])
-    product_mix = np.array([[0.65, 0.30, 0.05], [0.45, 0.40, 0.15], [0.70, 0.25, 0.05]])
 
     closed_day = np.full(n, np.inf)
     decided_day = np.full(n, np.inf)  # when a customer made up their mind to leave
@@ -414,48 +473,12 @@ def simulate(n_customers: int, seed: int, start: str, months: int, write: Callab
         lo_p, hi_p = lo[present], hi[present]
         share = (hi_p - lo_p) / (hi_day - lo_day)
 
-        # --- transactions: engagement falls with dissatisfaction; year-end peak
-        season = 1.0 + 0.15 * np.cos(2 * np.pi * (month_start.month - 12) / 12.0)
-        engagement = np.exp(-1.4 * dissatisfaction[present])
-        counts = rng.poisson(pop.transaction_rate[present] * engagement * season * share)
-        owner = np.repeat(present, counts)
-        total = len(owner)
-        day = rng.uniform(np.repeat(lo_p, counts), np.repeat(hi_p, counts))
-        # From the day of a silent shock or of the decision to leave, fewer transactions happen.
-        keep = (day <= shock_day[owner]) | (rng.random(total) < np.exp(-1.4 * shock[owner]))
-        keep &= (day <= decided_day[owner]) | (rng.random(total) < LEAVER_USE_KEPT)
-        owner, day = owner[keep], day[keep]
-        total = len(owner)
-        amount = pop.amount_median[owner] * np.exp(rng.normal(0.0, 0.9, total) - 0.3 * dissatisfaction[owner])
-        # Refunds, and outflows that grow as an unhappy customer moves money elsewhere.
-        leaving_tx = day > decided_day[owner]
-        outflow = rng.random(total) < 0.06 + 0.12 * np.minimum(dissatisfaction[owner], 2.0) + 0.3 * leaving_tx
-        amount = np.where(outflow, -(0.5 + np.minimum(dissatisfaction[owner], 2.0)) * amount, amount)
-        # Most leavers move their money out in one go soon after deciding.
-        movers = np.flatnonzero(decides & (rng.random(n) < MOVER_SHARE))
-        move_day = np.minimum(decided_day[movers] + rng.uniform(0.0, MOVE_WITHIN_DAYS, len(movers)),
-                              np.minimum(closed_day[movers], end_day) - 0.01)
-        # Most silently disengaged customers first move part of their money to another provider.
-        shifters = np.flatnonzero(silent & (rng.random(n) < SHIFT_SHARE) & (shock_day > pop.signup_day))
-        shift_day = np.minimum(shock_day[shifters] + rng.uniform(0.0, SHIFT_WITHIN_DAYS, len(shifters)), hi_day - 0.01)
-        owner = np.concatenate([owner, movers, shifters])
-        day = np.concatenate([day, move_day, shift_day])
-        amount = np.concatenate([amount, -pop.amount_median[movers] * rng.uniform(*MOVE_SIZE, len(movers)),
-                                 -pop.amount_median[shifters] * rng.uniform(*SHIFT_SIZE, len(shifters))])
-        amount = np.round(amount, 2)
-        total = len(owner)
-        order = np.lexsort((owner, day))
-        seconds = np.floor(day[order] * SECONDS_PER_DAY).astype("int64")
-        stamps = (np.datetime64(origin.to_datetime64(), "s") + seconds.astype("timedelta64[s]"))
-        segment = pop.segment[owner[order]]
-        tx = pa.table({
-            "customer_id": pc.take(ids_arrow, pa.array(owner[order])),
-            "timestamp": pa.array(stamps.astype("datetime64[ms]")),
-            "amount": pa.array(amount[order]),
-            "channel": pc.take(channel_arrow, pa.array(_choose_by_group(rng, channel_mix, segment))),
-            "product": pc.take(product_arrow, pa.array(_choose_by_group(rng, product_mix, segment))),
-        })
+        # --- transactions (a function: a month's arrays are freed before the next month's are made)
+        tx = month_transactions(rng, pop, ids_arrow, present, lo_p, hi_p, share, dissatisfaction, shock, shock_day,
+                                decided_day, closed_day, decides, silent, month_start, hi_day, end_day, origin)
+        total = tx.num_rows
         write("transactions", tx)
+        del tx
 
         # --- complaints, their handling, and what they do to the customer's mood
         complaints, chain_counter = draw_complaints(pop, rng, present, lo_p, hi_p, dissatisfaction, month,
