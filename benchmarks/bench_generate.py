@@ -5,9 +5,9 @@ For each size N (`--customers`, one output folder each in `--out`), each in a fr
   (a) generate: `pipelines.generate.run` for N customers and M months (Parquet);
   (b) reference: read every table it wrote and write it again with pyarrow (zstd): the
       I/O floor of producing the same bytes, on the same machine in the same run.
-Reports wall times, peak memory (ru_maxrss), rows of every table, bytes on disk, the ratio
+Reports wall and CPU times, peak memory (ru_maxrss), rows of every table, bytes on disk, the ratio
 generate / reference, and, with two or more sizes, how the cost grows from the smallest to the
-largest: time ratio divided by the size ratio (1.0: linear) and the peak-memory ratio.
+largest: wall and CPU time ratios divided by the size ratio (1.0: linear) and the peak-memory ratio.
 
 Usage:
   .venv/bin/python benchmarks/bench_generate.py --customers 1000000 --months 30 --out /tmp/bench-data/1m
@@ -37,6 +37,12 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads (less swayed than wall time by other jobs on the machine)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child_generate(customers: int, months: int, out: str, seed: int) -> dict[str, object]:
     import pyarrow.parquet as pq
 
@@ -47,7 +53,7 @@ def child_generate(customers: int, months: int, out: str, seed: int) -> dict[str
     seconds = time.perf_counter() - start
     files = sorted(Path(out).rglob("*.parquet"))
     rows = {str(p.relative_to(out).with_suffix("")): pq.ParquetFile(p).metadata.num_rows for p in files}
-    return {"seconds": seconds, "peak_gb": peak_rss_gb(), "rows": rows,
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds(), "peak_gb": peak_rss_gb(), "rows": rows,
             "disk_gb": sum(p.stat().st_size for p in files) / 1024**3}
 
 
@@ -69,7 +75,7 @@ def child_rewrite(out: str) -> dict[str, object]:
             writer.close()
     seconds = time.perf_counter() - start
     shutil.rmtree(target)  # the copy was only written to be timed
-    return {"seconds": seconds, "peak_gb": peak_rss_gb()}
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds(), "peak_gb": peak_rss_gb()}
 
 
 def in_child(function: str, *args: object) -> dict[str, object]:
@@ -86,8 +92,10 @@ def measure(customers: int, months: int, out: str, seed: int) -> dict[str, objec
     reference = in_child("child_rewrite", out)
     run = {
         "customers": customers, "out": out, "rows": generated["rows"], "disk_gb": round(generated["disk_gb"], 2),
-        "generate_seconds": round(generated["seconds"], 1), "generate_peak_gb": round(generated["peak_gb"], 2),
-        "rewrite_seconds": round(reference["seconds"], 1), "rewrite_peak_gb": round(reference["peak_gb"], 2),
+        "generate_seconds": round(generated["seconds"], 1), "generate_cpu_seconds": round(generated["cpu_seconds"], 1),
+        "generate_peak_gb": round(generated["peak_gb"], 2),
+        "rewrite_seconds": round(reference["seconds"], 1), "rewrite_cpu_seconds": round(reference["cpu_seconds"], 1),
+        "rewrite_peak_gb": round(reference["peak_gb"], 2),
         "ratio_generate_to_rewrite": round(generated["seconds"] / reference["seconds"], 2),
         "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
     }
@@ -110,9 +118,11 @@ def main() -> None:
         small, large = min(runs, key=lambda r: r["customers"]), max(runs, key=lambda r: r["customers"])
         size_ratio = large["customers"] / small["customers"]
         time_ratio = large["generate_seconds"] / small["generate_seconds"]
+        cpu_ratio = large["generate_cpu_seconds"] / small["generate_cpu_seconds"]
         result["growth"] = {
             "from_customers": small["customers"], "to_customers": large["customers"],
             "time_ratio": round(time_ratio, 2), "time_ratio_per_size_ratio": round(time_ratio / size_ratio, 2),
+            "cpu_time_ratio": round(cpu_ratio, 2), "cpu_time_ratio_per_size_ratio": round(cpu_ratio / size_ratio, 2),
             "memory_ratio": round(large["generate_peak_gb"] / small["generate_peak_gb"], 2),
         }
     result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
