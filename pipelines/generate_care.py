@@ -276,16 +276,12 @@ def _typo(rng: np.random.Generator, text: str) -> str:
 
 
 def complaint_texts(rng: np.random.Generator, category: np.ndarray, tier: np.ndarray, mood: np.ndarray,
-                    category_names: tuple[str, ...]) -> list[str]:
-    """Complaint texts: opening, what happened, urgency by tier, tone by the hidden mood, typos."""
-    n = len(category)
-    angry_draw = rng.random(n)
-    return _texts(rng, category, tier, mood, category_names, angry_draw, rng.random((n, 7)))
+                    category_names: tuple[str, ...], angry_draw: np.ndarray, u: np.ndarray) -> list[str]:
+    """Complaint texts: opening, what happened, urgency by tier, tone by the hidden mood, typos.
 
-
-def _texts(rng: np.random.Generator, category: np.ndarray, tier: np.ndarray, mood: np.ndarray,
-           category_names: tuple[str, ...], angry_draw: np.ndarray, u: np.ndarray) -> list[str]:
-    """`complaint_texts` given its uniform draws (`angry_draw`: one per text, `u`: seven per text); typos from `rng`."""
+    `angry_draw` (one uniform per text) and `u` (seven per text) are drawn by the caller (`CareColumns`
+    places them in the stream); the typos draw from `rng`, text by text.
+    """
     n = len(category)
     angry = angry_draw < 1.0 - np.exp(-0.9 * np.maximum(mood, 0.0))  # unhappier customers write angrier
     texts: list[str] = []
@@ -364,8 +360,8 @@ class CareColumns:
         self.complaint_branch[part] = codes
         category = self.complaint["category"][part]
         line = np.where(self.segment[customer] == 2, "business_banking", self.category_line[category])
-        texts = _texts(self._typo, category, self.complaint["tier"][part], self.complaint["mood"][part],
-                       self.category_names, self._angry.random(m), self._u.random((m, 7)))
+        texts = complaint_texts(self._typo, category, self.complaint["tier"][part], self.complaint["mood"][part],
+                                self.category_names, self._angry.random(m), self._u.random((m, 7)))
         self._complaints_done = part.stop
         return {"text": pd.Series(texts, dtype="str"), "branch": pd.Series(self.names[codes], dtype="str"),
                 "business_line": pd.Series(line, dtype="str")}
