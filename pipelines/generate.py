@@ -23,12 +23,18 @@ imperfect (`make demo` reports the model's gap to this ceiling).
 Everything the model must not see is written apart, in `OUT/_truth/`: the monthly hazard
 of every customer at risk, the latent traits, the true effect of a retention contact and
 the planted chains. The input tables hold only what a bank would have.
+
+Every table is streamed into one file of its own (`TableFiles`): transactions and the monthly
+hazard month by month, the others in pieces of `ROW_GROUP_ROWS` rows, so memory grows with the
+customers (their state) and the events (compact arrays), never with customers x months; a
+10-million-customer bank fits this 24 GB machine (`benchmarks/bench_generate.py`). The files are
+byte-identical to those of building each table whole.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.generate_care import TIMING_STREAM, add_units_and_text, place_complaints, stream
+from pipelines.generate_care import TIMING_STREAM, CareColumns, place_complaints, stream
 from pipelines.io import atomic_dir, clean_leftovers, to_safe_csv
 
 SECONDS_PER_DAY = 86_400
@@ -50,6 +56,9 @@ AGE_SHARE = (0.10, 0.22, 0.22, 0.20, 0.14, 0.12)
 ACQUISITION = ("branch", "online", "referral", "partner")
 TX_CHANNELS = ("card", "mobile_app", "online_banking", "branch", "atm")
 TX_PRODUCTS = ("current_account", "credit_card", "savings")
+# Share of each transaction channel and product by segment (rows: SEGMENTS).
+TX_CHANNEL_MIX = np.array([[0.55, 0.25, 0.10, 0.05, 0.05], [0.45, 0.20, 0.15, 0.15, 0.05], [0.30, 0.20, 0.30, 0.15, 0.05]])
+TX_PRODUCT_MIX = np.array([[0.65, 0.30, 0.05], [0.45, 0.40, 0.15], [0.70, 0.25, 0.05]])
 TIERS = ("urgent", "high", "normal", "suggestion")
 # Service targets in hours (response, resolution), from the playbook's tiers; suggestions have
 # no resolution target, so they are closed on a slow two-week rhythm.
@@ -220,6 +229,21 @@ def _choose_rows(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndar
     return (rng.random((len(probabilities), 1)) > cumulative).sum(axis=1)
 
 
+def _choose_by_group(rng: np.random.Generator, probabilities: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """`_choose_rows(rng, probabilities[group])` (same draws, same choices) without building a (rows, options) matrix.
+
+    Each row's choice is the number of its group's cumulative shares below its uniform draw.
+    """
+    cumulative = np.cumsum(probabilities, axis=1)
+    cumulative /= cumulative[:, -1:]
+    draw = rng.random(len(group))
+    choice = np.zeros(len(group), dtype=np.int64)
+    for g in range(len(probabilities)):
+        rows = group == g
+        choice[rows] = np.searchsorted(cumulative[g], draw[rows], side="left")
+    return choice
+
+
 @dataclass
 class MonthComplaints:
     """Complaints raised in one month (arrays of equal length)."""
@@ -294,8 +318,8 @@ def serve_complaints(c: MonthComplaints, rng: np.random.Generator, dissatisfacti
     returns each complaint's handling slowdown (weekends); it draws from its own stream.
     """
     n = len(c.customer)
-    tier = _choose_rows(rng, np.array([CATEGORIES[k].tiers for k in range(len(CATEGORIES))])[c.category])
-    channel = _choose_rows(rng, np.array([CATEGORIES[k].channels for k in range(len(CATEGORIES))])[c.category])
+    tier = _choose_by_group(rng, np.array([cat.tiers for cat in CATEGORIES]), c.category)
+    channel = _choose_by_group(rng, np.array([cat.channels for cat in CATEGORIES]), c.category)
     slow = busy * (place(c, channel) if place is not None else 1.0)
     response = RESPONSE_TARGET_HOURS[tier] * RESPONSE_MEDIAN_SHARE[tier] * slow * np.exp(rng.normal(0, 0.75, n))
     resolution = np.maximum(
@@ -311,19 +335,109 @@ def serve_complaints(c: MonthComplaints, rng: np.random.Generator, dissatisfacti
                           resolution_breached)
 
 
-def simulate(n_customers: int, seed: int, start: str, months: int,
-             progress: Callable[[str], None] | None = None,
-             transaction_sink: Callable[[pa.Table], None] | None = None,
-             contact_share: float = CONTACT_SHARE_PER_MONTH, control_share: float = CONTROL_SHARE
-             ) -> dict[str, pd.DataFrame]:
-    """Run the bank for `months` months; return the input tables and the truth tables.
+def month_transactions(rng: np.random.Generator, pop: Population, ids: pa.Array, present: np.ndarray,
+                       lo_p: np.ndarray, hi_p: np.ndarray, share: np.ndarray, dissatisfaction: np.ndarray,
+                       shock: np.ndarray, shock_day: np.ndarray, decided_day: np.ndarray, closed_day: np.ndarray,
+                       decides: np.ndarray, silent: np.ndarray, month_start: pd.Timestamp, hi_day: float,
+                       end_day: float, origin: pd.Timestamp) -> pa.Table:
+    """One month's transactions in time order: engagement falls with dissatisfaction; year-end peak; soft churn.
 
-    Transactions are handed month by month to `transaction_sink` (so a million customers
-    never hold every transaction in memory); without a sink they are returned as a table.
-    `contact_share` and `control_share` size the bank's randomised retention campaign (how much
-    evidence about a contact's effect its history holds); the bank's behaviour is otherwise the same.
+    `present`, `lo_p`, `hi_p`, `share`: the customers around this month and their days in it; `ids`:
+    every customer's id (Arrow, taken by index).
+    """
+    n = len(decided_day)
+    season = 1.0 + 0.15 * np.cos(2 * np.pi * (month_start.month - 12) / 12.0)
+    engagement = np.exp(-1.4 * dissatisfaction[present])
+    counts = rng.poisson(pop.transaction_rate[present] * engagement * season * share)
+    owner = np.repeat(present.astype(np.int32), counts)
+    total = len(owner)
+    day = rng.uniform(np.repeat(lo_p, counts), np.repeat(hi_p, counts))
+    # From the day of a silent shock or of the decision to leave, fewer transactions happen.
+    keep = (day <= shock_day[owner]) | (rng.random(total) < np.exp(-1.4 * shock[owner]))
+    keep &= (day <= decided_day[owner]) | (rng.random(total) < LEAVER_USE_KEPT)
+    owner, day = owner[keep], day[keep]
+    del keep
+    total = len(owner)
+    amount = pop.amount_median[owner] * np.exp(rng.normal(0.0, 0.9, total) - 0.3 * dissatisfaction[owner])
+    # Refunds, and outflows that grow as an unhappy customer moves money elsewhere.
+    leaving_tx = day > decided_day[owner]
+    outflow = rng.random(total) < 0.06 + 0.12 * np.minimum(dissatisfaction[owner], 2.0) + 0.3 * leaving_tx
+    del leaving_tx
+    amount = np.where(outflow, -(0.5 + np.minimum(dissatisfaction[owner], 2.0)) * amount, amount)
+    del outflow
+    # Most leavers move their money out in one go soon after deciding.
+    movers = np.flatnonzero(decides & (rng.random(n) < MOVER_SHARE))
+    move_day = np.minimum(decided_day[movers] + rng.uniform(0.0, MOVE_WITHIN_DAYS, len(movers)),
+                          np.minimum(closed_day[movers], end_day) - 0.01)
+    # Most silently disengaged customers first move part of their money to another provider.
+    shifters = np.flatnonzero(silent & (rng.random(n) < SHIFT_SHARE) & (shock_day > pop.signup_day))
+    shift_day = np.minimum(shock_day[shifters] + rng.uniform(0.0, SHIFT_WITHIN_DAYS, len(shifters)), hi_day - 0.01)
+    owner = np.concatenate([owner, movers.astype(np.int32), shifters.astype(np.int32)])
+    day = np.concatenate([day, move_day, shift_day])
+    amount = np.concatenate([amount, -pop.amount_median[movers] * rng.uniform(*MOVE_SIZE, len(movers)),
+                             -pop.amount_median[shifters] * rng.uniform(*SHIFT_SIZE, len(shifters))])
+    amount = np.round(amount, 2)
+    order = np.lexsort((owner, day))
+    owner, day, amount = owner[order], day[order], amount[order]
+    del order
+    seconds = np.floor(day * SECONDS_PER_DAY).astype("int64")
+    del day
+    stamps = (np.datetime64(origin.to_datetime64(), "s") + seconds.astype("timedelta64[s]")).astype("datetime64[ms]")
+    del seconds
+    segment = pop.segment[owner]
+    return pa.table({
+        "customer_id": pc.take(ids, pa.array(owner)),
+        "timestamp": pa.array(stamps),
+        "amount": pa.array(amount),
+        "channel": pc.take(pa.array(TX_CHANNELS, type=pa.string()),
+                           pa.array(_choose_by_group(rng, TX_CHANNEL_MIX, segment))),
+        "product": pc.take(pa.array(TX_PRODUCTS, type=pa.string()),
+                           pa.array(_choose_by_group(rng, TX_PRODUCT_MIX, segment))),
+    })
+
+
+def simulate(n_customers: int, seed: int, start: str, months: int, write: Callable[[str, Piece], None],
+             progress: Callable[[str], None] | None = None,
+             contact_share: float = CONTACT_SHARE_PER_MONTH, control_share: float = CONTROL_SHARE) -> None:
+    """Run the bank for `months` months, handing every input and truth table to `write(name, piece)`.
+
+    Each table arrives in row order in pieces (`TableFiles.write` puts them in one file):
+    transactions and the monthly hazard month by month, the other tables in pieces of at most
+    `ROW_GROUP_ROWS` rows, so no table of a 10-million-customer bank is held whole. The events
+    (complaints, surveys, contacts) are kept in compact arrays until the end, as their order and
+    numbering are over the whole history. `contact_share` and `control_share` size the bank's
+    randomised retention campaign (how much evidence about a contact's effect its history holds);
+    the bank's behaviour is otherwise the same.
     """
     say = progress or (lambda message: None)
+    history = simulate_months(n_customers, seed, start, months, write, say, contact_share, control_share)
+    say("writing customers, complaints, surveys and contacts")
+    pop, origin, end_day, closed_day = history.pop, history.origin, history.end_day, history.closed_day
+    write_customers(write, pop, origin, end_day, closed_day, history.silent_shock_month)
+    no_contacts = {"customer": np.zeros(0, np.int32), "day": np.zeros(0), "action": np.zeros(0, np.int8),
+                   "treatment": np.zeros(0, np.int8)}
+    write_events(write, pop, origin, end_day, seed, living_events(history.complaint_parts, closed_day, end_day),
+                 living_events(history.survey_parts, closed_day, end_day),
+                 living_events(history.contact_parts or [no_contacts], closed_day, end_day))
+
+
+@dataclass
+class History:
+    """What writing the remaining tables needs once every month is simulated (the months' own arrays are freed)."""
+
+    pop: Population
+    origin: pd.Timestamp
+    end_day: float
+    closed_day: np.ndarray
+    silent_shock_month: np.ndarray
+    complaint_parts: list[dict[str, np.ndarray]]  # one dict of compact arrays a month
+    survey_parts: list[dict[str, np.ndarray]]
+    contact_parts: list[dict[str, np.ndarray]]
+
+
+def simulate_months(n_customers: int, seed: int, start: str, months: int, write: Callable[[str, Piece], None],
+                    say: Callable[[str], None], contact_share: float, control_share: float) -> History:
+    """The monthly loop of `simulate`: transactions and the monthly hazard go to `write`, the events are returned."""
     rng = np.random.default_rng(seed)
     edges = month_starts(start, months)
     origin = edges[0]
@@ -332,22 +446,15 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
     pop = make_population(n_customers, rng, end_day)
     n = n_customers
     ids_arrow = pa.array(pop.ids, type=pa.string())
-    channel_arrow = pa.array(TX_CHANNELS, type=pa.string())
-    product_arrow = pa.array(TX_PRODUCTS, type=pa.string())
-    channel_mix = np.array([[0.55, 0.25, 0.10, 0.05, 0.05], [0.45, 0.20, 0.15, 0.15, 0.05],
-                            [0.30, 0.20, 0.30, 0.15, 0.05]])
-    product_mix = np.array([[0.65, 0.30, 0.05], [0.45, 0.40, 0.15], [0.70, 0.25, 0.05]])
 
     closed_day = np.full(n, np.inf)
     decided_day = np.full(n, np.inf)  # when a customer made up their mind to leave
     dissatisfaction = rng.exponential(0.15, n)
     open_breach_until = np.full(n, -np.inf)  # day the latest breached complaint gets resolved
     contact_until = np.full(n, -np.inf)  # a treated contact lowers the hazard until this day
-    hazard_parts: list[pd.DataFrame] = []
     complaint_parts: list[dict[str, np.ndarray]] = []
     survey_parts: list[dict[str, np.ndarray]] = []
     contact_parts: list[dict[str, np.ndarray]] = []
-    transaction_tables: list[pa.Table] = []
     silent_shock_month = np.full(n, -1)
     chain_counter = 0
     timing_rng = stream(seed, TIMING_STREAM)  # weekday and hour of complaints (no draw of `rng`)
@@ -376,9 +483,11 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
         leaving = (decided_day < lo_day) & (closed_day > lo_day)
         hazard = np.where(leaving, 1.0, hazard)
         risk_idx = np.flatnonzero(at_risk | leaving)
-        hazard_parts.append(pd.DataFrame({"customer": risk_idx, "month_start": month_start,
-                                          "hazard": hazard[risk_idx], "dissatisfaction": dissatisfaction[risk_idx],
-                                          "leaving": leaving[risk_idx]}))
+        write("_truth/monthly_hazard", pa.Table.from_arrays([
+            pc.take(ids_arrow, pa.array(risk_idx)).cast(pa.large_string()),
+            pa.array(np.full(len(risk_idx), month_start.to_datetime64().astype("datetime64[ms]"))),
+            pa.array(hazard[risk_idx]), pa.array(np.round(dissatisfaction[risk_idx], 4)), pa.array(leaving[risk_idx]),
+        ], schema=HAZARD_SCHEMA))
         # A customer decides to leave, then winds the relationship down (moving the salary, spending
         # elsewhere, taking money out) for a few weeks or months before the account closes.
         decides = at_risk & (rng.random(n) < hazard)
@@ -398,51 +507,12 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
         lo_p, hi_p = lo[present], hi[present]
         share = (hi_p - lo_p) / (hi_day - lo_day)
 
-        # --- transactions: engagement falls with dissatisfaction; year-end peak
-        season = 1.0 + 0.15 * np.cos(2 * np.pi * (month_start.month - 12) / 12.0)
-        engagement = np.exp(-1.4 * dissatisfaction[present])
-        counts = rng.poisson(pop.transaction_rate[present] * engagement * season * share)
-        owner = np.repeat(present, counts)
-        total = len(owner)
-        day = rng.uniform(np.repeat(lo_p, counts), np.repeat(hi_p, counts))
-        # From the day of a silent shock or of the decision to leave, fewer transactions happen.
-        keep = (day <= shock_day[owner]) | (rng.random(total) < np.exp(-1.4 * shock[owner]))
-        keep &= (day <= decided_day[owner]) | (rng.random(total) < LEAVER_USE_KEPT)
-        owner, day = owner[keep], day[keep]
-        total = len(owner)
-        amount = pop.amount_median[owner] * np.exp(rng.normal(0.0, 0.9, total) - 0.3 * dissatisfaction[owner])
-        # Refunds, and outflows that grow as an unhappy customer moves money elsewhere.
-        leaving_tx = day > decided_day[owner]
-        outflow = rng.random(total) < 0.06 + 0.12 * np.minimum(dissatisfaction[owner], 2.0) + 0.3 * leaving_tx
-        amount = np.where(outflow, -(0.5 + np.minimum(dissatisfaction[owner], 2.0)) * amount, amount)
-        # Most leavers move their money out in one go soon after deciding.
-        movers = np.flatnonzero(decides & (rng.random(n) < MOVER_SHARE))
-        move_day = np.minimum(decided_day[movers] + rng.uniform(0.0, MOVE_WITHIN_DAYS, len(movers)),
-                              np.minimum(closed_day[movers], end_day) - 0.01)
-        # Most silently disengaged customers first move part of their money to another provider.
-        shifters = np.flatnonzero(silent & (rng.random(n) < SHIFT_SHARE) & (shock_day > pop.signup_day))
-        shift_day = np.minimum(shock_day[shifters] + rng.uniform(0.0, SHIFT_WITHIN_DAYS, len(shifters)), hi_day - 0.01)
-        owner = np.concatenate([owner, movers, shifters])
-        day = np.concatenate([day, move_day, shift_day])
-        amount = np.concatenate([amount, -pop.amount_median[movers] * rng.uniform(*MOVE_SIZE, len(movers)),
-                                 -pop.amount_median[shifters] * rng.uniform(*SHIFT_SIZE, len(shifters))])
-        amount = np.round(amount, 2)
-        total = len(owner)
-        order = np.lexsort((owner, day))
-        seconds = np.floor(day[order] * SECONDS_PER_DAY).astype("int64")
-        stamps = (np.datetime64(origin.to_datetime64(), "s") + seconds.astype("timedelta64[s]"))
-        segment = pop.segment[owner[order]]
-        tx = pa.table({
-            "customer_id": pc.take(ids_arrow, pa.array(owner[order])),
-            "timestamp": pa.array(stamps.astype("datetime64[ms]")),
-            "amount": pa.array(amount[order]),
-            "channel": pc.take(channel_arrow, pa.array(_choose_rows(rng, channel_mix[segment]))),
-            "product": pc.take(product_arrow, pa.array(_choose_rows(rng, product_mix[segment]))),
-        })
-        if transaction_sink is not None:
-            transaction_sink(tx)
-        else:
-            transaction_tables.append(tx)
+        # --- transactions (a function: a month's arrays are freed before the next month's are made)
+        tx = month_transactions(rng, pop, ids_arrow, present, lo_p, hi_p, share, dissatisfaction, shock, shock_day,
+                                decided_day, closed_day, decides, silent, month_start, hi_day, end_day, origin)
+        total = tx.num_rows
+        write("transactions", tx)
+        del tx
 
         # --- complaints, their handling, and what they do to the customer's mood
         complaints, chain_counter = draw_complaints(pop, rng, present, lo_p, hi_p, dissatisfaction, month,
@@ -455,11 +525,13 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
             return slow
 
         service = serve_complaints(complaints, rng, dissatisfaction, busy, place)
-        complaint_parts.append({
-            "customer": complaints.customer, "day": complaints.day, "category": complaints.category,
-            "chain": complaints.chain, "chain_id": complaints.chain_id, "step": complaints.step,
-            "tier": service.tier, "channel": service.channel, "response_hours": service.response_hours,
-            "resolution_hours": service.resolution_hours, "satisfaction": service.satisfaction,
+        complaint_parts.append({  # compact types (values unchanged): 49 bytes a complaint
+            "customer": complaints.customer.astype(np.int32), "day": complaints.day,
+            "category": complaints.category.astype(np.int8), "chain": complaints.chain.astype(np.int8),
+            "chain_id": complaints.chain_id.astype(np.int32), "step": complaints.step.astype(np.int8),
+            "tier": service.tier.astype(np.int8), "channel": service.channel.astype(np.int8),
+            "response_hours": service.response_hours, "resolution_hours": service.resolution_hours,
+            "satisfaction": service.satisfaction.astype(np.float32),  # 1-5 or NaN
             "mood": dissatisfaction[complaints.customer],  # read only by the unit/text stream (no draw)
         })
         bad = np.zeros(n)
@@ -477,11 +549,11 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
         asked = np.union1d(asked, followed)
         ask_lo, ask_hi = lo[asked], hi[asked]
         mood = dissatisfaction[asked]
-        survey_parts.append({
-            "customer": asked, "day": rng.uniform(ask_lo, ask_hi),
-            "nps": np.clip(np.round(8.4 - 2.3 * mood + rng.normal(0, 1.4, len(asked))), 0, 10),
-            "csat": np.clip(np.round(4.3 - 0.8 * mood + rng.normal(0, 0.6, len(asked))), 1, 5),
-            "which": rng.choice(3, size=len(asked), p=(0.6, 0.2, 0.2)),  # both, NPS only, CSAT only
+        survey_parts.append({  # compact types; float32 keeps the whole scores exactly (and a rounded -0.0)
+            "customer": asked.astype(np.int32), "day": rng.uniform(ask_lo, ask_hi),
+            "nps": np.clip(np.round(8.4 - 2.3 * mood + rng.normal(0, 1.4, len(asked))), 0, 10).astype(np.float32),
+            "csat": np.clip(np.round(4.3 - 0.8 * mood + rng.normal(0, 0.6, len(asked))), 1, 5).astype(np.float32),
+            "which": rng.choice(3, size=len(asked), p=(0.6, 0.2, 0.2)).astype(np.int8),  # both, NPS only, CSAT only
         })
 
         # --- the bank's own retention campaign: a rough risk score, randomised hold-out
@@ -494,32 +566,30 @@ def simulate(n_customers: int, seed: int, start: str, months: int,
             action = np.where(pop.segment[take] == 1, 2, rng.choice(2, size=len(take), p=(0.6, 0.4)))
             when = rng.uniform(lo_day, min(hi_day, lo_day + 20.0), len(take))
             contact_until[take[treated]] = when[treated] + 91.0
-            contact_parts.append({"customer": take, "day": when, "action": action, "treatment": treated.astype(int)})
+            contact_parts.append({"customer": take.astype(np.int32), "day": when, "action": action.astype(np.int8),
+                                  "treatment": treated.astype(np.int8)})
         say(f"simulated month {month + 1}/{months} ({month_start:%Y-%m}): {total:,} transactions, "
             f"{len(complaints.customer):,} complaints")
 
-    tables = assemble(pop, origin, end_day, closed_day, complaint_parts, survey_parts, contact_parts)
-    # Branch, business line and complaint text come from their own random stream (existing columns unchanged).
-    add_units_and_text(tables, pop.region, pop.segment, pop.has_loan,
-                       living_events(complaint_parts, closed_day, end_day),
-                       living_events(survey_parts, closed_day, end_day), REGIONS,
-                       tuple(cat.name for cat in CATEGORIES), seed)
-    hazard = pd.concat(hazard_parts, ignore_index=True)
-    tables["_truth/monthly_hazard"] = pd.DataFrame({
-        "customer_id": pd.Series(pop.ids[hazard["customer"].to_numpy()], dtype="str"),
-        "month_start": hazard["month_start"].astype("datetime64[ms]"),
-        "hazard": hazard["hazard"], "dissatisfaction": hazard["dissatisfaction"].round(4),
-        "decided_to_leave": hazard["leaving"],
-    })
-    tables["_truth/customers"] = pd.DataFrame({
-        "customer_id": pd.Series(pop.ids, dtype="str"),
-        "frailty": pop.frailty, "transaction_rate": pop.transaction_rate, "amount_median": pop.amount_median,
-        "mobile_user": pop.mobile_user, "has_loan": pop.has_loan, "silent_shock_month": silent_shock_month,
-        "true_contact_effect": pop.contact_effect,
-    })
-    if transaction_sink is None:
-        tables["transactions"] = pa.concat_tables(transaction_tables).to_pandas(types_mapper=_arrow_strings)
-    return tables
+    return History(pop, origin, end_day, closed_day, silent_shock_month, complaint_parts, survey_parts, contact_parts)
+
+
+Piece = pd.DataFrame | pa.Table
+"""A run of consecutive rows of one generated table."""
+HAZARD_SCHEMA = pa.Table.from_pandas(pd.DataFrame({
+    "customer_id": pd.Series([], dtype="str"), "month_start": pd.Series([], dtype="datetime64[ms]"),
+    "hazard": pd.Series([], dtype=float), "dissatisfaction": pd.Series([], dtype=float),
+    "decided_to_leave": pd.Series([], dtype=bool)}), preserve_index=False).schema
+"""`_truth/monthly_hazard` as a pandas frame of its columns converts (its pieces are built in Arrow: ids by `take`)."""
+ROW_GROUP_ROWS = 1024 * 1024
+"""Rows per piece of a table built in pieces and per Parquet row group: pyarrow's default row group,
+so a table written piece by piece has the same row groups (and bytes) as one written whole."""
+
+
+def pieces(rows: int) -> Iterator[slice]:
+    """Consecutive row ranges of at most `ROW_GROUP_ROWS` rows covering `rows` (one empty range when 0)."""
+    for first in range(0, max(rows, 1), ROW_GROUP_ROWS):
+        yield slice(first, min(first + ROW_GROUP_ROWS, rows))
 
 
 def _arrow_strings(dtype: pa.DataType) -> object:
@@ -533,81 +603,119 @@ def _stamp(origin: pd.Timestamp, day: np.ndarray) -> pd.Series:
 
 
 def living_events(parts: list[dict[str, np.ndarray]], closed_day: np.ndarray, end_day: float) -> dict[str, np.ndarray]:
-    """One event table's monthly parts joined in time order, without events at or after a closure or the data's end."""
-    events = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
-    keep = events["day"] < np.minimum(closed_day[events["customer"]], end_day)
-    order = np.lexsort((events["customer"][keep], events["day"][keep]))
-    return {key: values[keep][order] for key, values in events.items()}
+    """One event table's monthly parts joined in time order, without events at or after a closure or the data's end.
+
+    Empties `parts` column by column as it goes, so the parts and the joined table are not held twice.
+    """
+    customer = np.concatenate([part.pop("customer") for part in parts])
+    day = np.concatenate([part.pop("day") for part in parts])
+    keep = np.flatnonzero(day < np.minimum(closed_day[customer], end_day))
+    order = keep[np.lexsort((customer[keep], day[keep]))]
+    events = {"customer": customer[order], "day": day[order]}
+    del customer, day, keep
+    for key in list(parts[0]):
+        events[key] = np.concatenate([part.pop(key) for part in parts])[order]
+    parts.clear()
+    return events
 
 
-def assemble(pop: Population, origin: pd.Timestamp, end_day: float, closed_day: np.ndarray,
-             complaint_parts: list[dict[str, np.ndarray]], survey_parts: list[dict[str, np.ndarray]],
-             contact_parts: list[dict[str, np.ndarray]]) -> dict[str, pd.DataFrame]:
-    """The customers, complaints, surveys and contacts tables, with nothing after a closure."""
+def write_customers(write: Callable[[str, Piece], None], pop: Population, origin: pd.Timestamp, end_day: float,
+                    closed_day: np.ndarray, silent_shock_month: np.ndarray) -> None:
+    """The customers table (nothing after a closure) and `_truth/customers`, piece by piece."""
+    for part in pieces(len(pop.ids)):
+        ids = pd.Series(pop.ids[part], dtype="str")
+        closed = closed_day[part] < end_day  # a closure after the data's end is not known yet
+        write("customers", pd.DataFrame({
+            "customer_id": ids,
+            "signup_date": _stamp(origin, np.floor(pop.signup_day[part])),
+            "closed_date": _stamp(origin, np.where(closed, closed_day[part], np.nan)),
+            "segment": pd.Series(np.array(SEGMENTS)[pop.segment[part]], dtype="str"),
+            "region": pd.Series(np.array(REGIONS)[pop.region[part]], dtype="str"),
+            "age_band": pd.Series(np.array(AGE_BANDS)[pop.age_band[part]], dtype="str"),
+            "products_held": pop.products_held[part].astype("int64"),
+            "acquisition_channel": pd.Series(np.array(ACQUISITION)[pop.acquisition[part]], dtype="str"),
+        }))
+        write("_truth/customers", pd.DataFrame({
+            "customer_id": ids,
+            "frailty": pop.frailty[part], "transaction_rate": pop.transaction_rate[part],
+            "amount_median": pop.amount_median[part], "mobile_user": pop.mobile_user[part],
+            "has_loan": pop.has_loan[part], "silent_shock_month": silent_shock_month[part],
+            "true_contact_effect": pop.contact_effect[part],
+        }))
+
+
+def _numbered(prefix: str, first: int, last: int, width: int) -> pd.Series:
+    """Ids `prefix` + the numbers first..last zero-padded to `width` digits (e.g. K00000001), built vectorised."""
+    digits = np.strings.zfill(np.arange(first, last + 1).astype(str), width)
+    return pd.Series(np.strings.add(prefix, digits), dtype="str")
+
+
+def write_events(write: Callable[[str, Piece], None], pop: Population, origin: pd.Timestamp, end_day: float,
+                 seed: int, c: dict[str, np.ndarray], s: dict[str, np.ndarray], k: dict[str, np.ndarray]) -> None:
+    """The complaints, surveys and contacts tables and `_truth/complaint_origin` and `_truth/branches`, piece by piece.
+
+    `c`, `s`, `k`: the living complaints, surveys and contacts in row order (`living_events`).
+    Branch, business line and complaint text come from their own random stream (`CareColumns`).
+    """
     ids = pop.ids
-    closed = closed_day < end_day  # a closure after the data's end is not known yet
-    signup = np.floor(pop.signup_day)
-    customers = pd.DataFrame({
-        "customer_id": pd.Series(ids, dtype="str"),
-        "signup_date": _stamp(origin, signup),
-        "closed_date": _stamp(origin, np.where(closed, closed_day, np.nan)),
-        "segment": pd.Series(np.array(SEGMENTS)[pop.segment], dtype="str"),
-        "region": pd.Series(np.array(REGIONS)[pop.region], dtype="str"),
-        "age_band": pd.Series(np.array(AGE_BANDS)[pop.age_band], dtype="str"),
-        "products_held": pop.products_held.astype("int64"),
-        "acquisition_channel": pd.Series(np.array(ACQUISITION)[pop.acquisition], dtype="str"),
-    })
-
-    c = living_events(complaint_parts, closed_day, end_day)
-    responded = c["day"] + c["response_hours"] / 24.0
     resolved = c["day"] + c["resolution_hours"] / 24.0
-    response_known = responded < end_day
-    resolved_known = resolved < end_day
-    satisfaction = np.where(resolved_known, c["satisfaction"], np.nan)
-    width = max(8, len(str(len(c["day"]))) + 1)
+    satisfaction = np.where(resolved < end_day, c["satisfaction"].astype(float), np.nan)
+    del resolved
+    nps = np.where(s["which"] == 2, np.nan, s["nps"].astype(float))
+    csat = np.where(s["which"] == 1, np.nan, s["csat"].astype(float))
+    care = CareColumns(seed, pop.region, pop.segment, pop.has_loan, REGIONS, tuple(cat.name for cat in CATEGORIES),
+                       tuple(PRODUCTS[cat.product] for cat in CATEGORIES), c, satisfaction, s, csat, nps)
+    n_complaints = len(c["day"])
+    width = max(8, len(str(n_complaints)) + 1)
     names = np.array([cat.name for cat in CATEGORIES])
-    complaints = pd.DataFrame({
-        "complaint_id": pd.Series([f"K{i:0{width}d}" for i in range(1, len(c["day"]) + 1)], dtype="str"),
-        "customer_id": pd.Series(ids[c["customer"]], dtype="str"),
-        "opened_at": _stamp(origin, c["day"]),
-        "category": pd.Series(names[c["category"]], dtype="str"),
-        "priority": pd.Series(np.array(TIERS)[c["tier"]], dtype="str"),
-        "channel": pd.Series(np.array(COMPLAINT_CHANNELS)[c["channel"]], dtype="str"),
-        "product": pd.Series(np.array(PRODUCTS)[np.array([cat.product for cat in CATEGORIES])[c["category"]]],
-                             dtype="str"),
-        "first_response_at": _stamp(origin, np.where(response_known, responded, np.nan)),
-        "resolved_at": _stamp(origin, np.where(resolved_known, resolved, np.nan)),
-        "satisfaction": satisfaction,
-    })  # text, branch and business_line: pipelines.generate_care
-    complaint_truth = pd.DataFrame({
-        "complaint_id": complaints["complaint_id"],
-        "chain": pd.Series(np.where(c["chain"] >= 0, np.array([ch.name for ch in CHAINS] + [""])[c["chain"]], None),
-                           dtype="str"),
-        "chain_instance": c["chain_id"], "chain_step": np.where(c["chain"] >= 0, c["step"], -1),
-    })
+    products = np.array(PRODUCTS)[np.array([cat.product for cat in CATEGORIES])]
+    chain_names = np.array([ch.name for ch in CHAINS] + [""])
+    for part in pieces(n_complaints):
+        day = c["day"][part]
+        responded = day + c["response_hours"][part] / 24.0
+        resolved = day + c["resolution_hours"][part] / 24.0
+        complaint_id = _numbered("K", part.start + 1, part.stop, width)
+        category, chain = c["category"][part], c["chain"][part]
+        write("complaints", pd.DataFrame({
+            "complaint_id": complaint_id,
+            "customer_id": pd.Series(ids[c["customer"][part]], dtype="str"),
+            "opened_at": _stamp(origin, day),
+            "category": pd.Series(names[category], dtype="str"),
+            "priority": pd.Series(np.array(TIERS)[c["tier"][part]], dtype="str"),
+            "channel": pd.Series(np.array(COMPLAINT_CHANNELS)[c["channel"][part]], dtype="str"),
+            "product": pd.Series(products[category], dtype="str"),
+            "first_response_at": _stamp(origin, np.where(responded < end_day, responded, np.nan)),
+            "resolved_at": _stamp(origin, np.where(resolved < end_day, resolved, np.nan)),
+            "satisfaction": satisfaction[part],
+            **care.complaints(part),
+        }))
+        write("_truth/complaint_origin", pd.DataFrame({
+            "complaint_id": complaint_id,
+            "chain": pd.Series(np.where(chain >= 0, chain_names[chain], None), dtype="str"),
+            "chain_instance": c["chain_id"][part].astype("int64"),
+            "chain_step": np.where(chain >= 0, c["step"][part], -1).astype("int64"),
+        }))
 
-    s = living_events(survey_parts, closed_day, end_day)
-    surveys = pd.DataFrame({
-        "customer_id": pd.Series(ids[s["customer"]], dtype="str"),
-        "answered_at": _stamp(origin, s["day"]),
-        "nps": np.where(s["which"] == 2, np.nan, s["nps"]),
-        "csat": np.where(s["which"] == 1, np.nan, s["csat"]),
-    })
+    for part in pieces(len(s["day"])):
+        write("surveys", pd.DataFrame({
+            "customer_id": pd.Series(ids[s["customer"][part]], dtype="str"),
+            "answered_at": _stamp(origin, s["day"][part]),
+            "nps": nps[part], "csat": csat[part],
+            **care.surveys(part),
+        }))
+    write("_truth/branches", care.branch_truth())
 
-    no_contacts = {"customer": np.zeros(0, int), "day": np.zeros(0), "action": np.zeros(0, int),
-                   "treatment": np.zeros(0, int)}
-    k = living_events(contact_parts or [no_contacts], closed_day, end_day)
     costs = np.array([a[2] for a in RETENTION_ACTIONS])
-    contacts = pd.DataFrame({
-        "customer_id": pd.Series(ids[k["customer"]], dtype="str"),
-        "contacted_at": _stamp(origin, k["day"]),
-        "action": pd.Series(np.array([a[0] for a in RETENTION_ACTIONS])[k["action"]], dtype="str"),
-        "treatment": k["treatment"].astype("int64"),
-        "channel": pd.Series(np.array([a[1] for a in RETENTION_ACTIONS])[k["action"]], dtype="str"),
-        "cost": np.where(k["treatment"] == 1, costs[k["action"]], 0.0),
-    })
-    return {"customers": customers, "complaints": complaints, "surveys": surveys, "contacts": contacts,
-            "_truth/complaint_origin": complaint_truth}
+    for part in pieces(len(k["day"])):
+        action, treatment = k["action"][part], k["treatment"][part].astype("int64")
+        write("contacts", pd.DataFrame({
+            "customer_id": pd.Series(ids[k["customer"][part]], dtype="str"),
+            "contacted_at": _stamp(origin, k["day"][part]),
+            "action": pd.Series(np.array([a[0] for a in RETENTION_ACTIONS])[action], dtype="str"),
+            "treatment": treatment,
+            "channel": pd.Series(np.array([a[1] for a in RETENTION_ACTIONS])[action], dtype="str"),
+            "cost": np.where(treatment == 1, costs[action], 0.0),
+        }))
 
 
 def planted_chains() -> list[dict[str, object]]:
@@ -619,13 +727,69 @@ def planted_chains() -> list[dict[str, object]]:
                         else "every month")} for c in CHAINS]
 
 
-def write_table(frame: pd.DataFrame, path: Path, fmt: str) -> None:
-    """One table as Parquet (zstd) or UTF-8 CSV with ISO dates."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "parquet":
-        frame.to_parquet(path, index=False, engine="pyarrow", compression="zstd")
-    else:
-        to_safe_csv(frame, path, date_format="%Y-%m-%d %H:%M:%S")
+class TableFiles:
+    """The generated tables' files in `folder`, each filled piece by piece in row order: one file per table.
+
+    Input tables in `fmt` (Parquet with zstd, or UTF-8 CSV with ISO dates), `_truth/` tables always
+    Parquet. Parquet pieces are buffered into row groups of `ROW_GROUP_ROWS` rows (the layout of a
+    table written whole), except transactions, whose monthly pieces are written as they come (row
+    groups of at most 1,000,000 rows within a month); CSV pieces are appended. Memory holds at most
+    one row group per table.
+    """
+
+    AS_GIVEN = {"transactions": 1_000_000}  # table -> largest row group of a piece written as it comes
+
+    def __init__(self, folder: Path, fmt: str) -> None:
+        self.folder, self.fmt = folder, fmt
+        self.rows: dict[str, int] = {}
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._buffers: dict[str, list[pa.Table]] = {}
+
+    def path(self, name: str) -> Path:
+        return self.folder / f"{name}.{'parquet' if name.startswith('_truth/') else self.fmt}"
+
+    def write(self, name: str, piece: Piece) -> None:
+        """Append the next rows of table `name`."""
+        path = self.path(name)
+        first = name not in self.rows
+        self.rows[name] = self.rows.get(name, 0) + (piece.num_rows if isinstance(piece, pa.Table) else len(piece))
+        if first:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".csv":
+            frame = piece.to_pandas(types_mapper=_arrow_strings) if isinstance(piece, pa.Table) else piece
+            to_safe_csv(frame, path, mode="w" if first else "a", header=first, date_format="%Y-%m-%d %H:%M:%S")
+            return
+        table = piece if isinstance(piece, pa.Table) else pa.Table.from_pandas(piece, preserve_index=False)
+        if name in self.AS_GIVEN:
+            self._writer(name, table.schema).write_table(table, row_group_size=self.AS_GIVEN[name])
+            return
+        buffer = self._buffers.setdefault(name, [])
+        buffer.append(table)
+        if sum(t.num_rows for t in buffer) >= ROW_GROUP_ROWS:
+            joined = pa.concat_tables(buffer)
+            whole = joined.num_rows // ROW_GROUP_ROWS * ROW_GROUP_ROWS
+            writer = self._writer(name, joined.schema)
+            for first_row in range(0, whole, ROW_GROUP_ROWS):
+                writer.write_table(joined.slice(first_row, ROW_GROUP_ROWS).combine_chunks())
+            buffer[:] = [joined.slice(whole)] if whole < joined.num_rows else []
+
+    def _writer(self, name: str, schema: pa.Schema) -> pq.ParquetWriter:
+        if name not in self._writers:
+            self._writers[name] = pq.ParquetWriter(self.path(name), schema, compression="zstd")
+        return self._writers[name]
+
+    def close(self, complete: bool = True) -> None:
+        """Write the last (partial) row groups when `complete` (an empty table gets its empty row group), close all."""
+        try:
+            if complete:
+                for name, buffer in self._buffers.items():
+                    rest = pa.concat_tables(buffer) if buffer else None
+                    if rest is not None and (rest.num_rows or name not in self._writers):
+                        self._writer(name, rest.schema).write_table(rest.combine_chunks())
+        finally:
+            for writer in self._writers.values():
+                writer.close()
+            self._buffers.clear()
 
 
 def run(customers: int, seed: int, out: str | Path, start: str = "2023-01-01", months: int = 30,
@@ -633,6 +797,7 @@ def run(customers: int, seed: int, out: str | Path, start: str = "2023-01-01", m
         contact_share: float = CONTACT_SHARE_PER_MONTH, control_share: float = CONTROL_SHARE) -> dict[str, int]:
     """Generate the dataset into `out` (replaced atomically); return the row count of each table.
 
+    Every table is streamed to its file (`TableFiles`), so memory does not grow with customers x months.
     `contact_share`, `control_share`: the size of the bank's randomised retention campaign (see `simulate`).
     """
     if fmt not in ("parquet", "csv"):
@@ -640,40 +805,20 @@ def run(customers: int, seed: int, out: str | Path, start: str = "2023-01-01", m
     if not 0 <= contact_share <= 1 or not 0 <= control_share <= 1:
         raise ValueError("contact_share and control_share are shares between 0 and 1")
     say = progress or (lambda message: None)
-    counts: dict[str, int] = {}
     for leftover in clean_leftovers([Path(out)]):  # half-written folders of killed runs beside `out`
         say(f"removed {leftover}, left by a killed run")
     with atomic_dir(out) as tmp:
-        tx_path = tmp / f"transactions.{fmt}"
-        writer: pq.ParquetWriter | None = None
-        tx_rows = 0
-
-        def sink(table: pa.Table) -> None:
-            nonlocal writer, tx_rows
-            tx_rows += table.num_rows
-            if fmt == "parquet":
-                if writer is None:
-                    writer = pq.ParquetWriter(tx_path, table.schema, compression="zstd")
-                writer.write_table(table, row_group_size=1_000_000)
-            else:
-                frame = table.to_pandas(types_mapper=_arrow_strings)
-                to_safe_csv(frame, tx_path, mode="a", header=not tx_path.exists(), date_format="%Y-%m-%d %H:%M:%S")
-
+        files = TableFiles(tmp, fmt)
+        complete = False
         try:
-            tables = simulate(customers, seed, start, months, progress=say, transaction_sink=sink,
-                              contact_share=contact_share, control_share=control_share)
+            simulate(customers, seed, start, months, files.write, progress=say,
+                     contact_share=contact_share, control_share=control_share)
+            complete = True
         finally:
-            if writer is not None:
-                writer.close()
-        counts["transactions"] = tx_rows
-        for name, frame in tables.items():
-            truth = name.startswith("_truth/")
-            write_table(frame, tmp / f"{name}.{'parquet' if truth else fmt}", "parquet" if truth else fmt)
-            if not truth:
-                counts[name] = len(frame)
+            files.close(complete)
         (tmp / "_truth" / "chains.json").write_text(json.dumps(planted_chains(), indent=2) + "\n", encoding="utf-8")
         (tmp / "_truth" / "README.md").write_text(TRUTH_README, encoding="utf-8")
-    ordered = {name: counts[name] for name in ("customers", "transactions", "complaints", "surveys", "contacts")}
+    ordered = {name: files.rows[name] for name in ("customers", "transactions", "complaints", "surveys", "contacts")}
     say(f"wrote {out}: " + ", ".join(f"{name} {rows:,}" for name, rows in ordered.items()))
     return ordered
 

@@ -25,6 +25,7 @@ given seed whether or not these columns exist.
 
 from __future__ import annotations
 
+import re
 import zlib
 
 import numpy as np
@@ -239,7 +240,7 @@ def _standardised(score: np.ndarray) -> np.ndarray:
 
 def draw_branches(rng: np.random.Generator, region: np.ndarray, score_z: np.ndarray,
                   names: np.ndarray) -> np.ndarray:
-    """One branch per record, in the record's region; a worse branch is likelier for a low score."""
+    """One branch per record (its index into `names`), in the record's region; a worse branch is likelier for a low score."""
     per = BRANCHES_PER_REGION
     base = np.array([0.34, 0.28, 0.22, 0.16])  # branch sizes within a region
     worse = np.isin(names, WORSE_BRANCHES).reshape(-1, per)  # (regions, branches)
@@ -247,13 +248,19 @@ def draw_branches(rng: np.random.Generator, region: np.ndarray, score_z: np.ndar
     weights /= weights.sum(axis=1, keepdims=True)
     cumulative = np.cumsum(weights, axis=1)
     local = (rng.random((len(region), 1)) > cumulative).sum(axis=1)
-    return names[region * per + np.minimum(local, per - 1)]
+    return (region * per + np.minimum(local, per - 1)).astype(np.int16)
+
+
+_LETTER_PAIR = re.compile(r"[A-Za-z](?=[A-Za-z])")  # an ASCII letter followed by one: where a typo can fall
 
 
 def _typo(rng: np.random.Generator, text: str) -> str:
     """One or two typing slips: a swapped pair of letters, a dropped or a doubled letter."""
     chars = list(text)
-    letters = [i for i, ch in enumerate(chars[:-1]) if ch.isalpha() and chars[i + 1].isalpha()]
+    if text.isascii():  # the same positions, found faster
+        letters = [m.start() for m in _LETTER_PAIR.finditer(text)]
+    else:
+        letters = [i for i, ch in enumerate(chars[:-1]) if ch.isalpha() and chars[i + 1].isalpha()]
     for _ in range(1 + int(rng.random() < 0.3)):
         if not letters:
             break
@@ -269,79 +276,132 @@ def _typo(rng: np.random.Generator, text: str) -> str:
 
 
 def complaint_texts(rng: np.random.Generator, category: np.ndarray, tier: np.ndarray, mood: np.ndarray,
-                    category_names: tuple[str, ...]) -> list[str]:
-    """Complaint texts: opening, what happened, urgency by tier, tone by the hidden mood, typos."""
+                    category_names: tuple[str, ...], angry_draw: np.ndarray, u: np.ndarray) -> list[str]:
+    """Complaint texts: opening, what happened, urgency by tier, tone by the hidden mood, typos.
+
+    `angry_draw` (one uniform per text) and `u` (seven per text) are drawn by the caller (`CareColumns`
+    places them in the stream); the typos draw from `rng`, text by text.
+    """
     n = len(category)
-    angry = rng.random(n) < 1.0 - np.exp(-0.9 * np.maximum(mood, 0.0))  # unhappier customers write angrier
-    u = rng.random((n, 7))
+    angry = angry_draw < 1.0 - np.exp(-0.9 * np.maximum(mood, 0.0))  # unhappier customers write angrier
     texts: list[str] = []
+    # Python lists: the same doubles and integers, read faster one by one
+    cats, tiers, rows, angry_rows = category.tolist(), tier.tolist(), u.tolist(), angry.tolist()
     for k in range(n):
-        cat = category_names[category[k]]
-        cores = (GENERIC if u[k, 6] < VAGUE_SHARE else
-                 CORE[RELATED[cat]] if u[k, 6] < VAGUE_SHARE + BORROWED_SHARE else CORE[cat])
-        core = cores[int(u[k, 0] * len(cores))]
-        if angry[k]:
-            opening = OPENINGS_ANGRY[int(u[k, 1] * len(OPENINGS_ANGRY))]
-            tone = NEGATIVE[int(u[k, 2] * len(NEGATIVE))]
+        row = rows[k]
+        cat = category_names[cats[k]]
+        cores = (GENERIC if row[6] < VAGUE_SHARE else
+                 CORE[RELATED[cat]] if row[6] < VAGUE_SHARE + BORROWED_SHARE else CORE[cat])
+        core = cores[int(row[0] * len(cores))]
+        if angry_rows[k]:
+            opening = OPENINGS_ANGRY[int(row[1] * len(OPENINGS_ANGRY))]
+            tone = NEGATIVE[int(row[2] * len(NEGATIVE))]
         else:
-            opening = OPENINGS_CALM[int(u[k, 1] * len(OPENINGS_CALM))]
-            tone = (MIXED[int(u[k, 2] * len(MIXED))] if u[k, 3] < 0.35 else "")
-        t = tier[k]
+            opening = OPENINGS_CALM[int(row[1] * len(OPENINGS_CALM))]
+            tone = (MIXED[int(row[2] * len(MIXED))] if row[3] < 0.35 else "")
+        t = tiers[k]
         ask_pool = URGENT if t == 0 else (SOFT if t == 3 else NEUTRAL)
-        ask = ask_pool[int(u[k, 4] * len(ask_pool))] if (t in (0, 3) or u[k, 4] < 0.7) else ""
+        ask = ask_pool[int(row[4] * len(ask_pool))] if (t in (0, 3) or row[4] < 0.7) else ""
         sentence = (core if opening.endswith(",") else core[0].upper() + core[1:]) + "."
         text = " ".join(part for part in (opening, sentence, tone, ask) if part)
-        if u[k, 5] < TYPO_SHARE:
+        if row[5] < TYPO_SHARE:
             text = _typo(rng, text)
         texts.append(text)
     return texts
 
 
-def add_units_and_text(tables: dict[str, pd.DataFrame], region: np.ndarray, segment: np.ndarray,
-                       has_loan: np.ndarray, complaint: dict[str, np.ndarray],
-                       survey: dict[str, np.ndarray], regions: tuple[str, ...],
-                       category_names: tuple[str, ...], seed: int) -> None:
-    """Add `branch`, `business_line` (complaints, surveys) and `text` (complaints), and `_truth/branches`.
+def _skipped(rng: np.random.Generator, draws: int) -> np.random.Generator:
+    """A copy of `rng` (PCG64) moved on by `draws` uniform floats (each takes one 64-bit output); `rng` is unchanged."""
+    bits = np.random.PCG64()
+    bits.state = rng.bit_generator.state
+    bits.advance(draws)
+    return np.random.Generator(bits)
 
-    `complaint` and `survey` are the simulation's living events in the tables' row order
-    (customer index, category, tier, mood; survey scores), so no simulation draw is repeated.
+
+class CareColumns:
+    """Branch, business line and text of complaints and surveys, drawn piece by piece from the stream `STREAM`.
+
+    The values are those of drawing every row at once (complaints: branches, then a uniform per
+    text, then seven per text, then the typos in row order; surveys after them: branches, line,
+    wealth line): each piece draws from a copy of the stream moved to where the whole-table draw
+    would be, so a 10-million-customer bank never holds all texts. Ask for pieces in row order,
+    every complaint piece before the first survey piece. `complaint` and `survey` are the
+    simulation's living events in the tables' row order (customer index, category, tier, mood),
+    so no simulation draw is repeated; the scores are the tables' own (NaN where not given).
     """
-    rng = stream(seed)
-    names = branch_names(regions)
-    complaints, surveys = tables["complaints"], tables["surveys"]
 
-    c_customer = complaint["customer"]
-    c_score = complaints["satisfaction"].to_numpy(dtype=float)
-    c_branch = draw_branches(rng, region[c_customer], _standardised(c_score), names)
-    product_line = np.array([PRODUCT_LINE[p] for p in complaints["product"].astype(str)], dtype=object)
-    c_line = np.where(segment[c_customer] == 2, "business_banking", product_line)
-    texts = complaint_texts(rng, complaint["category"], complaint["tier"], complaint["mood"], category_names)
-    tables["complaints"] = complaints.assign(
-        text=pd.Series(texts, dtype="str", index=complaints.index),
-        branch=pd.Series(c_branch, dtype="str", index=complaints.index),
-        business_line=pd.Series(c_line, dtype="str", index=complaints.index))
+    def __init__(self, seed: int, region: np.ndarray, segment: np.ndarray, has_loan: np.ndarray,
+                 regions: tuple[str, ...], category_names: tuple[str, ...], category_products: tuple[str, ...],
+                 complaint: dict[str, np.ndarray], satisfaction: np.ndarray, survey: dict[str, np.ndarray],
+                 csat: np.ndarray, nps: np.ndarray) -> None:
+        self.region, self.segment, self.has_loan = region, segment, has_loan
+        self.regions, self.category_names = regions, category_names
+        self.names = branch_names(regions)
+        self.category_line = np.array([PRODUCT_LINE[p] for p in category_products], dtype=object)
+        self.complaint, self.survey = complaint, survey
+        self.satisfaction, self.csat, self.nps = satisfaction, csat, nps
+        n = len(complaint["customer"])
+        rng = stream(seed)
+        self._branch, self._angry, self._u, self._typo = (_skipped(rng, k * n) for k in (0, 1, 2, 9))
+        self._complaint_z = _standardised(satisfaction)
+        self.complaint_branch = np.zeros(n, dtype=np.int16)
+        self.survey_branch = np.zeros(len(survey["customer"]), dtype=np.int16)
+        self._complaints_done = 0
+        self._survey_streams: tuple[np.random.Generator, ...] | None = None
 
-    s_customer = survey["customer"]
-    csat = _standardised(surveys["csat"].to_numpy(dtype=float))
-    nps = _standardised(surveys["nps"].to_numpy(dtype=float))
-    both = ~np.isnan(surveys["csat"].to_numpy(dtype=float)) & ~np.isnan(surveys["nps"].to_numpy(dtype=float))
-    s_z = np.where(both, (csat + nps) / 2.0, csat + nps)
-    s_branch = draw_branches(rng, region[s_customer], s_z, names)
-    retail = np.array(["everyday_banking", "cards", "loans"], dtype=object)
-    pick = (rng.random((len(s_customer), 1)) > np.cumsum([0.6, 0.25, 0.15])[None, :]).sum(axis=1)
-    line = np.where(has_loan[s_customer] & (pick == 2), "loans", retail[np.minimum(pick, 1)])
-    line = np.where(segment[s_customer] == 1, np.where(rng.random(len(s_customer)) < 0.6, "wealth", line), line)
-    line = np.where(segment[s_customer] == 2, "business_banking", line)
-    tables["surveys"] = surveys.assign(branch=pd.Series(s_branch, dtype="str", index=surveys.index),
-                                       business_line=pd.Series(line, dtype="str", index=surveys.index))
+    def complaints(self, part: slice) -> dict[str, pd.Series]:
+        """`text`, `branch` and `business_line` of the complaints in `part` (the next rows in order)."""
+        if part.start != self._complaints_done:
+            raise RuntimeError(f"complaint pieces out of order: asked for row {part.start}, "
+                               f"next is {self._complaints_done}")
+        customer = self.complaint["customer"][part]
+        m = len(customer)
+        codes = draw_branches(self._branch, self.region[customer], self._complaint_z[part], self.names)
+        self.complaint_branch[part] = codes
+        category = self.complaint["category"][part]
+        line = np.where(self.segment[customer] == 2, "business_banking", self.category_line[category])
+        texts = complaint_texts(self._typo, category, self.complaint["tier"][part], self.complaint["mood"][part],
+                                self.category_names, self._angry.random(m), self._u.random((m, 7)))
+        self._complaints_done = part.stop
+        return {"text": pd.Series(texts, dtype="str"), "branch": pd.Series(self.names[codes], dtype="str"),
+                "business_line": pd.Series(line, dtype="str")}
 
-    truth = pd.DataFrame({"branch": pd.Series(names, dtype="str"),
-                          "region": pd.Series(np.repeat(np.array(regions, dtype=object), BRANCHES_PER_REGION),
-                                              dtype="str"),
-                          "truly_worse": np.isin(names, WORSE_BRANCHES),
-                          "planted_tilt_sd": np.where(np.isin(names, WORSE_BRANCHES), WORSE_TILT, 0.0)})
-    for label, frame, column in (("complaint_satisfaction", tables["complaints"], "satisfaction"),
-                                 ("csat", tables["surveys"], "csat"), ("nps", tables["surveys"], "nps")):
-        means = frame.groupby("branch")[column].mean()
-        truth[f"mean_{label}"] = truth["branch"].map(means).astype(float).round(4)
-    tables["_truth/branches"] = truth
+    def surveys(self, part: slice) -> dict[str, pd.Series]:
+        """`branch` and `business_line` of the surveys in `part` (the next rows in order, after every complaint)."""
+        n = len(self.survey["customer"])
+        if self._survey_streams is None:
+            if self._complaints_done != len(self.complaint["customer"]):
+                raise RuntimeError("survey pieces asked for before every complaint piece")
+            csat, nps = _standardised(self.csat), _standardised(self.nps)
+            both = ~np.isnan(self.csat) & ~np.isnan(self.nps)
+            self._survey_z = np.where(both, (csat + nps) / 2.0, csat + nps)
+            self._survey_streams = tuple(_skipped(self._typo, k * n) for k in (0, 1, 2))
+            self._surveys_done = 0
+        if part.start != self._surveys_done:
+            raise RuntimeError(f"survey pieces out of order: asked for row {part.start}, next is {self._surveys_done}")
+        branch_rng, line_rng, wealth_rng = self._survey_streams
+        customer = self.survey["customer"][part]
+        m = len(customer)
+        codes = draw_branches(branch_rng, self.region[customer], self._survey_z[part], self.names)
+        self.survey_branch[part] = codes
+        retail = np.array(["everyday_banking", "cards", "loans"], dtype=object)
+        pick = (line_rng.random((m, 1)) > np.cumsum([0.6, 0.25, 0.15])[None, :]).sum(axis=1)
+        line = np.where(self.has_loan[customer] & (pick == 2), "loans", retail[np.minimum(pick, 1)])
+        line = np.where(self.segment[customer] == 1, np.where(wealth_rng.random(m) < 0.6, "wealth", line), line)
+        line = np.where(self.segment[customer] == 2, "business_banking", line)
+        self._surveys_done = part.stop
+        return {"branch": pd.Series(self.names[codes], dtype="str"), "business_line": pd.Series(line, dtype="str")}
+
+    def branch_truth(self) -> pd.DataFrame:
+        """`_truth/branches`: every branch, whether it is planted worse, and its realised mean scores."""
+        names, regions = self.names, self.regions
+        truth = pd.DataFrame({"branch": pd.Series(names, dtype="str"),
+                              "region": pd.Series(np.repeat(np.array(regions, dtype=object), BRANCHES_PER_REGION),
+                                                  dtype="str"),
+                              "truly_worse": np.isin(names, WORSE_BRANCHES),
+                              "planted_tilt_sd": np.where(np.isin(names, WORSE_BRANCHES), WORSE_TILT, 0.0)})
+        for label, codes, score in (("complaint_satisfaction", self.complaint_branch, self.satisfaction),
+                                    ("csat", self.survey_branch, self.csat), ("nps", self.survey_branch, self.nps)):
+            means = pd.Series(score).groupby(codes).mean()
+            truth[f"mean_{label}"] = pd.Series(np.arange(len(names))).map(means).astype(float).round(4)
+        return truth

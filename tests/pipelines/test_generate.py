@@ -235,3 +235,31 @@ def test_the_retention_campaign_size_is_an_option_that_changes_only_the_contacts
                                    read(large / "_truth", "customers")["true_contact_effect"])
     with pytest.raises(ValueError, match="contact_share"):
         run(100, 5, tmp_path / "bad", "2024-01-01", 4, "parquet", contact_share=1.5)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_tables_written_in_small_pieces_equal_tables_written_in_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     fmt: str) -> None:
+    """A 10-million-customer bank is built and written in pieces of `ROW_GROUP_ROWS` rows (the monthly hazard
+    month by month); the texts and branches of each piece are drawn where the whole-table draw puts them.
+    Pieces of 97 rows must give the same rows and values as one piece per table (a small bank's case)."""
+    import pyarrow.parquet as pq
+
+    import pipelines.generate as generate
+
+    whole, pieces = tmp_path / "whole", tmp_path / "pieces"
+    counts = run(700, 9, whole, "2024-01-01", 8, fmt)
+    monkeypatch.setattr(generate, "ROW_GROUP_ROWS", 97)
+    assert run(700, 9, pieces, "2024-01-01", 8, fmt) == counts
+    files = sorted(p.relative_to(whole) for p in whole.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(pieces) for p in pieces.rglob("*") if p.is_file())
+    for relative in files:
+        if relative.suffix != ".parquet":  # CSV appended piece by piece: the same bytes
+            assert (whole / relative).read_bytes() == (pieces / relative).read_bytes(), relative
+            continue
+        a, b = pq.ParquetFile(whole / relative), pq.ParquetFile(pieces / relative)
+        assert a.schema_arrow.equals(b.schema_arrow, check_metadata=True), relative
+        pd.testing.assert_frame_equal(a.read().to_pandas(), b.read().to_pandas(), obj=str(relative))
+        if a.metadata.num_rows > 97 and relative.stem != "transactions":  # transactions: one group per month
+            assert b.metadata.num_row_groups == -(-a.metadata.num_rows // 97), relative
+            assert {b.metadata.row_group(i).num_rows for i in range(b.metadata.num_row_groups - 1)} == {97}
