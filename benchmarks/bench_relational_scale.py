@@ -1,0 +1,102 @@
+"""How the relational engine's scoring features grow with the bank: one cutoff, every family, from the files.
+
+For each --data bank (e.g. the 1M and the 10M generated banks), in a fresh process under
+/usr/bin/time -v: `pipelines.relational.build_frames` for one cutoff (the scoring date), every feature
+family and the labels, on DuckDB with 2 threads and `--memory-limit` (DuckDB spills beyond it, into
+the system's temporary directory). Reports wall and CPU seconds, peak memory (the whole process) and
+rows, and the growth from the smallest bank to the largest per customer (1.0 = linear).
+The pandas engine cannot take part at 10M (loading the tables alone needs more than this machine's
+24 GB), nor `churn validate`, which loads them too: this measures the engine, not the stage.
+
+Usage:
+  .venv/bin/python benchmarks/bench_relational_scale.py --data /tmp/bench-data/1m /tmp/bench-data/10m \
+      --cutoff 2025-07-01 --memory-limit 4GB
+Writes benchmarks/results/relational_scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "relational_scale.json"
+TABLES = ("customers", "transactions", "complaints", "surveys", "contacts")
+
+
+def child(data: Path, cutoff: str, memory_limit: str) -> None:
+    """Build the frames and print one JSON line (rows, columns, seconds of the build alone)."""
+    sys.path.insert(0, str(ROOT))
+    import pandas as pd
+
+    from pipelines.config import parse_config
+    from pipelines.relational import build_frames
+
+    cfg = parse_config({"data": {"tables": {name: {"path": str(data / f"{name}.parquet")} for name in TABLES}},
+                        "features": {"engine": "duckdb", "duckdb": {"threads": 2, "memory_limit": memory_limit}}})
+    start = time.perf_counter()
+    features, labels = build_frames(cfg, [pd.Timestamp(cutoff)])
+    print(json.dumps({"rows": len(features), "columns": features.shape[1], "label_rows": len(labels),
+                      "build_seconds": round(time.perf_counter() - start, 1),
+                      "churn_rate": float(labels["churned"].mean())}))
+
+
+def measure(data: Path, cutoff: str, memory_limit: str) -> dict[str, object]:
+    command = ["/usr/bin/time", "-v", sys.executable, __file__, "--child", str(data), "--cutoff", cutoff,
+               "--memory-limit", memory_limit]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    err = result.stderr
+    if result.returncode != 0:  # recorded, not raised: a bank too big to finish is a result too
+        last = [line for line in err.splitlines() if "Error" in line or "error" in line][-1:]
+        return {"failed": f"exited {result.returncode} after {wall:.0f} s: {' '.join(last)}",
+                "load_average_at_end": list(os.getloadavg())}
+    cpu = float(re.search(r"User time \(seconds\): ([\d.]+)", err).group(1)) + float(
+        re.search(r"System time \(seconds\): ([\d.]+)", err).group(1))
+    peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1)) / 1024**2
+    customers = __import__("pyarrow.parquet", fromlist=["read_metadata"]).read_metadata(
+        data / "customers.parquet").num_rows
+    return {"customers": customers, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
+            "peak_gb": round(peak, 2), **json.loads(result.stdout.strip().splitlines()[-1]),
+            "load_average_at_end": list(os.getloadavg())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", nargs="+", type=Path, required=False)
+    parser.add_argument("--cutoff", required=True)
+    parser.add_argument("--memory-limit", default="4GB")
+    parser.add_argument("--child", type=Path)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.cutoff, args.memory_limit)
+        return
+    stored = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": {}}
+    for data in args.data:  # each bank's result kept as soon as it is known
+        run = measure(data, args.cutoff, args.memory_limit)
+        print(data, run)
+        stored["runs"][str(data)] = {**run, "cutoff": args.cutoff, "memory_limit": args.memory_limit,
+                                     "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        RESULTS.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
+    done = sorted((r for r in stored["runs"].values() if "failed" not in r), key=lambda r: r["customers"])
+    if len(done) > 1:
+        small, large = done[0], done[-1]
+        size = large["customers"] / small["customers"]
+        stored["growth_per_customer"] = {"wall": round(large["wall_seconds"] / small["wall_seconds"] / size, 2),
+                                         "cpu": round(large["cpu_seconds"] / small["cpu_seconds"] / size, 2),
+                                         "peak_memory_ratio": round(large["peak_gb"] / small["peak_gb"], 2)}
+        print(json.dumps(stored["growth_per_customer"]))
+    stored["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    RESULTS.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
