@@ -19,7 +19,7 @@ def reference_profile(matrix: pd.DataFrame) -> dict[str, object]:
     for name in matrix.columns:
         column = matrix[name]
         if isinstance(column.dtype, pd.CategoricalDtype):
-            shares = column.astype("str").where(column.notna(), "<missing>").value_counts(normalize=True)
+            shares = _levels(column).value_counts(normalize=True)
             profile[name] = {"kind": "categorical",
                              "shares": {str(k): float(v) for k, v in sorted(shares.items())}}
             continue
@@ -31,12 +31,20 @@ def reference_profile(matrix: pd.DataFrame) -> dict[str, object]:
     return profile
 
 
-def _numeric_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def _levels(column: pd.Series) -> pd.Series:
+    """A categorical column's values as text, missing ones as the level `<missing>`."""
+    return column.astype("str").where(column.notna(), "<missing>")
+
+
+def _numeric_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Rows per bin between `edges`, then the missing (non-finite) rows."""
     missing = ~np.isfinite(values)
     bins = np.searchsorted(edges, values[~missing], side="right")
-    counts = np.bincount(bins, minlength=len(edges) + 1).astype(float)
-    counts = np.append(counts, missing.sum())
-    return counts / max(len(values), 1)
+    return np.append(np.bincount(bins, minlength=len(edges) + 1), missing.sum())
+
+
+def _numeric_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    return _numeric_counts(values, edges).astype(float) / max(len(values), 1)
 
 
 def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
@@ -67,15 +75,11 @@ class DriftCounts:
             column = matrix[name]
             if profile["kind"] == "categorical":  # type: ignore[index]
                 counts = self.categorical.setdefault(name, {})
-                for level, count in column.astype("str").where(column.notna(), "<missing>").value_counts().items():
+                for level, count in _levels(column).value_counts().items():
                     counts[str(level)] = counts.get(str(level), 0) + int(count)
             else:
-                values = column.to_numpy(dtype=float)
                 edges = np.asarray(profile["edges"], dtype=float)  # type: ignore[index]
-                missing = ~np.isfinite(values)
-                bins = np.searchsorted(edges, values[~missing], side="right")
-                found = np.append(np.bincount(bins, minlength=len(edges) + 1), missing.sum())
-                self.numeric[name] = self.numeric.get(name, 0) + found
+                self.numeric[name] = self.numeric.get(name, 0) + _numeric_counts(column.to_numpy(dtype=float), edges)
         return self
 
     def stability(self) -> pd.DataFrame:
