@@ -101,13 +101,14 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
 
 
 def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outputs: StageOutputs) -> dict[str, Any]:
-    origin = built_from(cfg)  # the inputs' sha256 before they are read: a table changed meanwhile shows as changed
+    fingerprint = input_fingerprint(cfg)  # the inputs' sha256 before they are read: a table changed meanwhile shows
+    origin = built_from(cfg, fingerprint)
     relational: RelationalSource | None = None
     if cfg.features.engine == "pandas":
         tables = load_tables(cfg)
         say(f"tables loaded ({', '.join(tables.present())}); data as of {tables_as_of(tables).date()}")
     else:
-        relational = RelationalSource(cfg, say)
+        relational = RelationalSource(cfg, say, fingerprint=fingerprint)
         tables = relational.tables
     as_of = tables_as_of(tables)
     features_dir = Path(cfg.paths.features_dir)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, get_args
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute as pc
 
 from features._grouping import NEVER, cutoff_us, datetimes_us
 from features.build import (ExclusionSink, cutoffs_between, earliest_event, excluded_at, no_cutoff_message,
@@ -211,13 +211,13 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
     names = label_names(cfg)
     joined = features.join(labels.select(*KEYS, *names), KEYS)
     query = joined.select(*[joined[c] for c in features.columns], *[joined[n] for n in names]).order_by(KEYS[::-1])
-    btyd: dict[pd.Timestamp, pd.DataFrame] = {}
+    btyd: dict[pd.Timestamp, pd.DataFrame] | None = None  # per cutoff; absent cutoff: nobody bought before it
+    no_purchase = pd.DataFrame()
     if "btyd" in families and cfg.features.btyd and tables.transactions is not None:
         history = purchase_summary(tables, cuts, cfg.labels.value_column, moments=list(cutoffs))
-        summary = con.to_pyarrow(history).to_pandas()
-        frame = btyd_frame(summary, cfg.labels.horizon_days)
-        btyd = {pd.Timestamp(c): part for c, part in frame.groupby("cutoff", sort=True)} if len(frame) else {}
-        empty_btyd = frame.iloc[:0]
+        frame = btyd_frame(con.to_pyarrow(history).to_pandas(), cfg.labels.horizon_days)
+        btyd = {pd.Timestamp(c): part.drop(columns="cutoff") for c, part in frame.groupby("cutoff", sort=True)}
+        no_purchase = frame.iloc[:0].drop(columns="cutoff")
     static = None
     if "static" in families and cfg.features.static_features:
         if customers is None:
@@ -229,8 +229,8 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
     def finish(batches: list[pa.RecordBatch], schema: pa.Schema) -> tuple[pd.Timestamp | None, pd.DataFrame]:
         frame = typed_frame(pa.Table.from_batches(batches, schema=schema), cfg.features)
         cutoff = pd.Timestamp(frame["cutoff"].iloc[0]) if len(frame) else None
-        if "btyd" in families and cfg.features.btyd and tables.transactions is not None:
-            frame = _with_columns(frame, btyd.get(cutoff, empty_btyd).drop(columns="cutoff"), ["customer_id"])
+        if btyd is not None:
+            frame = _with_columns(frame, btyd.get(cutoff, no_purchase), ["customer_id"])
         if static is not None:
             frame = _with_columns(frame, static, ["customer_id"])
         present = [n for n in order if n in frame.columns]
@@ -249,8 +249,8 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
         # the rows are sorted by cutoff: split the batch where the cutoff changes
         start = 0
         while start < batch.num_rows:
-            same = pa.compute.equal(column.slice(start), current)
-            run = pa.compute.index(same, False).as_py()
+            same = pc.equal(column.slice(start), current)
+            run = pc.index(same, False).as_py()
             stop = batch.num_rows if run < 0 else start + run
             pending.append(batch.slice(start, stop - start))
             if stop < batch.num_rows:
@@ -427,8 +427,10 @@ class RelationalSource:
     """
 
     def __init__(self, cfg: Config, say: Callable[[str], None],
-                 loaded: frozenset[str] = frozenset({"customers", "contacts"})) -> None:
-        from pipelines.validate import check_validated
+                 loaded: frozenset[str] = frozenset({"customers", "contacts"}),
+                 fingerprint: dict[str, object] | None = None) -> None:
+        """`fingerprint`: the stage's `input_fingerprint(cfg)`, reused to check the validation."""
+        from pipelines.validate import check_validated, validated_inputs
 
         unsupported = {"features.complaint_sentiment": cfg.features.complaint_sentiment,
                        "labels.customer_value_column": cfg.labels.customer_value_column is not None}
@@ -436,7 +438,7 @@ class RelationalSource:
             if on:
                 raise SettingsProblem(key, f"is not computed by features.engine {cfg.features.engine} yet; "
                                            "use features.engine: pandas for it")
-        check_validated(cfg)
+        check_validated(cfg, validated_inputs(cfg, fingerprint))
         self.cfg = cfg
         self.tables = load_tables(cfg, loaded)  # `loaded`: the small tables the caller reads in pandas
         self.inputs = open_inputs(cfg)
@@ -447,6 +449,7 @@ class RelationalSource:
         self.signup = datetimes_us(customers["signup_date"])
         self.closed = (datetimes_us(customers["closed_date"]) if "closed_date" in customers.columns
                        else np.full(len(customers), NEVER, dtype=np.int64))
+        self._uplift: _UpliftRows | None = None  # the uplift rows `training` gathered on its way
         say(f"features on {cfg.features.engine} from the files ({', '.join(cfg.data.tables)}); "
             f"{' and '.join(sorted(loaded & set(cfg.data.tables)))} loaded; data as of {tables_as_of(self.tables).date()}")
 
@@ -519,7 +522,7 @@ class RelationalSource:
         """The uplift rows, as `models.uplift.data.build_uplift_table`: at each uplift cutoff, the population's
         rows of the customers whose first contact record in the treatment window has a known treatment
         (those `training` collected with these settings, else computed now)."""
-        collect = getattr(self, "_uplift", None)
+        collect = self._uplift
         if collect is None or collect.settings != settings:
             collect = _UpliftRows(self.tables, self.cfg.labels, settings)
             for cutoff, rows in self.stream(collect.cutoffs, None):

@@ -381,12 +381,13 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             check_model_settings(client, "contact-uplift", scoring.uplift_model_uri, uplift_info, cfg)
         lap("load_models")
 
+        fingerprint = input_fingerprint(cfg)  # before the inputs are read, as the features stage takes it
         source: RelationalSource | None = None
         first_event = None
         if cfg.features.engine == "pandas":
             tables = load_tables(cfg)
         else:  # the events stay in their files; the stage reads customers and complaints (overdue complaints)
-            source = RelationalSource(cfg, say, frozenset({"customers", "complaints"}))
+            source = RelationalSource(cfg, say, frozenset({"customers", "complaints"}), fingerprint)
             tables, first_event = source.tables, source.first_event
         data_end = tables_as_of(tables)
         moment = pd.Timestamp(as_of) if as_of is not None else data_end
@@ -505,7 +506,6 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
 
         scores = scores_table(plan)
         listed = retention_list(plan, reasons, per_customer)
-        fingerprint = input_fingerprint(cfg)
         manifest: dict[str, object] = {
             "stage": "score",
             "as_of": str(moment),

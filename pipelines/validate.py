@@ -52,12 +52,13 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
     return {**payload, "report": str(report)}
 
 
-def validated_inputs(cfg: Config) -> dict[str, object]:
+def validated_inputs(cfg: Config, fingerprint: dict[str, object] | None = None) -> dict[str, object]:
     """What a validation covers: each input file's path, sha256 and column mapping, and data.as_of.
 
     A stage that reads the files without validating them itself (`features.engine` duckdb or spark)
-    accepts them only when a passing report records exactly these (`check_validated`)."""
-    fingerprint = input_fingerprint(cfg)
+    accepts them only when a passing report records exactly these (`check_validated`). `fingerprint`:
+    `input_fingerprint(cfg)` when the caller has it already (hashing the inputs again costs seconds)."""
+    fingerprint = fingerprint or input_fingerprint(cfg)
     tables = fingerprint["tables"]
     assert isinstance(tables, dict)
     return {"data.as_of": None if cfg.data.as_of is None else str(cfg.data.as_of),
