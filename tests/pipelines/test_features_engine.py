@@ -45,7 +45,7 @@ def _config(raw: Path, work: Path, engine: str, definition: str = "closure") -> 
     return cfg.model_copy(update={"features": features, "labels": labels, "uplift": uplift})
 
 
-def _assert_same_table(got: pd.DataFrame, expected: pd.DataFrame, name: str) -> None:
+def assert_same_table(got: pd.DataFrame, expected: pd.DataFrame, name: str) -> None:
     assert list(got.columns) == list(expected.columns), name
     assert len(got) == len(expected) > 0, name
     assert got.dtypes.equals(expected.dtypes), name
@@ -79,7 +79,7 @@ def test_duckdb_engine_writes_the_pandas_engines_tables(small_bank: Path, tmp_pa
         if name == EXCLUDED_FILE and definition == "closure":
             assert got.empty and expected.empty
             continue
-        _assert_same_table(got, expected, name)
+        assert_same_table(got, expected, name)
 
 
 def test_duckdb_engine_needs_a_validation_of_the_very_files(small_bank: Path, tmp_path: Path) -> None:
