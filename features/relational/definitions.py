@@ -77,9 +77,10 @@ class Derived:
     output: Output = "float64"
     levels: tuple[str, ...] = ()
     """The categories of a `category` output (the pandas categorical's levels, in order)."""
-    prepare: Callable[[ir.Table], ir.Table] | None = None
-    """Adds helper columns (names starting with `_`) first, e.g. a window function the
-    definition filters on (SQL does not nest window functions)."""
+    ranks: tuple[str, ...] = ()
+    """Columns whose population count and rank per cutoff it reads (`rank_columns`): window
+    functions, which SQL does not nest in an expression, so the engine adds them to the rows first,
+    those of every definition in one step (features/relational/engine.py `add_ranks`)."""
     needs: tuple[str, ...] = ()
     """The columns it reads; it is left out when one of them is (a feature of an absent table)."""
 
@@ -131,6 +132,12 @@ def distinct_days_within(days: int) -> Reduction:
         return rows.filter(within(rows, days)).select("customer_id", "cutoff", "back").distinct()
 
     return Reduction(lambda rows: rows.count(), "int64", 0, rows=days_with_rows, columns=())
+
+
+def rank_columns(column: str) -> tuple[str, str]:
+    """The helper columns `Derived.ranks` adds for `column`: the number of non-empty values at the
+    row's cutoff, and the row's 0-based minimum rank among them (empty values rank last)."""
+    return f"_n_{column}", f"_rank_{column}"
 
 
 def ratio(numerator: ir.NumericValue, denominator: ir.NumericValue) -> ir.FloatingValue:

@@ -33,7 +33,8 @@ import pandas as pd
 from features.catalogue import (ACTIVITY_MONTHS, CONTACT_WINDOW, FAMILY_TABLES, MONTH_DAYS, OUTFLOW_WINDOW, REPEAT_WINDOW,
                                 FeatureInfo,                                catalogue)
 from features.relational import lifecycle, rfm, surveys
-from features.relational.definitions import US_PER_DAY, Derived, History, Reduction, ibis_module, whole_days
+from features.relational.definitions import (US_PER_DAY, Derived, History, Reduction, ibis_module, rank_columns,
+                                              whole_days)
 from features.settings import FeatureSettings, LabelSettings
 
 if TYPE_CHECKING:
@@ -243,10 +244,34 @@ def _aggregate(source: EventSource, events: ir.Table, cutoffs: ir.Table, out: ir
     return out
 
 
+def add_ranks(table: ir.Table, columns: Sequence[str]) -> ir.Table:
+    """`table` with each column's `rank_columns` (count of its non-empty values at the row's cutoff,
+    the row's 0-based minimum rank among them, empty values last) added.
+
+    All in one step: the windows run on a narrow table (keys and the values), joined back once. A
+    window over the wide rows makes the engine sort every column (DuckDB, 1M customers, one cutoff:
+    three scores took 26 s that way), and one join back per column made the engine materialise the
+    wide table once per column."""
+    ibis = ibis_module()
+    narrow = table.select(*KEYS, **{f"_value_{i}": table[c].cast("float64") for i, c in enumerate(columns)})
+    helpers: dict[str, ir.Value] = {}
+    for i, column in enumerate(columns):
+        value = narrow[f"_value_{i}"]
+        count, rank = rank_columns(column)
+        helpers[count] = value.count().over(group_by="cutoff")
+        helpers[rank] = ibis.rank().over(group_by="cutoff", order_by=[value.isnull(), value])
+    ranked = narrow.select(*KEYS, **helpers)
+    joined = table.join(ranked, KEYS)  # one ranked row per (customer, cutoff)
+    return joined.select(*[joined[c] for c in table.columns], *[joined[h] for h in helpers])
+
+
 def _derive(out: ir.Table, infos: Sequence[FeatureInfo]) -> ir.Table:
     """`out` with the derived features added in catalogue order, those that do not read each other
-    in one step (one SELECT each step: fewer nested queries for the SQL compilers)."""
+    in one step (one SELECT each step: fewer nested queries for the SQL compilers). The ranks
+    definitions read are added when the first needs them, with those of every later definition
+    whose columns are there by then (`add_ranks`)."""
     pending: dict[str, Derived] = {}
+    present = [i for i in infos if isinstance(i.define, Derived)]
 
     def flush(table: ir.Table) -> ir.Table:
         if pending:
@@ -254,15 +279,18 @@ def _derive(out: ir.Table, infos: Sequence[FeatureInfo]) -> ir.Table:
             pending.clear()
         return table
 
-    for info in infos:
+    for position, info in enumerate(present):
         derived = info.define
         assert isinstance(derived, Derived)
         if not all(c in out.columns or c in pending for c in derived.needs):
             continue  # reads a column of an absent table
-        if derived.prepare is not None or any(c in pending for c in derived.needs):
+        unranked = [c for c in derived.ranks if rank_columns(c)[0] not in out.columns]
+        if unranked or any(c in pending for c in derived.needs):
             out = flush(out)
-        if derived.prepare is not None:
-            out = derived.prepare(out)
+        if unranked:
+            later = [c for i in present[position:] for c in i.define.ranks  # type: ignore[union-attr]
+                     if c in out.columns and rank_columns(c)[0] not in out.columns]
+            out = add_ranks(out, list(dict.fromkeys(later)))
         pending[info.name] = derived
     return flush(out)
 
@@ -350,5 +378,5 @@ def label_table(tables: RelationalTables, cutoffs: Cutoffs, labels: LabelSetting
     return out.order_by(["cutoff", "customer_id"])
 
 
-__all__ = ["PORTED_FAMILIES", "SOURCES", "RelationalTables", "US_PER_DAY", "cutoff_table", "event_rows",
+__all__ = ["PORTED_FAMILIES", "SOURCES", "RelationalTables", "US_PER_DAY", "add_ranks", "cutoff_table", "event_rows",
            "feature_table", "label_table", "period_rows", "population"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from features.relational.definitions import Derived, Reduction, ibis_module, ratio, within
+from features.relational.definitions import Derived, Reduction, ibis_module, rank_columns, ratio, within
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -100,22 +100,11 @@ def quintile_score(column: str, higher_is_better: bool) -> Derived:
     position p = ceil(q * n) - 1 of the sorted non-empty values, q * n in double precision as numpy
     computes it; the score counts the edges strictly below the value (searchsorted, side left).
     An edge v[p] is below the value exactly when p < the number of values below it, the value's
-    rank: so two window functions (rank and count per cutoff) give the score without the edges
-    themselves. They run on a narrow table (keys and the value) joined back to the wide one: a
-    window over the wide rows makes the engine sort every column (DuckDB, 1M customers, one
-    cutoff: the three scores took 26 s in the wide windows).
+    rank: so two window functions (rank and count per cutoff, `Derived.ranks`, added by the engine
+    for every score at once: features/relational/engine.py `add_ranks`) give the score without the
+    edges themselves.
     """
-    helper_n, helper_rank = f"_n_{column}", f"_rank_{column}"
-
-    def prepare(row: ir.Table) -> ir.Table:
-        ibis = ibis_module()
-        narrow = row.select("customer_id", "cutoff", _value=row[column].cast("float64"))
-        value = narrow._value
-        ranked = narrow.select("customer_id", "cutoff", **{
-            helper_n: value.count().over(group_by="cutoff"),
-            helper_rank: ibis.rank().over(group_by="cutoff", order_by=[value.isnull(), value])})
-        joined = row.join(ranked, ["customer_id", "cutoff"])  # one ranked row per (customer, cutoff)
-        return joined.select(*[joined[c] for c in row.columns], joined[helper_n], joined[helper_rank])
+    helper_n, helper_rank = rank_columns(column)
 
     def derive(row: ir.Table) -> ir.Value:
         ibis = ibis_module()
@@ -127,7 +116,7 @@ def quintile_score(column: str, higher_is_better: bool) -> Derived:
             below = below + ibis.ifelse(position < below_value, 1, 0)
         score = 1 + below if higher_is_better else 5 - below
         return ibis.ifelse(value.isnull(), 1, score)
-    return Derived(derive, "int64", prepare=prepare, needs=(column,))
+    return Derived(derive, "int64", ranks=(column,), needs=(column,))
 
 
 def segment(recency: str, frequency: str, monetary: str, rules: tuple[tuple[str, str], ...],
