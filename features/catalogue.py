@@ -318,7 +318,7 @@ def _complaints(settings: FeatureSettings) -> list[FeatureInfo]:
                     "the cutoff and resolved before it; empty if none rated.", "score 1-5",
                     "complaint satisfaction {value:.1f} of 5", define=rel_complaints.mean_satisfaction(w_long)),
         FeatureInfo(f"low_satisfaction_share_{w_long}d", "complaints",
-                    f"Share of those rated complaints scored below 3; empty if none rated.", "share 0-1",
+                    "Share of those rated complaints scored below 3; empty if none rated.", "share 0-1",
                     "{value:.0%} of resolved complaints rated below 3",
                     define=rel_complaints.low_satisfaction_share(w_long)),
         FeatureInfo(f"repeat_complaints_{REPEAT_WINDOW}d", "complaints",

@@ -6,7 +6,7 @@ pipeline stage (`pipelines/train.py`) adds files, plots and MLflow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd

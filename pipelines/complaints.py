@@ -48,7 +48,7 @@ from models.complaint_ops.staffing import PLAN_COLUMNS, staffing_plan  # noqa: E
 from models.complaint_ops.text import QUALITY_COLUMNS, sentiment_scores, suggest_labels  # noqa: E402
 from pipelines.config import Config  # noqa: E402
 from pipelines.outputs import stage_paths  # noqa: E402
-from pipelines.io import StageError, StageOutputs, write_csv, write_json, write_parquet, write_with  # noqa: E402
+from pipelines.io import StageOutputs, write_csv, write_json, write_parquet, write_with  # noqa: E402
 from pipelines.tables import load_tables  # noqa: E402
 from pipelines.fingerprint import flatten_params  # noqa: E402
 from pipelines.tracking import tracked_run  # noqa: E402

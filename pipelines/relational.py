@@ -40,6 +40,7 @@ from features.static import static_attributes
 from models.uplift.data import contact_assignments, uplift_cutoffs
 from models.uplift.settings import UpliftSettings
 from pipelines.config import Config
+from pipelines.io import StageError
 from pipelines.tables import load_tables, table_format
 
 if TYPE_CHECKING:
@@ -102,11 +103,11 @@ def connect_spark(settings: SparkSettings) -> SparkBackend:
         import ibis
         from pyspark.sql import SparkSession
     except ImportError as error:
-        raise RuntimeError("the Spark engine needs pyspark: pip install 'churn-care[spark]' "
-                           "(or `make test-spark`, which installs it into .venv)") from error
+        raise StageError("features.engine spark needs pyspark, which is not installed: pip install 'churn-care[spark]' "
+                         "(or `make test-spark`, which installs it into .venv); nothing was written") from error
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        raise RuntimeError("the Spark engine needs a Java 17 runtime: no `java` on PATH and no JAVA_HOME "
-                           "(Debian/Ubuntu: apt-get install openjdk-17-jre-headless)")
+        raise StageError("features.engine spark needs a Java 17 runtime: no `java` on PATH and no JAVA_HOME "
+                         "(Debian/Ubuntu: apt-get install openjdk-17-jre-headless); nothing was written")
     builder = SparkSession.builder.master(settings.master).appName(settings.app_name)
     for key, value in {**SPARK_DEFAULTS, **settings.config, "spark.sql.session.timeZone": SPARK_TIME_ZONE}.items():
         builder = builder.config(key, value)
@@ -416,6 +417,10 @@ of QUERY_ROWS // customers (all of the demo bank's 40 in one query; two at a tim
 customers, where 28 cutoffs in one query spilled 22 GB to disk with a 2 GB memory limit)."""
 
 
+ENGINE_MISMATCH_FIX = ("Run the stage with `features.engine: pandas` meanwhile, and report this with the "
+                       "engine's version (it is a bug: the two must agree)")
+
+
 class RelationalSource:
     """What the features stage builds its tables from when `features.engine` is duckdb or spark.
 
@@ -479,14 +484,16 @@ class RelationalSource:
             expected = self.ids[reasons < 0].to_numpy()
             if waiting is None or waiting[0] != cutoff:
                 if len(expected):
-                    raise RuntimeError(f"the {self.cfg.features.engine} engine found nobody at {cutoff.date()}, where "
-                                       f"the population rule finds {len(expected):,} customers")
+                    raise StageError(f"internal check failed: the {self.cfg.features.engine} engine found nobody at "
+                                     f"{cutoff.date()}, where the population rule finds {len(expected):,} customers; "
+                                     f"nothing was written. {ENGINE_MISMATCH_FIX}")
                 yield cutoff, None
                 continue
             frame = waiting[1]
             if len(frame) != len(expected) or (frame["customer_id"].to_numpy() != expected).any():
-                raise RuntimeError(f"the {self.cfg.features.engine} population at {cutoff.date()} ({len(frame):,} rows) "
-                                   f"is not the population rule's ({len(expected):,} customers)")
+                raise StageError(f"internal check failed: the {self.cfg.features.engine} population at {cutoff.date()} "
+                                 f"({len(frame):,} rows) is not the population rule's ({len(expected):,} customers); "
+                                 f"nothing was written. {ENGINE_MISMATCH_FIX}")
             yield cutoff, frame
             waiting = next(frames, None)
 

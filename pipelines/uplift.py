@@ -21,7 +21,6 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from models.data import FeatureSchema
 from models.uplift.learners import UpliftModel
