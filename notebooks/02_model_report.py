@@ -44,9 +44,8 @@ import pandas as pd
 from IPython.display import Image, Markdown, display
 
 from models.evaluation import reliability_table
-from pipelines.outputs import current_paths
+from pipelines.outputs import CHURN_MODEL_NAME, VALUE_MODEL_NAME, current_paths
 from pipelines.report import latest_run, notebook_config, registry_history
-from pipelines.train import CHURN_MODEL_NAME, VALUE_MODEL_NAME
 
 # %matplotlib inline
 

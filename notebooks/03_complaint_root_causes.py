@@ -46,20 +46,18 @@ from IPython.display import Image, Markdown, display
 
 from pipelines.outputs import current_paths
 from pipelines.report import latest_run, notebook_config
-from pipelines.rules import (CHAINS_FILE, CHURN_RULES_FILE, DIAGRAM_FILE, PAIRS_FILE, ROOTS_FILE, RULES_FILE,
-                             SUMMARY_FILE)
 
 # %matplotlib inline
 
 cfg, config_path = notebook_config(max_colwidth=80)
 outputs = Path(cfg.paths.outputs_dir)
 rule_files = current_paths(cfg, "rules")  # every file from one run of `churn rules`
-rules_summary = json.loads(rule_files[SUMMARY_FILE].read_text())
-rules = pd.read_csv(rule_files[RULES_FILE])
-pairs = pd.read_csv(rule_files[PAIRS_FILE])
-chains = pd.read_csv(rule_files[CHAINS_FILE])
-roots = pd.read_csv(rule_files[ROOTS_FILE])
-churn_rules = pd.read_csv(rule_files[CHURN_RULES_FILE])
+rules_summary = json.loads(rule_files["rules_summary.json"].read_text())
+rules = pd.read_csv(rule_files["complaint_rules.csv"])
+pairs = pd.read_csv(rule_files["complaint_order_pairs.csv"])
+chains = pd.read_csv(rule_files["complaint_chains.csv"])
+roots = pd.read_csv(rule_files["root_causes.csv"])
+churn_rules = pd.read_csv(rule_files["churn_rules.csv"])
 has_complaints = rules_summary["counts"].get("complaints", 0) > 0
 NOTHING_MINED = "*No complaints were mined (see the summary above): nothing to show here.*"
 
@@ -155,8 +153,8 @@ else:
 if not has_complaints:
     display(Markdown(NOTHING_MINED))
 else:
-    if rule_files[DIAGRAM_FILE].is_file():
-        display(Image(filename=str(rule_files[DIAGRAM_FILE])))
+    if rule_files["complaint_chains.png"].is_file():
+        display(Image(filename=str(rule_files["complaint_chains.png"])))
     display(chains.head(10)[["rank", "chain", "baskets_in_order", "customers_in_order", "ordered_confidence",
                              "weakest_step_confidence", "churn_rate_after", "churn_lift"]])
 

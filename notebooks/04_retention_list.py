@@ -47,18 +47,17 @@ from features.labels import EXCLUSION_REASONS
 from models.retention import SEGMENTS, SELECTION_REASONS
 from pipelines.outputs import current_paths
 from pipelines.report import latest_run, notebook_config
-from pipelines.score import EXCLUDED_FILE, LIST_FILE, MANIFEST_FILE, SCORES_FILE
 
 # %matplotlib inline
 
 cfg, config_path = notebook_config(max_colwidth=70)
 outputs = Path(cfg.paths.outputs_dir)
 score_files = current_paths(cfg, "score")  # every file from one run of `churn score`
-scores = pd.read_parquet(score_files[SCORES_FILE])
-listed = pd.read_csv(score_files[LIST_FILE], dtype={"customer_id": "str"})
-manifest = json.loads(score_files[MANIFEST_FILE].read_text())
+scores = pd.read_parquet(score_files["scores.parquet"])
+listed = pd.read_csv(score_files["retention_list.csv"], dtype={"customer_id": "str"})
+manifest = json.loads(score_files["manifest.json"].read_text())
 plan = manifest["plan"]
-excluded_file = score_files[EXCLUDED_FILE]
+excluded_file = score_files["excluded.csv"]
 has_value = bool(np.isfinite(scores["value_at_risk"].to_numpy(dtype=float)).any())
 has_list = len(listed) > 0
 value_source = plan.get("value_source") or manifest["models"]["value"].get("source", "model")

@@ -39,8 +39,6 @@ import json
 import pandas as pd
 from IPython.display import Image, Markdown, display
 
-from pipelines.complaints import (ACCURACY_FILE, FORECAST_PLOT, FUNNEL_PLOT, HEAT_FILES, HEAT_PLOT, SATISFACTION_FILE,
-                                  SENTIMENT_PLOT, STAFFING_FILE, STAFFING_PLOT, SUMMARY_FILE, TEXT_QUALITY_FILE)
 from pipelines.outputs import current_paths
 from pipelines.report import latest_run, notebook_config
 
@@ -48,12 +46,12 @@ from pipelines.report import latest_run, notebook_config
 
 cfg, config_path = notebook_config(max_colwidth=60)
 complaint_files = current_paths(cfg, "complaints")  # every file from one run of `churn complaints`
-summary = json.loads(complaint_files[SUMMARY_FILE].read_text())
-accuracy = pd.read_csv(complaint_files[ACCURACY_FILE])
-plan = pd.read_csv(complaint_files[STAFFING_FILE])
-units = pd.read_csv(complaint_files[SATISFACTION_FILE])
-quality = pd.read_csv(complaint_files[TEXT_QUALITY_FILE])
-grids = {name: pd.read_csv(complaint_files[file]) for name, file in HEAT_FILES.items()}
+summary = json.loads(complaint_files["complaints_summary.json"].read_text())
+accuracy = pd.read_csv(complaint_files["complaint_forecast_accuracy.csv"])
+plan = pd.read_csv(complaint_files["staffing_plan.csv"])
+units = pd.read_csv(complaint_files["satisfaction_by_unit.csv"])
+quality = pd.read_csv(complaint_files["complaint_text_quality.csv"])
+grids = {name: pd.read_csv(complaint_files[f"complaint_heatmap_{name}.csv"]) for name in ("line_by_channel", "weekday_by_hour")}
 settings = summary["settings"]
 display(Markdown(f"Config: `{config_path}`"))
 
@@ -97,7 +95,7 @@ else:
             .sort_values("mase").round(3).reset_index(drop=True))
 for skipped in summary["skipped_series"]:
     display(Markdown(f"> not forecast: `{skipped['series']}`: {skipped['reason']}"))
-display(Image(filename=str(complaint_files[FORECAST_PLOT])))
+display(Image(filename=str(complaint_files["complaint_forecast.png"])))
 
 # %% [markdown]
 # ## Staffing
@@ -120,7 +118,7 @@ else:
                      f"{settings['staffing']['open_hours_per_week']:.0f} open hours a week, "
                      f"shrinkage {settings['staffing']['shrinkage']:.0%}."))
     display(weekly.round(1))
-display(Image(filename=str(complaint_files[STAFFING_PLOT])))
+display(Image(filename=str(complaint_files["staffing_plan.png"])))
 
 # %% [markdown]
 # ## Satisfaction by branch and business line
@@ -142,7 +140,7 @@ else:
                      f"{settings['satisfaction']['min_answers']} answers not tested."))
     display(units.head(20)[["score", "unit_type", "unit", "answers", "mean", "rest_mean", "difference", "q_value",
                             "significantly_below"]].round(3))
-display(Image(filename=str(complaint_files[FUNNEL_PLOT])))
+display(Image(filename=str(complaint_files["satisfaction_funnel.png"])))
 
 # %% [markdown]
 # ## Heat maps: where and when complaints and missed targets cluster
@@ -156,7 +154,7 @@ if not line_grid.empty and line_grid["complaints"].sum() > 0:
     worst = line_grid[line_grid["complaints"] >= 30].sort_values("breach_rate", ascending=False).head(5)
     display(Markdown("Highest breach rates (cells with at least 30 complaints):"))
     display(worst.round(3).reset_index(drop=True))
-display(Image(filename=str(complaint_files[HEAT_PLOT])))
+display(Image(filename=str(complaint_files["complaint_heatmaps.png"])))
 
 # %% [markdown]
 # ## Complaint text
@@ -175,4 +173,4 @@ share = summary["text"]["negative_share"]
 if share is not None:
     display(Markdown(f"{share:.1%} of complaint texts read negative "
                      f"(VADER compound below {settings['text']['negative_below']})."))
-display(Image(filename=str(complaint_files[SENTIMENT_PLOT])))
+display(Image(filename=str(complaint_files["complaint_sentiment.png"])))

@@ -18,6 +18,9 @@ from pipelines.io import current_paths as _current_paths
 TRAIN_PLOTS = ("roc.png", "precision_recall.png", "reliability.png", "cumulative_gains.png", "feature_importance.png",
                "shap_summary.png", "profit_curve.png", "value_by_decile.png", "qini.png")
 TRAIN_CURVES = ("profit_curve.csv", "gains.csv", "roc.csv", "reliability.csv", "feature_importance.csv", "qini.csv")
+CHURN_MODEL_NAME = "churn-risk"
+VALUE_MODEL_NAME = "customer-value"
+"""The MLflow registry names `churn train` publishes the churn and value models under."""
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = tuple(sorted(path.stem for path in NOTEBOOK_DIR.glob("[0-9]*.py")))
 """The analyst notebooks (jupytext scripts) `churn report` renders, in their numbered order."""

@@ -38,14 +38,12 @@ from pipelines.config import Config
 from pipelines.fingerprint import input_fingerprint
 from pipelines.features import check_built_from
 from pipelines.io import StageError, StageOutputs, write_csv, write_json, write_parquet, write_with
-from pipelines.outputs import OPTIONAL, current_paths, stage_paths
+from pipelines.outputs import CHURN_MODEL_NAME, OPTIONAL, VALUE_MODEL_NAME, current_paths, stage_paths
 from pipelines.tracking import flatten_params, tracked_run
 from pipelines.uplift import UPLIFT_MODEL_NAME, fit_and_report, rescore_qini
 
 log = logging.getLogger("pipelines.train")
 
-CHURN_MODEL_NAME = "churn-risk"
-VALUE_MODEL_NAME = "customer-value"
 PYFUNC_FILE = Path(__file__).resolve().parent.parent / "models" / "pyfunc_model.py"
 CODE_PATHS = [str(Path(__file__).resolve().parent.parent / name) for name in ("features", "models")]
 
