@@ -207,8 +207,8 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
     con, tables = inputs.con, inputs.tables
     cuts = cutoffs_on(con, cutoffs)
     relational = [f for f in families if f in PORTED_FAMILIES]
-    features = feature_table(tables, cuts, cfg.features, cfg.labels, relational)
-    labels = label_table(tables, cuts, cfg.labels)
+    features = feature_table(tables, cuts, cfg.features, cfg.labels, relational, ordered=False)
+    labels = label_table(tables, cuts, cfg.labels, ordered=False)  # one sort, of the joined rows below
     names = label_names(cfg)
     joined = features.join(labels.select(*KEYS, *names), KEYS)
     query = joined.select(*[joined[c] for c in features.columns], *[joined[n] for n in names]).order_by(KEYS[::-1])
@@ -275,7 +275,9 @@ def record_batches(con: BaseBackend, expr: ir.Table, rows: int) -> pa.RecordBatc
         return con.to_pyarrow_batches(expr, chunk_size=rows)
     con._run_pre_execute_hooks(expr)  # registers the in-memory tables (the cutoffs) the query reads
     schema = expr.schema().to_pyarrow()  # the types Ibis gives (DuckDB's own reader has int32 where Ibis has int64)
-    reader = con.raw_sql(con.compile(expr)).to_arrow_reader(rows)
+    # a relation (`sql`), not a DB-API result (`raw_sql`): DuckDB copies a DB-API result's rows
+    # once more to hand them to Arrow
+    reader = con.con.sql(con.compile(expr)).to_arrow_reader(rows)
     return pa.RecordBatchReader.from_batches(schema, (batch.cast(schema) for batch in reader))
 
 

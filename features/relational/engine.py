@@ -297,13 +297,15 @@ def _derive(out: ir.Table, infos: Sequence[FeatureInfo]) -> ir.Table:
 
 def feature_table(tables: RelationalTables, cutoffs: Cutoffs, settings: FeatureSettings,
                   labels: LabelSettings | None = None,
-                  families: Sequence[str] = PORTED_FAMILIES) -> ir.Table:
+                  families: Sequence[str] = PORTED_FAMILIES, ordered: bool = True) -> ir.Table:
     """customer_id, cutoff and the features of `families` for the population at every cutoff.
 
     Reductions are aggregated per event table (each family's table: FAMILY_TABLES), then the
     derived features are computed in catalogue order (they may read other families' columns).
     A feature whose table or column is absent is left out, as in the pandas engine. Columns in
-    catalogue order, typed as the pandas engine types them; rows sorted by (cutoff, customer_id).
+    catalogue order, typed as the pandas engine types them; rows sorted by (cutoff, customer_id)
+    unless `ordered` is False (a caller that joins the table and sorts the result: one sort, not
+    three; the engine sorts every column along, 4 s of a 35 s query at 1M customers).
     """
     unported = [f for f in families if f not in PORTED_FAMILIES]
     if unported:
@@ -331,15 +333,17 @@ def feature_table(tables: RelationalTables, cutoffs: Cutoffs, settings: FeatureS
     out = _derive(out, [i for i in infos if isinstance(i.define, Derived)])
     typed = [out[i.name].cast("string" if i.define.output == "category" else i.define.output).name(i.name)
              for i in infos if i.name in out.columns]
-    return out.select(out.customer_id, out.cutoff, *typed).order_by(["cutoff", "customer_id"])
+    out = out.select(out.customer_id, out.cutoff, *typed)
+    return out.order_by(["cutoff", "customer_id"]) if ordered else out
 
 
-def label_table(tables: RelationalTables, cutoffs: Cutoffs, labels: LabelSettings) -> ir.Table:
+def label_table(tables: RelationalTables, cutoffs: Cutoffs, labels: LabelSettings, ordered: bool = True) -> ir.Table:
     """customer_id, cutoff, churned, future_value (and with `closure` days_to_churn) of the population.
 
     Label window [cutoff, cutoff + horizon): churned = closes in it (`closure`), or also no
     transaction in it (`inactivity`); future_value = exact sum of the value column over its
     transactions (0 if none); days_to_churn = whole days from the cutoff to a closure in it.
+    Sorted by (cutoff, customer_id) unless `ordered` is False (as `feature_table`).
     """
     ibis = ibis_module()
     cuts = cutoff_table(cutoffs)
@@ -375,7 +379,7 @@ def label_table(tables: RelationalTables, cutoffs: Cutoffs, labels: LabelSetting
         elapsed = rows.closed_date.delta(rows.cutoff, unit="microsecond")
         columns["days_to_churn"] = ibis.ifelse(rows.closes, whole_days(elapsed).cast("float64"), ibis.null("float64"))
     out = rows.select("customer_id", "cutoff", **columns)
-    return out.order_by(["cutoff", "customer_id"])
+    return out.order_by(["cutoff", "customer_id"]) if ordered else out
 
 
 __all__ = ["PORTED_FAMILIES", "SOURCES", "RelationalTables", "US_PER_DAY", "add_ranks", "cutoff_table", "event_rows",
