@@ -36,6 +36,42 @@ def run(*args: str, cwd: Path) -> None:
         raise SystemExit(f"churn {args[0]} failed ({result.returncode}):\n{result.stderr[-4000:]}")
 
 
+def paired_total_error(folder: Path, draws: int = 2000, seed: int = 0) -> dict[str, float] | None:
+    """How sure the value model's error of the total is worse or better than BG/NBD x Gamma-Gamma's, on
+    the held-out stayers: a paired bootstrap of |model's error %| - |BG/NBD's error %| (both forecasts
+    of the same resampled customers), its 95% interval and the share of draws where the model is closer.
+    None without a value model or BTYD columns."""
+    import numpy as np
+    import pandas as pd
+
+    from models.baselines import btyd_value
+
+    predictions = pd.read_parquet(folder / "reports" / "mine" / "test_predictions.parquet")
+    if "next_horizon_value_if_retained" not in predictions.columns:
+        return None
+    table = pd.read_parquet(folder / "data" / "mine" / "features" / "train.parquet")
+    rows = table[table["cutoff"] == table["cutoff"].max()].set_index("customer_id")
+    rows = rows.loc[predictions["customer_id"].astype("str")].reset_index()
+    btyd = btyd_value(rows)
+    if btyd is None:
+        return None
+    kept = predictions["churned"].to_numpy() == 0
+    actual = predictions["future_value"].to_numpy(dtype=float)[kept]
+    model = predictions["next_horizon_value_if_retained"].to_numpy(dtype=float)[kept]
+    btyd = btyd[kept]
+
+    def gap(rows: np.ndarray) -> float:
+        total = actual[rows].sum()
+        return abs(100 * (model[rows].sum() - total) / total) - abs(100 * (btyd[rows].sum() - total) / total)
+
+    rng = np.random.default_rng(seed)
+    gaps = np.array([gap(rng.integers(0, len(actual), len(actual))) for _ in range(draws)])
+    low, high = np.percentile(gaps, [2.5, 97.5])
+    return {"abs_error_gap_points": round(float(gap(np.arange(len(actual)))), 3), "interval_95_low": round(float(low), 3),
+            "interval_95_high": round(float(high), 3), "share_model_closer": round(float((gaps < 0).mean()), 4),
+            "stayers": int(len(actual))}
+
+
 def measure(name: str, init_args: list[str]) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -46,6 +82,7 @@ def measure(name: str, init_args: list[str]) -> dict[str, object]:
         report = json.loads((folder / "reports" / "mine" / "train_metrics.json").read_text())
         manifest = json.loads((folder / "data" / "mine" / "outputs" / "manifest.json").read_text())
         references = reference_figures(folder / "mine.yaml")
+        total_error = paired_total_error(folder)
     metrics = report["metrics"]
     candidates = {label: {key: metrics.get(f"{prefix}.{key}") for key in
                           ("roc_auc", "pr_auc", "log_loss", "expected_calibration_error", "captured_top_10pct")}
@@ -54,6 +91,8 @@ def measure(name: str, init_args: list[str]) -> dict[str, object]:
                                                 "baseline_btyd_value.spearman", "value.total_error_pct",
                                                 "baseline_carry_forward.total_error_pct",
                                                 "baseline_btyd_value.total_error_pct")}
+    if total_error is not None:
+        value["total_error_value_model_vs_btyd"] = total_error
     return {"dataset": name, "served": report["selected_churn_model"], "selection": report["info"]["selection"],
             "fit": report["info"]["fit"], "test_rows": report["info"]["rows_test"],
             "test_churn_rate": metrics.get("churn.base_rate"), "candidates": candidates,
