@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import math
+
 import pandas as pd
 
 US_PER_DAY = 86_400_000_000
@@ -85,7 +87,7 @@ def reference_sql(files: Mapping[str, str], cutoff: str | pd.Timestamp, settings
     missing = [t for t in TABLES if t not in files]
     if missing:
         raise ValueError(f"the full feature set needs every table; missing {missing}")
-    amount_type = "DECIMAL(38, 6)" if money == "decimal" else "DOUBLE"
+    amount_type = "DECIMAL(18, 6)" if money == "decimal" else "DOUBLE"
     c = pd.Timestamp(cutoff).as_unit("us")
     c_us = int(c.value // 1000)
     C = _ts(c)
@@ -99,16 +101,30 @@ def reference_sql(files: Mapping[str, str], cutoff: str | pd.Timestamp, settings
     has_closed = "closed_date" in customer_columns
     has_treatment = "treatment" in _columns(files["contacts"])
 
-    # ---- transactions: one scan (all history before the cutoff + the label window), one aggregate
-    month_counts = [f"count(*) FILTER (WHERE mon = {k}) AS m{k}" for k in range(months)]
+    # ---- transactions: the rows of the longest look-back and the label window in one aggregate; older
+    # history only for the latest transaction (a second aggregate over the older row groups, one column)
+    lookback = max((*windows, ACTIVE_DAYS_WINDOW, OUTFLOW_WINDOW, MONTH_DAYS * months, *(2 * d for d in TREND_DAYS),
+                    *((labels.inactivity_lookback_days,) if labels.definition == "inactivity" else ())))
+    lower = _ts(c - pd.Timedelta(days=lookback))
+    needed = sorted(set(windows) | set(TREND_DAYS) | {2 * d for d in TREND_DAYS})
+    remainders: dict[int, str] = {}  # window -> count of its days past the last whole month
+    window_sums: dict[int, str] = {}
+    for w in needed:  # a window's count: its whole 30-day months, plus the days beyond them
+        full = min(w // MONTH_DAYS, months)
+        terms = [f"m{k}" for k in range(full)]
+        if w > full * MONTH_DAYS:
+            remainders[w] = f"count(*) FILTER (WHERE back >= {full * MONTH_DAYS} AND back < {w}) AS r{w}"
+            terms.append(f"r{w}")
+        window_sums[w] = " + ".join(terms)
+    segments = math.ceil(ACTIVE_DAYS_WINDOW / 64)  # active days: one bit per day, 64 days per BIGINT
+    day_bits = [f"bit_or(CASE WHEN back >= {64 * i} AND back < {min(64 * (i + 1), ACTIVE_DAYS_WINDOW)} "
+                f"THEN 1::UBIGINT << (back - {64 * i})::UBIGINT END) AS d{i}" for i in range(segments)]
     tx_aggs = [
         "max(ts) FILTER (WHERE back >= 0) AS last_ts",
-        *month_counts,
-        *[f"count(*) FILTER (WHERE back < {w}) AS n{w}" for w in sorted(set(windows) | {2 * d for d in TREND_DAYS}
-                                                                       | set(TREND_DAYS))],
+        *[f"count(*) FILTER (WHERE mon = {k}) AS m{k}" for k in range(months)],
+        *remainders.values(),
         *[f"sum(amount) FILTER (WHERE back < {w}) AS s{w}" for w in windows],
-        f"bit_count(bitstring_agg(back, 0, {ACTIVE_DAYS_WINDOW - 1}) FILTER (WHERE back < {ACTIVE_DAYS_WINDOW}))"
-        " AS active_days",
+        *day_bits,
         f"sum(amount) FILTER (WHERE back < {OUTFLOW_WINDOW} AND amount < 0) AS outflows",
         f"max({{'o': -amount, 't': ts}}) FILTER (WHERE back < {OUTFLOW_WINDOW} AND amount < 0) AS largest",
         f"sum(abs(amount)) FILTER (WHERE back < {longest}) AS absolute",
@@ -117,16 +133,24 @@ def reference_sql(files: Mapping[str, str], cutoff: str | pd.Timestamp, settings
     ]
     if labels.definition == "inactivity":
         tx_aggs.append(f"count(*) FILTER (WHERE back < {labels.inactivity_lookback_days}) AS recent")
+    tx_derived = [f"{expr} AS n{w}" for w, expr in window_sums.items()]
+    tx_derived.append(" + ".join(f"bit_count(coalesce(d{i}, 0::UBIGINT))::BIGINT" for i in range(segments)) + " AS active_days")
     tx = f"""
     tx AS (
-      SELECT customer_id, {_LIST.join(tx_aggs)}
-      FROM (SELECT customer_id::VARCHAR AS customer_id, ts, amount,
-                   CASE WHEN ts < {C} THEN {back} END AS back,
-                   CASE WHEN ts < {C} AND ts >= {_ts(c - pd.Timedelta(days=MONTH_DAYS * months))}
-                        THEN {back} // {MONTH_DAYS} END AS mon
-            FROM (SELECT customer_id, "timestamp"::TIMESTAMP AS ts, amount::{amount_type} AS amount
-                  FROM read_parquet({_quote(files["transactions"])}))
-            WHERE ts < {horizon_end})
+      SELECT *, {", ".join(tx_derived)}
+      FROM (SELECT customer_id, {_LIST.join(tx_aggs)}
+            FROM (SELECT customer_id::VARCHAR AS customer_id, ts, amount,
+                         CASE WHEN ts < {C} THEN {back} END AS back,
+                         CASE WHEN ts < {C} AND ts >= {_ts(c - pd.Timedelta(days=MONTH_DAYS * months))}
+                              THEN {back} // {MONTH_DAYS} END AS mon
+                  FROM (SELECT customer_id, "timestamp"::TIMESTAMP AS ts, amount::{amount_type} AS amount
+                        FROM read_parquet({_quote(files["transactions"])}))
+                  WHERE ts >= {lower} AND ts < {horizon_end})
+            GROUP BY customer_id)),
+    tx_before AS (
+      SELECT customer_id::VARCHAR AS customer_id, max("timestamp"::TIMESTAMP) AS last_ts
+      FROM read_parquet({_quote(files["transactions"])})
+      WHERE "timestamp"::TIMESTAMP < {lower}
       GROUP BY customer_id)"""
 
     # ---- complaints: one scan of every complaint opened before the cutoff
@@ -186,17 +210,17 @@ def reference_sql(files: Mapping[str, str], cutoff: str | pd.Timestamp, settings
             WHERE ts < {C})
       GROUP BY customer_id)"""
 
-    # ---- surveys: the two latest answers of each score by (time, file row), one aggregate
+    # ---- surveys: the two latest answers of each score, latest by (time, file row) as one exact HUGEINT key
     sv = f"""
     sv AS (
       SELECT customer_id,
-             max_by(nps, {{'t': ts, 'r': file_row_number}}, 2) FILTER (WHERE nps IS NOT NULL) AS nps2,
-             max_by(csat, {{'t': ts, 'r': file_row_number}}, 2) FILTER (WHERE csat IS NOT NULL) AS csat2,
+             max_by(nps, k, 2) FILTER (WHERE nps IS NOT NULL) AS nps2,
+             max_by(csat, k, 2) FILTER (WHERE csat IS NOT NULL) AS csat2,
              max(ts) AS last_ts
       FROM (SELECT customer_id::VARCHAR AS customer_id, answered_at::TIMESTAMP AS ts, nps::DOUBLE AS nps,
-                   csat::DOUBLE AS csat, file_row_number
-            FROM read_parquet({_quote(files["surveys"])}, file_row_number = true))
-      WHERE ts < {C}
+                   csat::DOUBLE AS csat, epoch_us(answered_at::TIMESTAMP)::HUGEINT * 4294967296 + file_row_number AS k
+            FROM read_parquet({_quote(files["surveys"])}, file_row_number = true)
+            WHERE answered_at::TIMESTAMP < {C})
       GROUP BY customer_id)"""
 
     # ---- retention contacts (treatment = 1 only, when the column exists)
@@ -217,7 +241,7 @@ def reference_sql(files: Mapping[str, str], cutoff: str | pd.Timestamp, settings
         keep += " AND tx.recent > 0"
     feature_window = {w: f"coalesce(tx.n{w}, 0)" for w in set(windows) | {2 * d for d in TREND_DAYS} | set(TREND_DAYS)}
     f: dict[str, str] = {}
-    f["days_since_last_transaction"] = f"{days.format(t='tx.last_ts')}::DOUBLE"
+    f["days_since_last_transaction"] = f"{days.format(t='coalesce(tx.last_ts, tx_before.last_ts)')}::DOUBLE"
     for w in windows:
         f[f"transaction_count_{w}d"] = feature_window[w]
         f[f"transaction_amount_{w}d"] = f"coalesce(tx.s{w}, 0)::DOUBLE"
@@ -242,17 +266,20 @@ def reference_sql(files: Mapping[str, str], cutoff: str | pd.Timestamp, settings
     f[f"days_since_largest_outflow_{OUTFLOW_WINDOW}d"] = f"{days.format(t='tx.largest.t')}::DOUBLE"
     # lifecycle (the stage reads the days since the last transaction and the 90-day trend)
     m = [f"coalesce(tx.m{k}, 0)" for k in range(months)]
+    # the slope as the engine computes it (features/relational/lifecycle.py, numpy's float operations in
+    # order); what depends only on the signup date (the weights of the months after it, their mean
+    # position and spread) is a column of the population, computed before the join
     usable = f"greatest(least(({c_us} - epoch_us(signup)) // {MONTH_DAYS * US_PER_DAY}, {SLOPE_MONTHS}), 0)"
-    x = [f"{float(j)}::DOUBLE" for j in range(SLOPE_MONTHS)]
-    counts = [f"{m[SLOPE_MONTHS - 1 - j]}::DOUBLE" for j in range(SLOPE_MONTHS)]  # oldest first
-    weight = [f"(CASE WHEN {j} >= {SLOPE_MONTHS} - pop.usable THEN 1.0::DOUBLE ELSE 0.0::DOUBLE END)"
-              for j in range(SLOPE_MONTHS)]
-    n = _sum_left(weight)
-    mean_x = f"({_sum_left([f'({w} * {xj})' for w, xj in zip(weight, x)])} / {n})"
-    mean_y = f"({_sum_left([f'({w} * {cj})' for w, cj in zip(weight, counts)])} / {n})"
-    dx = [f"({xj} - {mean_x})" for xj in x]
-    slope = (f"(({_sum_left([f'(({w} * {d}) * ({cj} - {mean_y}))' for w, d, cj in zip(weight, dx, counts)])}"
-             f" / {_sum_left([f'(({w} * {d}) * {d})' for w, d in zip(weight, dx)])}) / {mean_y})")
+    js = range(SLOPE_MONTHS)
+    x = [f"{float(j)}::DOUBLE" for j in js]
+    pop_slope = [f"CASE WHEN {j} >= {SLOPE_MONTHS} - _usable THEN 1.0::DOUBLE ELSE 0.0::DOUBLE END AS _w{j}" for j in js]
+    pop_slope.append(f"{_sum_left([f'_w{j}' for j in js])} AS _n")
+    pop_slope.append(f"{_sum_left([f'(_w{j} * {x[j]})' for j in js])} / _n AS _mean_x")
+    pop_slope += [f"_w{j} * ({x[j]} - _mean_x) AS _wd{j}" for j in js]
+    pop_slope.append(f"{_sum_left([f'(_wd{j} * ({x[j]} - _mean_x))' for j in js])} AS _spread")
+    counts = [f"{m[SLOPE_MONTHS - 1 - j]}::DOUBLE" for j in js]  # oldest first
+    mean_y = f"({_sum_left([f'(_w{j} * {counts[j]})' for j in js])} / _n)"
+    slope = f"(({_sum_left([f'(_wd{j} * ({counts[j]} - {mean_y}))' for j in js])} / _spread) / {mean_y})"
     busiest = f"greatest({', '.join(m)})"
     f["tenure_days"] = f"{days.format(t='signup')}::DOUBLE"
     # complaints
@@ -293,7 +320,7 @@ def reference_sql(files: Mapping[str, str], cutoff: str | pd.Timestamp, settings
 
     # the wide row of each customer in the population (`base`), the quintile edges over it, the scores
     base_columns = dict(f)
-    base_columns["_slope"] = f"CASE WHEN {n} >= 3 AND {mean_y} > 0 THEN {slope} END"
+    base_columns["_slope"] = f"CASE WHEN _n >= 3 AND {mean_y} > 0 THEN {slope} END"
     base_columns["_months_active"] = " + ".join(f"({mk} > 0)::BIGINT" for mk in m)
     base_columns["_peak"] = (f"CASE WHEN {busiest} > 0 THEN CASE "
                              + " ".join(f"WHEN {mk} = {busiest} THEN {float(k)}::DOUBLE" for k, mk in enumerate(m))
@@ -309,7 +336,7 @@ def reference_sql(files: Mapping[str, str], cutoff: str | pd.Timestamp, settings
     select_base = _LIST.join(f"{expr} AS {name}" for name, expr in base_columns.items())
     base = f"""
     pop AS (
-      SELECT customer_id, signup, closed, {usable} AS usable
+      SELECT customer_id, signup, closed, {usable} AS _usable, {", ".join(pop_slope)}
       FROM (SELECT customer_id::VARCHAR AS customer_id, signup_date::TIMESTAMP AS signup, {closed} AS closed
             FROM read_parquet({_quote(files["customers"])}))
       WHERE signup < {C} AND (closed IS NULL OR closed >= {C})),
@@ -318,6 +345,7 @@ def reference_sql(files: Mapping[str, str], cutoff: str | pd.Timestamp, settings
              {select_base}
       FROM pop
       LEFT JOIN tx USING (customer_id)
+      LEFT JOIN tx_before USING (customer_id)
       LEFT JOIN cx USING (customer_id)
       LEFT JOIN sv USING (customer_id)
       LEFT JOIN ct USING (customer_id){" WHERE tx.recent > 0" if labels.definition == "inactivity" else ""})"""
@@ -325,20 +353,20 @@ def reference_sql(files: Mapping[str, str], cutoff: str | pd.Timestamp, settings
     scored = {"rfm_recency_score": ("days_since_last_transaction", False),
               "rfm_frequency_score": (f"transaction_count_{longest}d", True),
               "rfm_monetary_score": (f"transaction_amount_{longest}d", True)}
-    edge_aggs = [f"list_sort(list({col}::DOUBLE) FILTER (WHERE {col} IS NOT NULL)) AS v_{name}"
-                 for name, (col, _) in scored.items()]
+    edge_lists = ", ".join(f"list_sort(list({col}::DOUBLE) FILTER (WHERE {col} IS NOT NULL)) AS v_{name}"
+                           for name, (col, _) in scored.items())
+    edge_values = ", ".join(f"v_{name}[ceil({q}::DOUBLE * len(v_{name})::DOUBLE)::BIGINT] AS e{i}_{name}"
+                            for name in scored for i, q in enumerate(QUINTILES))
 
     def score(name: str) -> str:
-        """Edges below the value: the edge of quintile q at 1-based position ceil(q * n) of the sorted values."""
+        """The edges below the value: quintile q's edge is at 1-based position ceil(q * n) of the sorted values."""
         col, higher = scored[name]
-        values = f"edges.v_{name}"
-        below = " + ".join(f"(list_extract({values}, ceil({q}::DOUBLE * len({values})::DOUBLE)::BIGINT)"
-                           f" < {col}::DOUBLE)::BIGINT" for q in QUINTILES)
+        below = " + ".join(f"(e{i}_{name} < {col}::DOUBLE)::BIGINT" for i in range(len(QUINTILES)))
         value = f"1 + {below}" if higher else f"5 - ({below})"
         return f"CASE WHEN {col} IS NULL THEN 1 ELSE {value} END"
 
     edges = f"""
-    edges AS (SELECT {", ".join(edge_aggs)} FROM base),
+    edges AS (SELECT {edge_values} FROM (SELECT {edge_lists} FROM base)),
     scored AS (
       SELECT base.*, {", ".join(f"{score(k)} AS {k}" for k in scored)}
       FROM base CROSS JOIN edges)"""
@@ -399,12 +427,13 @@ def run_reference(files: Mapping[str, str], cutoff: str | pd.Timestamp, settings
     """The reference query executed on a fresh in-memory DuckDB connection, as an Arrow table."""
     import duckdb
 
-    config = {"temp_directory": temp_directory}
+    config: dict[str, object] = {"temp_directory": temp_directory}
     if threads is not None:
         config["threads"] = threads
     if memory_limit is not None:
         config["memory_limit"] = memory_limit
     con = duckdb.connect(config=config)
+    con.execute("SET enable_progress_bar = false")
     try:
         return con.sql(reference_sql(files, cutoff, settings, labels, money)).to_arrow_table()
     finally:
