@@ -7,9 +7,11 @@
    the most time (summed over threads), each with the CTE / table it works for.
 The rest of the whole statement's time (joins of the aggregates to the population, the quintile edges,
 the wide projection, the sort) is the total minus the per-table CTEs.
+3. With --engine: the engine's query for the same cutoff (the Ibis expression `build_frames` runs, compiled
+   to DuckDB SQL) once under the same profiler, its top operators labelled the same way, for comparison.
 
 Usage:
-  .venv/bin/python benchmarks/profile_reference.py --data /tmp/bench-data/1m --cutoff 2025-07-01
+  .venv/bin/python benchmarks/profile_reference.py --data /tmp/bench-data/1m --cutoff 2025-07-01 --engine
 Writes benchmarks/results/reference_profile.json.
 """
 
@@ -69,6 +71,47 @@ def _operators(node: dict, path: list[str], out: list[dict]) -> str | None:
     return label
 
 
+def _profile(con, sql: str) -> dict[str, object]:
+    """Run `sql` once under DuckDB's JSON profiler: its total, and the operators with the most time."""
+    profile = Path(tempfile.mkdtemp()) / "profile.json"
+    con.execute("PRAGMA enable_profiling='json'")
+    con.execute(f"PRAGMA profiling_output='{profile}'")
+    con.sql(sql).to_arrow_table()
+    con.execute("PRAGMA disable_profiling")
+    tree = json.loads(profile.read_text())
+    operators: list[dict] = []
+    for node in tree["operator"]:
+        _operators(node, [], operators)
+    return {"total_seconds": round(tree["query"]["total_time"], 2),
+            "operator_seconds_summed_over_threads": round(sum(o["seconds"] for o in operators), 2),
+            "row_groups_scanned": [tree["query"]["total_row_groups_scanned"], tree["query"]["total_row_groups_to_scan"]],
+            "peak_buffer_memory_gb": round(tree["system"]["peak_buffer_memory"] / 1e9, 2),
+            "top_operators": sorted(operators, key=lambda o: -o["seconds"])[:20]}
+
+
+def engine_sql(data: str, cutoff: str, memory_limit: str):
+    """The engine's connection and its query of the ported families and the labels at `cutoff` (as
+    `iter_frames` builds it), compiled to DuckDB SQL."""
+    import pandas as pd
+
+    from benchmarks.reference_query import engine_config
+    from features.relational.engine import KEYS, PORTED_FAMILIES, feature_table, label_table
+    from pipelines.relational import label_names, open_inputs
+
+    cfg = engine_config(data, 2, memory_limit)
+    inputs = open_inputs(cfg)
+    cuts = [pd.Timestamp(cutoff)]
+    features = feature_table(inputs.tables, cuts, cfg.features, cfg.labels, PORTED_FAMILIES)
+    labels = label_table(inputs.tables, cuts, cfg.labels)
+    names = label_names(cfg)
+    joined = features.join(labels.select(*KEYS, *names), KEYS)
+    query = joined.select(*[joined[c] for c in features.columns], *[joined[n] for n in names]).order_by(KEYS[::-1])
+    inputs.con._run_pre_execute_hooks(query)  # registers the in-memory cutoffs table
+    raw = inputs.con.con
+    raw.execute("SET enable_progress_bar = false")
+    return raw, inputs.con.compile(query)
+
+
 def main() -> None:
     from benchmarks.reference_query import bank_files, reference_sql
 
@@ -78,6 +121,7 @@ def main() -> None:
     parser.add_argument("--memory-limit", default="4GB")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--money", choices=("decimal", "double"), default="decimal")
+    parser.add_argument("--engine", action="store_true", help="also profile the engine's query")
     args = parser.parse_args()
     sql = reference_sql(bank_files(args.data), args.cutoff, money=args.money)
     with_clause = sql[:sql.rindex("\nSELECT customer_id, ")]
@@ -90,29 +134,21 @@ def main() -> None:
     whole = [_timed(_connect(args.memory_limit), sql) for _ in range(args.repeats)]
     total = {"wall_seconds": min(r["wall_seconds"] for r in whole), "cpu_seconds": min(r["cpu_seconds"] for r in whole)}
     print("whole statement", total, flush=True)
-    con = _connect(args.memory_limit)
-    profile = Path(tempfile.mkdtemp()) / "profile.json"
-    con.execute("PRAGMA enable_profiling='json'")
-    con.execute(f"PRAGMA profiling_output='{profile}'")
-    con.sql(sql).to_arrow_table()
-    con.execute("PRAGMA disable_profiling")
-    tree = json.loads(profile.read_text())
-    operators: list[dict] = []
-    for node in tree["operator"]:
-        _operators(node, [], operators)
-    top = sorted(operators, key=lambda o: -o["seconds"])[:15]
-    for o in top:
+    profiled = _profile(_connect(args.memory_limit), sql)
+    for o in profiled["top_operators"]:
         print(o)
+    engine = None
+    if args.engine:
+        raw, compiled = engine_sql(args.data, args.cutoff, args.memory_limit)
+        engine = _profile(raw, compiled)
+        print("engine", {k: v for k, v in engine.items() if k != "top_operators"})
+        for o in engine["top_operators"]:
+            print(o)
     result = {"data": args.data, "cutoff": args.cutoff, "money": args.money, "threads": 2,
               "repeats": args.repeats, "per_cte_alone_best": parts, "whole_statement_best": total,
               "rest_wall_seconds": round(total["wall_seconds"] - sum(p["wall_seconds"] for p in parts.values()), 2),
               "rest_cpu_seconds": round(total["cpu_seconds"] - sum(p["cpu_seconds"] for p in parts.values()), 2),
-              "profiler": {"total_seconds": round(tree["query"]["total_time"], 2),
-                           "operator_seconds_summed_over_threads": round(sum(o["seconds"] for o in operators), 2),
-                           "row_groups_scanned": [tree["query"]["total_row_groups_scanned"],
-                                                  tree["query"]["total_row_groups_to_scan"]],
-                           "peak_buffer_memory_gb": round(tree["system"]["peak_buffer_memory"] / 1e9, 2),
-                           "top_operators": top},
+              "profiler": profiled, **({"engine_profiler": engine} if engine is not None else {}),
               "load_average_1m": round(os.getloadavg()[0], 2),
               "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     RESULTS.write_text(json.dumps(result, indent=1) + "\n")
