@@ -9,20 +9,23 @@ write it by hand for speed, not from the Ibis definitions:
 
 - the cutoff is a literal, so every window is a comparison with a constant (DuckDB prunes the Parquet row
   groups by their min/max statistics: the transactions are stored roughly in time order);
-- ONE scan and ONE hash aggregate per event table: every window, month, money sum, the latest event,
-  the largest outflow (max of a (amount, time) struct: its most recent one on ties), the active days
-  (bitstring_agg of the day index: one bit per day), the label window (transactions after the cutoff)
-  are conditional aggregates (FILTER) of that one pass; the survey answers are max_by over (time, file
-  row), top 2;
-- the population joins the four per-customer aggregates; the quintile edges are one aggregate over it
-  (the sorted values, edge at 1-based position ceil(q * n) as numpy's inverted_cdf computes it in
-  double precision), the scores counting the edges below the value.
+- ONE hash aggregate per event table over one scan of its rows: every window, 30-day month, money sum,
+  the latest event, the largest outflow (max of an (amount, time) struct: its most recent one on ties),
+  the active days (bit_or of one bit per day, 64 days per BIGINT, then bit_count), the label window
+  (the transactions after the cutoff) are conditional aggregates (FILTER) of that one pass. Transactions
+  older than the longest look-back (needed only for the latest one) are a second, one-column aggregate
+  over the other row groups, so the wide aggregate sees only the rows of the windows. The two latest
+  survey answers per score are max_by(score, key, 2), key = (time, file row) as one exact HUGEINT;
+- the population joins the per-customer aggregates; the quintile edges are one aggregate over it (the
+  sorted values, edge q at 1-based position ceil(q * n), q * n in double precision as numpy's
+  inverted_cdf), the scores counting the edges below the value.
 
 Semantics are the engine's (features/relational/*.py): windows [cutoff - N days, cutoff); `back` = whole
 24-hour steps back from the cutoff (0: the last 24 hours), so "in the last N days" is back < N; 30-day
-months are back // 30; days since = (cutoff - time) // 1 day. Money: `amount` cast to DECIMAL(38, 6) and
-summed exactly, as the engine does (money="decimal", the default), or read as DOUBLE and summed in
-floating point (money="double": then the money columns may differ from the engine's in the last bits).
+months are back // 30; days since = (cutoff - time) // 1 day. Money: `amount` cast to DECIMAL(18, 6) and
+summed exactly (money="decimal", the default: the same values as the engine's DECIMAL(38, 6) for
+|amount| < 10^12, a larger amount fails the cast), or read as DOUBLE and summed in floating point
+(money="double": the money columns may then differ from the engine's in the last bits).
 
 Assumes the contract's column names in the files (no column mapping) and the contract's optional
 columns of the complaints table present (category, priority, channel, first_response_at, resolved_at,
@@ -31,9 +34,8 @@ satisfaction; the generated banks have them); `closed_date` and the contacts' `t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import math
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -123,7 +125,7 @@ def reference_sql(files: Mapping[str, str], cutoff: str | pd.Timestamp, settings
         "max(ts) FILTER (WHERE back >= 0) AS last_ts",
         *[f"count(*) FILTER (WHERE mon = {k}) AS m{k}" for k in range(months)],
         *remainders.values(),
-        *[f"sum(amount) FILTER (WHERE back < {w}) AS s{w}" for w in windows],
+        *[f"sum(amount) FILTER (WHERE back < {w}) AS s{w}" for w in sorted(set(windows) | {OUTFLOW_WINDOW})],
         *day_bits,
         f"sum(amount) FILTER (WHERE back < {OUTFLOW_WINDOW} AND amount < 0) AS outflows",
         f"max({{'o': -amount, 't': ts}}) FILTER (WHERE back < {OUTFLOW_WINDOW} AND amount < 0) AS largest",
@@ -236,9 +238,6 @@ def reference_sql(files: Mapping[str, str], cutoff: str | pd.Timestamp, settings
 
     # ---- the population and the four aggregates side by side
     closed = "closed_date::TIMESTAMP" if has_closed else "NULL::TIMESTAMP"
-    keep = f"signup < {C} AND (closed IS NULL OR closed >= {C})"
-    if labels.definition == "inactivity":
-        keep += " AND tx.recent > 0"
     feature_window = {w: f"coalesce(tx.n{w}, 0)" for w in set(windows) | {2 * d for d in TREND_DAYS} | set(TREND_DAYS)}
     f: dict[str, str] = {}
     f["days_since_last_transaction"] = f"{days.format(t='coalesce(tx.last_ts, tx_before.last_ts)')}::DOUBLE"
@@ -252,8 +251,7 @@ def reference_sql(files: Mapping[str, str], cutoff: str | pd.Timestamp, settings
         latest, previous = feature_window[d], f"({feature_window[2 * d]} - {feature_window[d]})"
         f[f"transaction_trend_{d}d"] = (f"CASE WHEN {latest} = 0 AND {previous} = 0 THEN NULL ELSE "
                                         f"({latest}::DOUBLE + 1.0) / ({previous}::DOUBLE + 1.0) END")
-    net = f"coalesce(tx.s{OUTFLOW_WINDOW}, 0)" if OUTFLOW_WINDOW in windows else None
-    assert net is not None, "the outflow window is one of the windows in the default settings"
+    net = f"coalesce(tx.s{OUTFLOW_WINDOW}, 0)"
     out = "coalesce(tx.outflows, 0)"
     f[f"outflow_share_{OUTFLOW_WINDOW}d"] = (f"CASE WHEN ({net} - 2 * {out})::DOUBLE = 0 THEN NULL ELSE "
                                              f"abs({out})::DOUBLE / ({net} - 2 * {out})::DOUBLE END")
