@@ -1,0 +1,138 @@
+"""The relational engine against the hand-written full-set DuckDB reference query (issue 15), one cutoff.
+
+For a generated bank's folder and one cutoff, alternated, `--repeats` times each, every run in a fresh
+process under /usr/bin/time -v (DuckDB 2 threads, `--memory-limit`, spilling under /tmp):
+  (a) reference: benchmarks/reference_query.py's one statement, from the Parquet files to an Arrow table;
+  (b) engine: `pipelines.relational.build_frames(cfg, [cutoff], families=PORTED_FAMILIES)` (the five
+      ported families and the labels, as pandas frames).
+Reports wall and CPU seconds and peak memory (whole process) of each run, the ratio engine / reference
+(best of the repeats, and median), and a cell-for-cell cross-check of the two tables (one more process,
+untimed: `reference_query.cross_check`).
+
+Usage:
+  .venv/bin/python benchmarks/bench_reference.py --data /tmp/bench-data/1m --cutoff 2025-07-01 \
+      --memory-limit 4GB --repeats 2
+Writes benchmarks/results/reference.json (one entry per bank folder and cutoff).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "reference.json"
+KINDS = ("reference", "engine")
+
+
+def child(kind: str, data: str, cutoff: str, memory_limit: str, money: str) -> None:
+    """One timed run; prints one JSON line (rows, columns, seconds of the build alone)."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.reference_query import bank_files, engine_config, engine_frame, run_reference
+
+    cfg = engine_config(data, 2, memory_limit)
+    start = time.perf_counter()
+    if kind == "reference":
+        table = run_reference(bank_files(data), cutoff, cfg.features, cfg.labels, money, 2, memory_limit)
+        rows, columns = table.num_rows, table.num_columns
+    else:
+        frame = engine_frame(cfg, cutoff)
+        rows, columns = frame.shape
+    print(json.dumps({"rows": rows, "columns": columns, "build_seconds": round(time.perf_counter() - start, 2)}))
+
+
+def check(data: str, cutoff: str, memory_limit: str, money: str) -> None:
+    """The cross-check; prints its JSON."""
+    sys.path.insert(0, str(ROOT))
+    import warnings
+
+    from benchmarks.reference_query import cross_check
+
+    warnings.simplefilter("ignore")
+    print(json.dumps(cross_check(data, cutoff, money, 2, memory_limit)))
+
+
+def measure(kind: str, data: str, cutoff: str, memory_limit: str, money: str) -> dict[str, object]:
+    command = ["/usr/bin/time", "-v", sys.executable, "-W", "ignore", __file__, "--child", kind, "--data", data,
+               "--cutoff", cutoff, "--memory-limit", memory_limit, "--money", money]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    err = result.stderr
+    if result.returncode != 0:
+        return {"failed": f"exited {result.returncode} after {wall:.0f} s: {err[-2000:]}"}
+    cpu = float(re.search(r"User time \(seconds\): ([\d.]+)", err).group(1)) + float(
+        re.search(r"System time \(seconds\): ([\d.]+)", err).group(1))
+    peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1)) / 1024**2
+    return {"wall_seconds": round(wall, 2), "cpu_seconds": round(cpu, 2), "peak_gb": round(peak, 2),
+            **json.loads(result.stdout.strip().splitlines()[-1]), "load_average_1m": round(os.getloadavg()[0], 2)}
+
+
+def summary(runs: dict[str, list[dict[str, object]]]) -> dict[str, object]:
+    """Best and median of each measure per kind, and the engine / reference ratios."""
+    out: dict[str, object] = {}
+    for key in ("wall_seconds", "cpu_seconds", "peak_gb", "build_seconds"):
+        values = {k: [r[key] for r in runs[k] if "failed" not in r] for k in KINDS}
+        if not all(values.values()):
+            continue
+        best = {k: min(v) for k, v in values.items()}
+        median = {k: statistics.median(v) for k, v in values.items()}
+        out[key] = {"best": best, "median": median,
+                    "ratio_engine_over_reference_best": round(best["engine"] / best["reference"], 2),
+                    "ratio_engine_over_reference_median": round(median["engine"] / median["reference"], 2)}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--cutoff", required=True)
+    parser.add_argument("--memory-limit", default="4GB")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--money", choices=("decimal", "double"), default="decimal",
+                        help="how the reference sums money (the engine: decimal)")
+    parser.add_argument("--no-check", action="store_true", help="skip the cell-for-cell cross-check")
+    parser.add_argument("--child", choices=KINDS)
+    parser.add_argument("--check-child", action="store_true")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.data, args.cutoff, args.memory_limit, args.money)
+        return
+    if args.check_child:
+        check(args.data, args.cutoff, args.memory_limit, args.money)
+        return
+    runs: dict[str, list[dict[str, object]]] = {k: [] for k in KINDS}
+    for repeat in range(args.repeats):
+        order = KINDS if repeat % 2 == 0 else KINDS[::-1]  # alternated, each first in turn
+        for kind in order:
+            run = measure(kind, args.data, args.cutoff, args.memory_limit, args.money)
+            print(kind, run, flush=True)
+            runs[kind].append(run)
+    entry: dict[str, object] = {"data": args.data, "cutoff": args.cutoff, "memory_limit": args.memory_limit,
+                                "threads": 2, "money": args.money, "repeats": args.repeats, "runs": runs,
+                                "summary": summary(runs),
+                                "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    if not args.no_check:
+        result = subprocess.run([sys.executable, "-W", "ignore", __file__, "--check-child", "--data", args.data,
+                                 "--cutoff", args.cutoff, "--memory-limit", args.memory_limit, "--money", args.money],
+                                capture_output=True, text=True)
+        entry["cross_check"] = (json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0
+                                else {"failed": result.stderr[-2000:]})
+        print("cross-check", entry["cross_check"], flush=True)
+    print(json.dumps(entry["summary"], indent=1))
+    stored = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": {}}
+    stored["runs"][f"{args.data} @ {args.cutoff} ({args.money})"] = entry
+    stored["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    RESULTS.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
