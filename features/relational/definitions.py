@@ -67,6 +67,12 @@ class Reduction:
     extend: Callable[[ir.Table], ir.Table] | None = None
     """Adds per-event columns before the join to the cutoffs, e.g. the customer's previous event
     time (a window function over the events once, instead of one over every event x cutoff row)."""
+    shared: Callable[[ir.Table], ir.Value] | None = None
+    """The same aggregate over the shared pass's rows (no `rows`, `events` or `columns` of its own),
+    used on a backend that compiles every Ibis operation named in `shared_ops` (e.g. DuckDB and
+    PostgreSQL compile `BitOr`, Ibis's Spark compiler does not); the cross-engine test checks that
+    both give the same table."""
+    shared_ops: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,18 +126,44 @@ def days_since_last() -> Reduction:
     return Reduction(lambda rows: rows.days.min(), "float64", None, "last")
 
 
+BITS_PER_MASK = 63
+"""Days per bit mask of `distinct_days_within` (bits 0-62 of a BIGINT: no sign bit, no overflow)."""
+
+
+def _popcount32(value: ir.IntegerValue) -> ir.IntegerValue:
+    """Set bits of a value below 2^32, in integer arithmetic every SQL engine has (no overflow in int64)."""
+    value = value - ((value >> 1) & 0x55555555)
+    value = (value & 0x33333333) + ((value >> 2) & 0x33333333)
+    value = (value + (value >> 4)) & 0x0F0F0F0F
+    return ((value * 0x01010101) & 0xFFFFFFFF) >> 24
+
+
 def distinct_days_within(days: int) -> Reduction:
     """Distinct days (counted back from the cutoff in 24-hour steps) with a row in the last `days` days.
 
-    Counted in two steps: the distinct (customer, cutoff, day) of the rows in the window, then their
-    number, on a join of the event times alone. Measured on the 1M-customer bank (one cutoff, 18.8M
-    rows) against marking each row "first of its day" by the customer's previous event (a window
-    function over the events, 10.7 s of the query alone) and COUNT(DISTINCT) in the shared pass.
+    Where the backend compiles `BitOr` (DuckDB, PostgreSQL): in the shared pass, each day of the
+    window one bit of ceil(days / 63) masks OR-ed per (customer, cutoff), then the set bits counted.
+    Elsewhere (Spark) in two steps: the distinct (customer, cutoff, day) of the rows in the window,
+    then their number, on a join of the event times alone. On the 1M-customer bank (one cutoff,
+    18.8M rows) the two steps cost about 12 s of a 40 s query (two hash aggregates, 17.4M groups,
+    and their own scan and join); a row's "first of its day" mark by the customer's previous event
+    (a window function over the events) took 10.7 s, COUNT(DISTINCT) in the shared pass more.
     """
     def days_with_rows(rows: ir.Table) -> ir.Table:
         return rows.filter(within(rows, days)).select("customer_id", "cutoff", "back").distinct()
 
-    return Reduction(lambda rows: rows.count(), "int64", 0, rows=days_with_rows, columns=())
+    def by_masks(rows: ir.Table) -> ir.IntegerValue:
+        ibis = ibis_module()
+        # 2^bit as a double, exact, then BIGINT: PostgreSQL has no `integer << bigint`, and an int4 1 would overflow
+        bit = (ibis.literal(2.0, "float64") ** (rows.back % BITS_PER_MASK)).cast("int64")
+        counted: ir.IntegerValue = ibis.literal(0, "int64")
+        for k in range(-(-days // BITS_PER_MASK)):
+            mask = bit.bit_or(where=within(rows, days) & (rows.back // BITS_PER_MASK == k)).coalesce(0)
+            counted = counted + _popcount32(mask & 0xFFFFFFFF) + _popcount32(mask >> 32)
+        return counted
+
+    return Reduction(lambda rows: rows.count(), "int64", 0, rows=days_with_rows, columns=(),
+                     shared=by_masks, shared_ops=("BitOr", "BitwiseRightShift", "BitwiseAnd"))
 
 
 def rank_columns(column: str) -> tuple[str, str]:

@@ -25,7 +25,7 @@ columns in catalogue order, rows sorted by (cutoff, customer_id).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -212,6 +212,7 @@ def _aggregate(source: EventSource, events: ir.Table, cutoffs: ir.Table, out: ir
     the latest event (`last`) join that pass when the table has a window of 2 days or more, its
     rows extended by `period_rows`; else they aggregate every event before the cutoff."""
     window_days = source.window_days(settings)
+    reductions = {name: _for_backend(reduction, events) for name, reduction in reductions.items()}
     shared = ("window", None, None, None)
     groups: dict[tuple[str, object, object, object], dict[str, Reduction]] = {}
     for name, reduction in reductions.items():
@@ -263,6 +264,23 @@ def add_ranks(table: ir.Table, columns: Sequence[str]) -> ir.Table:
     ranked = narrow.select(*KEYS, **helpers)
     joined = table.join(ranked, KEYS)  # one ranked row per (customer, cutoff)
     return joined.select(*[joined[c] for c in table.columns], *[joined[h] for h in helpers])
+
+
+def _for_backend(reduction: Reduction, events: ir.Table) -> Reduction:
+    """`reduction`, as its `shared` form (one more aggregate of the shared pass) where the events'
+    backend compiles every operation that form uses."""
+    if reduction.shared is None:
+        return reduction
+    import ibis.expr.operations as ops
+
+    try:
+        backend = ibis_module().get_backend(events)
+    except Exception:  # noqa: BLE001 - an unbound expression: keep the portable form
+        return reduction
+    if not all(backend.has_operation(getattr(ops, name)) for name in reduction.shared_ops):
+        return reduction
+    return replace(reduction, reduce=reduction.shared, rows=None, events=None, columns=None, shared=None,
+                   shared_ops=())
 
 
 def _derive(out: ir.Table, infos: Sequence[FeatureInfo]) -> ir.Table:
