@@ -145,8 +145,8 @@ def distinct_days_within(days: int) -> Reduction:
     window one bit of ceil(days / 63) masks OR-ed per (customer, cutoff), then the set bits counted.
     Elsewhere (Spark) in two steps: the distinct (customer, cutoff, day) of the rows in the window,
     then their number, on a join of the event times alone. On the 1M-customer bank (one cutoff,
-    18.8M rows) the two steps cost about 12 s of a 40 s query (two hash aggregates, 17.4M groups,
-    and their own scan and join); a row's "first of its day" mark by the customer's previous event
+    18.8M rows) the two steps cost about 12 s of the 42 s query in DuckDB's profile (two hash
+    aggregates, 17.4M groups, and their own scan and join: benchmarks/profile_reference.py); a row's "first of its day" mark by the customer's previous event
     (a window function over the events) took 10.7 s, COUNT(DISTINCT) in the shared pass more.
     """
     def days_with_rows(rows: ir.Table) -> ir.Table:

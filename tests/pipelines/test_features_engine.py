@@ -100,14 +100,18 @@ def test_duckdb_engine_needs_a_validation_of_the_very_files(small_bank: Path, tm
     assert result.exit_code == EXIT_CONFIG and "features.complaint_sentiment" in result.output, result.output
     result = CliRunner().invoke(app, ["features", "--config", str(_write(elsewhere, tmp_path))])
     assert result.exit_code == EXIT_REFUSED and "run `churn validate" in result.output, result.output
-    # Spark asked for where it cannot run (no pyspark, or no Java runtime): a clear refusal, no traceback
+    # Spark asked for where it cannot run (no pyspark, or no Java runtime): a clear refusal, no traceback,
+    # and the tables an earlier run wrote stay as they were
+    build_features(cfg)
+    train = Path(cfg.paths.features_dir) / TRAIN_FILE
+    before = train.read_bytes()
     spark = cfg.model_copy(update={"features": cfg.features.model_copy(update={"engine": "spark"})})
     monkeypatch.setenv("PATH", str(tmp_path / "no-java-here"))
     monkeypatch.delenv("JAVA_HOME", raising=False)
     result = CliRunner().invoke(app, ["features", "--config", str(_write(spark, tmp_path))])
     assert result.exit_code == EXIT_REFUSED, (result.output, result.exception)
     assert "features.engine spark needs" in result.output and "nothing was written" in result.output, result.output
-    assert not (Path(spark.paths.features_dir) / TRAIN_FILE).exists()
+    assert train.read_bytes() == before
 
 
 def _write(cfg: Config, folder: Path) -> Path:
