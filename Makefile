@@ -10,6 +10,7 @@ CONFIG ?= configs/default.yaml
 DEMO_CUSTOMERS ?= 50000
 DEMO_SEED ?= 42
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test test-spark bench lock clean
 
@@ -43,8 +44,10 @@ demo: install
 	@echo "  report:               reports/html/index.html"
 	@echo "  MLflow runs, models:  mlflow.db (browse: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db)"
 
+# Two pytest-xdist workers (TEST_WORKERS=0 runs in one process); tests/conftest.py keeps each module,
+# and the modules sharing a costly session fixture, on one worker and hands out the slowest first.
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The cross-engine tests (pytest -m spark; `make test` leaves them out): the relational features on
 # DuckDB, a local Spark (local[2]) and a PostgreSQL server on 127.0.0.1 give identical tables.

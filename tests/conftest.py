@@ -120,3 +120,55 @@ def generated_bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
     generate(GENERATED_BANK["customers"], GENERATED_BANK["seed"], out, GENERATED_BANK["start"],
              GENERATED_BANK["months"], "parquet")
     return out
+
+
+# ------------------------------------------------------------------ parallel workers (pytest-xdist)
+
+SHARED_SESSION_FIXTURES = ("dvc_project", "generated_bank")
+"""Session fixtures too costly to build once per worker: every module that uses one runs on the same
+worker (`make test` runs `pytest -n 2 --dist loadgroup`)."""
+
+SLOWEST_FIRST = (
+    "dvc_project",
+    "tests/pipelines/test_quality_on_generated.py",
+    "tests/realdata/test_end_to_end.py",
+    "tests/pipelines/test_outputs_hardening.py",
+    "tests/pipelines/test_notebooks_shapes.py",
+    "tests/pipelines/test_cli.py",
+    "tests/pipelines/test_init.py",
+    "tests/pipelines/test_train_stage.py",
+    "tests/pipelines/test_score_stage.py",
+    "generated_bank",
+)
+"""Groups handed to the workers first, slowest first (from `pytest --durations`), so that no long group
+starts last and leaves one worker idle at the end; the others follow in collection order."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist: one group per test module (its module fixtures are built once), modules sharing
+    a costly session fixture in one group, and the slowest groups first. Without -n nothing changes."""
+    if not getattr(config.option, "numprocesses", None):
+        return
+    group_of: dict[str, str] = {}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        shared = next((name for name in SHARED_SESSION_FIXTURES if name in getattr(item, "fixturenames", ())), None)
+        if shared is not None:
+            group_of[module] = shared
+        else:
+            group_of.setdefault(module, module)
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group_of[item.nodeid.split("::")[0]]))
+    rank = {name: position for position, name in enumerate(SLOWEST_FIRST)}
+    first_seen: dict[str, int] = {}
+    for position, item in enumerate(items):
+        first_seen.setdefault(group_of[item.nodeid.split("::")[0]], position)
+
+    def order(pair: tuple[int, pytest.Item]) -> tuple[int, int, str, int]:
+        position, item = pair
+        module = item.nodeid.split("::")[0]
+        group = group_of[module]
+        # modules stay contiguous (module fixtures are set up once), groups keep their first position
+        return (rank.get(group, len(rank)), first_seen[group], module, position)
+
+    items[:] = [item for _, item in sorted(enumerate(items), key=order)]

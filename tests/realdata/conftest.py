@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from tests.realdata.datasets import (
     DatasetUnavailable,
@@ -21,9 +22,13 @@ from tests.realdata.datasets import (
 
 
 def _load(make: Callable[[Path], RealDataset]) -> RealDataset:
+    """The dataset from the cache, downloaded and converted first if missing; one process at a time
+    (parallel test workers share the cache and its temporary file names)."""
     cache = default_cache()
+    cache.mkdir(parents=True, exist_ok=True)
     try:
-        return make(cache)
+        with FileLock(str(cache / ".lock")):
+            return make(cache)
     except DatasetUnavailable as error:
         pytest.fail(f"real dataset {make.__name__} unavailable (cache {cache}): {error}", pytrace=False)
 
