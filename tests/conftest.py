@@ -7,6 +7,7 @@ validate, features, train, score, rules, report) runs only once on small data.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -126,7 +127,7 @@ def generated_bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 SHARED_SESSION_FIXTURES = ("dvc_project", "generated_bank")
 """Session fixtures too costly to build once per worker: every module that uses one runs on the same
-worker (`make test` runs `pytest -n 2 --dist loadgroup`)."""
+worker as the others that use it."""
 
 SLOWEST_FIRST = (
     "dvc_project",
@@ -144,31 +145,44 @@ SLOWEST_FIRST = (
 starts last and leaves one worker idle at the end; the others follow in collection order."""
 
 
+@functools.cache
+def test_group(module: str) -> str:
+    """The worker group of a test module (its path from the repository root): the first costly session
+    fixture its source names, else the module itself (its module fixtures are then built once)."""
+    source = (ROOT / module).read_text(encoding="utf-8")
+    return next((name for name in SHARED_SESSION_FIXTURES if name in source), module)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist: one group per test module (its module fixtures are built once), modules sharing
-    a costly session fixture in one group, and the slowest groups first. Without -n nothing changes."""
-    if not getattr(config.option, "numprocesses", None):
+    """In a pytest-xdist worker: each group's tests together, modules contiguous within it, the slowest
+    groups first. The controller hands out whole groups in this order (`pytest_xdist_make_scheduler`)."""
+    if getattr(config, "workerinput", None) is None:
         return
-    group_of: dict[str, str] = {}
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        shared = next((name for name in SHARED_SESSION_FIXTURES if name in getattr(item, "fixturenames", ())), None)
-        if shared is not None:
-            group_of[module] = shared
-        else:
-            group_of.setdefault(module, module)
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group_of[item.nodeid.split("::")[0]]))
     rank = {name: position for position, name in enumerate(SLOWEST_FIRST)}
     first_seen: dict[str, int] = {}
     for position, item in enumerate(items):
-        first_seen.setdefault(group_of[item.nodeid.split("::")[0]], position)
+        first_seen.setdefault(test_group(item.nodeid.split("::")[0]), position)
 
     def order(pair: tuple[int, pytest.Item]) -> tuple[int, int, str, int]:
         position, item = pair
         module = item.nodeid.split("::")[0]
-        group = group_of[module]
-        # modules stay contiguous (module fixtures are set up once), groups keep their first position
+        group = test_group(module)
         return (rank.get(group, len(rank)), first_seen[group], module, position)
 
     items[:] = [item for _, item in sorted(enumerate(items), key=order)]
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadscope` with our groups (`test_group`) as its scopes: a module and the modules that
+    share a costly session fixture go to one worker as one unit. (xdist's own `--dist loadgroup` marks
+    do nothing under pytest 9.2: pytest-xdist issue 1386.) `make test` adds `--no-loadscope-reorder`,
+    so the units go out in the workers' collection order, slowest first."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return test_group(nodeid.split("::")[0])
+
+    return GroupScheduling(config, log)  # type: ignore[arg-type]

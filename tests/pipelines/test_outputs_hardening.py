@@ -641,8 +641,9 @@ def test_failures_of_the_machine_exit_4_with_the_path_or_store_and_the_fix(stage
     if "MLflow store" in case:
         assert "sqlite:///" in text and "mlflow.db" in text
     if case == "score with an unreachable tracking server":
-        # bounded: MLflow's own defaults retry 7 times over about 4 minutes (the issue saw 253 s)
-        assert context["server"] in text and text.count("Retrying") <= 2 and result["seconds"] < 150
+        # bounded: MLflow's own defaults retry 7 times over about 4 minutes (the issue saw 253 s); the
+        # retries are counted, not timed (the stages of this test run together and take what the machine gives)
+        assert context["server"] in text and text.count("Retrying") <= 2
     if case == "features on a full disk":
         assert str(context["full"]) in text
         assert sorted(p.name for p in context["full"].iterdir()) in (["filler"], [])  # no lock, no half generation
