@@ -29,13 +29,13 @@ TINY_BATCH = 7
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Frames:
-    """A small generated bank, transactions thinned to a few hundred rows spread over the months."""
+    """A small generated bank, transactions thinned to about 200 rows spread over the months."""
     folder = tmp_path_factory.mktemp("streamed") / "raw"
     generate(120, 1, str(folder), "2023-01-01", 4, "parquet")
     frames = {name: pd.read_parquet(folder / f"{name}.parquet")
               for name in ("customers", "transactions", "complaints", "surveys", "contacts")}
     transactions = frames["transactions"]
-    frames["transactions"] = transactions.iloc[::max(1, len(transactions) // 400)].reset_index(drop=True)
+    frames["transactions"] = transactions.iloc[::max(1, len(transactions) // 200)].reset_index(drop=True)
     return frames
 
 
