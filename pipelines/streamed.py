@@ -139,7 +139,9 @@ def _batches(plan: TableFile, rows: int) -> Iterator[tuple[pd.DataFrame, int]]:
         return
     kinds = plan.kinds
     dictionary = _dictionary_columns(pq.read_schema(plan.path), plan.wanted, kinds)
-    parquet = pq.ParquetFile(plan.path, read_dictionary=dictionary or None)
+    # pre_buffer (pyarrow's default) keeps every row group's buffers until the end of the file:
+    # memory would grow with the rows read (0.48 GB more over 46M transactions, pyarrow 25).
+    parquet = pq.ParquetFile(plan.path, read_dictionary=dictionary or None, pre_buffer=False)
     first_row = 0
     batches = parquet.iter_batches(batch_size=rows, columns=plan.wanted, use_pandas_metadata=True)
     empty = True
