@@ -91,11 +91,19 @@ def check_tables(cfg: Config, batch_rows: int = BATCH_ROWS
         if plan is None:
             continue
         table = _Checked(plan)
-        try:
-            for frame, first_row in _batches(plan, batch_rows):
-                _check_batch(table, frame, first_row, known, configured)
-        except Exception as error:  # noqa: BLE001 - any reader failure is the same user problem
-            problems.append(plan.read_failed(error))
+        batches = _batches(plan, batch_rows)
+        failed: Problem | None = None
+        while True:
+            try:  # only the reading: a check that fails is a bug, not the file's problem
+                frame, first_row = next(batches)
+            except StopIteration:
+                break
+            except Exception as error:  # noqa: BLE001 - any reader failure is the same user problem
+                failed = plan.read_failed(error)
+                break
+            _check_batch(table, frame, first_row, known, configured)
+        if failed is not None:
+            problems.append(failed)
             continue
         problems += _sorted(table.parsed, [c.name for c in TABLES[name].columns].index)
         checked[name] = table
