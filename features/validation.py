@@ -8,7 +8,8 @@ two tables (unknown customers, events before signup) are vectorised here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -33,6 +34,25 @@ class Problem:
     fix: str
     examples: tuple[str, ...] = field(default_factory=tuple)
     severity: Literal["error", "warning"] = "error"
+    detail: Detail | None = field(default=None, compare=False, repr=False)
+    """What the message shows of the failing rows beyond the count (not in the report): lets the
+    same problem found in two parts of a table merge into the one found in the whole table."""
+
+    def merged(self, later: Problem) -> Problem:
+        """This problem plus the same one in rows further down the table: exactly the whole table's.
+
+        Row counts add up; the examples (each part's first, in file order) are the first of both;
+        a message that shows values (`detail`) is written again from both parts' values.
+        """
+        detail = self.detail.merged(later.detail) if self.detail and later.detail else self.detail
+        message, fix = detail.render(detail) if detail is not None else (self.message, self.fix)
+        return replace(self, rows=self.rows + later.rows, message=message, fix=fix,
+                       examples=(self.examples + later.examples)[:MAX_EXAMPLES], detail=detail)
+
+    def report(self) -> dict[str, object]:
+        """The problem as the validation report shows it."""
+        return {"table": self.table, "column": self.column, "rows": self.rows, "message": self.message,
+                "fix": self.fix, "examples": list(self.examples), "severity": self.severity, "text": str(self)}
 
     def __str__(self) -> str:
         where = f"{self.table}.{self.column}" if self.column else self.table
@@ -41,6 +61,33 @@ class Problem:
         count = f" ({self.rows:,} row{'s' if self.rows != 1 else ''})" if self.rows else ""
         examples = f"; e.g. {', '.join(self.examples)}" if self.examples else ""
         return f"{where}: {self.message}{count}{examples}. Fix: {self.fix}"
+
+
+@dataclass(frozen=True)
+class Detail:
+    """The values a problem's message shows (the first `limit`, in file order) and a count it states.
+
+    `render` writes (message, fix) from them, so two parts of a table merge (`Problem.merged`)
+    into the message of the whole table. `distinct`: a value shown once however often it occurs.
+    """
+
+    render: Callable[[Detail], tuple[str, str]]
+    values: tuple[object, ...] = ()
+    count: int = 0
+    limit: int = 3
+    distinct: bool = False
+
+    def merged(self, later: Detail) -> Detail:
+        values = self.values + later.values
+        if self.distinct:
+            values = tuple(dict.fromkeys(values))
+        return replace(self, values=values[:self.limit], count=self.count + later.count)
+
+
+def merge_found(found: dict[Hashable, Problem], batch: Mapping[Hashable, Problem]) -> None:
+    """Add the problems of one batch of rows to those of the batches before it, by key."""
+    for key, problem in batch.items():
+        found[key] = found[key].merged(problem) if key in found else problem
 
 
 class ValidationFailed(Exception):
@@ -89,17 +136,20 @@ def without_double_reports(problems: list[Problem]) -> list[Problem]:
     return kept
 
 
-def describe_rows(frame: pd.DataFrame, mask: np.ndarray | pd.Series, table: str) -> tuple[int, tuple[str, ...]]:
-    """Count the failing rows and name a few by file row number and id."""
+def describe_rows(frame: pd.DataFrame, mask: np.ndarray | pd.Series, table: str,
+                  first_row: int = 0) -> tuple[int, tuple[str, ...]]:
+    """Count the failing rows and name a few by file row number and id.
+
+    `first_row`: the file position of the frame's first row (a batch further down the file)."""
     mask = np.asarray(mask, dtype=bool)
     positions = np.flatnonzero(mask)
-    return len(positions), tuple(_row_label(frame, int(p), table) for p in positions[:MAX_EXAMPLES])
+    return len(positions), tuple(_row_label(frame, int(p), table, first_row) for p in positions[:MAX_EXAMPLES])
 
 
-def _row_label(frame: pd.DataFrame, position: int, table: str) -> str:
+def _row_label(frame: pd.DataFrame, position: int, table: str, first_row: int = 0) -> str:
     """'row 12 (customer C0001)': data rows counted from 1, as a spreadsheet shows them after the header."""
     id_column = "complaint_id" if table == "complaints" else "customer_id"
-    label = f"row {position + 1}"
+    label = f"row {first_row + position + 1}"
     if id_column in frame.columns:
         value = frame[id_column].iloc[position]
         if isinstance(value, str) and value:
@@ -158,22 +208,29 @@ def _fix_for(col: ColumnSpec, check: str) -> tuple[str, str]:
 
 def check_columns(frame: pd.DataFrame, spec: TableSpec) -> list[Problem]:
     """Null keys, duplicate ids, allowed values, ranges and finiteness of one table."""
+    return list(column_problems(frame, spec).values())
+
+
+def column_problems(frame: pd.DataFrame, spec: TableSpec, first_row: int = 0) -> dict[tuple[str, str], Problem]:
+    """`check_columns` keyed by (column, pandera check), in that order; `first_row` as in `describe_rows`.
+
+    On a batch of rows every check but uniqueness sees what it sees in the whole table."""
     schema = _pandera_schema(spec, set(frame.columns))
     try:
         schema.validate(frame, lazy=True)
-        return []
+        return {}
     except SchemaErrors as errors:
         cases = errors.failure_cases
-    problems: list[Problem] = []
+    problems: dict[tuple[str, str], Problem] = {}
     cases = cases[cases["column"].notna() & cases["index"].notna()]
     for (column, check), group in cases.groupby(["column", "check"], sort=True):
         col = spec.column(str(column))
         check_name = str(check).split("(")[0]
         mask = np.zeros(len(frame), dtype=bool)
         mask[group["index"].astype("int64").unique()] = True
-        rows, examples = describe_rows(frame, mask, spec.name)
+        rows, examples = describe_rows(frame, mask, spec.name, first_row)
         message, fix = _fix_for(col, check_name)
-        problems.append(Problem(spec.name, str(column), rows, message, fix, examples))
+        problems[(str(column), str(check))] = Problem(spec.name, str(column), rows, message, fix, examples)
     return problems
 
 
@@ -181,6 +238,17 @@ def check_cross_table(
     customers: pd.DataFrame, events: dict[str, pd.DataFrame], as_of: pd.Timestamp | None
 ) -> list[Problem]:
     """Unknown customers, closures before signup, events before signup or after as_of."""
+    problems = check_customers(customers, as_of)
+    known = KnownCustomers(customers)
+    for name, frame in events.items():
+        problems += check_events(name, frame, known, as_of).values()
+    if "complaints" in events:
+        problems += check_complaint_times(events["complaints"])
+    return problems
+
+
+def check_customers(customers: pd.DataFrame, as_of: pd.Timestamp | None) -> list[Problem]:
+    """The customers' part of `check_cross_table`: closures before signup, dates after a configured as_of."""
     problems: list[Problem] = []
     if {"signup_date", "closed_date"} <= set(customers.columns):
         bad = (customers["closed_date"] < customers["signup_date"]).to_numpy(dtype=bool, na_value=False)
@@ -191,52 +259,75 @@ def check_cross_table(
     if as_of is not None:
         for column in SNAPSHOT_DATE_COLUMNS:
             if column in customers.columns:
-                late = _late_rows(customers, "customers", column, as_of,
+                late = late_rows(customers, "customers", column, as_of,
                                   f"dates on or after the data's as-of date {as_of.date()}",
                                   "set data.as_of later or drop rows dated after it")
                 problems += [late] if late is not None else []
-    ids = customers["customer_id"] if "customer_id" in customers.columns else pd.Series([], dtype="str")
-    first = ~ids.duplicated().to_numpy()
-    unique_ids = ids[first] if not first.all() else ids
-    signup = customers["signup_date"].to_numpy() if "signup_date" in customers.columns else None
-    if signup is not None and not first.all():
-        signup = signup[first]
-    lookup = _CustomerLookup(unique_ids)
-    known_by_key: pd.Series | None = None  # built once, when some ids are unknown
-    for name, frame in events.items():
-        spec = TABLES[name]
-        if "customer_id" not in frame.columns:
-            continue
-        codes = lookup.positions(frame["customer_id"])
-        unknown = codes < 0
-        if unknown.any():
-            rows, ex = describe_rows(frame, unknown, name)
-            if known_by_key is None:
-                known_by_key = _ids_by_key(unique_ids)
-            problems.append(_unknown_customers(frame, name, unknown, rows, ex, known_by_key))
-        time_column = spec.event_time
-        if time_column is None or time_column not in frame.columns:
-            continue
-        times = frame[time_column].to_numpy()
-        if signup is not None:
-            # Unknown customers (code -1) meet the appended NaT, and nothing is before NaT.
-            signup_or_nat = np.append(signup, np.array("NaT", dtype=signup.dtype))
-            before = np.zeros(len(frame), dtype=bool)
-            for start in range(0, len(frame), CHUNK_ROWS):
-                rows = slice(start, start + CHUNK_ROWS)
-                before[rows] = times[rows] < signup_or_nat[codes[rows]]
-            # Dates without a time of day: an event on the signup day itself is fine.
-            if before.any():
-                rows, ex = describe_rows(frame, before, name)
-                problems.append(Problem(name, time_column, rows, "events before the customer's signup_date",
-                                        "check the customer mapping and dates; drop events before signup", ex))
-        if as_of is not None:
-            late = _late_rows(frame, name, time_column, as_of,
-                              f"events on or after the data's as-of date {as_of.date()}",
-                              "set data.as_of later or drop events dated after it")
-            problems += [late] if late is not None else []
-    if "complaints" in events:
-        problems += _check_complaint_times(events["complaints"])
+    return problems
+
+
+class KnownCustomers:
+    """The customers an event row may name: built once, then asked per event table or batch of rows."""
+
+    def __init__(self, customers: pd.DataFrame):
+        ids = customers["customer_id"] if "customer_id" in customers.columns else pd.Series([], dtype="str")
+        first = ~ids.duplicated().to_numpy()
+        self.unique_ids = ids[first] if not first.all() else ids
+        signup = customers["signup_date"].to_numpy() if "signup_date" in customers.columns else None
+        if signup is not None and not first.all():
+            signup = signup[first]
+        # Unknown customers (code -1) meet the appended NaT, and nothing is before NaT.
+        self.signup_or_nat = (None if signup is None
+                              else np.append(signup, np.array("NaT", dtype=signup.dtype)))
+        self.lookup = _CustomerLookup(self.unique_ids)
+        self._by_key: pd.Series | None = None
+
+    def by_key(self) -> pd.Series:
+        """`_ids_by_key` of the customer ids, built the first time some event id is unknown."""
+        if self._by_key is None:
+            self._by_key = _ids_by_key(self.unique_ids)
+        return self._by_key
+
+
+EVENT_CHECKS = ("unknown", "before signup", "late")
+"""The keys of `check_events`, in the order its problems are reported."""
+
+
+def check_events(name: str, frame: pd.DataFrame, known: KnownCustomers, as_of: pd.Timestamp | None,
+                 first_row: int = 0) -> dict[str, Problem]:
+    """One event table's (or batch of rows') part of `check_cross_table`, keyed by `EVENT_CHECKS`.
+
+    Unknown customers, events before the customer's signup, events on or after a configured as_of;
+    `first_row` as in `describe_rows`."""
+    problems: dict[str, Problem] = {}
+    if "customer_id" not in frame.columns:
+        return problems
+    codes = known.lookup.positions(frame["customer_id"])
+    unknown = codes < 0
+    if unknown.any():
+        rows, ex = describe_rows(frame, unknown, name, first_row)
+        problems["unknown"] = _unknown_customers(frame, name, unknown, rows, ex, known.by_key())
+    time_column = TABLES[name].event_time
+    if time_column is None or time_column not in frame.columns:
+        return problems
+    times = frame[time_column].to_numpy()
+    if known.signup_or_nat is not None:
+        before = np.zeros(len(frame), dtype=bool)
+        for start in range(0, len(frame), CHUNK_ROWS):
+            rows = slice(start, start + CHUNK_ROWS)
+            before[rows] = times[rows] < known.signup_or_nat[codes[rows]]
+        # Dates without a time of day: an event on the signup day itself is fine.
+        if before.any():
+            count, ex = describe_rows(frame, before, name, first_row)
+            problems["before signup"] = Problem(
+                name, time_column, count, "events before the customer's signup_date",
+                "check the customer mapping and dates; drop events before signup", ex)
+    if as_of is not None:
+        late = late_rows(frame, name, time_column, as_of,
+                          f"events on or after the data's as-of date {as_of.date()}",
+                          "set data.as_of later or drop events dated after it", first_row=first_row)
+        if late is not None:
+            problems["late"] = late
     return problems
 
 
@@ -263,23 +354,34 @@ def _ids_by_key(ids: pd.Series) -> pd.Series:
 def _unknown_customers(frame: pd.DataFrame, table: str, unknown: np.ndarray, rows: int,
                        examples: tuple[str, ...], known_by_key: pd.Series) -> Problem:
     """Event rows whose customer is not in the customers table; says so when only the id's format differs."""
-    message = "customers not in the customers table"
-    fix = "add those customers to the customers table or drop their rows"
     ids = frame["customer_id"][unknown]
     ids = ids[ids.notna()]
+    pairs: tuple[str, ...] = ()
+    match_rows = 0
     if len(ids) and len(known_by_key):
         distinct = ids.drop_duplicates()
         keys = id_key(distinct)
         matched = keys.isin(known_by_key.index).to_numpy()
         if matched.any():
             match_rows = int(ids.isin(distinct[matched]).sum())
-            pairs = ", ".join(f"'{value}' is '{known_by_key[key]}'"
-                              for value, key in zip(distinct[matched][:3], keys[matched][:3]))
-            message += (f"; {match_rows:,} of these rows name a known customer written another way "
-                        f"({pairs}): the ids differ only in type or padding")
-            fix = ("write the ids the same way in every table: read and export them as text, so no number "
-                   "conversion adds '.0' or drops leading zeros; then add any customers still missing")
-    return Problem(table, "customer_id", rows, message, fix, examples)
+            pairs = tuple(f"'{value}' is '{known_by_key[key]}'"
+                          for value, key in zip(distinct[matched][:3], keys[matched][:3]))
+    detail = Detail(_unknown_message, pairs, match_rows, distinct=True)
+    message, fix = _unknown_message(detail)
+    return Problem(table, "customer_id", rows, message, fix, examples, detail=detail)
+
+
+def _unknown_message(detail: Detail) -> tuple[str, str]:
+    """The message and fix for unknown customers; `detail`: the ids written another way and their rows."""
+    message = "customers not in the customers table"
+    fix = "add those customers to the customers table or drop their rows"
+    if detail.count:
+        pairs = ", ".join(map(str, detail.values))
+        message += (f"; {detail.count:,} of these rows name a known customer written another way "
+                    f"({pairs}): the ids differ only in type or padding")
+        fix = ("write the ids the same way in every table: read and export them as text, so no number "
+               "conversion adds '.0' or drops leading zeros; then add any customers still missing")
+    return message, fix
 
 
 class _CustomerLookup:
@@ -304,7 +406,8 @@ class _CustomerLookup:
         return codes
 
 
-def _check_complaint_times(complaints: pd.DataFrame) -> list[Problem]:
+def check_complaint_times(complaints: pd.DataFrame) -> list[Problem]:
+    """Replies and resolutions dated before the complaint was opened."""
     problems: list[Problem] = []
     for column in ("first_response_at", "resolved_at"):
         if column in complaints.columns and "opened_at" in complaints.columns:
@@ -365,7 +468,7 @@ _DAY_BINS = 1 << 22
 """Dates spanning fewer days than this (11,000 years) are counted per day with bincount, others by sorting."""
 
 
-def end_columns(frames: dict[str, pd.DataFrame]) -> list[tuple[str, str]]:
+def end_columns(frames: Mapping[str, pd.DataFrame]) -> list[tuple[str, str]]:
     """The (table, column) pairs whose dates say how far the data runs.
 
     The event time of each event table with rows (transactions.timestamp,
@@ -373,15 +476,34 @@ def end_columns(frames: dict[str, pd.DataFrame]) -> list[tuple[str, str]]:
     dates such as resolved_at; with no event rows (a customers-only snapshot), the
     customers' signup_date and closed_date.
     """
+    return end_columns_of({name: (len(frame), frame.columns) for name, frame in frames.items()})
+
+
+def end_columns_of(shapes: Mapping[str, tuple[int, Collection[str]]]) -> list[tuple[str, str]]:
+    """`end_columns` from each table's row count and columns alone (tables read in batches)."""
     pairs = [(name, TABLES[name].event_time) for name in EVENT_TABLES
-             if name in frames and len(frames[name]) and TABLES[name].event_time in frames[name].columns]
+             if name in shapes and shapes[name][0] and TABLES[name].event_time in shapes[name][1]]
     if pairs:
         return pairs  # type: ignore[return-value]
-    customers = frames.get("customers")
-    return [("customers", c) for c in SNAPSHOT_DATE_COLUMNS if customers is not None and c in customers.columns]
+    customers = shapes.get("customers")
+    return [("customers", c) for c in SNAPSHOT_DATE_COLUMNS if customers is not None and c in customers[1]]
 
 
-def _daily_counts(times: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+DayCounts = tuple[np.ndarray, np.ndarray]
+"""Days (as days since 1970-01-01) that have any date, ascending, and how many dates each."""
+NO_DAYS: DayCounts = (np.empty(0, np.int64), np.empty(0, np.int64))
+
+
+def add_day_counts(first: DayCounts, second: DayCounts) -> DayCounts:
+    """The day counts of two parts of a column as those of the whole column."""
+    days = np.union1d(first[0], second[0])
+    counts = np.zeros(len(days), np.int64)
+    counts[np.searchsorted(days, first[0])] += first[1]
+    counts[np.searchsorted(days, second[0])] += second[1]
+    return days, counts
+
+
+def daily_counts(times: pd.Series) -> DayCounts:
     """Days (as days since 1970-01-01) that have any date in `times`, ascending, and how many each."""
     values = times.to_numpy()
     if not np.issubdtype(values.dtype, np.datetime64) or not len(values):
@@ -418,7 +540,11 @@ def bulk_end(times: pd.Series) -> pd.Timestamp | None:
     3. The last day left is the end; the day right after it counts too when it has any
        events (a partial last day, such as an extract taken just after midnight).
     """
-    days, counts = _daily_counts(times)
+    return bulk_end_of(*daily_counts(times))
+
+
+def bulk_end_of(days: np.ndarray, counts: np.ndarray) -> pd.Timestamp | None:
+    """`bulk_end` from a column's `daily_counts` (added up over batches of rows)."""
     if not len(days):
         return None
     keep = counts >= BUSY_DAY_SHARE * float(np.median(counts))
@@ -438,7 +564,12 @@ def bulk_end(times: pd.Series) -> pd.Timestamp | None:
 
 def inferred_as_of(frames: dict[str, pd.DataFrame]) -> pd.Timestamp | None:
     """Midnight after the latest `bulk_end` over the `end_columns`; None when there are no dates."""
-    ends = [bulk_end(frames[table][column]) for table, column in end_columns(frames)]
+    return as_of_from_counts([daily_counts(frames[table][column]) for table, column in end_columns(frames)])
+
+
+def as_of_from_counts(columns: Iterable[DayCounts]) -> pd.Timestamp | None:
+    """`inferred_as_of` from the `daily_counts` of each of the `end_columns`."""
+    ends = [bulk_end_of(*counts) for counts in columns]
     ends = [end for end in ends if end is not None]
     return max(ends) + pd.Timedelta(days=1) if ends else None
 
@@ -455,25 +586,41 @@ def check_after_data_end(frames: dict[str, pd.DataFrame],
     as_of = inferred_as_of(everything)
     if as_of is None:
         return []
+
+    def late(table: str, column: str, message: str, fix: str,
+             severity: Literal["error", "warning"] = "error") -> Problem | None:
+        return late_rows(frames[table], table, column, as_of, message, fix, severity)
+
+    return after_data_end(as_of, end_columns(everything), {name: frame.columns for name, frame in frames.items()},
+                          late)
+
+
+LateRows = Callable[..., "Problem | None"]
+"""(table, column, message, fix[, severity]) -> the rows of table.column dated on or after the end, or None."""
+
+
+def after_data_end(as_of: pd.Timestamp, used: list[tuple[str, str]], checked: Mapping[str, Collection[str]],
+                   late: LateRows) -> list[Problem]:
+    """`check_after_data_end` given the inferred as_of, the `end_columns` it came from, the columns of
+    each table to check (`checked`) and how to find a column's late rows (whole or in batches)."""
     last_day = (as_of - pd.Timedelta(days=1)).date()
     how = (f"dates after the end of the data, {last_day} (inferred because data.as_of is empty: the last day "
            f"with at least {BUSY_DAY_SHARE:.0%} of a typical day's events, isolated dates left out)")
-    used = end_columns(everything)
-    problems = [_late_rows(frames[table], table, column, as_of, how, "set data.as_of or correct the dates")
-                for table, column in used if table in frames]
-    if used and used[0][0] != "customers" and "customers" in frames:
-        problems += [_late_rows(frames["customers"], "customers", column, as_of,
-                                f"dates after the end of the event data, {last_day}; these customers count as "
-                                f"{'not yet joined' if column == 'signup_date' else 'still open'} at that date",
-                                "set data.as_of if the data runs later, or correct the dates", "warning")
-                     for column in SNAPSHOT_DATE_COLUMNS if column in frames["customers"].columns]
+    problems = [late(table, column, how, "set data.as_of or correct the dates")
+                for table, column in used if table in checked]
+    if used and used[0][0] != "customers" and "customers" in checked:
+        problems += [late("customers", column,
+                          f"dates after the end of the event data, {last_day}; these customers count as "
+                          f"{'not yet joined' if column == 'signup_date' else 'still open'} at that date",
+                          "set data.as_of if the data runs later, or correct the dates", "warning")
+                     for column in SNAPSHOT_DATE_COLUMNS if column in checked["customers"]]
     for table, columns in SECONDARY_DATE_COLUMNS.items():
-        if table in frames:
-            problems += [_late_rows(frames[table], table, column, as_of,
-                                    f"dates after the end of the data, {last_day}; they do not move it, and at "
-                                    "the scoring date these count as not yet happened",
-                                    "correct the dates, or set data.as_of if the data runs later", "warning")
-                         for column in columns if column in frames[table].columns]
+        if table in checked:
+            problems += [late(table, column,
+                              f"dates after the end of the data, {last_day}; they do not move it, and at "
+                              "the scoring date these count as not yet happened",
+                              "correct the dates, or set data.as_of if the data runs later", "warning")
+                         for column in columns if column in checked[table]]
     return [p for p in problems if p is not None]
 
 
@@ -481,14 +628,17 @@ SECONDARY_DATE_COLUMNS = {"complaints": ("first_response_at", "resolved_at")}
 """Dates that never set the end of the data; a date after it (2099 typed for 2024) is a warning."""
 
 
-def _late_rows(frame: pd.DataFrame, table: str, column: str, as_of: pd.Timestamp, message: str, fix: str,
-               severity: Literal["error", "warning"] = "error") -> Problem | None:
+def late_rows(frame: pd.DataFrame, table: str, column: str, as_of: pd.Timestamp, message: str, fix: str,
+               severity: Literal["error", "warning"] = "error", first_row: int = 0) -> Problem | None:
     """Rows of `table.column` dated on or after `as_of`, as one problem (None when there are none)."""
     late = (frame[column] >= as_of).to_numpy(dtype=bool, na_value=False)
     if not late.any():
         return None
-    rows, examples = describe_rows(frame, late, table)
+    rows, examples = describe_rows(frame, late, table, first_row)
     return Problem(table, column, rows, message, fix, examples, severity)
+
+
+NO_DATES = "no dates in the data; set data.as_of in the config"
 
 
 def data_as_of(frames: dict[str, pd.DataFrame], configured: str | pd.Timestamp | None) -> pd.Timestamp:
@@ -501,7 +651,7 @@ def data_as_of(frames: dict[str, pd.DataFrame], configured: str | pd.Timestamp |
         return pd.Timestamp(configured)
     as_of = inferred_as_of(frames)
     if as_of is None:
-        raise ValueError("no dates in the data; set data.as_of in the config")
+        raise ValueError(NO_DATES)
     return as_of
 
 

@@ -8,7 +8,9 @@ whole list in one run.
 from __future__ import annotations
 
 import codecs
+import functools
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.contract import TABLES, ColumnSpec, Tables, TableSpec
-from features.validation import Problem, ValidationFailed, data_as_of, describe_rows, validate_tables
+from features.validation import Detail, Problem, ValidationFailed, data_as_of, describe_rows, validate_tables
 from pipelines.config import Config, TableSource
 
 log = logging.getLogger("pipelines.tables")
@@ -87,12 +89,67 @@ def _file_columns(path: Path, fmt: str, has_bom: bool) -> list[str]:
     return list(pd.read_csv(pd.io.common.StringIO(header), nrows=0).columns)
 
 
+@dataclass(frozen=True)
+class TableFile:
+    """What to read of one input file, once its header has been checked (`plan_read`)."""
+
+    name: str
+    path: Path
+    fmt: str
+    has_bom: bool
+    wanted: list[str]
+    to_canonical: dict[str, str]
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        """The contract kind of each file column that maps to a contract column."""
+        spec = TABLES[self.name]
+        return {file: spec.column(canonical).kind for file, canonical in self.to_canonical.items()}
+
+    def read_failed(self, error: Exception) -> Problem:
+        """The problem a reader's failure is reported as."""
+        if self.fmt == "csv" and "straddles two block boundaries" in str(error):
+            return Problem(
+                self.name, None, 0, f"cannot read {self.path} as csv: one record is longer than the CSV reader's "
+                "block (1 MB) (pyarrow: straddling object straddles two block boundaries)",
+                "look for a double quote that is never closed (the rest of the file then reads as one "
+                "value) or a multi-megabyte value such as pasted text; close the quote, shorten the value, "
+                "or save the table as Parquet")
+        return Problem(self.name, None, 0, f"cannot read {self.path} as {self.fmt}: {error}",
+                       f"check the file is a valid {self.fmt} file")
+
+
 def read_table(name: str, source: TableSource,
                only: tuple[str, ...] | None = None) -> tuple[pd.DataFrame | None, list[Problem]]:
     """Read one table into canonical column names, every value still as stored.
 
     `only`: these canonical columns and no others (a stage that needs a table's dates alone).
     """
+    plan, problems = plan_read(name, source, only)
+    if plan is None:
+        return None, problems
+    try:
+        frame = read_whole(plan)
+    except Exception as error:  # noqa: BLE001 - any reader failure is the same user problem
+        return None, problems + [plan.read_failed(error)]
+    return frame, problems
+
+
+def read_whole(plan: TableFile) -> pd.DataFrame:
+    """The planned columns of the whole file, in canonical names."""
+    if plan.fmt == "parquet":
+        frame = _read_parquet(plan.path, plan.wanted, plan.kinds)
+    else:
+        frame = pd.read_csv(plan.path, dtype=str, usecols=plan.wanted, engine="pyarrow", encoding="utf-8")
+        if plan.has_bom:
+            frame = frame.rename(columns={frame.columns[0]: frame.columns[0].lstrip("\ufeff")})
+    return frame.rename(columns=plan.to_canonical)
+
+
+def plan_read(name: str, source: TableSource,
+              only: tuple[str, ...] | None = None) -> tuple[TableFile | None, list[Problem]]:
+    """Check that one input file exists, has a known format, readable text and the required columns;
+    say which of its columns to read (None, with the problems, when it cannot be read)."""
     spec = TABLES[name]
     path = source.path
     if not path.is_file():
@@ -124,26 +181,7 @@ def read_table(name: str, source: TableSource,
     wanted = [c for c in file_columns if c in to_canonical or spec.extra_columns_allowed]
     if only is not None:
         wanted = [c for c in wanted if to_canonical.get(c) in only]
-    try:
-        if fmt == "parquet":
-            frame = _read_parquet(path, wanted, {file: spec.column(canonical).kind
-                                                 for file, canonical in to_canonical.items()})
-        else:
-            frame = pd.read_csv(path, dtype=str, usecols=wanted, engine="pyarrow",
-                                encoding="utf-8")
-            if has_bom:
-                frame = frame.rename(columns={frame.columns[0]: frame.columns[0].lstrip("\ufeff")})
-    except Exception as error:  # noqa: BLE001
-        if fmt == "csv" and "straddles two block boundaries" in str(error):
-            return None, problems + [Problem(
-                name, None, 0, f"cannot read {path} as csv: one record is longer than the CSV reader's "
-                "block (1 MB) (pyarrow: straddling object straddles two block boundaries)",
-                "look for a double quote that is never closed (the rest of the file then reads as one "
-                "value) or a multi-megabyte value such as pasted text; close the quote, shorten the value, "
-                "or save the table as Parquet")]
-        return None, problems + [Problem(name, None, 0, f"cannot read {path} as {fmt}: {error}",
-                                         f"check the file is a valid {fmt} file")]
-    return frame.rename(columns=to_canonical), problems
+    return TableFile(name, path, fmt, has_bom, wanted, to_canonical), problems
 
 
 def _read_parquet(path: Path, wanted: list[str], kinds: dict[str, str]) -> pd.DataFrame:
@@ -157,9 +195,18 @@ def _read_parquet(path: Path, wanted: list[str], kinds: dict[str, str]) -> pd.Da
     `self_destruct` frees each Arrow column once pandas holds it. Index columns stored in
     the pandas metadata are restored as `pd.read_parquet` does.
     """
-    schema = pq.read_schema(path)
-    dictionary = [c for c in wanted if kinds.get(c) == "category" and _is_text(schema.field(c).type)]
+    dictionary = _dictionary_columns(pq.read_schema(path), wanted, kinds)
     table = pq.read_table(path, columns=wanted, read_dictionary=dictionary or None, use_pandas_metadata=True)
+    return _arrow_to_pandas(table, wanted, kinds)
+
+
+def _dictionary_columns(schema: pa.Schema, wanted: list[str], kinds: dict[str, str]) -> list[str]:
+    """The text columns of the contract's category kind: read as Arrow dictionaries (`_read_parquet`)."""
+    return [c for c in wanted if kinds.get(c) == "category" and _is_text(schema.field(c).type)]
+
+
+def _arrow_to_pandas(table: pa.Table, wanted: list[str], kinds: dict[str, str]) -> pd.DataFrame:
+    """The per-column conversions of `_read_parquet`, on a whole file or one batch of its rows."""
     for name in wanted:
         index = table.schema.get_field_index(name)
         column = table.column(index)
@@ -180,8 +227,11 @@ def _is_text(kind: pa.DataType) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
-def coerce_types(frame: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, list[Problem]]:
-    """Give every contract column its type; values that cannot be parsed become problems."""
+def coerce_types(frame: pd.DataFrame, spec: TableSpec,
+                 first_row: int = 0) -> tuple[pd.DataFrame, list[Problem]]:
+    """Give every contract column its type; values that cannot be parsed become problems.
+
+    `first_row`: the file position of the frame's first row (a batch of a table read in parts)."""
     problems: list[Problem] = []
     columns: dict[str, pd.Series] = {}
     for col in spec.columns:
@@ -190,12 +240,16 @@ def coerce_types(frame: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, li
         converted, bad = _coerce(frame[col.name], col)
         columns[col.name] = converted
         if bad is not None and bad.any():
-            rows, examples = describe_rows(frame, bad, spec.name)
-            shown = frame[col.name][bad].head(3).tolist()
-            problems.append(Problem(spec.name, col.name, rows,
-                                    f"values that are not {_kind_word(col)} (e.g. {shown})",
-                                    _parse_fix(col), examples))
+            rows, examples = describe_rows(frame, bad, spec.name, first_row)
+            detail = Detail(functools.partial(_unparseable, col), tuple(frame[col.name][bad].head(3).tolist()))
+            message, fix = _unparseable(col, detail)
+            problems.append(Problem(spec.name, col.name, rows, message, fix, examples, detail=detail))
     return frame.assign(**columns), problems
+
+
+def _unparseable(col: ColumnSpec, detail: Detail) -> tuple[str, str]:
+    """The message (showing the first bad values) and fix for values of `col` that are not its type."""
+    return f"values that are not {_kind_word(col)} (e.g. {list(detail.values)})", _parse_fix(col)
 
 
 def _kind_word(col: ColumnSpec) -> str:
@@ -314,6 +368,16 @@ def read_and_check(cfg: Config, needs: frozenset[str] | None = None
     return frames, as_of, problems
 
 
+def raise_if_invalid(problems: list[Problem], customers_read: bool) -> None:
+    """Log the warnings; raise ValidationFailed with the errors (or when the customers could not be read)."""
+    errors = [p for p in problems if p.severity == "error"]
+    for warning in (p for p in problems if p.severity == "warning"):
+        log.warning("%s", warning)
+    if errors or not customers_read:
+        raise ValidationFailed(errors or [Problem("customers", None, 0, "table could not be read",
+                                                  "see the messages above")])
+
+
 def load_tables(cfg: Config, needs: frozenset[str] | None = None) -> Tables:
     """Every stage's first step: the validated tables, or ValidationFailed listing every problem.
 
@@ -321,12 +385,7 @@ def load_tables(cfg: Config, needs: frozenset[str] | None = None) -> Tables:
     dates when data.as_of is empty), said in the log. `churn validate` checks every table.
     """
     frames, as_of, problems = read_and_check(cfg, needs)
-    errors = [p for p in problems if p.severity == "error"]
-    for warning in (p for p in problems if p.severity == "warning"):
-        log.warning("%s", warning)
-    if errors or "customers" not in frames:
-        raise ValidationFailed(errors or [Problem("customers", None, 0, "table could not be read",
-                                                  "see the messages above")])
+    raise_if_invalid(problems, "customers" in frames)
     unread = [n for n in TABLES if n not in frames and n in cfg.data.tables and needs is not None
               and n not in needs]
     skipped = [n for n in TABLES if n not in frames and n not in unread]

@@ -3,12 +3,13 @@
 The report says `"valid": true` with the tables' summary, or `"valid": false` with every
 problem; either way it replaces the previous one as a new generation of the stage's outputs
 (`pipelines.io.StageOutputs`: one rename, a lock on the reports folder, leftovers of killed runs
-removed), so a stale `"valid": true` never outlives a failed run.
+removed), so a stale `"valid": true` never outlives a failed run. The big event tables are
+checked in batches (`pipelines.streamed`), so memory does not grow with their rows; the report
+is the one `load_tables` and `summarise_tables` would give.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 
@@ -17,7 +18,7 @@ from pipelines.config import Config
 from pipelines.fingerprint import input_fingerprint
 from pipelines.io import StageError, StageOutputs, write_json
 from pipelines.outputs import stage_paths
-from pipelines.tables import load_tables, summarise_tables
+from pipelines.streamed import check_tables
 
 REPORT_FILE = "validation.json"
 
@@ -35,15 +36,14 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
     checked = validated_inputs(cfg)  # before reading: a file changed meanwhile shows as changed
     with StageOutputs("validate", stage_paths(cfg, "validate"), say) as outputs, outputs.commit() as files:
         try:
-            tables = load_tables(cfg)
+            summary, as_of = check_tables(cfg)
         except ValidationFailed as failure:
             failed = failure
-            problems = [{**dataclasses.asdict(p), "examples": list(p.examples), "text": str(p)}
-                        for p in failure.problems]
-            payload: dict[str, object] = {"valid": False, "as_of": cfg.data.as_of, "problems": problems}
+            payload: dict[str, object] = {"valid": False, "as_of": cfg.data.as_of,
+                                          "problems": [p.report() for p in failure.problems]}
         else:
-            payload = {"valid": True, "as_of": str(tables.as_of.date()) if tables.as_of is not None else None,
-                       "tables": summarise_tables(tables), "inputs": checked}
+            payload = {"valid": True, "as_of": str(as_of.date()) if as_of is not None else None,
+                       "tables": summary, "inputs": checked}
         write_json(payload, files[REPORT_FILE])
     if failed is not None:
         failed.report = str(report)
