@@ -33,7 +33,7 @@ from features.validation import (
 )
 from pipelines.config import Config
 from pipelines.tables import (
-    TableFile, _arrow_to_pandas, _dictionary_columns, coerce_types, plan_read, raise_if_invalid, read_whole,
+    TableFile, arrow_to_pandas, coerce_types, dictionary_columns, plan_read, raise_if_invalid, read_whole,
 )
 
 BATCH_ROWS = 1 << 20
@@ -146,7 +146,7 @@ def _batches(plan: TableFile, rows: int) -> Iterator[tuple[pd.DataFrame, int]]:
         yield read_whole(plan), 0
         return
     kinds = plan.kinds
-    dictionary = _dictionary_columns(pq.read_schema(plan.path), plan.wanted, kinds)
+    dictionary = dictionary_columns(pq.read_schema(plan.path), plan.wanted, kinds)
     # pre_buffer (pyarrow's default) keeps every row group's buffers until the end of the file:
     # memory would grow with the rows read (0.48 GB more over 46M transactions, pyarrow 25).
     parquet = pq.ParquetFile(plan.path, read_dictionary=dictionary or None, pre_buffer=False)
@@ -155,7 +155,7 @@ def _batches(plan: TableFile, rows: int) -> Iterator[tuple[pd.DataFrame, int]]:
     empty = True
     for batch in batches:
         empty = False
-        frame = _arrow_to_pandas(pa.Table.from_batches([batch]), plan.wanted, kinds).rename(columns=plan.to_canonical)
+        frame = arrow_to_pandas(pa.Table.from_batches([batch]), plan.wanted, kinds).rename(columns=plan.to_canonical)
         del batch
         yield frame, first_row
         first_row += len(frame)
@@ -163,7 +163,7 @@ def _batches(plan: TableFile, rows: int) -> Iterator[tuple[pd.DataFrame, int]]:
         pa.default_memory_pool().release_unused()
     if empty:  # no row groups: the columns still say what the whole table's would
         table = parquet.schema_arrow.empty_table().select(plan.wanted)
-        yield _arrow_to_pandas(table, plan.wanted, kinds).rename(columns=plan.to_canonical), 0
+        yield arrow_to_pandas(table, plan.wanted, kinds).rename(columns=plan.to_canonical), 0
 
 
 def _check_batch(table: _Checked, frame: pd.DataFrame, first_row: int, known: KnownCustomers | None,

@@ -195,17 +195,17 @@ def _read_parquet(path: Path, wanted: list[str], kinds: dict[str, str]) -> pd.Da
     `self_destruct` frees each Arrow column once pandas holds it. Index columns stored in
     the pandas metadata are restored as `pd.read_parquet` does.
     """
-    dictionary = _dictionary_columns(pq.read_schema(path), wanted, kinds)
+    dictionary = dictionary_columns(pq.read_schema(path), wanted, kinds)
     table = pq.read_table(path, columns=wanted, read_dictionary=dictionary or None, use_pandas_metadata=True)
-    return _arrow_to_pandas(table, wanted, kinds)
+    return arrow_to_pandas(table, wanted, kinds)
 
 
-def _dictionary_columns(schema: pa.Schema, wanted: list[str], kinds: dict[str, str]) -> list[str]:
+def dictionary_columns(schema: pa.Schema, wanted: list[str], kinds: dict[str, str]) -> list[str]:
     """The text columns of the contract's category kind: read as Arrow dictionaries (`_read_parquet`)."""
     return [c for c in wanted if kinds.get(c) == "category" and _is_text(schema.field(c).type)]
 
 
-def _arrow_to_pandas(table: pa.Table, wanted: list[str], kinds: dict[str, str]) -> pd.DataFrame:
+def arrow_to_pandas(table: pa.Table, wanted: list[str], kinds: dict[str, str]) -> pd.DataFrame:
     """The per-column conversions of `_read_parquet`, on a whole file or one batch of its rows."""
     for name in wanted:
         index = table.schema.get_field_index(name)
