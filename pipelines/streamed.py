@@ -33,7 +33,8 @@ from features.validation import (
 )
 from pipelines.config import Config
 from pipelines.tables import (
-    TableFile, arrow_to_pandas, coerce_types, dictionary_columns, plan_read, raise_if_invalid, read_whole,
+    ReadPlan, arrow_to_pandas, coerce_types, dictionary_columns, plan_read, raise_if_invalid, read_whole,
+    summary_time_column, table_summary,
 )
 
 BATCH_ROWS = 1 << 20
@@ -46,7 +47,7 @@ STREAMED = tuple(name for name in EVENT_TABLES if not any(c.unique for c in TABL
 class _Checked:
     """What the checks found in one table so far (batch by batch), and its summary."""
 
-    plan: TableFile
+    plan: ReadPlan
     parsed: dict[Hashable, Problem] = field(default_factory=dict)
     columns: dict[Hashable, Problem] = field(default_factory=dict)
     events: dict[Hashable, Problem] = field(default_factory=dict)
@@ -60,11 +61,7 @@ class _Checked:
 
     def summary(self) -> dict[str, object]:
         """This table's entry in the report's "tables" (as `summarise_tables` writes it)."""
-        entry: dict[str, object] = {"rows": self.rows, "columns": self.names}
-        time_column = TABLES[self.plan.name].event_time or "signup_date"
-        if time_column in self.names and self.rows:
-            entry["first"], entry["last"] = str(_or_nat(self.first)), str(_or_nat(self.last))
-        return entry
+        return table_summary(self.plan.name, self.rows, self.names, _or_nat(self.first), _or_nat(self.last))
 
 
 def _or_nat(stamp: pd.Timestamp | None) -> pd.Timestamp:
@@ -139,7 +136,7 @@ def _sorted(found: dict[Hashable, Problem], order: object) -> list[Problem]:
     return [found[key] for key in sorted(found, key=order)]  # type: ignore[arg-type]
 
 
-def _batches(plan: TableFile, rows: int) -> Iterator[tuple[pd.DataFrame, int]]:
+def _batches(plan: ReadPlan, rows: int) -> Iterator[tuple[pd.DataFrame, int]]:
     """The planned columns of a table as (frame, file position of its first row): in batches of `rows`
     for the `STREAMED` tables in Parquet, else the whole table at once."""
     if plan.fmt != "parquet" or plan.name not in STREAMED:
@@ -179,7 +176,7 @@ def _check_batch(table: _Checked, frame: pd.DataFrame, first_row: int, known: Kn
             merge_found(table.events, check_events(name, frame, known, configured, first_row))  # type: ignore[arg-type]
     table.rows += len(frame)
     table.names = list(map(str, frame.columns))
-    time_column = spec.event_time or "signup_date"
+    time_column = summary_time_column(name)
     if time_column in frame.columns and len(frame):
         first, last = frame[time_column].min(), frame[time_column].max()
         if not pd.isna(first):

@@ -90,7 +90,7 @@ def _file_columns(path: Path, fmt: str, has_bom: bool) -> list[str]:
 
 
 @dataclass(frozen=True)
-class TableFile:
+class ReadPlan:
     """What to read of one input file, once its header has been checked (`plan_read`)."""
 
     name: str
@@ -135,7 +135,7 @@ def read_table(name: str, source: TableSource,
     return frame, problems
 
 
-def read_whole(plan: TableFile) -> pd.DataFrame:
+def read_whole(plan: ReadPlan) -> pd.DataFrame:
     """The planned columns of the whole file, in canonical names."""
     if plan.fmt == "parquet":
         frame = _read_parquet(plan.path, plan.wanted, plan.kinds)
@@ -147,7 +147,7 @@ def read_whole(plan: TableFile) -> pd.DataFrame:
 
 
 def plan_read(name: str, source: TableSource,
-              only: tuple[str, ...] | None = None) -> tuple[TableFile | None, list[Problem]]:
+              only: tuple[str, ...] | None = None) -> tuple[ReadPlan | None, list[Problem]]:
     """Check that one input file exists, has a known format, readable text and the required columns;
     say which of its columns to read (None, with the problems, when it cannot be read)."""
     spec = TABLES[name]
@@ -181,7 +181,7 @@ def plan_read(name: str, source: TableSource,
     wanted = [c for c in file_columns if c in to_canonical or spec.extra_columns_allowed]
     if only is not None:
         wanted = [c for c in wanted if to_canonical.get(c) in only]
-    return TableFile(name, path, fmt, has_bom, wanted, to_canonical), problems
+    return ReadPlan(name, path, fmt, has_bom, wanted, to_canonical), problems
 
 
 def _read_parquet(path: Path, wanted: list[str], kinds: dict[str, str]) -> pd.DataFrame:
@@ -402,12 +402,25 @@ def summarise_tables(tables: Tables) -> dict[str, dict[str, object]]:
     summary: dict[str, dict[str, object]] = {}
     for name in tables.present():
         frame: pd.DataFrame = getattr(tables, name)
-        spec = TABLES[name]
-        entry: dict[str, object] = {"rows": int(len(frame)), "columns": list(map(str, frame.columns))}
-        time_column = spec.event_time or "signup_date"
-        if time_column in frame.columns and len(frame):
-            entry["first"] = str(frame[time_column].min())
-            entry["last"] = str(frame[time_column].max())
-        summary[name] = entry
+        column = summary_time_column(name)
+        dated = column in frame.columns and len(frame)
+        summary[name] = table_summary(name, len(frame), list(map(str, frame.columns)),
+                                      frame[column].min() if dated else pd.NaT,
+                                      frame[column].max() if dated else pd.NaT)
     summary["as_of"] = {"date": str(tables.as_of)}
     return summary
+
+
+def summary_time_column(name: str) -> str:
+    """The date column whose first and last values the validation report shows for table `name`."""
+    return TABLES[name].event_time or "signup_date"
+
+
+def table_summary(name: str, rows: int, columns: list[str], first: pd.Timestamp, last: pd.Timestamp
+                  ) -> dict[str, object]:
+    """One table's entry in the validation report: rows, columns and, when it has rows and its
+    `summary_time_column`, that column's first and last value (whole table or added up over batches)."""
+    entry: dict[str, object] = {"rows": int(rows), "columns": columns}
+    if summary_time_column(name) in columns and rows:
+        entry["first"], entry["last"] = str(first), str(last)
+    return entry
