@@ -338,11 +338,12 @@ def _complaints(settings: FeatureSettings) -> list[FeatureInfo]:
                         "negative (VADER compound score below features.complaint_negative_below); only with "
                         "features.complaint_sentiment and a text column.", "complaints",
                         f"{{value:.0f}} complaints in an angry or negative tone in the last {SENTIMENT_WINDOW} days",
-                        "count"),
+                        "count", define=rel_complaints.negative_tone(SENTIMENT_WINDOW, settings.complaint_negative_below)),
             FeatureInfo(f"mean_complaint_sentiment_{SENTIMENT_WINDOW}d", "complaints",
                         f"Mean VADER compound score (-1 negative .. +1 positive) of the texts of complaints "
                         f"opened in the {SENTIMENT_WINDOW} days before the cutoff; empty if none.", "score -1..1",
-                        "complaint texts read {value:+.2f} in tone (-1 negative .. +1 positive)"),
+                        "complaint texts read {value:+.2f} in tone (-1 negative .. +1 positive)",
+                        define=rel_complaints.mean_tone(SENTIMENT_WINDOW)),
         ]
     return rows
 

@@ -115,3 +115,12 @@ def customer_value_per_month(customers: pd.DataFrame, column: str) -> np.ndarray
                               f"customers.{column} holds values that are not numbers; name a numeric column "
                               "(a value per month, such as a monthly charge)")
     return numbers.to_numpy()
+
+
+def customer_value_per_horizon(customers: pd.DataFrame, column: str, ids: pd.Series, horizon_days: int) -> np.ndarray:
+    """The known value per label horizon of the customers `ids` (in that order): the customers column
+    `column` (`labels.customer_value_column`, a value per month) times the horizon in months, as the
+    labels take it on snapshot data; NaN for an id not in `customers` or a value that is not a number."""
+    per_month = pd.Series(customer_value_per_month(customers, column),
+                          index=customers["customer_id"].astype("str").to_numpy())
+    return per_month.reindex(ids.astype("str").to_numpy()).to_numpy(dtype=float) * (horizon_days / DAYS_PER_MONTH)

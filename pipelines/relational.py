@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Collection, Iterator, Sequence
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
@@ -30,13 +31,14 @@ from features._grouping import NEVER, cutoff_us, datetimes_us
 from features.build import (ExclusionSink, cutoffs_between, earliest_event, excluded_at, no_cutoff_message,
                             tables_as_of)
 from features.catalogue import Family, catalogue
+from features.complaint_text import sentiment_scores
 from features.contract import TABLES, Tables
 from features.relational.btyd import btyd_frame, purchase_summary
 from features.relational.engine import KEYS, PORTED_FAMILIES, RelationalTables, feature_table, label_table
 from features.labels import reasons_from
 from features.settings import (SPARK_TIME_ZONE, DuckDBSettings, FeatureSettings, LabelSettings, SettingsProblem,
                                SparkSettings)
-from features.static import static_attributes
+from features.static import customer_value_per_horizon, static_attributes
 from models.uplift.data import contact_assignments, uplift_cutoffs
 from models.uplift.settings import UpliftSettings
 from pipelines.config import Config
@@ -163,7 +165,38 @@ class Inputs:
 def open_inputs(cfg: Config, engine: str | None = None) -> Inputs:
     """The files of `data.tables` on `engine` (default `features.engine`), nothing read yet."""
     con = connect_engine(engine or cfg.features.engine, cfg.features)
-    return Inputs(con, read_tables(con, files_from_config(cfg), cfg.labels.value_column))
+    tables = read_tables(con, files_from_config(cfg), cfg.labels.value_column)
+    return Inputs(con, with_complaint_tone(con, tables, cfg.features))
+
+
+def with_complaint_tone(con: BaseBackend, tables: RelationalTables, settings: FeatureSettings,
+                        rows: int | None = None) -> RelationalTables:
+    """The tables with each complaint's tone (`sentiment`: VADER compound score, empty for no text) on the
+    complaints, when `features.complaint_sentiment` is on and the complaints have a text column.
+
+    VADER has no SQL form, so the texts are read from the engine in batches of `rows` and scored here
+    (`features.complaint_text.sentiment_scores`, as the pandas engine scores them); only (complaint_id,
+    score) goes back, joined to the complaints on their unique complaint_id. The text never leaves
+    this function.
+    """
+    import ibis
+
+    complaints = tables.complaints
+    if not settings.complaint_sentiment or complaints is None or "text" not in complaints.columns:
+        return tables
+    ids: list[pa.Array] = []
+    scores: list[np.ndarray] = []
+    for batch in record_batches(con, complaints.select("complaint_id", "text"), rows or BATCH_ROWS):
+        ids.append(batch.column(0))
+        scores.append(sentiment_scores(batch.column(1).to_pandas()))
+    tone = pa.table({"complaint_id": pa.chunked_array(ids, pa.string()),
+                     # no tone (NaN) as NULL: the engine's counts and sums skip it, as the pandas engine skips NaN
+                     "sentiment": pa.array(np.concatenate(scores) if scores else np.array([]), pa.float64(),
+                                           from_pandas=True)})
+    scored = ibis.memtable(tone)
+    joined = complaints.left_join(scored, complaints.complaint_id == scored.complaint_id)
+    with_tone = joined.select(*[joined[c] for c in complaints.columns], sentiment=joined.sentiment)
+    return dataclasses.replace(tables, complaints=with_tone)
 
 
 def build_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], families: Sequence[str] = FAMILIES,
@@ -225,6 +258,13 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
             customers = load_tables(cfg, frozenset({"customers"})).customers
         attributes = static_attributes(customers, cfg.features)
         static = pd.DataFrame({"customer_id": customers["customer_id"].astype("str").to_numpy(), **attributes})
+    known_value = None  # snapshot data: each customer's value per horizon from a customers column
+    if cfg.labels.customer_value_column is not None and tables.transactions is None:
+        if customers is None:
+            customers = load_tables(cfg, frozenset({"customers"})).customers
+        ids = customers["customer_id"].astype("str")
+        known_value = pd.DataFrame({"customer_id": ids.to_numpy(), "future_value": customer_value_per_horizon(
+            customers, cfg.labels.customer_value_column, ids, cfg.labels.horizon_days)})
     order = [i.name for i in catalogue(cfg.features)] + list(cfg.features.static_features)
 
     def finish(batches: list[pa.RecordBatch], schema: pa.Schema) -> tuple[pd.Timestamp | None, pd.DataFrame]:
@@ -234,6 +274,8 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
             frame = _with_columns(frame, btyd.get(cutoff, no_purchase), ["customer_id"])
         if static is not None:
             frame = _with_columns(frame, static, ["customer_id"])
+        if known_value is not None:
+            frame = _with_columns(frame.drop(columns="future_value"), known_value, ["customer_id"])
         present = [n for n in order if n in frame.columns]
         return cutoff, frame[["customer_id", "cutoff", *present, *names]]
 
@@ -439,12 +481,6 @@ class RelationalSource:
         """`fingerprint`: the stage's `input_fingerprint(cfg)`, reused to check the validation."""
         from pipelines.validate import check_validated, validated_inputs
 
-        unsupported = {"features.complaint_sentiment": cfg.features.complaint_sentiment,
-                       "labels.customer_value_column": cfg.labels.customer_value_column is not None}
-        for key, on in unsupported.items():
-            if on:
-                raise SettingsProblem(key, f"is not computed by features.engine {cfg.features.engine} yet; "
-                                           "use features.engine: pandas for it")
         check_validated(cfg, validated_inputs(cfg, fingerprint))
         self.cfg = cfg
         self.tables = load_tables(cfg, loaded)  # `loaded`: the small tables the caller reads in pandas

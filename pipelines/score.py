@@ -31,7 +31,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from features.build import build_scoring_table, cutoffs_between, earliest_event, tables_as_of
-from features.static import DAYS_PER_MONTH, customer_value_per_month
+from features.static import customer_value_per_horizon
 from models.boosting import ChurnModel, ValueModel, load_churn_model
 from models.drift import DriftCounts
 from models.evaluation import lifetime_value
@@ -662,11 +662,7 @@ def customer_value_source(cfg: Config) -> str:
 
 def known_values(customers: pd.DataFrame, ids: pd.Series, cfg: Config) -> np.ndarray:
     """Each scored customer's known value per horizon from `labels.customer_value_column`."""
-    column = str(cfg.labels.customer_value_column)
-    per_month = pd.Series(customer_value_per_month(customers, column),
-                          index=customers["customer_id"].astype("str").to_numpy())
-    return per_month.reindex(ids.astype("str").to_numpy()).to_numpy(dtype=float) * (
-        cfg.labels.horizon_days / DAYS_PER_MONTH)
+    return customer_value_per_horizon(customers, str(cfg.labels.customer_value_column), ids, cfg.labels.horizon_days)
 
 
 def excluded_rows(part: pd.DataFrame | None) -> pd.DataFrame:

@@ -149,6 +149,27 @@ def repeats(days: int) -> Reduction:
     return Reduction(reduce, "int64", 0, extend=_previous_of_category)
 
 
+TONE = "decimal(9, 4)"
+"""A complaint's tone (VADER compound, -1..1, rounded by VADER to 4 decimals) as summed: exactly, in any order."""
+
+
+def negative_tone(days: int, below: float) -> Reduction:
+    """Complaints opened in the last `days` days whose text's tone is below `below` (features.complaint_negative_below).
+
+    `sentiment`: the tone of each complaint's text, scored in Python (VADER has no SQL form) and joined
+    to the complaints by the stage (pipelines/relational.py `with_complaint_tone`); empty for no text."""
+    return Reduction(lambda rows: rows.back.count(where=within(rows, days) & (rows.sentiment < below)),
+                     "int64", 0, needs=("sentiment",))
+
+
+def mean_tone(days: int) -> Reduction:
+    """Mean tone of the texts of complaints opened in the last `days` days; empty if none has a text."""
+    def reduce(rows: ir.Table) -> ir.Value:
+        scored = within(rows, days) & rows.sentiment.notnull()
+        return ratio(rows.sentiment.cast(TONE).sum(where=scored), rows.back.count(where=scored))
+    return Reduction(reduce, needs=("sentiment",))
+
+
 def targets_us(targets: Mapping[str, object], field: str, tiers: tuple[str, ...]) -> dict[str, int]:
     """Tier -> target in microseconds, from `features.complaint_targets` (hours), as features/complaints.py."""
     out = {}

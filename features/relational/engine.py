@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from features.catalogue import (ACTIVITY_MONTHS, CONTACT_WINDOW, FAMILY_TABLES, MONTH_DAYS, OUTFLOW_WINDOW, REPEAT_WINDOW,
-                                FeatureInfo,                                catalogue)
+                                FeatureInfo, catalogue)
+from features.complaint_text import SENTIMENT_WINDOW
 from features.relational import lifecycle, rfm, surveys
 from features.relational.definitions import (US_PER_DAY, Derived, History, Reduction, ibis_module, rank_columns,
                                               whole_days)
@@ -85,7 +86,8 @@ def _complaints(tables: RelationalTables) -> ir.Table | None:
     t = tables.complaints
     if t is None:
         return None
-    optional = [c for c in ("priority", "channel", "first_response_at", "resolved_at", "satisfaction") if c in t.columns]
+    optional = [c for c in ("priority", "channel", "first_response_at", "resolved_at", "satisfaction", "sentiment")
+                if c in t.columns]
     return t.select("customer_id", "category", *optional, time=t.opened_at)
 
 
@@ -113,7 +115,8 @@ def _transaction_rows(rows: ir.Table) -> ir.Table:
 SOURCES: dict[str, EventSource] = {
     "transactions": EventSource(_transactions, rfm.window_days, _transaction_rows,
                                 lambda settings: lifecycle.monthly_counts(ACTIVITY_MONTHS, MONTH_DAYS)),
-    "complaints": EventSource(_complaints, lambda settings: max(settings.longest_window, REPEAT_WINDOW)),
+    "complaints": EventSource(_complaints, lambda settings: max(settings.longest_window, REPEAT_WINDOW,
+                                                                SENTIMENT_WINDOW if settings.complaint_sentiment else 0)),
     "surveys": EventSource(_surveys, lambda settings: 0, surveys.row_columns, row_columns_history="all"),
     "contacts": EventSource(_contacts, lambda settings: CONTACT_WINDOW),
 }
@@ -366,7 +369,9 @@ def label_table(tables: RelationalTables, cutoffs: Cutoffs, labels: LabelSetting
 
     Label window [cutoff, cutoff + horizon): churned = closes in it (`closure`), or also no
     transaction in it (`inactivity`); future_value = exact sum of the value column over its
-    transactions (0 if none); days_to_churn = whole days from the cutoff to a closure in it.
+    transactions (0 if none), missing without transactions (on snapshot data the stage fills it from
+    `labels.customer_value_column`, pipelines/relational.py); days_to_churn = whole days from the
+    cutoff to a closure in it.
     Sorted by (cutoff, customer_id) unless `ordered` is False (as `feature_table`).
     """
     ibis = ibis_module()
@@ -384,8 +389,8 @@ def label_table(tables: RelationalTables, cutoffs: Cutoffs, labels: LabelSetting
         if labels.definition == "inactivity":
             raise ValueError("labels.definition 'inactivity' needs a transactions table; "
                              "use 'closure' for data without transactions")
-        if labels.customer_value_column is not None:
-            raise ValueError("labels.customer_value_column has no relational definition yet")
+        # without transactions future_value is missing here; with `labels.customer_value_column` the stage
+        # fills it from the customers table as the pandas engine parses it (pipelines/relational.py iter_frames)
         rows = rows.mutate(seen=ibis.literal(0, "int64"), value=ibis.null("float64"))
     else:
         if labels.value_column not in t.columns:

@@ -18,7 +18,7 @@ from tests.features.factories import random_tables
 SETTINGS = FeatureSettings(btyd=False)
 TABLE_NAMES = ("customers", "transactions", "complaints", "surveys", "contacts")
 INEXACT = ("transaction_amount_", "average_transaction_amount_", "outflow_share_", "largest_outflow_90d_vs_typical",
-           "future_value", "mean_first_response_hours_", "mean_resolution_hours_")
+           "future_value", "mean_first_response_hours_", "mean_resolution_hours_", "mean_complaint_sentiment_")
 """Columns from sums of money or durations: exact sums in the relational engine (decimal, integer
 microseconds), float64 additions in input order in the pandas engine (so they differ in the last bits)."""
 

@@ -21,7 +21,8 @@ from features.contract import Tables
 from features.relational.engine import RelationalTables, feature_table, label_table
 from features.settings import LabelSettings, SparkSettings
 from pipelines.config import parse_config
-from pipelines.relational import TableFile, build_frames, connect, connect_spark, read_tables, to_feature_frame
+from pipelines.relational import (TableFile, build_frames, connect, connect_spark, cutoffs_on, read_tables,
+                                  to_feature_frame, with_complaint_tone)
 from tests.features.postgres_server import postgres_server
 from tests.features.relational_bank import (SETTINGS, TABLE_NAMES, assert_matches_pandas, frames, ported_columns,
                                             tables_frames, write_bank)
@@ -129,6 +130,28 @@ def test_spark_reads_configured_files_as_duckdb_reads_them(bank, spark, tmp_path
     tied = again.merge(features, on="customer_id")
     tied = tied[tied["answered_at"] < tied["cutoff"]]
     assert (tied["nps"] == tied["last_nps"]).sum() > 5
+
+
+def test_complaint_tone_on_spark_is_duckdbs(bank, spark, tmp_path: Path) -> None:
+    """`features.complaint_sentiment`: texts scored in Python in batches, joined back on each engine."""
+    tables, files = bank
+    phrases = ["Terrible service, I am furious and want my money back!", "Thanks, resolved quickly, great help.",
+               "The app froze during a transfer.", "", "   ", None]
+    complaints = tables.complaints.assign(text=[phrases[i % len(phrases)] for i in range(len(tables.complaints))])
+    complaints.to_parquet(tmp_path / "complaints.parquet", row_group_size=40)
+    files = dict(files, complaints=TableFile(tmp_path / "complaints.parquet", "parquet", {}))
+    settings = SETTINGS.model_copy(update={"complaint_sentiment": True})
+    labels = LabelSettings()
+    cutoffs = training_cutoffs(tables, labels)[-4:]
+
+    def tone(con) -> pd.DataFrame:
+        typed = with_complaint_tone(con, read_tables(con, files), settings, rows=50)
+        return to_feature_frame(con, feature_table(typed, cutoffs_on(con, cutoffs), settings, labels, ("complaints",)),
+                                settings)
+
+    duck = tone(connect(threads=2))
+    assert duck["negative_complaints_90d"].sum() > 0 and duck["mean_complaint_sentiment_90d"].notna().any()
+    pd.testing.assert_frame_equal(tone(spark), duck, check_exact=True)
 
 
 @pytest.mark.parametrize("definition", DEFINITIONS)
