@@ -56,6 +56,7 @@ import pandas as pd
 
 from features.build import build_labels, eligible_customers, tables_as_of, training_cutoffs
 from features.contract import TABLES, Tables
+from features.ids import is_in
 from features.profile import (History, StaticColumn, classify_static, date_share, guess_columns, history,
                               price_and_quantity, round_up, typical_gaps, value_column_candidates, window_value)
 from features.settings import (DEFAULT_COMPLAINT_CATEGORIES, DEFAULT_COMPLAINT_CHANNELS, CutoffSettings,
@@ -561,7 +562,7 @@ def _decide(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict[str
             before = tx.loc[tx["timestamp"] < latest, "customer_id"].astype("str").unique()
             open_ = customers[(customers["signup_date"] < latest)
                               & ~(customers.get("closed_date", pd.Series(pd.NaT, index=customers.index)) < latest)]
-            base = int(open_["customer_id"].astype("str").isin(before).sum())
+            base = int(is_in(open_["customer_id"], before).sum())
             inside = len(eligible_customers(tables, latest, labels))
             left = max(base - inside, 0)
             share = excluded_share = left / base if base else 0.0

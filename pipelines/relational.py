@@ -32,6 +32,7 @@ from features.build import (ExclusionSink, cutoffs_between, earliest_event, excl
                             tables_as_of)
 from features.catalogue import Family, catalogue
 from features.complaint_text import sentiment_scores
+from features.ids import is_in
 from features.contract import TABLES, Tables
 from features.relational.btyd import btyd_frame, purchase_summary
 from features.relational.engine import KEYS, PORTED_FAMILIES, RelationalTables, feature_table, label_table
@@ -501,7 +502,7 @@ class RelationalSource:
         labels = self.cfg.labels
         active = None
         if labels.definition == "inactivity":
-            active = self.ids.isin(active_customers(self.inputs, cutoff, labels.inactivity_lookback_days)).to_numpy()
+            active = is_in(self.ids, active_customers(self.inputs, cutoff, labels.inactivity_lookback_days))
         return reasons_from(self.signup, self.closed, cutoff_us(cutoff), active)
 
     def stream(self, cutoffs: Sequence[pd.Timestamp], on_excluded: ExclusionSink | None,
@@ -589,16 +590,16 @@ class _UpliftRows:
         if cutoff not in self.cutoffs:
             return
         assigned, unknown = contact_assignments(self.contacts, cutoff, self.settings.treatment_window_days)
-        in_population = (assigned["customer_id"].isin(rows["customer_id"]) if rows is not None
-                         else pd.Series(False, index=assigned.index))
+        in_population = (is_in(assigned["customer_id"], rows["customer_id"]) if rows is not None
+                         else np.zeros(len(assigned), dtype=bool))
         counts = {"contact_records_unknown_treatment": unknown,
                   "contacted_not_in_population": int((~in_population).sum())}
         for key, count in counts.items():
             self.totals[key] = self.totals.get(key, 0) + count
         if rows is None or not in_population.any():
             return
-        chosen = rows[rows["customer_id"].isin(assigned["customer_id"])].drop(columns=["days_to_churn"],
-                                                                            errors="ignore").reset_index(drop=True)
+        chosen = rows[is_in(rows["customer_id"], assigned["customer_id"])]
+        chosen = chosen.drop(columns=["days_to_churn"], errors="ignore").reset_index(drop=True)
         self.frames.append(chosen.merge(assigned[in_population], on="customer_id", how="left", validate="one_to_one"))
 
     def result(self) -> tuple[pd.DataFrame, dict[str, int]]:

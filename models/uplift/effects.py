@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from features.ids import is_in
+
 Z95 = 1.959963984540054
 ALPHA = 0.05
 POWER = 0.8
@@ -109,7 +111,7 @@ def window_outcomes(rows: pd.DataFrame, transactions: pd.DataFrame | None, surve
         frame = events[["customer_id", time_column, *columns]].assign(
             customer_id=events["customer_id"].astype("str"),
             when=pd.to_datetime(events[time_column]).to_numpy().astype("datetime64[us]"))
-        frame = frame[frame["customer_id"].isin(set(keys["customer_id"]))]
+        frame = frame[is_in(frame["customer_id"], keys["customer_id"].unique())]
         joined = keys.merge(frame, on="customer_id", how="inner")
         return joined[(joined["when"] >= joined["start"]) & (joined["when"] < joined["end"])]
 
