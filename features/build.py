@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from features.catalogue import catalogue
 from features.complaints import complaint_columns, complaint_features
 from features.contacts import contact_features, contacted_rows
 from features.contract import EVENT_TABLES, TABLES, Tables
+from features.ids import is_in, training_sample
 from features.labels import (EXCLUSION_REASONS, RULE_EXCLUSIONS, days_to_closure, label_arrays, population_mask,
                              population_reasons)
 from features.lifecycle import lifecycle_features, tenure_days
@@ -46,12 +48,14 @@ FAMILY_NEEDS = {"transactions": "RFM and lifecycle (except tenure_days)", "compl
 
 def prepare(tables: Tables, settings: FeatureSettings, value_column: str = "amount",
             include: tuple[str, ...] = EVENT_TABLES, many_cutoffs: bool = False,
-            customer_value_column: str | None = None) -> Prepared:
+            customer_value_column: str | None = None, all_customers: pd.DataFrame | None = None) -> Prepared:
     """Factorise customer ids and turn the tables into flat arrays, once for all cutoffs.
 
     `include` names the event tables to prepare (the others are treated as absent).
     `many_cutoffs` reorders the transactions into time blocks once (faster per cutoff);
     otherwise only a row index is kept (less memory). Results are identical either way.
+    `all_customers`: the whole customers table when `tables` holds a sample of it (`sampled_tables`):
+    the static attributes are read as on the whole table (their levels and types), as for scoring.
     """
     customers, ids = sorted_customers(tables)
     if "signup_date" not in customers.columns:
@@ -59,7 +63,12 @@ def prepare(tables: Tables, settings: FeatureSettings, value_column: str = "amou
     signup = datetimes_us(customers["signup_date"], missing=NEVER)
     closed = (datetimes_us(customers["closed_date"], missing=NEVER) if "closed_date" in customers.columns
               else np.full(len(customers), NEVER, dtype=np.int64))
-    static = static_attributes(customers, settings) if include == EVENT_TABLES else {}
+    static: dict[str, np.ndarray | pd.Categorical] = {}
+    if include == EVENT_TABLES and all_customers is None:
+        static = static_attributes(customers, settings)
+    elif include == EVENT_TABLES:
+        where = pd.Index(all_customers["customer_id"].astype("str")).get_indexer(customers["customer_id"].astype("str"))
+        static = {name: values[where] for name, values in static_attributes(all_customers, settings).items()}
     present = {name: getattr(tables, name) for name in include if getattr(tables, name) is not None}
     if include == EVENT_TABLES:
         for name, family in FAMILY_NEEDS.items():
@@ -324,12 +333,16 @@ def iter_training_tables(tables: Tables, features: FeatureSettings, labels: Labe
 
     Lets a caller write a large table cutoff by cutoff instead of holding it all.
     `on_excluded` receives, per cutoff, the customers a rule left out and every reason's count.
+    With `labels.max_training_customers`, every table is cut to the customers of `training_sample` first
+    (`sampled_tables`): only they have rows, and their population-relative features (RFM quintiles, the
+    BTYD fits) are the sample's; the rule exclusions are reported for them.
     """
     cutoffs = training_cutoffs(tables, labels)
     if not cutoffs:
         raise SettingsProblem("labels.horizon_days", no_cutoff_message(tables, labels))
-    prepared = prepare(tables, features, labels.value_column, many_cutoffs=len(cutoffs) > 1,
-                       customer_value_column=labels.customer_value_column)
+    sampled, everyone = sampled_tables(tables, labels)
+    prepared = prepare(sampled, features, labels.value_column, many_cutoffs=len(cutoffs) > 1,
+                       customer_value_column=labels.customer_value_column, all_customers=everyone)
     for cutoff in cutoffs:
         reasons = population_reasons(prepared, cutoff_us(cutoff), labels)
         population = reasons < 0
@@ -372,6 +385,25 @@ def build_scoring_table(tables: Tables, features: FeatureSettings, labels: Label
 def feature_columns(frame: pd.DataFrame) -> list[str]:
     """The model input columns of a training or scoring table (everything but keys and labels)."""
     return [c for c in frame.columns if c not in KEY_COLUMNS and c not in LABEL_COLUMNS]
+
+
+def sampled_tables(tables: Tables, labels: LabelSettings) -> tuple[Tables, pd.DataFrame | None]:
+    """The tables the training side reads under `labels.max_training_customers`: every table cut to the
+    customers of `training_sample` (as_of kept: the data's end does not move), and the whole customers
+    table (for `prepare`'s static attributes); the tables as they are, and None, without a sample.
+    Call it after the cutoffs are known: they come from the whole data."""
+    ids = tables.customers["customer_id"].astype("str")
+    sample = training_sample(ids, labels.max_training_customers)
+    if sample is None:
+        return tables, None
+    kept = ids[sample]
+
+    def cut(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+        return None if frame is None else frame[is_in(frame["customer_id"], kept)].reset_index(drop=True)
+
+    return replace(tables, customers=tables.customers[sample].reset_index(drop=True), transactions=cut(tables.transactions),
+                   complaints=cut(tables.complaints), surveys=cut(tables.surveys), contacts=cut(tables.contacts),
+                   as_of=tables_as_of(tables)), tables.customers
 
 
 def tables_before(tables: Tables, moment: pd.Timestamp) -> Tables:

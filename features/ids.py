@@ -1,4 +1,5 @@
-"""Membership tests on customer ids that stay fast on pandas 3's Arrow-backed strings.
+"""Customer ids: stable hashed shares (samples and splits) and membership tests that stay fast on
+pandas 3's Arrow-backed strings.
 
 `Series.isin(values)` on a `str` Series turns every one of `values` into a pyarrow scalar first
 (pandas 3.1 `ArrowStringArray.isin`): about 9 us a value, 4.3 s to test 1M ids against 500k
@@ -14,6 +15,30 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+
+def customer_hash_share(customer_ids: pd.Series, seed: int) -> np.ndarray:
+    """A stable number in [0, 1) per customer id, the same in every run and on every machine."""
+    key = f"{seed:016d}"[-16:]
+    hashed = pd.util.hash_pandas_object(customer_ids.astype("str"), index=False, hash_key=key)
+    return (hashed.to_numpy(dtype=np.uint64) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+TRAINING_SAMPLE_KEY = 7_919_000_000_000_001
+"""The hash key of the training sample (`labels.max_training_customers`): a constant, so the sample depends on
+the ids alone, and unlike the models' keys (the config's seed plus a few), so it is independent of their splits."""
+
+
+def training_sample(customer_ids: pd.Series, max_customers: int | None) -> np.ndarray | None:
+    """Which of `customer_ids` make the training rows under `labels.max_training_customers`: the
+    `max_customers` with the lowest hashed share (a uniform sample, exactly that many); None when
+    every customer does (no maximum, or no more customers than it)."""
+    if max_customers is None or len(customer_ids) <= max_customers:
+        return None
+    share = customer_hash_share(customer_ids, TRAINING_SAMPLE_KEY)
+    chosen = np.zeros(len(share), dtype=bool)
+    chosen[np.argpartition(share, max_customers - 1)[:max_customers]] = True
+    return chosen
 
 
 def _as_text(values: pd.Series | pd.Index | np.ndarray | Collection[object]) -> pa.Array:

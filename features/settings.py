@@ -210,3 +210,9 @@ class LabelSettings(Strict):
         description="Customers column with each customer's value per month (e.g. a monthly charge); "
                     "the value when there is no transactions table (snapshot data)")
     cutoffs: CutoffSettings = CutoffSettings()
+    max_training_customers: int | None = Field(
+        default=None, ge=1,
+        description="At most this many customers make the training table's rows: a uniform sample by hashed "
+                    "customer id, the same customers at every cutoff and in every run, so a very large bank's "
+                    "features are built for a sample (the scoring table and the uplift rows keep everyone); "
+                    "null: every customer")

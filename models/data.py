@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from features.ids import customer_hash_share
+
 KEY_COLUMNS: tuple[str, ...] = ("customer_id", "cutoff")
 LABEL_COLUMNS: tuple[str, ...] = ("churned", "future_value", "days_to_churn")
 WEIGHT_COLUMN = "sample_weight"
@@ -90,13 +92,6 @@ def model_feature_columns(frame: pd.DataFrame) -> list[str]:
     """Every column of a training or scoring table that is not a key or a label."""
     return [c for c in frame.columns
             if c not in KEY_COLUMNS and c not in LABEL_COLUMNS and c not in (WEIGHT_COLUMN, REFIT_WEIGHT_COLUMN)]
-
-
-def customer_hash_share(customer_ids: pd.Series, seed: int) -> np.ndarray:
-    """A stable number in [0, 1) per customer id, the same in every run and on every machine."""
-    key = f"{seed:016d}"[-16:]
-    hashed = pd.util.hash_pandas_object(customer_ids.astype("str"), index=False, hash_key=key)
-    return (hashed.to_numpy(dtype=np.uint64) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 
 from features.build import build_scoring_table, feature_columns, iter_training_tables, tables_as_of
 from features.contract import Tables
+from features.ids import training_sample
 from features.labels import EXCLUSION_REASONS
 from models.uplift.data import build_uplift_table, control_group_problem
 from pipelines.config import Config
@@ -138,6 +139,12 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
     training = (iter_training_tables(tables, cfg.features, cfg.labels, train_sink) if relational is None
                 else relational.training(train_sink, uplift_too))  # the uplift rows in the same pass
     write_training_table(training, files[TRAIN_FILE], record, check=lambda rates: _check_labels(rates, tables, cfg))
+    sampled = sample_left_out(tables.customers["customer_id"], cfg.labels.max_training_customers)
+    if sampled is not None:
+        excluded.append(sampled[0])
+        say(f"training rows from a uniform sample of {sampled[1]['in_sample']:,} of {sampled[1]['customers']:,} "
+            f"customers (labels.max_training_customers); the other {sampled[1]['left_out']:,} are listed in "
+            f"{features_dir / EXCLUDED_FILE} (reason {SAMPLE_REASON}); the scoring table and uplift rows keep everyone")
     say("building the scoring table")
     score_excluded: dict[str, int] = {}
 
@@ -175,6 +182,7 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
         "features": columns,
         "built_from": origin,
         "uplift": uplift_summary,
+        "training_sample": sampled[1] if sampled is not None else None,
     }
     summary["outputs"] = {name: {"sha256": outputs.sha256(name), "rows": int(rows)} for name, rows in
                           ((TRAIN_FILE, summary["train"]["rows"]), (SCORE_FILE, len(score)), (EXCLUDED_FILE, len(left)),
@@ -285,6 +293,27 @@ def check_built_from(cfg: Config, fingerprint: dict[str, Any], summary_path: Pat
         raise StageError(f"{train_path} is not the table {public_summary} describes (sha256 {str(actual)[:12]}, "
                          f"recorded {str(written)[:12]}): it was replaced after `churn features` ran; {rerun}")
     return summary
+
+
+SAMPLE_REASON = "not_in_training_sample"
+
+
+def sample_left_out(customer_ids: pd.Series, max_customers: int | None
+                    ) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """The customers `labels.max_training_customers` leaves out of the training rows (excluded-table rows:
+    no cutoff, as they are left out at every one) and the summary's account of the sample; None without one."""
+    ids = customer_ids.astype("str").reset_index(drop=True)
+    chosen = training_sample(ids, max_customers)
+    if chosen is None:
+        return None
+    out = ids[~chosen].sort_values(kind="stable", ignore_index=True)
+    frame = pd.DataFrame({"customer_id": out, "cutoff": pd.Series(pd.NaT, index=out.index, dtype="datetime64[us]"),
+                          "reason": SAMPLE_REASON, "setting": "labels.max_training_customers", "table": "train"})
+    return frame, {"max_customers": max_customers, "customers": int(len(ids)), "in_sample": int(chosen.sum()),
+                   "left_out": int(len(out)), "controlled_by": "labels.max_training_customers",
+                   "how": "the customers with the lowest hashed share of their id (features/ids.py training_sample): "
+                          "a uniform sample, the same at every cutoff and in every run; no weights are needed, as "
+                          "the sample does not depend on the outcome"}
 
 
 def excluded_table(parts: list[pd.DataFrame]) -> pd.DataFrame:

@@ -32,7 +32,7 @@ from features.build import (ExclusionSink, cutoffs_between, earliest_event, excl
                             tables_as_of)
 from features.catalogue import Family, catalogue
 from features.complaint_text import sentiment_scores
-from features.ids import is_in
+from features.ids import is_in, training_sample
 from features.contract import TABLES, Tables
 from features.relational.btyd import btyd_frame, purchase_summary
 from features.relational.engine import KEYS, PORTED_FAMILIES, RelationalTables, feature_table, label_table
@@ -309,6 +309,17 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
         yield finish([], reader.schema)
 
 
+def restricted(inputs: Inputs, ids: pd.Series) -> Inputs:
+    """The inputs with every table cut to the customers `ids` (a semi-join on customer_id, so the engine
+    reads, joins and aggregates only their events)."""
+    import ibis
+
+    keep = ibis.memtable(pa.table({"customer_id": pa.array(ids.astype("str").to_numpy(), pa.string())}))
+    tables = {field.name: getattr(inputs.tables, field.name) for field in dataclasses.fields(inputs.tables)}
+    return Inputs(inputs.con, RelationalTables(**{name: None if table is None else table.semi_join(keep, "customer_id")
+                                                  for name, table in tables.items()}))
+
+
 def record_batches(con: BaseBackend, expr: ir.Table, rows: int) -> pa.RecordBatchReader:
     """The result of `expr` streamed in batches of about `rows` rows.
 
@@ -506,21 +517,25 @@ class RelationalSource:
         return reasons_from(self.signup, self.closed, cutoff_us(cutoff), active)
 
     def stream(self, cutoffs: Sequence[pd.Timestamp], on_excluded: ExclusionSink | None,
-               reported: Collection[pd.Timestamp] | None = None) -> Iterator[tuple[pd.Timestamp, pd.DataFrame | None]]:
+               reported: Collection[pd.Timestamp] | None = None, only: np.ndarray | None = None
+               ) -> Iterator[tuple[pd.Timestamp, pd.DataFrame | None]]:
         """(cutoff, the rows of its population with features and labels, None when it has nobody) for
         each of `cutoffs` in order, from one streamed query (`iter_frames`). Before each cutoff's rows
         (of those in `reported`, default all), `on_excluded` gets who a rule left out at it, as the
-        pandas engine says it."""
+        pandas engine says it. `only` (a mask over the customers, in id order): the rows of those
+        customers alone, every table cut to them before the engine reads it (`restricted`)."""
         ordered = sorted({pd.Timestamp(c).as_unit("us") for c in cutoffs})
         all_reasons = [self.reasons(cutoff) for cutoff in ordered]  # queries: before the stream holds the connection
-        per_query = max(1, QUERY_ROWS // max(len(self.ids), 1))
+        inputs = self.inputs if only is None else restricted(self.inputs, self.ids[only])
+        per_query = max(1, QUERY_ROWS // max(len(self.ids) if only is None else int(only.sum()), 1))
         groups = [ordered[i:i + per_query] for i in range(0, len(ordered), per_query)]
-        frames = (frame for group in groups for frame in iter_frames(self.cfg, group, self.inputs, self.customers))
+        frames = (frame for group in groups for frame in iter_frames(self.cfg, group, inputs, self.customers))
         waiting = next(frames, None)
         for cutoff, reasons in zip(ordered, all_reasons):
             if on_excluded is not None and (reported is None or cutoff in reported):
-                on_excluded(*excluded_at(self.ids, cutoff, reasons))
-            expected = self.ids[reasons < 0].to_numpy()
+                on_excluded(*(excluded_at(self.ids, cutoff, reasons) if only is None
+                              else excluded_at(self.ids[only], cutoff, reasons[only])))
+            expected = self.ids[reasons < 0 if only is None else (reasons < 0) & only].to_numpy()
             if waiting is None or waiting[0] != cutoff:
                 if len(expected):
                     raise StageError(f"internal check failed: the {self.cfg.features.engine} engine found nobody at "
@@ -548,7 +563,8 @@ class RelationalSource:
         training = {pd.Timestamp(c).as_unit("us") for c in cutoffs}
         collect = _UpliftRows(self.tables, self.cfg.labels, uplift) if uplift is not None else None
         wanted = [*cutoffs, *(collect.cutoffs if collect is not None else [])]
-        for cutoff, frame in self.stream(wanted, on_excluded, reported=training):
+        sample = training_sample(self.ids, self.cfg.labels.max_training_customers)
+        for cutoff, frame in self.stream(wanted, on_excluded, reported=training, only=sample):
             if collect is not None:
                 collect.add(cutoff, frame)
             if frame is not None and cutoff in training:
@@ -571,17 +587,22 @@ class RelationalSource:
         collect = self._uplift
         if collect is None or collect.settings != settings:
             collect = _UpliftRows(self.tables, self.cfg.labels, settings)
-            for cutoff, rows in self.stream(collect.cutoffs, None):
+            sample = training_sample(self.ids, self.cfg.labels.max_training_customers)
+            for cutoff, rows in self.stream(collect.cutoffs, None, only=sample):
                 collect.add(cutoff, rows)
         return collect.result()
 
 
 class _UpliftRows:
-    """The uplift rows gathered cutoff by cutoff from a stream of population rows."""
+    """The uplift rows gathered cutoff by cutoff from a stream of population rows (of the training sample's
+    customers under `labels.max_training_customers`, as `models.uplift.data.iter_uplift_tables`)."""
 
     def __init__(self, tables: Tables, labels: LabelSettings, settings: UpliftSettings) -> None:
         assert tables.contacts is not None
         self.contacts, self.settings = tables.contacts, settings
+        ids = tables.customers["customer_id"].astype("str")
+        sample = training_sample(ids, labels.max_training_customers)
+        self.sample = None if sample is None else ids[sample]
         self.cutoffs = [pd.Timestamp(c).as_unit("us") for c in uplift_cutoffs(tables, labels, settings)]
         self.frames: list[pd.DataFrame] = []
         self.totals: dict[str, int] = {}
@@ -592,8 +613,13 @@ class _UpliftRows:
         assigned, unknown = contact_assignments(self.contacts, cutoff, self.settings.treatment_window_days)
         in_population = (is_in(assigned["customer_id"], rows["customer_id"]) if rows is not None
                          else np.zeros(len(assigned), dtype=bool))
-        counts = {"contact_records_unknown_treatment": unknown,
-                  "contacted_not_in_population": int((~in_population).sum())}
+        counts = {"contact_records_unknown_treatment": unknown}
+        if self.sample is None:
+            counts["contacted_not_in_population"] = int((~in_population).sum())
+        else:
+            in_sample = is_in(assigned["customer_id"], self.sample)
+            counts["contacted_not_in_population"] = int((in_sample & ~in_population).sum())
+            counts["contacted_not_in_training_sample"] = int((~in_sample).sum())
         for key, count in counts.items():
             self.totals[key] = self.totals.get(key, 0) + count
         if rows is None or not in_population.any():

@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from features._grouping import cutoff_us, datetimes_us
-from features.build import feature_values, prepare, tables_as_of
+from features.build import feature_values, prepare, sampled_tables, tables_as_of
 from features.contract import Tables
+from features.ids import is_in
 from features.labels import label_arrays, population_reasons
 from features.settings import FeatureSettings, LabelSettings
 from models.uplift.settings import UpliftSettings
@@ -97,8 +98,9 @@ def iter_uplift_tables(tables: Tables, features: FeatureSettings, labels: LabelS
     cutoffs = uplift_cutoffs(tables, labels, settings) if cutoffs is None else cutoffs
     if not cutoffs:
         return
-    prepared = prepare(tables, features, labels.value_column, many_cutoffs=len(cutoffs) > 1,
-                       customer_value_column=labels.customer_value_column)
+    sampled, everyone = sampled_tables(tables, labels)  # the training sample's customers, as the churn table's
+    prepared = prepare(sampled, features, labels.value_column, many_cutoffs=len(cutoffs) > 1,
+                       customer_value_column=labels.customer_value_column, all_customers=everyone)
     ids = prepared.customer_ids.to_numpy(dtype=object)
     position = pd.Index(ids)
     for cutoff in cutoffs:
@@ -109,8 +111,13 @@ def iter_uplift_tables(tables: Tables, features: FeatureSettings, labels: LabelS
         known = where >= 0
         in_population = np.zeros(len(assigned), dtype=bool)
         in_population[known] = population[where[known]]
-        counts = {"contact_records_unknown_treatment": unknown,
-                  "contacted_not_in_population": int((~in_population).sum())}
+        counts = {"contact_records_unknown_treatment": unknown}
+        if everyone is None:
+            counts["contacted_not_in_population"] = int((~in_population).sum())
+        else:
+            in_sample = is_in(assigned["customer_id"], sampled.customers["customer_id"])
+            counts["contacted_not_in_population"] = int((in_sample & ~in_population).sum())
+            counts["contacted_not_in_training_sample"] = int((~in_sample).sum())
         assigned = assigned[in_population]
         if assigned.empty:
             yield pd.DataFrame(), counts

@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 import pipelines.relational as relational
 from pipelines.cli import EXIT_REFUSED, app
 from pipelines.config import Config
+from features.catalogue import catalogue
+from features.settings import FeatureSettings
 from pipelines.features import EXCLUDED_FILE, SCORE_FILE, TRAIN_FILE, UPLIFT_FILE
 from pipelines.features import run as build_features
 from pipelines.generate import run as generate
@@ -80,6 +82,50 @@ def test_duckdb_engine_writes_the_pandas_engines_tables(small_bank: Path, tmp_pa
             assert got.empty and expected.empty
             continue
         assert_same_table(got, expected, name)
+
+
+def test_training_sample_builds_rows_for_a_uniform_sample_of_customers(small_bank: Path, tmp_path: Path) -> None:
+    """`labels.max_training_customers`: both engines give the training and uplift rows of the same sampled
+    customers, the full table's rows for them (but for the population-relative columns, the sample's own);
+    the scoring table keeps everyone, and the customers left out are listed in excluded.parquet."""
+    outputs = {}
+    for engine, limit in (("pandas", None), ("pandas", 600), ("duckdb", 600)):
+        cfg = _config(small_bank, tmp_path / f"{engine}-{limit}", engine, "inactivity")
+        cfg = cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"max_training_customers": limit})})
+        validate(cfg)
+        summary = build_features(cfg)
+        folder = Path(cfg.paths.features_dir)
+        outputs[engine, limit] = summary, {name: pd.read_parquet(folder / name)
+                                           for name in (TRAIN_FILE, SCORE_FILE, EXCLUDED_FILE, UPLIFT_FILE)}
+    (_, full), (summary, sampled), (duck_summary, duck) = (outputs["pandas", None], outputs["pandas", 600],
+                                                           outputs["duckdb", 600])
+    assert full[TRAIN_FILE]["customer_id"].nunique() > 1_000 and summary["training_sample"]["in_sample"] == 600
+    left = sampled[EXCLUDED_FILE]
+    left = set(left.loc[left["reason"] == "not_in_training_sample", "customer_id"])
+    assert len(left) == summary["training_sample"]["left_out"] == 1_500 - 600
+    kept = full[TRAIN_FILE][~full[TRAIN_FILE]["customer_id"].isin(left)].reset_index(drop=True)
+    assert 0 < len(sampled[TRAIN_FILE]) < len(full[TRAIN_FILE]) and not set(sampled[TRAIN_FILE]["customer_id"]) & left
+    # the same rows; only the population-relative columns (quintile ranks, BTYD fits) are the sample's own
+    relative = [i.name for i in catalogue(FeatureSettings()) if i.population_relative]
+    pd.testing.assert_frame_equal(sampled[TRAIN_FILE].drop(columns=relative), kept.drop(columns=relative),
+                                  check_exact=True)
+    for column in relative:  # a uniform sample: about the full population's quintile edges and fitted parameters
+        ours, theirs = sampled[TRAIN_FILE][column], kept[column]
+        if column.startswith("rfm_"):
+            assert (ours.astype("str") == theirs.astype("str")).mean() > 0.9, column
+        else:
+            assert ours.rank().corr(theirs.rank()) > 0.95, column
+    pd.testing.assert_frame_equal(sampled[SCORE_FILE], full[SCORE_FILE], check_exact=True)
+    # the uplift rows: the sample's contacted and control customers, as the churn table's rows
+    uplift, uplift_full = sampled[UPLIFT_FILE], full[UPLIFT_FILE]
+    assert 0 < len(uplift) < len(uplift_full) and not set(uplift["customer_id"]) & left
+    assert set(uplift["customer_id"]) == set(uplift_full["customer_id"]) - left
+    assert summary["uplift"]["left_out"]["contacted_not_in_training_sample"] > 0
+    for key in ("training_sample", "train", "score", "uplift"):
+        assert duck_summary[key] == summary[key], key
+    assert sum(summary["train"]["not_in_population_per_cutoff"][summary["train"]["cutoffs"][0]].values()) < 600
+    for name in (TRAIN_FILE, SCORE_FILE, EXCLUDED_FILE, UPLIFT_FILE):
+        assert_same_table(duck[name], sampled[name], name)
 
 
 def test_duckdb_engine_scores_the_complaint_tone_as_the_pandas_engine(small_bank: Path, tmp_path: Path) -> None:
