@@ -211,8 +211,9 @@ class LabelSettings(Strict):
                     "the value when there is no transactions table (snapshot data)")
     cutoffs: CutoffSettings = CutoffSettings()
     max_training_customers: int | None = Field(
-        default=None, ge=1,
-        description="At most this many customers make the training table's rows: a uniform sample by hashed "
-                    "customer id, the same customers at every cutoff and in every run, so a very large bank's "
-                    "features are built for a sample (the scoring table and the uplift rows keep everyone); "
-                    "null: every customer")
+        default=1_000_000, ge=1,
+        description="At most this many customers make the training table's and the uplift rows: a uniform "
+                    "sample by hashed customer id, the same customers at every cutoff and in every run, so a very "
+                    "large bank's training features are built for a sample (the scoring table keeps everyone). "
+                    "The default keeps a bank's training within this machine class (a 1M-customer bank: about "
+                    "7 GB to build its 12 cutoffs, 6 GB to train); null: every customer")
