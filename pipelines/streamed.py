@@ -1,17 +1,19 @@
-"""`churn validate` in bounded memory: the big event tables checked in batches of rows.
+"""`churn validate` in bounded memory: the event tables checked in batches of rows.
 
 Every other stage loads the tables whole (`pipelines.tables.load_tables`); validation only needs
-the problems and a summary, so the event tables that have no unique column (transactions,
-surveys, contacts) are read from Parquet `BATCH_ROWS` rows at a time and each batch goes through
-the same checks as a whole table (`coerce_types`, `column_problems`, `check_events` against the
-customers, looked up once). The batches' problems merge (`Problem.merged`) into exactly the ones
-the whole table gives, in the same order, so the report is identical to `load_tables`'.
+the problems and a summary, so the event tables (transactions, complaints, surveys, contacts)
+are read from Parquet `BATCH_ROWS` rows at a time and each batch goes through the same checks as
+a whole table (`coerce_types`, `column_problems`, `check_events` against the customers, looked up
+once, `check_complaint_times`). The batches' problems merge (`Problem.merged`) into exactly the
+ones the whole table gives, in the same order, so the report is identical to `load_tables`'.
 
-customers and complaints (unique ids: a duplicate can be anywhere) and CSV files (the batched
-CSV reader does not treat empty and null values exactly as `pd.read_csv` does) are read whole.
-With data.as_of empty the end of the data is inferred from per-day counts added up over the
-batches; the rows dated after it are then found in a second pass over the date column, only in
-tables whose dates reach that far.
+A duplicate can be anywhere in the table, so of a table with a unique column (complaint_id)
+that column alone is kept over the batches (Arrow strings) and checked at the end
+(`unique_problems`). The customers (every event row is looked up among them) and CSV files (the
+batched CSV reader does not treat empty and null values exactly as `pd.read_csv` does) are read
+whole. Per-day counts of every date column are added up over the batches: with data.as_of
+empty the end of the data is inferred from them, and the rows dated after it are then found in a
+second pass over a date column, only when its dates reach that far.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ import pyarrow.parquet as pq
 
 from features.contract import EVENT_TABLES, TABLES
 from features.validation import (
-    EVENT_CHECKS, NO_DATES, NO_DAYS, DayCounts, KnownCustomers, Problem, add_day_counts,
+    COMPLAINT_TIMES, EVENT_CHECKS, NO_DATES, NO_DAYS, DayCounts, KnownCustomers, Problem, add_day_counts,
     after_data_end, as_of_from_counts, check_complaint_times, check_customers, check_events, check_not_empty,
-    column_problems, daily_counts, end_columns_of, late_rows, merge_found,
+    column_problems, daily_counts, end_columns_of, label_column, late_rows, merge_found, unique_problems,
 )
 from pipelines.config import Config
 from pipelines.tables import (
@@ -39,8 +41,8 @@ from pipelines.tables import (
 
 BATCH_ROWS = 1 << 20
 """Rows per batch of a streamed table (a million transactions hold about 100 MB in pandas)."""
-STREAMED = tuple(name for name in EVENT_TABLES if not any(c.unique for c in TABLES[name].columns))
-"""The tables read in batches (from Parquet): every check on them looks at one row at a time."""
+STREAMED = EVENT_TABLES
+"""The tables read in batches (from Parquet): every check on them but uniqueness looks at one row at a time."""
 
 
 @dataclass
@@ -51,13 +53,18 @@ class _Checked:
     parsed: dict[Hashable, Problem] = field(default_factory=dict)
     columns: dict[Hashable, Problem] = field(default_factory=dict)
     events: dict[Hashable, Problem] = field(default_factory=dict)
+    times: dict[Hashable, Problem] = field(default_factory=dict)
+    """`check_complaint_times`."""
     rows: int = 0
     names: list[str] = field(default_factory=list)
     first: pd.Timestamp | None = None
     last: pd.Timestamp | None = None
-    days: DayCounts = NO_DAYS
+    days: dict[str, DayCounts] = field(default_factory=dict)
+    """The `daily_counts` of every date column."""
+    kept: dict[str, list[pd.Series]] = field(default_factory=dict)
+    """Of a table read in batches: its unique columns (and `label_column`), batch by batch."""
     frame: pd.DataFrame | None = None
-    """The whole table, when it is read whole (customers, complaints, CSV files)."""
+    """The whole table, when it is read whole (customers, CSV files)."""
 
     def summary(self) -> dict[str, object]:
         """This table's entry in the report's "tables" (as `summarise_tables` writes it)."""
@@ -102,6 +109,8 @@ def check_tables(cfg: Config, batch_rows: int = BATCH_ROWS
         if failed is not None:
             problems.append(failed)
             continue
+        merge_found(table.columns, unique_problems(_unique_columns(table), TABLES[name]))  # type: ignore[arg-type]
+        table.kept.clear()
         problems += _sorted(table.parsed, [c.name for c in TABLES[name].columns].index)
         checked[name] = table
         customers = table.frame if name == "customers" else None
@@ -121,8 +130,8 @@ def check_tables(cfg: Config, batch_rows: int = BATCH_ROWS
             if name in EVENT_TABLES and table.rows:
                 problems += _sorted(table.events, EVENT_CHECKS.index)
         complaints = checked.get("complaints")
-        if complaints is not None and complaints.rows and complaints.frame is not None:
-            problems += check_complaint_times(complaints.frame)
+        if complaints is not None and complaints.rows:
+            problems += _sorted(complaints.times, COMPLAINT_TIMES.index)
     if configured is None and as_of is not None:
         problems += _after_data_end(checked, as_of, batch_rows)
     raise_if_invalid(problems, "customers" in checked)
@@ -170,10 +179,18 @@ def _check_batch(table: _Checked, frame: pd.DataFrame, first_row: int, known: Kn
     spec = TABLES[name]
     frame, parsed = coerce_types(frame, spec, first_row)
     merge_found(table.parsed, {p.column: p for p in parsed})
+    whole = first_row == 0 and (name not in STREAMED or table.plan.fmt != "parquet")
     if len(frame):
-        merge_found(table.columns, column_problems(frame, spec, first_row))  # type: ignore[arg-type]
+        merge_found(table.columns, column_problems(frame, spec, first_row, unique=False))  # type: ignore[arg-type]
         if known is not None and name in EVENT_TABLES:
             merge_found(table.events, check_events(name, frame, known, configured, first_row))  # type: ignore[arg-type]
+        if name == "complaints":
+            merge_found(table.times, check_complaint_times(frame, first_row))  # type: ignore[arg-type]
+    unique = [c.name for c in spec.columns if c.unique]
+    if unique and not whole:
+        for column in dict.fromkeys([*unique, label_column(name)]):
+            if column in frame.columns:
+                table.kept.setdefault(column, []).append(frame[column])
     table.rows += len(frame)
     table.names = list(map(str, frame.columns))
     time_column = summary_time_column(name)
@@ -182,18 +199,18 @@ def _check_batch(table: _Checked, frame: pd.DataFrame, first_row: int, known: Kn
         if not pd.isna(first):
             table.first = first if table.first is None else min(table.first, first)
             table.last = last if table.last is None else max(table.last, last)
-    if spec.event_time is not None and spec.event_time in frame.columns:
-        table.days = add_day_counts(table.days, daily_counts(frame[spec.event_time]))
-    if first_row == 0 and (name not in STREAMED or table.plan.fmt != "parquet"):
+    for column in (c.name for c in spec.columns if c.kind == "datetime" and c.name in frame.columns):
+        table.days[column] = add_day_counts(table.days.get(column, NO_DAYS), daily_counts(frame[column]))
+    if whole:
         table.frame = frame
 
 
-def _day_counts(table: _Checked, column: str) -> DayCounts:
-    """A date column's `daily_counts` over the whole table."""
-    if column == TABLES[table.plan.name].event_time:
-        return table.days
-    assert table.frame is not None, "only the event time of a streamed table is counted"
-    return daily_counts(table.frame[column])
+def _unique_columns(table: _Checked) -> pd.DataFrame:
+    """What `unique_problems` looks at: the whole table, or the columns kept over its batches."""
+    if table.frame is not None:
+        return table.frame
+    # Text columns (Arrow strings): concatenated without a copy, as one column of chunks.
+    return pd.DataFrame({column: pd.concat(parts, ignore_index=True) for column, parts in table.kept.items()})
 
 
 def _shapes(checked: dict[str, _Checked]) -> dict[str, tuple[int, list[str]]]:
@@ -204,7 +221,8 @@ def _as_of(checked: dict[str, _Checked], configured: pd.Timestamp | None) -> pd.
     """The configured as-of date, else the one inferred from the batches' day counts (`data_as_of`)."""
     if configured is not None:
         return configured
-    return as_of_from_counts(_day_counts(checked[table], column) for table, column in end_columns_of(_shapes(checked)))
+    return as_of_from_counts(checked[table].days.get(column, NO_DAYS)
+                             for table, column in end_columns_of(_shapes(checked)))
 
 
 def _after_data_end(checked: dict[str, _Checked], as_of: pd.Timestamp, batch_rows: int) -> list[Problem]:
@@ -215,11 +233,11 @@ def _after_data_end(checked: dict[str, _Checked], as_of: pd.Timestamp, batch_row
         table = checked[name]
         if table.frame is not None:
             return late_rows(table.frame, name, column, as_of, message, fix, severity)  # type: ignore[arg-type]
-        days = _day_counts(table, column)[0]
+        days = table.days.get(column, NO_DAYS)[0]
         if not len(days) or days[-1] < as_of_day:
             return None  # no date on or after as_of: no need to read the column again
         spec = TABLES[name]
-        wanted = [c for c in table.plan.wanted if table.plan.to_canonical.get(c) in (column, "customer_id")]
+        wanted = [c for c in table.plan.wanted if table.plan.to_canonical.get(c) in (column, label_column(name))]
         found: dict[Hashable, Problem] = {}
         for frame, first_row in _batches(dataclasses.replace(table.plan, wanted=wanted), batch_rows):
             frame, _ = coerce_types(frame, spec, first_row)

@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from features.validation import ValidationFailed
+from features.validation import ValidationFailed, repeated_values
 from pipelines.config import Config, parse_config
 from pipelines.generate import run as generate
 from pipelines.streamed import check_tables
-from pipelines.tables import load_tables, summarise_tables
+from pipelines.tables import TEXT, load_tables, summarise_tables
 from tests.pipelines.bank import ROOT
 
 Frames = dict[str, pd.DataFrame]
@@ -29,13 +29,18 @@ TINY_BATCH = 7
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Frames:
-    """A small generated bank, transactions thinned to about 200 rows spread over the months."""
+    """A small generated bank, transactions thinned to about 200 rows spread over the months,
+    complaints repeated three times (with ids of their own) to span several batches."""
     folder = tmp_path_factory.mktemp("streamed") / "raw"
     generate(120, 1, str(folder), "2023-01-01", 4, "parquet")
     frames = {name: pd.read_parquet(folder / f"{name}.parquet")
               for name in ("customers", "transactions", "complaints", "surveys", "contacts")}
     transactions = frames["transactions"]
     frames["transactions"] = transactions.iloc[::max(1, len(transactions) // 200)].reset_index(drop=True)
+    complaints = pd.concat([frames["complaints"]] * 3, ignore_index=True)
+    complaints["complaint_id"] = [f"K{i:08d}" for i in range(1, len(complaints) + 1)]
+    frames["complaints"] = complaints
+    assert len(complaints) > 5 * TINY_BATCH
     return frames
 
 
@@ -143,6 +148,38 @@ def bad_values(frames: Frames) -> Frames:
     return out
 
 
+DUPLICATED = (2, 20, 40)
+"""Rows (from 0) of the complaints that `complaint_problems` gives the same id: three batches of 7."""
+
+
+def complaint_problems(frames: Frames) -> Frames:
+    """Complaint ids repeated within and across batches (one empty), replies and resolutions before
+    the opening, dates that are not dates, an unknown customer, complaints before signup."""
+    out = {name: frame.copy() for name, frame in frames.items()}
+    k = out["complaints"]
+    k.loc[list(DUPLICATED), "complaint_id"] = k.at[DUPLICATED[0], "complaint_id"]
+    k.loc[[9, 11, 30, 45], "complaint_id"] = k.at[8, "complaint_id"]  # more duplicated rows than examples
+    k.loc[[16, 33], "complaint_id"] = None  # empty: reported as empty, not as duplicate
+    day = pd.Timedelta(days=1)
+    k.loc[spread(k, 4), "first_response_at"] = k.loc[spread(k, 4), "opened_at"] - day
+    k.loc[spread(k, 3, 5), "resolved_at"] = k.loc[spread(k, 3, 5), "opened_at"] - day / 24
+    for column, bad in (("first_response_at", ["soon", "2023-02-30"]), ("resolved_at", ["never", "x", "y", "z"])):
+        k[column] = k[column].astype("str")
+        k.loc[spread(k, len(bad), 6), column] = bad
+    k.loc[spread(k, 2, 1), "customer_id"] = "nobody"
+    k.loc[spread(k, 3, 7), "opened_at"] = pd.Timestamp("2001-02-03")
+    return out
+
+
+def complaints_after_the_end(frames: Frames) -> Frames:
+    """Complaints opened, answered and resolved in 2099 (with data.as_of empty: after the end of the data)."""
+    out = {name: frame.copy() for name, frame in frames.items()}
+    k = out["complaints"]
+    for count, start, column in ((2, 4, "opened_at"), (3, 1, "first_response_at"), (6, 2, "resolved_at")):
+        k.loc[spread(k, count, start), column] = pd.Timestamp("2099-05-01")
+    return out
+
+
 def empty_surveys(frames: Frames) -> Frames:
     return {**frames, "surveys": frames["surveys"].iloc[:0]}
 
@@ -166,6 +203,8 @@ CASES: dict[str, tuple[Callable[[Frames], Frames], tuple[str | None, ...]]] = {
     "warnings only": (late_warnings_only, (None,)),
     "bad numbers and dates": (bad_numbers, (None,)),
     "bad values": (bad_values, (None, "2023-03-15")),
+    "complaint problems": (complaint_problems, (None, "2023-03-15")),
+    "complaints after the end": (complaints_after_the_end, (None, "2023-03-01")),
     "empty surveys": (empty_surveys, (None,)),
     "customers only": (customers_only, (None,)),
 }
@@ -196,6 +235,44 @@ def test_examples_and_shown_values_count_from_the_top_of_the_file(base: Frames, 
     assert [e.split(" (")[0] for e in amount["examples"]] == [f"row {r + 1}" for r in bad]
 
 
-def test_csv_event_tables_are_read_whole_with_the_same_report(base: Frames, tmp_path: Path) -> None:
-    cfg = write(bad_numbers(base), tmp_path, csv=("transactions", "surveys"))
-    assert streamed(cfg) == whole(cfg)
+def test_duplicate_ids_are_found_across_batches(base: Frames, tmp_path: Path) -> None:
+    """Every row of a repeated complaint id, wherever its batch, named by file row (the first 5)."""
+    outcome = streamed(write(complaint_problems(base), tmp_path))
+    assert outcome[0] == "invalid"
+    duplicates = next(p for p in outcome[1] if p["message"].startswith("duplicate values"))
+    ids = base["complaints"]["complaint_id"]
+    assert duplicates["rows"] == len(DUPLICATED) + 5
+    assert duplicates["examples"] == [f"row {r + 1} (complaint {ids[r if r in (2, 8) else 2 if r in DUPLICATED else 8]})"
+                                      for r in (2, 8, 9, 11, 20)]
+
+
+@pytest.mark.parametrize(("plant", "csv"), [(bad_numbers, ("transactions", "surveys")),
+                                            (complaint_problems, ("complaints",))])
+def test_csv_event_tables_are_read_whole_with_the_same_report(base: Frames, tmp_path: Path,
+                                                              plant: Callable[[Frames], Frames],
+                                                              csv: tuple[str, ...]) -> None:
+    cfg = write(plant(base), tmp_path, csv=csv)
+    outcome = streamed(cfg)
+    assert outcome == whole(cfg)
+    assert not any(p["message"].startswith("cannot read") for p in outcome[1])
+
+
+@pytest.mark.parametrize("order", ["random", "sorted", "increasing"])
+def test_repeated_values_are_pandas_duplicates_without_the_empty_values(order: str) -> None:
+    """The sort-based duplicate check (and its no-sort path for increasing ids) against pandas,
+    on columns of several Arrow chunks (a table gathered over batches) with empty values."""
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        n = int(rng.integers(0, 30))
+        ids = rng.integers(0, int(rng.integers(1, 40)), n).astype(str).astype(object)
+        if order == "increasing":
+            ids = np.array([f"K{i:04d}" for i in range(n)], dtype=object)
+            if n > 3 and rng.random() < 0.5:
+                ids[n // 2] = ids[n // 2 - 1]
+        ids[rng.random(n) < 0.15] = None
+        if order == "sorted":
+            ids = np.array(sorted(ids, key=lambda v: (v is None, v)), dtype=object)
+        cut = n // 3
+        values = pd.concat([pd.Series(ids[:cut], dtype=TEXT), pd.Series(ids[cut:], dtype=TEXT)], ignore_index=True)
+        expected = (values.duplicated(keep=False) & values.notna()).to_numpy()
+        assert repeated_values(values).tolist() == expected.tolist(), ids
