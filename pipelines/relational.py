@@ -15,9 +15,9 @@ label value column) DECIMAL(38, 6), so sums are exact and independent of the num
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Collection, Iterator, Sequence
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
@@ -32,8 +32,8 @@ from features.build import (ExclusionSink, cutoffs_between, earliest_event, excl
                             tables_as_of)
 from features.catalogue import Family, catalogue
 from features.complaint_text import sentiment_scores
-from features.ids import is_in, training_sample
 from features.contract import TABLES, Tables
+from features.ids import is_in, training_sample
 from features.relational.btyd import btyd_frame, purchase_summary
 from features.relational.engine import KEYS, PORTED_FAMILIES, RelationalTables, feature_table, label_table
 from features.labels import reasons_from
