@@ -186,15 +186,6 @@ def label_names(cfg: Config) -> list[str]:
     return ["churned", "future_value"] + (["days_to_churn"] if cfg.labels.definition == "closure" else [])
 
 
-BUCKET_ROWS = 1_000_000
-"""About how many (customer, cutoff) rows one aggregate of an event table's windowed rows holds: a
-query over more customers x cutoffs aggregates them in customer buckets, one after the other
-(features/relational/engine.py `feature_table`, `buckets`). An aggregate's memory grows with its
-rows times the width of its states (the transaction pass: 32 aggregates), as DuckDB's pre-aggregation
-reduces little when a customer's rows are spread over the whole scan: 1M customers, one cutoff,
-19.7M rows in one aggregate spilled 3.9 GB with memory_limit 1GB and needed about 2.5 GB without
-a limit; the 10M bank's 197M rows spilled the ~40 GB of disk then free."""
-
 BATCH_ROWS = 250_000
 """Rows per batch the engine hands over while streaming the rows of many cutoffs."""
 
@@ -216,9 +207,7 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
     con, tables = inputs.con, inputs.tables
     cuts = cutoffs_on(con, cutoffs)
     relational = [f for f in families if f in PORTED_FAMILIES]
-    population = len(customers) if customers is not None else int(con.execute(tables.customers.count()))
-    features = feature_table(tables, cuts, cfg.features, cfg.labels, relational, ordered=False,
-                             buckets=-(-population * len(cutoffs) // BUCKET_ROWS))
+    features = feature_table(tables, cuts, cfg.features, cfg.labels, relational, ordered=False)
     labels = label_table(tables, cuts, cfg.labels, ordered=False)  # one sort, of the joined rows below
     names = label_names(cfg)
     joined = features.join(labels.select(*KEYS, *names), KEYS)

@@ -209,15 +209,8 @@ def _before_cutoffs(events: ir.Table, cutoffs: ir.Table, lookback_days: int | No
     return events.filter(keep)
 
 
-def customer_bucket(customer_id: ir.StringValue, buckets: int) -> ir.IntegerValue:
-    """The customer's bucket, 0 to `buckets` - 1 (a hash of the id: the same for every row of a customer)."""
-    remainder = customer_id.hash() % buckets  # the engine's hash as a signed integer: a remainder may be negative
-    return (remainder + buckets) % buckets
-
-
 def _aggregate(source: EventSource, events: ir.Table, cutoffs: ir.Table, out: ir.Table,
-               reductions: dict[str, Reduction], settings: FeatureSettings, one_cutoff: bool = False,
-               buckets: int = 1) -> ir.Table:
+               reductions: dict[str, Reduction], settings: FeatureSettings, one_cutoff: bool = False) -> ir.Table:
     """`out` with the reductions of one event table added, empties filled: one aggregate per
     (history, rows, events) group, each left-joined on (customer_id, cutoff). The reductions of a
     group share one join of the events to the cutoffs and one pass over its rows (filtered
@@ -245,27 +238,12 @@ def _aggregate(source: EventSource, events: ir.Table, cutoffs: ir.Table, out: ir
         chosen = _before_cutoffs(chosen, cutoffs, lookback)
         for extend in dict.fromkeys(d.extend for d in part.values() if d.extend is not None):
             chosen = extend(chosen)
-        split = buckets > 1 and (history, narrow, keep, columns) == shared
-        if split:  # the bucket computed once per event, kept in the joined rows the buckets share
-            chosen = chosen.mutate(_bucket=customer_bucket(chosen.customer_id, buckets))
-        joined = event_rows(chosen, cutoffs, lookback)
-
-        def aggregate(rows: ir.Table, bucket: int | None = None) -> ir.Table:
-            """The reductions of `part` over `rows` (those of one bucket of customers, or all)."""
-            rows = source.row_columns(rows) if history == source.row_columns_history and columns is None else rows
-            if history == "window" and any(d.history == "last" for d in part.values()):
-                latest = period_rows(events, cutoffs, window_days, rows, one_cutoff)
-                if bucket is not None:
-                    latest = latest.filter(customer_bucket(latest.customer_id, buckets) == bucket)
-                rows = rows.union(latest)
-            rows = rows if narrow is None else narrow(rows)
-            return rows.group_by(KEYS).aggregate({name: d.reduce(rows) for name, d in part.items()})
-
-        if split:  # one aggregate per bucket: each holds the states of its own customers only
-            aggregated = ibis_module().union(
-                *[aggregate(joined.filter(joined._bucket == k).drop("_bucket"), k) for k in range(buckets)])
-        else:
-            aggregated = aggregate(joined)
+        rows = event_rows(chosen, cutoffs, lookback)
+        rows = source.row_columns(rows) if history == source.row_columns_history and columns is None else rows
+        if history == "window" and any(d.history == "last" for d in part.values()):
+            rows = rows.union(period_rows(events, cutoffs, window_days, rows, one_cutoff))
+        rows = rows if narrow is None else narrow(rows)
+        aggregated = rows.group_by(KEYS).aggregate({name: d.reduce(rows) for name, d in part.items()})
         joined = out.left_join(aggregated, KEYS)
         out = joined.select(*[joined[c] for c in out.columns],
                             *[(joined[n] if d.empty is None else joined[n].coalesce(d.empty)).name(n)
@@ -342,7 +320,7 @@ def _derive(out: ir.Table, infos: Sequence[FeatureInfo]) -> ir.Table:
 
 def feature_table(tables: RelationalTables, cutoffs: Cutoffs, settings: FeatureSettings,
                   labels: LabelSettings | None = None,
-                  families: Sequence[str] = PORTED_FAMILIES, ordered: bool = True, buckets: int = 1) -> ir.Table:
+                  families: Sequence[str] = PORTED_FAMILIES, ordered: bool = True) -> ir.Table:
     """customer_id, cutoff and the features of `families` for the population at every cutoff.
 
     Reductions are aggregated per event table (each family's table: FAMILY_TABLES), then the
@@ -351,13 +329,6 @@ def feature_table(tables: RelationalTables, cutoffs: Cutoffs, settings: FeatureS
     catalogue order, typed as the pandas engine types them; rows sorted by (cutoff, customer_id)
     unless `ordered` is False (a caller that joins the table and sorts the result: one sort, not
     three; the engine sorts every column along, 4 s of a 35 s query at 1M customers).
-
-    `buckets` > 1: each event table's shared windowed pass is aggregated per bucket of customers
-    (`customer_bucket`), one aggregate per bucket over the joined rows computed once, the results
-    put together; the same table. An aggregate holds one state row per (customer, cutoff) with
-    every reduction (the transactions: 32), and DuckDB's pre-aggregation keeps about one per joined
-    row when a customer's rows are spread over the scan: in buckets each aggregate holds only its
-    customers' (pipelines/relational.py `BUCKET_ROWS`).
     """
     unported = [f for f in families if f not in PORTED_FAMILIES]
     if unported:
@@ -382,7 +353,7 @@ def feature_table(tables: RelationalTables, cutoffs: Cutoffs, settings: FeatureS
                       and isinstance(i.define, Reduction) and all(c in events.columns for c in i.define.needs)}
         reductions.update(source.intermediates(settings))
         if reductions:
-            out = _aggregate(source, events, cuts, out, reductions, settings, one_cutoff, buckets)
+            out = _aggregate(source, events, cuts, out, reductions, settings, one_cutoff)
     out = _derive(out, [i for i in infos if isinstance(i.define, Derived)])
     typed = [out[i.name].cast("string" if i.define.output == "category" else i.define.output).name(i.name)
              for i in infos if i.name in out.columns]

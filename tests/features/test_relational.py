@@ -71,26 +71,6 @@ def test_duckdb_matches_the_pandas_engine_cell_for_cell(bank, definition: str) -
     assert (one[f"transaction_amount_{longest}d"] != expected[f"transaction_amount_{longest}d"]).any()
 
 
-@pytest.mark.parametrize("every_cutoff", [True, False])
-def test_customer_buckets_give_the_same_table(bank, every_cutoff: bool) -> None:
-    """Aggregating the windowed rows per bucket of customers (`buckets`, for large banks) changes
-    nothing: every cutoff, and one (the scoring query: its own latest-event rows)."""
-    from features.relational.engine import customer_bucket
-
-    tables, files = bank
-    labels = LabelSettings()
-    cutoffs = training_cutoffs(tables, labels)
-    cutoffs = cutoffs if every_cutoff else cutoffs[-1:]
-    con = connect(threads=2, memory_limit="1GB")
-    read = read_tables(con, files)
-    whole = to_feature_frame(con, feature_table(read, cutoffs, SETTINGS, labels), SETTINGS)
-    bucketed = to_feature_frame(con, feature_table(read, cutoffs, SETTINGS, labels, buckets=3), SETTINGS)
-    pd.testing.assert_frame_equal(bucketed, whole, check_exact=True)
-    ids = read.customers
-    sizes = con.to_pyarrow(ids.group_by(bucket=customer_bucket(ids.customer_id, 3)).aggregate(n=ids.count())).to_pandas()
-    assert sorted(sizes["bucket"]) == [0, 1, 2] and (sizes["n"] > 5).all()  # every bucket has customers
-
-
 def test_an_unported_family_is_refused_by_name(bank) -> None:
     tables, files = bank
     con = connect(threads=1)
