@@ -3,7 +3,8 @@
 For each --data bank (e.g. the 1M and the 10M generated banks), in a fresh process under
 /usr/bin/time -v: `pipelines.relational.build_frames` for one cutoff (the scoring date), every feature
 family and the labels, on DuckDB with 2 threads and `--memory-limit` (DuckDB spills beyond it, into
-the system's temporary directory). Reports wall and CPU seconds, peak memory (the whole process) and
+a temporary directory of its own, removed after the run). Reports wall and CPU seconds, peak memory
+(the whole process), the peak size of DuckDB's spill files (that directory, polled every second) and
 rows, and the growth from the smallest bank to the largest per customer (1.0 = linear).
 The pandas engine cannot take part at 10M (loading the tables alone needs more than this machine's
 24 GB), nor `churn validate`, which loads them too: this measures the engine, not the stage.
@@ -21,8 +22,11 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,7 +35,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "relational_scale.json"
 TABLES = ("customers", "transactions", "complaints", "surveys", "contacts")
 
 
-def child(data: Path, cutoff: str, memory_limit: str) -> None:
+def child(data: Path, cutoff: str, memory_limit: str, temp_directory: str) -> None:
     """Build the frames and print one JSON line (rows, columns, seconds of the build alone)."""
     sys.path.insert(0, str(ROOT))
     import pandas as pd
@@ -40,7 +44,8 @@ def child(data: Path, cutoff: str, memory_limit: str) -> None:
     from pipelines.relational import build_frames
 
     cfg = parse_config({"data": {"tables": {name: {"path": str(data / f"{name}.parquet")} for name in TABLES}},
-                        "features": {"engine": "duckdb", "duckdb": {"threads": 2, "memory_limit": memory_limit}}})
+                        "features": {"engine": "duckdb", "duckdb": {"threads": 2, "memory_limit": memory_limit,
+                                                                     "temp_directory": temp_directory}}})
     start = time.perf_counter()
     features, labels = build_frames(cfg, [pd.Timestamp(cutoff)])
     print(json.dumps({"rows": len(features), "columns": features.shape[1], "label_rows": len(labels),
@@ -48,16 +53,39 @@ def child(data: Path, cutoff: str, memory_limit: str) -> None:
                       "churn_rate": float(labels["churned"].mean())}))
 
 
+def directory_bytes(folder: Path) -> int:
+    """Bytes on disk of the files under `folder` (0 when it does not exist)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_blocks * 512
+            except FileNotFoundError:  # DuckDB removed it meanwhile
+                pass
+    return total
+
+
 def measure(data: Path, cutoff: str, memory_limit: str) -> dict[str, object]:
+    spill = Path(tempfile.mkdtemp(prefix="churn-bench-spill-"))
     command = ["/usr/bin/time", "-v", sys.executable, __file__, "--child", str(data), "--cutoff", cutoff,
-               "--memory-limit", memory_limit]
+               "--memory-limit", memory_limit, "--temp-directory", str(spill)]
     start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
+    peak_spill = 0
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        outputs: list[str] = []
+        reader = threading.Thread(target=lambda: outputs.extend(process.communicate()))
+        reader.start()
+        while reader.is_alive():
+            peak_spill = max(peak_spill, directory_bytes(spill))
+            reader.join(1.0)
     wall = time.perf_counter() - start
+    shutil.rmtree(spill, ignore_errors=True)
+    result = subprocess.CompletedProcess(command, process.returncode, *outputs)
     err = result.stderr
     if result.returncode != 0:  # recorded, not raised: a bank too big to finish is a result too
         last = [line for line in err.splitlines() if "Error" in line or "error" in line][-1:]
         return {"failed": f"exited {result.returncode} after {wall:.0f} s: {' '.join(last)}",
+                "peak_spill_gb": round(peak_spill / 1024**3, 2),
                 "load_average_at_end": list(os.getloadavg())}
     cpu = float(re.search(r"User time \(seconds\): ([\d.]+)", err).group(1)) + float(
         re.search(r"System time \(seconds\): ([\d.]+)", err).group(1))
@@ -65,7 +93,7 @@ def measure(data: Path, cutoff: str, memory_limit: str) -> dict[str, object]:
     customers = __import__("pyarrow.parquet", fromlist=["read_metadata"]).read_metadata(
         data / "customers.parquet").num_rows
     return {"customers": customers, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
-            "peak_gb": round(peak, 2), **json.loads(result.stdout.strip().splitlines()[-1]),
+            "peak_gb": round(peak, 2), "peak_spill_gb": round(peak_spill / 1024**3, 2), **json.loads(result.stdout.strip().splitlines()[-1]),
             "load_average_at_end": list(os.getloadavg())}
 
 
@@ -75,9 +103,10 @@ def main() -> None:
     parser.add_argument("--cutoff", required=True)
     parser.add_argument("--memory-limit", default="4GB")
     parser.add_argument("--child", type=Path)
+    parser.add_argument("--temp-directory", help="(child) where DuckDB spills")
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.cutoff, args.memory_limit)
+        child(args.child, args.cutoff, args.memory_limit, args.temp_directory)
         return
     stored = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": {}}
     for data in args.data:  # each bank's result kept as soon as it is known
