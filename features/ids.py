@@ -3,8 +3,8 @@ pandas 3's Arrow-backed strings.
 
 `Series.isin(values)` on a `str` Series turns every one of `values` into a pyarrow scalar first
 (pandas 3.1 `ArrowStringArray.isin`): about 9 us a value, 4.3 s to test 1M ids against 500k
-(0.03 s with Arrow's `is_in`). The features stage tested every customer against the active ones
-at each cutoff that way. `is_in` gives the same answers (a missing id matches a missing one).
+(0.24 s with Arrow's `is_in`, the conversion to Arrow included). The features stage tested every
+customer against the active ones at each cutoff that way. `is_in` gives the same answers (a missing id matches a missing one).
 """
 
 from __future__ import annotations

@@ -505,6 +505,9 @@ class RelationalSource:
         self.closed = (datetimes_us(customers["closed_date"]) if "closed_date" in customers.columns
                        else np.full(len(customers), NEVER, dtype=np.int64))
         self._uplift: _UpliftRows | None = None  # the uplift rows `training` gathered on its way
+        self.sample = training_sample(self.ids, cfg.labels.max_training_customers)
+        """The customers (in id order) of the training and uplift rows, `labels.max_training_customers`;
+        None: every customer."""
         say(f"features on {cfg.features.engine} from the files ({', '.join(cfg.data.tables)}); "
             f"{' and '.join(sorted(loaded & set(cfg.data.tables)))} loaded; data as of {tables_as_of(self.tables).date()}")
 
@@ -551,6 +554,9 @@ class RelationalSource:
             yield cutoff, frame
             waiting = next(frames, None)
 
+    def _sampled_ids(self) -> pd.Series | None:
+        return None if self.sample is None else self.ids[self.sample]
+
     def training(self, on_excluded: ExclusionSink, uplift: UpliftSettings | None = None) -> Iterator[pd.DataFrame]:
         """The training rows one cutoff at a time, as `features.build.iter_training_tables`. With `uplift`,
         the same stream also computes the uplift rows (their month-start cutoffs are mostly training
@@ -561,10 +567,9 @@ class RelationalSource:
             raise SettingsProblem("labels.horizon_days", no_cutoff_message(self.tables, self.cfg.labels,
                                                                            self.first_event))
         training = {pd.Timestamp(c).as_unit("us") for c in cutoffs}
-        collect = _UpliftRows(self.tables, self.cfg.labels, uplift) if uplift is not None else None
+        collect = _UpliftRows(self.tables, self.cfg.labels, uplift, self._sampled_ids()) if uplift is not None else None
         wanted = [*cutoffs, *(collect.cutoffs if collect is not None else [])]
-        sample = training_sample(self.ids, self.cfg.labels.max_training_customers)
-        for cutoff, frame in self.stream(wanted, on_excluded, reported=training, only=sample):
+        for cutoff, frame in self.stream(wanted, on_excluded, reported=training, only=self.sample):
             if collect is not None:
                 collect.add(cutoff, frame)
             if frame is not None and cutoff in training:
@@ -586,9 +591,8 @@ class RelationalSource:
         (those `training` collected with these settings, else computed now)."""
         collect = self._uplift
         if collect is None or collect.settings != settings:
-            collect = _UpliftRows(self.tables, self.cfg.labels, settings)
-            sample = training_sample(self.ids, self.cfg.labels.max_training_customers)
-            for cutoff, rows in self.stream(collect.cutoffs, None, only=sample):
+            collect = _UpliftRows(self.tables, self.cfg.labels, settings, self._sampled_ids())
+            for cutoff, rows in self.stream(collect.cutoffs, None, only=self.sample):
                 collect.add(cutoff, rows)
         return collect.result()
 
@@ -597,12 +601,11 @@ class _UpliftRows:
     """The uplift rows gathered cutoff by cutoff from a stream of population rows (of the training sample's
     customers under `labels.max_training_customers`, as `models.uplift.data.iter_uplift_tables`)."""
 
-    def __init__(self, tables: Tables, labels: LabelSettings, settings: UpliftSettings) -> None:
+    def __init__(self, tables: Tables, labels: LabelSettings, settings: UpliftSettings,
+                 sample: pd.Series | None) -> None:
+        """`sample`: the ids of the training sample (`RelationalSource.sample`), None for every customer."""
         assert tables.contacts is not None
-        self.contacts, self.settings = tables.contacts, settings
-        ids = tables.customers["customer_id"].astype("str")
-        sample = training_sample(ids, labels.max_training_customers)
-        self.sample = None if sample is None else ids[sample]
+        self.contacts, self.settings, self.sample = tables.contacts, settings, sample
         self.cutoffs = [pd.Timestamp(c).as_unit("us") for c in uplift_cutoffs(tables, labels, settings)]
         self.frames: list[pd.DataFrame] = []
         self.totals: dict[str, int] = {}
