@@ -9,9 +9,14 @@ rows, and the growth from the smallest bank to the largest per customer (1.0 = l
 The pandas engine cannot take part at 10M (loading the tables alone needs more than this machine's
 24 GB), nor `churn validate`, which loads them too: this measures the engine, not the stage.
 
+`--statements`: `auto` (the engine's default: customers in buckets of at most
+`features.duckdb.rows_per_statement` rows, by default ROWS_PER_GB per GB of the memory limit),
+`one` (every customer in one statement, as before the buckets) or a number of rows per statement;
+several are run alternated, `--repeats` times, each in a fresh process.
+
 Usage:
   .venv/bin/python benchmarks/bench_relational_scale.py --data /tmp/bench-data/1m /tmp/bench-data/10m \
-      --cutoff 2025-07-01 --memory-limit 4GB
+      --cutoff 2025-07-01 --memory-limit 4GB --statements auto one
 Writes benchmarks/results/relational_scale.json.
 """
 
@@ -35,7 +40,15 @@ RESULTS = ROOT / "benchmarks" / "results" / "relational_scale.json"
 TABLES = ("customers", "transactions", "complaints", "surveys", "contacts")
 
 
-def child(data: Path, cutoff: str, memory_limit: str, temp_directory: str) -> None:
+ONE_STATEMENT = 10**15
+"""rows_per_statement for `--statements one`: more than any bank's rows."""
+
+
+def rows_per_statement(mode: str) -> int | None:
+    return None if mode == "auto" else ONE_STATEMENT if mode == "one" else int(mode)
+
+
+def child(data: Path, cutoff: str, memory_limit: str, temp_directory: str, statements: str = "auto") -> None:
     """Build the frames and print one JSON line (rows, columns, seconds of the build alone)."""
     sys.path.insert(0, str(ROOT))
     import pandas as pd
@@ -44,8 +57,9 @@ def child(data: Path, cutoff: str, memory_limit: str, temp_directory: str) -> No
     from pipelines.relational import build_frames
 
     cfg = parse_config({"data": {"tables": {name: {"path": str(data / f"{name}.parquet")} for name in TABLES}},
-                        "features": {"engine": "duckdb", "duckdb": {"threads": 2, "memory_limit": memory_limit,
-                                                                     "temp_directory": temp_directory}}})
+                        "features": {"engine": "duckdb", "duckdb": {
+                            "threads": 2, "memory_limit": memory_limit, "temp_directory": temp_directory,
+                            "rows_per_statement": rows_per_statement(statements)}}})
     start = time.perf_counter()
     features, labels = build_frames(cfg, [pd.Timestamp(cutoff)])
     print(json.dumps({"rows": len(features), "columns": features.shape[1], "label_rows": len(labels),
@@ -65,10 +79,10 @@ def directory_bytes(folder: Path) -> int:
     return total
 
 
-def measure(data: Path, cutoff: str, memory_limit: str) -> dict[str, object]:
+def measure(data: Path, cutoff: str, memory_limit: str, statements: str = "auto") -> dict[str, object]:
     spill = Path(tempfile.mkdtemp(prefix="churn-bench-spill-"))
     command = ["/usr/bin/time", "-v", sys.executable, __file__, "--child", str(data), "--cutoff", cutoff,
-               "--memory-limit", memory_limit, "--temp-directory", str(spill)]
+               "--memory-limit", memory_limit, "--temp-directory", str(spill), "--statements", statements]
     start = time.perf_counter()
     peak_spill = 0
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
@@ -104,18 +118,25 @@ def main() -> None:
     parser.add_argument("--memory-limit", default="4GB")
     parser.add_argument("--child", type=Path)
     parser.add_argument("--temp-directory", help="(child) where DuckDB spills")
+    parser.add_argument("--statements", nargs="+", default=["auto"],
+                        help="auto | one | rows per statement; several are alternated")
+    parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.cutoff, args.memory_limit, args.temp_directory)
+        child(args.child, args.cutoff, args.memory_limit, args.temp_directory, args.statements[0])
         return
     stored = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": {}}
     for data in args.data:  # each bank's result kept as soon as it is known
-        run = measure(data, args.cutoff, args.memory_limit)
-        print(data, run)
-        stored["runs"][str(data)] = {**run, "cutoff": args.cutoff, "memory_limit": args.memory_limit,
-                                     "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-        RESULTS.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
-    done = sorted((r for r in stored["runs"].values() if "failed" not in r), key=lambda r: r["customers"])
+        for repeat in range(args.repeats):
+            for statements in args.statements:
+                run = measure(data, args.cutoff, args.memory_limit, statements)
+                print(data, statements, run, flush=True)
+                stored["runs"][f"{data} {args.memory_limit} statements={statements} #{repeat + 1}"] = {
+                    **run, "cutoff": args.cutoff, "memory_limit": args.memory_limit, "statements": statements,
+                    "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+                RESULTS.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
+    done = sorted((r for r in stored["runs"].values() if "failed" not in r and r.get("statements", "auto") == "auto"
+                   and r.get("memory_limit") == args.memory_limit), key=lambda r: r["customers"])
     if len(done) > 1:
         small, large = done[0], done[-1]
         size = large["customers"] / small["customers"]

@@ -78,6 +78,12 @@ class DuckDBSettings(Strict):
     temp_directory: str | None = Field(
         default=None, description="Where DuckDB spills beyond memory_limit; empty: churn-care-duckdb in the "
                                   "system's temporary directory")
+    rows_per_statement: int | None = Field(
+        default=None, ge=1,
+        description="At most this many (customer, cutoff) rows aggregated by one statement: beyond it the customers "
+                    "are split into buckets by a hash of their id, each computed on its own, and the population-wide "
+                    "features (RFM quintile scores, BTYD fits) computed once over all of them; empty: "
+                    "ROWS_PER_GB (pipelines/relational.py) per GB of memory_limit. Changes how, never what")
 
 
 SPARK_TIME_ZONE = "UTC"

@@ -15,6 +15,7 @@ label value column) DECIMAL(38, 6), so sums are exact and independent of the num
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -35,7 +36,8 @@ from features.complaint_text import sentiment_scores
 from features.contract import TABLES, Tables
 from features.ids import is_in, training_sample
 from features.relational.btyd import btyd_frame, purchase_summary
-from features.relational.engine import KEYS, PORTED_FAMILIES, RelationalTables, feature_table, label_table
+from features.relational.engine import (KEYS, PORTED_FAMILIES, RelationalTables, customer_features, feature_table,
+                                       label_table, population_features)
 from features.labels import reasons_from
 from features.settings import (SPARK_TIME_ZONE, DuckDBSettings, FeatureSettings, LabelSettings, SettingsProblem,
                                SparkSettings)
@@ -225,7 +227,8 @@ BATCH_ROWS = 250_000
 
 
 def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, customers: pd.DataFrame | None = None,
-                families: Sequence[str] = FAMILIES, keep_empty: bool = False) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
+                families: Sequence[str] = FAMILIES, keep_empty: bool = False,
+                split: Sequence[RelationalTables] | None = None) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
     """(cutoff, its rows: customer_id, cutoff, the features of `families`, then the labels) for every
     cutoff with a population, oldest first, from ONE query over all the cutoffs streamed in batches
     (so memory holds one cutoff's rows, not all of them; the engine sorts the result, spilling to
@@ -237,22 +240,19 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
     result (features/relational/btyd.py); the static attributes come from the customers table
     (`customers`, else read and validated by pipelines/tables.py). `keep_empty`: yield one empty
     frame (with every column) when no cutoff has anyone.
+
+    On DuckDB, more (customer, cutoff) rows than `features.duckdb.rows_per_statement` are computed in
+    buckets of customers (`statement_buckets`): every table is written once to a Parquet file per
+    bucket, each bucket's own columns and purchase history are a statement of their own, and the
+    population-wide columns (RFM quintile scores and segment, the BTYD fits) are computed once over all
+    of them. The result is the same, byte for byte, with any number of buckets. `split`: the tables
+    already cut into buckets (`_Scratch.split`, shared by the queries of one stream); None: cut here
+    when this query's rows need it.
     """
     con, tables = inputs.con, inputs.tables
     cuts = cutoffs_on(con, cutoffs)
     relational = [f for f in families if f in PORTED_FAMILIES]
-    features = feature_table(tables, cuts, cfg.features, cfg.labels, relational, ordered=False)
-    labels = label_table(tables, cuts, cfg.labels, ordered=False)  # one sort, of the joined rows below
     names = label_names(cfg)
-    joined = features.join(labels.select(*KEYS, *names), KEYS)
-    query = joined.select(*[joined[c] for c in features.columns], *[joined[n] for n in names]).order_by(KEYS[::-1])
-    btyd: dict[pd.Timestamp, pd.DataFrame] | None = None  # per cutoff; absent cutoff: nobody bought before it
-    no_purchase = pd.DataFrame()
-    if "btyd" in families and cfg.features.btyd and tables.transactions is not None:
-        history = purchase_summary(tables, cuts, cfg.labels.value_column, moments=list(cutoffs))
-        frame = btyd_frame(con.to_pyarrow(history).to_pandas(), cfg.labels.horizon_days)
-        btyd = {pd.Timestamp(c): part.drop(columns="cutoff") for c, part in frame.groupby("cutoff", sort=True)}
-        no_purchase = frame.iloc[:0].drop(columns="cutoff")
     static = None
     if "static" in families and cfg.features.static_features:
         if customers is None:
@@ -267,20 +267,70 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
         known_value = pd.DataFrame({"customer_id": ids.to_numpy(), "future_value": customer_value_per_horizon(
             customers, cfg.labels.customer_value_column, ids, cfg.labels.horizon_days)})
     order = [i.name for i in catalogue(cfg.features)] + list(cfg.features.static_features)
+    with contextlib.ExitStack() as scratch:  # the buckets' files, removed however the stream ends
+        if split is None:
+            buckets = statement_buckets(con, int(con.execute(tables.customers.count())), len(cutoffs),
+                                        cfg.features.duckdb)
+            split = scratch.enter_context(_Scratch(con)).split(tables, buckets) if buckets > 1 else [tables]
+        btyd: dict[pd.Timestamp, pd.DataFrame] | None = None  # per cutoff; absent cutoff: nobody bought before it
+        no_purchase = pd.DataFrame()
+        if "btyd" in families and cfg.features.btyd and tables.transactions is not None:
+            # the purchase history per bucket of customers; the models fitted on all of them together
+            histories = [con.to_pyarrow(purchase_summary(part, cuts, cfg.labels.value_column, moments=list(cutoffs)))
+                         for part in split]
+            frame = btyd_frame(pa.concat_tables(histories).to_pandas(), cfg.labels.horizon_days)
+            btyd = {pd.Timestamp(c): part.drop(columns="cutoff") for c, part in frame.groupby("cutoff", sort=True)}
+            no_purchase = frame.iloc[:0].drop(columns="cutoff")
 
-    def finish(batches: list[pa.RecordBatch], schema: pa.Schema) -> tuple[pd.Timestamp | None, pd.DataFrame]:
-        frame = typed_frame(pa.Table.from_batches(batches, schema=schema), cfg.features)
-        cutoff = pd.Timestamp(frame["cutoff"].iloc[0]) if len(frame) else None
-        if btyd is not None:
-            frame = _with_columns(frame, btyd.get(cutoff, no_purchase), ["customer_id"])
-        if static is not None:
-            frame = _with_columns(frame, static, ["customer_id"])
-        if known_value is not None:
-            frame = _with_columns(frame.drop(columns="future_value"), known_value, ["customer_id"])
-        present = [n for n in order if n in frame.columns]
-        return cutoff, frame[["customer_id", "cutoff", *present, *names]]
+        def finish(batches: list[pa.RecordBatch], schema: pa.Schema) -> tuple[pd.Timestamp | None, pd.DataFrame]:
+            table = pa.Table.from_batches(batches, schema=schema)
+            batches.clear()  # the table's buffers are freed column by column as they are converted (typed_frame)
+            frame = typed_frame(table, cfg.features, consume=True)
+            del table
+            cutoff = pd.Timestamp(frame["cutoff"].iloc[0]) if len(frame) else None
+            if btyd is not None:
+                frame = _with_columns(frame, btyd.get(cutoff, no_purchase))
+            if static is not None:
+                frame = _with_columns(frame, static)
+            if known_value is not None:
+                frame = _with_columns(frame.drop(columns="future_value"), known_value)
+            present = [n for n in order if n in frame.columns]
+            return cutoff, frame[["customer_id", "cutoff", *present, *names]]
 
-    reader = record_batches(con, query, BATCH_ROWS)
+        rows = scratch.enter_context(_Scratch(con)) if len(split) > 1 else None
+        query = _rows_query(cfg, split, cuts, relational, rows)
+        yield from _split_by_cutoff(record_batches(con, query, BATCH_ROWS), finish, keep_empty)
+
+
+def _rows_query(cfg: Config, split: Sequence[RelationalTables], cuts: Sequence[pd.Timestamp] | ir.Table,
+                families: Sequence[str], parts: _Scratch | None) -> ir.Table:
+    """The relational families' features and the labels of every (customer, cutoff) of the population,
+    sorted by (cutoff, customer_id): one query of the tables `split[0]`, or with several buckets of
+    customers (`split`, from `_Scratch.split`) each bucket's own columns computed by a statement of its
+    own into `parts`, and the population-wide columns (`population_features`) over them all."""
+    names = label_names(cfg)
+    if len(split) == 1:
+        [tables] = split
+        features = feature_table(tables, cuts, cfg.features, cfg.labels, families, ordered=False)
+        labels = label_table(tables, cuts, cfg.labels, ordered=False)  # one sort, of the joined rows below
+        joined = features.join(labels.select(*KEYS, *names), KEYS)
+        query = joined.select(*[joined[c] for c in features.columns], *[joined[n] for n in names])
+    else:
+        assert parts is not None
+        for part in split:
+            own = customer_features(part, cuts, cfg.features, cfg.labels, families)
+            labels = label_table(part, cuts, cfg.labels, ordered=False)
+            joined = own.join(labels.select(*KEYS, *names), KEYS)
+            parts.write(joined.select(*[joined[c] for c in own.columns], *[joined[n] for n in names]))
+        query = population_features(parts.read(), cfg.features, families, ordered=False, keep=names)
+    return query.order_by(KEYS[::-1])
+
+
+def _split_by_cutoff(reader: pa.RecordBatchReader,
+                     finish: Callable[[list[pa.RecordBatch], pa.Schema], tuple[pd.Timestamp | None, pd.DataFrame]],
+                     keep_empty: bool) -> Iterator[tuple[pd.Timestamp | None, pd.DataFrame]]:
+    """`finish` of each cutoff's batches, from a reader of rows sorted by cutoff (`keep_empty`: one
+    empty frame when there are no rows)."""
     pending: list[pa.RecordBatch] = []
     current = None
     yielded = False
@@ -307,6 +357,106 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
         yielded = True
     if keep_empty and not yielded:
         yield finish([], reader.schema)
+
+
+ROWS_PER_GB = 200_000
+"""(customer, cutoff) rows one DuckDB statement aggregates per GB of `features.duckdb.memory_limit`
+when `features.duckdb.rows_per_statement` is empty (measured: see the README, "Features on DuckDB")."""
+
+
+def statement_buckets(con: BaseBackend, customers: int, cutoff_count: int, settings: DuckDBSettings) -> int:
+    """Into how many buckets `iter_frames` splits `customers` for a query of `cutoff_count` cutoffs on `con`:
+    enough that each holds at most `rows_per_statement` (customer, cutoff) rows. One on Spark, which
+    distributes the work itself.
+
+    Why: once a DuckDB hash aggregate outgrows its memory it keeps about one state per input row
+    (duckdb/duckdb#22474), so the spill grows with events x state width, not customers; an aggregate
+    that fits is never external. Customers are independent but for the population-wide ranks and fits,
+    computed after the buckets."""
+    if con.name != "duckdb":
+        return 1
+    per_statement = settings.rows_per_statement
+    if per_statement is None:
+        limit = con.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        per_statement = max(1, int(ROWS_PER_GB * memory_bytes(limit) / 1e9))
+    rows = customers * max(cutoff_count, 1)
+    return max(1, -(-rows // per_statement))
+
+
+def memory_bytes(text: str) -> float:
+    """Bytes of a memory size as DuckDB writes it (`953.6 MiB`, `18.8 GiB`, `2GB`)."""
+    import re
+
+    match = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?)(i?)B\s*", text, flags=re.IGNORECASE)
+    if match is None:
+        raise ValueError(f"not a memory size: {text!r}")
+    number, prefix, binary = match.groups()
+    power = " KMGT".index(prefix.upper() or " ")
+    return float(number) * (1024 if binary else 1000) ** power
+
+
+def in_bucket(tables: RelationalTables, bucket: int, buckets: int) -> RelationalTables:
+    """The tables cut to the customers in `bucket` of `buckets` (by a hash of the id; the tables as they
+    are when `buckets` is 1)."""
+    if buckets == 1:
+        return tables
+
+    def cut(table: ir.Table | None) -> ir.Table | None:
+        if table is None:
+            return None
+        code = table.customer_id.hash() % buckets
+        return table.filter((code + buckets) % buckets == bucket)
+
+    return RelationalTables(**{field.name: cut(getattr(tables, field.name)) for field in dataclasses.fields(tables)})
+
+
+class _Scratch:
+    """A folder of Parquet files beside DuckDB's spill files (`temp_directory`), removed on exit: the
+    inputs cut into buckets of customers (`split`), or the buckets' rows of one query (`write`, `read`)."""
+
+    def __init__(self, con: BaseBackend) -> None:
+        import tempfile
+
+        spill = con.con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0]
+        Path(spill).mkdir(parents=True, exist_ok=True)
+        self.con, self.count = con, 0
+        self.folder = Path(tempfile.mkdtemp(prefix="churn-care-buckets-", dir=spill))
+
+    def split(self, tables: RelationalTables, buckets: int) -> list[RelationalTables]:
+        """The tables of each of `buckets` buckets of customers (`in_bucket`), each table written once to a
+        Parquet file per bucket: one pass over the inputs, where cutting them in every statement would
+        scan every input once per bucket (and once per query of a stream)."""
+        tables_of: list[dict[str, ir.Table | None]] = [{} for _ in range(buckets)]
+        for field in dataclasses.fields(tables):
+            table = getattr(tables, field.name)
+            if table is None:
+                for own in tables_of:
+                    own[field.name] = None
+                continue
+            folder = self.folder / field.name
+            code = table.customer_id.hash() % buckets
+            self.con.to_parquet(table.mutate(_bucket=(code + buckets) % buckets), folder, partition_by="_bucket")
+            for bucket, own in enumerate(tables_of):
+                files = folder / f"_bucket={bucket}"
+                own[field.name] = (self.con.read_parquet(str(files / "*.parquet"), hive_partitioning=False)
+                                   .select(*table.columns) if files.is_dir()  # no file: nobody of it in the bucket
+                                   else getattr(in_bucket(tables, bucket, buckets), field.name))
+        return [RelationalTables(**own) for own in tables_of]
+
+    def write(self, expr: ir.Table) -> None:
+        self.con.to_parquet(expr, self.folder / f"bucket-{self.count:05d}.parquet")
+        self.count += 1
+
+    def read(self) -> ir.Table:
+        return self.con.read_parquet(str(self.folder / "bucket-*.parquet"), hive_partitioning=False)
+
+    def __enter__(self) -> _Scratch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def restricted(inputs: Inputs, ids: pd.Series) -> Inputs:
@@ -362,12 +512,17 @@ def earliest_event_time(inputs: Inputs) -> pd.Timestamp | None:
     return min(starts) if starts else None
 
 
-def _with_columns(frame: pd.DataFrame, extra: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """`frame` with the other columns of `extra` matched on `keys` (empty where it has no row), rows
-    and their order kept."""
-    merged = frame.merge(extra, on=keys, how="left", validate="many_to_one", sort=False)
-    assert len(merged) == len(frame)
-    return merged
+def _with_columns(frame: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with the other columns of `extra` (one row per customer_id) matched on customer_id, empty
+    where it has no row (ints then become floats, as a left merge makes them); rows and their order kept.
+
+    Only the new columns are built (a merge would copy the whole feature table: at 10M customers,
+    several GB each time)."""
+    matched = extra.set_index("customer_id", verify_integrity=True).reindex(frame["customer_id"].to_numpy())
+    out = frame.copy(deep=False)
+    for name in matched.columns:
+        out[name] = matched[name].array
+    return out
 
 
 def connect(threads: int | None = None, memory_limit: str | None = None, temp_directory: str | None = None
@@ -455,9 +610,11 @@ def to_feature_frame(con: BaseBackend, expr: ir.Table, settings: FeatureSettings
     return typed_frame(con.to_pyarrow(expr), settings)
 
 
-def typed_frame(table: pa.Table, settings: FeatureSettings) -> pd.DataFrame:
-    """A feature or label query's result typed as the pandas engine types its tables."""
-    frame = table.to_pandas()
+def typed_frame(table: pa.Table, settings: FeatureSettings, consume: bool = False) -> pd.DataFrame:
+    """A feature or label query's result typed as the pandas engine types its tables. `consume`: free
+    the table's buffers column by column as they are converted (so its memory is not held twice; the
+    table must not be used afterwards)."""
+    frame = table.to_pandas(split_blocks=True, self_destruct=consume)
     frame["customer_id"] = frame["customer_id"].astype("str")
     frame["cutoff"] = frame["cutoff"].astype("datetime64[us]")
     for info in catalogue(settings):
@@ -530,9 +687,24 @@ class RelationalSource:
         ordered = sorted({pd.Timestamp(c).as_unit("us") for c in cutoffs})
         all_reasons = [self.reasons(cutoff) for cutoff in ordered]  # queries: before the stream holds the connection
         inputs = self.inputs if only is None else restricted(self.inputs, self.ids[only])
-        per_query = max(1, QUERY_ROWS // max(len(self.ids) if only is None else int(only.sum()), 1))
+        customers = len(self.ids) if only is None else int(only.sum())
+        per_query = max(1, QUERY_ROWS // max(customers, 1))
         groups = [ordered[i:i + per_query] for i in range(0, len(ordered), per_query)]
-        frames = (frame for group in groups for frame in iter_frames(self.cfg, group, inputs, self.customers))
+        with contextlib.ExitStack() as scratch:
+            split = None  # the inputs cut into buckets (or to the sample) once, for every query of the stream
+            if inputs.con.name == "duckdb":
+                buckets = statement_buckets(inputs.con, customers, per_query, self.cfg.features.duckdb)
+                if buckets > 1 or (only is not None and len(groups) > 1):
+                    split = scratch.enter_context(_Scratch(inputs.con)).split(inputs.tables, buckets)
+            frames = (frame for group in groups
+                      for frame in iter_frames(self.cfg, group, inputs, self.customers, split=split))
+            yield from self._checked(ordered, all_reasons, frames, on_excluded, reported, only)
+
+    def _checked(self, ordered: list[pd.Timestamp], all_reasons: list[np.ndarray],
+                 frames: Iterator[tuple[pd.Timestamp, pd.DataFrame]], on_excluded: ExclusionSink | None,
+                 reported: Collection[pd.Timestamp] | None, only: np.ndarray | None
+                 ) -> Iterator[tuple[pd.Timestamp, pd.DataFrame | None]]:
+        """`stream`'s frames, each checked against the population rule, with None for a cutoff without anyone."""
         waiting = next(frames, None)
         for cutoff, reasons in zip(ordered, all_reasons):
             if on_excluded is not None and (reported is None or cutoff in reported):

@@ -24,8 +24,8 @@ from features.relational.engine import PORTED_FAMILIES, RelationalTables, featur
 from features.settings import LabelSettings
 from pipelines.config import ConfigError, parse_config
 from pipelines.features import settings_of
-from pipelines.relational import (MONEY, TableFile, build_frames, connect, connect_engine, read_tables,
-                                  to_feature_frame)
+from pipelines.relational import (MONEY, TableFile, build_frames, connect, connect_engine, memory_bytes, read_tables,
+                                  statement_buckets, to_feature_frame)
 from tests.features.relational_bank import (INEXACT, SETTINGS, assert_matches_pandas, frames, ported_columns,
                                             write_bank)
 
@@ -294,3 +294,53 @@ def test_purchase_history_by_day_equals_the_join_of_every_transaction(bank) -> N
         mine = summary[summary["cutoff"] == cutoff].set_index("customer_id").reindex(prepared.customer_ids)
         np.testing.assert_array_equal(mine["purchase_days"].to_numpy(dtype=float) - 1, history.frequency)
         np.testing.assert_array_equal(mine["oldest_day"].to_numpy(dtype=float) + 1, history.age)
+
+
+@pytest.mark.parametrize("definition", ["closure", "inactivity"])
+def test_customers_in_buckets_give_the_very_tables_of_one_statement(bank, definition: str, tmp_path: Path) -> None:
+    """`features.duckdb.rows_per_statement` splits the customers into buckets, each its own statement; the
+    RFM quintile scores and segment (ranks over the whole population) and the BTYD fits (over every
+    customer who bought) are computed after the buckets, so every table is byte for byte the one
+    statement's, whatever the number of buckets. The buckets' files are removed afterwards."""
+    tables, files = bank
+    base = {"data": {"tables": {name: {"path": str(f.path)} for name, f in files.items()}},
+            "labels": {"definition": definition},
+            "features": {"static_features": ["products_held", "segment"],
+                         "duckdb": {"threads": 2, "memory_limit": "1GB", "temp_directory": str(tmp_path)}}}
+    cutoffs = training_cutoffs(tables, LabelSettings(definition=definition))[-3:]
+    whole = build_frames(parse_config(base), cutoffs)
+    assert whole[0]["rfm_segment"].nunique() > 3
+    customers = len(tables.customers)
+    for rows in (customers, 40):  # 3 and 5 buckets
+        base["features"]["duckdb"]["rows_per_statement"] = rows
+        cfg = parse_config(base)
+        buckets = statement_buckets(connect(threads=1), customers, len(cutoffs), cfg.features.duckdb)
+        assert buckets == -(-customers * len(cutoffs) // rows)
+        split = build_frames(cfg, cutoffs)
+        for got, expected in zip(split, whole):
+            pd.testing.assert_frame_equal(got, expected, check_exact=True)
+        assert not list(tmp_path.glob("churn-care-buckets-*"))
+
+
+def test_memory_sizes_are_read_as_duckdb_writes_them() -> None:
+    assert memory_bytes("953.6 MiB") == pytest.approx(953.6 * 2**20)
+    assert memory_bytes("18.8 GiB") == pytest.approx(18.8 * 2**30)
+    assert memory_bytes("2GB") == 2e9
+    with pytest.raises(ValueError, match="not a memory size"):
+        memory_bytes("lots")
+
+
+def test_every_definition_that_reads_the_population_is_marked_population_relative() -> None:
+    """The buckets compute the marked features after all customers (`population_relative`): a definition
+    reading the population's ranks, or a feature that does, must be marked, or it would be computed
+    within a bucket."""
+    from features.relational.definitions import Derived
+    from features.relational.engine import population_relative
+
+    infos = catalogue(SETTINGS)
+    reads: set[str] = set()
+    for info in infos:
+        derived = info.define
+        if isinstance(derived, Derived) and (derived.ranks or reads & set(derived.needs)):
+            reads.add(info.name)
+    assert reads == population_relative(infos) and len(reads) == 4

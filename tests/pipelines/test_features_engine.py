@@ -47,6 +47,11 @@ def _config(raw: Path, work: Path, engine: str, definition: str = "closure") -> 
     return cfg.model_copy(update={"features": features, "labels": labels, "uplift": uplift})
 
 
+def _rows_per_statement(cfg: Config, rows: int) -> Config:
+    duckdb = cfg.features.duckdb.model_copy(update={"rows_per_statement": rows})
+    return cfg.model_copy(update={"features": cfg.features.model_copy(update={"duckdb": duckdb})})
+
+
 def assert_same_table(got: pd.DataFrame, expected: pd.DataFrame, name: str) -> None:
     assert list(got.columns) == list(expected.columns), name
     assert len(got) == len(expected) > 0, name
@@ -60,12 +65,15 @@ def assert_same_table(got: pd.DataFrame, expected: pd.DataFrame, name: str) -> N
 @pytest.mark.parametrize("definition", ["closure", "inactivity"])
 def test_duckdb_engine_writes_the_pandas_engines_tables(small_bank: Path, tmp_path: Path, definition: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """All cutoffs in one streamed query (closure), and one query per cutoff as on a big bank (inactivity)."""
+    """All cutoffs in one streamed query (closure), and as on a big bank (inactivity): one query per cutoff,
+    each of 3 buckets of customers (`features.duckdb.rows_per_statement`), the inputs cut into them once."""
     if definition == "inactivity":
         monkeypatch.setattr(relational, "QUERY_ROWS", 1)
     outputs = {}
     for engine in ("pandas", "duckdb"):
         cfg = _config(small_bank, tmp_path / engine, engine, definition)
+        if definition == "inactivity":
+            cfg = _rows_per_statement(cfg, 600)
         validate(cfg)
         summary = build_features(cfg)
         assert summary["engine"] == engine
@@ -84,14 +92,20 @@ def test_duckdb_engine_writes_the_pandas_engines_tables(small_bank: Path, tmp_pa
         assert_same_table(got, expected, name)
 
 
-def test_training_sample_builds_rows_for_a_uniform_sample_of_customers(small_bank: Path, tmp_path: Path) -> None:
+def test_training_sample_builds_rows_for_a_uniform_sample_of_customers(small_bank: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """`labels.max_training_customers`: both engines give the training and uplift rows of the same sampled
     customers, the full table's rows for them (but for the population-relative columns, the sample's own);
-    the scoring table keeps everyone, and the customers left out are listed in excluded.parquet."""
+    the scoring table keeps everyone, and the customers left out are listed in excluded.parquet. DuckDB in
+    queries of 2 cutoffs, as on a big bank: the sample's rows of every table written once for all of them,
+    and in a second run into 3 buckets of customers."""
+    monkeypatch.setattr(relational, "QUERY_ROWS", 1_200)
     outputs = {}
-    for engine, limit in (("pandas", None), ("pandas", 600), ("duckdb", 600)):
-        cfg = _config(small_bank, tmp_path / f"{engine}-{limit}", engine, "inactivity")
+    for engine, limit in (("pandas", None), ("pandas", 600), ("duckdb", 600), ("duckdb-buckets", 600)):
+        cfg = _config(small_bank, tmp_path / f"{engine}-{limit}", engine.split("-")[0], "inactivity")
         cfg = cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"max_training_customers": limit})})
+        if engine == "duckdb-buckets":
+            cfg = _rows_per_statement(cfg, 500)
         validate(cfg)
         summary = build_features(cfg)
         folder = Path(cfg.paths.features_dir)
@@ -123,6 +137,11 @@ def test_training_sample_builds_rows_for_a_uniform_sample_of_customers(small_ban
     assert summary["uplift"]["left_out"]["contacted_not_in_training_sample"] > 0
     for key in ("training_sample", "train", "score", "uplift"):
         assert duck_summary[key] == summary[key], key
+    buckets_summary, buckets = outputs["duckdb-buckets", 600]
+    for key in ("training_sample", "train", "score", "uplift"):
+        assert buckets_summary[key] == duck_summary[key], key
+    for name in (TRAIN_FILE, SCORE_FILE, EXCLUDED_FILE, UPLIFT_FILE):
+        pd.testing.assert_frame_equal(buckets[name], duck[name], check_exact=True, obj=name)
     assert sum(summary["train"]["not_in_population_per_cutoff"][summary["train"]["cutoffs"][0]].values()) < 600
     for name in (TRAIN_FILE, SCORE_FILE, EXCLUDED_FILE, UPLIFT_FILE):
         assert_same_table(duck[name], sampled[name], name)
