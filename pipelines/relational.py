@@ -299,7 +299,8 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
 
         rows = scratch.enter_context(_Scratch(con)) if len(split) > 1 else None
         query = _rows_query(cfg, split, cuts, relational, rows)
-        yield from _split_by_cutoff(record_batches(con, query, BATCH_ROWS), finish, keep_empty)
+        reader = record_batches(con, query, BATCH_ROWS) if rows is None else rows.result(query, BATCH_ROWS)
+        yield from _split_by_cutoff(reader, finish, keep_empty)
 
 
 def _rows_query(cfg: Config, split: Sequence[RelationalTables], cuts: Sequence[pd.Timestamp] | ir.Table,
@@ -449,6 +450,19 @@ class _Scratch:
 
     def read(self) -> ir.Table:
         return self.con.read_parquet(str(self.folder / "bucket-*.parquet"), hive_partitioning=False)
+
+    def result(self, expr: ir.Table, rows: int) -> pa.RecordBatchReader:
+        """The result of `expr` written to a file by the engine, then streamed from it in batches of
+        `rows` rows: the engine's memory (the sorted result) is released before Python holds the rows,
+        not held beside them as a streamed result is (at 10M customers, one cutoff: both about 6 GB)."""
+        import pyarrow.parquet as pq
+
+        path = self.folder / "result.parquet"
+        self.con.to_parquet(expr, path)  # in the query's order (DuckDB keeps insertion order)
+        schema = expr.schema().to_pyarrow()  # the types Ibis gives, as `record_batches`
+        file = pq.ParquetFile(path)
+        return pa.RecordBatchReader.from_batches(schema, (batch.cast(schema)
+                                                          for batch in file.iter_batches(batch_size=rows)))
 
     def __enter__(self) -> _Scratch:
         return self
