@@ -135,8 +135,11 @@ def main() -> None:
                     **run, "cutoff": args.cutoff, "memory_limit": args.memory_limit, "statements": statements,
                     "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
                 RESULTS.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
-    done = sorted((r for r in stored["runs"].values() if "failed" not in r and r.get("statements", "auto") == "auto"
-                   and r.get("memory_limit") == args.memory_limit), key=lambda r: r["customers"])
+    latest: dict[int, dict] = {}  # per bank size, the latest run of the engine's default at this memory limit
+    for run in sorted(stored["runs"].values(), key=lambda r: r.get("measured", "")):
+        if "failed" not in run and run.get("statements") == "auto" and run.get("memory_limit") == args.memory_limit:
+            latest[run["customers"]] = run
+    done = [latest[size] for size in sorted(latest)]
     if len(done) > 1:
         small, large = done[0], done[-1]
         size = large["customers"] / small["customers"]
