@@ -144,8 +144,9 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
         excluded.append(sampled[0])
         say(f"training rows from a uniform sample of {sampled[1]['in_sample']:,} of {sampled[1]['customers']:,} "
             f"customers (labels.max_training_customers); the other {sampled[1]['left_out']:,} are listed in "
-            f"{features_dir / EXCLUDED_FILE} (reason {SAMPLE_REASON}); the uplift rows are the sample's too, the "
-            "scoring table holds everyone")
+            f"{features_dir / EXCLUDED_FILE} (reason {SAMPLE_REASON}); "
+            + ("the uplift rows are the sample's too, " if uplift_too is not None else "")
+            + "the scoring table holds everyone")
     say("building the scoring table")
     score_excluded: dict[str, int] = {}
 

@@ -697,7 +697,10 @@ class RelationalSource:
         each of `cutoffs` in order, from one streamed query (`iter_frames`). Before each cutoff's rows
         (of those in `reported`, default all), `on_excluded` gets who a rule left out at it, as the
         pandas engine says it. `only` (a mask over the customers, in id order): the rows of those
-        customers alone, every table cut to them before the engine reads it (`restricted`)."""
+        customers alone, every table cut to them before the engine reads it (`restricted`). On DuckDB
+        the inputs are cut into buckets of customers (`statement_buckets`) once for all the stream's
+        queries, and so are the sampled customers' rows when there are several queries (else each
+        query would scan the whole files again)."""
         ordered = sorted({pd.Timestamp(c).as_unit("us") for c in cutoffs})
         all_reasons = [self.reasons(cutoff) for cutoff in ordered]  # queries: before the stream holds the connection
         inputs = self.inputs if only is None else restricted(self.inputs, self.ids[only])
