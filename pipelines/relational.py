@@ -557,7 +557,9 @@ def connect(threads: int | None = None, memory_limit: str | None = None, temp_di
         config["threads"] = threads
     if memory_limit is not None:
         config["memory_limit"] = memory_limit
-    return ibis.duckdb.connect(**config)
+    con = ibis.duckdb.connect(**config)
+    con.con.execute("SET enable_progress_bar = false").fetchall()  # DuckDB 2 draws one on stdout: noise in a log
+    return con
 
 
 def read_file(con: BaseBackend, source: TableFile) -> tuple[ir.Table, ir.IntegerValue]:

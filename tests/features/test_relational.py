@@ -344,3 +344,10 @@ def test_every_definition_that_reads_the_population_is_marked_population_relativ
         if isinstance(derived, Derived) and (derived.ranks or reads & set(derived.needs)):
             reads.add(info.name)
     assert reads == population_relative(infos) and len(reads) == 4
+
+
+def test_duckdb_draws_no_progress_bar_into_a_stages_output() -> None:
+    """DuckDB 2 prints a progress bar on stdout for queries over 2 s by default: in a scheduled job's log, noise
+    between the stage's own messages (seen in `churn features` on the 10M bank)."""
+    con = connect(threads=1)
+    assert con.con.execute("SELECT current_setting('enable_progress_bar')").fetchall() == [(False,)]
