@@ -269,8 +269,8 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
     order = [i.name for i in catalogue(cfg.features)] + list(cfg.features.static_features)
     with contextlib.ExitStack() as scratch:  # the buckets' files, removed however the stream ends
         if split is None:
-            buckets = statement_buckets(con, int(con.execute(tables.customers.count())), len(cutoffs),
-                                        cfg.features.duckdb)
+            customers_count = int(con.execute(tables.customers.count())) if con.name == "duckdb" else 0
+            buckets = statement_buckets(con, customers_count, len(cutoffs), cfg.features.duckdb)
             split = scratch.enter_context(_Scratch(con)).split(tables, buckets) if buckets > 1 else [tables]
         btyd: dict[pd.Timestamp, pd.DataFrame] | None = None  # per cutoff; absent cutoff: nobody bought before it
         no_purchase = pd.DataFrame()
@@ -381,7 +381,7 @@ def statement_buckets(con: BaseBackend, customers: int, cutoff_count: int, setti
         limit = con.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
         per_statement = max(1, int(ROWS_PER_GB * memory_bytes(limit) / 1e9))
     rows = customers * max(cutoff_count, 1)
-    return max(1, -(-rows // per_statement))
+    return max(1, min(-(-rows // per_statement), customers))  # at most one customer per bucket
 
 
 def memory_bytes(text: str) -> float:
@@ -712,7 +712,8 @@ class RelationalSource:
         with contextlib.ExitStack() as scratch:
             split = None  # the inputs cut into buckets (or to the sample) once, for every query of the stream
             if inputs.con.name == "duckdb":
-                buckets = statement_buckets(inputs.con, customers, per_query, self.cfg.features.duckdb)
+                largest = max((len(group) for group in groups), default=1)
+                buckets = statement_buckets(inputs.con, customers, largest, self.cfg.features.duckdb)
                 if buckets > 1 or (only is not None and len(groups) > 1):
                     split = scratch.enter_context(_Scratch(inputs.con)).split(inputs.tables, buckets)
             frames = (frame for group in groups
