@@ -269,8 +269,8 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
     order = [i.name for i in catalogue(cfg.features)] + list(cfg.features.static_features)
     with contextlib.ExitStack() as scratch:  # the buckets' files, removed however the stream ends
         if split is None:
-            customers_count = int(con.execute(tables.customers.count())) if con.name == "duckdb" else 0
-            buckets = statement_buckets(con, customers_count, len(cutoffs), cfg.features.duckdb)
+            buckets = 1 if con.name != "duckdb" else statement_buckets(
+                con, int(con.execute(tables.customers.count())), len(cutoffs), cfg.features.duckdb)
             split = scratch.enter_context(_Scratch(con)).split(tables, buckets) if buckets > 1 else [tables]
         btyd: dict[pd.Timestamp, pd.DataFrame] | None = None  # per cutoff; absent cutoff: nobody bought before it
         no_purchase = pd.DataFrame()
@@ -367,15 +367,13 @@ when `features.duckdb.rows_per_statement` is empty (measured: see the README, "F
 
 def statement_buckets(con: BaseBackend, customers: int, cutoff_count: int, settings: DuckDBSettings) -> int:
     """Into how many buckets `iter_frames` splits `customers` for a query of `cutoff_count` cutoffs on `con`:
-    enough that each holds at most `rows_per_statement` (customer, cutoff) rows. One on Spark, which
+    enough that each holds at most `rows_per_statement` (customer, cutoff) rows. DuckDB only: Spark
     distributes the work itself.
 
     Why: once a DuckDB hash aggregate outgrows its memory it keeps about one state per input row
     (duckdb/duckdb#22474), so the spill grows with events x state width, not customers; an aggregate
     that fits is never external. Customers are independent but for the population-wide ranks and fits,
     computed after the buckets."""
-    if con.name != "duckdb":
-        return 1
     per_statement = settings.rows_per_statement
     if per_statement is None:
         limit = con.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
@@ -396,21 +394,6 @@ def memory_bytes(text: str) -> float:
     return float(number) * (1024 if binary else 1000) ** power
 
 
-def in_bucket(tables: RelationalTables, bucket: int, buckets: int) -> RelationalTables:
-    """The tables cut to the customers in `bucket` of `buckets` (by a hash of the id; the tables as they
-    are when `buckets` is 1)."""
-    if buckets == 1:
-        return tables
-
-    def cut(table: ir.Table | None) -> ir.Table | None:
-        if table is None:
-            return None
-        code = table.customer_id.hash() % buckets
-        return table.filter((code + buckets) % buckets == bucket)
-
-    return RelationalTables(**{field.name: cut(getattr(tables, field.name)) for field in dataclasses.fields(tables)})
-
-
 class _Scratch:
     """A folder of Parquet files beside DuckDB's spill files (`temp_directory`), removed on exit: the
     inputs cut into buckets of customers (`split`), or the buckets' rows of one query (`write`, `read`)."""
@@ -424,9 +407,9 @@ class _Scratch:
         self.folder = Path(tempfile.mkdtemp(prefix="churn-care-buckets-", dir=spill))
 
     def split(self, tables: RelationalTables, buckets: int) -> list[RelationalTables]:
-        """The tables of each of `buckets` buckets of customers (`in_bucket`), each table written once to a
-        Parquet file per bucket: one pass over the inputs, where cutting them in every statement would
-        scan every input once per bucket (and once per query of a stream)."""
+        """The tables of each of `buckets` buckets of customers (by a hash of the id), each table written
+        once to a Parquet file per bucket: one pass over the inputs, where cutting them in every statement
+        would scan every input once per bucket (and once per query of a stream)."""
         tables_of: list[dict[str, ir.Table | None]] = [{} for _ in range(buckets)]
         for field in dataclasses.fields(tables):
             table = getattr(tables, field.name)
@@ -440,8 +423,8 @@ class _Scratch:
             for bucket, own in enumerate(tables_of):
                 files = folder / f"_bucket={bucket}"
                 own[field.name] = (self.con.read_parquet(str(files / "*.parquet"), hive_partitioning=False)
-                                   .select(*table.columns) if files.is_dir()  # no file: nobody of it in the bucket
-                                   else getattr(in_bucket(tables, bucket, buckets), field.name))
+                                   .select(*table.columns) if files.is_dir()
+                                   else table.limit(0))  # no file: none of its rows is of the bucket's customers
         return [RelationalTables(**own) for own in tables_of]
 
     def write(self, expr: ir.Table) -> None:
