@@ -44,6 +44,7 @@ from pipelines.outputs import stage_paths
 from pipelines.score import score_customers
 from pipelines.tables import load_tables
 from pipelines.tracking import tracked_run
+from pipelines.truth import HAZARD_FILE
 from pipelines.uplift import true_uplift
 
 BACKTEST_CSV = "backtest.csv"
@@ -200,7 +201,7 @@ def run(cfg: Config, start: str | None = None, end: str | None = None,
             raise StageError(f"no backtest cutoff between {start} and {end} whose {cfg.labels.horizon_days}-day "
                              f"horizon ends by the data's as_of ({tables_as_of(full).date()}); choose earlier dates")
         truth_dir = Path(cfg.evaluation.truth_dir) if cfg.evaluation.truth_dir else None
-        if truth_dir is not None and not (truth_dir / "monthly_hazard.parquet").is_file():
+        if truth_dir is not None and not (truth_dir / HAZARD_FILE).is_file():
             truth_dir = None
         lines: list[dict[str, object]] = []
         infos: list[dict[str, object]] = []

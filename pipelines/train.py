@@ -40,6 +40,7 @@ from pipelines.features import check_built_from
 from pipelines.io import StageError, StageOutputs, write_csv, write_json, write_parquet, write_with
 from pipelines.outputs import CHURN_MODEL_NAME, OPTIONAL, VALUE_MODEL_NAME, current_paths, stage_paths
 from pipelines.tracking import flatten_params, tracked_run
+from pipelines.truth import HAZARD_FILE, hazard_at
 from pipelines.uplift import UPLIFT_MODEL_NAME, fit_and_report, rescore_qini
 
 log = logging.getLogger("pipelines.train")
@@ -84,15 +85,10 @@ def read_training_table(path: Path, cfg: Config) -> tuple[pd.DataFrame, RowSampl
 
 def true_churn_probability(table: pd.DataFrame, truth_dir: Path, horizon_days: int) -> pd.Series | None:
     """The generator's probability of closing within the horizon, from its monthly hazard at each cutoff."""
-    path = truth_dir / "monthly_hazard.parquet"
-    if not path.is_file():
-        log.warning("no %s: the true-hazard ceiling is skipped", path)
+    keyed = hazard_at(table[["customer_id", "cutoff"]], truth_dir, ["hazard"])
+    if keyed is None:
+        log.warning("no %s: the true-hazard ceiling is skipped", truth_dir / HAZARD_FILE)
         return None
-    cutoffs = [pd.Timestamp(c) for c in pd.to_datetime(table["cutoff"]).unique()]
-    hazard = pd.read_parquet(path, columns=["customer_id", "month_start", "hazard"],  # only the table's cutoffs
-                             filters=[("month_start", "in", cutoffs)])
-    keyed = table[["customer_id", "cutoff"]].merge(
-        hazard.rename(columns={"month_start": "cutoff"}), on=["customer_id", "cutoff"], how="left")
     months = horizon_days / 30.4375
     return 1.0 - (1.0 - keyed["hazard"]) ** months
 

@@ -28,6 +28,7 @@ from models.uplift.metrics import point_metrics
 from models.uplift.training import UpliftResult, train_uplift
 from pipelines.config import Config
 from pipelines.io import write_csv, write_json
+from pipelines.truth import customer_truth, hazard_at
 
 log = logging.getLogger("pipelines.uplift")
 
@@ -61,18 +62,11 @@ def true_uplift(keys: pd.DataFrame, truth_dir: Path, horizon_days: int) -> np.nd
     decision in month j closes within the horizon; 0 for a customer who already decided to leave.
     An approximation (hazard held at its cutoff level) for reporting only; None without truth.
     """
-    hazard_path, customers_path = truth_dir / "monthly_hazard.parquet", truth_dir / "customers.parquet"
-    if not hazard_path.is_file() or not customers_path.is_file():
+    hazard = hazard_at(keys, truth_dir, ["hazard", "decided_to_leave"])
+    effect = customer_truth(keys["customer_id"], truth_dir, ["true_contact_effect"])
+    if hazard is None or effect is None:
         return None
-    hazard = pd.read_parquet(hazard_path, columns=["customer_id", "month_start", "hazard", "decided_to_leave"])
-    effect = pd.read_parquet(customers_path, columns=["customer_id", "true_contact_effect"])
-    left = pd.DataFrame({"customer_id": keys["customer_id"].astype("str").to_numpy(),
-                         "cutoff": pd.to_datetime(keys["cutoff"]).to_numpy().astype("datetime64[ms]")})
-    hazard = hazard.assign(customer_id=hazard["customer_id"].astype("str"),
-                           cutoff=hazard["month_start"].to_numpy().astype("datetime64[ms]"))
-    merged = left.merge(hazard[["customer_id", "cutoff", "hazard", "decided_to_leave"]], on=["customer_id", "cutoff"],
-                        how="left").merge(effect.assign(customer_id=effect["customer_id"].astype("str")),
-                                          on="customer_id", how="left")
+    merged = hazard.assign(true_contact_effect=effect["true_contact_effect"])
     h = merged["hazard"].to_numpy(dtype=float)
     e = merged["true_contact_effect"].to_numpy(dtype=float)
     shares = [closure_share_within(horizon_days, j) for j in range(1, CONTACT_MONTHS + 1)]
