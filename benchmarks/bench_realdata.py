@@ -12,6 +12,7 @@ a hashed customer split for the snapshot).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.realdata.datasets import default_cache, retail_transactions, tv_subscription_snapshot  # noqa: E402
-from tests.realdata.test_end_to_end import reference_figures  # noqa: E402
+from tests.realdata.test_end_to_end import auc_difference_interval, held_out_predictions, reference_figures  # noqa: E402
 
 CHURN = Path(sys.executable).parent / "churn"
 PREFIXES = {"LightGBM": "churn", "logistic regression (ours)": "baseline_logistic", "blend": "blend",
@@ -82,6 +83,10 @@ def measure(name: str, init_args: list[str]) -> dict[str, object]:
         report = json.loads((folder / "reports" / "mine" / "train_metrics.json").read_text())
         manifest = json.loads((folder / "data" / "mine" / "outputs" / "manifest.json").read_text())
         references = reference_figures(folder / "mine.yaml")
+        y, served, held_out = held_out_predictions(folder, folder / "mine.yaml")
+        for reference, predicted in held_out.items():  # paired bootstrap of the held-out customers
+            low, high = auc_difference_interval(y, served, predicted)
+            references[reference]["served_roc_auc_minus_this_95"] = [round(low, 4), round(high, 4)]
         total_error = paired_total_error(folder)
     metrics = report["metrics"]
     candidates = {label: {key: metrics.get(f"{prefix}.{key}") for key in
@@ -93,7 +98,11 @@ def measure(name: str, init_args: list[str]) -> dict[str, object]:
                                                 "baseline_btyd_value.total_error_pct")}
     if total_error is not None:
         value["total_error_value_model_vs_btyd"] = total_error
-    return {"dataset": name, "served": report["selected_churn_model"], "selection": report["info"]["selection"],
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = " + uncommitted changes" if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                                       capture_output=True, text=True).stdout.strip() else ""
+    measured = f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, main at {commit}{dirty}, load {os.getloadavg()[0]:.1f}"
+    return {"dataset": name, "measured": measured, "served": report["selected_churn_model"], "selection": report["info"]["selection"],
             "fit": report["info"]["fit"], "test_rows": report["info"]["rows_test"],
             "test_churn_rate": metrics.get("churn.base_rate"), "candidates": candidates,
             "references": references, "value": value,
@@ -131,7 +140,8 @@ def main() -> None:
         for label, figures in entry["candidates"].items():
             print(f"  {label:28s} " + "  ".join(f"{k} {v:.4f}" for k, v in figures.items() if v is not None))
         for label, figures in entry["references"].items():
-            print(f"  reference {label:18s} " + "  ".join(f"{k} {v:.4f}" for k, v in figures.items()))
+            print(f"  reference {label:18s} " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                         for k, v in figures.items()))
         print(f"  value: {entry['value']}; listed {entry['listed']}, excluded {entry['excluded']}, "
               f"{entry['seconds_init_to_list']:.0f} s from init to list")
     print(f"\nwrote {out}")

@@ -228,7 +228,8 @@ BATCH_ROWS = 250_000
 
 def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, customers: pd.DataFrame | None = None,
                 families: Sequence[str] = FAMILIES, keep_empty: bool = False,
-                split: Sequence[RelationalTables] | None = None) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
+                split: Sequence[RelationalTables] | None = None,
+                say: Callable[[str], None] | None = None) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
     """(cutoff, its rows: customer_id, cutoff, the features of `families`, then the labels) for every
     cutoff with a population, oldest first, from ONE query over all the cutoffs streamed in batches
     (so memory holds one cutoff's rows, not all of them; the engine sorts the result, spilling to
@@ -247,7 +248,8 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
     population-wide columns (RFM quintile scores and segment, the BTYD fits) are computed once over all
     of them. The result is the same, byte for byte, with any number of buckets. `split`: the tables
     already cut into buckets (`_Scratch.split`, shared by the queries of one stream); None: cut here
-    when this query's rows need it.
+    when this query's rows need it. `say`: told each bucket's progress (at 10M customers a query runs
+    for minutes).
     """
     con, tables = inputs.con, inputs.tables
     cuts = cutoffs_on(con, cutoffs)
@@ -271,13 +273,16 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
         if split is None:
             buckets = 1 if con.name != "duckdb" else statement_buckets(
                 con, int(con.execute(tables.customers.count())), len(cutoffs), cfg.features.duckdb)
-            split = scratch.enter_context(_Scratch(con)).split(tables, buckets) if buckets > 1 else [tables]
+            split = scratch.enter_context(_Scratch(con)).split(tables, buckets, say) if buckets > 1 else [tables]
         btyd: dict[pd.Timestamp, pd.DataFrame] | None = None  # per cutoff; absent cutoff: nobody bought before it
         no_purchase = pd.DataFrame()
         if "btyd" in families and cfg.features.btyd and tables.transactions is not None:
             # the purchase history per bucket of customers; the models fitted on all of them together
-            histories = [con.to_pyarrow(purchase_summary(part, cuts, cfg.labels.value_column, moments=list(cutoffs)))
-                         for part in split]
+            histories = []
+            for number, part in enumerate(split, 1):
+                histories.append(con.to_pyarrow(purchase_summary(part, cuts, cfg.labels.value_column,
+                                                                 moments=list(cutoffs))))
+                _progress(say, split, number, "purchase histories")
             frame = btyd_frame(pa.concat_tables(histories).to_pandas(), cfg.labels.horizon_days)
             btyd = {pd.Timestamp(c): part.drop(columns="cutoff") for c, part in frame.groupby("cutoff", sort=True)}
             no_purchase = frame.iloc[:0].drop(columns="cutoff")
@@ -298,13 +303,20 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
             return cutoff, frame[["customer_id", "cutoff", *present, *names]]
 
         rows = scratch.enter_context(_Scratch(con)) if len(split) > 1 else None
-        query = _rows_query(cfg, split, cuts, relational, rows)
+        query = _rows_query(cfg, split, cuts, relational, rows, say)
         reader = record_batches(con, query, BATCH_ROWS) if rows is None else rows.result(query, BATCH_ROWS)
         yield from _split_by_cutoff(reader, finish, keep_empty)
 
 
+def _progress(say: Callable[[str], None] | None, split: Sequence[RelationalTables], number: int, what: str) -> None:
+    """Tell `say` that bucket `number` of `split` is done with `what` (nothing with one bucket)."""
+    if say is not None and len(split) > 1:
+        say(f"{what}: bucket {number} of {len(split)} of customers done")
+
+
 def _rows_query(cfg: Config, split: Sequence[RelationalTables], cuts: Sequence[pd.Timestamp] | ir.Table,
-                families: Sequence[str], parts: _Scratch | None) -> ir.Table:
+                families: Sequence[str], parts: _Scratch | None,
+                say: Callable[[str], None] | None = None) -> ir.Table:
     """The relational families' features and the labels of every (customer, cutoff) of the population,
     sorted by (cutoff, customer_id): one query of the tables `split[0]`, or with several buckets of
     customers (`split`, from `_Scratch.split`) each bucket's own columns computed by a statement of its
@@ -318,11 +330,14 @@ def _rows_query(cfg: Config, split: Sequence[RelationalTables], cuts: Sequence[p
         query = joined.select(*[joined[c] for c in features.columns], *[joined[n] for n in names])
     else:
         assert parts is not None
-        for part in split:
+        for number, part in enumerate(split, 1):
             own = customer_features(part, cuts, cfg.features, cfg.labels, families)
             labels = label_table(part, cuts, cfg.labels, ordered=False)
             joined = own.join(labels.select(*KEYS, *names), KEYS)
             parts.write(joined.select(*[joined[c] for c in own.columns], *[joined[n] for n in names]))
+            _progress(say, split, number, "features and labels")
+        if say is not None:
+            say("features and labels: ranking the population (RFM scores) over all buckets, writing the sorted rows")
         query = population_features(parts.read(), cfg.features, families, ordered=False, keep=names)
     return query.order_by(KEYS[::-1])
 
@@ -406,11 +421,15 @@ class _Scratch:
         self.con, self.count = con, 0
         self.folder = Path(tempfile.mkdtemp(prefix="churn-care-buckets-", dir=spill))
 
-    def split(self, tables: RelationalTables, buckets: int) -> list[RelationalTables]:
+    def split(self, tables: RelationalTables, buckets: int,
+              say: Callable[[str], None] | None = None) -> list[RelationalTables]:
         """The tables of each of `buckets` buckets of customers (by a hash of the id), each table written
         once to a Parquet file per bucket: one pass over the inputs, where cutting them in every statement
         would scan every input once per bucket (and once per query of a stream)."""
         tables_of: list[dict[str, ir.Table | None]] = [{} for _ in range(buckets)]
+        if say is not None:
+            say(f"cutting the input tables into {buckets} buckets of customers (features.duckdb.rows_per_statement), "
+                f"in {self.folder}")
         for field in dataclasses.fields(tables):
             table = getattr(tables, field.name)
             if table is None:
@@ -515,7 +534,10 @@ def _with_columns(frame: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
 
     Only the new columns are built (a merge would copy the whole feature table: at 10M customers,
     several GB each time)."""
-    matched = extra.set_index("customer_id", verify_integrity=True).reindex(frame["customer_id"].to_numpy())
+    keyed = extra.set_index("customer_id")
+    if not keyed.index.is_unique:  # reindex would fail less clearly; a second row per customer is a bug upstream
+        raise ValueError(f"{int(keyed.index.duplicated().sum())} customer_id values repeat in the columns to add")
+    matched = keyed.reindex(frame["customer_id"].to_numpy())
     out = frame.copy(deep=False)
     for name in matched.columns:
         out[name] = matched[name].array
@@ -650,7 +672,7 @@ class RelationalSource:
         from pipelines.validate import check_validated, validated_inputs
 
         check_validated(cfg, validated_inputs(cfg, fingerprint))
-        self.cfg = cfg
+        self.cfg, self.say = cfg, say
         self.tables = load_tables(cfg, loaded)  # `loaded`: the small tables the caller reads in pandas
         self.inputs = open_inputs(cfg)
         self.first_event = earliest_event_time(self.inputs)
@@ -698,9 +720,9 @@ class RelationalSource:
                 largest = max((len(group) for group in groups), default=1)
                 buckets = statement_buckets(inputs.con, customers, largest, self.cfg.features.duckdb)
                 if buckets > 1 or (only is not None and len(groups) > 1):
-                    split = scratch.enter_context(_Scratch(inputs.con)).split(inputs.tables, buckets)
+                    split = scratch.enter_context(_Scratch(inputs.con)).split(inputs.tables, buckets, self.say)
             frames = (frame for group in groups
-                      for frame in iter_frames(self.cfg, group, inputs, self.customers, split=split))
+                      for frame in iter_frames(self.cfg, group, inputs, self.customers, split=split, say=self.say))
             yield from self._checked(ordered, all_reasons, frames, on_excluded, reported, only)
 
     def _checked(self, ordered: list[pd.Timestamp], all_reasons: list[np.ndarray],

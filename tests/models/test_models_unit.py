@@ -14,7 +14,7 @@ from models.evaluation import (best_profit, churn_metrics, expected_calibration_
                                profit_curve, value_metrics)
 from models.explain import reason_codes, top_drivers
 from models.settings import EconomicsSettings, ModelSettings, TuningSettings
-from models.training import compare_with_champion, train_models
+from models.training import compare_with_champion, select_churn_algorithm, train_models
 
 
 def known_signal_table(customers: int = 3000, cutoffs: int = 8, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
@@ -225,6 +225,16 @@ def test_champion_rule() -> None:
     assert compare_with_champion(0.80, None, 0.01)[0]
     assert compare_with_champion(0.80, 0.78, 0.01)[0]
     assert not compare_with_champion(0.785, 0.78, 0.01)[0]
+
+
+def test_the_served_churn_model_is_the_validation_choice_whatever_the_test_rows_say() -> None:
+    losing = {"blend.roc_auc": 0.861, "baseline_logistic.roc_auc": 0.868, "churn.roc_auc": 0.84}
+    served, why = select_churn_algorithm(losing, "roc_auc", blend_weight=0.5)
+    assert served == "blend" and "below the logistic regression" in why and "not used to choose" in why
+    assert select_churn_algorithm(losing, "roc_auc", blend_weight=1.0)[0] == "lightgbm"
+    assert select_churn_algorithm(losing, "roc_auc", blend_weight=0.0)[0] == "logistic_regression"
+    winning = {"churn.roc_auc": 0.9, "baseline_logistic.roc_auc": 0.8}
+    assert "at least as good as" in select_churn_algorithm(winning, "roc_auc", blend_weight=1.0)[1]
 
 
 def test_roc_table_traces_the_curve_whose_area_is_the_auc() -> None:

@@ -75,9 +75,14 @@ def test_duckdb_engine_writes_the_pandas_engines_tables(small_bank: Path, tmp_pa
         if definition == "inactivity":
             cfg = _rows_per_statement(cfg, 600)
         validate(cfg)
-        summary = build_features(cfg)
+        said: list[str] = []
+        summary = build_features(cfg, said.append)
         assert summary["engine"] == engine
         outputs[engine] = (cfg, summary)
+        if engine == "duckdb" and definition == "inactivity":  # a long bucketed run says where it is
+            assert any(m.startswith("cutting the input tables into 3 buckets") for m in said), said
+            for step in ("purchase histories", "features and labels"):
+                assert f"{step}: bucket 3 of 3 of customers done" in said, said
     (pandas_cfg, pandas_summary), (duck_cfg, duck_summary) = outputs["pandas"], outputs["duckdb"]
     for key in ("as_of", "train", "score", "feature_count", "features"):
         assert duck_summary[key] == pandas_summary[key], key
