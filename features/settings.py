@@ -74,7 +74,8 @@ class DuckDBSettings(Strict):
     threads: int | None = Field(default=None, ge=1, description="Worker threads; empty: one per core")
     memory_limit: str | None = Field(
         default=None, pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
-        description="Memory DuckDB may use before spilling to disk, e.g. 2GB; empty: DuckDB's default (80% of RAM)")
+        description="Memory DuckDB may use before spilling to disk, e.g. 2GB; empty: a third of this machine's "
+                    "memory (DuckDB's own default, 80%, leaves too little for the rows the stage then holds)")
     temp_directory: str | None = Field(
         default=None, description="Where DuckDB spills beyond memory_limit; empty: churn-care-duckdb in the "
                                   "system's temporary directory")
@@ -135,12 +136,18 @@ class FeatureSettings(Strict):
     complaint_negative_below: float = Field(
         default=-0.05, ge=-1, le=0, description="VADER compound score below which a complaint reads negative")
     lifecycle: LifecycleSettings = LifecycleSettings()
-    engine: Literal["pandas", "duckdb", "spark"] = Field(
-        default="pandas",
-        description="What computes the feature tables of `churn features`: pandas (in memory, fastest while "
-                    "the tables fit in RAM), duckdb (reads the input files itself, out of core within "
-                    "features.duckdb.memory_limit) or spark (features.spark; pip install 'churn-care[spark]'). "
-                    "duckdb and spark need a passing `churn validate` of the same input files first")
+    engine: Literal["auto", "pandas", "duckdb", "spark"] = Field(
+        default="auto",
+        description="What computes the feature tables of `churn features` and `churn score`: pandas (in memory, "
+                    "fastest while the tables fit in RAM), duckdb (reads the input files itself, out of core within "
+                    "features.duckdb.memory_limit), spark (features.spark; pip install 'churn-care[spark]'), or auto: "
+                    "pandas while the input tables' rows fit features.pandas_max_rows, else duckdb (the stage says "
+                    "which and why). duckdb and spark need a passing `churn validate` of the same input files first")
+    pandas_max_rows: int | None = Field(
+        default=None, ge=0,
+        description="With engine auto: the most input rows (all tables; Parquet row counts, CSV lines estimated "
+                    "from the file size) the pandas engine takes; more go to duckdb. Empty: what half of this "
+                    "machine's memory holds at the pandas engine's measured footprint per row")
     duckdb: DuckDBSettings = DuckDBSettings()
     spark: SparkSettings = SparkSettings()
     btyd: bool = Field(

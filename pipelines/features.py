@@ -48,7 +48,7 @@ from pipelines.config import Config
 from pipelines.fingerprint import flatten_params, input_fingerprint
 from pipelines.io import StageError, StageOutputs, atomic_path, write_json, write_parquet
 from pipelines.outputs import stage_paths
-from pipelines.relational import RelationalSource
+from pipelines.relational import RelationalSource, resolve_engine
 from pipelines.tables import load_tables
 
 TRAIN_FILE = "train.parquet"
@@ -103,7 +103,8 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
 
 def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outputs: StageOutputs) -> dict[str, Any]:
     fingerprint = input_fingerprint(cfg)  # the inputs' sha256 before they are read: a table changed meanwhile shows
-    origin = built_from(cfg, fingerprint)
+    origin = built_from(cfg, fingerprint)  # as configured (`auto` stays auto): what `churn train` compares
+    cfg = resolve_engine(cfg, fingerprint, say)
     relational: RelationalSource | None = None
     if cfg.features.engine == "pandas":
         tables = load_tables(cfg)

@@ -48,7 +48,7 @@ from pipelines.config import Config
 from pipelines.fingerprint import input_fingerprint
 from pipelines.io import StageError, StageOutputs, excel_safe, to_safe_csv
 from pipelines.outputs import stage_paths
-from pipelines.relational import RelationalSource
+from pipelines.relational import RelationalSource, resolve_engine
 from pipelines.tables import load_tables
 from pipelines.tracking import flatten_params, tracked_run
 from pipelines.train import load_registered_bundle
@@ -384,10 +384,11 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         fingerprint = input_fingerprint(cfg)  # before the inputs are read, as the features stage takes it
         source: RelationalSource | None = None
         first_event = None
-        if cfg.features.engine == "pandas":
+        engine_cfg = resolve_engine(cfg, fingerprint, say)  # `features.engine: auto` made concrete
+        if engine_cfg.features.engine == "pandas":
             tables = load_tables(cfg)
         else:  # the events stay in their files; the stage reads customers and complaints (overdue complaints)
-            source = RelationalSource(cfg, say, frozenset({"customers", "complaints"}), fingerprint)
+            source = RelationalSource(engine_cfg, say, frozenset({"customers", "complaints"}), fingerprint)
             tables, first_event = source.tables, source.first_event
         data_end = tables_as_of(tables)
         moment = pd.Timestamp(as_of) if as_of is not None else data_end

@@ -242,3 +242,33 @@ def _write(cfg: Config, folder: Path) -> Path:
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
     return path
+
+
+def test_auto_engine_takes_pandas_while_the_rows_fit_and_duckdb_beyond(small_bank: Path, tmp_path: Path) -> None:
+    """`features.engine: auto` (the default) says which engine it takes and why; the table it builds is the
+    config's whichever it took (the settings record `auto`), so `churn train` accepts it."""
+    from pipelines.features import check_built_from
+    from pipelines.fingerprint import input_fingerprint
+
+    cfg = _config(small_bank, tmp_path, "auto")
+    fingerprint = input_fingerprint(cfg)
+    rows = relational.input_rows(fingerprint)
+    assert rows == sum(len(pd.read_parquet(small_bank / f"{name}.parquet", columns=["customer_id"]))
+                       for name in cfg.data.tables)
+    said: list[str] = []
+    assert relational.resolve_engine(cfg, fingerprint, said.append).features.engine == "pandas"  # the default limit
+    assert "features.pandas_max_rows sets it" in said[0]
+    at_limit = cfg.model_copy(update={"features": cfg.features.model_copy(update={"pandas_max_rows": rows})})
+    assert relational.resolve_engine(at_limit, fingerprint, said.append).features.engine == "pandas"
+    beyond = cfg.model_copy(update={"features": cfg.features.model_copy(update={"pandas_max_rows": rows - 1})})
+    validate(beyond)
+    said.clear()
+    summary = build_features(beyond, said.append)
+    assert summary["engine"] == "duckdb"
+    assert f"features.engine auto: duckdb ({rows:,} input rows, above {rows - 1:,}: features.pandas_max_rows)" in said
+    assert summary["built_from"]["settings"]["features.engine"] == "auto"
+    train = Path(beyond.paths.features_dir) / TRAIN_FILE
+    check_built_from(beyond, input_fingerprint(beyond, {"train_table": train}))  # no refusal: the config's table
+    pinned = beyond.model_copy(update={"features": beyond.features.model_copy(update={"engine": "duckdb"})})
+    with pytest.raises(StageError, match="features.engine is duckdb in the config but"):
+        check_built_from(pinned, input_fingerprint(pinned, {"train_table": train}))
