@@ -104,7 +104,7 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
 def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outputs: StageOutputs) -> dict[str, Any]:
     fingerprint = input_fingerprint(cfg)  # the inputs' sha256 before they are read: a table changed meanwhile shows
     origin = built_from(cfg, fingerprint)  # as configured (`auto` stays auto): what `churn train` compares
-    cfg = resolve_engine(cfg, fingerprint, say)
+    cfg = resolve_engine(cfg, say)
     relational: RelationalSource | None = None
     if cfg.features.engine == "pandas":
         tables = load_tables(cfg)

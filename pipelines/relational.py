@@ -46,7 +46,7 @@ from models.uplift.data import contact_assignments, uplift_cutoffs
 from models.uplift.settings import UpliftSettings
 from pipelines.config import Config
 from pipelines.io import StageError
-from pipelines.tables import load_tables, table_format
+from pipelines.tables import input_rows, load_tables, machine_memory, pandas_row_limit, table_format
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -74,49 +74,18 @@ def connect_from(settings: DuckDBSettings) -> Backend:
     return connect(settings.threads, settings.memory_limit, settings.temp_directory)
 
 
-PANDAS_BYTES_PER_ROW = 150
-"""Peak memory of the pandas engine's features stage per input row, all tables (measured: 6.76 GB for the
-1M-customer bank's 51.0M rows, 133 bytes a row; the demo's 2.6M rows, 0.81 GB, 317 bytes with its fixed part)."""
-PANDAS_MEMORY_SHARE = 0.5
-"""With `features.engine: auto` and no `features.pandas_max_rows`, the share of the machine's memory the
-pandas engine may fill before the stage goes to DuckDB."""
-CSV_BYTES_PER_ROW = 60
-"""A CSV input's rows, estimated from its size (a typical event line; no pass over the file)."""
-
-
-def machine_memory() -> int:
-    """Bytes of memory this process may use: the machine's, or its container's limit when lower."""
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        return min(total, int(limit)) if limit.isdigit() else total
-    except OSError:
-        return total
-
-
-def input_rows(fingerprint: dict[str, object]) -> int:
-    """Rows of every input table of an `input_fingerprint`: Parquet's own count, a CSV's estimated from its size."""
-    tables: dict[str, dict[str, object]] = fingerprint["tables"]  # type: ignore[assignment]
-    return sum(int(entry["rows"]) if "rows" in entry else int(entry.get("bytes", 0)) // CSV_BYTES_PER_ROW  # type: ignore[call-overload]
-               for entry in tables.values())
-
-
-def resolve_engine(cfg: Config, fingerprint: dict[str, object], say: Callable[[str], None]) -> Config:
+def resolve_engine(cfg: Config, say: Callable[[str], None]) -> Config:
     """`cfg` with `features.engine: auto` made concrete (pandas while the inputs' rows fit
-    `features.pandas_max_rows`, else duckdb), saying which and why; any other engine as configured.
+    `features.pandas_max_rows`, `pipelines.tables.pandas_row_limit`, else duckdb), saying which and why;
+    any other engine as configured.
 
     Only the stage's working copy changes: the settings a training table records (`settings_of`) keep
     `auto`, so a table built by either engine is the config's (the engines give the same tables,
     tests/pipelines/test_features_engine.py)."""
     if cfg.features.engine != "auto":
         return cfg
-    rows = input_rows(fingerprint)
-    limit = cfg.features.pandas_max_rows
-    source = "features.pandas_max_rows"
-    if limit is None:
-        limit = int(machine_memory() * PANDAS_MEMORY_SHARE) // PANDAS_BYTES_PER_ROW
-        source = (f"half of this machine's {machine_memory() / 2**30:.1f} GiB at about {PANDAS_BYTES_PER_ROW} bytes "
-                  "a row; features.pandas_max_rows sets it")
+    rows = input_rows(cfg)
+    limit, source = pandas_row_limit(cfg)
     engine = "pandas" if rows <= limit else "duckdb"
     say(f"features.engine auto: {engine} ({rows:,} input rows, {'within' if engine == 'pandas' else 'above'} "
         f"{limit:,}: {source})")

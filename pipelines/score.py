@@ -384,7 +384,7 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         fingerprint = input_fingerprint(cfg)  # before the inputs are read, as the features stage takes it
         source: RelationalSource | None = None
         first_event = None
-        engine_cfg = resolve_engine(cfg, fingerprint, say)  # `features.engine: auto` made concrete
+        engine_cfg = resolve_engine(cfg, say)  # `features.engine: auto` made concrete
         if engine_cfg.features.engine == "pandas":
             tables = load_tables(cfg)
         else:  # the events stay in their files; the stage reads customers and complaints (overdue complaints)

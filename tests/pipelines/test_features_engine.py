@@ -249,17 +249,17 @@ def test_auto_engine_takes_pandas_while_the_rows_fit_and_duckdb_beyond(small_ban
     config's whichever it took (the settings record `auto`), so `churn train` accepts it."""
     from pipelines.features import check_built_from
     from pipelines.fingerprint import input_fingerprint
+    from pipelines.tables import input_rows
 
     cfg = _config(small_bank, tmp_path, "auto")
-    fingerprint = input_fingerprint(cfg)
-    rows = relational.input_rows(fingerprint)
+    rows = input_rows(cfg)
     assert rows == sum(len(pd.read_parquet(small_bank / f"{name}.parquet", columns=["customer_id"]))
                        for name in cfg.data.tables)
     said: list[str] = []
-    assert relational.resolve_engine(cfg, fingerprint, said.append).features.engine == "pandas"  # the default limit
+    assert relational.resolve_engine(cfg, said.append).features.engine == "pandas"  # the default limit
     assert "features.pandas_max_rows sets it" in said[0]
     at_limit = cfg.model_copy(update={"features": cfg.features.model_copy(update={"pandas_max_rows": rows})})
-    assert relational.resolve_engine(at_limit, fingerprint, said.append).features.engine == "pandas"
+    assert relational.resolve_engine(at_limit, said.append).features.engine == "pandas"
     beyond = cfg.model_copy(update={"features": cfg.features.model_copy(update={"pandas_max_rows": rows - 1})})
     validate(beyond)
     said.clear()
@@ -272,3 +272,23 @@ def test_auto_engine_takes_pandas_while_the_rows_fit_and_duckdb_beyond(small_ban
     pinned = beyond.model_copy(update={"features": beyond.features.model_copy(update={"engine": "duckdb"})})
     with pytest.raises(StageError, match="features.engine is duckdb in the config but"):
         check_built_from(pinned, input_fingerprint(pinned, {"train_table": train}))
+
+
+def test_a_command_that_would_hold_too_many_rows_in_pandas_refuses_before_reading(small_bank: Path,
+                                                                                  tmp_path: Path) -> None:
+    """The pandas engine pinned on inputs above `features.pandas_max_rows`, and a command that always loads
+    every table (`churn backtest`): exit 4 with the figures and the fix, nothing read or written (the kernel
+    would otherwise kill it for memory part way, without a word)."""
+    from pipelines.tables import input_rows
+
+    cfg = _config(small_bank, tmp_path / "work", "pandas")
+    rows = input_rows(cfg)
+    small = cfg.model_copy(update={"features": cfg.features.model_copy(update={"pandas_max_rows": 1_000})})
+    config = _write(small, tmp_path)
+    for command in ("features", "backtest"):
+        result = CliRunner().invoke(app, [command, "--config", str(config)])
+        assert result.exit_code == EXIT_REFUSED, (command, result.output, result.exception)
+        text = " ".join(result.output.split())
+        assert f"their {rows:,} rows need about" in text and "above 1,000 rows (features.pandas_max_rows)" in text, text
+        assert "features.engine auto or duckdb" in text and "Traceback" not in result.output
+    assert not Path(small.paths.features_dir).exists() or not any(Path(small.paths.features_dir).iterdir())
