@@ -36,8 +36,7 @@ from features.complaint_text import sentiment_scores
 from features.contract import TABLES, Tables
 from features.ids import is_in, training_sample
 from features.relational.btyd import btyd_frame, purchase_summary
-from features.relational.engine import (KEYS, PORTED_FAMILIES, RelationalTables, customer_features, feature_table,
-                                       label_table, population_features)
+from features.relational.engine import KEYS, PORTED_FAMILIES, RelationalTables, customer_features, population_features
 from features.labels import reasons_from
 from features.settings import (SPARK_TIME_ZONE, DuckDBSettings, FeatureSettings, LabelSettings, SettingsProblem,
                                SparkSettings)
@@ -342,21 +341,16 @@ def _rows_query(cfg: Config, split: Sequence[RelationalTables], cuts: Sequence[p
     names = label_names(cfg)
     if len(split) == 1:
         [tables] = split
-        features = feature_table(tables, cuts, cfg.features, cfg.labels, families, ordered=False)
-        labels = label_table(tables, cuts, cfg.labels, ordered=False)  # one sort, of the joined rows below
-        joined = features.join(labels.select(*KEYS, *names), KEYS)
-        query = joined.select(*[joined[c] for c in features.columns], *[joined[n] for n in names])
+        own = customer_features(tables, cuts, cfg.features, cfg.labels, families, label_columns=names)
     else:
         assert parts is not None
         for number, part in enumerate(split, 1):
-            own = customer_features(part, cuts, cfg.features, cfg.labels, families)
-            labels = label_table(part, cuts, cfg.labels, ordered=False)
-            joined = own.join(labels.select(*KEYS, *names), KEYS)
-            parts.write(joined.select(*[joined[c] for c in own.columns], *[joined[n] for n in names]))
+            parts.write(customer_features(part, cuts, cfg.features, cfg.labels, families, label_columns=names))
             _progress(say, split, number, "features and labels")
         if say is not None:
             say("features and labels: ranking the population (RFM scores) over all buckets, writing the sorted rows")
-        query = population_features(parts.read(), cfg.features, families, ordered=False, keep=names)
+        own = parts.read()
+    query = population_features(own, cfg.features, families, ordered=False, keep=names)
     return query.order_by(KEYS[::-1])
 
 

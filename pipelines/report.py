@@ -116,11 +116,17 @@ def notebook_sources(folder: Path = NOTEBOOK_DIR) -> list[Path]:
 def execute_notebook(source: Path, config_path: Path, workdir: Path) -> nbformat.NotebookNode:
     """Run one notebook in a fresh kernel; a failing cell raises StageError naming the notebook.
 
-    The kernel gets `CHURN_CONFIG` in its own environment, so notebooks can run side by side.
+    The kernel gets `CHURN_CONFIG` in its own environment, so notebooks can run side by side. The kernel
+    process's own stderr goes to a temporary file, not the stage's: cell output travels by the kernel
+    protocol, and what the process itself writes there is its logging, e.g. ipykernel's traceback when
+    its socket closes during shutdown (a race seen in CI), which read as if the stage had failed. It is
+    shown only when the kernel dies.
     """
+    import tempfile
+
     import jupytext
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
 
     notebook = jupytext.read(source)
     env = {**os.environ, "CHURN_CONFIG": str(config_path.resolve()),
@@ -128,14 +134,20 @@ def execute_notebook(source: Path, config_path: Path, workdir: Path) -> nbformat
     client = NotebookClient(notebook, timeout=CELL_TIMEOUT_SECONDS, kernel_name="python3",
                             resources={"metadata": {"path": str(workdir)}},
                             extra_arguments=["--Application.log_level=ERROR"])  # no kernel start-up chatter
-    try:
-        client.execute(env=env)
-    except CellExecutionError as error:
-        cell = ANSI_ESCAPE.sub("", str(error)).split("------------------\n")
-        first_line = next((line for line in (cell[1] if len(cell) > 1 else "").splitlines() if line.strip()), "")
-        raise StageError(f"notebook {source.name} failed: {ANSI_ESCAPE.sub('', f'{error.ename}: {error.evalue}')}"
-                         f" in the cell that starts {first_line.strip()[:120]!r}; open the notebook in Jupyter "
-                         "to see where") from None
+    with tempfile.TemporaryFile() as kernel_stderr:
+        try:
+            client.execute(env=env, stderr=kernel_stderr)
+        except CellExecutionError as error:
+            cell = ANSI_ESCAPE.sub("", str(error)).split("------------------\n")
+            first_line = next((line for line in (cell[1] if len(cell) > 1 else "").splitlines() if line.strip()), "")
+            raise StageError(f"notebook {source.name} failed: {ANSI_ESCAPE.sub('', f'{error.ename}: {error.evalue}')}"
+                             f" in the cell that starts {first_line.strip()[:120]!r}; open the notebook in Jupyter "
+                             "to see where") from None
+        except DeadKernelError:
+            kernel_stderr.seek(0)
+            last = kernel_stderr.read().decode("utf-8", errors="replace").strip().splitlines()[-1:] or ["nothing"]
+            raise StageError(f"notebook {source.name}: its kernel died (out of memory?); its last words: "
+                             f"{ANSI_ESCAPE.sub('', last[0])[:300]!r}; nothing was written") from None
     return notebook
 
 

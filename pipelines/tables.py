@@ -43,14 +43,21 @@ CSV_BYTES_PER_ROW = 60
 """A CSV input's rows, estimated from its size (a typical event line; no pass over the file)."""
 
 
+CGROUP_MEMORY_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+"""A container's memory limit (cgroup v2, then v1)."""
+
+
 def machine_memory() -> int:
     """Bytes of memory this process may use: the machine's, or its container's limit when lower."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        return min(total, int(limit)) if limit.isdigit() else total
-    except OSError:
-        return total
+    for limit_file in CGROUP_MEMORY_LIMITS:
+        try:
+            limit = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit():  # "max" (v2) is no limit; v1 writes a huge number for none, which `min` ignores
+            return min(total, int(limit))
+    return total
 
 
 def input_rows(cfg: Config, names: Iterable[str] | None = None) -> int:

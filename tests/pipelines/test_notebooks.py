@@ -106,6 +106,21 @@ def test_a_failing_notebook_stops_the_report_and_names_the_notebook(tmp_path: Pa
     assert "\x1b[" not in str(failure.value), "colour codes would garble the CLI message"
 
 
+def test_what_the_kernel_process_writes_to_its_stderr_stays_out_of_the_stage_output(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """ipykernel sometimes logs a traceback on its process stderr while it shuts down (CI saw one); cell
+    output travels by the kernel protocol, so the process's own stderr is kept out of the stage's."""
+    source = tmp_path / "01_noise.py"
+    source.write_text("# %%\nimport sys\nsys.__stderr__.write('Traceback (kernel process noise)\\n')\n"
+                      "sys.__stderr__.flush()\nprint('cell output')\n", encoding="utf-8")
+    config = tmp_path / "config.yaml"
+    config.write_text("data: {tables: {customers: {path: c.csv}}}\n", encoding="utf-8")
+    notebook = execute_notebook(source, config, tmp_path)
+    assert notebook.cells[0].outputs[-1]["text"].strip() == "cell output"
+    captured = capfd.readouterr()
+    assert "kernel process noise" not in captured.err + captured.out
+
+
 def test_notebooks_get_the_config_path_in_their_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CHURN_CONFIG", raising=False)
     source = tmp_path / "01_env.py"
