@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.realdata.datasets import default_cache, retail_transactions, tv_subscription_snapshot  # noqa: E402
-from tests.realdata.test_end_to_end import auc_difference_interval, held_out_predictions, reference_figures  # noqa: E402
+from tests.realdata.test_end_to_end import (auc_difference_interval, held_out_figures,  # noqa: E402
+                                           held_out_predictions)
 
 CHURN = Path(sys.executable).parent / "churn"
 PREFIXES = {"LightGBM": "churn", "logistic regression (ours)": "baseline_logistic", "blend": "blend",
@@ -73,6 +74,16 @@ def paired_total_error(folder: Path, draws: int = 2000, seed: int = 0) -> dict[s
             "stayers": int(len(actual))}
 
 
+def measured_when() -> str:
+    """When, on which commit (and whether the work tree had changes) and under what load."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    dirty = " + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, main at {git('rev-parse', '--short', 'HEAD')}"
+            f"{dirty}, load {os.getloadavg()[0]:.1f}")
+
+
 def measure(name: str, init_args: list[str]) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -82,11 +93,12 @@ def measure(name: str, init_args: list[str]) -> dict[str, object]:
         seconds = time.perf_counter() - start
         report = json.loads((folder / "reports" / "mine" / "train_metrics.json").read_text())
         manifest = json.loads((folder / "data" / "mine" / "outputs" / "manifest.json").read_text())
-        references = reference_figures(folder / "mine.yaml")
         y, served, held_out = held_out_predictions(folder, folder / "mine.yaml")
-        for reference, predicted in held_out.items():  # paired bootstrap of the held-out customers
+        references = {}
+        for reference, predicted in held_out.items():  # with a paired bootstrap of the held-out customers
             low, high = auc_difference_interval(y, served, predicted)
-            references[reference]["served_roc_auc_minus_this_95"] = [round(low, 4), round(high, 4)]
+            references[reference] = {**held_out_figures(y, predicted),
+                                     "served_roc_auc_minus_this_95": [round(low, 4), round(high, 4)]}
         total_error = paired_total_error(folder)
     metrics = report["metrics"]
     candidates = {label: {key: metrics.get(f"{prefix}.{key}") for key in
@@ -98,11 +110,8 @@ def measure(name: str, init_args: list[str]) -> dict[str, object]:
                                                 "baseline_btyd_value.total_error_pct")}
     if total_error is not None:
         value["total_error_value_model_vs_btyd"] = total_error
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = " + uncommitted changes" if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                                                       capture_output=True, text=True).stdout.strip() else ""
-    measured = f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, main at {commit}{dirty}, load {os.getloadavg()[0]:.1f}"
-    return {"dataset": name, "measured": measured, "served": report["selected_churn_model"], "selection": report["info"]["selection"],
+    return {"dataset": name, "measured": measured_when(), "served": report["selected_churn_model"],
+            "selection": report["info"]["selection"],
             "fit": report["info"]["fit"], "test_rows": report["info"]["rows_test"],
             "test_churn_rate": metrics.get("churn.base_rate"), "candidates": candidates,
             "references": references, "value": value,

@@ -86,7 +86,7 @@ def resolve_engine(cfg: Config, say: Callable[[str], None]) -> Config:
     rows = input_rows(cfg)
     limit, source = pandas_row_limit(cfg)
     engine = "pandas" if rows <= limit else "duckdb"
-    say(f"features.engine auto: {engine} ({rows:,} input rows, {'within' if engine == 'pandas' else 'above'} "
+    say(f"features.engine auto: {engine} (about {rows:,} input rows, {'within' if engine == 'pandas' else 'above'} "
         f"{limit:,}: {source})")
     return cfg.model_copy(update={"features": cfg.features.model_copy(update={"engine": engine})})
 
@@ -558,10 +558,11 @@ def _with_columns(frame: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
 
 def connect(threads: int | None = None, memory_limit: str | None = None, temp_directory: str | None = None
             ) -> Backend:
-    """An in-memory DuckDB connection; `threads` and `memory_limit` (e.g. "2GB"; None: a third of the
-    machine's memory, `machine_memory`, where DuckDB's own default of 80% left the Python side of a 10M-customer
-    stage too little) as configured, and where it spills beyond the limit: `temp_directory`, default a `churn-care-duckdb` folder in the
-    system's temporary directory (DuckDB's own default is `.tmp` in the working directory).
+    """An in-memory DuckDB connection; `threads` and `memory_limit` (e.g. "2GB") as configured, and
+    where it spills beyond the limit: `temp_directory`, default a `churn-care-duckdb` folder in the
+    system's temporary directory (DuckDB's own default is `.tmp` in the working directory). Without a
+    `memory_limit`, a third of the machine's memory (`machine_memory`): DuckDB's own default, 80%,
+    leaves the Python side, which then holds the result rows, too little.
 
     Without DuckDB's ICU extension (not bundled; setting `TimeZone` would need it) a time-zone-aware
     column casts to its naive UTC time, as pipelines/tables.py converts it.

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from features.contract import TABLES, ColumnSpec, Tables, TableSpec
 from features.validation import Detail, Problem, ValidationFailed, data_as_of, describe_rows, validate_tables
 from pipelines.config import Config, TableSource
+from pipelines.io import StageError
 
 log = logging.getLogger("pipelines.tables")
 
@@ -92,10 +93,8 @@ def check_fits_in_memory(cfg: Config, names: Iterable[str]) -> None:
     rows = input_rows(cfg, names)
     limit, source = pandas_row_limit(cfg)
     if rows > limit:
-        from pipelines.io import StageError
-
         raise StageError(
-            f"this command holds the tables {', '.join(names)} in memory (pandas): their {rows:,} rows need about "
+            f"this command holds the tables {', '.join(names)} in memory (pandas): their rows (about {rows:,}) need about "
             f"{rows * PANDAS_BYTES_PER_ROW / 1e9:.0f} GB, above {limit:,} rows ({source}); nothing was read or "
             "written. `churn features` and `churn score` read files this size out of core with "
             "features.engine auto or duckdb (after `churn validate`); raise features.pandas_max_rows if this "

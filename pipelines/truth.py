@@ -7,6 +7,8 @@ cutoffs and customers asked for, and memory grows with the keys, not with the ba
 """
 from __future__ import annotations
 
+from functools import reduce
+from operator import and_
 from pathlib import Path
 
 import pandas as pd
@@ -18,17 +20,20 @@ HAZARD_FILE = "monthly_hazard.parquet"
 CUSTOMERS_FILE = "customers.parquet"
 
 
-def _keys(keys: pd.DataFrame) -> tuple[pa.Array, pa.Array]:
-    """The keys' customer ids as strings and their cutoffs as millisecond timestamps (the truth's types)."""
-    ids = pa.array(keys["customer_id"].astype("str").to_numpy(dtype=object), type=pa.large_string())
-    cutoffs = pa.array(pd.to_datetime(keys["cutoff"]).to_numpy().astype("datetime64[ms]"), type=pa.timestamp("ms"))
-    return ids, cutoffs
-
-
-def _filtered(path: Path, columns: list[str], condition: pc.Expression) -> pd.DataFrame:
-    """The file's `columns` of the rows meeting `condition`, filtered batch by batch while it is scanned."""
-    found = ds.dataset(path, format="parquet").to_table(columns=columns, filter=condition).to_pandas()
-    return found.assign(customer_id=found["customer_id"].astype("str"))
+def _aligned(path: Path, left: pd.DataFrame, columns: list[str]) -> pd.DataFrame | None:
+    """The file's `columns` at each row of `left` (its columns are the key), aligned with `left`,
+    empty where the file has no row; None without the file. Only the rows whose every key is
+    among `left`'s are read, filtered batch by batch while the file is scanned."""
+    if not path.is_file():
+        return None
+    dataset = ds.dataset(path, format="parquet")
+    keys = list(left.columns)
+    condition = reduce(and_, (pc.field(key).isin(pa.array(left[key].unique()).cast(dataset.schema.field(key).type))
+                              for key in keys))
+    found = dataset.to_table(columns=[*keys, *columns], filter=condition).to_pandas()
+    found = found.astype({key: left[key].dtype for key in keys})
+    merged = left.merge(found, on=keys, how="left", validate="many_to_one")
+    return merged[columns].set_axis(left.index)
 
 
 def hazard_at(keys: pd.DataFrame, truth_dir: Path, columns: list[str]) -> pd.DataFrame | None:
@@ -36,26 +41,11 @@ def hazard_at(keys: pd.DataFrame, truth_dir: Path, columns: list[str]) -> pd.Dat
 
     Rows without a hazard row (a customer closed before that month) are empty. None without the file.
     """
-    path = truth_dir / HAZARD_FILE
-    if not path.is_file():
-        return None
-    ids, cutoffs = _keys(keys)
-    wanted_ids, wanted_cutoffs = pc.unique(ids), pc.unique(cutoffs)
-    condition = pc.field("month_start").isin(wanted_cutoffs) & pc.field("customer_id").isin(wanted_ids)
-    found = _filtered(path, ["customer_id", "month_start", *columns], condition)
-    left = pd.DataFrame({"customer_id": ids.to_pandas().astype("str"), "month_start": cutoffs.to_pandas()})
-    found["month_start"] = found["month_start"].astype(left["month_start"].dtype)
-    merged = left.merge(found, on=["customer_id", "month_start"], how="left", validate="many_to_one")
-    return merged[columns].set_axis(keys.index)
+    left = pd.DataFrame({"customer_id": keys["customer_id"].astype("str"),
+                         "month_start": pd.to_datetime(keys["cutoff"]).astype("datetime64[ms]")}, index=keys.index)
+    return _aligned(truth_dir / HAZARD_FILE, left, columns)
 
 
 def customer_truth(customer_ids: pd.Series, truth_dir: Path, columns: list[str]) -> pd.DataFrame | None:
     """The truth's per-customer `columns` for each id of `customer_ids`, aligned with it. None without the file."""
-    path = truth_dir / CUSTOMERS_FILE
-    if not path.is_file():
-        return None
-    ids = pa.array(customer_ids.astype("str").to_numpy(dtype=object), type=pa.large_string())
-    found = _filtered(path, ["customer_id", *columns], pc.field("customer_id").isin(pc.unique(ids)))
-    left = pd.DataFrame({"customer_id": ids.to_pandas().astype("str")})
-    merged = left.merge(found, on="customer_id", how="left", validate="many_to_one")
-    return merged[columns].set_axis(customer_ids.index)
+    return _aligned(truth_dir / CUSTOMERS_FILE, customer_ids.astype("str").to_frame("customer_id"), columns)

@@ -265,7 +265,7 @@ def test_auto_engine_takes_pandas_while_the_rows_fit_and_duckdb_beyond(small_ban
     said.clear()
     summary = build_features(beyond, said.append)
     assert summary["engine"] == "duckdb"
-    assert f"features.engine auto: duckdb ({rows:,} input rows, above {rows - 1:,}: features.pandas_max_rows)" in said
+    assert f"features.engine auto: duckdb (about {rows:,} input rows, above {rows - 1:,}: features.pandas_max_rows)" in said
     assert summary["built_from"]["settings"]["features.engine"] == "auto"
     train = Path(beyond.paths.features_dir) / TRAIN_FILE
     check_built_from(beyond, input_fingerprint(beyond, {"train_table": train}))  # no refusal: the config's table
@@ -289,6 +289,6 @@ def test_a_command_that_would_hold_too_many_rows_in_pandas_refuses_before_readin
         result = CliRunner().invoke(app, [command, "--config", str(config)])
         assert result.exit_code == EXIT_REFUSED, (command, result.output, result.exception)
         text = " ".join(result.output.split())
-        assert f"their {rows:,} rows need about" in text and "above 1,000 rows (features.pandas_max_rows)" in text, text
+        assert f"their rows (about {rows:,}) need about" in text and "above 1,000 rows (features.pandas_max_rows)" in text, text
         assert "features.engine auto or duckdb" in text and "Traceback" not in result.output
     assert not Path(small.paths.features_dir).exists() or not any(Path(small.paths.features_dir).iterdir())

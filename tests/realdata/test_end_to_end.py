@@ -83,13 +83,10 @@ def reference_predictions(config: Path) -> tuple[pd.DataFrame, dict[str, np.ndar
     return rows, held_out
 
 
-def reference_figures(config: Path) -> dict[str, dict[str, float]]:
-    """ROC-AUC and log loss on the pipeline's own held-out rows of two models a user would try first."""
-    rows, held_out = reference_predictions(config)
-    y = rows["churned"].to_numpy(dtype=int)
-    return {name: {"roc_auc": float(roc_auc_score(y, p)),
-                   "log_loss": float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1]))}
-            for name, p in held_out.items()}
+def held_out_figures(y: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    """ROC-AUC and log loss of one model's held-out predictions."""
+    return {"roc_auc": float(roc_auc_score(y, probability)),
+            "log_loss": float(log_loss(y, np.clip(probability, 1e-6, 1 - 1e-6), labels=[0, 1]))}
 
 
 def auc_difference_interval(y: np.ndarray, ours: np.ndarray, theirs: np.ndarray, draws: int = 2000,
@@ -128,12 +125,9 @@ def check_outcome(folder: Path, config: Path) -> dict[str, object]:
     assert set(excluded["reason"]) <= {"no_transaction_in_lookback"}
     figures = metrics["metrics"]
     y, served_p, held_out = held_out_predictions(folder, config)
-    served = {"roc_auc": float(roc_auc_score(y, served_p)),
-              "log_loss": float(log_loss(y, np.clip(served_p, 1e-6, 1 - 1e-6), labels=[0, 1]))}
+    served = held_out_figures(y, served_p)
     assert abs(served["roc_auc"] - figures["selected.roc_auc"]) < 1e-9  # the report's figure is these rows'
-    references = {name: {"roc_auc": float(roc_auc_score(y, p)),
-                         "log_loss": float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1]))}
-                  for name, p in held_out.items()}
+    references = {name: held_out_figures(y, p) for name, p in held_out.items()}
     intervals = {name: auc_difference_interval(y, served_p, p) for name, p in held_out.items()}
     print(f"\n{folder.name}: served {metrics['selected_churn_model']} ROC-AUC {served['roc_auc']:.4f}, log loss "
           f"{served['log_loss']:.4f}, ECE {figures['selected.expected_calibration_error']:.4f}; "
