@@ -31,7 +31,7 @@ keys that decide the labels: that is a config or data problem, not a model to fi
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +58,17 @@ SUMMARY_FILE = "features_summary.json"
 UPLIFT_FILE = "uplift.parquet"
 
 
-def write_training_table(frames: Any, path: Path, on_cutoff: Callable[[pd.DataFrame], None],
-                         check: Callable[[list[tuple[str, int, int]]], None] | None = None) -> None:
-    """Write the per-cutoff frames into one Parquet file atomically, one row group per cutoff.
+def write_frames(frames: Iterable[pd.DataFrame], path: Path,
+                 on_frame: Callable[[pd.DataFrame], None] | None = None,
+                 before_commit: Callable[[bool], None] | None = None) -> int:
+    """Write frames into one Parquet file atomically, one row group per frame (at most ~1M rows), as they
+    come: a stream of pieces is never held whole. Returns the rows written.
 
-    `check` sees (cutoff, rows, churners) of every cutoff before the file is committed and
-    may raise to refuse the table (nothing is then written).
+    `on_frame` sees each frame once written; `before_commit` gets whether any frame came and may raise
+    to refuse the file (nothing is then written). One frame writes the bytes `write_parquet` writes.
     """
     writer: pq.ParquetWriter | None = None
-    rates: list[tuple[str, int, int]] = []
+    rows = 0
     with atomic_path(path, ".parquet") as tmp:
         try:
             for frame in frames:
@@ -74,17 +76,43 @@ def write_training_table(frames: Any, path: Path, on_cutoff: Callable[[pd.DataFr
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
                 writer.write_table(table.cast(writer.schema))
-                on_cutoff(frame)
-                rates.append((str(pd.Timestamp(frame["cutoff"].iloc[0]).date()), len(frame),
-                              int(frame["churned"].sum())))
-            if writer is None:
-                raise StageError("no training rows: every training cutoff has an empty population "
-                                 "(see the population rules in docs/data-contract.md)")
+                rows += len(frame)
+                if on_frame is not None:
+                    on_frame(frame)
+            if before_commit is not None:
+                before_commit(writer is not None)
         finally:
             if writer is not None:
                 writer.close()
+    return rows
+
+
+def write_training_table(frames: Any, path: Path, on_cutoff: Callable[[pd.DataFrame], None],
+                         check: Callable[[list[tuple[str, int, int]]], None] | None = None) -> None:
+    """Write the per-cutoff frames into one Parquet file atomically, one row group per cutoff.
+
+    `check` sees (cutoff, rows, churners) of every cutoff before the file is committed and
+    may raise to refuse the table (nothing is then written).
+    """
+    rates: list[tuple[str, int, int]] = []
+
+    def record(frame: pd.DataFrame) -> None:
+        on_cutoff(frame)
+        rates.append((str(pd.Timestamp(frame["cutoff"].iloc[0]).date()), len(frame), int(frame["churned"].sum())))
+
+    def verify(wrote: bool) -> None:
+        if not wrote:
+            raise StageError("no training rows: every training cutoff has an empty population "
+                             "(see the population rules in docs/data-contract.md)")
         if check is not None:
             check(rates)
+
+    write_frames(frames, path, record, verify)
+
+
+SCORE_PIECE_ROWS = 250_000
+"""Rows of the scoring table the relational engines hand over at a time (`RelationalSource.scoring_pieces`),
+each written as it comes: at 10M customers the whole table would be about 6 GB in pandas."""
 
 
 def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -155,9 +183,9 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
         excluded.append(frame.assign(table="score"))
         score_excluded.update(counts)
 
-    score = (build_scoring_table(tables, cfg.features, cfg.labels, on_excluded=score_sink) if relational is None
-             else relational.scoring(score_sink))
-    write_parquet(score, files[SCORE_FILE])
+    score_rows = write_frames([build_scoring_table(tables, cfg.features, cfg.labels, on_excluded=score_sink)]
+                              if relational is None else relational.scoring_pieces(score_sink, piece_rows=SCORE_PIECE_ROWS),
+                              files[SCORE_FILE])
     left = excluded_table(excluded)
     write_parquet(left, files[EXCLUDED_FILE])
     uplift_rows, uplift_summary = build_uplift_rows(tables, cfg, say, relational)
@@ -176,7 +204,7 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
             "churn_rate_per_cutoff": {item["cutoff"]: item["churn_rate"] for item in per_cutoff},
             "not_in_population_per_cutoff": {item["cutoff"]: item["not_in_population"] for item in per_cutoff},
         },
-        "score": {"rows": int(len(score)), "cutoff": as_of.isoformat(),
+        "score": {"rows": score_rows, "cutoff": as_of.isoformat(),
                   "not_in_population": score_excluded},
         "population_rules": {name: {"meaning": meaning, "controlled_by": key}
                              for name, (meaning, key) in EXCLUSION_REASONS.items()},
@@ -188,7 +216,7 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
         "training_sample": sampled[1] if sampled is not None else None,
     }
     summary["outputs"] = {name: {"sha256": outputs.sha256(name), "rows": int(rows)} for name, rows in
-                          ((TRAIN_FILE, summary["train"]["rows"]), (SCORE_FILE, len(score)), (EXCLUDED_FILE, len(left)),
+                          ((TRAIN_FILE, summary["train"]["rows"]), (SCORE_FILE, score_rows), (EXCLUDED_FILE, len(left)),
                            (UPLIFT_FILE, len(uplift_rows)))}
     write_json(summary, files[SUMMARY_FILE])
     dropped = score_excluded.get("no_transaction_in_lookback", 0)

@@ -246,7 +246,8 @@ BATCH_ROWS = 250_000
 def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, customers: pd.DataFrame | None = None,
                 families: Sequence[str] = FAMILIES, keep_empty: bool = False,
                 split: Sequence[RelationalTables] | None = None,
-                say: Callable[[str], None] | None = None) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
+                say: Callable[[str], None] | None = None,
+                piece_rows: int | None = None) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
     """(cutoff, its rows: customer_id, cutoff, the features of `families`, then the labels) for every
     cutoff with a population, oldest first, from ONE query over all the cutoffs streamed in batches
     (so memory holds one cutoff's rows, not all of them; the engine sorts the result, spilling to
@@ -266,7 +267,9 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
     of them. The result is the same, byte for byte, with any number of buckets. `split`: the tables
     already cut into buckets (`_Scratch.split`, shared by the queries of one stream); None: cut here
     when this query's rows need it. `say`: told each bucket's progress (at 10M customers a query runs
-    for minutes).
+    for minutes). `piece_rows`: a cutoff's rows in consecutive pieces of at most that many rows (the
+    same cutoff repeated), so a consumer that streams them (the score stage) never holds them all;
+    None: each cutoff's rows in one frame.
     """
     con, tables = inputs.con, inputs.tables
     cuts = cutoffs_on(con, cutoffs)
@@ -277,14 +280,14 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
         if customers is None:
             customers = load_tables(cfg, frozenset({"customers"})).customers
         attributes = static_attributes(customers, cfg.features)
-        static = pd.DataFrame({"customer_id": customers["customer_id"].astype("str").to_numpy(), **attributes})
+        static = _keyed(pd.DataFrame({"customer_id": customers["customer_id"].astype("str").to_numpy(), **attributes}))
     known_value = None  # snapshot data: each customer's value per horizon from a customers column
     if cfg.labels.customer_value_column is not None and tables.transactions is None:
         if customers is None:
             customers = load_tables(cfg, frozenset({"customers"})).customers
         ids = customers["customer_id"].astype("str")
-        known_value = pd.DataFrame({"customer_id": ids.to_numpy(), "future_value": customer_value_per_horizon(
-            customers, cfg.labels.customer_value_column, ids, cfg.labels.horizon_days)})
+        known_value = _keyed(pd.DataFrame({"customer_id": ids.to_numpy(), "future_value": customer_value_per_horizon(
+            customers, cfg.labels.customer_value_column, ids, cfg.labels.horizon_days)}))
     order = [i.name for i in catalogue(cfg.features)] + list(cfg.features.static_features)
     with contextlib.ExitStack() as scratch:  # the buckets' files, removed however the stream ends
         if split is None:
@@ -301,8 +304,8 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
                                                                  moments=list(cutoffs))))
                 _progress(say, split, number, "purchase histories")
             frame = btyd_frame(pa.concat_tables(histories).to_pandas(), cfg.labels.horizon_days)
-            btyd = {pd.Timestamp(c): part.drop(columns="cutoff") for c, part in frame.groupby("cutoff", sort=True)}
-            no_purchase = frame.iloc[:0].drop(columns="cutoff")
+            btyd = {pd.Timestamp(c): _keyed(part.drop(columns="cutoff")) for c, part in frame.groupby("cutoff", sort=True)}
+            no_purchase = _keyed(frame.iloc[:0].drop(columns="cutoff"))
 
         def finish(batches: list[pa.RecordBatch], schema: pa.Schema) -> tuple[pd.Timestamp | None, pd.DataFrame]:
             table = pa.Table.from_batches(batches, schema=schema)
@@ -322,7 +325,7 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
         rows = scratch.enter_context(_Scratch(con)) if len(split) > 1 else None
         query = _rows_query(cfg, split, cuts, relational, rows, say)
         reader = record_batches(con, query, BATCH_ROWS) if rows is None else rows.result(query, BATCH_ROWS)
-        yield from _split_by_cutoff(reader, finish, keep_empty)
+        yield from _split_by_cutoff(reader, finish, keep_empty, piece_rows)
 
 
 def _progress(say: Callable[[str], None] | None, split: Sequence[RelationalTables], number: int, what: str) -> None:
@@ -356,10 +359,13 @@ def _rows_query(cfg: Config, split: Sequence[RelationalTables], cuts: Sequence[p
 
 def _split_by_cutoff(reader: pa.RecordBatchReader,
                      finish: Callable[[list[pa.RecordBatch], pa.Schema], tuple[pd.Timestamp | None, pd.DataFrame]],
-                     keep_empty: bool) -> Iterator[tuple[pd.Timestamp | None, pd.DataFrame]]:
+                     keep_empty: bool, piece_rows: int | None = None
+                     ) -> Iterator[tuple[pd.Timestamp | None, pd.DataFrame]]:
     """`finish` of each cutoff's batches, from a reader of rows sorted by cutoff (`keep_empty`: one
-    empty frame when there are no rows)."""
+    empty frame when there are no rows); with `piece_rows`, of each run of at most that many rows of
+    one cutoff."""
     pending: list[pa.RecordBatch] = []
+    held = 0  # rows in `pending`
     current = None
     yielded = False
     for batch in reader:
@@ -368,17 +374,22 @@ def _split_by_cutoff(reader: pa.RecordBatchReader,
         column = batch.column(batch.schema.get_field_index("cutoff"))
         if current is None:
             current = column[0]
-        # the rows are sorted by cutoff: split the batch where the cutoff changes
+        # the rows are sorted by cutoff: split the batch where the cutoff changes (or a piece is full)
         start = 0
         while start < batch.num_rows:
             same = pc.equal(column.slice(start), current)
             run = pc.index(same, False).as_py()
             stop = batch.num_rows if run < 0 else start + run
+            if piece_rows is not None:
+                stop = min(stop, start + piece_rows - held)
             pending.append(batch.slice(start, stop - start))
-            if stop < batch.num_rows:
+            held += stop - start
+            if stop < batch.num_rows or (piece_rows is not None and held >= piece_rows):
                 yield finish(pending, reader.schema)
                 yielded = True
-                pending, current = [], column[stop]
+                pending, held = [], 0
+                if stop < batch.num_rows:
+                    current = column[stop]
             start = stop
     if pending:
         yield finish(pending, reader.schema)
@@ -540,20 +551,34 @@ def earliest_event_time(inputs: Inputs) -> pd.Timestamp | None:
     return min(starts) if starts else None
 
 
-def _with_columns(frame: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with the other columns of `extra` (one row per customer_id) matched on customer_id, empty
+def _keyed(extra: pd.DataFrame) -> pd.DataFrame:
+    """`extra` (one row per customer_id) indexed by customer_id, for `_with_columns`: keyed once, so that
+    the pieces of a cutoff (`piece_rows`) reuse its index rather than each hashing every id again."""
+    keyed = extra.set_index("customer_id")
+    if not keyed.index.is_unique:  # reindex would fail less clearly; a second row per customer is a bug upstream
+        raise ValueError(f"{int(keyed.index.duplicated().sum())} customer_id values repeat in the columns to add")
+    return keyed
+
+
+def _with_columns(frame: pd.DataFrame, keyed: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with the columns of `keyed` (`_keyed`: indexed by customer_id) matched on customer_id, empty
     where it has no row (ints then become floats, as a left merge makes them); rows and their order kept.
 
     Only the new columns are built (a merge would copy the whole feature table: at 10M customers,
     several GB each time)."""
-    keyed = extra.set_index("customer_id")
-    if not keyed.index.is_unique:  # reindex would fail less clearly; a second row per customer is a bug upstream
-        raise ValueError(f"{int(keyed.index.duplicated().sum())} customer_id values repeat in the columns to add")
     matched = keyed.reindex(frame["customer_id"].to_numpy())
     out = frame.copy(deep=False)
     for name in matched.columns:
         out[name] = matched[name].array
     return out
+
+
+def scratch_root(temp_directory: str | None) -> Path:
+    """Where the engine spills and the stages keep their temporary files: `features.duckdb.temp_directory`,
+    default a `churn-care-duckdb` folder in the system's temporary directory."""
+    import tempfile
+
+    return Path(temp_directory) if temp_directory else Path(tempfile.gettempdir()) / "churn-care-duckdb"
 
 
 def connect(threads: int | None = None, memory_limit: str | None = None, temp_directory: str | None = None
@@ -567,11 +592,9 @@ def connect(threads: int | None = None, memory_limit: str | None = None, temp_di
     Without DuckDB's ICU extension (not bundled; setting `TimeZone` would need it) a time-zone-aware
     column casts to its naive UTC time, as pipelines/tables.py converts it.
     """
-    import tempfile
-
     import ibis
 
-    config: dict[str, object] = {"temp_directory": temp_directory or str(Path(tempfile.gettempdir()) / "churn-care-duckdb")}
+    config: dict[str, object] = {"temp_directory": str(scratch_root(temp_directory))}
     if threads is not None:
         config["threads"] = threads
     config["memory_limit"] = memory_limit if memory_limit is not None else f"{machine_memory() // 3 // 2**20}MiB"
@@ -711,8 +734,8 @@ class RelationalSource:
         return reasons_from(self.signup, self.closed, cutoff_us(cutoff), active)
 
     def stream(self, cutoffs: Sequence[pd.Timestamp], on_excluded: ExclusionSink | None,
-               reported: Collection[pd.Timestamp] | None = None, only: np.ndarray | None = None
-               ) -> Iterator[tuple[pd.Timestamp, pd.DataFrame | None]]:
+               reported: Collection[pd.Timestamp] | None = None, only: np.ndarray | None = None,
+               piece_rows: int | None = None) -> Iterator[tuple[pd.Timestamp, pd.DataFrame | None]]:
         """(cutoff, the rows of its population with features and labels, None when it has nobody) for
         each of `cutoffs` in order, from one streamed query (`iter_frames`). Before each cutoff's rows
         (of those in `reported`, default all), `on_excluded` gets who a rule left out at it, as the
@@ -720,7 +743,8 @@ class RelationalSource:
         customers alone, every table cut to them before the engine reads it (`restricted`). On DuckDB
         the inputs are cut into buckets of customers (`statement_buckets`) once for all the stream's
         queries, and so are the sampled customers' rows when there are several queries (else each
-        query would scan the whole files again)."""
+        query would scan the whole files again). `piece_rows`: each cutoff's rows in pieces of at most
+        that many rows, as `iter_frames`."""
         ordered = sorted({pd.Timestamp(c).as_unit("us") for c in cutoffs})
         all_reasons = [self.reasons(cutoff) for cutoff in ordered]  # queries: before the stream holds the connection
         inputs = self.inputs if only is None else restricted(self.inputs, self.ids[only])
@@ -735,7 +759,8 @@ class RelationalSource:
                 if buckets > 1 or (only is not None and len(groups) > 1):
                     split = scratch.enter_context(_Scratch(inputs.con)).split(inputs.tables, buckets, self.say)
             frames = (frame for group in groups
-                      for frame in iter_frames(self.cfg, group, inputs, self.customers, split=split, say=self.say))
+                      for frame in iter_frames(self.cfg, group, inputs, self.customers, split=split, say=self.say,
+                                               piece_rows=piece_rows))
             yield from self._checked(ordered, all_reasons, frames, on_excluded, reported, only)
 
     def _checked(self, ordered: list[pd.Timestamp], all_reasons: list[np.ndarray],
@@ -756,13 +781,23 @@ class RelationalSource:
                                      f"nothing was written. {ENGINE_MISMATCH_FIX}")
                 yield cutoff, None
                 continue
-            frame = waiting[1]
-            if len(frame) != len(expected) or (frame["customer_id"].to_numpy() != expected).any():
-                raise StageError(f"internal check failed: the {self.cfg.features.engine} population at {cutoff.date()} "
-                                 f"({len(frame):,} rows) is not the population rule's ({len(expected):,} customers); "
-                                 f"nothing was written. {ENGINE_MISMATCH_FIX}")
-            yield cutoff, frame
-            waiting = next(frames, None)
+            seen = 0  # the cutoff's rows so far: it may come in pieces (`piece_rows`), in id order
+            while waiting is not None and waiting[0] == cutoff:
+                frame = waiting[1]
+                ids = frame["customer_id"].to_numpy()
+                last = seen + len(frame)
+                if last > len(expected) or (ids != expected[seen:last]).any():
+                    self._mismatch(cutoff, last, len(expected))
+                seen = last
+                yield cutoff, frame
+                waiting = next(frames, None)
+            if seen != len(expected):
+                self._mismatch(cutoff, seen, len(expected))
+
+    def _mismatch(self, cutoff: pd.Timestamp, rows: int, expected: int) -> None:
+        raise StageError(f"internal check failed: the {self.cfg.features.engine} population at {cutoff.date()} "
+                         f"({rows:,} rows so far) is not the population rule's ({expected:,} customers); "
+                         f"nothing was written. {ENGINE_MISMATCH_FIX}")
 
     def _sampled_ids(self) -> pd.Series | None:
         return None if self.sample is None else self.ids[self.sample]
@@ -789,11 +824,24 @@ class RelationalSource:
     def scoring(self, on_excluded: ExclusionSink, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
         """The scoring rows at `as_of` (default the end of the data), as `features.build.build_scoring_table`
         (no labels)."""
+        [frame] = list(self.scoring_pieces(on_excluded, as_of))
+        return frame
+
+    def scoring_pieces(self, on_excluded: ExclusionSink, as_of: pd.Timestamp | None = None,
+                       piece_rows: int | None = None) -> Iterator[pd.DataFrame]:
+        """`scoring`'s rows in consecutive pieces of at most `piece_rows` rows (None: one frame), in
+        customer id order: the score stage spools them (`pipelines.scoring_rows`), never holding them all."""
         cutoff = pd.Timestamp(as_of).as_unit("us") if as_of is not None else tables_as_of(self.tables)
-        [(_, frame)] = list(self.stream([cutoff], on_excluded))
-        if frame is None:  # an empty population: the columns of an empty table
+        labels = label_names(self.cfg)
+        found = False
+        for _, frame in self.stream([cutoff], on_excluded, piece_rows=piece_rows):
+            if frame is None:
+                break
+            found = True
+            yield frame.drop(columns=labels)
+        if not found:  # an empty population: the columns of an empty table
             frame = next(iter_frames(self.cfg, [cutoff], self.inputs, self.customers, keep_empty=True))[1]
-        return frame.drop(columns=label_names(self.cfg))
+            yield frame.drop(columns=labels)
 
     def uplift(self, settings: UpliftSettings) -> tuple[pd.DataFrame, dict[str, int]]:
         """The uplift rows, as `models.uplift.data.build_uplift_table`: at each uplift cutoff, the population's

@@ -4,8 +4,10 @@ Loads the champion churn-risk and customer-value models from the MLflow registry
 any model URI), builds the scoring snapshot with the same feature code as training,
 refuses inputs the models were not trained on (missing columns, wrong types, optionally
 too much drift), scores every eligible customer (all models, lifetime value and the drift
-counts over batches of `scoring.batch_rows` rows, so memory beyond the feature table does not
-grow with the bank; the input tables are freed first), applies the care playbook
+counts over batches of `scoring.batch_rows` rows, so memory beyond the feature rows does not
+grow with the bank; the input tables are freed first; on DuckDB or Spark the feature rows
+themselves come in pieces, spooled to a temporary file and read back batch by batch:
+`pipelines/scoring_rows.py`), applies the care playbook
 (`models/retention.py`), explains every listed customer (only those, and any asked for by
 id), and writes its four files together (`pipelines.io.StageOutputs`): into a new generation
 folder, switched in with one atomic rename, so a reader or a killed run sees the previous
@@ -17,6 +19,8 @@ The files hold no timestamps or run ids, so the same inputs give byte-identical 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import time
@@ -48,7 +52,8 @@ from pipelines.config import Config
 from pipelines.fingerprint import input_fingerprint
 from pipelines.io import StageError, StageOutputs, excel_safe, to_safe_csv
 from pipelines.outputs import stage_paths
-from pipelines.relational import RelationalSource, resolve_engine
+from pipelines.relational import RelationalSource, resolve_engine, scratch_root
+from pipelines.scoring_rows import InMemoryRows, ScoringRows, SpooledRows
 from pipelines.tables import load_tables
 from pipelines.tracking import flatten_params, tracked_run
 from pipelines.train import load_registered_bundle
@@ -192,33 +197,43 @@ def batch_size(churn: ChurnModel | LinearChurnModel | BlendChurnModel, batch_row
     return batch_rows
 
 
-def score_in_batches(frame: pd.DataFrame, churn: ChurnModel | LinearChurnModel | BlendChurnModel,
-                     value: ValueModel | np.ndarray | None, horizons: HorizonRiskModels | None,
+def score_in_batches(table: ScoringRows | pd.DataFrame, churn: ChurnModel | LinearChurnModel | BlendChurnModel,
+                     value: ValueModel | Callable[[pd.Series], np.ndarray] | None, horizons: HorizonRiskModels | None,
                      uplift: UpliftModel | None, cfg: Config, batch_rows: int,
                      timings: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
     """Every row's scores (`score_customers`, shorter-horizon risks, uplift) and the drift of its
     features, computed `batch_rows` rows at a time.
 
-    Each batch's model matrix is built once and shared by every model with the same schema, so
-    memory beyond `frame` is one batch's matrices plus the per-row results; every figure is per
-    row (LightGBM, calibration, lifetime value), so the results do not depend on the batch size.
-    Returns the scores (index of `frame`), the PSI per feature and the batching used (rows per batch,
-    batches); adds the seconds of each part to `timings`.
+    `table`: the scoring rows (`pipelines.scoring_rows`: in memory, or spooled to a file and read back
+    batch by batch; a frame is taken as in memory). `value`: the value model, or a function of a
+    batch's customer ids giving their known values per horizon (snapshot data), or None. Each batch's
+    model matrix is built once and shared by every model with the same schema, so memory is one batch's
+    rows and matrices plus the per-row results; every figure is per row (LightGBM, calibration,
+    lifetime value), so the results do not depend on the batch size. Returns the scores (indexed by
+    row position), the PSI per feature and the batching used (rows per batch, batches); adds the
+    seconds of each part to `timings`.
     """
+    if isinstance(table, pd.DataFrame):
+        table = InMemoryRows(table)
     size = batch_size(churn, batch_rows)
     counts = DriftCounts(churn.reference)
     parts: list[pd.DataFrame] = []
-    spent = dict.fromkeys(("matrix", "drift", "churn_value_lifetime", "horizons", "uplift"), 0.0)
-    for start in range(0, len(frame), size):
+    spent = dict.fromkeys(("read", "matrix", "drift", "churn_value_lifetime", "horizons", "uplift"), 0.0)
+    batches = iter(table.batches(size))
+    while True:
         clock = time.perf_counter()
-        rows = frame.iloc[start:start + size]
+        rows = next(batches, None)
+        spent["read"] += time.perf_counter() - clock
+        if rows is None:
+            break
+        clock = time.perf_counter()
         matrix = churn.schema.matrix(rows)
         spent["matrix"] += time.perf_counter() - clock
         clock = time.perf_counter()
         counts.add(matrix)
         spent["drift"] += time.perf_counter() - clock
         clock = time.perf_counter()
-        known = value if value is None or isinstance(value, ValueModel) else value[start:start + size]
+        known = value if value is None or isinstance(value, ValueModel) else value(rows["customer_id"])
         part = score_customers(rows, matrix, churn, known, cfg)
         spent["churn_value_lifetime"] += time.perf_counter() - clock
         clock = time.perf_counter()
@@ -234,7 +249,9 @@ def score_in_batches(frame: pd.DataFrame, churn: ChurnModel | LinearChurnModel |
                                                    else uplift.schema.matrix(rows))
         spent["uplift"] += time.perf_counter() - clock
         parts.append(part)
-        del matrix
+        del matrix, rows
+    if not parts:
+        raise ValueError("no rows to score")
     scored = pd.concat(parts) if len(parts) > 1 else parts[0]
     if "uplift" not in scored:
         scored["uplift"] = np.nan
@@ -358,7 +375,7 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
 
     out = Path(cfg.paths.outputs_dir)
     outputs = StageOutputs("score", stage_paths(cfg, "score"), say)
-    with outputs, tracked_run(cfg, stage="score") as active:
+    with outputs, tracked_run(cfg, stage="score") as active, contextlib.ExitStack() as stack:
         client = MlflowClient()
         value_source = customer_value_source(cfg)
         say(f"loading models {churn_uri}" + (f" and {value_uri}" if value_source == "model" else ""))
@@ -404,15 +421,20 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             left_out.append(part)
             not_in_population.update(counts)
 
-        frame = (build_scoring_table(tables, cfg.features, cfg.labels, moment, on_excluded=excluded_sink)
-                 if source is None else source.scoring(excluded_sink, moment))
+        size = batch_size(churn, scoring.batch_rows)
+        table: ScoringRows = (InMemoryRows(build_scoring_table(tables, cfg.features, cfg.labels, moment,
+                                                               on_excluded=excluded_sink)) if source is None
+                              else SpooledRows(source.scoring_pieces(excluded_sink, moment, size),
+                                               scratch_root(engine_cfg.features.duckdb.temp_directory)))
+        stack.callback(table.close)
+        frame = table.head  # the columns and their types, no rows: what the checks below look at
         excluded = excluded_rows(left_out[0] if left_out else None)
         lap("features")
         if excluded is not None and len(excluded):
             say(f"{len(excluded):,} customers left out: no transaction in the {cfg.labels.inactivity_lookback_days} "
                 "days before the scoring date (labels.inactivity_lookback_days); listed in "
                 f"{Path(cfg.paths.outputs_dir) / EXCLUDED_FILE}")
-        if frame.empty:
+        if not len(table):
             raise StageError(f"no eligible customers at {moment.date()}: nothing to score "
                              f"(not in the population: {not_in_population})")
         models = [(churn_uri, churn, churn_signature)]
@@ -432,9 +454,9 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         del source
         tiers = overdue_complaint_tiers(tables.complaints, moment, cfg.features.complaint_targets,
                                         scoring.selection.complaint_trigger)
-        value: ValueModel | np.ndarray | None = value_model
+        value: ValueModel | Callable[[pd.Series], np.ndarray] | None = value_model
         if value_source == "customers_column":
-            value = known_values(tables.customers, frame["customer_id"], cfg)
+            value = functools.partial(known_values, tables.customers, cfg=cfg)  # keeps the customers table only
         del tables
         pa.default_memory_pool().release_unused()  # their Arrow buffers back to the system now (1M bank: ~2 GB)
         if uplift_model is not None:
@@ -445,13 +467,13 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
                 uplift_model = None
         lap("checks")
 
-        say(f"{len(frame):,} eligible customers; scoring churn risk and customer value and checking drift "
-            f"against the training reference, {batch_size(churn, scoring.batch_rows):,} rows at a time "
-            "(scoring.batch_rows)")
+        say(f"{len(table):,} eligible customers; scoring churn risk and customer value and checking drift "
+            f"against the training reference, {size:,} rows at a time (scoring.batch_rows)"
+            + (f", read back from {table.path}" if isinstance(table, SpooledRows) else ""))
         start = time.perf_counter()
-        scored, drift, batching = score_in_batches(frame, churn, value, horizons, uplift_model, cfg,
+        scored, drift, batching = score_in_batches(table, churn, value, horizons, uplift_model, cfg,
                                                    scoring.batch_rows, timings)
-        timings["prediction_customers_per_second"] = len(frame) / max(time.perf_counter() - start, 1e-9)
+        timings["prediction_customers_per_second"] = len(table) / max(time.perf_counter() - start, 1e-9)
         summary_drift = drift_summary(drift, scoring.drift_warn_above)
         summary_drift["note"] = history
         mlflow.log_text(to_safe_csv(drift) or "", "drift.csv")
@@ -500,10 +522,10 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
 
         say(f"{summary['customers_selected']:,} customers selected; computing their reasons")
         order = plan.loc[plan["selected"], "rank"].sort_values(kind="stable").index
-        reasons, reason_timing = explain_rows(frame.loc[order], churn, templates, per_customer,
+        reasons, reason_timing = explain_rows(table.take(order), churn, templates, per_customer,
                                               scoring.reasons.exact_limit)
         lap("reasons")
-        explanations = explain_requested(wanted, frame, plan, churn, templates, per_customer)
+        explanations = explain_requested(wanted, table, plan, churn, templates, per_customer)
 
         scores = scores_table(plan)
         listed = retention_list(plan, reasons, per_customer)
@@ -677,14 +699,15 @@ def excluded_rows(part: pd.DataFrame | None) -> pd.DataFrame:
         "customer_id", kind="stable", ignore_index=True)
 
 
-def explain_requested(wanted: list[str], frame: pd.DataFrame, plan: pd.DataFrame, churn: ChurnModel,
+def explain_requested(wanted: list[str], table: ScoringRows, plan: pd.DataFrame, churn: ChurnModel,
                       templates: dict[str, str], per_customer: int) -> list[dict[str, object]]:
-    """Exact reasons, score and decision for each requested customer id (a note if not scored)."""
+    """Exact reasons, score and decision for each requested customer id (a note if not scored).
+    `plan` is indexed by the rows' positions in `table`."""
     if not wanted:
         return []
-    ids = frame["customer_id"].astype("str")
+    ids = plan["customer_id"].astype("str")
     found = ids[ids.isin(wanted)]
-    reasons, _ = explain_rows(frame.loc[found.index], churn, templates, per_customer, None)
+    reasons, _ = explain_rows(table.take(found.index), churn, templates, per_customer, None)
     by_id = {cid: position for position, cid in zip(found.index, found)}
     results: list[dict[str, object]] = []
     for cid in wanted:

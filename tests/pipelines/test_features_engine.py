@@ -11,9 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+import pipelines.features as features_stage
 import pipelines.relational as relational
 from pipelines.cli import EXIT_REFUSED, app
 from pipelines.config import Config
@@ -66,9 +68,11 @@ def assert_same_table(got: pd.DataFrame, expected: pd.DataFrame, name: str) -> N
 def test_duckdb_engine_writes_the_pandas_engines_tables(small_bank: Path, tmp_path: Path, definition: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """All cutoffs in one streamed query (closure), and as on a big bank (inactivity): one query per cutoff,
-    each of 3 buckets of customers (`features.duckdb.rows_per_statement`), the inputs cut into them once."""
+    each of 3 buckets of customers (`features.duckdb.rows_per_statement`), the inputs cut into them once,
+    and the scoring table handed over and written in pieces of 97 rows."""
     if definition == "inactivity":
         monkeypatch.setattr(relational, "QUERY_ROWS", 1)
+        monkeypatch.setattr(features_stage, "SCORE_PIECE_ROWS", 97)
     outputs = {}
     for engine in ("pandas", "duckdb"):
         cfg = _config(small_bank, tmp_path / engine, engine, definition)
@@ -88,6 +92,8 @@ def test_duckdb_engine_writes_the_pandas_engines_tables(small_bank: Path, tmp_pa
         assert duck_summary[key] == pandas_summary[key], key
     assert duck_summary["uplift"]["rows"] == pandas_summary["uplift"]["rows"] > 0
     assert duck_summary["uplift"]["left_out"] == pandas_summary["uplift"]["left_out"]
+    pieces = pq.ParquetFile(Path(duck_cfg.paths.features_dir) / SCORE_FILE).num_row_groups
+    assert pieces == (-(-duck_summary["score"]["rows"] // 97) if definition == "inactivity" else 1)
     for name in (TRAIN_FILE, SCORE_FILE, EXCLUDED_FILE, UPLIFT_FILE):
         got = pd.read_parquet(Path(duck_cfg.paths.features_dir) / name)
         expected = pd.read_parquet(Path(pandas_cfg.paths.features_dir) / name)

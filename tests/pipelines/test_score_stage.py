@@ -488,3 +488,38 @@ def test_duckdb_engine_scores_from_the_files_as_the_pandas_engine(scored, tmp_pa
                                rtol=1e-6)
     assert list(duck_list["customer_id"]) == list(pandas_list["customer_id"])
     assert duck_manifest["rows"] == pandas_manifest["rows"]
+
+
+def test_duckdb_scoring_rows_in_small_pieces_give_the_bytes_of_one_piece(scored, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """On DuckDB the scoring rows come from the engine in pieces of `scoring.batch_rows` rows, are
+    spooled to a file and read back batch by batch (the stage never holds them all): pieces of a few
+    rows write the very bytes of one piece, the reasons of an explained customer too, and the spool
+    is removed afterwards."""
+    from pipelines.validate import run as validate
+
+    cfg, _ = scored
+    monkeypatch.setattr(linear, "DESIGN_BLOCK_ROWS", 97)  # a logistic part's batches are whole blocks
+    spill = tmp_path / "spill"
+
+    def on_duckdb(folder: str, batch_rows: int) -> Config:
+        changed = with_changes(cfg, tmp_path / folder, batch_rows=batch_rows)
+        duckdb = changed.features.duckdb.model_copy(update={"temp_directory": str(spill)})
+        return changed.model_copy(update={"features": changed.features.model_copy(
+            update={"engine": "duckdb", "duckdb": duckdb})})
+
+    whole, small = on_duckdb("whole", 10**6), on_duckdb("small", 7)
+    validate(whole)
+    scores = read_outputs(cfg)[0]
+    customer = str(scores["customer_id"].iloc[len(scores) // 2])
+    heard: list[str] = []
+    first = run(whole, explain_customers=[customer])
+    second = run(small, progress=heard.append, explain_customers=[customer])
+    assert any("read back from" in message and str(spill) in message for message in heard)
+    churn_is_lightgbm = read_outputs(whole)[2]["models"]["churn"]["algorithm"] == "lightgbm"
+    size = 7 if churn_is_lightgbm else 97
+    assert read_outputs(small)[2]["batching"] == {"batch_rows": size, "batches": -(-len(scores) // size)}
+    for name in (SCORES_FILE, LIST_FILE, EXCLUDED_FILE):
+        assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    assert first["explanations"] == second["explanations"] and first["explanations"][0]["scored"]
+    assert not list(spill.glob("churn-care-score-*"))
