@@ -561,7 +561,9 @@ def effects(config: ConfigOption = Path("configs/default.yaml")) -> None:
     Churn within the horizon, value kept, satisfaction and repurchase, overall, per customer
     segment and per action, each with a 95% interval and the sample size a future test needs
     to detect the observed effect. Needs the uplift rows of `churn features` (contacts with
-    treatment = 0 rows); without a control group it says so.
+    treatment = 0 rows); without a control group it says so. With features.engine auto (above
+    features.pandas_max_rows), duckdb or spark, the engine reads the transactions and surveys files
+    itself (after `churn validate`), so a bank too big for memory is measured too.
     Writes reports/effects.csv, reports/effects.json and reports/effects.png.
 
     Example: churn effects --config configs/default.yaml

@@ -11,27 +11,45 @@ p-value and the sample size a future test needs to detect it. Writes, together,
 Without a control group it says so and writes only the JSON with the reason.
 On generated data the generator's own average contact effect (from `evaluation.truth_dir`)
 is reported beside the estimate, with whether the interval holds it.
+
+Engines (`features.engine`, `auto` resolved as `churn features` resolves it): repurchase and satisfaction
+over each row's window are one relational query (features/relational/outcomes.py). With `pandas` every
+table is loaded and validated as before, and the query runs on an in-memory DuckDB over the loaded
+transactions and surveys. With `duckdb` or `spark` (after a passing `churn validate` of these files) only
+the customers and contacts are loaded into pandas; the engine reads the transactions and surveys files
+itself, so a bank whose events do not fit in memory is measured too. Both write the same files, byte
+for byte (tests/pipelines/test_effects.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.contract import Tables
+from features.ids import is_in
+from features.relational.outcomes import contact_rows, window_outcome_table
 from models.uplift.data import control_group_problem
-from models.uplift.effects import campaign_effects, window_outcomes
+from models.uplift.effects import campaign_effects, with_outcomes
 from pipelines.config import Config
 from pipelines.io import StageError, StageOutputs, to_safe_csv
 from pipelines.outputs import stage_paths
+from pipelines.relational import MONEY, RelationalSource, connect_from, resolve_engine
 from pipelines.tables import load_tables
 from pipelines.tracking import tracked_run
 from pipelines.uplift import read_uplift_table, true_uplift
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+    from ibis.backends import BaseBackend
 
 EFFECTS_CSV = "effects.csv"
 EFFECTS_JSON = "effects.json"
@@ -64,7 +82,9 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
         if rows is None:
             raise StageError(f"{Path(cfg.paths.features_dir) / 'uplift.parquet'} does not exist: run "
                              "`churn features --config ...` first")
-        tables = load_tables(cfg)
+        inputs = open_effect_inputs(cfg, rows, say)
+        mlflow.set_tag("effects.engine", inputs.engine)  # not in the files: they are the same on every engine
+        tables = inputs.tables
         why = control_group_problem(tables.contacts) if rows.empty else None
         if rows.empty:
             why = why or "no contact record falls in a treatment window with a complete label window"
@@ -77,8 +97,9 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
                 plt.close(_empty_figure(why, files[EFFECTS_PNG]))
             return {"run_id": active.info.run_id, "summary": summary, "table": pd.DataFrame()}
         say(f"{len(rows):,} past contact decisions ({int((rows['treatment'] == 0).sum()):,} randomised control) "
-            f"at {rows['cutoff'].nunique()} cutoffs; measuring outcomes over the {cfg.labels.horizon_days}-day window")
-        measured = window_outcomes(rows, tables.transactions, tables.surveys, cfg.labels.horizon_days)
+            f"at {rows['cutoff'].nunique()} cutoffs; measuring outcomes over the {cfg.labels.horizon_days}-day window "
+            f"({'in-memory DuckDB' if inputs.engine == 'pandas' else inputs.engine})")
+        measured = with_outcomes(rows, window_outcomes(inputs, rows, cfg.labels.horizon_days))
         care, care_note = past_care_segments(rows, tables, cfg)
         say(care_note)
         if care is not None:
@@ -128,6 +149,76 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
     return {"run_id": active.info.run_id, "summary": summary, "table": table}
 
 
+@dataclass(frozen=True)
+class EffectInputs:
+    """What the stage reads: the customers and contacts in pandas (`tables`; with the pandas engine every
+    table), and the transactions and surveys as tables of the engine `con`, which measures the outcomes."""
+
+    tables: Tables
+    con: BaseBackend
+    transactions: ir.Table | None
+    surveys: ir.Table | None
+    engine: str
+    """The engine the tables were read with: pandas, duckdb or spark."""
+
+
+def open_effect_inputs(cfg: Config, rows: pd.DataFrame, say: Callable[[str], None]) -> EffectInputs:
+    """The stage's inputs on the engine `features.engine` resolves to (`resolve_engine`), saying which.
+
+    pandas: every table loaded and validated (`load_tables`); the transactions and surveys of the
+    uplift rows' customers handed to an in-memory DuckDB (`features.duckdb` settings) typed as the
+    engine reads the files, so that the one outcome query serves both. duckdb or spark: only the
+    customers and contacts loaded (`RelationalSource`, which also requires a passing `churn validate`
+    of these very files); the engine reads the event files itself, never loading them into pandas.
+    """
+    engine_cfg = resolve_engine(cfg, say)
+    engine = engine_cfg.features.engine
+    events = " and ".join(name for name in ("transactions", "surveys") if name in cfg.data.tables)
+    if engine == "pandas":
+        tables = load_tables(cfg)
+        ids = rows["customer_id"] if "customer_id" in rows else pd.Series([], dtype="str")
+        say("effects on pandas: every table loaded into pandas"
+            + (f"; the window outcomes measured by an in-memory DuckDB over the loaded {events}" if events else ""))
+        return EffectInputs(tables, connect_from(cfg.features.duckdb),
+                            event_table_in_memory(tables.transactions, "timestamp", ("amount",), ids),
+                            event_table_in_memory(tables.surveys, "answered_at", ("csat",), ids), engine)
+    loaded = frozenset({"customers", "contacts"})
+    source = RelationalSource(engine_cfg, say, loaded)
+    say(f"effects on {engine}: only {' and '.join(sorted(loaded & set(cfg.data.tables)))} loaded into pandas"
+        + (f"; the window outcomes measured by {engine} from the {events} files" if events else ""))
+    return EffectInputs(source.tables, source.inputs.con, source.inputs.tables.transactions,
+                        source.inputs.tables.surveys, engine)
+
+
+def event_table_in_memory(frame: pd.DataFrame | None, time: str, columns: tuple[str, ...],
+                          ids: pd.Series) -> ir.Table | None:
+    """A loaded event table's rows of the customers `ids` as an in-memory Ibis table, typed as
+    pipelines/relational.py reads the files (ids text, times timestamp in microseconds, `amount` DECIMAL,
+    other numbers double, NaN as empty); only the columns present of `columns`. None without the table."""
+    import ibis
+
+    if frame is None:
+        return None
+    keep = frame[is_in(frame["customer_id"], ids.unique())]
+    present = [c for c in columns if c in keep.columns]
+    arrays = {"customer_id": pa.array(keep["customer_id"].astype("str").to_numpy(), pa.string()),
+              time: pa.array(keep[time].to_numpy(dtype="datetime64[us]"), pa.timestamp("us"), from_pandas=True),
+              **{c: pa.array(keep[c].to_numpy(dtype=float), pa.float64(), from_pandas=True) for c in present}}
+    table = ibis.memtable(pa.table(arrays))
+    return table.mutate(amount=table.amount.cast(MONEY)) if "amount" in present else table
+
+
+def window_outcomes(inputs: EffectInputs, rows: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
+    """Repurchase and satisfaction over each row's label window (features/relational/outcomes.py), one
+    row per row of `rows` in order, computed by the inputs' engine; only the measurable ones."""
+    query = window_outcome_table(contact_rows(rows), inputs.transactions, inputs.surveys, horizon_days)
+    found = inputs.con.to_pyarrow(query).to_pandas()
+    if not np.array_equal(found["position"].to_numpy(), np.arange(len(rows))):
+        raise StageError(f"internal check failed: the {inputs.engine} outcome query returned {len(found):,} rows "
+                         f"for {len(rows):,} past contacts; nothing was written")
+    return found.drop(columns="position")
+
+
 def past_care_segments(rows: pd.DataFrame, tables: Tables, cfg: Config) -> tuple[np.ndarray | None, str]:
     """Each past contact's care segment at its cutoff, as `churn score` assigns it, and a sentence saying how.
 
@@ -135,7 +226,10 @@ def past_care_segments(rows: pd.DataFrame, tables: Tables, cfg: Config) -> tuple
     the row's point-in-time features (all from before the contact), then `care_segments` applies
     `scoring.segments`, its value quantile taken over that cutoff's contact rows (not the whole
     population the list sees). A function of pre-contact features only, so contacted and control stay
-    comparable within each segment. None (and why) when no champion model can be used.
+    comparable within each segment. The value is the value model's or, on snapshot data (no transactions,
+    `labels.customer_value_column`), that column of `tables.customers` as `churn score` reads it
+    (`known_values`: the snapshot's value, the only one known, not a value at the cutoff). None (and why)
+    when no champion model can be used.
     """
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -151,7 +245,7 @@ def past_care_segments(rows: pd.DataFrame, tables: Tables, cfg: Config) -> tuple
         value: ValueModel | np.ndarray | None = None
         if source == "model":
             value = load_model(cfg.scoring.value_model_uri, "customer-value", client)[0]  # type: ignore[assignment]
-        elif source == "column" and tables.customers is not None:
+        elif source == "customers_column" and tables.customers is not None:  # snapshot data: a customers column
             value = known_values(tables.customers, rows["customer_id"], cfg)
     except (StageError, MlflowException) as error:
         return None, (f"no effects by care segment: {str(error).splitlines()[0][:300]} (run `churn train` first; "

@@ -96,7 +96,7 @@ def check_fits_in_memory(cfg: Config, names: Iterable[str]) -> None:
         raise StageError(
             f"this command holds the tables {', '.join(names)} in memory (pandas): their rows (about {rows:,}) need about "
             f"{rows * PANDAS_BYTES_PER_ROW / 1e9:.0f} GB, above {limit:,} rows ({source}); nothing was read or "
-            "written. `churn features` and `churn score` read files this size out of core with "
+            "written. `churn features`, `churn score` and `churn effects` read files this size out of core with "
             "features.engine auto or duckdb (after `churn validate`); raise features.pandas_max_rows if this "
             "machine has the memory")
 

@@ -8,5 +8,7 @@ Where things live:
 - features/relational/<family>.py: a family's own definitions (e.g. rfm.py: trends, outflows, scores);
 - features/relational/engine.py: the rows each family aggregates, the population and the labels,
   and the query that puts every family together for many cutoffs at once;
+- features/relational/outcomes.py: past contacts' repurchase and satisfaction over their label window
+  (`churn effects`, on every engine);
 - pipelines/relational.py: the DuckDB connection (threads, memory limit) and reading the files.
 """

@@ -9,6 +9,8 @@ label window [cutoff, cutoff + horizon):
 - satisfaction: mean CSAT (1-5) of the survey answers in the window (rows without an answer are
   left out of that outcome, counted);
 - repurchase: at least one transaction with a positive amount in the window.
+Satisfaction and repurchase are read from the event tables by one relational query on every engine
+(features/relational/outcomes.py, run by pipelines/effects.py); `with_outcomes` adds them to the rows.
 For each group (all, each care segment, each action, each customer segment) and outcome: sizes, means, the
 difference with a 95% interval (normal approximation, unpooled), the two-sided p-value, and
 the sample size per arm a future test would need to detect the observed difference with 80%
@@ -23,8 +25,6 @@ import math
 import numpy as np
 import pandas as pd
 from scipy import stats
-
-from features.ids import is_in
 
 Z95 = 1.959963984540054
 ALPHA = 0.05
@@ -97,30 +97,15 @@ def campaign_effects(rows: pd.DataFrame, group_columns: tuple[str, ...] = ("segm
     return pd.DataFrame(lines)
 
 
-def window_outcomes(rows: pd.DataFrame, transactions: pd.DataFrame | None, surveys: pd.DataFrame | None,
-                    horizon_days: int) -> pd.DataFrame:
-    """`rows` with value_kept, repurchase and satisfaction over each row's label window added (a copy)."""
+def with_outcomes(rows: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
+    """`rows` (a copy) with the outcomes `campaign_effects` compares besides churn: value_kept (the row's
+    `future_value`) and the window outcomes `measured` (repurchase, satisfaction; one row per row of `rows`,
+    in the same order: features/relational/outcomes.py)."""
+    if len(measured) != len(rows):
+        raise ValueError(f"{len(measured)} measured outcomes for {len(rows)} rows: they must match row for row")
     out = rows.copy()
     out["value_kept"] = out["future_value"].to_numpy(dtype=float) if "future_value" in out else np.nan
-    keys = pd.DataFrame({"customer_id": out["customer_id"].astype("str").to_numpy(),
-                         "start": pd.to_datetime(out["cutoff"]).to_numpy().astype("datetime64[us]")})
-    keys["end"] = keys["start"] + np.timedelta64(horizon_days, "D")
-    keys["row"] = np.arange(len(keys))
-
-    def in_window(events: pd.DataFrame, time_column: str, columns: list[str]) -> pd.DataFrame:
-        frame = events[["customer_id", time_column, *columns]].assign(
-            customer_id=events["customer_id"].astype("str"),
-            when=pd.to_datetime(events[time_column]).to_numpy().astype("datetime64[us]"))
-        frame = frame[is_in(frame["customer_id"], keys["customer_id"].unique())]
-        joined = keys.merge(frame, on="customer_id", how="inner")
-        return joined[(joined["when"] >= joined["start"]) & (joined["when"] < joined["end"])]
-
-    if transactions is not None:
-        bought = in_window(transactions, "timestamp", ["amount"])
-        rows_bought = set(bought.loc[bought["amount"].to_numpy(dtype=float) > 0, "row"])
-        out["repurchase"] = np.isin(keys["row"], list(rows_bought)).astype(float)
-    if surveys is not None and "csat" in surveys:
-        answered = in_window(surveys, "answered_at", ["csat"]).dropna(subset=["csat"])
-        mean = answered.groupby("row")["csat"].mean()
-        out["satisfaction"] = mean.reindex(keys["row"]).to_numpy(dtype=float)
+    for column in ("repurchase", "satisfaction"):
+        if column in measured:
+            out[column] = measured[column].to_numpy(dtype=float)
     return out
