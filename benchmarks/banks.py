@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,3 +46,13 @@ def write_default_config(data: Path, folder: Path, experiment: str, truth_dir: P
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     return path
+
+
+def measured_when() -> str:
+    """When, on which commit (and whether the work tree had changes) and under what load."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    dirty = " + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, main at {git('rev-parse', '--short', 'HEAD')}"
+            f"{dirty}, load {os.getloadavg()[0]:.1f}")

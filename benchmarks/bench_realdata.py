@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.banks import measured_when  # noqa: E402
 from tests.realdata.datasets import default_cache, retail_transactions, tv_subscription_snapshot  # noqa: E402
 from tests.realdata.test_end_to_end import (auc_difference_interval, held_out_figures,  # noqa: E402
                                            held_out_predictions)
@@ -72,16 +73,6 @@ def paired_total_error(folder: Path, draws: int = 2000, seed: int = 0) -> dict[s
     return {"abs_error_gap_points": round(float(gap(np.arange(len(actual)))), 3), "interval_95_low": round(float(low), 3),
             "interval_95_high": round(float(high), 3), "share_model_closer": round(float((gaps < 0).mean()), 4),
             "stayers": int(len(actual))}
-
-
-def measured_when() -> str:
-    """When, on which commit (and whether the work tree had changes) and under what load."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-    dirty = " + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
-    return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, main at {git('rev-parse', '--short', 'HEAD')}"
-            f"{dirty}, load {os.getloadavg()[0]:.1f}")
 
 
 def measure(name: str, init_args: list[str]) -> dict[str, object]:

@@ -6,7 +6,10 @@ small sample's. Their sqlite MLflow store is copied into the work folder, so the
 are logged there and the training folder is only read.
 
 Steps (each in a fresh subprocess, so its peak memory (ru_maxrss) is its own):
-1. `score`: `pipelines.score.run` on all 1M customers, end to end: load and validate the
+1. `score`: `pipelines.score.run` on all 1M customers, end to end, three times: with LightGBM's own
+   prediction, then with every booster compiled (`scoring.compiled_prediction`, pipelines/compiled.py)
+   into an empty cache (the first run after a new champion), then again from that cache (a scheduled
+   run); the last one is `score`. Each run: load and validate the
    tables, features for one cutoff, schema checks, every model (churn, shorter horizons,
    value, uplift) with lifetime value and the drift counts over batches of
    `scoring.batch_rows` rows, segments, actions, selection, reasons for every listed
@@ -47,13 +50,16 @@ RESULTS = ROOT / "benchmarks" / "results" / "score.json"
 TABLES = ("customers", "transactions", "complaints", "surveys", "contacts")
 TARGET_SECONDS = 30
 TARGET_GB = 3
-STEPS = ("load_models", "features", "checks", "predict", "plan", "reasons", "write", "log")
+STEPS = ("load_models", "features", "checks", "compile", "predict", "plan", "reasons", "write", "log")
 """The score stage's laps (`pipelines.score.run` timings), in order."""
 
 
-def bench_config(data: Path, models: Path, work: Path, outputs: Path):  # type: ignore[no-untyped-def]
+def bench_config(data: Path, models: Path, work: Path, outputs: Path,  # type: ignore[no-untyped-def]
+                 compiled_cache: Path | None = None):
     """The config the models were trained with (`models`/config.yaml, else configs/default.yaml), reading
-    `data`, writing to `work` and tracking in the copy of the models' MLflow store."""
+    `data`, writing to `work` and tracking in the copy of the models' MLflow store; with `compiled_cache`,
+    every booster compiled (`scoring.compiled_prediction.min_rows: 0`) and cached there, else none
+    (LightGBM's own prediction, `min_rows: null`)."""
     import yaml
 
     from pipelines.config import parse_config
@@ -67,6 +73,8 @@ def bench_config(data: Path, models: Path, work: Path, outputs: Path):  # type: 
     raw["tracking"] = {"tracking_uri": f"sqlite:///{work}/mlflow.db", "artifact_location": str(work / "artifacts"),
                        "experiment": "bench-score"}
     raw.pop("evaluation", None)
+    raw.setdefault("scoring", {})["compiled_prediction"] = (
+        {"min_rows": 0, "cache_dir": str(compiled_cache)} if compiled_cache is not None else {"min_rows": None})
     return parse_config(raw, "bench config")
 
 
@@ -114,8 +122,9 @@ def rss_gb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1024 ** 3
 
 
-def score(data: Path, models: Path, work: Path, started: float) -> dict[str, object]:
-    """The whole score stage on every customer of `data`, with the peak resident memory of each step."""
+def score(data: Path, models: Path, work: Path, started: float, compiled_cache: Path | None) -> dict[str, object]:
+    """The whole score stage on every customer of `data`, with the peak resident memory of each step
+    (`compiled_cache`: the boosters compiled, as `bench_config`)."""
     samples: list[tuple[float, float, float]] = []  # (moment, resident GB, CPU seconds of the process so far)
     done = threading.Event()
 
@@ -127,7 +136,7 @@ def score(data: Path, models: Path, work: Path, started: float) -> dict[str, obj
     threading.Thread(target=sample, daemon=True).start()
     from pipelines.score import run
 
-    cfg = bench_config(data, models, work, work / "outputs")
+    cfg = bench_config(data, models, work, work / "outputs", compiled_cache)
     imported = time.perf_counter()
     result = run(cfg)
     finished = time.perf_counter()
@@ -160,6 +169,7 @@ def score(data: Path, models: Path, work: Path, started: float) -> dict[str, obj
         "stage_cpu_seconds": round(samples[-1][2] - next(u for m, _, u in samples if m >= imported), 1),
         "peak_rss_from_predict_on_gb": max(from_predict) if from_predict else None,
         "batching": json.loads((work / "outputs" / "manifest.json").read_text())["batching"],
+        "compiled_prediction": json.loads((work / "outputs" / "manifest.json").read_text())["compiled_prediction"],
         "drift_max_psi": result["drift"]["max_psi"],  # type: ignore[index]
     }
 
@@ -263,11 +273,13 @@ def reasons(data: Path, models: Path, work: Path, rows: int) -> dict[str, object
     }
 
 
-def child(step: str, args: argparse.Namespace) -> dict[str, object]:
+def child(step: str, args: argparse.Namespace, compiled_cache: Path | None = None) -> dict[str, object]:
     """Run one step in a fresh interpreter; its JSON result on the last stdout line."""
     command = [sys.executable, __file__, "--step", step, "--data", str(args.data), "--models", str(args.models),
                "--work", str(args.work), "--reason-rows", str(args.reason_rows),
                "--batch-check-rows", str(args.batch_check_rows)]
+    if compiled_cache is not None:
+        command += ["--compiled-cache", str(compiled_cache)]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -286,10 +298,11 @@ def main() -> None:
     parser.add_argument("--reason-rows", type=int, default=2000)
     parser.add_argument("--batch-check-rows", type=int, default=200_000)
     parser.add_argument("--step", choices=["score", "batches", "reasons"], default=None)
+    parser.add_argument("--compiled-cache", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.models = (args.models or args.data.with_name(args.data.name + "-train")).resolve()
     if args.step == "score":
-        print(json.dumps(score(args.data, args.models, args.work, started)))
+        print(json.dumps(score(args.data, args.models, args.work, started, args.compiled_cache)))
         return
     if args.step == "batches":
         print(json.dumps(batches(args.data, args.models, args.work, args.batch_check_rows)))
@@ -298,20 +311,30 @@ def main() -> None:
         print(json.dumps(reasons(args.data, args.models, args.work, args.reason_rows)))
         return
 
+    from benchmarks.banks import measured_when
     from pipelines.io import write_json
 
     copy_store(args.models, args.work)
-    scored = child("score", args)
+    cache = args.work / "compiled-cache"
+    shutil.rmtree(cache, ignore_errors=True)  # the first compiled run compiles, the second finds the cache
+    runs: dict[str, dict[str, object]] = {}
+    for label, compiled_cache in (("lightgbm", None), ("compiled_first_run", cache), ("compiled_cached", cache)):
+        scored = runs[label] = child("score", args, compiled_cache)
+        print(f"score stage, {label}: {scored['customers_scored']:,} customers in {scored['process_wall_seconds']} s "
+              f"(stage {scored['stage_seconds']} s: features step {scored['features_step_seconds']} s, the rest "
+              f"{scored['rest_of_stage_seconds']} s), peak {scored['peak_memory_gb']} GB (from the predict step on "
+              f"{scored['peak_rss_from_predict_on_gb']} GB); prediction {scored['prediction_customers_per_second']:,} "
+              f"customers/s; {scored['customers_selected']:,} listed", flush=True)
+        print(f"  steps (s): {scored['stage_steps_seconds']}", flush=True)
+        print(f"  step peaks (GB): {scored['step_peak_rss_gb']}", flush=True)
+        print(f"  step CPU seconds: {scored['step_cpu_seconds']} (stage {scored['stage_cpu_seconds']})", flush=True)
+    scored = runs["compiled_cached"]  # a scheduled job's run: the champion compiled by an earlier one
     sizes = scored["models"]
     print(f"models of {args.models}: {sizes}", flush=True)
-    print(f"score stage: {scored['customers_scored']:,} customers in {scored['process_wall_seconds']} s "
-          f"(stage {scored['stage_seconds']} s: features step {scored['features_step_seconds']} s, the rest "
-          f"{scored['rest_of_stage_seconds']} s), peak {scored['peak_memory_gb']} GB (from the predict step on "
-          f"{scored['peak_rss_from_predict_on_gb']} GB); prediction {scored['prediction_customers_per_second']:,} "
-          f"customers/s; {scored['customers_selected']:,} listed", flush=True)
-    print(f"  steps (s): {scored['stage_steps_seconds']}", flush=True)
-    print(f"  step peaks (GB): {scored['step_peak_rss_gb']}", flush=True)
-    print(f"  step CPU seconds: {scored['step_cpu_seconds']} (stage {scored['stage_cpu_seconds']})", flush=True)
+    steps = {label: run["stage_steps_seconds"] for label, run in runs.items()}
+    compiled_speedup = round(steps["lightgbm"]["predict"] / steps["compiled_cached"]["predict"], 2)  # type: ignore[index]
+    print(f"predict step: LightGBM {steps['lightgbm']['predict']:.1f} s, compiled {steps['compiled_cached']['predict']:.1f} s "
+          f"({compiled_speedup}x); compiling on the first run {steps['compiled_first_run']['compile']:.1f} s", flush=True)
     batched = child("batches", args)
     print(f"batching: {batched}", flush=True)
     explained = child("reasons", args)
@@ -326,6 +349,11 @@ def main() -> None:
         "models": str(args.models),
         "targets": {"seconds": TARGET_SECONDS, "peak_memory_gb": TARGET_GB},
         "score": scored,
+        "score_runs": {label: {k: run[k] for k in ("process_wall_seconds", "stage_seconds", "features_step_seconds",
+                                                    "peak_memory_gb", "stage_steps_seconds", "compiled_prediction")}
+                       for label, run in runs.items()},
+        "predict_step_lightgbm_over_compiled": compiled_speedup,
+        "measured": measured_when(),
         "batches": batched,
         "reasons": explained,
         "meets_targets": bool(scored["process_wall_seconds"] <= TARGET_SECONDS

@@ -200,6 +200,23 @@ class HoldoutSettings(Strict):
     seed: int | None = Field(default=None, description="Seed of the draw; null: the config's top-level seed")
 
 
+class CompiledPredictionSettings(Strict):
+    """When `churn score` runs its LightGBM models as compiled machine code (lleaves): pipelines/compiled.py."""
+
+    min_rows: int | None = Field(
+        default=500_000, ge=0,
+        description="Compile the models when at least this many customers are scored (compiling costs ~25 s per "
+                    "1,000 trees once per model and machine, then each batch runs several times faster); decided "
+                    "by the row count alone, never by the cache, so outputs stay reproducible; 0 = always, "
+                    "null = never (LightGBM's own prediction)",
+    )
+    cache_dir: str | None = Field(
+        default=None,
+        description="Where compiled models are kept for the next run (keyed by the model, the compiler and "
+                    "this CPU); null: churn-care/compiled in the user's cache folder (XDG_CACHE_HOME or ~/.cache)",
+    )
+
+
 class ScoringSettings(Strict):
     """The `scoring` section of the config: models, drift limits, segments, playbook, selection."""
 
@@ -224,6 +241,7 @@ class ScoringSettings(Strict):
                     "outputs do not depend on it (a churn model with a logistic-regression part rounds it up to a "
                     "multiple of 100,000, the rows it is evaluated in)",
     )
+    compiled_prediction: CompiledPredictionSettings = CompiledPredictionSettings()
     reasons: ReasonSettings = ReasonSettings()
     segments: SegmentSettings = SegmentSettings()
     playbook: PlaybookSettings = PlaybookSettings()

@@ -48,6 +48,7 @@ from models.retention import (effective_ranking, empty_list_explanation, increme
                               overdue_complaint_tiers, plan_summary, retention_plan)
 from models.uplift.learners import UpliftModel
 from models.uplift.training import ranking_gate
+from pipelines.compiled import compiled_models
 from pipelines.config import Config
 from pipelines.fingerprint import input_fingerprint
 from pipelines.io import StageError, StageOutputs, excel_safe, to_safe_csv
@@ -470,9 +471,13 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         say(f"{len(table):,} eligible customers; scoring churn risk and customer value and checking drift "
             f"against the training reference, {size:,} rows at a time (scoring.batch_rows)"
             + (f", read back from {table.path}" if isinstance(table, SpooledRows) else ""))
+        fast, compiled_info = compiled_models(
+            {"churn": churn, "value": value_model, "horizons": horizons, "uplift": uplift_model}, len(table),
+            scoring.compiled_prediction.min_rows, scoring.compiled_prediction.cache_dir, say)
+        lap("compile")
         start = time.perf_counter()
-        scored, drift, batching = score_in_batches(table, churn, value, horizons, uplift_model, cfg,
-                                                   scoring.batch_rows, timings)
+        scored, drift, batching = score_in_batches(table, fast["churn"], fast["value"] if value is value_model else value,
+                                                   fast["horizons"], fast["uplift"], cfg, scoring.batch_rows, timings)
         timings["prediction_customers_per_second"] = len(table) / max(time.perf_counter() - start, 1e-9)
         summary_drift = drift_summary(drift, scoring.drift_warn_above)
         summary_drift["note"] = history
@@ -537,6 +542,7 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             "rows": {"eligible_customers": len(scores), "selected": len(listed),
                      "excluded": 0 if excluded is None else len(excluded)},
             "batching": batching,
+            "compiled_prediction": compiled_info,
             "drift": summary_drift,
             "segment_thresholds": thresholds,
             "plan": summary,

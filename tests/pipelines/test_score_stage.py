@@ -523,3 +523,30 @@ def test_duckdb_scoring_rows_in_small_pieces_give_the_bytes_of_one_piece(scored,
         assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
     assert first["explanations"] == second["explanations"] and first["explanations"][0]["scored"]
     assert not list(spill.glob("churn-care-score-*"))
+
+
+def test_compiled_prediction_scores_as_lightgbm_and_reruns_byte_identical(scored, tmp_path: Path) -> None:
+    """`scoring.compiled_prediction.min_rows: 0` runs every booster compiled (lleaves): the scores are
+    LightGBM's within 1e-9, the list the same customers, and a second run, whose compiled models now come
+    from the cache, writes the very bytes of the first."""
+    from models.retention import CompiledPredictionSettings
+
+    cfg, _ = scored
+    settings = CompiledPredictionSettings(min_rows=0, cache_dir=str(tmp_path / "cache"))
+    first, second = (with_changes(cfg, tmp_path / name, compiled_prediction=settings) for name in ("first", "second"))
+    said: list[str] = []
+    run(first)
+    run(second, progress=said.append)
+    assert any("from the cache" in message for message in said), said
+    for name in (SCORES_FILE, LIST_FILE, EXCLUDED_FILE):
+        assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "second" / name).read_bytes(), name
+    plain_scores, plain_list, plain_manifest = read_outputs(cfg)
+    scores, listed, manifest = read_outputs(first)
+    assert manifest["compiled_prediction"] == read_outputs(second)[2]["compiled_prediction"]
+    assert manifest["compiled_prediction"]["used"] and manifest["compiled_prediction"]["not_compiled"] == {}
+    assert manifest["compiled_prediction"]["boosters"] >= 4  # churn, its shorter horizons, value, uplift learners
+    assert plain_manifest["compiled_prediction"]["used"] is False  # the default: below min_rows on this bank
+    assert "below scoring.compiled_prediction.min_rows" in plain_manifest["compiled_prediction"]["why"]
+    for column in ("churn_probability", "churn_risk_30d", "next_horizon_value_if_retained", "uplift"):
+        np.testing.assert_allclose(scores[column], plain_scores[column], rtol=1e-9, atol=1e-12, err_msg=column)
+    assert list(listed["customer_id"]) == list(plain_list["customer_id"])
