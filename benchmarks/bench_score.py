@@ -311,6 +311,7 @@ def main() -> None:
         print(json.dumps(reasons(args.data, args.models, args.work, args.reason_rows)))
         return
 
+    sys.path.insert(0, str(ROOT))
     from benchmarks.banks import measured_when
     from pipelines.io import write_json
 

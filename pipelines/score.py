@@ -405,8 +405,8 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         engine_cfg = resolve_engine(cfg, say)  # `features.engine: auto` made concrete
         if engine_cfg.features.engine == "pandas":
             tables = load_tables(cfg)
-        else:  # the events stay in their files; the stage reads customers and complaints (overdue complaints)
-            source = RelationalSource(engine_cfg, say, frozenset({"customers", "complaints"}), fingerprint)
+        else:  # the events stay in their files; the stage loads the customers, and the open complaints below
+            source = RelationalSource(engine_cfg, say, frozenset({"customers"}), fingerprint)
             tables, first_event = source.tables, source.first_event
         data_end = tables_as_of(tables)
         moment = pd.Timestamp(as_of) if as_of is not None else data_end
@@ -452,9 +452,11 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
 
         # What the rest of the stage needs from the input tables, so they are freed before scoring.
         history = history_note(tables, cfg, first_event)
+        complaints = tables.complaints if source is None else source.open_complaints(moment)  # only open ones count
         del source
-        tiers = overdue_complaint_tiers(tables.complaints, moment, cfg.features.complaint_targets,
+        tiers = overdue_complaint_tiers(complaints, moment, cfg.features.complaint_targets,
                                         scoring.selection.complaint_trigger)
+        del complaints
         value: ValueModel | Callable[[pd.Series], np.ndarray] | None = value_model
         if value_source == "customers_column":
             value = functools.partial(known_values, tables.customers, cfg=cfg)  # keeps the customers table only

@@ -488,6 +488,9 @@ def test_duckdb_engine_scores_from_the_files_as_the_pandas_engine(scored, tmp_pa
                                rtol=1e-6)
     assert list(duck_list["customer_id"]) == list(pandas_list["customer_id"])
     assert duck_manifest["rows"] == pandas_manifest["rows"]
+    # the overdue-complaint rule sees only the open complaints the engine reads, not the loaded table
+    pd.testing.assert_series_equal(duck_scores["complaint_tier"], pandas_scores["complaint_tier"])
+    assert pandas_scores["complaint_tier"].notna().sum() > 0
 
 
 def test_duckdb_scoring_rows_in_small_pieces_give_the_bytes_of_one_piece(scored, tmp_path: Path,
