@@ -498,14 +498,15 @@ def check_not_empty(frame: pd.DataFrame, spec: TableSpec) -> list[Problem]:
 
 def validate_tables(
     frames: dict[str, pd.DataFrame], as_of: pd.Timestamp | None,
-    dates_only: dict[str, pd.DataFrame] | None = None,
+    dates_only: Mapping[str, tuple[int, DayCounts]] | None = None,
 ) -> list[Problem]:
     """Every contract check over already-typed canonical frames; [] means valid.
 
     `as_of` is the configured data.as_of; when it is None, the end of the data is
     inferred (`data_as_of`) and rows dated after it are reported (`check_after_data_end`).
-    `dates_only`: tables a stage does not use, read as their event-time column alone so that
-    the inferred end is the same in every stage; they are not checked here.
+    `dates_only`: tables a stage does not use, as their row count and the `daily_counts` of their
+    event time (pipelines/tables.py `event_days`), so that the inferred end is the same in every
+    stage; they are not checked here.
     """
     problems: list[Problem] = []
     for name, frame in frames.items():
@@ -643,15 +644,15 @@ def as_of_from_counts(columns: Iterable[DayCounts]) -> pd.Timestamp | None:
 
 
 def check_after_data_end(frames: dict[str, pd.DataFrame],
-                         dates_only: dict[str, pd.DataFrame] | None = None) -> list[Problem]:
+                         dates_only: Mapping[str, tuple[int, DayCounts]] | None = None) -> list[Problem]:
     """With data.as_of empty: rows dated on or after the inferred end of the data.
 
     Errors in the columns the end is inferred from (stray or mistyped dates, such as
     2099 for 2024); warnings for the customers' signup and closure dates when the event
-    tables set the end (such customers count as not yet joined, or still open).
+    tables set the end (such customers count as not yet joined, or still open). The end comes
+    from every table, `dates_only` too (`validate_tables`); the checks look at `frames` only.
     """
-    everything = {**(dates_only or {}), **frames}  # the end comes from every table; checks only on `frames`
-    as_of = inferred_as_of(everything)
+    as_of, used = _inferred_end(frames, dates_only or {})
     if as_of is None:
         return []
 
@@ -659,8 +660,27 @@ def check_after_data_end(frames: dict[str, pd.DataFrame],
              severity: Literal["error", "warning"] = "error") -> Problem | None:
         return late_rows(frames[table], table, column, as_of, message, fix, severity)
 
-    return after_data_end(as_of, end_columns(everything), {name: frame.columns for name, frame in frames.items()},
-                          late)
+    return after_data_end(as_of, used, {name: frame.columns for name, frame in frames.items()}, late)
+
+
+def end_of_data(frames: dict[str, pd.DataFrame], dates_only: Mapping[str, tuple[int, DayCounts]]) -> pd.Timestamp:
+    """`data_as_of` with data.as_of empty, from whole tables and tables known by their event-time
+    `daily_counts` alone (`validate_tables`): the same end as from the whole tables."""
+    as_of, _ = _inferred_end(frames, dates_only)
+    if as_of is None:
+        raise ValueError(NO_DATES)
+    return as_of
+
+
+def _inferred_end(frames: dict[str, pd.DataFrame], dates_only: Mapping[str, tuple[int, DayCounts]]
+                  ) -> tuple[pd.Timestamp | None, list[tuple[str, str]]]:
+    """The inferred end (`inferred_as_of`) and the (table, column) pairs it comes from (`end_columns`)."""
+    shapes = {name: (rows, [TABLES[name].event_time]) for name, (rows, _) in dates_only.items()}
+    shapes.update({name: (len(frame), list(frame.columns)) for name, frame in frames.items()})
+    used = end_columns_of(shapes)
+    counts = [dates_only[table][1] if table in dates_only and table not in frames else daily_counts(frames[table][column])
+              for table, column in used]
+    return as_of_from_counts(counts), used
 
 
 LateRows = Callable[..., "Problem | None"]

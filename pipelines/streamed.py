@@ -35,14 +35,10 @@ from features.validation import (
 )
 from pipelines.config import Config
 from pipelines.tables import (
-    ReadPlan, arrow_to_pandas, coerce_types, dictionary_columns, plan_read, raise_if_invalid, read_whole,
+    BATCH_ROWS, STREAMED, ReadPlan, coerce_types, plan_read, raise_if_invalid, read_batches, read_whole,
     summary_time_column, table_summary,
 )
 
-BATCH_ROWS = 1 << 20
-"""Rows per batch of a streamed table (a million transactions hold about 100 MB in pandas)."""
-STREAMED = EVENT_TABLES
-"""The tables read in batches (from Parquet): every check on them but uniqueness looks at one row at a time."""
 
 
 @dataclass
@@ -95,7 +91,7 @@ def check_tables(cfg: Config, batch_rows: int = BATCH_ROWS
         if plan is None:
             continue
         table = _Checked(plan)
-        batches = _batches(plan, batch_rows)
+        batches = read_batches(plan, batch_rows)
         failed: Problem | None = None
         while True:
             try:  # only the reading: a check that fails is a bug, not the file's problem
@@ -143,33 +139,6 @@ def check_tables(cfg: Config, batch_rows: int = BATCH_ROWS
 def _sorted(found: dict[Hashable, Problem], order: object) -> list[Problem]:
     """The merged problems of a table in the order one whole-table check reports them."""
     return [found[key] for key in sorted(found, key=order)]  # type: ignore[arg-type]
-
-
-def _batches(plan: ReadPlan, rows: int) -> Iterator[tuple[pd.DataFrame, int]]:
-    """The planned columns of a table as (frame, file position of its first row): in batches of `rows`
-    for the `STREAMED` tables in Parquet, else the whole table at once."""
-    if plan.fmt != "parquet" or plan.name not in STREAMED:
-        yield read_whole(plan), 0
-        return
-    kinds = plan.kinds
-    dictionary = dictionary_columns(pq.read_schema(plan.path), plan.wanted, kinds)
-    # pre_buffer (pyarrow's default) keeps every row group's buffers until the end of the file:
-    # memory would grow with the rows read (0.48 GB more over 46M transactions, pyarrow 25).
-    parquet = pq.ParquetFile(plan.path, read_dictionary=dictionary or None, pre_buffer=False)
-    first_row = 0
-    batches = parquet.iter_batches(batch_size=rows, columns=plan.wanted, use_pandas_metadata=True)
-    empty = True
-    for batch in batches:
-        empty = False
-        frame = arrow_to_pandas(pa.Table.from_batches([batch]), plan.wanted, kinds).rename(columns=plan.to_canonical)
-        del batch
-        yield frame, first_row
-        first_row += len(frame)
-        del frame
-        pa.default_memory_pool().release_unused()
-    if empty:  # no row groups: the columns still say what the whole table's would
-        table = parquet.schema_arrow.empty_table().select(plan.wanted)
-        yield arrow_to_pandas(table, plan.wanted, kinds).rename(columns=plan.to_canonical), 0
 
 
 def _check_batch(table: _Checked, frame: pd.DataFrame, first_row: int, known: KnownCustomers | None,
@@ -239,7 +208,7 @@ def _after_data_end(checked: dict[str, _Checked], as_of: pd.Timestamp, batch_row
         spec = TABLES[name]
         wanted = [c for c in table.plan.wanted if table.plan.to_canonical.get(c) in (column, label_column(name))]
         found: dict[Hashable, Problem] = {}
-        for frame, first_row in _batches(dataclasses.replace(table.plan, wanted=wanted), batch_rows):
+        for frame, first_row in read_batches(dataclasses.replace(table.plan, wanted=wanted), batch_rows):
             frame, _ = coerce_types(frame, spec, first_row)
             problem = late_rows(frame, name, column, as_of, message, fix, severity, first_row)  # type: ignore[arg-type]
             merge_found(found, {column: problem} if problem is not None else {})

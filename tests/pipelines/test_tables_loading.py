@@ -88,3 +88,31 @@ def test_a_stage_reads_only_the_tables_it_needs_and_the_same_end_of_the_data(tmp
     raw["data"]["as_of"] = "2024-01-01"
     part = load_tables(parse_config(raw), needs)
     assert part.transactions is None and part.as_of == pd.Timestamp("2024-01-01")
+
+
+def test_unused_tables_dates_read_in_batches_give_the_end_and_the_problems_of_a_whole_read(
+        tmp_path: Path, monkeypatch) -> None:
+    """A stage that does not use the transactions still infers the end of the data from their dates,
+    read in batches of rows (never the whole column: 459M times at 10M customers): the same end as the
+    whole table gives, and unparseable dates reported once, counted over every batch."""
+    import pipelines.tables as tables
+
+    frames = tiny_tables()
+    rng = np.random.default_rng(3)
+    days = pd.Timestamp("2023-03-15") + pd.to_timedelta(rng.integers(0, 150, 2_500), unit="D")
+    many = pd.DataFrame({"customer_id": rng.choice(["C1", "C2", "C3"], 2_500),
+                         "timestamp": days.strftime("%Y-%m-%d %H:%M:%S"), "amount": 10.0, "channel": "card"})
+    frames["transactions"] = many
+    raw = write_dataset(tmp_path / "clean", frames, fmt="parquet")
+    whole = load_tables(parse_config(raw))
+    monkeypatch.setattr(tables, "BATCH_ROWS", 300)  # 9 batches
+    needs = frozenset({"customers", "complaints", "surveys"})
+    part = load_tables(parse_config(raw), needs)
+    assert part.transactions is None and part.as_of == whole.as_of == pd.Timestamp(days.max().date()) + pd.Timedelta(days=1)
+    broken = many.copy()
+    broken.loc[[10, 1_000, 2_400], "timestamp"] = ["soon", "later", "never"]  # in three different batches
+    frames["transactions"] = broken
+    raw = write_dataset(tmp_path / "broken", frames, fmt="parquet")
+    _, _, problems = read_and_check(parse_config(raw), needs)
+    [bad] = [p for p in problems if p.table == "transactions"]
+    assert bad.column == "timestamp" and bad.rows == 3 and "values that are not dates" in bad.message
