@@ -357,8 +357,13 @@ def _iso_date(value: str | None) -> str | None:
 
 
 def _money(value: object) -> str:
-    """A money amount for the console: whole units with thousands separators; blank when missing."""
-    return f"{float(value):,.0f}" if value is not None and value == value else ""  # type: ignore[arg-type]
+    """A money amount for the console: whole units with thousands separators; blank when missing (None,
+    NaN, or an empty cell of the list, as a list without customer values has)."""
+    try:
+        amount = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+    return f"{amount:,.0f}" if amount == amount else ""
 
 
 @app.command()
