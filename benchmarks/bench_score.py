@@ -185,6 +185,7 @@ def batches(data: Path, models: Path, work: Path, rows: int) -> dict[str, object
     from models.time_to_churn import HORIZONS_FOLDER, HorizonRiskModels
     from models.uplift.learners import UpliftModel
     from pipelines.score import score_in_batches
+    from pipelines.scoring_rows import InMemoryRows
     from pipelines.tracking import configure_tracking
     from pipelines.train import load_registered_bundle
 
@@ -207,7 +208,7 @@ def batches(data: Path, models: Path, work: Path, rows: int) -> dict[str, object
     for label, batch in (("one_batch", len(frame)), (f"batches_of_{size}", size)):
         tracemalloc.start()
         start = time.perf_counter()
-        scored, _, used = score_in_batches(frame, churn, value, horizons, uplift, cfg, batch, {})
+        scored, _, used = score_in_batches(InMemoryRows(frame), churn, value, horizons, uplift, cfg, batch, {})
         seconds = time.perf_counter() - start
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()

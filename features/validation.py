@@ -537,19 +537,15 @@ _DAY_BINS = 1 << 22
 """Dates spanning fewer days than this (11,000 years) are counted per day with bincount, others by sorting."""
 
 
-def end_columns(frames: Mapping[str, pd.DataFrame]) -> list[tuple[str, str]]:
-    """The (table, column) pairs whose dates say how far the data runs.
+def end_columns_of(shapes: Mapping[str, tuple[int, Collection[str]]]) -> list[tuple[str, str]]:
+    """The (table, column) pairs whose dates say how far the data runs, from each table's row count and
+    columns (`shapes`: tables whole, read in batches, or known by their dates alone).
 
     The event time of each event table with rows (transactions.timestamp,
     complaints.opened_at, surveys.answered_at, contacts.contacted_at), never secondary
     dates such as resolved_at; with no event rows (a customers-only snapshot), the
     customers' signup_date and closed_date.
     """
-    return end_columns_of({name: (len(frame), frame.columns) for name, frame in frames.items()})
-
-
-def end_columns_of(shapes: Mapping[str, tuple[int, Collection[str]]]) -> list[tuple[str, str]]:
-    """`end_columns` from each table's row count and columns alone (tables read in batches)."""
     pairs = [(name, TABLES[name].event_time) for name in EVENT_TABLES
              if name in shapes and shapes[name][0] and TABLES[name].event_time in shapes[name][1]]
     if pairs:
@@ -632,12 +628,12 @@ def bulk_end_of(days: np.ndarray, counts: np.ndarray) -> pd.Timestamp | None:
 
 
 def inferred_as_of(frames: dict[str, pd.DataFrame]) -> pd.Timestamp | None:
-    """Midnight after the latest `bulk_end` over the `end_columns`; None when there are no dates."""
-    return as_of_from_counts([daily_counts(frames[table][column]) for table, column in end_columns(frames)])
+    """Midnight after the latest `bulk_end` over the `end_columns_of`; None when there are no dates."""
+    return _inferred_end(frames, {})[0]
 
 
 def as_of_from_counts(columns: Iterable[DayCounts]) -> pd.Timestamp | None:
-    """`inferred_as_of` from the `daily_counts` of each of the `end_columns`."""
+    """`inferred_as_of` from the `daily_counts` of each of the `end_columns_of`."""
     ends = [bulk_end_of(*counts) for counts in columns]
     ends = [end for end in ends if end is not None]
     return max(ends) + pd.Timedelta(days=1) if ends else None
@@ -674,7 +670,7 @@ def end_of_data(frames: dict[str, pd.DataFrame], dates_only: Mapping[str, tuple[
 
 def _inferred_end(frames: dict[str, pd.DataFrame], dates_only: Mapping[str, tuple[int, DayCounts]]
                   ) -> tuple[pd.Timestamp | None, list[tuple[str, str]]]:
-    """The inferred end (`inferred_as_of`) and the (table, column) pairs it comes from (`end_columns`)."""
+    """The inferred end (`inferred_as_of`) and the (table, column) pairs it comes from (`end_columns_of`)."""
     shapes = {name: (rows, [TABLES[name].event_time]) for name, (rows, _) in dates_only.items()}
     shapes.update({name: (len(frame), list(frame.columns)) for name, frame in frames.items()})
     used = end_columns_of(shapes)
@@ -689,7 +685,7 @@ LateRows = Callable[..., "Problem | None"]
 
 def after_data_end(as_of: pd.Timestamp, used: list[tuple[str, str]], checked: Mapping[str, Collection[str]],
                    late: LateRows) -> list[Problem]:
-    """`check_after_data_end` given the inferred as_of, the `end_columns` it came from, the columns of
+    """`check_after_data_end` given the inferred as_of, the `end_columns_of` it came from, the columns of
     each table to check (`checked`) and how to find a column's late rows (whole or in batches)."""
     last_day = (as_of - pd.Timedelta(days=1)).date()
     how = (f"dates after the end of the data, {last_day} (inferred because data.as_of is empty: the last day "

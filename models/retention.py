@@ -205,7 +205,7 @@ class CompiledPredictionSettings(Strict):
 
     min_rows: int | None = Field(
         default=500_000, ge=0,
-        description="Compile the models when at least this many customers are scored (compiling costs ~25 s per "
+        description="Compile the models when at least this many customers are scored (compiling costs ~19 s per "
                     "1,000 trees once per model and machine, then each batch runs several times faster); decided "
                     "by the row count alone, never by the cache, so outputs stay reproducible; 0 = always, "
                     "null = never (LightGBM's own prediction)",

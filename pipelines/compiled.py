@@ -3,7 +3,7 @@
 LightGBM walks every tree node by node for every row; lleaves compiles a model's trees to native code
 with LLVM. On the 1M-customer bank's models (churn 879 trees, 30 and 60 days 861 and 647, value 356, the
 uplift learners 1,037), predicting is several times faster (README "Compiled prediction", measured by
-`benchmarks/bench_score.py`). Compiling costs about 25 s per 1,000 trees, once per model and machine:
+`benchmarks/bench_score.py`). Compiling costs about 19 s per 1,000 trees on this machine (71 s for the 1M models' 3,780), once per model and machine:
 the code is cached in `scoring.compiled_prediction.cache_dir`, keyed by the model's text, the compiler's
 versions and this CPU, so a scheduled job scoring with the same champion finds it there.
 

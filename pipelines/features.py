@@ -31,13 +31,11 @@ keys that decide the labels: that is a config or data problem, not a model to fi
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from features.build import build_scoring_table, feature_columns, iter_training_tables, tables_as_of
 from features.contract import Tables
@@ -46,7 +44,7 @@ from features.labels import EXCLUSION_REASONS
 from models.uplift.data import build_uplift_table, control_group_problem
 from pipelines.config import Config
 from pipelines.fingerprint import flatten_params, input_fingerprint
-from pipelines.io import StageError, StageOutputs, atomic_path, write_json, write_parquet
+from pipelines.io import StageError, StageOutputs, write_frames, write_json, write_parquet
 from pipelines.outputs import stage_paths
 from pipelines.relational import RelationalSource, resolve_engine
 from pipelines.tables import load_tables
@@ -56,35 +54,6 @@ SCORE_FILE = "score.parquet"
 EXCLUDED_FILE = "excluded.parquet"
 SUMMARY_FILE = "features_summary.json"
 UPLIFT_FILE = "uplift.parquet"
-
-
-def write_frames(frames: Iterable[pd.DataFrame], path: Path,
-                 on_frame: Callable[[pd.DataFrame], None] | None = None,
-                 before_commit: Callable[[bool], None] | None = None) -> int:
-    """Write frames into one Parquet file atomically, one row group per frame (at most ~1M rows), as they
-    come: a stream of pieces is never held whole. Returns the rows written.
-
-    `on_frame` sees each frame once written; `before_commit` gets whether any frame came and may raise
-    to refuse the file (nothing is then written). One frame writes the bytes `write_parquet` writes.
-    """
-    writer: pq.ParquetWriter | None = None
-    rows = 0
-    with atomic_path(path, ".parquet") as tmp:
-        try:
-            for frame in frames:
-                table = pa.Table.from_pandas(frame, preserve_index=False)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-                writer.write_table(table.cast(writer.schema))
-                rows += len(frame)
-                if on_frame is not None:
-                    on_frame(frame)
-            if before_commit is not None:
-                before_commit(writer is not None)
-        finally:
-            if writer is not None:
-                writer.close()
-    return rows
 
 
 def write_training_table(frames: Any, path: Path, on_cutoff: Callable[[pd.DataFrame], None],

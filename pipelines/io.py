@@ -50,6 +50,8 @@ except ImportError:  # not on Windows: stages then run without the folder lock
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 
 class StageError(Exception):
@@ -210,6 +212,35 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> Path:
     with atomic_path(path, ".parquet") as tmp:
         frame.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
     return Path(path)
+
+
+def write_frames(frames: Iterable[pd.DataFrame], path: Path,
+                 on_frame: Callable[[pd.DataFrame], None] | None = None,
+                 before_commit: Callable[[bool], None] | None = None) -> int:
+    """Write frames into one Parquet file atomically, one row group per frame (at most ~1M rows), as they
+    come: a stream of pieces is never held whole. Returns the rows written.
+
+    `on_frame` sees each frame once written; `before_commit` gets whether any frame came and may raise
+    to refuse the file (nothing is then written). One frame writes the bytes `write_parquet` writes.
+    """
+    writer: pq.ParquetWriter | None = None
+    rows = 0
+    with atomic_path(path, ".parquet") as tmp:
+        try:
+            for frame in frames:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                writer.write_table(table.cast(writer.schema))
+                rows += len(frame)
+                if on_frame is not None:
+                    on_frame(frame)
+            if before_commit is not None:
+                before_commit(writer is not None)
+        finally:
+            if writer is not None:
+                writer.close()
+    return rows
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:

@@ -825,14 +825,12 @@ class RelationalSource:
         """The complaints open at `moment` (opened before it, not resolved before it) with the columns the
         overdue-complaint rule reads (`models.retention.overdue_complaint_tiers`, which looks at open ones
         only): its input without loading every complaint into pandas (15.7M at 10M customers). None
-        without a complaints table; no rows without a `resolved_at` column (nothing is known to be open)."""
+        without a complaints table or its `resolved_at` column (then nothing is known to be open)."""
         complaints = self.inputs.tables.complaints
-        if complaints is None:
+        if complaints is None or "resolved_at" not in complaints.columns:
             return None
         wanted = [c for c in ("customer_id", "opened_at", "resolved_at", "first_response_at", "priority")
                   if c in complaints.columns]
-        if "resolved_at" not in complaints.columns:
-            return self.inputs.con.to_pyarrow(complaints.select(*wanted).limit(0)).to_pandas()
         import ibis
 
         when = ibis.timestamp(pd.Timestamp(moment).to_pydatetime())  # naive, as the tables' times

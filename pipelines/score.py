@@ -198,7 +198,7 @@ def batch_size(churn: ChurnModel | LinearChurnModel | BlendChurnModel, batch_row
     return batch_rows
 
 
-def score_in_batches(table: ScoringRows | pd.DataFrame, churn: ChurnModel | LinearChurnModel | BlendChurnModel,
+def score_in_batches(table: ScoringRows, churn: ChurnModel | LinearChurnModel | BlendChurnModel,
                      value: ValueModel | Callable[[pd.Series], np.ndarray] | None, horizons: HorizonRiskModels | None,
                      uplift: UpliftModel | None, cfg: Config, batch_rows: int,
                      timings: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
@@ -206,7 +206,7 @@ def score_in_batches(table: ScoringRows | pd.DataFrame, churn: ChurnModel | Line
     features, computed `batch_rows` rows at a time.
 
     `table`: the scoring rows (`pipelines.scoring_rows`: in memory, or spooled to a file and read back
-    batch by batch; a frame is taken as in memory). `value`: the value model, or a function of a
+    batch by batch). `value`: the value model, or a function of a
     batch's customer ids giving their known values per horizon (snapshot data), or None. Each batch's
     model matrix is built once and shared by every model with the same schema, so memory is one batch's
     rows and matrices plus the per-row results; every figure is per row (LightGBM, calibration,
@@ -214,8 +214,6 @@ def score_in_batches(table: ScoringRows | pd.DataFrame, churn: ChurnModel | Line
     row position), the PSI per feature and the batching used (rows per batch, batches); adds the
     seconds of each part to `timings`.
     """
-    if isinstance(table, pd.DataFrame):
-        table = InMemoryRows(table)
     size = batch_size(churn, batch_rows)
     counts = DriftCounts(churn.reference)
     parts: list[pd.DataFrame] = []
@@ -457,9 +455,9 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         tiers = overdue_complaint_tiers(complaints, moment, cfg.features.complaint_targets,
                                         scoring.selection.complaint_trigger)
         del complaints
-        value: ValueModel | Callable[[pd.Series], np.ndarray] | None = value_model
+        known_value = None  # snapshot data: each batch's values from a customers column (keeps that table only)
         if value_source == "customers_column":
-            value = functools.partial(known_values, tables.customers, cfg=cfg)  # keeps the customers table only
+            known_value = functools.partial(known_values, tables.customers, cfg=cfg)
         del tables
         pa.default_memory_pool().release_unused()  # their Arrow buffers back to the system now (1M bank: ~2 GB)
         if uplift_model is not None:
@@ -478,8 +476,9 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             scoring.compiled_prediction.min_rows, scoring.compiled_prediction.cache_dir, say)
         lap("compile")
         start = time.perf_counter()
-        scored, drift, batching = score_in_batches(table, fast["churn"], fast["value"] if value is value_model else value,
-                                                   fast["horizons"], fast["uplift"], cfg, scoring.batch_rows, timings)
+        value = fast["value"] if value_model is not None else known_value
+        scored, drift, batching = score_in_batches(table, fast["churn"], value, fast["horizons"], fast["uplift"], cfg,
+                                                   scoring.batch_rows, timings)
         timings["prediction_customers_per_second"] = len(table) / max(time.perf_counter() - start, 1e-9)
         summary_drift = drift_summary(drift, scoring.drift_warn_above)
         summary_drift["note"] = history

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.io import StageError
+from pipelines.io import StageError, write_frames
 
 
 class InMemoryRows:
@@ -50,9 +50,10 @@ class InMemoryRows:
 class SpooledRows:
     """A scoring table written to a Parquet file as its pieces arrive, then read back batch by batch.
 
-    Parquet keeps every value and type (ints, floats, text, times); a categorical column comes back
-    with the categories found in the file, which the models do not depend on (they map categories by
-    their text: `models.data.FeatureSchema.matrix`). The folder is removed by `close`.
+    Written by `pipelines.io.write_frames` (one row group per piece, later pieces cast to the first's
+    types). Parquet keeps every value and type (ints, floats, text, times); a categorical column comes
+    back with the categories found in the file, which the models do not depend on (they map categories
+    by their text: `models.data.FeatureSchema.matrix`). The folder is removed by `close`.
     """
 
     def __init__(self, pieces: Iterable[pd.DataFrame], scratch: Path) -> None:
@@ -60,29 +61,16 @@ class SpooledRows:
         self.folder = Path(tempfile.mkdtemp(prefix="churn-care-score-", dir=scratch))
         self.path = self.folder / "scoring-rows.parquet"
         self.head: pd.DataFrame | None = None
-        self.rows = 0
-        writer: pq.ParquetWriter | None = None
+
+        def first(piece: pd.DataFrame) -> None:
+            if self.head is None:
+                self.head = piece.iloc[:0]
+
         try:
-            for piece in pieces:
-                if self.head is None:
-                    self.head = piece.iloc[:0]
-                if not len(piece):
-                    continue
-                table = pa.Table.from_pandas(piece, preserve_index=False)
-                if writer is None:
-                    writer = pq.ParquetWriter(self.path, table.schema, compression="lz4")
-                if not table.schema.equals(writer.schema):
-                    raise StageError("internal check failed: the scoring rows' columns changed between pieces "
-                                     f"({_difference(writer.schema, table.schema)}); nothing was written")
-                writer.write_table(table)
-                self.rows += len(piece)
+            self.rows = write_frames(pieces, self.path, on_frame=first)
         except BaseException:
-            if writer is not None:
-                writer.close()
             self.close()
             raise
-        if writer is not None:
-            writer.close()
         if self.head is None:
             self.close()
             raise StageError("internal check failed: the engine gave no scoring table, not even an empty one")
@@ -141,15 +129,6 @@ def _exact(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
                 pending, held = [], 0
     if pending:
         yield pa.Table.from_batches(pending)
-
-
-def _difference(expected: pa.Schema, found: pa.Schema) -> str:
-    """The first few columns whose name or type differ between two schemas."""
-    pairs = [f"{a.name}: {a.type} then {b.type}" if a.name == b.name else f"{a.name} then {b.name}"
-             for a, b in zip(expected, found) if not a.equals(b)]
-    if len(expected) != len(found):
-        pairs.append(f"{len(expected)} columns then {len(found)}")
-    return "; ".join(pairs[:5])
 
 
 ScoringRows = InMemoryRows | SpooledRows
