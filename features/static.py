@@ -32,6 +32,17 @@ IDENTIFIER_MIN_DISTINCT_SHARE = 0.5
 """... that are at least this share of its non-empty values looks like an identifier or free text."""
 
 
+def _distinct_text(column: pd.Series) -> tuple[np.ndarray, pd.Series] | None:
+    """For a text or categorical column: each row's code into its distinct values (-1 where
+    missing) and those values as text, so the parsing below looks at each distinct value
+    once (a million rows of a few segment names parse in milliseconds, not seconds). None for
+    other dtypes (an object column can mix 1 and True, which hashing would merge)."""
+    if not (pd.api.types.is_string_dtype(column) or isinstance(column.dtype, pd.CategoricalDtype)):
+        return None
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    return codes, pd.Series(np.asarray(uniques, dtype=object)).astype("str")
+
+
 def numeric_values(column: pd.Series) -> pd.Series | None:
     """The column as float64 if every non-empty value is a number (blank text counts as empty), else None."""
     if pd.api.types.is_bool_dtype(column) or (pd.api.types.is_numeric_dtype(column)
@@ -39,6 +50,16 @@ def numeric_values(column: pd.Series) -> pd.Series | None:
         return pd.Series(column.to_numpy(dtype=np.float64, na_value=np.nan), index=column.index)
     if pd.api.types.is_datetime64_any_dtype(column):
         return None
+    distinct = _distinct_text(column)
+    if distinct is not None:
+        codes, text = distinct
+        text = text.str.strip()
+        text = text.where(text != "")
+        numbers = pd.to_numeric(text, errors="coerce")
+        if (numbers.isna() & text.notna()).any():
+            return None
+        values = np.append(numbers.to_numpy(dtype=np.float64, na_value=np.nan), np.nan)  # code -1: missing
+        return pd.Series(values[codes], index=column.index)
     text = column.astype("str").where(column.notna()).str.strip()
     text = text.where(text != "")
     numbers = pd.to_numeric(text, errors="coerce")
@@ -47,11 +68,22 @@ def numeric_values(column: pd.Series) -> pd.Series | None:
     return numbers.astype("float64")
 
 
-def looks_like_identifier(text: pd.Series) -> bool:
+def looks_like_identifier(values: pd.Categorical) -> bool:
     """Near-unique text values: an identifier, a name or free text rather than a category."""
-    present = text.dropna()
-    distinct = present.nunique()
-    return distinct >= IDENTIFIER_MIN_DISTINCT and distinct >= IDENTIFIER_MIN_DISTINCT_SHARE * len(present)
+    distinct = len(values.categories)
+    return distinct >= IDENTIFIER_MIN_DISTINCT and distinct >= IDENTIFIER_MIN_DISTINCT_SHARE * int((values.codes >= 0).sum())
+
+
+def categorical_values(column: pd.Series) -> pd.Categorical:
+    """The column as text categories whose levels are the sorted distinct values present."""
+    distinct = _distinct_text(column)
+    if distinct is None:
+        text = column.astype("str").where(column.notna())
+        return pd.Categorical(text, categories=sorted(text.dropna().unique()))
+    codes, text = distinct
+    levels, position = np.unique(text.to_numpy(dtype=object), return_inverse=True)
+    return pd.Categorical.from_codes(np.where(codes >= 0, position[np.maximum(codes, 0)], -1),
+                                     categories=pd.Index(list(levels), dtype="str"))
 
 
 def static_attributes(customers: pd.DataFrame, settings: FeatureSettings) -> dict[str, np.ndarray | pd.Categorical]:
@@ -85,12 +117,12 @@ def static_attributes(customers: pd.DataFrame, settings: FeatureSettings) -> dic
         if numbers is not None:
             out[name] = numbers.to_numpy()
             continue
-        text = column.astype("str").where(column.notna())
-        if looks_like_identifier(text) and name not in settings.allow_identifier_like:
-            refused.append(f"{name} ({text.nunique():,} distinct values in {text.notna().sum():,} rows)")
+        category = categorical_values(column)
+        if looks_like_identifier(category) and name not in settings.allow_identifier_like:
+            refused.append(f"{name} ({len(category.categories):,} distinct values in "
+                           f"{int((category.codes >= 0).sum()):,} rows)")
             continue
-        levels = sorted(text.dropna().unique())
-        out[name] = pd.Categorical(text, categories=levels)
+        out[name] = category
     if refused:
         raise SettingsProblem(
             "features.static_features",

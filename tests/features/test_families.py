@@ -12,6 +12,7 @@ from features.build import build_features
 from features.catalogue import LIFECYCLE_STAGES, RFM_SEGMENTS
 from features.contract import Tables
 from features.settings import FeatureSettings, LifecycleSettings
+from features.static import categorical_values, numeric_values
 from tests.features.factories import random_tables
 
 SETTINGS = FeatureSettings(windows_days=(30, 90, 180, 365), complaint_categories=("fees", "system_lag"),
@@ -235,6 +236,30 @@ def test_static_attributes_keep_sorted_levels_and_float_numbers(case) -> None:
     assert features["products_held"].dtype == np.float64
     source = tables.customers.set_index("customer_id")
     assert (features["segment"].astype("str") == source.loc[features.index, "segment"]).all()
+
+
+@pytest.mark.parametrize("values", [
+    ["mass", " affluent", "", None, "small business", "mass"],  # text categories, a blank, a missing
+    ["29.85", " 1", "", None, "1e3", "-2"],  # numbers as text (CSV), blanks empty
+    ["1", "x", None, "1"],  # one non-number: categorical
+    ["", " ", None],  # nothing present
+])
+def test_text_attributes_parsed_once_per_distinct_value_equal_the_row_by_row_parse(values) -> None:
+    """Text and categorical columns are parsed per distinct value (`_distinct_text`); an object
+    column takes the row-by-row path. Both must give the same numbers, levels and codes."""
+    rows = values * 50
+    row_by_row = pd.Series(rows, dtype=object)
+    for fast in (pd.Series(rows, dtype="str"), pd.Series(rows, dtype="string[pyarrow]"),
+                 pd.Series(pd.Categorical(rows))):
+        expected, got = numeric_values(row_by_row), numeric_values(fast)
+        assert (expected is None) == (got is None)
+        if expected is not None:
+            assert np.array_equal(expected.to_numpy(), got.to_numpy(), equal_nan=True)
+        if expected is None:
+            want, have = categorical_values(row_by_row), categorical_values(fast)
+            assert list(want.categories) == list(have.categories) == sorted({v for v in rows if v is not None})
+            assert (want.codes == have.codes).all()
+            assert list(have.astype("str")[have.codes >= 0]) == [v for v in rows if v is not None]
 
 
 def test_missing_optional_tables_leave_their_family_out(caplog) -> None:
