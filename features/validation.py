@@ -671,10 +671,11 @@ def end_of_data(frames: dict[str, pd.DataFrame], dates_only: Mapping[str, tuple[
 def _inferred_end(frames: dict[str, pd.DataFrame], dates_only: Mapping[str, tuple[int, DayCounts]]
                   ) -> tuple[pd.Timestamp | None, list[tuple[str, str]]]:
     """The inferred end (`inferred_as_of`) and the (table, column) pairs it comes from (`end_columns_of`)."""
-    shapes = {name: (rows, [TABLES[name].event_time]) for name, (rows, _) in dates_only.items()}
-    shapes.update({name: (len(frame), list(frame.columns)) for name, frame in frames.items()})
+    # A table in `dates_only` is known by all its rows there, even when `frames` holds some of them (a sample).
+    shapes = {name: (len(frame), list(frame.columns)) for name, frame in frames.items()}
+    shapes.update({name: (rows, [TABLES[name].event_time]) for name, (rows, _) in dates_only.items()})
     used = end_columns_of(shapes)
-    counts = [dates_only[table][1] if table in dates_only and table not in frames else daily_counts(frames[table][column])
+    counts = [dates_only[table][1] if table in dates_only else daily_counts(frames[table][column])
               for table, column in used]
     return as_of_from_counts(counts), used
 

@@ -13,6 +13,9 @@ starts whose label horizon has ended by as_of):
    compete on whom they contact, not on how many;
 4. what happened after c (from the full tables, for evaluation only): churn within the horizon,
    the bank's randomised contacts just after c, and (generated data) the true uplift.
+A bank with more than `labels.max_training_customers` customers is replayed on that training sample
+(`pipelines.tables.load_sampled_tables`: every row of the sampled customers, the end of the data from
+every row), with each team's capacity scaled to the sample's share; the summary says so (`sample`).
 Writes, together, `reports/backtest.csv` (one line per cutoff and list), `reports/backtest.json`
 (totals per list and the settings) and `reports/backtest.png`, and logs them to MLflow.
 """
@@ -42,7 +45,7 @@ from pipelines.config import Config
 from pipelines.io import StageError, StageOutputs, to_safe_csv
 from pipelines.outputs import stage_paths
 from pipelines.score import score_customers
-from pipelines.tables import load_tables
+from pipelines.tables import load_sampled_tables
 from pipelines.tracking import tracked_run
 from pipelines.truth import HAZARD_FILE
 from pipelines.uplift import true_uplift
@@ -53,6 +56,17 @@ BACKTEST_PNG = "backtest.png"
 LISTS = ("value_at_risk", "uplift", "random")
 BOOTSTRAP = 20
 """Bootstrap resamples of the replayed uplift learners' Qini interval (the gate; fewer than `churn train`)."""
+
+
+def scaled_capacity(capacity: dict[str, int | None], share: float) -> dict[str, int | None]:
+    """Each team's capacity for a replay on a `share` of the customers: the same share of it, rounded, at
+    least 1 where the team has any (None, no limit, stays None)."""
+    return {owner: None if limit is None else 0 if limit == 0 else max(1, round(limit * share))
+            for owner, limit in capacity.items()}
+
+
+def capacity_text(capacity: dict[str, int | None]) -> str:
+    return ", ".join(f"{owner} {'no limit' if limit is None else f'{limit:,}'}" for owner, limit in capacity.items())
 
 
 def backtest_cutoffs(tables: Tables, cfg: Config, start: str | None, end: str | None) -> list[pd.Timestamp]:
@@ -195,7 +209,17 @@ def run(cfg: Config, start: str | None = None, end: str | None = None,
     reports = Path(cfg.paths.reports_dir)
     outputs = StageOutputs("backtest", stage_paths(cfg, "backtest"), say)
     with outputs, tracked_run(cfg, stage="backtest") as active:
-        full = load_tables(cfg)
+        full, sample = load_sampled_tables(cfg)
+        configured_capacity = cfg.scoring.selection.capacity
+        if sample is not None:
+            cfg = cfg.model_copy(update={"scoring": cfg.scoring.model_copy(update={"selection": (
+                cfg.scoring.selection.model_copy(update={"capacity": scaled_capacity(configured_capacity,
+                                                                                     sample.share)}))})})
+            say(f"replaying on the training sample: {sample.kept:,} of {sample.of:,} customers "
+                f"(labels.max_training_customers), every row of theirs; each team's capacity scaled to that share "
+                f"({capacity_text(cfg.scoring.selection.capacity)}), so the lists reach as deep into the ranking "
+                "as the full lists would")
+            mlflow.set_tags({"backtest.sample_customers": sample.kept, "backtest.sample_of": sample.of})
         cutoffs = backtest_cutoffs(full, cfg, start, end)
         if not cutoffs and (start is not None or end is not None):
             raise StageError(f"no backtest cutoff between {start} and {end} whose {cfg.labels.horizon_days}-day "
@@ -245,6 +269,8 @@ def run(cfg: Config, start: str | None = None, end: str | None = None,
                    "totals": {r["list"]: {k: (None if pd.isna(v) else float(v)) for k, v in r.items() if k != "list"}
                               for r in summed.to_dict("records")},
                    "capacity": cfg.scoring.selection.capacity, "ranking_compared": list(LISTS),
+                   **({"sample": {**sample.describe(), "capacity_configured": configured_capacity}}
+                      if sample is not None else {}),
                    "training_cutoffs": cfg.backtest.training_cutoffs,
                    "definitions": "see models/uplift/backtest.py: estimated_* from the bank's randomised contacts "
                                   "just after each cutoff; true_* from the generator's truth (generated data only)"}

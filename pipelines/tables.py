@@ -20,8 +20,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pandas.api.types import union_categoricals
 
 from features.contract import EVENT_TABLES, TABLES, ColumnSpec, Tables, TableSpec
+from features.ids import is_in, training_sample
 from features.validation import (NO_DAYS, DayCounts, Detail, Problem, ValidationFailed, add_day_counts, daily_counts,
                                  describe_rows, end_of_data, merge_found, validate_tables)
 from pipelines.config import Config, TableSource
@@ -534,6 +536,113 @@ def load_tables(cfg: Config, needs: frozenset[str] | None = None) -> Tables:
         log.info("tables this stage does not use, not read%s: %s",
                  "" if cfg.data.as_of else " (only their dates, for the end of the data)", ", ".join(unread))
     return Tables(**frames, as_of=as_of)
+
+
+@dataclass(frozen=True)
+class CustomerSample:
+    """The customers a command holds when the data has more than `labels.max_training_customers`."""
+
+    kept: int
+    of: int
+    event_rows: dict[str, tuple[int, int]]
+    """Per event table: (rows kept, rows in the file)."""
+
+    @property
+    def share(self) -> float:
+        return self.kept / self.of
+
+    def describe(self) -> dict[str, object]:
+        return {"customers": self.kept, "of": self.of, "share": round(self.share, 6),
+                "rule": "labels.max_training_customers: the customers with the lowest hashed id share, the "
+                        "training sample of `churn features` / `churn train` (features.ids.training_sample)",
+                "event_rows_kept": {name: {"kept": kept, "of": total} for name, (kept, total) in self.event_rows.items()}}
+
+
+def load_sampled_tables(cfg: Config, batch_rows: int = BATCH_ROWS) -> tuple[Tables, CustomerSample | None]:
+    """The validated tables of the training sample's customers (`labels.max_training_customers`) with every
+    row of theirs, and how many were kept; the tables as `load_tables` gives them, and None, when the data
+    has no more customers than that.
+
+    Event tables are read in batches (Parquet) and only the sample's rows kept, so a bank ten times the
+    size `load_tables` can hold replays on one machine; the end of the data (data.as_of empty) is still
+    inferred from every row, so cutoffs and windows are those of the whole data. Refused (StageError)
+    before the events are read when even the sample's rows would not fit (`pandas_row_limit`).
+    """
+    source = cfg.data.tables.get("customers")
+    limit = cfg.labels.max_training_customers
+    frame, problems = read_table("customers", source) if source is not None else (None, [])
+    if frame is None or limit is None or len(frame) <= limit:
+        del frame
+        return load_tables(cfg), None
+    customers, parsed = coerce_types(frame, TABLES["customers"])
+    del frame
+    problems += parsed
+    chosen = training_sample(customers["customer_id"].astype("str"), limit)
+    assert chosen is not None  # more customers than the limit
+    share = float(chosen.mean())
+    events = [n for n in EVENT_TABLES if n in cfg.data.tables]
+    estimate = int(chosen.sum()) + int(input_rows(cfg, events) * share)
+    rows_limit, limit_source = pandas_row_limit(cfg)
+    if estimate > rows_limit:
+        raise StageError(
+            f"even the sample of {int(chosen.sum()):,} customers (labels.max_training_customers) holds about "
+            f"{estimate:,} rows, above {rows_limit:,} ({limit_source}); nothing was written. Lower "
+            "labels.max_training_customers or raise features.pandas_max_rows if this machine has the memory")
+    kept_ids = customers["customer_id"][chosen]
+    frames: dict[str, pd.DataFrame] = {"customers": customers[chosen].reset_index(drop=True)}
+    counts: dict[str, tuple[int, DayCounts]] = {}
+    event_rows: dict[str, tuple[int, int]] = {}
+    for name in events:
+        part = _sample_rows(name, cfg.data.tables[name], kept_ids, batch_rows)
+        problems += part[2]
+        if part[0] is not None and part[1] is not None:
+            frames[name], counts[name] = part[0], part[1]
+            event_rows[name] = (len(part[0]), part[1][0])
+    configured = pd.Timestamp(cfg.data.as_of) if cfg.data.as_of is not None else None
+    as_of: pd.Timestamp | None = configured
+    if as_of is None:
+        try:  # from the whole customers table and every event row, as `read_and_check` infers it
+            as_of = end_of_data({"customers": customers}, counts)
+        except ValueError as error:
+            problems.append(Problem("customers", None, 0, str(error), "set data.as_of in the config"))
+    del customers
+    problems += validate_tables(frames, configured, counts)
+    raise_if_invalid(problems, True)
+    pa.default_memory_pool().release_unused()
+    sample = CustomerSample(len(frames["customers"]), len(chosen), event_rows)
+    log.info("holding the training sample: %s of %s customers (labels.max_training_customers)",
+             f"{sample.kept:,}", f"{sample.of:,}")
+    return Tables(**frames, as_of=as_of), sample
+
+
+def _sample_rows(name: str, source: TableSource, kept_ids: pd.Series, batch_rows: int
+                 ) -> tuple[pd.DataFrame | None, tuple[int, DayCounts] | None, list[Problem]]:
+    """One event table's rows of the `kept_ids` customers, typed; its row count and the `daily_counts` of its
+    event time over every row; the problems found (each column's parse problem once, as `event_days`)."""
+    plan, problems = plan_read(name, source)
+    if plan is None:
+        return None, None, problems
+    spec = TABLES[name]
+    found: dict[object, Problem] = {}
+    parts: list[pd.DataFrame] = []
+    days, rows = NO_DAYS, 0
+    try:
+        for frame, first_row in read_batches(plan, batch_rows):
+            typed, parsed = coerce_types(frame, spec, first_row)
+            del frame
+            merge_found(found, {p.column: p for p in parsed})  # type: ignore[arg-type]
+            if spec.event_time in typed.columns:
+                days = add_day_counts(days, daily_counts(typed[spec.event_time]))
+            rows += len(typed)
+            parts.append(typed[is_in(typed["customer_id"], kept_ids)])
+    except Exception as error:  # noqa: BLE001 - any reader failure is the same user problem
+        return None, None, problems + [plan.read_failed(error)]
+    kept = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
+    for col in spec.columns:  # batches have their own levels; the kept rows get those they use, sorted
+        if col.kind == "category" and col.name in kept.columns and len(parts) > 1:
+            kept[col.name] = _as_category(pd.Series(union_categoricals([p[col.name] for p in parts]),
+                                                    name=col.name))
+    return kept, (rows, days), problems + list(found.values())
 
 
 def summarise_tables(tables: Tables) -> dict[str, dict[str, object]]:

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import tables_as_of, tables_before
+from features.build import sampled_tables, tables_as_of, tables_before
 from models.uplift.backtest import list_outcomes, random_list
 from pipelines.backtest import backtest_cutoffs, replay, run
-from pipelines.tables import load_tables
+from pipelines.io import StageError
+from pipelines.tables import load_sampled_tables, load_tables
 from tests.pipelines.bank import bank_config
 
 CUTOFF = "2024-08-01"
@@ -69,3 +70,47 @@ def test_default_cutoffs_are_the_latest_with_a_full_horizon(replayed) -> None:
     assert len(cutoffs) == cfg.backtest.cutoffs
     assert all(c + pd.Timedelta(days=cfg.labels.horizon_days) <= tables_as_of(full) for c in cutoffs)
     assert [c.day for c in cutoffs] == [1] * len(cutoffs)
+
+
+def test_a_bank_above_max_training_customers_is_replayed_on_its_training_sample(generated_bank: Path,
+                                                                              tmp_path: Path) -> None:
+    """Above `labels.max_training_customers` the backtest holds the training sample's customers only: their
+    rows read in batches are exactly the whole tables cut to the sample (the end of the data from every
+    row), and the replay lists sampled customers at each team's capacity scaled to the sample's share."""
+    cfg = bank_config(generated_bank, tmp_path, light=True)
+    whole = load_tables(cfg)
+    limit = len(whole.customers) // 4
+    cfg = cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"max_training_customers": limit})})
+    tables, sample = load_sampled_tables(cfg, batch_rows=50_000)  # several batches per event table
+    cut, _ = sampled_tables(whole, cfg.labels)
+    assert sample is not None and sample.kept == limit and sample.of == len(whole.customers)
+    assert tables.as_of == whole.as_of
+    for name in ("customers", "transactions", "complaints", "surveys", "contacts"):
+        mine, theirs = getattr(tables, name), getattr(cut, name).reset_index(drop=True)
+        assert sample.event_rows.get(name, (len(mine), 0))[0] == len(mine)
+        pd.testing.assert_frame_equal(mine, theirs, check_categorical=False, obj=name)
+        for column in mine.columns:  # levels: those the sample uses, sorted, as reading the cut files would give
+            if isinstance(mine[column].dtype, pd.CategoricalDtype):
+                assert list(mine[column].cat.categories) == sorted(theirs[column].dropna().astype("str").unique())
+
+    result = run(cfg, CUTOFF, CUTOFF)
+    summary = result["summary"]
+    assert summary["sample"]["customers"] == limit and summary["sample"]["of"] == len(whole.customers)
+    configured = cfg.scoring.selection.capacity
+    assert summary["sample"]["capacity_configured"] == configured
+    assert summary["capacity"] == {owner: None if c is None else max(1, round(c * sample.share)) if c else 0
+                                   for owner, c in configured.items()}
+    kept = set(tables.customers["customer_id"])
+    listed = result["lists"][CUTOFF]
+    assert len(listed["value_at_risk"]) > 0
+    assert all(set(frame["customer_id"]) <= kept for frame in listed.values())
+
+
+def test_a_training_sample_that_would_not_fit_is_refused_before_the_events_are_read(generated_bank: Path,
+                                                                                    tmp_path: Path) -> None:
+    cfg = bank_config(generated_bank, tmp_path, light=True)
+    cfg = cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"max_training_customers": 5_000}),
+                                 "features": cfg.features.model_copy(update={"pandas_max_rows": 50_000})})
+    with pytest.raises(StageError, match=r"sample of 5,000 customers \(labels.max_training_customers\).*"
+                                         r"features.pandas_max_rows"):
+        load_sampled_tables(cfg)
