@@ -581,13 +581,17 @@ def load_sampled_tables(cfg: Config, batch_rows: int = BATCH_ROWS) -> tuple[Tabl
     assert chosen is not None  # more customers than the limit
     share = float(chosen.mean())
     events = [n for n in EVENT_TABLES if n in cfg.data.tables]
-    estimate = int(chosen.sum()) + int(input_rows(cfg, events) * share)
+    whole = [n for n in events if table_format(cfg.data.tables[n]) != "parquet"]  # CSV is read whole (read_batches)
+    estimate = (int(chosen.sum()) + int(input_rows(cfg, [n for n in events if n not in whole]) * share)
+                + input_rows(cfg, whole))
     rows_limit, limit_source = pandas_row_limit(cfg)
     if estimate > rows_limit:
         raise StageError(
             f"even the sample of {int(chosen.sum()):,} customers (labels.max_training_customers) holds about "
             f"{estimate:,} rows, above {rows_limit:,} ({limit_source}); nothing was written. Lower "
-            "labels.max_training_customers or raise features.pandas_max_rows if this machine has the memory")
+            "labels.max_training_customers or raise features.pandas_max_rows if this machine has the memory"
+            + (f"; {', '.join(whole)} {'is' if len(whole) == 1 else 'are'} CSV, read whole before the sample's rows "
+               "are kept: saved as Parquet, only the sample's rows are held" if whole else ""))
     kept_ids = customers["customer_id"][chosen]
     frames: dict[str, pd.DataFrame] = {"customers": customers[chosen].reset_index(drop=True)}
     counts: dict[str, tuple[int, DayCounts]] = {}

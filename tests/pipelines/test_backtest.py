@@ -114,3 +114,19 @@ def test_a_training_sample_that_would_not_fit_is_refused_before_the_events_are_r
     with pytest.raises(StageError, match=r"sample of 5,000 customers \(labels.max_training_customers\).*"
                                          r"features.pandas_max_rows"):
         load_sampled_tables(cfg)
+
+
+def test_a_csv_event_table_counts_whole_against_the_memory_limit_of_a_sample(generated_bank: Path,
+                                                                             tmp_path: Path) -> None:
+    """CSV is read whole before the sample's rows are kept: its rows count in full, and the refusal says
+    that Parquet would hold only the sample's rows."""
+    cfg = bank_config(generated_bank, tmp_path, light=True)
+    pd.read_parquet(generated_bank / "transactions.parquet").to_csv(tmp_path / "transactions.csv", index=False)
+    limits = {"labels": cfg.labels.model_copy(update={"max_training_customers": 5_000}),
+              "features": cfg.features.model_copy(update={"pandas_max_rows": 300_000})}
+    load_sampled_tables(cfg.model_copy(update=limits))  # Parquet: about a quarter of the rows, it fits
+    tables = {**cfg.data.tables, "transactions": cfg.data.tables["transactions"].model_copy(
+        update={"path": tmp_path / "transactions.csv"})}
+    as_csv = cfg.model_copy(update={**limits, "data": cfg.data.model_copy(update={"tables": tables})})
+    with pytest.raises(StageError, match=r"transactions is CSV, read whole.*Parquet"):
+        load_sampled_tables(as_csv)
