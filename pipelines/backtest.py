@@ -4,7 +4,8 @@ For each month start c from --from to --to (default: the latest `backtest.cutoff
 starts whose label horizon has ended by as_of):
 1. the tables as known at c (`features.build.tables_before`: nothing at or after c);
 2. churn and value models (LightGBM, the config's booster settings, calibration on a hashed
-   share of customers) on `backtest.training_cutoffs` monthly training cutoffs before c, and the
+   share of customers; above `model.sampling.max_training_rows` rows the non-churners sampled with
+   weights, as `churn train` does) on `backtest.training_cutoffs` monthly training cutoffs before c, and the
    uplift learners on the contacts before c (chosen by Qini as in `churn train`, fewer bootstrap
    resamples); no uplift model when the history before c has too few control customers;
 3. the scoring table at c and the list under both rankings at the configured capacity (no
@@ -36,7 +37,8 @@ from features.build import build_labels, build_scoring_table, build_training_tab
 from features.contract import Tables
 from features.settings import SettingsProblem
 from models.boosting import fit_churn_model, fit_value_model
-from models.data import customer_hash_share, infer_schema, model_feature_columns
+from models.data import (WEIGHT_COLUMN, RowSample, Split, customer_hash_share, infer_schema, model_feature_columns,
+                         sample_non_churners)
 from models.retention import overdue_complaint_tiers, retention_plan
 from models.uplift.backtest import list_outcomes, random_list, totals
 from models.uplift.data import build_uplift_table, contact_assignments, control_group_problem, uplift_cutoffs
@@ -99,6 +101,21 @@ def uplift_rows_before(rows: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: i
     return rows[datetimes_us(rows["cutoff"]) <= last].reset_index(drop=True)
 
 
+def sampled_replay_rows(table: pd.DataFrame, calibration: np.ndarray, cfg: Config
+                        ) -> tuple[pd.DataFrame, np.ndarray, RowSample]:
+    """A replay's training rows sampled as `churn train` samples its own (`models.data.sample_non_churners`,
+    `model.sampling.max_training_rows`): above that many rows, every churner, a hashed share of the
+    calibration customers with all their rows, and the other non-churners at a seeded rate, weighted by its
+    inverse (`WEIGHT_COLUMN`), so the probabilities stay calibrated; below it every row, unweighted."""
+    split = Split(~calibration, calibration, np.zeros(len(table), dtype=bool), "replay", (), ())
+    sample = sample_non_churners(table[["customer_id", "cutoff", "churned"]], split,
+                                 cfg.model.sampling.max_training_rows, cfg.model.calibration_share, cfg.seed)
+    if not sample.active:
+        return table, calibration, sample
+    kept = table[sample.keep].assign(**{WEIGHT_COLUMN: sample.weight[sample.keep]}).reset_index(drop=True)
+    return kept, calibration[sample.keep], sample
+
+
 def replay(full: Tables, cutoff: pd.Timestamp, cfg: Config, truth_dir: Path | None,
            say: Callable[[str], None], uplift_rows: pd.DataFrame | None = None
            ) -> tuple[list[dict[str, object]], dict[str, object], dict[str, pd.DataFrame]]:
@@ -119,6 +136,8 @@ def replay(full: Tables, cutoff: pd.Timestamp, cfg: Config, truth_dir: Path | No
         return [], {"cutoff": str(cutoff.date()), "skipped": "the training rows before it hold one churn class"}, {}
     schema = infer_schema(table, model_feature_columns(table))
     calibration = customer_hash_share(table["customer_id"], cfg.seed) < cfg.model.calibration_share
+    table, calibration, sample = sampled_replay_rows(table, calibration, cfg)
+    y = table["churned"].to_numpy(dtype=int)
     churn, _ = fit_churn_model(table, ~calibration, calibration, schema, cfg.model.booster, cfg.model.calibration,
                                cfg.seed)
     value = None
@@ -173,7 +192,9 @@ def replay(full: Tables, cutoff: pd.Timestamp, cfg: Config, truth_dir: Path | No
         lines.append({"cutoff": str(cutoff.date()), "list": name,
                       **list_outcomes(chosen, churned, scored["value_at_risk"].to_numpy(),
                                       scored["retained_lifetime_value"].to_numpy(), campaign, truth)})
-    info = {"cutoff": str(cutoff.date()), "training_rows": int(len(table)), "uplift_rows": int(len(rows)),
+    info = {"cutoff": str(cutoff.date()), "training_rows": sample.rows, "uplift_rows": int(len(rows)),
+            **({"training_rows_kept": sample.kept, "non_churner_rate": round(sample.rate, 6),
+                "calibration_rate": round(sample.calibration_rate, 6)} if sample.active else {}),
             "uplift_model": uplift_model is not None, **({"uplift_note": uplift_note} if uplift_note else {}),
             # would `churn score` have ranked by this uplift model (uplift.min_qini_lower_bound)?
             **({"uplift_ranking_gate": gate} if gate else {}),

@@ -130,3 +130,33 @@ def test_a_csv_event_table_counts_whole_against_the_memory_limit_of_a_sample(gen
     as_csv = cfg.model_copy(update={**limits, "data": cfg.data.model_copy(update={"tables": tables})})
     with pytest.raises(StageError, match=r"transactions is CSV, read whole.*Parquet"):
         load_sampled_tables(as_csv)
+
+
+def test_a_replay_samples_its_training_rows_as_churn_train_does(generated_bank: Path, tmp_path: Path) -> None:
+    """Above `model.sampling.max_training_rows` a replay keeps every fit churner and weights the sampled
+    non-churners by the inverse of their rate (what `churn train` does), so it stays calibrated; below
+    it every row is kept unweighted."""
+    from models.data import WEIGHT_COLUMN
+    from pipelines.backtest import sampled_replay_rows
+
+    cfg = bank_config(generated_bank, tmp_path, light=True)
+    rng = np.random.default_rng(3)
+    n = 40_000
+    table = pd.DataFrame({"customer_id": [f"C{i % 10_000:05d}" for i in range(n)],
+                          "cutoff": pd.to_datetime("2024-01-01") + pd.to_timedelta(np.arange(n) // 10_000 * 31, "D"),
+                          "churned": (rng.random(n) < 0.05).astype(int), "x": rng.random(n)})
+    calibration = np.asarray(table["customer_id"].str[-1].isin(["0", "1"]))
+    same, same_cal, unsampled = sampled_replay_rows(table, calibration, cfg)
+    assert not unsampled.active and same is table and WEIGHT_COLUMN not in same.columns
+    small = cfg.model_copy(update={"model": cfg.model.model_copy(update={"sampling": cfg.model.sampling.model_copy(
+        update={"max_training_rows": 10_000})})})
+    kept, kept_cal, sample = sampled_replay_rows(table, calibration, small)
+    assert sample.active and len(kept) == sample.kept < n and len(kept_cal) == len(kept)
+    fit_churners = int(((~calibration) & (table["churned"].to_numpy() == 1)).sum())
+    assert int(((~kept_cal) & (kept["churned"].to_numpy() == 1)).sum()) == fit_churners  # every fit churner
+    fit_stayers = (~kept_cal) & (kept["churned"].to_numpy() == 0)
+    weights = kept[WEIGHT_COLUMN].to_numpy()
+    assert np.allclose(weights[fit_stayers], 1 / sample.rate) and np.all(weights[~fit_stayers] == 1)
+    expected = int(((~calibration) & (table["churned"].to_numpy() == 0)).sum())
+    assert abs(weights[fit_stayers].sum() - expected) < 0.05 * expected  # the weighted stayers stand for them all
+    assert set(kept["customer_id"][kept_cal]) <= set(table["customer_id"][calibration])
