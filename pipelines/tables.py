@@ -643,9 +643,9 @@ def _sample_rows(name: str, source: TableSource, kept_ids: pd.Series, batch_rows
         return None, None, problems + [plan.read_failed(error)]
     kept = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
     for col in spec.columns:  # batches have their own levels; the kept rows get those they use, sorted
-        if col.kind == "category" and col.name in kept.columns and len(parts) > 1:
-            kept[col.name] = _as_category(pd.Series(union_categoricals([p[col.name] for p in parts]),
-                                                    name=col.name))
+        if col.kind == "category" and col.name in kept.columns:
+            merged = union_categoricals([p[col.name] for p in parts]) if len(parts) > 1 else kept[col.name]
+            kept[col.name] = _as_category(pd.Series(merged, name=col.name))
     return kept, (rows, days), problems + list(found.values())
 
 

@@ -81,7 +81,7 @@ def test_a_bank_above_max_training_customers_is_replayed_on_its_training_sample(
     whole = load_tables(cfg)
     limit = len(whole.customers) // 4
     cfg = cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"max_training_customers": limit})})
-    tables, sample = load_sampled_tables(cfg, batch_rows=50_000)  # several batches per event table
+    tables, sample = load_sampled_tables(cfg, batch_rows=50_000)  # several batches of transactions, one of contacts
     cut, _ = sampled_tables(whole, cfg.labels)
     assert sample is not None and sample.kept == limit and sample.of == len(whole.customers)
     assert tables.as_of == whole.as_of
@@ -92,6 +92,10 @@ def test_a_bank_above_max_training_customers_is_replayed_on_its_training_sample(
         for column in mine.columns:  # levels: those the sample uses, sorted, as reading the cut files would give
             if isinstance(mine[column].dtype, pd.CategoricalDtype):
                 assert list(mine[column].cat.categories) == sorted(theirs[column].dropna().astype("str").unique())
+    # one batch or many, the same levels: those the kept rows use (a level only dropped customers used goes)
+    one_batch, _ = load_sampled_tables(cfg, batch_rows=10_000_000)
+    for name in ("transactions", "complaints"):
+        pd.testing.assert_frame_equal(getattr(one_batch, name), getattr(tables, name), obj=name)
 
     result = run(cfg, CUTOFF, CUTOFF)
     summary = result["summary"]
