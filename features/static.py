@@ -32,15 +32,18 @@ IDENTIFIER_MIN_DISTINCT_SHARE = 0.5
 """... that are at least this share of its non-empty values looks like an identifier or free text."""
 
 
-def _distinct_text(column: pd.Series) -> tuple[np.ndarray, pd.Series] | None:
-    """For a text or categorical column: each row's code into its distinct values (-1 where
-    missing) and those values as text, so the parsing below looks at each distinct value
-    once (a million rows of a few segment names parse in milliseconds, not seconds). None for
-    other dtypes (an object column can mix 1 and True, which hashing would merge)."""
-    if not (pd.api.types.is_string_dtype(column) or isinstance(column.dtype, pd.CategoricalDtype)):
-        return None
-    codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    return codes, pd.Series(np.asarray(uniques, dtype=object)).astype("str")
+def _distinct_text(column: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """Each row's code into the column's distinct values (-1 where missing) and those values as text,
+    so the parsing below looks at each distinct value once: a text or categorical column is
+    factorised (a million rows of a few segment names parse in milliseconds, not seconds); any other
+    dtype keeps one value per present row (an object column can mix 1 and True, which hashing merges)."""
+    if pd.api.types.is_string_dtype(column) or isinstance(column.dtype, pd.CategoricalDtype):
+        codes, uniques = pd.factorize(column, use_na_sentinel=True)
+        return codes, pd.Series(np.asarray(uniques, dtype=object)).astype("str")
+    present = column.notna().to_numpy()
+    codes = np.full(len(column), -1, dtype=np.int64)
+    codes[present] = np.arange(int(present.sum()))
+    return codes, column[present].astype("str").reset_index(drop=True)
 
 
 def numeric_values(column: pd.Series) -> pd.Series | None:
@@ -50,22 +53,14 @@ def numeric_values(column: pd.Series) -> pd.Series | None:
         return pd.Series(column.to_numpy(dtype=np.float64, na_value=np.nan), index=column.index)
     if pd.api.types.is_datetime64_any_dtype(column):
         return None
-    distinct = _distinct_text(column)
-    if distinct is not None:
-        codes, text = distinct
-        text = text.str.strip()
-        text = text.where(text != "")
-        numbers = pd.to_numeric(text, errors="coerce")
-        if (numbers.isna() & text.notna()).any():
-            return None
-        values = np.append(numbers.to_numpy(dtype=np.float64, na_value=np.nan), np.nan)  # code -1: missing
-        return pd.Series(values[codes], index=column.index)
-    text = column.astype("str").where(column.notna()).str.strip()
+    codes, text = _distinct_text(column)
+    text = text.str.strip()
     text = text.where(text != "")
     numbers = pd.to_numeric(text, errors="coerce")
     if (numbers.isna() & text.notna()).any():
         return None
-    return numbers.astype("float64")
+    values = np.append(numbers.to_numpy(dtype=np.float64, na_value=np.nan), np.nan)  # code -1: missing
+    return pd.Series(values[codes], index=column.index)
 
 
 def looks_like_identifier(values: pd.Categorical) -> bool:
@@ -76,11 +71,7 @@ def looks_like_identifier(values: pd.Categorical) -> bool:
 
 def categorical_values(column: pd.Series) -> pd.Categorical:
     """The column as text categories whose levels are the sorted distinct values present."""
-    distinct = _distinct_text(column)
-    if distinct is None:
-        text = column.astype("str").where(column.notna())
-        return pd.Categorical(text, categories=sorted(text.dropna().unique()))
-    codes, text = distinct
+    codes, text = _distinct_text(column)
     levels, position = np.unique(text.to_numpy(dtype=object), return_inverse=True)
     return pd.Categorical.from_codes(np.where(codes >= 0, position[np.maximum(codes, 0)], -1),
                                      categories=pd.Index(list(levels), dtype="str"))
