@@ -254,18 +254,32 @@ def event_days(name: str, source: TableSource, column: str
     plan, problems = plan_read(name, source, (column,))
     if plan is None:
         return None, problems
+    counted, _, found = _count_batches(plan, BATCH_ROWS)
+    return counted, problems + found
+
+
+def _count_batches(plan: ReadPlan, batch_rows: int, kept_ids: pd.Series | None = None
+                   ) -> tuple[tuple[int, DayCounts] | None, list[pd.DataFrame], list[Problem]]:
+    """A planned event table read in batches and typed: its row count and the `daily_counts` of its event
+    time over every row (None when it cannot be read), the typed rows of the `kept_ids` customers per
+    batch (none without them), and the problems (each column's parse problem once, counted over batches)."""
+    spec = TABLES[plan.name]
     found: dict[object, Problem] = {}
+    parts: list[pd.DataFrame] = []
     days, rows = NO_DAYS, 0
     try:
-        for frame, first_row in read_batches(plan, BATCH_ROWS):
-            typed, parsed = coerce_types(frame, TABLES[name], first_row)
+        for frame, first_row in read_batches(plan, batch_rows):
+            typed, parsed = coerce_types(frame, spec, first_row)
+            del frame
             merge_found(found, {p.column: p for p in parsed})  # type: ignore[arg-type]
-            if column in typed.columns:
-                days = add_day_counts(days, daily_counts(typed[column]))
+            if spec.event_time in typed.columns:
+                days = add_day_counts(days, daily_counts(typed[spec.event_time]))
             rows += len(typed)
+            if kept_ids is not None:
+                parts.append(typed[is_in(typed["customer_id"], kept_ids)])
     except Exception as error:  # noqa: BLE001 - any reader failure is the same user problem
-        return None, problems + [plan.read_failed(error)]
-    return (rows, days), problems + list(found.values())
+        return None, [], [plan.read_failed(error)]
+    return (rows, days), parts, list(found.values())
 
 
 def read_whole(plan: ReadPlan) -> pd.DataFrame:
@@ -597,11 +611,11 @@ def load_sampled_tables(cfg: Config, batch_rows: int = BATCH_ROWS) -> tuple[Tabl
     counts: dict[str, tuple[int, DayCounts]] = {}
     event_rows: dict[str, tuple[int, int]] = {}
     for name in events:
-        part = _sample_rows(name, cfg.data.tables[name], kept_ids, batch_rows)
-        problems += part[2]
-        if part[0] is not None and part[1] is not None:
-            frames[name], counts[name] = part[0], part[1]
-            event_rows[name] = (len(part[0]), part[1][0])
+        kept, counted, found = _sample_rows(name, cfg.data.tables[name], kept_ids, batch_rows)
+        problems += found
+        if kept is not None and counted is not None:
+            frames[name], counts[name] = kept, counted
+            event_rows[name] = (len(kept), counted[0])
     configured = pd.Timestamp(cfg.data.as_of) if cfg.data.as_of is not None else None
     as_of: pd.Timestamp | None = configured
     if as_of is None:
@@ -621,32 +635,20 @@ def load_sampled_tables(cfg: Config, batch_rows: int = BATCH_ROWS) -> tuple[Tabl
 
 def _sample_rows(name: str, source: TableSource, kept_ids: pd.Series, batch_rows: int
                  ) -> tuple[pd.DataFrame | None, tuple[int, DayCounts] | None, list[Problem]]:
-    """One event table's rows of the `kept_ids` customers, typed; its row count and the `daily_counts` of its
-    event time over every row; the problems found (each column's parse problem once, as `event_days`)."""
+    """One event table's typed rows of the `kept_ids` customers (category levels: those they use, sorted);
+    its row count and the `daily_counts` of its event time over every row; the problems found."""
     plan, problems = plan_read(name, source)
     if plan is None:
         return None, None, problems
-    spec = TABLES[name]
-    found: dict[object, Problem] = {}
-    parts: list[pd.DataFrame] = []
-    days, rows = NO_DAYS, 0
-    try:
-        for frame, first_row in read_batches(plan, batch_rows):
-            typed, parsed = coerce_types(frame, spec, first_row)
-            del frame
-            merge_found(found, {p.column: p for p in parsed})  # type: ignore[arg-type]
-            if spec.event_time in typed.columns:
-                days = add_day_counts(days, daily_counts(typed[spec.event_time]))
-            rows += len(typed)
-            parts.append(typed[is_in(typed["customer_id"], kept_ids)])
-    except Exception as error:  # noqa: BLE001 - any reader failure is the same user problem
-        return None, None, problems + [plan.read_failed(error)]
+    counted, parts, found = _count_batches(plan, batch_rows, kept_ids)
+    if counted is None:
+        return None, None, problems + found
     kept = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
-    for col in spec.columns:  # batches have their own levels; the kept rows get those they use, sorted
+    for col in TABLES[name].columns:  # batches have their own levels; the kept rows get those they use, sorted
         if col.kind == "category" and col.name in kept.columns:
             merged = union_categoricals([p[col.name] for p in parts]) if len(parts) > 1 else kept[col.name]
             kept[col.name] = _as_category(pd.Series(merged, name=col.name))
-    return kept, (rows, days), problems + list(found.values())
+    return kept, counted, problems + found
 
 
 def summarise_tables(tables: Tables) -> dict[str, dict[str, object]]:
