@@ -333,14 +333,6 @@ def distinct_sorted(values: np.ndarray) -> np.ndarray:
     return ordered[keep]
 
 
-def in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """Mask of the `values` present in `sorted_set` (ascending), by binary search."""
-    if not len(sorted_set):
-        return np.zeros(len(values), dtype=bool)
-    position = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
-    return sorted_set[position] == values
-
-
 def add_counts(total: np.ndarray, key: np.ndarray) -> None:
     """total[k] += number of rows with key k (integer counts: order does not matter).
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features._grouping import US_PER_DAY, Events, add_counts, add_sums, distinct_sorted, in_sorted, window_day
+from features._grouping import BLOCK_DAYS, US_PER_DAY, Events, add_sums, window_day
 from models.btyd import (BgNbdParams, GammaGammaParams, expected_purchases, expected_spend, fit_bgnbd,
                          fit_gamma_gamma, probability_active, probability_alive)
 
@@ -53,38 +53,55 @@ class BtydFit:
     gamma_gamma: GammaGammaParams | None
 
 
+GROUP_DAYS = 8
+"""Days per group of `purchase_history`: a customer's purchase days in one group are 8 bytes, one 64-bit word."""
+
+
 def purchase_history(events: Events, n_customers: int, cutoff: int) -> PurchaseHistory:
     """Frequency, recency, age and mean spend per purchase day of every customer at `cutoff`.
 
-    Distinct purchase days are counted a chunk at a time: the rows come in time-block order,
-    so a (customer, day) key can only recur within the blocks still to come, and only the keys
-    of days those blocks can reach are kept between chunks.
+    Distinct purchase days are counted without sorting: the days back from the cutoff fall into
+    8-day groups, and each open group holds 8 flag bytes per customer (day d of the group sets
+    byte d to 1, however many times it is bought on), so a customer's purchase days in a group
+    are the set bits of one 64-bit word. The rows come in time-block order, so a group is
+    closed (counted and freed) as soon as the blocks still to come cannot reach it: the open
+    groups span about the days one chunk of rows covers, whatever the length of the history.
     """
+    if events.block_rows is None:
+        events = events.in_time_blocks(materialise=False)
     days = np.zeros(n_customers, dtype=np.int64)
     spend = np.zeros(n_customers, dtype=np.float64)
     first = np.full(n_customers, -1, dtype=np.int64)  # oldest purchase day (days back); -1 none
     last = np.full(n_customers, np.iinfo(np.int64).max, dtype=np.int64)  # newest purchase day
-    recent = np.zeros(0, dtype=np.int64)
-    width = 7 * US_PER_DAY if events.block_rows is not None else None
+    groups: dict[int, np.ndarray] = {}  # open group -> 8 flag bytes per customer, one per day of the group
+    width = BLOCK_DAYS * US_PER_DAY
+
+    def close(still_reachable: int) -> None:
+        for group in [g for g in groups if g > still_reachable]:
+            days[:] += np.bitwise_count(groups.pop(group).view(np.uint64))
+
     for code, time, (value,) in events.chunks_between(EARLIEST, cutoff, ("label_value",)):
         if not len(code):
             continue
-        newest_block_start = (None if width is None else
-                              events.block_origin + (int(time[-1]) - events.block_origin) // width * width)
+        newest_block_start = events.block_origin + (int(time[-1]) - events.block_origin) // width * width
         before = time < cutoff
-        code, time, value = code[before].astype(np.int64), time[before], value[before]
+        code, time, value = code[before], time[before], value[before]
         back = window_day(cutoff, time)
-        key = distinct_sorted((code << 32) | back)  # (customer, purchase day)
-        fresh = key[~in_sorted(key, recent)]
-        add_counts(days, fresh >> 32)
+        if len(back):
+            group, flag = back // GROUP_DAYS, code.astype(np.int64) * GROUP_DAYS + back % GROUP_DAYS
+            for g in range(int(group.min()), int(group.max()) + 1):
+                rows = group == g
+                if rows.any():
+                    flags = groups.get(g)
+                    if flags is None:
+                        flags = groups[g] = np.zeros(n_customers * GROUP_DAYS, dtype=np.uint8)
+                    flags[flag[rows]] = 1
         add_sums(spend, code, value)
         np.maximum.at(first, code, back)
         np.minimum.at(last, code, back)
-        if newest_block_start is not None:  # later chunks start at this chunk's newest block:
-            reach = int(window_day(cutoff, newest_block_start))  # days older than it cannot recur
-            recent, fresh = recent[(recent & 0xFFFFFFFF) <= reach], fresh[(fresh & 0xFFFFFFFF) <= reach]
-        # two sorted runs of distinct keys, disjoint: the stable sort (timsort) merges them in one pass
-        recent = np.sort(np.concatenate([recent, fresh]), kind="stable")
+        # later chunks start at this chunk's newest block: days further back than its start cannot recur
+        close(int(window_day(cutoff, newest_block_start)) // GROUP_DAYS)
+    close(-1)
     bought = first >= 0
     frequency = np.where(bought, days - 1, np.nan)
     recency = np.where(bought, first - np.where(bought, last, 0), np.nan).astype(np.float64)

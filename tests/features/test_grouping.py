@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from features._grouping import IdLookup, add_sums, cutoff_us, distinct_sorted, in_sorted, row_chunks
+from features._grouping import IdLookup, add_sums, cutoff_us, distinct_sorted, row_chunks
 
 
 def _reference(values: list[str | None], vocabulary: list[str]) -> np.ndarray:
@@ -57,14 +57,12 @@ def test_add_sums_is_the_same_however_the_rows_are_chunked() -> None:
 
 
 @pytest.mark.parametrize("size", [0, 1, 2, 5_000])
-def test_distinct_sorted_and_in_sorted_match_numpys_set_routines(size: int) -> None:
+def test_distinct_sorted_matches_numpys_unique(size: int) -> None:
     rng = np.random.default_rng(size)
     values = (rng.integers(0, 300, size).astype(np.int64) << 32) | rng.integers(0, 40, size)
     distinct = distinct_sorted(values)
     np.testing.assert_array_equal(distinct, np.unique(values))
     assert distinct.dtype == values.dtype
-    probe = (rng.integers(0, 400, 1_000).astype(np.int64) << 32) | rng.integers(0, 50, 1_000)
-    np.testing.assert_array_equal(in_sorted(probe, distinct), np.isin(probe, values))
 
 
 def test_cutoffs_must_be_naive_and_whole_microseconds() -> None:
@@ -139,3 +137,42 @@ def test_latest_time_before_a_block_is_the_same_with_or_without_the_running_cach
         np.maximum.at(expected, code[time < boundary], time[time < boundary])
         np.testing.assert_array_equal(got, expected)
         np.testing.assert_array_equal(fresh, expected)
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 1, 37, 1_000])
+def test_purchase_history_counts_distinct_purchase_days_however_the_rows_are_chunked(chunk_rows, monkeypatch) -> None:
+    """Frequency, recency, age and mean spend against a per-customer set of purchase days, for rows in
+    time blocks read whole or a few at a time (the open day groups carried across chunks), kept in
+    blocked order or by an index, with baskets (several rows a day), cutoffs at and after midnight."""
+    from features import _grouping
+    from features._grouping import US_PER_DAY, Events
+    from features.btyd import purchase_history
+
+    if chunk_rows is not None:
+        monkeypatch.setattr(_grouping.row_chunks, "__defaults__", (chunk_rows,))
+    rng = np.random.default_rng(chunk_rows or 0)
+    n, rows = 60, 4_000
+    start = cutoff_us(pd.Timestamp("2023-01-01"))
+    day = rng.integers(0, 500, rows)
+    time = start + day * US_PER_DAY + rng.integers(0, US_PER_DAY, rows) * (rng.random(rows) < 0.5)
+    code = rng.integers(0, n - 5, rows).astype(np.int32)  # the last 5 customers never buy
+    value = rng.gamma(2.0, 30.0, rows)
+    events = Events(code, time, {"label_value": value})
+    for cutoff in (start + 300 * US_PER_DAY, start + 300 * US_PER_DAY + 7 * 3_600_000_000, start + 10**15, start):
+        expected = {"frequency": np.full(n, np.nan), "recency": np.full(n, np.nan), "age": np.full(n, np.nan),
+                    "mean_spend": np.full(n, np.nan)}
+        for customer in range(n):
+            mine = (code == customer) & (time < cutoff)
+            if not mine.any():
+                continue
+            back = (cutoff - time[mine] - 1) // US_PER_DAY
+            purchase_days = np.unique(back)
+            expected["frequency"][customer] = len(purchase_days) - 1
+            expected["recency"][customer] = back.max() - back.min()
+            expected["age"][customer] = back.max() + 1
+            expected["mean_spend"][customer] = value[mine].sum() / len(purchase_days)
+        for materialise in (True, False):
+            history = purchase_history(events.in_time_blocks(materialise=materialise), n, cutoff)
+            for name, values in expected.items():
+                np.testing.assert_allclose(getattr(history, name), values, rtol=1e-12, equal_nan=True, err_msg=name)
+        assert np.isnan(history.frequency[-5:]).all()
