@@ -16,6 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features._grouping import IdLookup
+
 
 def customer_hash_share(customer_ids: pd.Series, seed: int) -> np.ndarray:
     """A stable number in [0, 1) per customer id, the same in every run and on every machine."""
@@ -54,3 +56,28 @@ def is_in(values: pd.Series | pd.Index | np.ndarray, candidates: pd.Series | pd.
     """Whether each of `values` is one of `candidates`, compared as text (`Series.isin`, fast)."""
     found = pc.is_in(_as_text(values), value_set=_as_text(candidates))
     return found.to_numpy(zero_copy_only=False).astype(bool, copy=False)
+
+
+class IdSet:
+    """A fixed set of ids, hashed once and asked many times: `contains` answers as `is_in` does.
+
+    `is_in` hashes its candidates on every call; a table read in batches against one sample (a
+    10M bank's 440 batches of transactions against a million sampled ids) spent 90% of the read
+    doing that. Here the ids go into `IdLookup` once (a vectorised hash of the raw bytes for ids
+    of one width, Arrow's lookup otherwise).
+    """
+
+    def __init__(self, ids: pd.Series | pd.Index | np.ndarray | Collection[object]):
+        text = _as_text(ids)
+        self._missing_matches = text.null_count > 0  # as in `is_in`: a missing id matches a missing one
+        self._lookup = IdLookup(text.drop_null())
+
+    def contains(self, values: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
+        """Whether each of `values` is one of the ids, compared as text."""
+        series = values if isinstance(values, pd.Series) else pd.Series(values)
+        text = series.astype("str").where(series.notna()) if series.dtype != "str" else series
+        found = self._lookup.positions(text.reset_index(drop=True)) >= 0
+        if self._missing_matches:
+            found |= text.isna().to_numpy()
+        return found
+
