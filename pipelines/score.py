@@ -34,7 +34,7 @@ import pyarrow as pa
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from features.build import build_scoring_table, cutoffs_between, earliest_event, tables_as_of
+from features.build import cutoffs_between, earliest_event, prepare, scoring_table_of, tables_as_of
 from features.static import customer_value_per_horizon
 from models.boosting import ChurnModel, ValueModel, load_churn_model
 from models.drift import DriftCounts
@@ -421,10 +421,24 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             not_in_population.update(counts)
 
         size = batch_size(churn, scoring.batch_rows)
-        table: ScoringRows = (InMemoryRows(build_scoring_table(tables, cfg.features, cfg.labels, moment,
-                                                               on_excluded=excluded_sink)) if source is None
-                              else SpooledRows(source.scoring_pieces(excluded_sink, moment, size),
+        # What the rest of the stage needs from the input tables, taken first, so that the tables are freed
+        # before the features are computed (the pandas engine keeps its prepared arrays, not the frames).
+        prepared = prepare(tables, cfg.features, cfg.labels.value_column) if source is None else None
+        history = history_note(tables, cfg, first_event)
+        complaints = tables.complaints if source is None else source.open_complaints(moment)  # only open ones count
+        tiers = overdue_complaint_tiers(complaints, moment, cfg.features.complaint_targets,
+                                        scoring.selection.complaint_trigger)
+        del complaints
+        known_value = None  # snapshot data: each batch's values from a customers column (keeps that table only)
+        if value_source == "customers_column":
+            known_value = functools.partial(known_values, tables.customers, cfg=cfg)
+        del tables
+        pa.default_memory_pool().release_unused()  # their Arrow buffers back to the system now (1M bank: ~1.5 GB)
+        table: ScoringRows = (InMemoryRows(scoring_table_of(prepared, moment, cfg.features, cfg.labels,
+                                                            on_excluded=excluded_sink)) if prepared is not None
+                              else SpooledRows(source.scoring_pieces(excluded_sink, moment, size),  # type: ignore[union-attr]
                                                scratch_root(engine_cfg.features.duckdb.temp_directory)))
+        del prepared, source
         stack.callback(table.close)
         frame = table.head  # the columns and their types, no rows: what the checks below look at
         excluded = excluded_rows(left_out[0] if left_out else None)
@@ -448,18 +462,6 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
                              "Retrain with the current feature settings (`churn features`, `churn train`) or "
                              "score with a model trained on these features")
 
-        # What the rest of the stage needs from the input tables, so they are freed before scoring.
-        history = history_note(tables, cfg, first_event)
-        complaints = tables.complaints if source is None else source.open_complaints(moment)  # only open ones count
-        del source
-        tiers = overdue_complaint_tiers(complaints, moment, cfg.features.complaint_targets,
-                                        scoring.selection.complaint_trigger)
-        del complaints
-        known_value = None  # snapshot data: each batch's values from a customers column (keeps that table only)
-        if value_source == "customers_column":
-            known_value = functools.partial(known_values, tables.customers, cfg=cfg)
-        del tables
-        pa.default_memory_pool().release_unused()  # their Arrow buffers back to the system now (1M bank: ~2 GB)
         if uplift_model is not None:
             found = uplift_model.schema.problems(frame)
             if found:
