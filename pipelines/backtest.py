@@ -36,7 +36,7 @@ from features._grouping import US_PER_DAY, cutoff_us, datetimes_us
 from features.build import build_labels, build_scoring_table, build_training_table, tables_as_of, tables_before
 from features.contract import Tables
 from features.settings import SettingsProblem
-from models.boosting import fit_churn_model, fit_value_model
+from models.boosting import ValueModel, fit_churn_model, fit_value_model
 from models.data import (WEIGHT_COLUMN, RowSample, Split, customer_hash_share, infer_schema, model_feature_columns,
                          sample_non_churners)
 from models.retention import overdue_complaint_tiers, retention_plan
@@ -46,7 +46,7 @@ from models.uplift.training import ranking_gate, train_uplift
 from pipelines.config import Config
 from pipelines.io import StageError, StageOutputs, to_safe_csv
 from pipelines.outputs import stage_paths
-from pipelines.score import score_customers
+from pipelines.score import customer_value_source, known_values, score_customers
 from pipelines.tables import load_sampled_tables
 from pipelines.tracking import tracked_run
 from pipelines.truth import HAZARD_FILE
@@ -140,7 +140,7 @@ def replay(full: Tables, cutoff: pd.Timestamp, cfg: Config, truth_dir: Path | No
     y = table["churned"].to_numpy(dtype=int)
     churn, _ = fit_churn_model(table, ~calibration, calibration, schema, cfg.model.booster, cfg.model.calibration,
                                cfg.seed)
-    value = None
+    value: ValueModel | np.ndarray | None = None
     stayed = y == 0
     if past.transactions is not None:
         value, _ = fit_value_model(table, ~calibration & stayed, calibration & stayed, schema, cfg.model.value_booster,
@@ -158,6 +158,9 @@ def replay(full: Tables, cutoff: pd.Timestamp, cfg: Config, truth_dir: Path | No
         except ValueError as error:
             uplift_note = str(error)
     frame = build_scoring_table(past, cfg.features, cfg.labels, as_of=cutoff)
+    if value is None and customer_value_source(cfg) == "customers_column":
+        # snapshot data: the value `churn score` ranks by, a customers column (the snapshot's, the only one known)
+        value = known_values(past.customers, frame["customer_id"], cfg)
     scored = score_customers(frame, schema.matrix(frame), churn, value, cfg)
     scored["uplift"] = uplift_model.predict(frame) if uplift_model is not None else np.nan
     tiers = overdue_complaint_tiers(past.complaints, cutoff, cfg.features.complaint_targets,

@@ -164,3 +164,33 @@ def test_a_replay_samples_its_training_rows_as_churn_train_does(generated_bank: 
     expected = int(((~calibration) & (table["churned"].to_numpy() == 0)).sum())
     assert abs(weights[fit_stayers].sum() - expected) < 0.05 * expected  # the weighted stayers stand for them all
     assert set(kept["customer_id"][kept_cal]) <= set(table["customer_id"][calibration])
+
+
+def test_a_snapshots_replayed_lists_rank_by_the_value_in_its_customers_column(tmp_path: Path) -> None:
+    """Snapshot data (customers with closures and a monthly charge, contacts; no transactions): the replayed
+    value-at-risk list ranks by risk x the customers column, as `churn score` does; before, a replay knew no
+    value there and its lists came out empty."""
+    from pipelines.generate import run as generate
+
+    generate(2_000, 5, tmp_path / "full", "2023-01-01", 20, "parquet")
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    customers = pd.read_parquet(tmp_path / "full" / "customers.parquet")
+    customers["monthly_charge"] = [200.0 + (i * 37) % 1000 for i in range(len(customers))]
+    customers.to_parquet(raw / "customers.parquet", index=False)
+    (raw / "contacts.parquet").write_bytes((tmp_path / "full" / "contacts.parquet").read_bytes())
+    cfg = bank_config(raw, tmp_path / "work", light=True)
+    data = cfg.data.model_copy(update={"tables": {name: cfg.data.tables[name] for name in ("customers", "contacts")}})
+    cfg = cfg.model_copy(update={"data": data, "labels": cfg.labels.model_copy(update={"customer_value_column": "monthly_charge"}),
+                                 "evaluation": cfg.evaluation.model_copy(update={"truth_dir": None})})
+    full = load_tables(cfg)
+    cutoff = pd.Timestamp("2024-04-01")
+    lines, info, lists = replay(tables_before(full, cutoff), cutoff, cfg, None, lambda message: None)
+    assert "skipped" not in info, info
+    by = {line["list"]: line for line in lines}
+    listed = by["value_at_risk"]
+    assert listed["customers"] > 10 and listed["value_at_risk_reached"] > 0, listed
+    assert listed["value_at_risk_reached"] > by["random"]["value_at_risk_reached"]
+    charge = customers.set_index("customer_id")["monthly_charge"]
+    # the list reaches into the high charges: ranked by value at risk, not by risk alone
+    assert charge.reindex(lists["value_at_risk"]["customer_id"]).mean() > charge.mean()
