@@ -20,11 +20,11 @@ from pipelines.config import Config
 from pipelines.effects import EFFECTS_CSV, EFFECTS_JSON, EffectInputs, event_table_in_memory, window_outcomes
 from pipelines.effects import run as effects
 from pipelines.features import run as build_features
-from pipelines.generate import run as generate
 from pipelines.tables import input_rows, load_tables
 from pipelines.train import run as train
 from pipelines.validate import run as validate
 from tests.pipelines.bank import bank_config
+from tests.pipelines.bank import snapshot_bank as write_snapshot_bank
 
 
 def write_uplift_rows(cfg: Config) -> pd.DataFrame:
@@ -146,17 +146,8 @@ def test_duckdb_engine_writes_the_pandas_engines_effects_without_loading_the_eve
 
 @pytest.fixture(scope="module")
 def snapshot_bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Snapshot-shaped data: customers with a monthly charge (the value) and contacts with a control group; no
-    transactions, so the value of a customer is `labels.customer_value_column`."""
-    root = tmp_path_factory.mktemp("snapshot")
-    generate(2_000, 5, root / "full", "2023-01-01", 20, "parquet")
-    raw = root / "raw"
-    raw.mkdir()
-    customers = pd.read_parquet(root / "full" / "customers.parquet")
-    customers["monthly_charge"] = [20.0 + (i * 37) % 100 for i in range(len(customers))]
-    customers.to_parquet(raw / "customers.parquet", index=False)
-    (raw / "contacts.parquet").write_bytes((root / "full" / "contacts.parquet").read_bytes())
-    return raw
+    """Snapshot-shaped data (`tests.pipelines.bank.snapshot_bank`), monthly charges 20 to 119."""
+    return write_snapshot_bank(tmp_path_factory.mktemp("snapshot"), 20.0, 1)
 
 
 def test_care_segments_of_a_snapshot_take_the_value_from_the_customers_column(snapshot_bank: Path,
