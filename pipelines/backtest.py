@@ -292,7 +292,7 @@ def run(cfg: Config, start: str | None = None, end: str | None = None,
         summary = {"status": "replayed", "cutoffs": infos, "seconds": round(time.perf_counter() - clock, 1),
                    "totals": {r["list"]: {k: (None if pd.isna(v) else float(v)) for k, v in r.items() if k != "list"}
                               for r in summed.to_dict("records")},
-                   "capacity": cfg.scoring.selection.capacity, "ranking_compared": list(LISTS),
+                   "capacity": cfg.scoring.selection.capacity, "ranking_compared": [name for name in LISTS if name in set(table["list"])],  # no uplift list without contacts
                    **({"sample": {**sample.describe(), "capacity_configured": configured_capacity}}
                       if sample is not None else {}),
                    "training_cutoffs": cfg.backtest.training_cutoffs,

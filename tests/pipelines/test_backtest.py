@@ -39,6 +39,7 @@ def test_backtest_reports_each_list_and_the_lists_beat_random_on_true_value_save
     cfg, result = replayed
     table = result["table"]
     assert set(table["list"]) == {"value_at_risk", "uplift", "random"}
+    assert result["summary"]["ranking_compared"] == ["value_at_risk", "uplift", "random"]
     by = table.set_index("list")
     assert by.loc["uplift", "customers"] == by.loc["random", "customers"] == by.loc["value_at_risk", "customers"]
     print("true value saved:", by["true_value_saved"].round(1).to_dict(), "churners reached:",
@@ -185,3 +186,8 @@ def test_a_snapshots_replayed_lists_rank_by_the_value_in_its_customers_column(tm
     assert listed["customers"] > 10 and listed["value_at_risk_reached"] > 0, listed
     assert listed["value_at_risk_reached"] > 2 * by["random"]["value_at_risk_reached"]
     assert set(lists["value_at_risk"]["customer_id"]) <= set(customers["customer_id"])
+    # without contacts there is no uplift list, and the summary compares only the lists it made
+    alone = cfg.model_copy(update={"data": cfg.data.model_copy(update={"tables": {"customers": cfg.data.tables["customers"]}})})
+    summary = run(alone, "2024-04-01", "2024-04-01")["summary"]
+    assert summary["ranking_compared"] == ["value_at_risk", "random"], summary["ranking_compared"]
+    assert summary["totals"]["value_at_risk"]["value_at_risk_reached"] > 0
