@@ -133,7 +133,12 @@ def replay(full: Tables, cutoff: pd.Timestamp, cfg: Config, truth_dir: Path | No
         return [], {"cutoff": str(cutoff.date()), "skipped": f"no training data before it ({error})"}, {}
     y = table["churned"].to_numpy(dtype=int)
     if not 0 < y.sum() < len(y):
-        return [], {"cutoff": str(cutoff.date()), "skipped": "the training rows before it hold one churn class"}, {}
+        dates = pd.to_datetime(table["cutoff"])
+        held = "no churner" if y.sum() == 0 else "only churners"
+        return [], {"cutoff": str(cutoff.date()), "skipped": (
+            f"the training rows before it hold one churn class: {held} in {len(y):,} rows of the training cutoffs "
+            f"{dates.min().date()} to {dates.max().date()} (backtest.training_cutoffs), nothing to learn from; "
+            "a replay needs churn in the label windows before its cutoff")}, {}
     schema = infer_schema(table, model_feature_columns(table))
     calibration = customer_hash_share(table["customer_id"], cfg.seed) < cfg.model.calibration_share
     table, calibration, sample = sampled_replay_rows(table, calibration, cfg)

@@ -191,3 +191,21 @@ def test_a_snapshots_replayed_lists_rank_by_the_value_in_its_customers_column(tm
     summary = run(alone, "2024-04-01", "2024-04-01")["summary"]
     assert summary["ranking_compared"] == ["value_at_risk", "random"], summary["ranking_compared"]
     assert summary["totals"]["value_at_risk"]["value_at_risk_reached"] > 0
+
+
+def test_a_replay_with_no_churn_before_its_cutoff_says_why_it_is_skipped(tmp_path: Path) -> None:
+    """A snapshot whose closures all fall after the replayed cutoff (as a snapshot labelled for one period
+    does): the replay is skipped, naming what the training rows hold, their cutoffs and the key."""
+    raw = snapshot_bank(tmp_path, 20.0, 1)
+    customers = pd.read_parquet(raw / "customers.parquet")
+    closed = pd.to_datetime(customers["closed_date"])
+    customers["closed_date"] = closed.where(closed >= pd.Timestamp("2024-03-01"))
+    customers.to_parquet(raw / "customers.parquet", index=False)
+    cfg = bank_config(raw, tmp_path / "work", light=True)
+    data = cfg.data.model_copy(update={"tables": {"customers": cfg.data.tables["customers"]}})
+    cfg = cfg.model_copy(update={"data": data, "evaluation": cfg.evaluation.model_copy(update={"truth_dir": None})})
+    cutoff = pd.Timestamp("2024-03-01")
+    lines, info, lists = replay(tables_before(load_tables(cfg), cutoff), cutoff, cfg, None, lambda message: None)
+    assert lines == [] and lists == {}
+    assert info["skipped"].startswith("the training rows before it hold one churn class: no churner in "), info
+    assert "backtest.training_cutoffs" in info["skipped"] and "rows of the training cutoffs 2023-" in info["skipped"]
