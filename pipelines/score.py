@@ -56,8 +56,7 @@ from pipelines.outputs import stage_paths
 from pipelines.relational import RelationalSource, resolve_engine, scratch_root
 from pipelines.scoring_rows import InMemoryRows, ScoringRows, SpooledRows
 from pipelines.tables import load_tables
-from pipelines.tracking import flatten_params, tracked_run
-from pipelines.train import load_registered_bundle
+from pipelines.tracking import flatten_params, load_registered_bundle, tracked_run
 
 log = logging.getLogger("pipelines.score")
 

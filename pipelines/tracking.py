@@ -36,7 +36,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from pipelines.config import Config  # noqa: E402
 from pipelines.fingerprint import flatten_params  # noqa: E402,F401  (re-exported: stages import it from here)
-from pipelines.io import process_alive, process_start  # noqa: E402
+from pipelines.io import StageError, process_alive, process_start  # noqa: E402
 
 log = logging.getLogger("pipelines.tracking")
 
@@ -133,3 +133,12 @@ def end_orphaned_runs(experiment_id: str, stage: str) -> list[str]:
         log.warning("ended %d MLflow run(s) of stage %s left RUNNING by killed processes, as KILLED: %s",
                     len(ended), stage, ", ".join(ended))
     return ended
+
+
+def load_registered_bundle(model_uri: str) -> Path:
+    """Download a registered model and return its bundle folder (LightGBM text + JSON)."""
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    bundle = local / "artifacts" / "bundle"
+    if not bundle.is_dir():
+        raise StageError(f"{model_uri} is not a churn-care model (no artifacts/bundle inside)")
+    return bundle

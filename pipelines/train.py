@@ -39,7 +39,7 @@ from pipelines.fingerprint import input_fingerprint
 from pipelines.features import check_built_from
 from pipelines.io import StageError, StageOutputs, write_csv, write_json, write_parquet, write_with
 from pipelines.outputs import CHURN_MODEL_NAME, OPTIONAL, VALUE_MODEL_NAME, current_paths, stage_paths
-from pipelines.tracking import flatten_params, tracked_run
+from pipelines.tracking import flatten_params, load_registered_bundle, tracked_run
 from pipelines.truth import HAZARD_FILE, hazard_at
 from pipelines.uplift import UPLIFT_MODEL_NAME, fit_and_report, rescore_qini
 
@@ -190,15 +190,6 @@ def log_bundle(model: ChurnModel | LinearChurnModel | BlendChurnModel | ValueMod
             code_paths=CODE_PATHS, signature=signature, input_example=example,
             pip_requirements=requirements, registered_model_name=name,
         )
-
-
-def load_registered_bundle(model_uri: str) -> Path:
-    """Download a registered model and return its bundle folder (LightGBM text + JSON)."""
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
-    bundle = local / "artifacts" / "bundle"
-    if not bundle.is_dir():
-        raise StageError(f"{model_uri} is not a churn-care model (no artifacts/bundle inside)")
-    return bundle
 
 
 def champion_decision(client: MlflowClient, name: str, new_version: str, new_metric: float,

@@ -30,7 +30,7 @@ from pipelines.io import StageError, file_sha256
 from pipelines.score import (COMMIT_MESSAGE, EXCLUDED_FILE, LIST_FILE, MANIFEST_FILE, REASON_METHODS, SCORES_FILE, input_problems, score_customers,
                              retention_list, run)
 from pipelines.tables import load_tables
-from pipelines.train import load_registered_bundle
+from pipelines.tracking import load_registered_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMERS = 3000
