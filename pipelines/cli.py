@@ -635,8 +635,10 @@ def backtest(
                "estimated_value_saved", "true_churners_saved", "true_value_saved"]
     lists = summary["totals"]  # one column per list, one row per figure: fits an 80-column terminal
     table.add_column("figure (sum over the replays)")
+    no_value = summary.get("value_source") == "none"  # no value known: that list ranks by risk alone
     for name in lists:
-        table.add_column(name.replace("_", " "), justify="right")
+        table.add_column("by risk (no value known)" if no_value and name == "value_at_risk" else name.replace("_", " "),
+                         justify="right")
 
     def shown(value: float | None) -> str:
         return ("" if value is None else f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer()

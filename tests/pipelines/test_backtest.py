@@ -190,6 +190,7 @@ def test_a_snapshots_replayed_lists_rank_by_the_value_in_its_customers_column(tm
     alone = cfg.model_copy(update={"data": cfg.data.model_copy(update={"tables": {"customers": cfg.data.tables["customers"]}})})
     summary = run(alone, "2024-04-01", "2024-04-01")["summary"]
     assert summary["ranking_compared"] == ["value_at_risk", "random"], summary["ranking_compared"]
+    assert summary["value_source"] == "customers_column"  # the console names the list by what it ranks on
     assert summary["totals"]["value_at_risk"]["value_at_risk_reached"] > 0
 
 
