@@ -63,9 +63,10 @@ def purchase_history(events: Events, n_customers: int, cutoff: int) -> PurchaseH
     Distinct purchase days are counted without sorting: the days back from the cutoff fall into
     8-day groups, and each open group holds 8 flag bytes per customer (day d of the group sets
     byte d to 1, however many times it is bought on), so a customer's purchase days in a group
-    are the set bits of one 64-bit word. The rows come in time-block order, so a group is
-    closed (counted and freed) as soon as the blocks still to come cannot reach it: the open
-    groups span about the days one chunk of rows covers, whatever the length of the history.
+    are the set bits of one 64-bit word. The rows come in time-block order and are taken a
+    block at a time, so a group is closed (counted and freed) as soon as the blocks still to
+    come cannot reach it: at most three groups are open (24 bytes a customer), however long
+    or sparse the history.
     """
     if events.block_rows is None:
         events = events.in_time_blocks(materialise=False)
@@ -81,26 +82,30 @@ def purchase_history(events: Events, n_customers: int, cutoff: int) -> PurchaseH
             days[:] += np.bitwise_count(groups.pop(group).view(np.uint64))
 
     for code, time, (value,) in events.chunks_between(EARLIEST, cutoff, ("label_value",)):
-        if not len(code):
-            continue
-        newest_block_start = events.block_origin + (int(time[-1]) - events.block_origin) // width * width
         before = time < cutoff
         code, time, value = code[before], time[before], value[before]
+        if not len(code):
+            continue
         back = window_day(cutoff, time)
-        if len(back):
-            group, flag = back // GROUP_DAYS, code.astype(np.int64) * GROUP_DAYS + back % GROUP_DAYS
-            for g in range(int(group.min()), int(group.max()) + 1):
-                rows = group == g
-                if rows.any():
+        group, flag = back // GROUP_DAYS, code.astype(np.int64) * GROUP_DAYS + back % GROUP_DAYS
+        block = (time - events.block_origin) // width  # ascending: the rows are in time-block order
+        edges = np.concatenate([[0], np.flatnonzero(block[1:] != block[:-1]) + 1, [len(block)]])
+        for start, stop in zip(edges[:-1], edges[1:]):
+            in_block = slice(int(start), int(stop))
+            for g in range(int(group[in_block].min()), int(group[in_block].max()) + 1):
+                rows = np.flatnonzero(group[in_block] == g) + start
+                if len(rows):
                     flags = groups.get(g)
                     if flags is None:
                         flags = groups[g] = np.zeros(n_customers * GROUP_DAYS, dtype=np.uint8)
                     flags[flag[rows]] = 1
+            # the rows still to come start at the next block in this chunk, or may go on with this block in the
+            # next chunk: days further back than that block's start cannot recur
+            coming = int(block[stop]) if stop < len(block) else int(block[start])
+            close(int(window_day(cutoff, events.block_origin + coming * width)) // GROUP_DAYS)
         add_sums(spend, code, value)
         np.maximum.at(first, code, back)
         np.minimum.at(last, code, back)
-        # later chunks start at this chunk's newest block: days further back than its start cannot recur
-        close(int(window_day(cutoff, newest_block_start)) // GROUP_DAYS)
     close(-1)
     bought = first >= 0
     frequency = np.where(bought, days - 1, np.nan)

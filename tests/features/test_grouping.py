@@ -176,3 +176,27 @@ def test_purchase_history_counts_distinct_purchase_days_however_the_rows_are_chu
             for name, values in expected.items():
                 np.testing.assert_allclose(getattr(history, name), values, rtol=1e-12, equal_nan=True, err_msg=name)
         assert np.isnan(history.frequency[-5:]).all()
+
+
+def test_purchase_history_memory_does_not_grow_with_a_long_sparse_history() -> None:
+    """A few purchases spread over twenty years for many customers (an insurer's claims, say): the day groups
+    are closed as the blocks go by, so the flags held stay a few bytes per customer (one chunk of these rows
+    spans ~900 eight-day groups: held at once they would be 1.4 GB here)."""
+    import tracemalloc
+
+    from features._grouping import US_PER_DAY, Events
+    from features.btyd import purchase_history
+
+    rng = np.random.default_rng(5)
+    n, rows = 200_000, 2_000
+    start = cutoff_us(pd.Timestamp("2000-01-01"))
+    time = np.sort(start + rng.integers(0, 20 * 365, rows) * US_PER_DAY)
+    events = Events(rng.integers(0, n, rows).astype(np.int32), time, {"label_value": np.ones(rows)}).in_time_blocks()
+    tracemalloc.start()
+    try:
+        history = purchase_history(events, n, start + 20 * 365 * US_PER_DAY)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.nansum(history.frequency + 1) == len(np.unique(events.code.astype(np.int64) * 10**6 + (time - start) // US_PER_DAY))
+    assert peak < 60 * 2**20, f"{peak / 2**20:.0f} MiB"
