@@ -80,4 +80,3 @@ class IdSet:
         if self._missing_matches:
             found |= text.isna().to_numpy()
         return found
-

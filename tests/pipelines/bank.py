@@ -47,4 +47,3 @@ def snapshot_bank(root: Path, charge_from: float, charge_step: int) -> Path:
     customers.to_parquet(raw / "customers.parquet", index=False)
     (raw / "contacts.parquet").write_bytes((root / "full" / "contacts.parquet").read_bytes())
     return raw
-
