@@ -94,8 +94,7 @@ def model_sizes(cfg) -> dict[str, object]:  # type: ignore[no-untyped-def]
     from models.boosting import ValueModel, load_churn_model
     from models.time_to_churn import HORIZONS_FOLDER, HorizonRiskModels
     from models.uplift.learners import UpliftModel
-    from pipelines.tracking import configure_tracking
-    from pipelines.tracking import load_registered_bundle
+    from pipelines.tracking import configure_tracking, load_registered_bundle
 
     configure_tracking(cfg)
     bundle = load_registered_bundle(cfg.scoring.churn_model_uri)
@@ -186,8 +185,7 @@ def batches(data: Path, models: Path, work: Path, rows: int) -> dict[str, object
     from models.uplift.learners import UpliftModel
     from pipelines.score import score_in_batches
     from pipelines.scoring_rows import InMemoryRows
-    from pipelines.tracking import configure_tracking
-    from pipelines.tracking import load_registered_bundle
+    from pipelines.tracking import configure_tracking, load_registered_bundle
 
     table = models / "features" / "score.parquet"
     if not table.is_file():
@@ -234,8 +232,7 @@ def reasons(data: Path, models: Path, work: Path, rows: int) -> dict[str, object
     from models.explain import top_drivers
     from models.retention import path_contributions
     from pipelines.tables import load_tables
-    from pipelines.tracking import configure_tracking
-    from pipelines.tracking import load_registered_bundle
+    from pipelines.tracking import configure_tracking, load_registered_bundle
 
     cfg = bench_config(data, models, work, work / "outputs")
     configure_tracking(cfg)

@@ -133,7 +133,10 @@ class IdLookup:
             # Look up each category once, then spread by the codes (no per-row strings).
             found = self.positions(pd.Series(values.cat.categories))
             return np.append(found, np.int32(-1)).astype(np.int32)[values.cat.codes.to_numpy()]
-        arrow = _as_arrow_strings(values)
+        return self.arrow_positions(_as_arrow_strings(values))
+
+    def arrow_positions(self, arrow: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """`positions` of an Arrow string array."""
         if len(arrow) == 0:
             return np.empty(0, dtype=np.int32)
         if self._fixed is not None:

@@ -91,9 +91,9 @@ def purchase_history(events: Events, n_customers: int, cutoff: int) -> PurchaseH
         block = (time - events.block_origin) // width  # ascending: the rows are in time-block order
         edges = np.concatenate([[0], np.flatnonzero(block[1:] != block[:-1]) + 1, [len(block)]])
         for start, stop in zip(edges[:-1], edges[1:]):
-            in_block = slice(int(start), int(stop))
-            for g in range(int(group[in_block].min()), int(group[in_block].max()) + 1):
-                rows = np.flatnonzero(group[in_block] == g) + start
+            in_block = group[start:stop]  # one 7-day block: one or two groups
+            for g in range(int(in_block.min()), int(in_block.max()) + 1):
+                rows = np.flatnonzero(in_block == g) + start
                 if len(rows):
                     flags = groups.get(g)
                     if flags is None:

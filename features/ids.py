@@ -73,10 +73,9 @@ class IdSet:
         self._lookup = IdLookup(text.drop_null())
 
     def contains(self, values: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
-        """Whether each of `values` is one of the ids, compared as text."""
-        series = values if isinstance(values, pd.Series) else pd.Series(values)
-        text = series.astype("str").where(series.notna()) if series.dtype != "str" else series
-        found = self._lookup.positions(text.reset_index(drop=True)) >= 0
+        """Whether each of `values` is one of the ids, compared as text (the text `is_in` compares)."""
+        text = _as_text(values)
+        found = self._lookup.arrow_positions(text) >= 0
         if self._missing_matches:
-            found |= text.isna().to_numpy()
+            found |= text.is_null().to_numpy(zero_copy_only=False)
         return found

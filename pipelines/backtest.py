@@ -297,7 +297,8 @@ def run(cfg: Config, start: str | None = None, end: str | None = None,
         summary = {"status": "replayed", "cutoffs": infos, "seconds": round(time.perf_counter() - clock, 1),
                    "totals": {r["list"]: {k: (None if pd.isna(v) else float(v)) for k, v in r.items() if k != "list"}
                               for r in summed.to_dict("records")},
-                   "capacity": cfg.scoring.selection.capacity, "ranking_compared": [name for name in LISTS if name in set(table["list"])],  # no uplift list without contacts
+                   "capacity": cfg.scoring.selection.capacity,
+                   "ranking_compared": [name for name in LISTS if name in set(table["list"])],  # no uplift list without contacts
                    "value_source": customer_value_source(cfg),  # "none": the value-at-risk list ranks by risk alone
                    **({"sample": {**sample.describe(), "capacity_configured": configured_capacity}}
                       if sample is not None else {}),
