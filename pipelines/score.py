@@ -34,7 +34,7 @@ import pyarrow as pa
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from features.build import cutoffs_between, earliest_event, prepare, scoring_table_of, tables_as_of
+from features.build import cutoffs_between, earliest_event, prepare_taking, scoring_table_of, tables_as_of
 from features.static import customer_value_per_horizon
 from models.boosting import ChurnModel, ValueModel, load_churn_model
 from models.drift import DriftCounts
@@ -420,9 +420,8 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             not_in_population.update(counts)
 
         size = batch_size(churn, scoring.batch_rows)
-        # What the rest of the stage needs from the input tables, taken first, so that the tables are freed
-        # before the features are computed (the pandas engine keeps its prepared arrays, not the frames).
-        prepared = prepare(tables, cfg.features, cfg.labels.value_column) if source is None else None
+        # What the rest of the stage needs from the input tables, taken first, so that the tables can be freed
+        # as their arrays are prepared (the pandas engine keeps those arrays, not the frames).
         history = history_note(tables, cfg, first_event)
         complaints = tables.complaints if source is None else source.open_complaints(moment)  # only open ones count
         tiers = overdue_complaint_tiers(complaints, moment, cfg.features.complaint_targets,
@@ -431,7 +430,10 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         known_value = None  # snapshot data: each batch's values from a customers column (keeps that table only)
         if value_source == "customers_column":
             known_value = functools.partial(known_values, tables.customers, cfg=cfg)
+        owner = [tables]  # the only reference, which `prepare_taking` takes: each table goes once prepared
         del tables
+        prepared = prepare_taking(owner, cfg.features, cfg.labels.value_column) if source is None else None
+        del owner
         pa.default_memory_pool().release_unused()  # their Arrow buffers back to the system now (1M bank: ~1.5 GB)
         table: ScoringRows = (InMemoryRows(scoring_table_of(prepared, moment, cfg.features, cfg.labels,
                                                             on_excluded=excluded_sink)) if prepared is not None

@@ -31,6 +31,22 @@ from pipelines.io import StageError
 
 log = logging.getLogger("pipelines.tables")
 
+
+def lean_arrow_memory() -> str:
+    """Arrow allocates through jemalloc, giving freed pages back at once, unless the user chose a pool
+    (ARROW_DEFAULT_MEMORY_POOL) or this pyarrow has no jemalloc (Windows); returns the pool in use.
+
+    Reading the 1M bank's 46M transactions, alternated in fresh processes: peak 2.70-2.71 GB and 2.32-2.36 GB
+    held after, against 2.96-3.01 and 2.54-2.58 GB with pyarrow's default mimalloc, which keeps freed pages
+    for reuse that pandas and numpy, allocating outside Arrow, never get."""
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ and "jemalloc" in pa.supported_memory_backends():
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+        pa.jemalloc_set_decay_ms(0)
+    return pa.default_memory_pool().backend_name
+
+
+lean_arrow_memory()  # process-wide, once: every stage reads its tables through this module
+
 DATETIME_UNIT = "datetime64[us]"
 TEXT = pd.StringDtype("pyarrow", na_value=np.nan)
 """The "str" dtype every id, category and text column gets (Arrow large_string, NaN for missing)."""

@@ -200,3 +200,18 @@ def test_purchase_history_memory_does_not_grow_with_a_long_sparse_history() -> N
         tracemalloc.stop()
     assert np.nansum(history.frequency + 1) == len(np.unique(events.code.astype(np.int64) * 10**6 + (time - start) // US_PER_DAY))
     assert peak < 60 * 2**20, f"{peak / 2**20:.0f} MiB"
+
+
+def test_indexed_time_blocks_order_the_rows_as_a_stable_sort_by_block() -> None:
+    """The row order of indexed blocks, built chunk by chunk in two halves without a range of positions as
+    input, is numpy's stable sort by block (rows enough for several chunks per half)."""
+    from features._grouping import BLOCK_DAYS, SORT_CHUNK_ROWS, US_PER_DAY, Events
+
+    rng = np.random.default_rng(8)
+    n = 5 * SORT_CHUNK_ROWS + 17
+    time = rng.integers(0, 400 * US_PER_DAY, n) + 1_700_000_000_000_000
+    indexed = Events(rng.integers(0, 1_000, n).astype(np.int32), time, {}).in_time_blocks(materialise=False)
+    width = BLOCK_DAYS * US_PER_DAY
+    block = (time - indexed.block_origin) // width
+    assert indexed.order.dtype == np.int32
+    np.testing.assert_array_equal(indexed.order, np.argsort(block, kind="stable"))

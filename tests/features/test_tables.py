@@ -138,3 +138,43 @@ def test_customers_only_snapshot_gives_a_training_table() -> None:
     assert table["future_value"].isna().all()  # no transactions: the value is unknown, not 0
     with pytest.raises(ValueError, match="needs a transactions table"):
         build_training_table(tables, FEATURES, labels.model_copy(update={"definition": "inactivity"}))
+
+
+def test_preparing_from_the_only_reference_frees_each_table_and_gives_the_same_features(monkeypatch) -> None:
+    """The score stage hands its tables to `prepare_taking`: each frame must go as soon as its arrays are made
+    (their ids and texts are most of the memory at 1M customers), and the features must not change."""
+    import gc
+    import weakref
+
+    import features.build
+    from features.build import prepare, prepare_taking, scoring_table_of, tables_as_of
+
+    def fresh() -> Tables:
+        made = random_tables(4)
+        return Tables(**{name: getattr(made, name).copy() for name in made.present()}, as_of=made.as_of)
+
+    kept = fresh()
+    expected = scoring_table_of(prepare(kept, FEATURES), tables_as_of(kept), FEATURES, LABELS)
+    assert all(getattr(kept, name) is not None for name in ("transactions", "complaints", "surveys", "contacts"))
+    tables = fresh()
+    cutoff = tables_as_of(tables)
+    watched = {name: weakref.ref(getattr(tables, name)) for name in ("transactions", "complaints", "surveys", "contacts")}
+    alive_at_complaints: list[bool] = []
+    complaint_columns = features.build.complaint_columns
+
+    def watching(*args, **kwargs):  # the complaints come after the transactions
+        gc.collect()
+        alive_at_complaints.append(watched["transactions"]() is not None)
+        return complaint_columns(*args, **kwargs)
+
+    monkeypatch.setattr(features.build, "complaint_columns", watching)
+    owner = [tables]
+    del tables
+    prepared = prepare_taking(owner, FEATURES)
+    gc.collect()
+    assert alive_at_complaints == [False]
+    assert owner == []
+    assert {name: ref() is None for name, ref in watched.items()} == dict.fromkeys(watched, True)
+    pd.testing.assert_frame_equal(scoring_table_of(prepared, cutoff, FEATURES, LABELS), expected, check_exact=True)
+    # the caller who kept its reference keeps its tables whole: `prepare` never mutates them
+    assert len(kept.transactions) == len(random_tables(4).transactions)
