@@ -449,12 +449,12 @@ class Events:
         last = min(max((end - 1 - self.block_origin) // width + 1, 0), n_blocks) if end < NEVER else n_blocks
         return slice(int(self.block_rows[first]), int(self.block_rows[max(last, first)]))
 
-    def chunks_between(self, start: int, end: int, names: tuple[str, ...] = ()
+    def chunks_between(self, start: int, end: int, names: tuple[str, ...] = (), chunk_rows: int = CHUNK_ROWS
                        ) -> Iterator[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]:
         """(code, time, [columns]) of every row with start <= time < end, and maybe a few more
-        of the boundary blocks, in blocked order, a chunk at a time."""
+        of the boundary blocks, in blocked order, `chunk_rows` at a time."""
         span = self.rows_between(start, end)
-        for chunk in row_chunks(span.stop - span.start):
+        for chunk in row_chunks(span.stop - span.start, chunk_rows):
             rows = slice(span.start + chunk.start, span.start + chunk.stop)
             index = rows if self.order is None else self.order[rows]
             yield self.code[index], self.time[index], [self.columns[name][index] for name in names]

@@ -215,3 +215,29 @@ def test_indexed_time_blocks_order_the_rows_as_a_stable_sort_by_block() -> None:
     block = (time - indexed.block_origin) // width
     assert indexed.order.dtype == np.int32
     np.testing.assert_array_equal(indexed.order, np.argsort(block, kind="stable"))
+
+
+@pytest.mark.parametrize("materialise", [True, False])
+def test_transaction_summary_is_the_same_however_the_rows_are_chunked(materialise: bool, monkeypatch) -> None:
+    """`summarise_transactions` bins a million rows at a time to bound its temporaries; every total must be the
+    same with any chunk size (sums in row order per customer, counts, latest days, the largest outflow)."""
+    import dataclasses
+
+    import features.rfm
+    from features._grouping import US_PER_DAY, Events
+    from features.settings import FeatureSettings
+
+    rng = np.random.default_rng(11)
+    n, rows = 300, 40_000
+    start = cutoff_us(pd.Timestamp("2023-01-01"))
+    time = start + rng.integers(0, 500 * US_PER_DAY, rows)
+    amount = np.round(rng.normal(40, 90, rows), 2)  # outflows too, some equal: the largest-outflow ties
+    events = Events(rng.integers(0, n, rows).astype(np.int32), time, {"amount": amount}).in_time_blocks(materialise)
+    cutoff = start + 400 * US_PER_DAY + 6 * 3600 * 10**6
+    summaries = []
+    for chunk_rows in (features.rfm.SUMMARY_CHUNK_ROWS, 1, 97, 4_099):
+        monkeypatch.setattr(features.rfm, "SUMMARY_CHUNK_ROWS", chunk_rows)
+        summaries.append(features.rfm.summarise_transactions(events, n, cutoff, FeatureSettings()))
+    for other in summaries[1:]:
+        for field in dataclasses.fields(other):
+            np.testing.assert_array_equal(getattr(other, field.name), getattr(summaries[0], field.name), err_msg=field.name)
