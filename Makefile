@@ -71,6 +71,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_generate.py --customers 1000000 --months 30 --out $(BENCH_DATA)
 	$(BIN)/python benchmarks/bench_features.py --data $(BENCH_DATA)
 	$(BIN)/python benchmarks/bench_relational.py --data $(BENCH_DATA) --count 1 --repeats 1 --memory-limit 4GB
+	$(BIN)/python benchmarks/bench_reference.py --data $(BENCH_DATA) --cutoff 2025-07-01 --repeats 2
 	$(BIN)/python benchmarks/bench_train.py --data $(BENCH_DATA)
 	$(BIN)/python benchmarks/bench_score.py --data $(BENCH_DATA)
 	$(BIN)/python benchmarks/bench_rules.py --data $(BENCH_DATA)

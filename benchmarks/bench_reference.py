@@ -1,13 +1,15 @@
-"""The relational engine against the hand-written full-set DuckDB reference query (issue 15), one cutoff.
+"""Both feature engines against the hand-written full-set DuckDB reference query (issue 15), one cutoff.
 
-For a generated bank's folder and one cutoff, alternated, `--repeats` times each, every run in a fresh
+For a generated bank's folder and one cutoff, in rotation, `--repeats` times each, every run in a fresh
 process under /usr/bin/time -v (DuckDB 2 threads, `--memory-limit`, spilling under /tmp):
   (a) reference: benchmarks/reference_query.py's one statement, from the Parquet files to an Arrow table;
   (b) engine: `pipelines.relational.build_frames(cfg, [cutoff], families=PORTED_FAMILIES)` (the five
-      ported families and the labels, as pandas frames).
-Reports wall and CPU seconds and peak memory (whole process) of each run, the ratio engine / reference
-(best of the repeats, and median), and a cell-for-cell cross-check of the two tables (one more process,
-untimed: `reference_query.cross_check`).
+      ported families and the labels, as pandas frames);
+  (c) pandas: the pandas engine from the same files, as a stage runs it (`pandas_frame`: every table read
+      and validated, then all its families, 90 columns, and the labels).
+Reports wall and CPU seconds and peak memory (whole process) of each run, the ratio of each engine to the
+reference (best of the repeats, and median), and a cell-for-cell cross-check of the reference and the
+relational engine (one more process, untimed: `reference_query.cross_check`).
 
 Usage:
   .venv/bin/python benchmarks/bench_reference.py --data /tmp/bench-data/1m --cutoff 2025-07-01 \
@@ -30,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "reference.json"
-KINDS = ("reference", "engine")
+KINDS = ("reference", "engine", "pandas")
 
 
 def child(kind: str, data: str, cutoff: str, memory_limit: str, money: str) -> None:
@@ -43,10 +45,28 @@ def child(kind: str, data: str, cutoff: str, memory_limit: str, money: str) -> N
     if kind == "reference":
         table = run_reference(bank_files(data), cutoff, cfg.features, cfg.labels, money, 2, memory_limit)
         rows, columns = table.num_rows, table.num_columns
-    else:
+    elif kind == "engine":
         frame = engine_frame(cfg, cutoff)
         rows, columns = frame.shape
+    else:
+        frame = pandas_frame(cfg, cutoff)
+        rows, columns = frame.shape
     print(json.dumps({"rows": rows, "columns": columns, "build_seconds": round(time.perf_counter() - start, 2)}))
+
+
+def pandas_frame(cfg, cutoff: str):
+    """The pandas engine's training rows at `cutoff` as a stage gets them from the files: every table read and
+    validated (`load_tables`), prepared (the tables freed as they go), then every family (all 90 columns with
+    the BTYD and static ones, where the reference and the relational engine compute 80) and the labels."""
+    import pandas as pd
+
+    from features.build import prepare_taking, training_rows_at
+    from pipelines.tables import load_tables
+
+    cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update={"engine": "pandas"})})
+    owner = [load_tables(cfg)]
+    prepared = prepare_taking(owner, cfg.features, cfg.labels.value_column)
+    return training_rows_at(prepared, pd.Timestamp(cutoff), cfg.features, cfg.labels)
 
 
 def check(data: str, cutoff: str, memory_limit: str, money: str) -> None:
@@ -85,9 +105,10 @@ def summary(runs: dict[str, list[dict[str, object]]]) -> dict[str, object]:
             continue
         best = {k: min(v) for k, v in values.items()}
         median = {k: statistics.median(v) for k, v in values.items()}
-        out[key] = {"best": best, "median": median,
-                    "ratio_engine_over_reference_best": round(best["engine"] / best["reference"], 2),
-                    "ratio_engine_over_reference_median": round(median["engine"] / median["reference"], 2)}
+        out[key] = {"best": best, "median": median}
+        for kind in KINDS[1:]:
+            out[key][f"ratio_{kind}_over_reference_best"] = round(best[kind] / best["reference"], 2)
+            out[key][f"ratio_{kind}_over_reference_median"] = round(median[kind] / median["reference"], 2)
     return out
 
 
@@ -111,7 +132,7 @@ def main() -> None:
         return
     runs: dict[str, list[dict[str, object]]] = {k: [] for k in KINDS}
     for repeat in range(args.repeats):
-        order = KINDS if repeat % 2 == 0 else KINDS[::-1]  # alternated, each first in turn
+        order = KINDS[repeat % len(KINDS):] + KINDS[:repeat % len(KINDS)]  # rotated, each first in turn
         for kind in order:
             run = measure(kind, args.data, args.cutoff, args.memory_limit, args.money)
             print(kind, run, flush=True)

@@ -359,20 +359,29 @@ def iter_training_tables(tables: Tables, features: FeatureSettings, labels: Labe
     prepared = prepare(sampled, features, labels.value_column, many_cutoffs=len(cutoffs) > 1,
                        customer_value_column=labels.customer_value_column, all_customers=everyone)
     for cutoff in cutoffs:
-        reasons = population_reasons(prepared, cutoff_us(cutoff), labels)
-        population = reasons < 0
-        if on_excluded is not None:
-            on_excluded(*excluded_at(prepared.customer_ids, cutoff, reasons))
-        if not population.any():
-            log.info("cutoff %s: no customers in the population, skipped", cutoff.date())
-            continue
-        frame = features_at(prepared, cutoff, features, population, horizon_days=labels.horizon_days)
-        churned, value = label_arrays(prepared, cutoff_us(cutoff), labels)
-        positions = np.flatnonzero(population)
-        frame = frame.assign(churned=churned[positions], future_value=value[positions])
-        if labels.definition == "closure":  # time to churn: the label of every shorter horizon
-            frame["days_to_churn"] = days_to_closure(prepared, cutoff_us(cutoff), labels)[positions]
-        yield frame
+        frame = training_rows_at(prepared, cutoff, features, labels, on_excluded)
+        if frame is not None:
+            yield frame
+
+
+def training_rows_at(prepared: Prepared, cutoff: pd.Timestamp, features: FeatureSettings, labels: LabelSettings,
+                     on_excluded: ExclusionSink | None = None) -> pd.DataFrame | None:
+    """One cutoff's training rows (features, churned, future_value, days_to_churn under the closure rule);
+    None, said in the log, when no customer is in the population. `on_excluded` as `iter_training_tables`."""
+    reasons = population_reasons(prepared, cutoff_us(cutoff), labels)
+    population = reasons < 0
+    if on_excluded is not None:
+        on_excluded(*excluded_at(prepared.customer_ids, cutoff, reasons))
+    if not population.any():
+        log.info("cutoff %s: no customers in the population, skipped", cutoff.date())
+        return None
+    frame = features_at(prepared, cutoff, features, population, horizon_days=labels.horizon_days)
+    churned, value = label_arrays(prepared, cutoff_us(cutoff), labels)
+    positions = np.flatnonzero(population)
+    frame = frame.assign(churned=churned[positions], future_value=value[positions])
+    if labels.definition == "closure":  # time to churn: the label of every shorter horizon
+        frame["days_to_churn"] = days_to_closure(prepared, cutoff_us(cutoff), labels)[positions]
+    return frame
 
 
 def build_training_table(tables: Tables, features: FeatureSettings, labels: LabelSettings) -> pd.DataFrame:
