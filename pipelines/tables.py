@@ -545,7 +545,7 @@ def read_and_check(cfg: Config, needs: frozenset[str] | None = None
     except ValueError as error:
         problems.append(Problem("customers", None, 0, str(error), "set data.as_of in the config"))
     configured_as_of = pd.Timestamp(cfg.data.as_of) if cfg.data.as_of else None
-    problems += validate_tables(frames, configured_as_of, dates_only)
+    problems += validate_tables(frames, configured_as_of, dates_only, inferred_end=as_of)
     # Arrow keeps the pages of its freed read buffers for reuse, but what comes next (the
     # feature build, the models) allocates through numpy: hand them back (~0.4 GB on 46M rows).
     pa.default_memory_pool().release_unused()
