@@ -20,7 +20,7 @@ import pyarrow as pa_arrow
 import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
-from features._grouping import CHUNK_ROWS, IdLookup, _as_arrow_strings
+from features._grouping import CHUNK_ROWS, IdLookup, _as_arrow_strings, sorted_ids
 from features.contract import EVENT_TABLES, TABLES, ColumnSpec, TableSpec
 
 MAX_EXAMPLES = 5
@@ -340,10 +340,17 @@ class KnownCustomers:
         signup = customers["signup_date"].to_numpy() if "signup_date" in customers.columns else None
         if signup is not None and not first.all():
             signup = signup[first]
+        self.lookup: _CustomerLookup | IdLookup
+        if len(ids) and first.all() and not ids.isna().any():
+            # valid ids: positions in id order, the lookup the feature build makes of this table (`sorted_ids`),
+            # so that it reuses every event table's positions found here
+            order, self.lookup = sorted_ids(ids)
+            signup = signup[order] if signup is not None else None
+        else:
+            self.lookup = _CustomerLookup(self.unique_ids)
         # Unknown customers (code -1) meet the appended NaT, and nothing is before NaT.
         self.signup_or_nat = (None if signup is None
                               else np.append(signup, np.array("NaT", dtype=signup.dtype)))
-        self.lookup = _CustomerLookup(self.unique_ids)
         self._by_key: pd.Series | None = None
 
     def by_key(self) -> pd.Series:
