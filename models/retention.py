@@ -284,8 +284,12 @@ def overdue_complaint_tiers(complaints: pd.DataFrame | None, cutoff: pd.Timestam
     resolved = _as_us(complaints["resolved_at"])
     is_open = (opened < cutoff_us) & (resolved >= cutoff_us)
     priority = complaints["priority"] if "priority" in complaints else pd.Series(None, index=complaints.index)
-    tier_code = pd.Categorical(priority.astype("str").where(priority.notna()), categories=list(PRIORITY_TIERS)).codes
-    tier_code = tier_code.astype(np.int64)
+    if isinstance(priority.dtype, pd.CategoricalDtype):  # each level looked up once, not a string per complaint
+        level = pd.Index(list(PRIORITY_TIERS)).get_indexer(priority.cat.categories.astype("str"))
+        tier_code = np.append(level, -1).astype(np.int64)[priority.cat.codes.to_numpy()]
+    else:
+        tier_code = pd.Categorical(priority.astype("str").where(priority.notna()), categories=list(PRIORITY_TIERS)).codes
+        tier_code = tier_code.astype(np.int64)
     if trigger == "breached":
         age = cutoff_us - opened
         resolution = _target_us(targets, "resolution_hours")[tier_code]
@@ -298,7 +302,7 @@ def overdue_complaint_tiers(complaints: pd.DataFrame | None, cutoff: pd.Timestam
         tier_code = np.where(tier_code < 0, PRIORITY_TIERS.index("normal"), tier_code)
     if not flagged.any():
         return empty
-    worst = (pd.DataFrame({"customer_id": complaints["customer_id"].astype("str").to_numpy()[flagged],
+    worst = (pd.DataFrame({"customer_id": complaints["customer_id"][flagged].astype("str").to_numpy(),  # flagged only
                            "severity": tier_code[flagged]})
              .groupby("customer_id", sort=True)["severity"].min())
     return worst.map(dict(enumerate(PRIORITY_TIERS))).astype("str").rename("complaint_tier")

@@ -116,11 +116,16 @@ def complaints_frame() -> pd.DataFrame:
     })
 
 
-def test_overdue_complaints_follow_the_tier_targets_at_the_cutoff() -> None:
-    tiers = overdue_complaint_tiers(complaints_frame(), AS_OF, TARGETS, "breached")
+@pytest.mark.parametrize("as_category", [False, True])
+def test_overdue_complaints_follow_the_tier_targets_at_the_cutoff(as_category: bool) -> None:
+    complaints = complaints_frame()
+    if as_category:  # as loaded: a categorical, its levels in another order and one that is no tier
+        complaints["priority"] = pd.Categorical(complaints["priority"], categories=["urgent", "legacy", "suggestion",
+                                                                                    "normal", "high"])
+    tiers = overdue_complaint_tiers(complaints, AS_OF, TARGETS, "breached")
     assert tiers.to_dict() == {"resolved_later": "high", "two_tiers": "high", "urgent_no_reply": "urgent",
                                "urgent_overdue": "urgent"}
-    any_open = overdue_complaint_tiers(complaints_frame(), AS_OF, TARGETS, "any_open")
+    any_open = overdue_complaint_tiers(complaints, AS_OF, TARGETS, "any_open")
     assert set(any_open.index) == {"urgent_overdue", "urgent_in_time", "urgent_no_reply", "resolved_later",
                                    "two_tiers", "suggestion_old", "unknown_tier"}
     assert any_open["unknown_tier"] == "normal" and any_open["two_tiers"] == "high"
