@@ -25,7 +25,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.contract import Tables
 
 US_PER_SECOND = 1_000_000
 US_PER_HOUR = 3_600 * US_PER_SECOND
@@ -635,15 +634,6 @@ class Prepared:
     @property
     def n_customers(self) -> int:
         return len(self.customer_ids)
-
-
-def sorted_customers(tables: Tables) -> tuple[pd.DataFrame, IdLookup]:
-    """The customers table sorted by id (fresh index), and a lookup of positions in that order."""
-    customers = tables.customers
-    if "customer_id" not in customers.columns:
-        raise ValueError("the customers table has no customer_id column")
-    order, lookup = sorted_ids(customers["customer_id"])
-    return customers.iloc[order].reset_index(drop=True), lookup
 
 
 _SORTED_IDS = ColumnMemo()

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from features._grouping import (NEVER, Events, Prepared, cutoff_us, datetimes_us, event_codes, floats,
-                                parallel_map, sorted_customers)
+                                parallel_map, sorted_ids)
 from features.btyd import BtydFit, btyd_features, fit_btyd, purchase_history
 from features.catalogue import catalogue
 from features.complaints import complaint_columns, complaint_features
@@ -69,18 +69,11 @@ def prepare_taking(owner: list[Tables], settings: FeatureSettings, value_column:
     the tables and their prepared arrays are never all held at once (on the 1M bank the transactions'
     46M customer-id strings, 0.8 GB, go before the next table is prepared)."""
     tables = owner.pop()
-    customers, ids = sorted_customers(tables)
-    if "signup_date" not in customers.columns:
-        raise ValueError("the customers table has no signup_date column")
-    signup = datetimes_us(customers["signup_date"], missing=NEVER)
-    closed = (datetimes_us(customers["closed_date"], missing=NEVER) if "closed_date" in customers.columns
-              else np.full(len(customers), NEVER, dtype=np.int64))
-    static: dict[str, np.ndarray | pd.Categorical] = {}
-    if include == EVENT_TABLES and all_customers is None:
-        static = static_attributes(customers, settings)
-    elif include == EVENT_TABLES:
-        where = pd.Index(all_customers["customer_id"].astype("str")).get_indexer(customers["customer_id"].astype("str"))
-        static = {name: values[where] for name, values in static_attributes(all_customers, settings).items()}
+    unsorted = tables.customers
+    for column in ("customer_id", "signup_date"):
+        if column not in unsorted.columns:
+            raise ValueError(f"the customers table has no {column} column")
+    order, ids = sorted_ids(unsorted["customer_id"])
     present = {name: getattr(tables, name) for name in include if getattr(tables, name) is not None}
     del tables
     has_transactions = "transactions" in present
@@ -114,6 +107,18 @@ def prepare_taking(owner: list[Tables], settings: FeatureSettings, value_column:
         frame = present.pop("contacts")
         code, known = event_codes(frame, ids)
         events["contacts"] = _events(code, datetimes_us(frame["contacted_at"]), known & contacted_rows(frame), {})
+    # the customers in id order last: their copy is not held beside the event tables
+    customers = unsorted.iloc[order].reset_index(drop=True)
+    del unsorted
+    signup = datetimes_us(customers["signup_date"], missing=NEVER)
+    closed = (datetimes_us(customers["closed_date"], missing=NEVER) if "closed_date" in customers.columns
+              else np.full(len(customers), NEVER, dtype=np.int64))
+    static: dict[str, np.ndarray | pd.Categorical] = {}
+    if include == EVENT_TABLES and all_customers is None:
+        static = static_attributes(customers, settings)
+    elif include == EVENT_TABLES:
+        where = pd.Index(all_customers["customer_id"].astype("str")).get_indexer(customers["customer_id"].astype("str"))
+        static = {name: values[where] for name, values in static_attributes(all_customers, settings).items()}
     customer_value = (customer_value_per_month(customers, customer_value_column)
                       if customer_value_column is not None and not has_transactions else None)
     return Prepared(
