@@ -119,10 +119,12 @@ class ColumnMemo:
         if entry is not None and entry[0]() is array and entry[1]() is data:
             return entry[2]  # type: ignore[return-value]
         value = compute()
+        memo = weakref.ref(self)  # not `self`: a strong cycle would keep dropped memos' values until a GC pass
 
         def forget(ref: weakref.ReferenceType, key: int = key) -> None:
-            if self._entries.get(key, (None,))[0] is ref:
-                del self._entries[key]
+            alive = memo()
+            if alive is not None and alive._entries.get(key, (None,))[0] is ref:
+                del alive._entries[key]
 
         self._entries[key] = (weakref.ref(array, forget), weakref.ref(data), value)
         return value

@@ -307,3 +307,24 @@ def test_validating_and_preparing_loaded_tables_look_each_event_table_up_once(mo
     settings, labels = FeatureSettings(), LabelSettings()
     pd.testing.assert_frame_equal(build_scoring_table(tables, settings, labels), build_scoring_table(fresh, settings, labels),
                                   check_exact=True)
+
+
+def test_a_dropped_memo_frees_its_values_at_once() -> None:
+    """An IdLookup dropped while the column it looked up lives: its positions must go with it, not wait for
+    the cycle collector (they are 4 bytes an event row)."""
+    import gc
+    import weakref
+
+    from features._grouping import ColumnMemo
+
+    gc.disable()
+    try:
+        frame = pd.DataFrame({"customer_id": pd.array(["C1", "C2"], dtype="str")})
+        memo = ColumnMemo()
+        value = np.arange(3)
+        memo.get(frame["customer_id"], lambda: value)
+        watched = weakref.ref(value)
+        del memo, value
+        assert watched() is None
+    finally:
+        gc.enable()
