@@ -6,7 +6,7 @@ process under /usr/bin/time -v (DuckDB 2 threads, `--memory-limit`, spilling und
   (b) engine: `pipelines.relational.build_frames(cfg, [cutoff], families=PORTED_FAMILIES)` (the five
       ported families and the labels, as pandas frames);
   (c) pandas: the pandas engine from the same files, as a stage runs it (`pandas_frame`: every table read
-      and validated, then all its families, 90 columns, and the labels).
+      and validated, then all its families, 83 feature columns, and the labels).
 Reports wall and CPU seconds and peak memory (whole process) of each run, the ratio of each engine to the
 reference (best of the repeats, and median), and a cell-for-cell cross-check of the reference and the
 relational engine (one more process, untimed: `reference_query.cross_check`).
@@ -56,8 +56,8 @@ def child(kind: str, data: str, cutoff: str, memory_limit: str, money: str) -> N
 
 def pandas_frame(cfg, cutoff: str):
     """The pandas engine's training rows at `cutoff` as a stage gets them from the files: every table read and
-    validated (`load_tables`), prepared (the tables freed as they go), then every family (all 90 columns with
-    the BTYD and static ones, where the reference and the relational engine compute 80) and the labels."""
+    validated (`load_tables`), prepared (the tables freed as they go), then every family (83 feature columns with
+    the BTYD ones: 88 with keys and labels, where the reference and the relational engine return 80) and the labels."""
     import pandas as pd
 
     from features.build import prepare_taking, training_rows_at

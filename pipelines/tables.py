@@ -36,9 +36,9 @@ def lean_arrow_memory() -> str:
     """Arrow allocates through jemalloc, giving freed pages back at once, unless the user chose a pool
     (ARROW_DEFAULT_MEMORY_POOL) or this pyarrow has no jemalloc (Windows); returns the pool in use.
 
-    Reading the 1M bank's 46M transactions, alternated in fresh processes: peak 2.70-2.71 GB and 2.32-2.36 GB
-    held after, against 2.96-3.01 and 2.54-2.58 GB with pyarrow's default mimalloc, which keeps freed pages
-    for reuse that pandas and numpy, allocating outside Arrow, never get."""
+    Loading the 1M bank's five tables (`load_tables`), alternated in fresh processes: peak 2.70-2.77 GB and
+    2.32-2.42 GB held after, against 2.96-3.05 and 2.54-2.62 GB with pyarrow's default mimalloc, which keeps
+    freed pages for reuse that pandas and numpy, allocating outside Arrow, never get."""
     if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ and "jemalloc" in pa.supported_memory_backends():
         pa.set_memory_pool(pa.jemalloc_memory_pool())
         pa.jemalloc_set_decay_ms(0)
