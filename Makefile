@@ -54,12 +54,22 @@ test: install
 # Installs the `spark` extra (pyspark, Ibis's pyspark and postgres backends) into .venv, and with
 # apt-get (as root) a Java 17 runtime and the PostgreSQL server where they are missing.
 SPARK_STAMP := $(VENV)/.spark-stamp
+SPARK_BUILD_IN_MEMORY_BELOW_KB ?= 4000000
 $(SPARK_STAMP): $(STAMP)
 	command -v java >/dev/null || test -n "$$JAVA_HOME" || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
-	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -c requirements.lock -e '.[dev,spark]'
+	@# pyspark comes as a source archive (~400 MB of jars) that uv builds into a wheel, needing ~2 GB more disk
+	@# for a while: with under 4 GB free here it is built in memory (/dev/shm, when that has 3 GB), then installed.
+	@# SPARK_BUILD_IN_MEMORY_BELOW_KB moves that threshold (a test of this path sets it high).
+	free=$$(df -Pk . | awk 'NR==2 {print $$4}'); shm=$$(df -Pk /dev/shm 2>/dev/null | awk 'NR==2 {print $$4}'); \
+	scratch=; if [ "$${free:-0}" -lt $(SPARK_BUILD_IN_MEMORY_BELOW_KB) ] && [ "$${shm:-0}" -gt 3000000 ]; then \
+		scratch=$$(mktemp -d /dev/shm/churn-spark-build.XXXXXX); \
+		echo "$$((free / 1024)) MB free on this disk: pyspark is built in $$scratch (memory), then installed"; fi; \
+	if [ -n "$$scratch" ]; then export UV_CACHE_DIR=$$scratch/cache TMPDIR=$$scratch; fi; \
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -c requirements.lock -e '.[dev,spark]'; \
+	status=$$?; if [ -n "$$scratch" ]; then rm -rf "$$scratch"; fi; exit $$status
 	touch $(SPARK_STAMP)
 
 test-spark: $(SPARK_STAMP)
