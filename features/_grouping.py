@@ -403,6 +403,26 @@ def add_sums(total: np.ndarray, key: np.ndarray, weights: np.ndarray) -> None:
     if len(key):
         np.add.at(total, key, weights)
 
+MONEY_DECIMALS = 6
+"""Decimal places money is summed to, on every engine: the relational engine reads it as DECIMAL(38, 6)
+(pipelines/relational.py `MONEY`), the pandas engine sums it in millionths (`decimal_units`)."""
+
+
+def decimal_units(amount: np.ndarray, decimals: int = MONEY_DECIMALS) -> np.ndarray:
+    """Amounts as whole millionths (float64 holding integers; `decimals`: other units), rounded half away
+    from zero as DuckDB casts a double to DECIMAL(38, 6). Sums of them are exact in any order while a total
+    stays below 2^53 units (about 9 billion in the currency), so the pandas engine's money features equal
+    the relational engine's exact decimal sums bit for bit: a total is `from_units(units)`, one correctly
+    rounded division, as the engine's cast of the decimal to a double."""
+    scaled = np.asarray(amount, dtype=np.float64) * 10.0 ** decimals
+    return np.trunc(scaled + np.copysign(0.5, scaled))
+
+
+def from_units(units: np.ndarray, decimals: int = MONEY_DECIMALS) -> np.ndarray:
+    """Totals in millionths (`decimal_units`; `decimals`: its other units) back in the currency, as float64."""
+    return units / 10.0 ** decimals
+
+
 def count_by(code: np.ndarray, n: int) -> np.ndarray:
     """Number of rows per customer (int64, length n)."""
     return np.bincount(code, minlength=n)

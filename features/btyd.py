@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features._grouping import BLOCK_DAYS, US_PER_DAY, Events, add_sums, window_day
+from features._grouping import BLOCK_DAYS, US_PER_DAY, Events, add_sums, decimal_units, from_units, window_day
 from models.btyd import (BgNbdParams, GammaGammaParams, expected_purchases, expected_spend, fit_bgnbd,
                          fit_gamma_gamma, probability_active, probability_alive)
 
@@ -103,7 +103,7 @@ def purchase_history(events: Events, n_customers: int, cutoff: int) -> PurchaseH
             # next chunk: days further back than that block's start cannot recur
             coming = int(block[stop]) if stop < len(block) else int(block[start])
             close(int(window_day(cutoff, events.block_origin + coming * width)) // GROUP_DAYS)
-        add_sums(spend, code, value)
+        add_sums(spend, code, decimal_units(value))  # exact millionths, as the relational engine's decimal sum
         np.maximum.at(first, code, back)
         np.minimum.at(last, code, back)
     close(-1)
@@ -111,7 +111,7 @@ def purchase_history(events: Events, n_customers: int, cutoff: int) -> PurchaseH
     frequency = np.where(bought, days - 1, np.nan)
     recency = np.where(bought, first - np.where(bought, last, 0), np.nan).astype(np.float64)
     age = np.where(bought, first + 1, np.nan).astype(np.float64)
-    mean_spend = np.where(bought, spend / np.maximum(days, 1), np.nan)
+    mean_spend = np.where(bought, from_units(spend) / np.maximum(days, 1), np.nan)
     return PurchaseHistory(frequency.astype(np.float64), recency, age, mean_spend)
 
 

@@ -15,6 +15,9 @@ import pandas as pd
 
 SENTIMENT_WINDOW = 90
 """Days of the complaint-tone features: [cutoff - 90 days, cutoff)."""
+TONE_DECIMALS = 4
+"""Decimals of a complaint's tone (VADER rounds its compound score to 4): tones are summed exactly in these
+units on every engine (features/relational/complaints.py `TONE`, features/complaints.py)."""
 
 
 @lru_cache(maxsize=1)

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from features._grouping import (NEVER, window_day, US_PER_DAY, US_PER_HOUR, Events, category_codes, datetimes_us,
-                                distinct_sorted, floats, max_by, min_by, ratio, sum_by)
+                                distinct_sorted, floats, max_by, min_by, decimal_units, from_units, ratio, sum_by)
 from features.catalogue import REPEAT_WINDOW
-from features.complaint_text import SENTIMENT_WINDOW, sentiment_scores
+from features.complaint_text import SENTIMENT_WINDOW, TONE_DECIMALS, sentiment_scores
 from features.contract import PRIORITY_TIERS
 from features.settings import FeatureSettings
 
@@ -63,6 +63,14 @@ def _counts_by_level(code: np.ndarray, level: np.ndarray, n_levels: int, n: int)
     return np.bincount(key, minlength=n * n_levels).reshape(n, n_levels)
 
 
+def total_hours(code: np.ndarray, durations_us: np.ndarray, n: int) -> np.ndarray:
+    """Hours per customer: the durations summed exactly in integer microseconds, then one division (as the
+    relational engine's integer sum), so a mean of them is the same bit for bit on every engine."""
+    total = np.zeros(n, dtype=np.int64)
+    np.add.at(total, code, durations_us.astype(np.int64, copy=False))
+    return total.astype(np.float64) / US_PER_HOUR
+
+
 def complaint_features(events: Events, n: int, cutoff: int, settings: FeatureSettings) -> dict[str, np.ndarray]:
     """Every complaint feature of every customer at the cutoff."""
     before = events.before(cutoff)
@@ -108,11 +116,11 @@ def complaint_features(events: Events, n: int, cutoff: int, settings: FeatureSet
         if "first_response_at" in cols:
             responded_at = cols["first_response_at"]
             answered = done & (responded_at < cutoff)
-            hours = (responded_at[answered] - opened[answered]) / US_PER_HOUR
-            out[f"mean_first_response_hours_{w_long}d"] = ratio(sum_by(code[answered], hours, n),
-                                                                 np.bincount(code[answered], minlength=n))
-        hours = (resolved_at[done] - opened[done]) / US_PER_HOUR
-        out[f"mean_resolution_hours_{w_long}d"] = ratio(sum_by(code[done], hours, n), n_done)
+            out[f"mean_first_response_hours_{w_long}d"] = ratio(
+                total_hours(code[answered], responded_at[answered] - opened[answered], n),
+                np.bincount(code[answered], minlength=n))
+        out[f"mean_resolution_hours_{w_long}d"] = ratio(total_hours(code[done], resolved_at[done] - opened[done], n),
+                                                        n_done)
 
     if "priority" in cols:
         priority = cols["priority"].astype(np.int64)
@@ -156,7 +164,9 @@ def complaint_features(events: Events, n: int, cutoff: int, settings: FeatureSet
         negative = recent.copy()
         negative[recent] = tone < settings.complaint_negative_below
         out[f"negative_complaints_{SENTIMENT_WINDOW}d"] = np.bincount(code[negative], minlength=n)
-        out[f"mean_complaint_sentiment_{SENTIMENT_WINDOW}d"] = ratio(sum_by(code[recent], tone, n), scored)
+        # each tone to VADER's 4 decimals, summed exactly (as the relational engine's DECIMAL(9, 4) sum)
+        tones = sum_by(code[recent], decimal_units(tone, TONE_DECIMALS), n)
+        out[f"mean_complaint_sentiment_{SENTIMENT_WINDOW}d"] = ratio(from_units(tones, TONE_DECIMALS), scored)
 
     last = min_by(code, age // US_PER_DAY, n, NEVER)
     out["days_since_last_complaint"] = np.where(last == NEVER, np.nan, last).astype(np.float64)

@@ -5,6 +5,9 @@ window into an age bin (days back from the cutoff, bins cut at every window edge
 every 30-day month) per customer, counting and summing on a combined (customer, bin) key
 with `np.bincount` / `np.add.at`. Every window count or sum, trend and monthly profile is
 then read from the cumulative bins; the lifecycle family reads the same summary.
+
+Money is summed in whole millionths (`decimal_units`), exactly, as the relational engine sums
+DECIMAL(38, 6): every money feature equals that engine's bit for bit, whatever the row order.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features._grouping import US_PER_DAY, Events, add_counts, add_sums, ratio, window_day
+from features._grouping import US_PER_DAY, Events, add_counts, add_sums, decimal_units, from_units, ratio, window_day
 from features.catalogue import (ACTIVE_DAYS_WINDOW, ACTIVITY_MONTHS, MONTH_DAYS, OUTFLOW_WINDOW, RFM_SEGMENTS,
                                 TREND_DAYS)
 from features.settings import FeatureSettings
@@ -40,6 +43,7 @@ class TransactionSummary:
     `largest_outflow_90d` the largest single outflow of those days (as a positive amount, 0 if
     none) and `days_since_largest_outflow_90d` its age in whole days (the most recent of equal
     ones; NaN if none); `absolute_amounts` sums the absolute amounts over the longest window.
+    Money fields are exact totals in millionths (`decimal_units`); `amount_within` gives the currency.
     """
 
     edges: np.ndarray
@@ -64,6 +68,10 @@ class TransactionSummary:
 
     def amount_within(self, days: int) -> np.ndarray:
         """Net amount of the transactions in the `days` days before the cutoff."""
+        return from_units(self.units_within(days))
+
+    def units_within(self, days: int) -> np.ndarray:
+        """`amount_within` in exact millionths, for exact arithmetic before the one rounding."""
         return self.amounts[:, self._column(days)]
 
     def count_between(self, newer_days: int, older_days: int) -> np.ndarray:
@@ -114,6 +122,7 @@ def summarise_transactions(events: Events, n_customers: int, cutoff: int,
         back = window_day(cutoff, time)  # which of the days before the cutoff it falls on (windows)
         key = code * n_bins + lookup[np.minimum(back, longest)]  # last bin: older rows of the first block, unused
         add_counts(counts, key)
+        amount = decimal_units(amount)
         add_sums(amounts, key, amount)
         negative = amount < 0
         outflow = negative & (back < OUTFLOW_WINDOW)
@@ -182,12 +191,13 @@ def transaction_features(summary: TransactionSummary, settings: FeatureSettings)
     for days in TREND_DAYS:
         out[f"transaction_trend_{days}d"] = trend_ratio(summary.count_within(days),
                                                         summary.count_between(days, 2 * days))
-    outflow = summary.outflows_90d
-    absolute = summary.amount_within(OUTFLOW_WINDOW) - 2.0 * outflow
-    out[f"outflow_share_{OUTFLOW_WINDOW}d"] = ratio(np.abs(outflow), absolute)
-    typical = ratio(summary.absolute_amounts, summary.count_within(settings.longest_window))
-    out[f"largest_outflow_{OUTFLOW_WINDOW}d"] = summary.largest_outflow_90d
-    out[f"largest_outflow_{OUTFLOW_WINDOW}d_vs_typical"] = ratio(summary.largest_outflow_90d, typical)
+    outflow = summary.outflows_90d  # exact millionths: the differences below are exact, rounded once
+    absolute = summary.units_within(OUTFLOW_WINDOW) - 2.0 * outflow
+    out[f"outflow_share_{OUTFLOW_WINDOW}d"] = ratio(from_units(np.abs(outflow)), from_units(absolute))
+    typical = ratio(from_units(summary.absolute_amounts), summary.count_within(settings.longest_window))
+    largest = from_units(summary.largest_outflow_90d)
+    out[f"largest_outflow_{OUTFLOW_WINDOW}d"] = largest
+    out[f"largest_outflow_{OUTFLOW_WINDOW}d_vs_typical"] = ratio(largest, typical)
     out[f"days_since_largest_outflow_{OUTFLOW_WINDOW}d"] = summary.days_since_largest_outflow_90d
     return out
 

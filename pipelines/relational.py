@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features._grouping import NEVER, cutoff_us, datetimes_us
+from features._grouping import MONEY_DECIMALS, NEVER, cutoff_us, datetimes_us
 from features.build import (ExclusionSink, cutoffs_between, earliest_event, excluded_at, no_cutoff_message,
                             tables_as_of)
 from features.catalogue import Family, catalogue
@@ -55,8 +55,9 @@ if TYPE_CHECKING:
 
 ENGINES = ("duckdb", "spark")
 
-MONEY = "decimal(38, 6)"
-"""The type money is summed in: exact, 32 digits before the point, 6 after."""
+MONEY = f"decimal(38, {MONEY_DECIMALS})"
+"""The type money is summed in: exact, 32 digits before the point, 6 after (the pandas engine sums the
+same millionths: features/_grouping.py `money_units`)."""
 
 
 @dataclass(frozen=True)

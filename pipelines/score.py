@@ -632,7 +632,7 @@ def compare_rankings(scored: pd.DataFrame, tiers: pd.Series, scoring: object, cf
 
 SCORING_SETTINGS_NOT_COMPARED = ("labels.cutoffs.", "features.engine", "features.duckdb.", "features.spark.")
 """Settings a model may have been trained with differently from the config without scoring differently
-(the engines give the same features, up to the last bits of exact against float64 money sums)."""
+(the engines give the same features, cell for cell)."""
 
 
 def check_model_settings(client: MlflowClient, kind: str, uri: str, info: dict[str, object], cfg: Config) -> None:

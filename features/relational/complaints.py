@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from features.complaint_text import TONE_DECIMALS
 from features.relational.definitions import US_PER_DAY, Reduction, ibis_module, ratio, within, within_time
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ def repeats(days: int) -> Reduction:
     return Reduction(reduce, "int64", 0, extend=_previous_of_category)
 
 
-TONE = "decimal(9, 4)"
+TONE = f"decimal(9, {TONE_DECIMALS})"
 """A complaint's tone (VADER compound, -1..1, rounded by VADER to 4 decimals) as summed: exactly, in any order."""
 
 

@@ -17,10 +17,6 @@ from tests.features.factories import random_tables
 
 SETTINGS = FeatureSettings(btyd=False)
 TABLE_NAMES = ("customers", "transactions", "complaints", "surveys", "contacts")
-INEXACT = ("transaction_amount_", "average_transaction_amount_", "outflow_share_", "largest_outflow_90d_vs_typical",
-           "future_value", "mean_first_response_hours_", "mean_resolution_hours_", "mean_complaint_sentiment_")
-"""Columns from sums of money or durations: exact sums in the relational engine (decimal, integer
-microseconds), float64 additions in input order in the pandas engine (so they differ in the last bits)."""
 
 
 def write_bank(folder: Path) -> tuple[Tables, dict[str, TableFile]]:
@@ -58,10 +54,9 @@ def ported_columns(labels: LabelSettings) -> list[str]:
 
 
 def assert_matches_pandas(got: pd.DataFrame, reference: pd.DataFrame) -> None:
-    """`got` equals the pandas engine's table on its columns: same rows and dtypes, every cell equal
-    (the sums of money and durations, `INEXACT`, to 1e-12 relative)."""
+    """`got` equals the pandas engine's table on its columns: same rows and dtypes, every cell equal (sums of
+    money, tones and durations too: both engines sum them exactly, features/_grouping.py `decimal_units`)."""
     expected = reference[list(got.columns)]
     assert len(got) == len(expected) and got.dtypes.equals(expected.dtypes)
     for column in got.columns:
-        pd.testing.assert_series_equal(got[column], expected[column], check_exact=not column.startswith(INEXACT),
-                                       rtol=1e-12, obj=column)
+        pd.testing.assert_series_equal(got[column], expected[column], check_exact=True, obj=column)

@@ -26,7 +26,7 @@ from pipelines.config import ConfigError, parse_config
 from pipelines.features import settings_of
 from pipelines.relational import (MONEY, TableFile, build_frames, connect, connect_engine, memory_bytes, read_tables,
                                   statement_buckets, to_feature_frame)
-from tests.features.relational_bank import (INEXACT, SETTINGS, assert_matches_pandas, frames, ported_columns,
+from tests.features.relational_bank import (SETTINGS, assert_matches_pandas, frames, ported_columns,
                                             write_bank)
 
 
@@ -40,15 +40,23 @@ def _relational(files: dict[str, TableFile], cutoffs: list[pd.Timestamp], labels
     return frames(connect(threads=threads, memory_limit="1GB"), files, cutoffs, labels)
 
 
-def _exact_sums(tables: Tables, frame: pd.DataFrame, days: int) -> np.ndarray:
-    """transaction_amount_{days}d of every row, summed as decimals of the amounts' shortest repr."""
+def _exact_sums(tables: Tables, frame: pd.DataFrame, days: int, exact: bool = True) -> np.ndarray:
+    """transaction_amount_{days}d of every row, summed as decimals of the amounts' shortest repr
+    (`exact`), else as float64 additions in row order."""
     tx = tables.transactions
     out = []
     for customer, cutoff in zip(frame["customer_id"], frame["cutoff"]):
         mine = tx[(tx["customer_id"] == customer) & (tx["timestamp"] < cutoff)
                   & (tx["timestamp"] >= cutoff - pd.Timedelta(days=days))]
-        out.append(float(sum((Decimal(repr(float(a))) for a in mine["amount"]), Decimal(0))))
+        if exact:
+            out.append(float(sum((Decimal(repr(float(a))) for a in mine["amount"]), Decimal(0))))
+        else:
+            total = 0.0
+            for a in mine["amount"]:
+                total += float(a)
+            out.append(total)
     return np.array(out)
+
 
 
 @pytest.mark.parametrize("definition", ["closure", "inactivity"])
@@ -65,10 +73,36 @@ def test_duckdb_matches_the_pandas_engine_cell_for_cell(bank, definition: str) -
     assert list(one.columns) == ported_columns(labels)
     assert_matches_pandas(one, reference)
     expected = reference[list(one.columns)]
-    # the money sums are the exact sums (the pandas engine's differ in the last bits)
+    # the money sums are the exact sums, on both engines (the pandas engine sums millionths), and float64
+    # additions in row order would have differed from them in the last bits
     longest = SETTINGS.longest_window
-    np.testing.assert_array_equal(one[f"transaction_amount_{longest}d"], _exact_sums(tables, one, longest))
-    assert (one[f"transaction_amount_{longest}d"] != expected[f"transaction_amount_{longest}d"]).any()
+    exact = _exact_sums(tables, one, longest)
+    np.testing.assert_array_equal(one[f"transaction_amount_{longest}d"], exact)
+    np.testing.assert_array_equal(expected[f"transaction_amount_{longest}d"], exact)
+    assert (_exact_sums(tables, one, longest, exact=False) != exact).any()
+
+
+def test_the_pandas_engine_rounds_money_to_millionths_as_duckdb_casts_it() -> None:
+    """`decimal_units` (the pandas engine's money and tones) against DuckDB's cast of the same doubles to
+    DECIMAL(38, 6) and DECIMAL(9, 4): half away from zero, ties included, and a sum of the units is the
+    engine's exact decimal sum cast back to a double."""
+    import duckdb
+
+    from features._grouping import decimal_units, from_units
+
+    rng = np.random.default_rng(5)
+    ties = [5e-07, -5e-07, 1.5e-06, 2.5e-06, -2.5e-06, 0.1234565, -0.1234565, 1e9 + 5e-07, 0.0, -1e-07]
+    values = np.concatenate([np.round(rng.normal(0, 300, 20_000), 2), rng.normal(0, 1_000, 20_000),
+                             rng.normal(0, 1e-5, 5_000), np.round(rng.normal(0, 300, 5_000), 7), ties])
+    con = duckdb.connect()
+    frame = pd.DataFrame({"x": values})  # noqa: F841 (read by the query)
+    for decimals, kind in ((6, "decimal(38, 6)"), (4, "decimal(9, 4)")):
+        kept = np.abs(values) < 1e4 if decimals == 4 else np.ones(len(values), dtype=bool)  # tones are -1..1
+        cast = con.sql(f"SELECT TRY_CAST(x AS {kind})::VARCHAR AS s FROM frame").fetchnumpy()["s"][kept]
+        units = np.array([float(int(Decimal(str(s)).scaleb(decimals))) for s in cast])
+        np.testing.assert_array_equal(decimal_units(values, decimals)[kept], units)
+    total = con.sql("SELECT SUM(CAST(x AS decimal(38, 6)))::DOUBLE FROM frame").fetchall()[0][0]
+    assert from_units(decimal_units(values).sum()) == total
 
 
 def test_an_unported_family_is_refused_by_name(bank) -> None:
@@ -181,8 +215,7 @@ def test_cutoffs_at_event_times_match_the_pandas_engine(bank) -> None:
         for cutoff in cutoffs], ignore_index=True)[[c for c in one.columns if c != "days_to_churn"]]
     assert len(one) == len(expected)
     for column in expected.columns:
-        pd.testing.assert_series_equal(one[column], expected[column], check_exact=not column.startswith(INEXACT),
-                                       rtol=1e-12, obj=column)
+        pd.testing.assert_series_equal(one[column], expected[column], check_exact=True, obj=column)
 
 
 def _brute_force_events(seed: int) -> tuple[pd.DataFrame, list[pd.Timestamp]]:
@@ -241,10 +274,10 @@ def test_distinct_days_are_counted_back_from_the_cutoff() -> None:
 
 def test_every_family_with_btyd_and_static_attributes_matches_the_pandas_engine(bank) -> None:
     """build_frames with every family: the BTYD models fitted on the relational purchase history and the
-    static attributes give the pandas engine's columns, in its order. The purchase history and the
-    BG/NBD columns are identical; the Gamma-Gamma ones (spend, value) agree to 1e-3 relative: the mean
-    spend is an exact decimal sum here and a float64 one there (6e-16 apart), and on this random bank
-    the Gamma-Gamma likelihood is so flat (q in the tens of thousands) that its optimiser stops apart."""
+    static attributes give the pandas engine's columns, in its order, every cell identical. The mean spend
+    is an exact sum on both engines: when the pandas engine summed it in float64 (6e-16 apart), the
+    Gamma-Gamma fit on this random bank, whose likelihood is so flat (q in the tens of thousands), stopped
+    apart by 1e-3, and on a real retail log the served probabilities by 1e-10."""
     tables, files = bank
     cfg = parse_config({"data": {"tables": {name: {"path": str(f.path)} for name, f in files.items()}},
                         "features": {"static_features": ["products_held", "segment"],
@@ -258,11 +291,8 @@ def test_every_family_with_btyd_and_static_attributes_matches_the_pandas_engine(
     btyd = [c for c in features.columns if c.startswith("btyd_")]
     assert len(btyd) == 8 and features["btyd_probability_alive"].notna().mean() > 0.5
     assert isinstance(features["segment"].dtype, pd.CategoricalDtype) and features["products_held"].dtype == "float64"
-    spend = ("btyd_expected_spend", "btyd_expected_value_horizon")
     for column in features.columns:
-        pd.testing.assert_series_equal(features[column], reference[column],
-                                       check_exact=not column.startswith((*INEXACT, *spend)),
-                                       rtol=1e-3 if column in spend else 1e-12, obj=column)
+        pd.testing.assert_series_equal(features[column], reference[column], check_exact=True, obj=column)
     pd.testing.assert_series_equal(labels["churned"], reference["churned"])
 
 
