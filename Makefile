@@ -45,9 +45,10 @@ demo: install
 	@echo "  MLflow runs, models:  mlflow.db (browse: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db)"
 
 # Two pytest-xdist workers (TEST_WORKERS=0 runs in one process); tests/conftest.py keeps each module,
-# and the modules sharing a costly session fixture, on one worker and hands out the slowest first.
+# and the modules sharing a costly session fixture, on one worker and hands out the slowest first;
+# the 15 slowest tests are listed at the end (CI must stay under 30 minutes on 2 cores).
 test: install
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
 
 # The cross-engine tests (pytest -m spark; `make test` leaves them out): the relational features on
 # DuckDB, a local Spark (local[2]) and a PostgreSQL server on 127.0.0.1 give identical tables.
