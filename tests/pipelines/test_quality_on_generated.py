@@ -64,6 +64,18 @@ def test_churn_probabilities_are_calibrated(trained) -> None:
     assert abs(test["churn_probability"].mean() - test["churned"].mean()) < 0.01
 
 
+def test_every_horizons_risk_is_calibrated_and_never_falls_as_the_horizon_grows(trained) -> None:
+    """Issue 14's time to churn on the generated bank: risk within 30, 60 and 90 days, each calibrated
+    (ECE <= 0.02) and ranking the churners of its own horizon, monotone per customer."""
+    result, _, _ = trained
+    m = result.metrics
+    for days in (30, 60, 90):
+        assert m[f"risk_{days}d.expected_calibration_error"] <= 0.02, days
+        assert m[f"risk_{days}d.roc_auc"] > 0.8, days
+    risks = result.test[["churn_risk_30d", "churn_risk_60d", "churn_risk_90d"]].to_numpy()
+    assert np.isfinite(risks).all() and (np.diff(risks, axis=1) >= 0).all()
+
+
 def test_value_model_ranks_better_than_carrying_last_period_forward(trained) -> None:
     result, _, _ = trained
     assert result.metrics["value.spearman"] > result.metrics["baseline_carry_forward.spearman"]
