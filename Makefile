@@ -61,9 +61,10 @@ $(SPARK_STAMP): $(STAMP)
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
-	@# pyspark comes as a source archive (~400 MB of jars) that uv builds into a wheel, needing ~2 GB more disk
-	@# for a while: with under 4 GB free here it is built in memory (/dev/shm, when that has 3 GB), then installed.
-	@# SPARK_BUILD_IN_MEMORY_BELOW_KB moves that threshold (a test of this path sets it high).
+	@# pyspark comes as a source archive (434 MB) that uv builds into a wheel: 2.25 GB more on this disk, most of
+	@# it kept in uv's cache. With under 4 GB free it is built in memory (/dev/shm, when that has 3 GB) and only
+	@# the installed package stays (0.47 GB). SPARK_BUILD_IN_MEMORY_BELOW_KB moves that threshold (set it high
+	@# to try the in-memory path).
 	free=$$(df -Pk . | awk 'NR==2 {print $$4}'); shm=$$(df -Pk /dev/shm 2>/dev/null | awk 'NR==2 {print $$4}'); \
 	scratch=; if [ "$${free:-0}" -lt $(SPARK_BUILD_IN_MEMORY_BELOW_KB) ] && [ "$${shm:-0}" -gt 3000000 ]; then \
 		scratch=$$(mktemp -d /dev/shm/churn-spark-build.XXXXXX); \

@@ -403,6 +403,7 @@ def add_sums(total: np.ndarray, key: np.ndarray, weights: np.ndarray) -> None:
     if len(key):
         np.add.at(total, key, weights)
 
+
 MONEY_DECIMALS = 6
 """Decimal places money is summed to, on every engine: the relational engine reads it as DECIMAL(38, 6)
 (pipelines/relational.py `MONEY`), the pandas engine sums it in millionths (`decimal_units`)."""

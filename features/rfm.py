@@ -122,7 +122,7 @@ def summarise_transactions(events: Events, n_customers: int, cutoff: int,
         back = window_day(cutoff, time)  # which of the days before the cutoff it falls on (windows)
         key = code * n_bins + lookup[np.minimum(back, longest)]  # last bin: older rows of the first block, unused
         add_counts(counts, key)
-        amount = decimal_units(amount)
+        amount = decimal_units(amount)  # from here on in exact millionths, outflows and the largest one too
         add_sums(amounts, key, amount)
         negative = amount < 0
         outflow = negative & (back < OUTFLOW_WINDOW)

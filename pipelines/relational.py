@@ -57,7 +57,7 @@ ENGINES = ("duckdb", "spark")
 
 MONEY = f"decimal(38, {MONEY_DECIMALS})"
 """The type money is summed in: exact, 32 digits before the point, 6 after (the pandas engine sums the
-same millionths: features/_grouping.py `money_units`)."""
+same millionths: features/_grouping.py `decimal_units`)."""
 
 
 @dataclass(frozen=True)
