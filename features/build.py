@@ -384,7 +384,8 @@ def training_rows_at(prepared: Prepared, cutoff: pd.Timestamp, features: Feature
     churned, value = label_arrays(prepared, cutoff_us(cutoff), labels)
     positions = np.flatnonzero(population)
     frame = frame.assign(churned=churned[positions], future_value=value[positions])
-    if labels.definition == "closure":  # time to churn: the label of every shorter horizon
+    # time to churn: the label of every shorter horizon; a churn flag says who left in the window, not when
+    if labels.definition == "closure" and labels.churn_flag is None:
         frame["days_to_churn"] = days_to_closure(prepared, cutoff_us(cutoff), labels)[positions]
     return frame
 

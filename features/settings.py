@@ -210,6 +210,25 @@ class CutoffSettings(Strict):
     anchor: Literal["month_start", "as_of"] = "month_start"
 
 
+class ChurnFlagSettings(Strict):
+    """A snapshot whose churn is a flag column (who left), not a closure date (features/snapshot.py).
+
+    The flag says who left in the window [as_of - horizon_days, as_of) before the snapshot date
+    `data.as_of`; each customer's signup_date (from `tenure_column`, counted back from the window's
+    start) and closed_date (the window's start, for those flagged) are derived when the table is read.
+    """
+
+    column: str = Field(description="Customers column saying who left in the window, e.g. Churn (Yes/No), Exited (1/0)")
+    churned_values: list[str] | None = Field(
+        default=None, min_length=1,
+        description="Values of `column` that mean churned (any other value: stayed); default: "
+                    "1, true, yes, y, t (any case), with 0, false, no, n, f meaning stayed")
+    tenure_column: str | None = Field(
+        default=None, description="Customers column with each customer's tenure at the snapshot (a number); "
+                                  "null: none (tenure_days is then the same for everyone)")
+    tenure_unit: Literal["days", "weeks", "months", "years"] = "months"
+
+
 class LabelSettings(Strict):
     """How churn and future value are defined."""
 
@@ -223,6 +242,9 @@ class LabelSettings(Strict):
         description="Customers column with each customer's value per month (e.g. a monthly charge); "
                     "the value when there is no transactions table (snapshot data)")
     cutoffs: CutoffSettings = CutoffSettings()
+    churn_flag: ChurnFlagSettings | None = Field(
+        default=None,
+        description="A snapshot with a churn flag and tenure instead of dates (one cutoff, anchored at as_of)")
     max_training_customers: int | None = Field(
         default=1_000_000, ge=1,
         description="At most this many customers make the training table's and the uplift rows: a uniform "

@@ -309,8 +309,9 @@ def train_models(table: pd.DataFrame, settings: ModelSettings, economics: Econom
             metrics.update({f"risk_{days}d.{k}": v for k, v in churn_metrics(labels, risk).items()})
         test["likely_to_leave_within"] = leaving_within(risks)
     elif settings.time_to_churn.enabled and shorter:
-        info["time_to_churn"] = ("no time to churn: the training table has no days_to_churn "
-                                 "(labels.definition inactivity, or features built before it existed)")
+        info["time_to_churn"] = ("no time to churn: the training table has no days_to_churn (labels.definition "
+                                 "inactivity, a churn flag that says who left but not when (labels.churn_flag), "
+                                 "or features built before it existed)")
     if btyd is not None:
         test["btyd_score"] = btyd
 

@@ -249,8 +249,9 @@ def run(cfg: Config, start: str | None = None, end: str | None = None,
                 f"({capacity_text(cfg.scoring.selection.capacity)}), so the lists reach as deep into the ranking "
                 "as the full lists would")
             mlflow.set_tags({"backtest.sample_customers": sample.kept, "backtest.sample_of": sample.of})
-        cutoffs = backtest_cutoffs(full, cfg, start, end)
-        if not cutoffs and (start is not None or end is not None):
+        one_moment = cfg.labels.churn_flag is not None  # a flag snapshot: nothing before its one window to replay
+        cutoffs = [] if one_moment else backtest_cutoffs(full, cfg, start, end)
+        if not cutoffs and not one_moment and (start is not None or end is not None):
             raise StageError(f"no backtest cutoff between {start} and {end} whose {cfg.labels.horizon_days}-day "
                              f"horizon ends by the data's as_of ({tables_as_of(full).date()}); choose earlier dates")
         truth_dir = Path(cfg.evaluation.truth_dir) if cfg.evaluation.truth_dir else None
@@ -278,7 +279,9 @@ def run(cfg: Config, start: str | None = None, end: str | None = None,
             if "skipped" in info:
                 say(f"cutoff {cutoff.date()} skipped: {info['skipped']}")
         if not lines:
-            why = ("no cutoff could be replayed: " + "; ".join(f"{i['cutoff']}: {i.get('skipped')}" for i in infos)
+            why = ("a snapshot with a churn flag (labels.churn_flag) describes one moment: there is no earlier "
+                   "list to replay" if one_moment else
+                   "no cutoff could be replayed: " + "; ".join(f"{i['cutoff']}: {i.get('skipped')}" for i in infos)
                    if infos else "the data holds no month start with a full label horizon before as_of")
             say(f"no backtest: {why}")
             mlflow.set_tag("backtest", f"none: {why}"[:500])

@@ -707,6 +707,20 @@ def init(
         "--as-of", callback=_iso_date, metavar="DATE",
         help="Date the data is complete up to (exclusive), YYYY-MM-DD (default: inferred from the data).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")] = False,
+    churn_flag: Annotated[str | None, typer.Option(
+        "--churn-flag", metavar="COLUMN",
+        help="A snapshot without closure dates: the customers column saying who left (e.g. Churn, Exited); "
+             "default: found by its name when there are no closure dates and no transactions.")] = None,
+    churned_value: Annotated[list[str] | None, typer.Option(
+        "--churned-value", metavar="VALUE",
+        help="A value of the churn flag that means churned (repeat for more; any other value then means stayed); "
+             "default: 1, true, yes, y, t.")] = None,
+    tenure: Annotated[str | None, typer.Option(
+        "--tenure", metavar="COLUMN",
+        help="With a churn flag: the customers column with each customer's tenure (default: named like tenure).")] = None,
+    tenure_unit: Annotated[str | None, typer.Option(
+        "--tenure-unit", metavar="UNIT",
+        help="The tenure's unit: days, weeks, months or years (default: from the column's name, else months).")] = None,
 ) -> None:
     """Inspect your files and write a commented config for them; then `churn run --config OUT`.
 
@@ -724,9 +738,13 @@ def init(
     argv = ["init"] + [part for name, path in paths.items() if path is not None for part in (f"--{name}", str(path))]
     argv += [part for flag in column or [] for part in ("--column", flag)]
     argv += (["--as-of", as_of] if as_of else []) + ["--out", str(out)] + (["--force"] if force else [])
+    argv += (["--churn-flag", churn_flag] if churn_flag else []) + [p for v in churned_value or [] for p in ("--churned-value", v)]
+    argv += (["--tenure", tenure] if tenure else []) + (["--tenure-unit", tenure_unit] if tenure_unit else [])
     try:
         result = run_stage(lambda: run({k: v for k, v in paths.items() if v is not None}, column or [], out,
-                                       as_of=as_of, force=force, progress=progress_printer(), argv=argv))
+                                       as_of=as_of, force=force, progress=progress_printer(), argv=argv,
+                                       churn_flag=churn_flag, churned_values=churned_value or None, tenure=tenure,
+                                       tenure_unit=tenure_unit))
     except InitProblem as error:
         console.print(f"[bold red]churn init[/bold red]: {escape(str(error))}\nnothing was written.",
                       highlight=False, soft_wrap=True)

@@ -222,9 +222,46 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> Config:
         raise ConfigError(_problem_report(problems, source)) from None
     for key in non_finite_keys(config.model_dump()):
         problems.setdefault(key, NON_FINITE)
+    for key, message in churn_flag_problems(config).items():
+        problems.setdefault(key, message)
     if problems:
         raise ConfigError(_problem_report(problems, source))
     return config
+
+
+def churn_flag_problems(config: Config) -> dict[str, str]:
+    """What `labels.churn_flag` needs of the other sections, each problem under the key to change."""
+    flag = config.labels.churn_flag
+    if flag is None:
+        return {}
+    found: dict[str, str] = {}
+    if config.data.as_of is None:
+        found["data.as_of"] = ("required with labels.churn_flag: the snapshot date (the flag says who left in the "
+                               "labels.horizon_days before it; the data holds no dates to infer it from)")
+    if config.labels.definition != "closure":
+        found["labels.definition"] = "must be closure with labels.churn_flag (the flag says who closed)"
+    if config.labels.cutoffs.count != 1 or config.labels.cutoffs.anchor != "as_of":
+        found["labels.cutoffs"] = ("must be {count: 1, anchor: as_of} with labels.churn_flag: the flag describes one "
+                                   "window, [as_of - horizon_days, as_of)")
+    if config.features.engine not in ("auto", "pandas"):
+        found["features.engine"] = ("must be auto or pandas with labels.churn_flag: the dates derived from the flag "
+                                    "and the tenure exist only in the loaded customers table")
+    used = {flag.column, flag.tenure_column} - {None}
+    leaking = [c for c in config.features.static_features if c in used]
+    if leaking:
+        found["features.static_features"] = (f"{leaking[0]!r} is labels.churn_flag's "
+                                             f"{'column' if leaking[0] == flag.column else 'tenure_column'}: the flag "
+                                             "is the label and the tenure becomes tenure_days; remove it from the list")
+    mapped = config.data.tables.get("customers")
+    if mapped is not None and "closed_date" in mapped.columns:
+        found["data.tables.customers.columns"] = ("maps closed_date, but labels.churn_flag derives it from the flag: "
+                                                  "use one or the other")
+    if flag.tenure_column is not None and mapped is not None and "signup_date" in mapped.columns:
+        found["labels.churn_flag.tenure_column"] = ("the customers' signup_date is mapped too "
+                                                    "(data.tables.customers.columns): use one or the other")
+    if flag.tenure_column is not None and flag.tenure_column == flag.column:
+        found["labels.churn_flag.tenure_column"] = "is the flag column itself"
+    return found
 
 
 class DuplicateKey(yaml.YAMLError):

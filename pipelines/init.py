@@ -13,7 +13,11 @@ on the data is chosen from it, and the reason is written beside it in the config
   spacing and punctuation ignored; synonyms in `features/profile.py::SYNONYMS`), `--column
   TABLE.CONTRACT=FILECOLUMN` overrides; only names that differ are written (`columns:`).
 - **churn definition**: closures in the customers table -> `closure`; transactions and no
-  closure -> `inactivity`; customers only -> `closure` with one cutoff anchored at as_of.
+  closure -> `inactivity`; customers only -> `closure` with one cutoff anchored at as_of; customers
+  only with a churn flag instead of closure dates (`Churn`, `Exited`, ...: `FLAG_NAMES`, or
+  `--churn-flag`) -> `closure` with `labels.churn_flag`, the dates derived from the flag and a
+  tenure column (features/snapshot.py), the window 90 days and as_of the given date, else the day
+  after the latest signup, else the day init runs (both marked ASSUMPTION).
 - **as_of**: `--as-of`, else the pipeline's own inference (`features.build.tables_as_of`).
 - **horizon, cutoffs, feature windows**: 90 days and as many monthly cutoffs (at most 12)
   as the history holds with a full label window after them and the longest feature
@@ -57,8 +61,10 @@ import pandas as pd
 from features.build import build_labels, eligible_customers, tables_as_of, training_cutoffs
 from features.contract import TABLES, Tables
 from features.ids import is_in
-from features.profile import (History, StaticColumn, classify_static, date_share, guess_columns, history,
-                              price_and_quantity, round_up, typical_gaps, value_column_candidates, window_value)
+from features.profile import (History, StaticColumn, classify_static, date_share, guess_columns, history, normalise,
+                              price_and_quantity, round_up, tokens, typical_gaps, value_column_candidates,
+                              window_value)
+from features.snapshot import DAYS_PER_UNIT
 from features.settings import (DEFAULT_COMPLAINT_CATEGORIES, DEFAULT_COMPLAINT_CHANNELS, CutoffSettings,
                                FeatureSettings, LabelSettings)
 from features.static import numeric_values
@@ -79,6 +85,12 @@ LIFETIME_DAYS = 720
 MAX_CUTOFFS = 12
 MIN_CUTOFFS = 3
 SNAPSHOT_MIN_CHURNERS = 50
+
+
+class FlagDefaults:
+    """What init assumes of a churn flag's window when the data cannot say."""
+
+    horizon = 90
 DAYS_PER_MONTH = 365.25 / 12
 GUESS_MIN_PARSED = 0.5
 """A guessed column whose values mostly fail to parse is the wrong column (not bad data)."""
@@ -97,11 +109,38 @@ class Decision:
     why: str
 
 
+@dataclass(frozen=True)
+class FlagChoice:
+    """A customers snapshot with a churn flag instead of closure dates: the columns init took, and why."""
+
+    column: str
+    why: str
+    churned_values: list[str] | None
+    tenure: str | None
+    tenure_why: str
+    unit: str
+    unit_why: str
+
+    def settings(self) -> dict[str, Any]:
+        """As `labels.churn_flag` in the config."""
+        return {"column": self.column, "churned_values": self.churned_values, "tenure_column": self.tenure,
+                "tenure_unit": self.unit}
+
+
+FLAG_NAMES = ("churn", "churned", "churnflag", "ischurn", "ischurned", "churnlabel", "exited", "hasexited",
+              "attrition", "attritionflag", "attrited", "left", "hasleft", "lapsed", "cancelled", "canceled",
+              "target", "label")
+"""Normalised names of a customers column taken for a churn flag, best first (its values are checked on reading)."""
+TENURE_UNIT_WORDS = (("days", "days"), ("day", "days"), ("weeks", "weeks"), ("week", "weeks"), ("months", "months"),
+                     ("month", "months"), ("mths", "months"), ("years", "years"), ("year", "years"), ("yrs", "years"))
+
+
 @dataclass
 class Plan:
     """Everything init decided, ready to be written."""
 
     snapshot_closures: dict[int, int] = field(default_factory=dict)  # horizon -> closures in it (snapshot)
+    flag: FlagChoice | None = None  # a snapshot whose churn is a flag column (labels.churn_flag)
     decisions: list[Decision] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     left_out: list[StaticColumn] = field(default_factory=list)
@@ -174,15 +213,16 @@ def _missing_message(table: str, missing: list[str], file_columns: list[str]) ->
 
 
 def map_columns(table: str, file_columns: list[str], fixed: dict[str, str],
-                rejected: dict[str, set[str]] | None = None) -> dict[str, str]:
-    """contract -> file column for one table; required columns not found stop init (exit 2)."""
+                rejected: dict[str, set[str]] | None = None, derived: tuple[str, ...] = ()) -> dict[str, str]:
+    """contract -> file column for one table; required columns not found stop init (exit 2), except the
+    `derived` ones (a churn flag's dates)."""
     spec = TABLES[table]
     bad = [f"{c} -> {f!r}" for c, f in fixed.items() if f not in file_columns]
     if bad:
         raise InitProblem(f"{table}: --column names column(s) the file does not have ({', '.join(bad)}); "
                           f"the file has: {', '.join(file_columns)}")
     mapping = guess_columns(table, file_columns, [c.name for c in spec.columns], fixed, rejected)
-    missing = [c.name for c in spec.columns if c.required and c.name not in mapping]
+    missing = [c.name for c in spec.columns if c.required and c.name not in mapping and c.name not in derived]
     if missing:
         raise InitProblem(_missing_message(table, missing, file_columns))
     clash = [c for c, f in mapping.items() if f != c and c in file_columns and c not in mapping.values()]
@@ -219,16 +259,93 @@ def _closed_date_column(path: Path, file_columns: list[str], mapping: dict[str, 
     return current
 
 
+def choose_flag(file_columns: list[str], fixed: dict[str, str], has_transactions: bool, column: str | None,
+                churned_values: list[str] | None, tenure: str | None, unit: str | None,
+                why: str = "given with --churn-flag") -> FlagChoice | None:
+    """The churn flag (and tenure) of a customers snapshot without closure dates, or None.
+
+    Given with --churn-flag, else found by name (`FLAG_NAMES`, best first) when the customers file has
+    no closure date column (by name or --column) and there is no transactions file. The tenure: --tenure,
+    else a column named like tenure, unless the file has signup dates; its unit from --tenure-unit, else
+    from its name, else months (an assumption the config says)."""
+    by_norm = {normalise(c): c for c in reversed(file_columns)}
+    for option, name in (("--churn-flag", column), ("--tenure", tenure)):
+        if name is not None and name not in file_columns:
+            raise InitProblem(f"{option} {name!r}: the customers file has no such column; it has: "
+                              f"{', '.join(file_columns)}")
+    contract = [c.name for c in TABLES["customers"].columns]
+    guessed = guess_columns("customers", file_columns, contract, fixed)
+    if column is not None:
+        if guessed.get("closed_date") == column:  # the closure-like column without dates
+            guessed.pop("closed_date")
+    else:
+        if has_transactions or "closed_date" in guessed:
+            return None
+        column = next((by_norm[n] for n in FLAG_NAMES if n in by_norm and by_norm[n] not in guessed.values()), None)
+        if column is None:
+            return None
+        why = ("found by its name: the customers file has no closure dates and there are no transactions, so "
+               "churn is this flag (who left in the window before the snapshot date)")
+    if "closed_date" in guessed and column is not None:
+        raise InitProblem(f"--churn-flag {column!r}: the customers file also has closure dates "
+                          f"({guessed['closed_date']!r}); use one or the other (leave out --churn-flag to use the dates)")
+    tenure_why = ""
+    if "signup_date" in guessed:
+        if tenure is not None:
+            raise InitProblem(f"--tenure {tenure!r}: the customers file also has signup dates "
+                              f"({guessed['signup_date']!r}); they give the tenure: leave out --tenure")
+        tenure_why = f"none needed: the file's signup dates ({guessed['signup_date']!r}) give each customer's tenure"
+    elif tenure is not None:
+        tenure_why = "given with --tenure"
+    else:
+        tenure = next((c for c in file_columns if "tenure" in normalise(c) and c != column), None)
+        tenure_why = ("found by its name" if tenure is not None else
+                      "none found (no column named like tenure): tenure_days is the same for every customer; "
+                      "name one with --tenure")
+    if unit is not None and unit not in DAYS_PER_UNIT:
+        raise InitProblem(f"--tenure-unit {unit!r}: write days, weeks, months or years")
+    if unit is not None:
+        unit_why = "given with --tenure-unit"
+    else:
+        words = tokens(tenure) if tenure is not None else []
+        unit = next((u for word, u in TENURE_UNIT_WORDS if word in words), None)
+        unit_why = (f"from the column's name ({tenure!r})" if unit is not None else
+                    "ASSUMPTION: the column's name does not say; months (set days, weeks, months or years)")
+        unit = unit or "months"
+    return FlagChoice(column, why, churned_values, tenure, tenure_why, unit, unit_why)
+
+
+def _latest_signup(path: Path, mapping: dict[str, str]) -> pd.Timestamp | None:
+    """The latest parseable signup date of the customers file, or None (no signup column, or no date)."""
+    column = mapping.get("signup_date")
+    if column is None:
+        return None
+    raw, _ = read_table("customers", TableSource(path=path, columns={c: f for c, f in mapping.items() if c != f}),
+                        only=("signup_date",), derived=("closed_date",))
+    if raw is None or "signup_date" not in raw:
+        return None
+    dates = pd.to_datetime(raw["signup_date"], format="ISO8601", errors="coerce", utc=True)
+    latest = dates.max()
+    return None if pd.isna(latest) else pd.Timestamp(latest).tz_localize(None)
+
+
 # ---------------------------------------------------------------- reading
 
 
 def read_tables(paths: dict[str, Path], mappings: dict[str, dict[str, str]], guessed: dict[str, set[str]],
-                as_of: str | None) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
-    """Every table through the pipeline's reader and checks (`read_and_check`), as `churn validate` would."""
-    raw = {"data": {"as_of": as_of, "tables": {
+                as_of: str | None, flag: FlagChoice | None = None) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
+    """Every table through the pipeline's reader and checks (`read_and_check`), as `churn validate` would;
+    with a churn flag, its dates derived as the stages will derive them (at the default horizon)."""
+    raw: dict[str, Any] = {"data": {"as_of": as_of, "tables": {
         name: {"path": str(path), "columns": {c: f for c, f in mappings[name].items() if c != f}}
         for name, path in paths.items()}}}
-    cfg = parse_config(raw, "churn init")
+    if flag is not None:
+        raw["labels"] = {"churn_flag": flag.settings(), "horizon_days": FlagDefaults.horizon,
+                         "cutoffs": {"count": 1, "anchor": "as_of"}}
+    try:
+        cfg = parse_config(raw, "churn init")
+    except ConfigError as error:
+        raise InitProblem(str(error)) from None
     frames, _, problems = read_and_check(cfg)
     for problem in problems:
         column = problem.column
@@ -398,8 +515,13 @@ def _yaml_value(value: Any) -> str:
 
 def run(paths: dict[str, Path], column_flags: list[str], out: Path, as_of: str | None = None,
         force: bool = False, progress: Callable[[str], None] | None = None,
-        argv: list[str] | None = None) -> dict[str, Any]:
+        argv: list[str] | None = None, churn_flag: str | None = None, churned_values: list[str] | None = None,
+        tenure: str | None = None, tenure_unit: str | None = None) -> dict[str, Any]:
     """Inspect the files, decide every data-dependent setting, write the commented config to `out`.
+
+    `churn_flag`, `churned_values`, `tenure`, `tenure_unit`: a snapshot whose churn is a flag column
+    (`labels.churn_flag`); without them such a column is found by name (`FLAG_NAMES`) when the customers
+    have no closure dates and there are no transactions.
 
     Raises InitProblem (bad option or column not found: exit 2), ValidationFailed (unreadable
     input: exit 3), StageError (`out` exists without `force`: exit 4).
@@ -420,15 +542,39 @@ def run(paths: dict[str, Path], column_flags: list[str], out: Path, as_of: str |
         if name not in paths:
             continue
         columns = _file_columns_of(name, paths[name])
-        mapping = map_columns(name, columns, fixed.get(name, {}))
         if name == "customers":
+            plan.flag = choose_flag(columns, fixed.get(name, {}), "transactions" in paths, churn_flag,
+                                    churned_values, tenure, tenure_unit)
+        derived = ("signup_date", "closed_date") if name == "customers" and plan.flag is not None else ()
+        mapping = map_columns(name, columns, fixed.get(name, {}), derived=derived)
+        if name == "customers" and plan.flag is None:
+            guessed_closure = mapping.get("closed_date")
             mapping = _closed_date_column(paths[name], columns, mapping, fixed.get(name, {}), plan)
+            if guessed_closure is not None and "closed_date" not in mapping and "transactions" not in paths:
+                # a closure column without dates, and nothing else to say who churned: it is the flag
+                plan.flag = choose_flag(columns, fixed.get(name, {}), False, guessed_closure, churned_values,
+                                        tenure, tenure_unit, why=f"{guessed_closure!r} is named like a closure but "
+                                        "holds no dates, and there are no transactions: it is the churn flag")
         mappings[name] = mapping
         guessed[name] = {c for c in mapping if c not in fixed.get(name, {})}
 
+    flag_as_of_why = ""
+    if plan.flag is not None and as_of is None:
+        latest = _latest_signup(paths["customers"], mappings["customers"])
+        if latest is not None:
+            as_of = str((latest.normalize() + pd.Timedelta(days=1)).date())
+            flag_as_of_why = ("ASSUMPTION: the day after the latest signup (the data holds no other date); set it to "
+                              "the day the snapshot was taken (the flag says who left in the labels.horizon_days "
+                              "before it)")
+        else:  # nothing in the data is dated
+            as_of = str(pd.Timestamp.now(tz="UTC").date())
+            flag_as_of_why = ("ASSUMPTION: the data holds no date, so the day init ran; set it to the day the snapshot "
+                              "was taken (the flag says who left in the labels.horizon_days before it)")
     say("reading the tables with the pipeline's reader and checks")
-    frames, problems = read_tables(paths, mappings, guessed, as_of)
-    if as_of is not None:
+    frames, problems = read_tables(paths, mappings, guessed, as_of, plan.flag)
+    if flag_as_of_why:
+        as_of_ts, as_of_why = pd.Timestamp(as_of), flag_as_of_why
+    elif as_of is not None:
         as_of_ts, as_of_why = pd.Timestamp(as_of), "given with --as-of"
     else:
         try:
@@ -484,8 +630,26 @@ def _decide(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict[str
     kept = [s for s in statics if s.kept]
     plan.left_out = [s for s in statics if not s.kept]
 
+    flag = plan.flag
+    if flag is not None:  # the flag and tenure columns are settings of their own (labels.churn_flag), never features
+        own = {flag.column, flag.tenure}
+        kept = [s for s in kept if s.name not in own]
+        plan.left_out = [s for s in plan.left_out if s.name not in own]
+
     # ---- churn definition
-    if closures:
+    if flag is not None and not closures:
+        values = sorted(map(str, customers[flag.column].dropna().astype("str").unique()))[:6]
+        raise ValidationFailed([Problem(
+            "customers", flag.column, 0,
+            f"the churn flag {flag.column!r} marks no customer as churned (its values: {values})",
+            "give with --churned-value the value(s) that mean churned (e.g. --churned-value Attrited), or name the "
+            "right column with --churn-flag")])
+    if flag is not None:
+        definition = "closure"
+        definition_why = (f"{closures:,} customers ({closures / len(customers):.1%}) are flagged as churned in "
+                          f"{flag.column!r} ({flag.why}): churn = leaving within the horizon; labels.churn_flag "
+                          "derives each customer's closure (and signup) date from the flag (and the tenure)")
+    elif closures:
         definition = "closure"
         definition_why = (f"{closures:,} customers ({closures / len(customers):.1%}) have a closed_date: churn = "
                           "the account closes within the horizon")
@@ -508,7 +672,15 @@ def _decide(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict[str
     lookback_why = ""
     gaps = None
     hist: History | None = None
-    if snapshot:
+    if flag is not None:
+        horizon, count, anchor, windows = FlagDefaults.horizon, 1, "as_of", FeatureSettings().windows_days
+        why = {"horizon": ("ASSUMPTION: the window the flag covers (who left in the days before the snapshot date) is "
+                           "not in the data; 90 days unless you know it: set your flag's window (e.g. 30 for 'left "
+                           "within the last month'); it sets the value per horizon and the list's horizon"),
+               "count": "a flag describes one window: one cutoff at its start, exactly as_of - horizon_days "
+                        "(anchor: as_of); every customer of the snapshot is in it"}
+        short = {"horizon": "ASSUMPTION: the flag's window", "count": "churn flag snapshot"}
+    elif snapshot:
         horizon, count, anchor, windows = _snapshot_horizon(tables, plan), 1, "as_of", FeatureSettings().windows_days
         why = {"horizon": _snapshot_why(plan),
                "count": "a snapshot has one moment to learn from: one cutoff, exactly as_of - horizon_days "
@@ -572,7 +744,12 @@ def _decide(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict[str
                              "table (features_dir/excluded.parquet)")
 
     decisions.append(Decision("labels.definition", definition, definition_why.split(":")[0]))
+    if flag is not None:
+        decisions.append(Decision("labels.churn_flag", f"{flag.column}" + (f", tenure {flag.tenure} ({flag.unit})"
+                                                                          if flag.tenure else ""),
+                                  "who left, and how long they had been customers"))
     decisions.append(Decision("data.as_of", str(as_of.date()), "--as-of" if "given" in as_of_why
+                              else "ASSUMPTION: no date in the data, the day init ran" if as_of_why.startswith("ASSUMPTION")
                               else "the day after the data's last day"))
     decisions.append(Decision("labels.horizon_days", str(horizon), short["horizon"]))
     decisions.append(Decision("labels.cutoffs", f"{count} ({anchor})", short["count"]))
@@ -747,7 +924,8 @@ def _write_yaml(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict
         extra = ""
         if name == "customers":
             closed = int(frame["closed_date"].notna().sum()) if "closed_date" in frame else 0
-            extra = f", {closed:,} with a closed_date"
+            extra = (f", {closed:,} flagged as churned in {plan.flag.column!r} (their dates derived: labels.churn_flag)"
+                     if plan.flag is not None else f", {closed:,} with a closed_date")
         elif len(frame):
             per = len(frame) / max(frame["customer_id"].nunique(), 1)
             extra = f", {frame['customer_id'].nunique():,} customers ({per:,.1f} rows each)"
@@ -771,8 +949,9 @@ def _write_yaml(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict
     # data
     y.key(0, "data")
     y.comment(f"as_of: the date the data is complete up to (exclusive); {as_of_why}. Fixed here so every "
-              "stage uses the same date; set it to null to infer it again after refreshing the files "
-              "(or to the new date).", 2)
+              "stage uses the same date; " + ("with a new snapshot, set its date." if plan.flag is not None else
+                                              "set it to null to infer it again after refreshing the files "
+                                              "(or to the new date)."), 2)
     y.key(2, "as_of", str(as_of.date()))
     y.key(2, "tables")
     for name, path in paths.items():
@@ -784,7 +963,10 @@ def _write_yaml(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict
                             for c, f in columns.items())
             y.comment(f"contract column: your file's column name. {how}", 6)
             y.key(6, "columns", columns)
-        unmapped = [c.name for c in TABLES[name].columns if c.name not in mappings[name]]
+        derived = {"signup_date", "closed_date"} if name == "customers" and plan.flag is not None else set()
+        if derived - set(mappings[name]):
+            y.comment(f"derived from the churn flag (labels.churn_flag): {', '.join(sorted(derived - set(mappings[name])))}", 6)
+        unmapped = [c.name for c in TABLES[name].columns if c.name not in mappings[name] and c.name not in derived]
         if unmapped:
             y.comment(f"not found in the file (optional; map with --column {name}.COLUMN=FILECOLUMN): "
                       f"{', '.join(unmapped)}", 6)
@@ -848,6 +1030,23 @@ def _write_yaml(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict
     else:
         y.key(4, "anchor", "month_start", "cutoffs on the first of a month, the latest with a full label window")
     y.key(4, "spacing_months", 1)
+    if plan.flag is not None:
+        flag = plan.flag
+        y.comment("churn_flag: churn is a flag column: who left in the window [as_of - horizon_days, as_of). When "
+                  "the table is read, each flagged customer's closed_date is the window's start and each "
+                  "customer's signup_date the window's start minus the tenure (features/snapshot.py). The day each "
+                  "churner left is unknown, so no time to churn is learnt; `churn score` scores the customers "
+                  "who stayed, as of the window's start, the moment the snapshot describes.", 2)
+        y.key(2, "churn_flag")
+        y.key(4, "column", flag.column, flag.why)
+        if flag.churned_values:
+            y.key(4, "churned_values", flag.churned_values, "given with --churned-value: any other value means stayed")
+        else:
+            y.comment("churned_values: not set: 1, true, yes, y, t (any case) mean churned; 0, false, no, n, f "
+                      "stayed; list your own (any other value then means stayed)", 4)
+        y.key(4, "tenure_column", flag.tenure, flag.tenure_why)
+        if flag.tenure is not None:
+            y.key(4, "tenure_unit", flag.unit, flag.unit_why)
     y.blank()
 
     # paths and tracking of their own

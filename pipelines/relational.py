@@ -86,9 +86,11 @@ def resolve_engine(cfg: Config, say: Callable[[str], None]) -> Config:
         return cfg
     rows = input_rows(cfg)
     limit, source = pandas_row_limit(cfg)
-    engine = "pandas" if rows <= limit else "duckdb"
-    say(f"features.engine auto: {engine} (about {rows:,} input rows, {'within' if engine == 'pandas' else 'above'} "
-        f"{limit:,}: {source})")
+    engine = "pandas" if rows <= limit or cfg.labels.churn_flag is not None else "duckdb"
+    why = ("labels.churn_flag: the dates derived from the flag exist only in the loaded customers table"
+           if cfg.labels.churn_flag is not None and rows > limit else
+           f"about {rows:,} input rows, {'within' if engine == 'pandas' else 'above'} {limit:,}: {source}")
+    say(f"features.engine auto: {engine} ({why})")
     return cfg.model_copy(update={"features": cfg.features.model_copy(update={"engine": engine})})
 
 

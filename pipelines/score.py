@@ -20,6 +20,7 @@ The files hold no timestamps or run ids, so the same inputs give byte-identical 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -35,6 +36,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from features.build import cutoffs_between, earliest_event, prepare_taking, scoring_table_of, tables_as_of
+from features.contract import Tables
+from features.snapshot import flag_window_start
 from features.static import customer_value_per_horizon
 from models.boosting import ChurnModel, ValueModel, load_churn_model
 from models.drift import DriftCounts
@@ -407,6 +410,10 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             tables, first_event = source.tables, source.first_event
         data_end = tables_as_of(tables)
         moment = pd.Timestamp(as_of) if as_of is not None else data_end
+        list_day = moment  # the day the list's deadlines and holdout count from
+        if cfg.labels.churn_flag is not None:  # features at the moment the snapshot describes, the list on its date
+            tables, moment = flag_snapshot_scoring(tables, cfg, as_of, say)
+            list_day = data_end
         if moment > data_end:
             raise StageError(f"as_of {moment.date()} is after the end of the data ({data_end.date()}); "
                              "features would miss events")
@@ -507,7 +514,7 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             if unproven:
                 uplift_info["not_ranked"] = unproven
                 ranking = "value_at_risk"
-        plan, thresholds = retention_plan(scored, tiers, scoring, cfg.features.complaint_targets, moment,
+        plan, thresholds = retention_plan(scored, tiers, scoring, cfg.features.complaint_targets, list_day,
                                           ranking=ranking, uplift_threshold=cfg.uplift.class_threshold,
                                           holdout_seed=holdout_seed)
         summary = plan_summary(plan, scoring.selection.capacity)
@@ -518,7 +525,7 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
                               "rule": "seeded hash of customer id and list date among those the list would contact "
                                       "(service obligations never held out)"}
         if knows_uplift(scored):
-            summary["ranking_comparison"] = compare_rankings(scored, tiers, scoring, cfg, moment)
+            summary["ranking_comparison"] = compare_rankings(scored, tiers, scoring, cfg, list_day)
         if summary["ranking"]["note"]:
             say(str(summary["ranking"]["note"]))
         summary["value_source"] = value_source
@@ -541,6 +548,9 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         manifest: dict[str, object] = {
             "stage": "score",
             "as_of": str(moment),
+            **({"listed_on": str(list_day), "as_of_rule": "labels.churn_flag: features at the start of the flag's "
+                "window, the moment the snapshot describes; deadlines from the snapshot date"}
+               if list_day != moment else {}),
             "models": {"churn": churn_info, "value": value_info, "uplift": uplift_info},
             "inputs": fingerprint,
             "rows": {"eligible_customers": len(scores), "selected": len(listed),
@@ -696,6 +706,25 @@ def customer_value_source(cfg: Config) -> str:
 def known_values(customers: pd.DataFrame, ids: pd.Series, cfg: Config) -> np.ndarray:
     """Each scored customer's known value per horizon from `labels.customer_value_column`."""
     return customer_value_per_horizon(customers, str(cfg.labels.customer_value_column), ids, cfg.labels.horizon_days)
+
+
+def flag_snapshot_scoring(tables: Tables, cfg: Config, as_of: str | pd.Timestamp | None,
+                          say: Callable[[str], None]) -> tuple[Tables, pd.Timestamp]:
+    """A churn-flag snapshot's scoring moment and customers: the start of the flag's window, the one moment its
+    columns describe (so tenure_days and every column mean what they meant in training), and the customers
+    the flag says stayed (features/snapshot.py)."""
+    assert tables.as_of is not None and cfg.labels.churn_flag is not None
+    start = flag_window_start(tables.as_of, cfg.labels.horizon_days)
+    if as_of is not None and pd.Timestamp(as_of) != start:
+        raise StageError(f"--as-of {pd.Timestamp(as_of).date()}: a snapshot with a churn flag (labels.churn_flag) "
+                         f"describes its customers at one moment, {start.date()} (data.as_of - labels.horizon_days), "
+                         "and is scored there; leave --as-of out")
+    customers = tables.customers
+    stayed = customers["closed_date"].isna().to_numpy(dtype=bool)
+    say(f"labels.churn_flag: scoring the {int(stayed.sum()):,} customers the flag says stayed, as of {start.date()} "
+        f"(the start of the flag's window, the moment the snapshot describes); the {int((~stayed).sum()):,} "
+        "who left are not scored")
+    return dataclasses.replace(tables, customers=customers[stayed].reset_index(drop=True)), start
 
 
 def excluded_rows(part: pd.DataFrame | None) -> pd.DataFrame:

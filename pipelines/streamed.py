@@ -35,8 +35,8 @@ from features.validation import (
 )
 from pipelines.config import Config
 from pipelines.tables import (
-    BATCH_ROWS, STREAMED, ReadPlan, coerce_types, plan_read, raise_if_invalid, read_batches, read_whole,
-    summary_time_column, table_summary,
+    BATCH_ROWS, STREAMED, ReadPlan, coerce_types, derived_columns, flag_dates, plan_read, raise_if_invalid,
+    read_batches, read_whole, summary_time_column, table_summary,
 )
 
 
@@ -86,12 +86,12 @@ def check_tables(cfg: Config, batch_rows: int = BATCH_ROWS
         source = cfg.data.tables.get(name)
         if source is None:
             continue
-        plan, read_problems = plan_read(name, source)
+        plan, read_problems = plan_read(name, source, derived=derived_columns(cfg, name))
         problems += read_problems
         if plan is None:
             continue
         table = _Checked(plan)
-        batches = read_batches(plan, batch_rows)
+        batches = _derived(cfg, name, read_batches(plan, batch_rows), problems)
         failed: Problem | None = None
         while True:
             try:  # only the reading: a check that fails is a bug, not the file's problem
@@ -134,6 +134,16 @@ def check_tables(cfg: Config, batch_rows: int = BATCH_ROWS
     summary = {name: table.summary() for name, table in checked.items()}
     summary["as_of"] = {"date": str(as_of)}
     return summary, as_of
+
+
+def _derived(cfg: Config, name: str, batches: Iterator[tuple[pd.DataFrame, int]],
+             problems: list[Problem]) -> Iterator[tuple[pd.DataFrame, int]]:
+    """The batches with the columns `pipelines.tables.flag_dates` derives (the customers, read whole, under
+    labels.churn_flag), its problems added to `problems`; any other table's batches as they come."""
+    for frame, first_row in batches:
+        frame, found = flag_dates(cfg, name, frame)
+        problems += found
+        yield frame, first_row
 
 
 def _sorted(found: dict[Hashable, Problem], order: object) -> list[Problem]:

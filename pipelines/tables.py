@@ -24,6 +24,7 @@ from pandas.api.types import union_categoricals
 
 from features.contract import EVENT_TABLES, TABLES, ColumnSpec, Tables, TableSpec
 from features.ids import IdSet, training_sample
+from features.snapshot import with_flag_dates
 from features.validation import (NO_DAYS, DayCounts, Detail, Problem, ValidationFailed, add_day_counts, daily_counts,
                                  describe_rows, end_of_data, merge_found, validate_tables)
 from pipelines.config import Config, TableSource
@@ -208,13 +209,14 @@ class ReadPlan:
                        f"check the file is a valid {self.fmt} file")
 
 
-def read_table(name: str, source: TableSource,
-               only: tuple[str, ...] | None = None) -> tuple[pd.DataFrame | None, list[Problem]]:
+def read_table(name: str, source: TableSource, only: tuple[str, ...] | None = None,
+               derived: tuple[str, ...] = ()) -> tuple[pd.DataFrame | None, list[Problem]]:
     """Read one table into canonical column names, every value still as stored.
 
-    `only`: these canonical columns and no others (a stage that needs a table's dates alone).
+    `only`: these canonical columns and no others (a stage that needs a table's dates alone);
+    `derived`: as `plan_read`'s.
     """
-    plan, problems = plan_read(name, source, only)
+    plan, problems = plan_read(name, source, only, derived)
     if plan is None:
         return None, problems
     try:
@@ -312,10 +314,12 @@ def read_whole(plan: ReadPlan) -> pd.DataFrame:
     return frame.rename(columns=plan.to_canonical)
 
 
-def plan_read(name: str, source: TableSource,
-              only: tuple[str, ...] | None = None) -> tuple[ReadPlan | None, list[Problem]]:
+def plan_read(name: str, source: TableSource, only: tuple[str, ...] | None = None,
+              derived: tuple[str, ...] = ()) -> tuple[ReadPlan | None, list[Problem]]:
     """Check that one input file exists, has a known format, readable text and the required columns;
-    say which of its columns to read (None, with the problems, when it cannot be read)."""
+    say which of its columns to read (None, with the problems, when it cannot be read).
+
+    `derived`: required contract columns the pipeline derives when the file lacks them (`derived_columns`)."""
     spec = TABLES[name]
     path = source.path
     if not path.is_file():
@@ -339,7 +343,8 @@ def plan_read(name: str, source: TableSource,
                                          f"check the file is a valid {fmt} file")]
     to_canonical = {source.columns.get(c.name, c.name): c.name for c in spec.columns}
     missing = [f"{c.name} (looked for '{source.columns.get(c.name, c.name)}')"
-               for c in spec.columns if c.required and source.columns.get(c.name, c.name) not in file_columns]
+               for c in spec.columns if c.required and c.name not in derived
+               and source.columns.get(c.name, c.name) not in file_columns]
     if missing:
         return None, problems + [Problem(
             name, None, 0, f"missing required column(s): {', '.join(missing)}; the file has {file_columns[:12]}",
@@ -526,13 +531,15 @@ def read_and_check(cfg: Config, needs: frozenset[str] | None = None
             if counted is not None:
                 dates_only[name] = counted
             continue
-        frame, read_problems = read_table(name, source)
+        frame, read_problems = read_table(name, source, derived=derived_columns(cfg, name))
         # the reader's freed buffers back to the system before the next step: on 46M transactions
         # they are ~1 GB, which every later step would otherwise stack on top of
         pa.default_memory_pool().release_unused()
         problems += read_problems
         if frame is None:
             continue
+        frame, flag_problems = flag_dates(cfg, name, frame)  # before typing, as `churn validate` derives them
+        problems += flag_problems
         frame, parse_problems = coerce_types(frame, TABLES[name])
         problems += parse_problems
         frames[name] = frame
@@ -550,6 +557,20 @@ def read_and_check(cfg: Config, needs: frozenset[str] | None = None
     # feature build, the models) allocates through numpy: hand them back (~0.4 GB on 46M rows).
     pa.default_memory_pool().release_unused()
     return frames, as_of, problems
+
+
+def derived_columns(cfg: Config, name: str) -> tuple[str, ...]:
+    """The contract columns of table `name` derived from other columns (`flag_dates`), so not required."""
+    return ("signup_date", "closed_date") if name == "customers" and cfg.labels.churn_flag is not None else ()
+
+
+def flag_dates(cfg: Config, name: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
+    """The customers with their dates derived from `labels.churn_flag` (features/snapshot.py); any other
+    table, or no churn flag, as it is."""
+    flag = cfg.labels.churn_flag
+    if name != "customers" or flag is None or cfg.data.as_of is None:
+        return frame, []
+    return with_flag_dates(frame, flag, pd.Timestamp(cfg.data.as_of), cfg.labels.horizon_days)
 
 
 def raise_if_invalid(problems: list[Problem], customers_read: bool) -> None:
@@ -615,10 +636,13 @@ def load_sampled_tables(cfg: Config, batch_rows: int = BATCH_ROWS) -> tuple[Tabl
     """
     source = cfg.data.tables.get("customers")
     limit = cfg.labels.max_training_customers
-    frame, problems = read_table("customers", source) if source is not None else (None, [])
+    frame, problems = (read_table("customers", source, derived=derived_columns(cfg, "customers"))
+                       if source is not None else (None, []))
     if frame is None or limit is None or len(frame) <= limit:
         del frame
         return load_tables(cfg), None
+    frame, flag_problems = flag_dates(cfg, "customers", frame)
+    problems += flag_problems
     customers, parsed = coerce_types(frame, TABLES["customers"])
     del frame
     problems += parsed

@@ -192,7 +192,7 @@ def test_an_existing_config_is_kept_without_force(shop: Path) -> None:
     assert load_config(target).labels.definition == "inactivity"
 
 
-def test_a_closed_flag_is_not_a_closure_date_and_customers_only_without_dates_is_refused(shop: Path) -> None:
+def test_a_closed_flag_is_not_a_closure_date_and_with_customers_only_it_is_the_churn_flag(shop: Path) -> None:
     customers = pd.read_csv(shop / "shop_customers.csv", dtype=str)
     customers["closed"] = np.where(np.arange(len(customers)) % 10 == 0, "yes", "no")
     customers.to_csv(shop / "flag_customers.csv", index=False)
@@ -200,10 +200,94 @@ def test_a_closed_flag_is_not_a_closure_date_and_customers_only_without_dates_is
     assert done.returncode == 0, done.stderr
     cfg = load_config(shop / "configs" / "flag.yaml")
     assert cfg.labels.definition == "inactivity" and "closed" not in cfg.features.static_features
+    assert cfg.labels.churn_flag is None
+    # customers only: nothing but the flag says who churned, so it is the churn flag (labels.churn_flag),
+    # the file's own signup dates give the tenure, and the snapshot date is assumed the day after the last signup
     alone = init(shop, "configs/alone.yaml", "--customers", "flag_customers.csv")
-    assert alone.returncode == 3
-    assert "nothing says who churned" in words(alone.stderr) and "closed" in alone.stderr
-    assert not (shop / "configs" / "alone.yaml").exists()
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    cfg = load_config(shop / "configs" / "alone.yaml")
+    assert cfg.labels.churn_flag is not None and cfg.labels.churn_flag.column == "closed"
+    assert cfg.labels.churn_flag.tenure_column is None and "closed" not in cfg.features.static_features
+    latest = pd.to_datetime(customers["Join Date"]).max().normalize()
+    assert pd.Timestamp(cfg.data.as_of) == latest + pd.Timedelta(days=1)
+    assert "ASSUMPTION: the day after the latest signup" in words(written(shop, "configs/alone.yaml")[1].replace("#", ""))
+    assert cfg.labels.cutoffs.count == 1 and cfg.labels.cutoffs.anchor == "as_of"
+    nothing = customers.drop(columns="closed")
+    nothing.to_csv(shop / "no_outcome.csv", index=False)
+    refused = init(shop, "configs/none.yaml", "--customers", "no_outcome.csv")
+    assert refused.returncode == 3 and "nothing says who churned" in words(refused.stderr)
+    assert not (shop / "configs" / "none.yaml").exists()
+
+
+@pytest.fixture(scope="module")
+def flagged(bank: Path) -> Path:
+    """A snapshot as most teams export it: no dates, a churn flag (1/0) and a tenure in months."""
+    customers = pd.read_csv(bank / "bank" / "customers.csv", dtype=str)
+    as_of = pd.Timestamp(END)
+    signup = pd.to_datetime(customers["signup_date"])
+    closed = pd.to_datetime(customers["closed_date"])
+    left = closed.notna() & (closed >= as_of - pd.Timedelta(days=90))
+    kept = closed.isna() | left  # those who closed before the window are not in a snapshot of it
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({
+        "Customer ID": customers["customer_id"], "Tenure (months)": ((as_of - signup).dt.days // 30).astype(int),
+        "segment": customers["segment"], "Monthly Charges": [f"{v:.2f}" for v in rng.uniform(10, 90, len(customers))],
+        "Exited": np.where(left, 1, 0)})[kept.to_numpy()]
+    frame.to_csv(bank / "flagged.csv", index=False)
+    return bank
+
+
+def test_a_snapshot_with_a_flag_and_a_tenure_trains_everyone_and_scores_the_stayers(flagged: Path) -> None:
+    done = init(flagged, "configs/flagged.yaml", "--customers", "flagged.csv", "--as-of", END)
+    assert done.returncode == 0, done.stdout + done.stderr
+    raw, text = written(flagged, "configs/flagged.yaml")
+    assert raw["labels"]["churn_flag"] == {"column": "Exited", "tenure_column": "Tenure (months)",
+                                           "tenure_unit": "months"}
+    assert "signup_date" not in raw["data"]["tables"]["customers"].get("columns", {})
+    assert not {"Exited", "Tenure (months)"} & set(raw["features"]["static_features"])
+    assert "ASSUMPTION: the window the flag covers" in words(text.replace("#", ""))
+    for command in ("validate", "features"):
+        step = churn(command, "--config", "configs/flagged.yaml", cwd=flagged)
+        assert step.returncode == 0, step.stdout + step.stderr
+    cfg = load_config(flagged / "configs" / "flagged.yaml")
+    source = pd.read_csv(flagged / "flagged.csv", dtype={"Customer ID": "str"})
+    train = pd.read_parquet(flagged / cfg.paths.features_dir / "train.parquet")
+    assert len(train) == len(source)  # every customer of the snapshot is trained on, none dropped
+    merged = train.merge(source, left_on="customer_id", right_on="Customer ID", validate="one_to_one")
+    assert (merged["churned"] == merged["Exited"]).all() and merged["churned"].sum() > 0
+    expected = np.maximum(np.floor(merged["Tenure (months)"] * 365.25 / 12 + 0.5), 1)
+    assert (merged["tenure_days"] == expected).all()
+    assert "days_to_churn" not in train.columns  # who left, not when: no time to churn
+    scoring = pd.read_parquet(flagged / cfg.paths.features_dir / "score.parquet")
+    assert set(scoring["customer_id"]) == set(source.loc[source["Exited"] == 0, "Customer ID"])
+
+
+def test_a_churn_flag_with_values_it_cannot_read_or_settings_that_contradict_it_is_refused(flagged: Path) -> None:
+    config = flagged / "configs" / "flagged.yaml"
+    if not config.exists():
+        assert init(flagged, "configs/flagged.yaml", "--customers", "flagged.csv", "--as-of", END).returncode == 0
+    source = pd.read_csv(flagged / "flagged.csv", dtype=str)
+    source.loc[3, "Exited"] = "Maybe"
+    source.to_csv(flagged / "flagged_bad.csv", index=False)
+    raw = yaml.safe_load(config.read_text())
+    raw["data"]["tables"]["customers"]["path"] = "flagged_bad.csv"
+    (flagged / "configs" / "bad_values.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    bad = churn("validate", "--config", "configs/bad_values.yaml", cwd=flagged)
+    assert bad.returncode == 3
+    message = words(bad.stdout + bad.stderr)
+    assert "customers.Exited" in message and "Maybe" in message and "row 4" in message
+    raw = yaml.safe_load(config.read_text())
+    for change, key in ((lambda r: r["data"].update(as_of=None), "data.as_of"),
+                        (lambda r: r["features"].update(engine="duckdb"), "features.engine"),
+                        (lambda r: r["features"]["static_features"].append("Exited"), "features.static_features"),
+                        (lambda r: r["labels"]["cutoffs"].update(count=3), "labels.cutoffs")):
+        variant = yaml.safe_load(yaml.safe_dump(raw))
+        change(variant)
+        (flagged / "configs" / "variant.yaml").write_text(yaml.safe_dump(variant, sort_keys=False))
+        refused = churn("validate", "--config", "configs/variant.yaml", cwd=flagged)
+        assert refused.returncode == 2 and key in refused.stdout + refused.stderr, (key, refused.stdout + refused.stderr)
+    wrong_unit = init(flagged, "configs/unit.yaml", "--customers", "flagged.csv", "--as-of", END, "--tenure-unit", "decades")
+    assert wrong_unit.returncode == 2 and "--tenure-unit" in wrong_unit.stdout + wrong_unit.stderr
 
 
 # ---------------------------------------------------------------- inspection rules (pure)

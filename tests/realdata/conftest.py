@@ -17,6 +17,7 @@ from tests.realdata.datasets import (
     RealDataset,
     default_cache,
     retail_transactions,
+    tv_subscription_flags,
     tv_subscription_snapshot,
 )
 
@@ -43,3 +44,9 @@ def retail_data() -> RealDataset:
 def snapshot_data() -> RealDataset:
     """(B) a subscription company's customer snapshot: customers only, closures, costs."""
     return _load(tv_subscription_snapshot)
+
+
+@pytest.fixture(scope="session")
+def flag_snapshot_data() -> RealDataset:
+    """(C) the same snapshot as the package ships it: a churn flag and no dates (labels.churn_flag)."""
+    return _load(tv_subscription_flags)

@@ -388,13 +388,19 @@ def tv_subscription_snapshot(cache: Path) -> RealDataset:
             "snapshot_date": SNAPSHOT_AS_OF.isoformat(),
             "customer_columns": [*header, "subscription_start", "cancellation_date"],
         }, SNAPSHOT_SHA256)
+    return _snapshot_dataset("tv_subscription_snapshot", folder, facts,
+                             "TV cable provider (Correa Bahnsen et al. 2015): 9,379 customers active in the first "
+                             "semester of 2014, 449 churners, per-customer costs (snapshot, churn = closure)")
+
+
+def _snapshot_dataset(name: str, folder: Path, facts: dict[str, object], description: str) -> RealDataset:
+    """One form of the empulse TV-subscription snapshot: its customers file in `folder`."""
     return RealDataset(
-        name="tv_subscription_snapshot",
+        name=name,
         folder=folder,
         customers=folder / "customers.csv",
         transactions=None,
-        description="TV cable provider (Correa Bahnsen et al. 2015): 9,379 customers active in the first "
-                    "semester of 2014, 449 churners, per-customer costs (snapshot, churn = closure)",
+        description=description,
         package=f"{SNAPSHOT_PACKAGE}=={SNAPSHOT_VERSION}",
         source_file=SNAPSHOT_FILE,
         sha256=SNAPSHOT_SHA256,
@@ -403,3 +409,34 @@ def tv_subscription_snapshot(cache: Path) -> RealDataset:
         as_of=SNAPSHOT_AS_OF.isoformat(),
         facts=facts,
     )
+
+
+def tv_subscription_flags(cache: Path) -> RealDataset:
+    """The same TV-subscription snapshot as `tv_subscription_snapshot`, as the package ships it: no dates.
+
+    `customers.csv` is the source file's text, byte for byte: an `id`, the 46 anonymised attributes,
+    the four per-customer costs and the churn flag `target` (1.0 = left during the first semester of
+    2014). Nothing is derived: this is the shape most teams' snapshots have (a flag, no closure
+    date), which `churn init` must take as it is (`labels.churn_flag`); the snapshot date the team
+    would give is the end of that semester, 2014-07-01.
+    """
+    folder = cache / "tv_subscription_flags"
+    files = ("customers.csv",)
+    facts = _cached_facts(folder, SNAPSHOT_SHA256, files)
+    if facts is None:
+        raw = pinned_bytes(SNAPSHOT_PACKAGE, SNAPSHOT_VERSION, SNAPSHOT_FILE, SNAPSHOT_SHA256, cache)
+        text = gzip.decompress(raw)
+        lines = text.decode("utf-8").splitlines()
+        header = lines[0].split(",")
+        target = header.index("target")
+        flags = [line.split(",")[target] for line in lines[1:] if line]
+        facts = _save(folder, {"customers.csv": text}, {
+            "customer_rows": len(flags),
+            "churners": sum(float(v) == 1.0 for v in flags),
+            "flag_values": sorted(set(flags)),
+            "customer_columns": header,
+            "snapshot_date": SNAPSHOT_AS_OF.isoformat(),
+        }, SNAPSHOT_SHA256)
+    return _snapshot_dataset("tv_subscription_flags", folder, facts,
+                             "the TV cable provider's snapshot as shipped: 9,379 customers, churn flag `target`, "
+                             "no dates")

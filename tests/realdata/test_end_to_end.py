@@ -197,3 +197,27 @@ def test_subscription_snapshot_from_init_to_list(snapshot_data: RealDataset, tmp
     outcome = check_outcome(tmp_path, config)
     assert outcome["manifest"]["plan"]["value_source"] == "none"
     check_scored_on_duckdb(tmp_path, config)  # a list without customer values printed, then on DuckDB
+
+
+@pytest.mark.slow
+def test_snapshot_with_a_churn_flag_and_no_dates_from_init_to_list(flag_snapshot_data: RealDataset,
+                                                                   tmp_path: Path) -> None:
+    """The same snapshot as the package ships it: a churn flag (`target`, 1.0 / 0.0) and no date at all.
+    `churn init` finds the flag by its name and the user gives only the snapshot date; every customer is
+    trained on, the stayers are listed, and the served model beats the references as on the dated form."""
+    churn("init", "--customers", str(flag_snapshot_data.customers), "--as-of", str(flag_snapshot_data.as_of),
+          "--out", "mine.yaml", cwd=tmp_path)
+    config = tmp_path / "mine.yaml"
+    cfg = load_config(config)
+    assert cfg.labels.churn_flag is not None and cfg.labels.churn_flag.column == "target"
+    assert cfg.labels.churn_flag.tenure_column is None and "target" not in cfg.features.static_features
+    churn("run", "--config", "mine.yaml", cwd=tmp_path)
+    outcome = check_outcome(tmp_path, config)
+    train = pd.read_parquet(tmp_path / cfg.paths.features_dir / "train.parquet")
+    source = pd.read_csv(flag_snapshot_data.customers, dtype={"id": "str"})
+    assert len(train) == len(source) and train["churned"].sum() == int((source["target"] == 1.0).sum())
+    assert "days_to_churn" not in train.columns  # a flag says who left, not when: no time to churn is learnt
+    scores = pd.read_parquet(tmp_path / cfg.paths.outputs_dir / "scores.parquet")
+    stayed = set(source.loc[source["target"] == 0.0, "id"])
+    assert set(scores["customer_id"]) == stayed  # the stayers, every one; who left is not listed
+    assert outcome["manifest"]["listed_on"].startswith(str(flag_snapshot_data.as_of))
