@@ -59,8 +59,16 @@ logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 def configure_tracking(cfg: Config) -> str:
     """Point MLflow at the configured store and make sure the experiment exists; returns its id."""
     uri = cfg.tracking.resolved_uri()
+    users = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    # MLflow writes the URI into MLFLOW_TRACKING_URI, and the environment's value wins over `tracking.tracking_uri`
+    # (`resolved_uri`): left there, it would turn this config's store into the user's choice for every later
+    # config run in the same process (a notebook, a scheduler, the tests). Only the user's own setting stays.
+    if users is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = users
     experiment = mlflow.get_experiment_by_name(cfg.tracking.experiment)
     if experiment is not None:
         return experiment.experiment_id
