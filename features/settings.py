@@ -219,10 +219,11 @@ class ChurnFlagSettings(Strict):
     """
 
     column: str = Field(description="Customers column saying who left in the window, e.g. Churn (Yes/No), Exited (1/0)")
-    churned_values: list[str] | None = Field(
+    churned_values: list[str | int | float | bool] | None = Field(
         default=None, min_length=1,
-        description="Values of `column` that mean churned (any other value: stayed); default: "
-                    "1, true, yes, y, t (any case), with 0, false, no, n, f meaning stayed")
+        description="Values of `column` that mean churned (any other value: stayed), compared ignoring case and "
+                    "surrounding spaces, numbers as numbers (1 matches 1.0); default: 1, true, yes, y, t, with 0, "
+                    "false, no, n, f meaning stayed")
     tenure_column: str | None = Field(
         default=None, description="Customers column with each customer's tenure at the snapshot (a number); "
                                   "null: none (tenure_days is then the same for everyone)")

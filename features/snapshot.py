@@ -35,20 +35,34 @@ STAYED_WORDS = ("0", "false", "no", "n", "f")
 DAYS_PER_UNIT = {"days": 1.0, "weeks": 7.0, "months": 365.25 / 12, "years": 365.25}
 
 
-def flag_values(values: pd.Series, churned_values: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
+def flag_values(values: pd.Series, churned_values: list[str | int | float | bool] | None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """(churned, unreadable) per row: the flag as booleans, and the rows whose value means neither.
 
-    With `churned_values` any other non-empty value means stayed; otherwise the value must be one of
-    `CHURNED_WORDS` or `STAYED_WORDS` in any case, or a number equal to 1 or 0 (`1.0` is 1)."""
+    With `churned_values` any other non-empty value means stayed: text is compared ignoring case and
+    surrounding spaces, a number as a number (1 matches "1.0"), and true / false (YAML reads an unquoted
+    yes as true) as the words `CHURNED_WORDS` / `STAYED_WORDS`. Otherwise the value must be one of those
+    words in any case, or a number equal to 1 or 0 (`1.0` is 1)."""
     missing = values.isna().to_numpy(dtype=bool)
     text = values.astype("str").str.strip()
-    if churned_values is not None:
-        wanted = {str(v).strip() for v in churned_values}
-        churned = text.isin(wanted).to_numpy(dtype=bool) & ~missing
-        unreadable = missing | (text == "").to_numpy(dtype=bool)
-        return churned, unreadable
     lower = text.str.lower()
     number = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+    if churned_values is not None:
+        words: set[str] = set()
+        numbers: list[float] = []
+        for value in churned_values:
+            if isinstance(value, bool):
+                words |= set(CHURNED_WORDS if value else STAYED_WORDS)
+            elif isinstance(value, (int, float)):
+                numbers.append(float(value))
+            else:
+                words.add(value.strip().lower())
+                parsed = pd.to_numeric(value.strip(), errors="coerce")
+                if pd.notna(parsed):
+                    numbers.append(float(parsed))
+        churned = (lower.isin(words).to_numpy(dtype=bool) | np.isin(number, numbers)) & ~missing
+        unreadable = missing | (text == "").to_numpy(dtype=bool)
+        return churned, unreadable
     churned = (lower.isin(CHURNED_WORDS).to_numpy(dtype=bool) | (number == 1.0)) & ~missing
     stayed = (lower.isin(STAYED_WORDS).to_numpy(dtype=bool) | (number == 0.0)) & ~missing
     return churned, ~(churned | stayed)

@@ -25,10 +25,15 @@ def test_the_usual_flag_spellings_are_read_and_anything_else_is_named() -> None:
 
 
 def test_listed_churned_values_make_every_other_value_a_stayer() -> None:
-    values = pd.Series(["Attrited Customer", "Existing Customer", "Attrited Customer ", "", None])
+    values = pd.Series(["Attrited Customer", "Existing Customer", "attrited customer ", "", None])
     churned, unreadable = flag_values(values, ["Attrited Customer"])
     assert churned.tolist() == [True, False, True, False, False]
     assert unreadable.tolist() == [False, False, False, True, True]
+    numbers = pd.Series(["1.0", "2", "0", "1"])
+    assert flag_values(numbers, [1])[0].tolist() == [True, False, False, True]  # as numbers: 1 is 1.0
+    assert flag_values(numbers, ["2"])[0].tolist() == [False, True, False, False]
+    # YAML reads an unquoted `[Yes]` as [true]: it means the usual words for churned, not the text "True"
+    assert flag_values(pd.Series(["Yes", "No", "TRUE"]), [True])[0].tolist() == [True, False, True]
 
 
 @pytest.mark.parametrize(("unit", "expected"), [("days", [1, 1, 45, 3]), ("weeks", [1, 7, 315, 18]),

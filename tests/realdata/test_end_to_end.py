@@ -1,7 +1,8 @@
 """From nothing to a retention list on real data no one here made, as a new user would do it.
 
 For each shape of data the contract promises (a retailer's purchase log; a subscription
-company's customer snapshot), the test runs only the CLI: `churn init` writes a config
+company's customer snapshot, with closure dates and as shipped with only a churn flag), the test
+runs only the CLI: `churn init` writes a config
 from the files, `churn run` runs every stage (validate, features, train, score, rules,
 report). Then it checks what a user would check:
 
