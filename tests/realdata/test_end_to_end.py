@@ -222,3 +222,11 @@ def test_snapshot_with_a_churn_flag_and_no_dates_from_init_to_list(flag_snapshot
     stayed = set(source.loc[source["target"] == 0.0, "id"])
     assert set(scores["customer_id"]) == stayed  # the stayers, every one; who left is not listed
     assert outcome["manifest"]["listed_on"].startswith(str(flag_snapshot_data.as_of))
+    # the snapshot describes one moment: scoring it at another is refused, naming the rule, nothing written
+    listed = (tmp_path / cfg.paths.outputs_dir / "retention_list.csv").read_bytes()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    other = subprocess.run([str(CHURN), "score", "--config", "mine.yaml", "--as-of", "2014-06-01"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600, env=env)
+    said = " ".join((other.stdout + other.stderr).split())
+    assert other.returncode == 4 and "labels.churn_flag" in said and "Traceback" not in said, said
+    assert (tmp_path / cfg.paths.outputs_dir / "retention_list.csv").read_bytes() == listed
