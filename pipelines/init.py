@@ -642,8 +642,8 @@ def _decide(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict[str
         raise ValidationFailed([Problem(
             "customers", flag.column, 0,
             f"the churn flag {flag.column!r} marks no customer as churned (its values: {values})",
-            "give with --churned-value the value(s) that mean churned (e.g. --churned-value Attrited), or name the "
-            "right column with --churn-flag")])
+            "give with --churned-value the value(s) that mean churned (e.g. --churned-value "
+            f"{shlex.quote(values[0]) if values else 'VALUE'}), or name the right column with --churn-flag")])
     if flag is not None:
         definition = "closure"
         definition_why = (f"{closures:,} customers ({closures / len(customers):.1%}) are flagged as churned in "
