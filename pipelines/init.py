@@ -73,7 +73,7 @@ from models.retention import PlaybookSettings
 from models.settings import EconomicsSettings
 from pipelines.config import ConfigError, TableSource, load_config, parse_config
 from pipelines.io import StageError, atomic_path
-from pipelines.tables import _file_columns, check_encoding, read_and_check, read_table, table_format
+from pipelines.tables import _file_columns, check_encoding, coerce_types, read_and_check, read_table, table_format
 
 DEMO_VALUE_PER_90_DAYS = 700.0
 """Median net transaction value per customer over 90 days, among the customers with a
@@ -324,9 +324,8 @@ def _latest_signup(path: Path, mapping: dict[str, str]) -> pd.Timestamp | None:
                         only=("signup_date",), derived=("closed_date",))
     if raw is None or "signup_date" not in raw:
         return None
-    dates = pd.to_datetime(raw["signup_date"], format="ISO8601", errors="coerce", utc=True)
-    latest = dates.max()
-    return None if pd.isna(latest) else pd.Timestamp(latest).tz_localize(None)
+    latest = coerce_types(raw, TABLES["customers"])[0]["signup_date"].max()  # parsed as every stage parses it
+    return None if pd.isna(latest) else pd.Timestamp(latest)
 
 
 # ---------------------------------------------------------------- reading
