@@ -60,7 +60,9 @@ def effects_figure(table: pd.DataFrame) -> plt.Figure:
     """Churn prevented (control - contacted rate) with its 95% interval, overall, per segment and action."""
     churn = table[table["outcome"] == "churned"].dropna(subset=["effect"]).reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(7.0, 0.45 * max(len(churn), 4) + 1.2))
-    labels = [f"{g}: {lvl}" if g != "all" else "all contacts" for g, lvl in zip(churn["group"], churn["level"])]
+    basis = churn["control_group"] if "control_group" in churn else pd.Series("", index=churn.index)
+    labels = [("all contacts" if g == "all" else f"{g}: {lvl}") + (" (vs shared control)" if b == "shared" else "")
+              for g, lvl, b in zip(churn["group"], churn["level"], basis)]
     y = np.arange(len(churn))[::-1]
     ax.errorbar(churn["effect"] * 100, y, xerr=[(churn["effect"] - churn["low"]) * 100,
                                                (churn["high"] - churn["effect"]) * 100], fmt="o", capsize=3)

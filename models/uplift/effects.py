@@ -78,9 +78,31 @@ def compare(treated: np.ndarray, control: np.ndarray, kind: str, outcome: str) -
             "needed_contacted_per_test": required_per_arm(kind, treated, control, effect)}
 
 
-def campaign_effects(rows: pd.DataFrame, group_columns: tuple[str, ...] = ("segment", "action")) -> pd.DataFrame:
-    """One line per (group, level, outcome): the contacted-vs-control comparison (see the module docstring)."""
+def shared_control(rows: pd.DataFrame) -> np.ndarray:
+    """Control rows of a shared control group: those whose action no contacted row at their cutoff has.
+
+    A test with several arms and one control group (e-mail A, e-mail B, no e-mail) records the
+    control customers under an action of their own ("No E-Mail"), so no arm has control rows of its
+    action. Where every control row carries an action that was also given at its cutoff (each action
+    randomised with its own control), there is no shared group and this is all False.
+    """
     treated = rows["treatment"].to_numpy(dtype=np.int64) == 1
+    keys = rows["cutoff"].astype("str") + "\x1f" + rows["action"].astype("str")
+    given = set(keys[treated])
+    return ~treated & ~keys.isin(given).to_numpy()
+
+
+def campaign_effects(rows: pd.DataFrame, group_columns: tuple[str, ...] = ("segment", "action")) -> pd.DataFrame:
+    """One line per (group, level, outcome): the contacted-vs-control comparison (see the module docstring).
+
+    `control_group` says whom the contacted were compared with: `same <group>` (control rows of the
+    same level), or for an action with no control rows of its own, `shared` (the shared control group
+    at the same cutoffs, `shared_control`: the usual design of a test with several arms). Customer
+    attributes (segments) are known before the contact, so their levels always use their own controls.
+    """
+    treated = rows["treatment"].to_numpy(dtype=np.int64) == 1
+    shared = shared_control(rows) if "action" in rows and "cutoff" in rows else np.zeros(len(rows), dtype=bool)
+    cutoffs = rows["cutoff"].astype("str").to_numpy() if "cutoff" in rows else np.zeros(len(rows), dtype=object)
     lines: list[dict[str, object]] = []
     groups: list[tuple[str, str, np.ndarray]] = [("all", "all", np.ones(len(rows), dtype=bool))]
     for column in group_columns:
@@ -88,12 +110,17 @@ def campaign_effects(rows: pd.DataFrame, group_columns: tuple[str, ...] = ("segm
             values = rows[column].astype("str").to_numpy()
             groups += [(column, level, values == level) for level in sorted(set(values))]
     for group, level, mask in groups:
+        control = mask & ~treated
+        basis = "all" if group == "all" else f"same {group}"
+        if group == "action" and not control.any() and (mask & treated).any() and shared.any():
+            control = shared & np.isin(cutoffs, np.unique(cutoffs[mask & treated]))
+            basis = "shared"
         for outcome, kind in OUTCOMES.items():
             if outcome not in rows:
                 continue
             values = rows[outcome].to_numpy(dtype=float)
-            lines.append({"group": group, "level": level, "outcome": outcome,
-                          **compare(values[mask & treated], values[mask & ~treated], kind, outcome)})
+            lines.append({"group": group, "level": level, "outcome": outcome, "control_group": basis,
+                          **compare(values[mask & treated], values[control], kind, outcome)})
     return pd.DataFrame(lines)
 
 
