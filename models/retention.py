@@ -42,9 +42,12 @@ SEGMENTS: tuple[str, ...] = ("high_value_at_risk", "churn_warning", "high_value_
 SELECTION_REASONS: tuple[str, ...] = (
     "service_obligation", "positive_expected_benefit", "highest_risk_no_value", "over_capacity",
     "below_benefit_threshold", "no_churn_warning_no_value", "sleeping_dog", "control",
+    "highest_uplift_no_value", "not_persuadable_no_value",
 )
-"""Why a customer is (first three) or is not (the rest) on the list. Without any customer value
-(snapshot data with no value column) the list takes the churn-warning customers by risk.
+"""Why a customer is (service_obligation, positive_expected_benefit, highest_risk_no_value,
+highest_uplift_no_value) or is not (the rest) on the list. Without any customer value (snapshot
+data with no value column) the list takes the churn-warning customers by risk, or, ranked by
+uplift, the persuadables by predicted uplift (`not_persuadable_no_value`: the rest).
 `sleeping_dog`: the uplift model says a contact would likely drive them away and the action is a
 sales offer, so they are never contacted with it. `control`: they would have been contacted but
 were drawn into the randomised holdout (`scoring.holdout.share`) to measure the list's effect."""
@@ -464,8 +467,13 @@ def list_order(group: np.ndarray, deadline: np.ndarray, key: np.ndarray, custome
     return np.lexsort((id_rank, key, deadline, group))
 
 
-def select_customers(frame: pd.DataFrame, settings: SelectionSettings) -> pd.DataFrame:
+def select_customers(frame: pd.DataFrame, settings: SelectionSettings, ranking: str = "value_at_risk"
+                     ) -> pd.DataFrame:
     """Who is contacted, why (not), and their rank on the list (1 = first).
+
+    Without any money figure (no expected benefit anywhere) the list ranks by churn risk among the
+    churn-warning customers, or with `ranking` "uplift" (and `uplift`, `uplift_class` in `frame`) by
+    predicted uplift among the persuadables: the churn a contact takes away, when no value can weigh it.
 
     `frame` needs customer_id, owner, expected_benefit, complaint_first, deadline and
     value_at_risk. Order of the list: service obligations (overdue complaints) first, by
@@ -478,7 +486,11 @@ def select_customers(frame: pd.DataFrame, settings: SelectionSettings) -> pd.Dat
     benefit = frame["expected_benefit"].to_numpy(dtype=float)
     obligation = frame["complaint_first"].to_numpy(dtype=bool) & settings.serve_complaints_regardless_of_benefit
     no_value = n > 0 and not np.isfinite(benefit).any()
-    if no_value:  # no money figures at all: the churn-warning customers, riskiest first
+    by_uplift = no_value and ranking == "uplift" and "uplift_class" in frame and "uplift" in frame
+    if by_uplift:  # no money figures, an uplift model: the persuadables, the most kept by a contact first
+        worth_it = frame["uplift_class"].astype("str").to_numpy() == "persuadable"
+        benefit = np.nan_to_num(frame["uplift"].to_numpy(dtype=float), nan=-np.inf)
+    elif no_value:  # no money figures at all: the churn-warning customers, riskiest first
         worth_it = frame["churn_warning"].to_numpy(dtype=bool) if "churn_warning" in frame else np.zeros(n, bool)
         benefit = frame["churn_probability"].to_numpy(dtype=float)
     else:
@@ -507,7 +519,10 @@ def select_customers(frame: pd.DataFrame, settings: SelectionSettings) -> pd.Dat
     selected[chosen] = True
     rank = np.zeros(n, dtype=np.int64)
     rank[chosen] = np.arange(1, len(chosen) + 1)
-    if no_value:
+    if by_uplift:
+        reason = np.where(selected, np.where(obligation, 0, SELECTION_REASONS.index("highest_uplift_no_value")),
+                          np.where(worth_it, 3, SELECTION_REASONS.index("not_persuadable_no_value")))
+    elif no_value:
         reason = np.where(selected, np.where(obligation, 0, 2), np.where(worth_it, 3, 5))
     else:
         reason = np.where(selected, np.where(obligation, 0, 1), np.where(worth_it, 3, 4))
@@ -627,7 +642,7 @@ def retention_plan(scored: pd.DataFrame, complaint_tier: pd.Series, settings: Sc
                 & plan["sales_offer"].to_numpy(dtype=bool)
     else:
         plan["uplift_class"] = pd.Categorical.from_codes(np.full(len(plan), -1), categories=list(UPLIFT_CLASSES))
-    chosen = select_customers(plan, settings.selection)
+    chosen = select_customers(plan, settings.selection, ranking)
     plan = pd.concat([plan.drop(columns=["sleeping_dog_offer"], errors="ignore"), chosen], axis=1)
     if holdout_seed is not None and settings.holdout.share > 0:
         plan = hold_out_controls(plan, settings.holdout.share, holdout_seed, as_of)
@@ -640,7 +655,8 @@ def incremental_benefit(uplift: np.ndarray, retained_lifetime_value: np.ndarray,
             - np.asarray(cost, dtype=float))
 
 
-def empty_list_explanation(plan: pd.DataFrame, settings: ScoringSettings, value_source: str) -> str:
+def empty_list_explanation(plan: pd.DataFrame, settings: ScoringSettings, value_source: str,
+                           ranking: str = "value_at_risk") -> str:
     """Why the list is empty or short, when the economics (not the teams' capacity) decide it.
 
     Names the customer closest to making the list, what their action costs and how much
@@ -650,6 +666,13 @@ def empty_list_explanation(plan: pd.DataFrame, settings: ScoringSettings, value_
     """
     if value_source == "none" or not np.isfinite(plan["expected_benefit"].to_numpy(dtype=float)).any():
         warned = int(plan["churn_warning"].sum()) if "churn_warning" in plan else 0
+        if ranking == "uplift" and "uplift_class" in plan:
+            persuadable = int((plan["uplift_class"].astype("str") == "persuadable").sum())
+            return ("no customer value is known (no transactions table and no labels.customer_value_column), so "
+                    "money figures are empty and the list (scoring.ranking: uplift) takes the persuadable customers "
+                    f"by predicted uplift alone ({persuadable:,} persuadable: a contact is predicted to keep them); "
+                    "set labels.customer_value_column to a numeric customers column (value per month) to rank by "
+                    "the expected incremental value")
         return ("no customer value is known (no transactions table and no labels.customer_value_column), so "
                 "money figures are empty and the list takes the churn-warning customers by risk alone "
                 f"({warned:,} flagged by scoring.segments.churn_warning_probability "

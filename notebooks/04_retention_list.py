@@ -70,6 +70,8 @@ REASON_WORDS = {
     "no_churn_warning_no_value": "not listed: no churn warning, and no customer value to weigh",
     "sleeping_dog": "not listed: the uplift model says a sales offer would likely drive them away",
     "control": "not listed: drawn into the randomised holdout (scoring.holdout.share) to measure the list's effect",
+    "highest_uplift_no_value": "listed: persuadable, taken by predicted uplift (no customer value known)",
+    "not_persuadable_no_value": "not listed: not persuadable, and no customer value to weigh (ranked by uplift)",
 }
 
 

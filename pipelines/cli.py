@@ -29,6 +29,10 @@ from features.validation import ValidationFailed
 from pipelines.config import Config, ConfigError, load_config
 from pipelines.io import StageError
 
+# MLflow draws a "Downloading artifacts" bar per model it registers (14 lines in a scheduled job's log for
+# nothing a reader can use); the user's own setting wins.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 EXIT_CONFIG = 2
 EXIT_INVALID_INPUT = 3
 EXIT_REFUSED = 4
@@ -429,9 +433,10 @@ def score(
               f"{holdout.get('controls', 0):,} (scoring.holdout.share {holdout.get('share', 0)})")
     if ranking.get("note"):
         out.print(f"[yellow]ranking[/yellow]: {escape(str(ranking['note']))}", soft_wrap=True)
-    out.print(f"expected benefit of the list: {_money(summary['total_expected_benefit_selected'])}; "
-              f"value at risk on the list: {_money(summary['total_value_at_risk_selected'])} of "
-              f"{_money(summary['total_value_at_risk'])}")
+    if summary["total_value_at_risk"] is not None:  # None: no customer value known (said just below)
+        out.print(f"expected benefit of the list: {_money(summary['total_expected_benefit_selected'])}; "
+                  f"value at risk on the list: {_money(summary['total_value_at_risk_selected'])} of "
+                  f"{_money(summary['total_value_at_risk'])}")
     if summary.get("why_empty"):  # type: ignore[union-attr]
         out.print(f"[yellow]about this list[/yellow]: {escape(str(summary['why_empty']))}")  # type: ignore[index]
     excluded = result["rows"]["excluded"]  # type: ignore[index]
@@ -721,6 +726,10 @@ def init(
     tenure_unit: Annotated[str | None, typer.Option(
         "--tenure-unit", metavar="UNIT",
         help="The tenure's unit: days, weeks, months or years (default: from the column's name, else months).")] = None,
+    horizon: Annotated[int | None, typer.Option(
+        "--horizon", metavar="DAYS",
+        help="labels.horizon_days: churn within this many days (with a churn flag, the window the flag covers "
+             "before --as-of); default: chosen from the data (90 for a flag, an assumption).")] = None,
 ) -> None:
     """Inspect your files and write a commented config for them; then `churn run --config OUT`.
 
@@ -740,11 +749,12 @@ def init(
     argv += (["--as-of", as_of] if as_of else []) + ["--out", str(out)] + (["--force"] if force else [])
     argv += (["--churn-flag", churn_flag] if churn_flag else []) + [p for v in churned_value or [] for p in ("--churned-value", v)]
     argv += (["--tenure", tenure] if tenure else []) + (["--tenure-unit", tenure_unit] if tenure_unit else [])
+    argv += ["--horizon", str(horizon)] if horizon is not None else []
     try:
         result = run_stage(lambda: run({k: v for k, v in paths.items() if v is not None}, column or [], out,
                                        as_of=as_of, force=force, progress=progress_printer(), argv=argv,
                                        churn_flag=churn_flag, churned_values=churned_value or None, tenure=tenure,
-                                       tenure_unit=tenure_unit))
+                                       tenure_unit=tenure_unit, horizon=horizon))
     except InitProblem as error:
         console.print(f"[bold red]churn init[/bold red]: {escape(str(error))}\nnothing was written.",
                       highlight=False, soft_wrap=True)

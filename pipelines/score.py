@@ -530,7 +530,7 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             say(str(summary["ranking"]["note"]))
         summary["value_source"] = value_source
         summary["not_in_population"] = not_in_population
-        note = empty_list_explanation(plan, scoring, value_source)
+        note = empty_list_explanation(plan, scoring, value_source, ranking)
         if note:
             summary["why_empty"] = note
             say(f"about this list: {note}")

@@ -295,6 +295,35 @@ def test_uplift_ranking_picks_the_best_incremental_value_within_capacity() -> No
     assert plan["uplift_class"].notna().all()
 
 
+def test_without_any_value_the_uplift_list_takes_the_persuadables_by_uplift() -> None:
+    """A snapshot with no customer value but an uplift model (a randomised campaign's, say): ranked by
+    uplift, the list takes the persuadables, most uplift first, within capacity; by value at risk, the
+    churn-warning customers by risk, as before. Each reason names its rule."""
+    from models.retention import empty_list_explanation
+
+    unknown = {"retained_lifetime_value": np.nan, "value_at_risk": np.nan}
+    customers = with_uplift(11).assign(**unknown)
+    scoring = ScoringSettings(ranking="uplift", selection=SMALL_TEAMS, holdout={"share": 0.0})
+    plan, _ = retention_plan(customers, pd.Series([], dtype="str"), scoring, TARGETS, AS_OF, uplift_threshold=0.002)
+    chosen = plan[plan["selected"]]
+    assert len(chosen) > 0 and (chosen["selection_reason"] == "highest_uplift_no_value").all()
+    assert (chosen["uplift_class"] == "persuadable").all()
+    for owner, rows in plan.groupby("owner", observed=True):  # within each team, by uplift
+        mine = rows[rows["selected"]].sort_values("rank")
+        assert mine["uplift"].is_monotonic_decreasing
+        waiting = rows[~rows["selected"] & (rows["selection_reason"] == "over_capacity")]
+        if len(mine) and len(waiting):
+            assert waiting["uplift"].max() <= mine["uplift"].min()
+    rest = plan[~plan["selected"] & (plan["uplift_class"] != "persuadable")]
+    assert len(rest) > 0 and (rest["selection_reason"].isin(["not_persuadable_no_value", "sleeping_dog"])).all()
+    assert "persuadable customers by predicted uplift" in empty_list_explanation(plan, scoring, "none", "uplift")
+    by_risk, _ = retention_plan(customers, pd.Series([], dtype="str"),
+                                scoring.model_copy(update={"ranking": "value_at_risk"}), TARGETS, AS_OF)
+    taken = by_risk[by_risk["selected"]]
+    assert (taken["selection_reason"] == "highest_risk_no_value").all() and taken["churn_warning"].all()
+    assert "churn-warning customers by risk alone" in empty_list_explanation(by_risk, scoring, "none")
+
+
 def test_sleeping_dogs_never_get_a_sales_offer_and_classes_follow_the_rule() -> None:
     customers = with_uplift(7)
     scoring = ScoringSettings(ranking="uplift", selection=SMALL_TEAMS, holdout={"share": 0.0})
