@@ -286,7 +286,11 @@ def training_cutoffs(tables: Tables, labels: LabelSettings) -> list[pd.Timestamp
 
 
 def cutoffs_between(earliest: pd.Timestamp, as_of: pd.Timestamp, labels: LabelSettings) -> list[pd.Timestamp]:
-    """`training_cutoffs` from the start of the history (`earliest_event`) and the end of the data."""
+    """`training_cutoffs` from the start of the history (`earliest_event`) and the end of the data.
+
+    With `labels.churn_flag` the one cutoff is the flag's window start whatever the events: the
+    snapshot's attributes are the history, and events from that day on (a campaign's contacts in
+    the window) are after the cutoff, not a later start of the history."""
     last_allowed = as_of - pd.Timedelta(days=labels.horizon_days)
     if labels.cutoffs.anchor == "as_of":
         latest = last_allowed
@@ -295,7 +299,7 @@ def cutoffs_between(earliest: pd.Timestamp, as_of: pd.Timestamp, labels: LabelSe
     cutoffs = []
     for k in range(labels.cutoffs.count):
         cutoff = latest - pd.DateOffset(months=k * labels.cutoffs.spacing_months)
-        if pd.notna(earliest) and cutoff > earliest:
+        if labels.churn_flag is not None or (pd.notna(earliest) and cutoff > earliest):
             cutoffs.append(pd.Timestamp(cutoff).as_unit("us"))
     return sorted(cutoffs)
 

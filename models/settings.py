@@ -129,7 +129,7 @@ class EconomicsSettings(Strict):
         default=0.3, gt=0, le=1, description="Chance a contacted would-be churner is kept"
     )
     lifetime_horizons: int = Field(
-        default=8, ge=1, le=40,
+        default=8, ge=1, le=750,  # two years of value at any horizon of a day or more
         description="Label horizons summed for lifetime value (8 x 90 days = about 2 years)",
     )
     annual_discount_rate: float = Field(default=0.08, ge=0, lt=1)

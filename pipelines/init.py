@@ -65,8 +65,8 @@ from features.profile import (History, StaticColumn, classify_static, date_share
                               price_and_quantity, round_up, tokens, typical_gaps, value_column_candidates,
                               window_value)
 from features.snapshot import DAYS_PER_UNIT
-from features.settings import (DEFAULT_COMPLAINT_CATEGORIES, DEFAULT_COMPLAINT_CHANNELS, CutoffSettings,
-                               FeatureSettings, LabelSettings)
+from features.settings import (DEFAULT_COMPLAINT_CATEGORIES, DEFAULT_COMPLAINT_CHANNELS, ChurnFlagSettings,
+                               CutoffSettings, FeatureSettings, LabelSettings)
 from features.static import numeric_values
 from features.validation import Problem, ValidationFailed
 from models.retention import PlaybookSettings
@@ -141,6 +141,7 @@ class Plan:
 
     snapshot_closures: dict[int, int] = field(default_factory=dict)  # horizon -> closures in it (snapshot)
     flag: FlagChoice | None = None  # a snapshot whose churn is a flag column (labels.churn_flag)
+    horizon: int | None = None  # --horizon: the user's labels.horizon_days, instead of init's choice
     decisions: list[Decision] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     left_out: list[StaticColumn] = field(default_factory=list)
@@ -332,14 +333,15 @@ def _latest_signup(path: Path, mapping: dict[str, str]) -> pd.Timestamp | None:
 
 
 def read_tables(paths: dict[str, Path], mappings: dict[str, dict[str, str]], guessed: dict[str, set[str]],
-                as_of: str | None, flag: FlagChoice | None = None) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
+                as_of: str | None, flag: FlagChoice | None = None, horizon: int | None = None
+                ) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
     """Every table through the pipeline's reader and checks (`read_and_check`), as `churn validate` would;
-    with a churn flag, its dates derived as the stages will derive them (at the default horizon)."""
+    with a churn flag, its dates derived as the stages will derive them (at `horizon`, else the default)."""
     raw: dict[str, Any] = {"data": {"as_of": as_of, "tables": {
         name: {"path": str(path), "columns": {c: f for c, f in mappings[name].items() if c != f}}
         for name, path in paths.items()}}}
     if flag is not None:
-        raw["labels"] = {"churn_flag": flag.settings(), "horizon_days": FlagDefaults.horizon,
+        raw["labels"] = {"churn_flag": flag.settings(), "horizon_days": horizon or FlagDefaults.horizon,
                          "cutoffs": {"count": 1, "anchor": "as_of"}}
     try:
         cfg = parse_config(raw, "churn init")
@@ -515,8 +517,11 @@ def _yaml_value(value: Any) -> str:
 def run(paths: dict[str, Path], column_flags: list[str], out: Path, as_of: str | None = None,
         force: bool = False, progress: Callable[[str], None] | None = None,
         argv: list[str] | None = None, churn_flag: str | None = None, churned_values: list[str] | None = None,
-        tenure: str | None = None, tenure_unit: str | None = None) -> dict[str, Any]:
+        tenure: str | None = None, tenure_unit: str | None = None, horizon: int | None = None) -> dict[str, Any]:
     """Inspect the files, decide every data-dependent setting, write the commented config to `out`.
+
+    `horizon`: labels.horizon_days as the user knows it (a churn flag's window is not in the data);
+    otherwise init chooses it from the data.
 
     `churn_flag`, `churned_values`, `tenure`, `tenure_unit`: a snapshot whose churn is a flag column
     (`labels.churn_flag`); without them such a column is found by name (`FLAG_NAMES`) when the customers
@@ -532,7 +537,9 @@ def run(paths: dict[str, Path], column_flags: list[str], out: Path, as_of: str |
                          "or choose another --out")
     paths = {name: Path(p) for name, p in paths.items() if p is not None}
     fixed = parse_column_flags(column_flags, paths)
-    plan = Plan()
+    if horizon is not None and not 1 <= horizon <= 3650:
+        raise InitProblem(f"--horizon {horizon}: give the label window in days, 1 to 3650 (e.g. 30, 90)")
+    plan = Plan(horizon=horizon)
 
     say("reading the column names")
     mappings: dict[str, dict[str, str]] = {}
@@ -570,7 +577,7 @@ def run(paths: dict[str, Path], column_flags: list[str], out: Path, as_of: str |
             flag_as_of_why = ("ASSUMPTION: the data holds no date, so the day init ran; set it to the day the snapshot "
                               "was taken (the flag says who left in the labels.horizon_days before it)")
     say("reading the tables with the pipeline's reader and checks")
-    frames, problems = read_tables(paths, mappings, guessed, as_of, plan.flag)
+    frames, problems = read_tables(paths, mappings, guessed, as_of, plan.flag, plan.horizon)
     if flag_as_of_why:
         as_of_ts, as_of_why = pd.Timestamp(as_of), flag_as_of_why
     elif as_of is not None:
@@ -671,30 +678,37 @@ def _decide(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict[str
     lookback_why = ""
     gaps = None
     hist: History | None = None
+    given = plan.horizon
+    given_why = "given with --horizon"
     if flag is not None:
-        horizon, count, anchor, windows = FlagDefaults.horizon, 1, "as_of", FeatureSettings().windows_days
-        why = {"horizon": ("ASSUMPTION: the window the flag covers (who left in the days before the snapshot date) is "
-                           "not in the data; 90 days unless you know it: set your flag's window (e.g. 30 for 'left "
-                           "within the last month'); it sets the value per horizon and the list's horizon"),
+        horizon, count, anchor, windows = given or FlagDefaults.horizon, 1, "as_of", FeatureSettings().windows_days
+        why = {"horizon": (f"{given_why}: the window the flag covers (who left in the days before the snapshot date)"
+                           if given else
+                           "ASSUMPTION: the window the flag covers (who left in the days before the snapshot date) is "
+                           "not in the data; 90 days unless you know it (churn init --horizon DAYS): set your flag's "
+                           "window (e.g. 30 for 'left within the last month'); it sets the value per horizon and the "
+                           "list's horizon"),
                "count": "a flag describes one window: one cutoff at its start, exactly as_of - horizon_days "
                         "(anchor: as_of); every customer of the snapshot is in it"}
-        short = {"horizon": "ASSUMPTION: the flag's window", "count": "churn flag snapshot"}
+        short = {"horizon": "--horizon" if given else "ASSUMPTION: the flag's window", "count": "churn flag snapshot"}
     elif snapshot:
         horizon, count, anchor, windows = _snapshot_horizon(tables, plan), 1, "as_of", FeatureSettings().windows_days
-        why = {"horizon": _snapshot_why(plan),
+        why = {"horizon": f"{given_why} ({plan.snapshot_closures[horizon]:,} closures in it)" if given else
+                          _snapshot_why(plan),
                "count": "a snapshot has one moment to learn from: one cutoff, exactly as_of - horizon_days "
                         "(anchor: as_of), whose churners are the closures in the days after it"}
         short = {"horizon": f"{plan.snapshot_closures[horizon]:,} closures in it", "count": "snapshot"}
     else:
         hist = history(_event_times(tables), as_of)
-        horizons = [90, 60, 30]
+        horizons = [given] if given else [90, 60, 30]
         if definition == "inactivity":
             tx = tables.transactions
             gaps = typical_gaps(tx["customer_id"], tx["timestamp"])
             if len(gaps):
                 median_gap = float(gaps.median())
                 first = min(365, max(90, round_up(median_gap)))
-                horizons = [first] + [h for h in (60, 30) if h >= median_gap and h < first]
+                if not given:
+                    horizons = [first] + [h for h in (60, 30) if h >= median_gap and h < first]
                 p90 = float(gaps.quantile(0.9))
                 lookback = min(730, max(90, round_up(p90)))
                 lookback_why = (f"The 90th percentile of the customers' typical (median) gap between purchase days "
@@ -704,14 +718,18 @@ def _decide(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict[str
                 lookback, lookback_why = 180, "No customer has two purchase days: the default 180 days"
         horizon, windows, count, why = choose_timing(tables, hist.start, horizons)
         anchor = "month_start"
-        if definition == "inactivity" and gaps is not None and len(gaps):
+        if given:
+            why["horizon"] = given_why
+        elif definition == "inactivity" and gaps is not None and len(gaps):
             floor = (f"horizons tried: {horizons} days, none shorter than the customers' median gap between "
                      f"purchase days ({gaps.median():,.0f} days), so a usual pause is not counted as churn")
             why["horizon"] = f"{why['horizon']}; {floor}"
-        short = {"horizon": "default" if horizon == 90 and horizons[0] == 90 else
+        short = {"horizon": "--horizon" if given else "default" if horizon == 90 and horizons[0] == 90 else
                  "shortened: short history" if horizon < horizons[0] else "median purchase gap",
                  "count": f"cutoffs with full windows{', capped at 12' if count == MAX_CUTOFFS else ''}"}
     labels = _labels(definition, horizon, lookback or 180, count, anchor)
+    if flag is not None:  # the flag's one cutoff stands whatever the events (a campaign's contacts from that day on)
+        labels = labels.model_copy(update={"churn_flag": ChurnFlagSettings(**flag.settings())})
 
     # ---- what the choice means at the latest cutoff
     cutoffs = training_cutoffs(tables, labels)
@@ -788,7 +806,7 @@ def _snapshot_horizon(tables: Tables, plan: Plan) -> int:
     """Shortest of 90, 180, 365, 730 days whose window before as_of holds >= 50 closures (else the
     one holding the most): one cutoff as_of - horizon, its churners are those closures."""
     counts: list[tuple[int, int]] = []
-    for horizon in (90, 180, 365, 730):
+    for horizon in (plan.horizon,) if plan.horizon else (90, 180, 365, 730):
         cutoff = tables.as_of - pd.Timedelta(days=horizon)
         labels = build_labels(tables, cutoff, _labels("closure", horizon, count=1, anchor="as_of"))
         churners = int(labels["churned"].sum())
@@ -801,8 +819,9 @@ def _snapshot_horizon(tables: Tables, plan: Plan) -> int:
         if most == 0:
             raise ValidationFailed([Problem(
                 "customers", "closed_date", 0,
-                f"no closure in the 730 days before as_of ({tables.as_of.date()}): a snapshot model learns from "
-                "recent closures", "check closed_date, or give --as-of (the snapshot date)")])
+                f"no closure in the {counts[-1][0]} days before as_of ({tables.as_of.date()}): a snapshot model "
+                "learns from recent closures", "check closed_date, or give --as-of (the snapshot date)"
+                + (" or a longer --horizon" if plan.horizon else ""))])
         best = next(h for h, n in counts if n == most)
         plan.warnings.append(f"only {most} closures within {best} days before as_of: too few for a reliable model")
     plan.snapshot_closures = dict(counts)
@@ -1024,7 +1043,7 @@ def _write_yaml(tables: Tables, paths: dict[str, Path], mappings: dict[str, dict
     y.key(2, "cutoffs")
     y.comment(f"count: {d['why']['count']}.", 4)
     y.key(4, "count", d["count"])
-    if d["snapshot"]:
+    if d["anchor"] == "as_of":  # a snapshot, or a churn flag (which may come with a contact history)
         y.key(4, "anchor", "as_of", f"the cutoff is exactly as_of - {d['horizon']} days")
     else:
         y.key(4, "anchor", "month_start", "cutoffs on the first of a month, the latest with a full label window")

@@ -262,6 +262,27 @@ def test_a_snapshot_with_a_flag_and_a_tenure_trains_everyone_and_scores_the_stay
     assert set(scoring["customer_id"]) == set(source.loc[source["Exited"] == 0, "Customer ID"])
 
 
+def test_the_horizon_given_with_init_replaces_its_choice_and_a_flag_window_is_then_no_assumption(
+        flagged: Path) -> None:
+    done = init(flagged, "configs/month.yaml", "--customers", "flagged.csv", "--as-of", END, "--horizon", "30")
+    assert done.returncode == 0, done.stdout + done.stderr
+    raw, text = written(flagged, "configs/month.yaml")
+    assert raw["labels"]["horizon_days"] == 30 and raw["labels"]["cutoffs"] == {"count": 1, "anchor": "as_of",
+                                                                                "spacing_months": 1}
+    assert "given with --horizon" in words(text.replace("#", ""))
+    assert "ASSUMPTION: the window the flag covers" not in words(text.replace("#", ""))
+    assert raw["economics"]["lifetime_horizons"] == round(730 / 30)  # still about two years of value
+    load_config(flagged / "configs" / "month.yaml")
+    events = init(flagged, "configs/events.yaml", "--customers", "bank/customers.csv", "--transactions",
+                  "bank/transactions.csv", "--horizon", "60")
+    assert events.returncode == 0, events.stdout + events.stderr
+    assert written(flagged, "configs/events.yaml")[0]["labels"]["horizon_days"] == 60
+    for bad in ("0", "5000"):
+        refused = init(flagged, f"configs/bad{bad}.yaml", "--customers", "flagged.csv", "--horizon", bad)
+        assert refused.returncode == 2 and "--horizon" in refused.stdout + refused.stderr
+        assert not (flagged / "configs" / f"bad{bad}.yaml").exists()
+
+
 def test_a_churn_flag_with_values_it_cannot_read_or_settings_that_contradict_it_is_refused(flagged: Path) -> None:
     config = flagged / "configs" / "flagged.yaml"
     if not config.exists():
