@@ -16,6 +16,7 @@ from tests.realdata.datasets import (
     DatasetUnavailable,
     RealDataset,
     default_cache,
+    email_campaign,
     retail_transactions,
     tv_subscription_flags,
     tv_subscription_snapshot,
@@ -50,3 +51,9 @@ def snapshot_data() -> RealDataset:
 def flag_snapshot_data() -> RealDataset:
     """(C) the same snapshot as the package ships it: a churn flag and no dates (labels.churn_flag)."""
     return _load(tv_subscription_flags)
+
+
+@pytest.fixture(scope="session")
+def campaign_data() -> RealDataset:
+    """(D) a retailer's randomised e-mail test: a customers snapshot with a flag, contacts with a control group."""
+    return _load(email_campaign)

