@@ -87,6 +87,10 @@ MIN_CUTOFFS = 3
 SNAPSHOT_MIN_CHURNERS = 50
 
 
+MAX_HORIZON_DAYS: int = next(m.le for m in LabelSettings.model_fields["horizon_days"].metadata if hasattr(m, "le"))
+"""The longest labels.horizon_days a config accepts (its bound in `LabelSettings`)."""
+
+
 class FlagDefaults:
     """What init assumes of a churn flag's window when the data cannot say."""
 
@@ -537,8 +541,9 @@ def run(paths: dict[str, Path], column_flags: list[str], out: Path, as_of: str |
                          "or choose another --out")
     paths = {name: Path(p) for name, p in paths.items() if p is not None}
     fixed = parse_column_flags(column_flags, paths)
-    if horizon is not None and not 1 <= horizon <= 3650:
-        raise InitProblem(f"--horizon {horizon}: give the label window in days, 1 to 3650 (e.g. 30, 90)")
+    if horizon is not None and not 1 <= horizon <= MAX_HORIZON_DAYS:
+        raise InitProblem(f"--horizon {horizon}: give the label window in days, 1 to {MAX_HORIZON_DAYS} "
+                          "(labels.horizon_days; e.g. 30, 90)")
     plan = Plan(horizon=horizon)
 
     say("reading the column names")
