@@ -415,7 +415,9 @@ if effects_summary.is_file() and json.loads(effects_summary.read_text()).get("st
     summary_effects = json.loads(effects_summary.read_text())
     churn_rows = effects_table[effects_table["outcome"] == "churned"].dropna(subset=["effect"]).reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(churn_rows), 4) + 1.2))
-    names = [f"{g}: {v}" if g != "all" else "all contacts" for g, v in zip(churn_rows["group"], churn_rows["level"])]
+    basis = churn_rows["control_group"] if "control_group" in churn_rows else pd.Series("", index=churn_rows.index)
+    names = [("all contacts" if g == "all" else f"{g}: {v}") + (" (vs shared control)" if b == "shared" else "")
+             for g, v, b in zip(churn_rows["group"], churn_rows["level"], basis)]
     y = np.arange(len(churn_rows))[::-1]
     ax.errorbar(churn_rows["effect"] * 100, y, fmt="o", capsize=3,
                 xerr=[(churn_rows["effect"] - churn_rows["low"]) * 100, (churn_rows["high"] - churn_rows["effect"]) * 100])

@@ -109,6 +109,7 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
         table = campaign_effects(measured, ("care_segment", "action", "segment"))
         overall = table[(table["group"] == "all") & (table["outcome"] == "churned")].iloc[0]
         summary = {"status": "measured", "rows": int(len(rows)), "control_rows": int((rows["treatment"] == 0).sum()),
+                   "outcomes": sorted(set(table["outcome"])),
                    "cutoffs": int(rows["cutoff"].nunique()), "horizon_days": cfg.labels.horizon_days,
                    "churn_prevented": {k: _plain(overall[k]) for k in ("effect", "low", "high", "p_value",
                                                                         "needed_contacted_per_test")},

@@ -126,12 +126,14 @@ def campaign_effects(rows: pd.DataFrame, group_columns: tuple[str, ...] = ("segm
 
 def with_outcomes(rows: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
     """`rows` (a copy) with the outcomes `campaign_effects` compares besides churn: value_kept (the row's
-    `future_value`) and the window outcomes `measured` (repurchase, satisfaction; one row per row of `rows`,
-    in the same order: features/relational/outcomes.py)."""
+    `future_value`, when any row has one) and the window outcomes `measured` (repurchase, satisfaction; one
+    row per row of `rows`, in the same order: features/relational/outcomes.py)."""
     if len(measured) != len(rows):
         raise ValueError(f"{len(measured)} measured outcomes for {len(rows)} rows: they must match row for row")
     out = rows.copy()
-    out["value_kept"] = out["future_value"].to_numpy(dtype=float) if "future_value" in out else np.nan
+    value = out["future_value"].to_numpy(dtype=float) if "future_value" in out else np.empty(0)
+    if np.isfinite(value).any():  # no value known at all (a snapshot without a value column): not an outcome
+        out["value_kept"] = value
     for column in ("repurchase", "satisfaction"):
         if column in measured:
             out[column] = measured[column].to_numpy(dtype=float)

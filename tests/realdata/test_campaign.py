@@ -102,6 +102,8 @@ def test_randomised_email_campaign_uplift_and_effects_from_init(campaign_data: R
     # the campaign effects equal the arms' rates in the file: overall and per e-mail against the shared control
     churn("effects", "--config", "mine.yaml", cwd=tmp_path)
     table = pd.read_csv(reports / "effects.csv")
+    assert set(table["outcome"]) == {"churned"}  # no value, transactions or surveys: nothing else is measured
+    assert json.loads((reports / "effects.json").read_text())["outcomes"] == ["churned"]
     churned = table[table["outcome"] == "churned"].set_index(["group", "level"])
     customers = pd.read_csv(campaign_data.customers, dtype={"customer_id": "str"})
     arm = contacts.set_index("customer_id")["action"].reindex(customers["customer_id"]).to_numpy()
