@@ -605,6 +605,48 @@ def unreachable_server(folder: Path) -> dict[str, str]:
     return {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
 
 
+FLAG_AS_OF = "2023-09-01"
+"""The day the flag snapshot of the bank was taken (the bank's data end)."""
+
+
+def flag_snapshot(cell: tuple[str, str] | None = None, contacts: bool = False,
+                  **changes: object) -> Callable[[Path], None]:
+    """The bank's customers as a snapshot a team exports: `churned` yes/no (closed before the snapshot date) and
+    `tenure_months`, no dates; `labels.churn_flag` in the config (`changes` on top, dotted keys, None removes a key);
+    `cell` = (column, value) written into row 3 first; with `contacts`, the bank's contacts table beside it."""
+    def prepare(folder: Path) -> None:
+        customers = read(folder, "customers")
+        signup = pd.to_datetime(customers["signup_date"])
+        closed = pd.to_datetime(customers["closed_date"].replace("", None))
+        as_of = pd.Timestamp(FLAG_AS_OF)
+        frame = pd.DataFrame({"customer_id": customers["customer_id"], "segment": customers["segment"],
+                              "tenure_months": ((as_of - signup).dt.days // 30).astype(str),
+                              "churned": np.where(closed.notna(), "yes", "no")})
+        if cell is not None:
+            frame.loc[3, cell[0]] = cell[1]
+        frame.to_csv(folder / "bank" / "flagged.csv", index=False)
+        raw: dict[str, object] = {
+            "data": {"as_of": FLAG_AS_OF, "tables": {"customers": {"path": "bank/flagged.csv"},
+                                                       **({"contacts": {"path": "bank/contacts.csv"}} if contacts else {})}},
+            "labels": {"churn_flag": {"column": "churned", "tenure_column": "tenure_months"},
+                       "cutoffs": {"count": 1, "anchor": "as_of"}},
+            "features": {"static_features": ["segment"]},
+            "paths": {"features_dir": "features", "outputs_dir": "outputs", "reports_dir": "reports"},
+            "tracking": {"tracking_uri": "sqlite:///mlflow.db", "artifact_location": "artifacts", "experiment": "case"},
+        }
+        for dotted, value in changes.items():
+            node = raw
+            *parents, leaf = dotted.split(".")
+            for key in parents:
+                node = node.setdefault(key, {})  # type: ignore[assignment]
+            if value is None:
+                node.pop(leaf, None)
+            else:
+                node[leaf] = value
+        (folder / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return prepare
+
+
 # ---------------------------------------------------------------- the catalogue
 
 
@@ -746,6 +788,34 @@ def _config_cases() -> list[Case]:
         Case("bad --as-of option", "bad as_of", ("score", "--as-of", "2025-02-30"), 2, ("--as-of",)),
         Case("capacity negative", "bad config", ("validate",), 2, ("scoring.selection", "care_team"),
              config_text("scoring:\n  selection:\n    capacity:\n      care_team: -3\n")),
+    ] + _flag_cases()
+
+
+def _flag_cases() -> list[Case]:
+    """A customers snapshot with a churn flag and a tenure, no dates (`labels.churn_flag`), and what breaks it."""
+    category = "churn flag snapshot"
+    return [
+        Case("flag snapshot valid", category, ("validate",), 0, prepare=flag_snapshot()),
+        Case("flag snapshot with contacts: features at the window start", category, ("features",), 0,
+             prepare=flag_snapshot(contacts=True), timeout=600),
+        Case("flag value neither churned nor stayed", category, ("validate",), 3, ("customers.churned", "Maybe"),
+             flag_snapshot(("churned", "Maybe"))),
+        Case("flag tenure negative", category, ("validate",), 3, ("customers.tenure_months",),
+             flag_snapshot(("tenure_months", "-4"))),
+        Case("flag tenure not a number", category, ("validate",), 3, ("customers.tenure_months",),
+             flag_snapshot(("tenure_months", "ten"))),
+        Case("flag without data.as_of", category, ("validate",), 2, ("data.as_of",),
+             flag_snapshot(**{"data.as_of": None})),
+        Case("flag with monthly cutoffs", category, ("validate",), 2, ("labels.cutoffs",),
+             flag_snapshot(**{"labels.cutoffs": {"count": 3, "anchor": "month_start"}})),
+        Case("flag on the duckdb engine", category, ("validate",), 2, ("features.engine",),
+             flag_snapshot(**{"features.engine": "duckdb"})),
+        Case("flag column also a feature", category, ("validate",), 2, ("features.static_features", "churned"),
+             flag_snapshot(**{"features.static_features": ["segment", "churned"]})),
+        Case("flag with a mapped closed_date", category, ("validate",), 2, ("closed_date",),
+             flag_snapshot(**{"data.tables.customers.columns": {"closed_date": "segment"}})),
+        Case("flag column missing", category, ("validate",), 3, ("customers", "exited"),
+             flag_snapshot(**{"labels.churn_flag.column": "exited"})),
     ]
 
 
