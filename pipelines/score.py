@@ -478,7 +478,9 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
                 uplift_model = None
         lap("checks")
 
-        say(f"{len(table):,} eligible customers; scoring churn risk and customer value and checking drift "
+        scored_what = ("churn risk" + (" and customer value" if value_model is not None else "")
+                       + (" and the uplift of a contact" if uplift_model is not None else ""))
+        say(f"{len(table):,} eligible customers; scoring {scored_what} and checking drift "
             f"against the training reference, {size:,} rows at a time (scoring.batch_rows)"
             + (f", read back from {table.path}" if isinstance(table, SpooledRows) else ""))
         fast, compiled_info = compiled_models(
