@@ -83,6 +83,19 @@ class Case:
 # ---------------------------------------------------------------- folders
 
 
+def set_dotted(raw: dict[str, object], changes: dict[str, object]) -> None:
+    """Set config keys given as dotted paths (`labels.cutoffs.count`) in `raw`; None removes the key."""
+    for dotted, value in changes.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})  # type: ignore[assignment]
+        if value is None:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+
+
 def bank_config(folder: Path, **changes: object) -> Path:
     """The config of a case folder on the CSV bank: tables in `folder/bank`, outputs in `folder`."""
     raw: dict[str, object] = {
@@ -92,12 +105,7 @@ def bank_config(folder: Path, **changes: object) -> Path:
         "tracking": {"tracking_uri": "sqlite:///mlflow.db", "artifact_location": "artifacts", "experiment": "case"},
         "model": {"booster": {"max_rounds": 20}, "value_booster": {"max_rounds": 20}},
     }
-    for dotted, value in changes.items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})  # type: ignore[assignment]
-        node[leaf] = value
+    set_dotted(raw, changes)
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     return path
@@ -143,12 +151,7 @@ def project_config(folder: Path, **changes: object) -> None:
     """Change keys of a project copy's config (dotted keys)."""
     path = folder / "config.yaml"
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    for dotted, value in changes.items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
+    set_dotted(raw, changes)
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
 
 
@@ -634,15 +637,7 @@ def flag_snapshot(cell: tuple[str, str] | None = None, contacts: bool = False,
             "paths": {"features_dir": "features", "outputs_dir": "outputs", "reports_dir": "reports"},
             "tracking": {"tracking_uri": "sqlite:///mlflow.db", "artifact_location": "artifacts", "experiment": "case"},
         }
-        for dotted, value in changes.items():
-            node = raw
-            *parents, leaf = dotted.split(".")
-            for key in parents:
-                node = node.setdefault(key, {})  # type: ignore[assignment]
-            if value is None:
-                node.pop(leaf, None)
-            else:
-                node[leaf] = value
+        set_dotted(raw, changes)
         (folder / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     return prepare
 
