@@ -281,7 +281,7 @@ def classify_static(customers: pd.DataFrame, skip: set[str], closed: pd.Series |
     3. the churn outcome or post-outcome by its name (`OUTCOME_WORDS`: churn, exited, closed, status
        values like 'closed', ...) or by its content: a text column whose values name an outcome
        (`OUTCOME_VALUES`), or (when closures exist) whose values tell closed from open customers
-       almost perfectly (levels held only by closed customers cover >= 80% of them);
+       almost perfectly (levels (almost) only of closed customers, `_separates`, cover >= 80% of them);
     4. measured at export time (`EXPORT_TIME_WORDS`: tenure, total, last, since, ...);
     5. a date (>= 90% of the values are ISO dates): derive a number such as an age instead;
     6. empty in more than 95% of the rows, or a single value: no information;
@@ -360,15 +360,23 @@ def classify_static(customers: pd.DataFrame, skip: set[str], closed: pd.Series |
 
 
 def _separates(values: pd.Series, closed: np.ndarray) -> bool:
-    """Levels held (almost) only by closed customers cover >= 80% of the closed ones (up to 50 levels)."""
+    """Levels held (almost) only by closed customers cover >= 80% of the closed ones (up to 50 levels).
+
+    "Almost only": open customers at most 2% of the level, and at most a tenth of their share in the whole
+    table. Where most customers left (a flag that marks 99% as churned, say) every level is 98% closed by
+    chance; only a level nearly empty of the open customers the table does have is the outcome in disguise.
+    """
     levels = values.astype("str").where(values.notna())
     if levels.nunique() > 50 or closed.sum() < 5:
         return False
+    open_overall = 1.0 - float(closed.mean())
+    if open_overall <= 0:
+        return False  # everyone closed: nothing to tell apart
     table = pd.crosstab(levels.fillna("(empty)").to_numpy(), closed)
     if True not in table.columns:
         return False
-    share_closed = table[True] / table.sum(axis=1)
-    only_closed = table[True][share_closed >= 0.98].sum()
+    share_open = 1.0 - table[True] / table.sum(axis=1)
+    only_closed = table[True][share_open <= min(0.02, open_overall / 10)].sum()
     return bool(only_closed >= 0.8 * closed.sum())
 
 

@@ -365,6 +365,22 @@ def test_a_level_held_only_by_closed_customers_is_a_post_outcome_column() -> Non
     assert decided["segment"].kind == "outcome" and decided["region"].kept
 
 
+def test_where_almost_everyone_churned_an_ordinary_column_is_not_taken_for_the_outcome() -> None:
+    """A flag marking 99% as churned (say "no purchase after the offer") makes every level 98% churned by
+    chance: the columns stay features; a level nearly empty of the few who stayed is still caught."""
+    n = 2000
+    rng = np.random.default_rng(3)
+    churned = rng.random(n) < 0.99
+    closed = pd.Series(np.where(churned, pd.Timestamp("2024-01-01"), pd.NaT))
+    stayed_level = np.where(churned, "x", "kept")  # tells stayers apart perfectly: the outcome in disguise
+    frame = pd.DataFrame({"customer_id": [f"C{i}" for i in range(n)],
+                          "channel": rng.choice(["web", "phone", "branch"], n), "score": rng.integers(1, 8, n),
+                          "plan_code": stayed_level})
+    decided = {c.name: c for c in classify_static(frame, {"customer_id"}, closed)}
+    assert decided["channel"].kept and decided["score"].kept
+    assert decided["plan_code"].kind == "outcome"
+
+
 # ---------------------------------------------------------------- end to end
 
 
