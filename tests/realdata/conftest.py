@@ -17,6 +17,7 @@ from tests.realdata.datasets import (
     RealDataset,
     default_cache,
     email_campaign,
+    promotion_campaign,
     retail_transactions,
     tv_subscription_flags,
     tv_subscription_snapshot,
@@ -57,3 +58,9 @@ def flag_snapshot_data() -> RealDataset:
 def campaign_data() -> RealDataset:
     """(D) a retailer's randomised e-mail test: a customers snapshot with a flag, contacts with a control group."""
     return _load(email_campaign)
+
+
+@pytest.fixture(scope="session")
+def promotion_data() -> RealDataset:
+    """(E) a randomised promotion where about 1% buy: nearly everyone flagged as churned."""
+    return _load(promotion_campaign)

