@@ -45,6 +45,7 @@ from mlflow.exceptions import MlflowException
 
 from features.labels import EXCLUSION_REASONS
 from models.retention import SEGMENTS, SELECTION_REASONS
+from pipelines.effects import effects_figure
 from pipelines.outputs import current_paths
 from pipelines.report import latest_run, notebook_config
 
@@ -413,19 +414,7 @@ effects_summary = Path(cfg.paths.reports_dir) / "effects.json"
 if effects_summary.is_file() and json.loads(effects_summary.read_text()).get("status") == "measured":
     effects_table = pd.read_csv(effects_file)
     summary_effects = json.loads(effects_summary.read_text())
-    churn_rows = effects_table[effects_table["outcome"] == "churned"].dropna(subset=["effect"]).reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(churn_rows), 4) + 1.2))
-    basis = churn_rows["control_group"] if "control_group" in churn_rows else pd.Series("", index=churn_rows.index)
-    names = [("all contacts" if g == "all" else f"{g}: {v}") + (" (vs shared control)" if b == "shared" else "")
-             for g, v, b in zip(churn_rows["group"], churn_rows["level"], basis)]
-    y = np.arange(len(churn_rows))[::-1]
-    ax.errorbar(churn_rows["effect"] * 100, y, fmt="o", capsize=3,
-                xerr=[(churn_rows["effect"] - churn_rows["low"]) * 100, (churn_rows["high"] - churn_rows["effect"]) * 100])
-    ax.axvline(0, color="grey", lw=0.8)
-    ax.set_yticks(y, names)
-    ax.set_xlabel("Churn prevented by the contact (percentage points, 95% interval)")
-    ax.set_title("Past contacts vs randomised control")
-    fig.tight_layout()
+    fig = effects_figure(effects_table)  # the chart `churn effects` writes to reports/effects.png
     plt.show()
     others = effects_table[(effects_table["group"] == "all")][["outcome", "contacted", "control", "mean_contacted",
                                                                "mean_control", "effect", "low", "high", "p_value",
