@@ -64,7 +64,8 @@ def trace(data: Path, cutoff: str, memory_limit: str, part: str, profile: str | 
     elif part == "labels":
         expr = label_table(tables, cuts, cfg.labels, ordered=False)
     elif part == "btyd":
-        expr = purchase_summary(tables, cuts, cfg.labels.value_column, moments=cuts)
+        expr = purchase_summary(tables, cuts, cfg.labels.value_column, moments=cuts,
+                                history_days=cfg.features.btyd_history_days)
     elif part == "full":  # as iter_frames builds it
         features = feature_table(tables, cuts, cfg.features, cfg.labels, list(PORTED_FAMILIES), ordered=False)
         names = label_names(cfg)

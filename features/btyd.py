@@ -3,11 +3,12 @@ BG/NBD and a Gamma-Gamma model fitted at the cutoff say about their next horizon
 
 A purchase period is a day before the cutoff (`window_day`: day 0 is [cutoff - 1 day, cutoff)),
 so several transactions on one day (the lines of one basket) are one purchase. Per customer,
-from every transaction strictly before the cutoff:
+from every transaction in the history window [cutoff - `features.btyd_history_days`, cutoff)
+(every transaction before the cutoff when that is empty):
 
 - frequency: purchase days after the first one (repeat purchases);
 - recency: days from the first to the last purchase day;
-- age (T): days from the start of the first purchase day to the cutoff;
+- age (T): days from the start of the first purchase day in the window to the cutoff;
 - mean spend: value (`labels.value_column`) per purchase day.
 
 The models are fitted at each cutoff on every customer with a purchase before it (the
@@ -57,8 +58,15 @@ GROUP_DAYS = 8
 """Days per group of `purchase_history`: a customer's purchase days in one group are 8 bytes, one 64-bit word."""
 
 
-def purchase_history(events: Events, n_customers: int, cutoff: int) -> PurchaseHistory:
-    """Frequency, recency, age and mean spend per purchase day of every customer at `cutoff`.
+def history_start(cutoff: int, history_days: int | None) -> int:
+    """The first moment of the BTYD history window of `cutoff` (`features.btyd_history_days`; None: all)."""
+    return EARLIEST if history_days is None else cutoff - history_days * US_PER_DAY
+
+
+def purchase_history(events: Events, n_customers: int, cutoff: int, history_days: int | None = None
+                     ) -> PurchaseHistory:
+    """Frequency, recency, age and mean spend per purchase day of every customer at `cutoff`, from the
+    purchases in [cutoff - `history_days` days, cutoff) (None: every purchase before the cutoff).
 
     Distinct purchase days are counted without sorting: the days back from the cutoff fall into
     8-day groups, and each open group holds 8 flag bytes per customer (day d of the group sets
@@ -81,8 +89,9 @@ def purchase_history(events: Events, n_customers: int, cutoff: int) -> PurchaseH
         for group in [g for g in groups if g > still_reachable]:
             days[:] += np.bitwise_count(groups.pop(group).view(np.uint64))
 
-    for code, time, (value,) in events.chunks_between(EARLIEST, cutoff, ("label_value",)):
-        before = time < cutoff
+    start = history_start(cutoff, history_days)
+    for code, time, (value,) in events.chunks_between(start, cutoff, ("label_value",)):
+        before = (time < cutoff) & (time >= start)
         code, time, value = code[before], time[before], value[before]
         if not len(code):
             continue

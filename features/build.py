@@ -159,7 +159,7 @@ def feature_values(prepared: Prepared, cutoff: int, settings: FeatureSettings, p
     def service_families() -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         if prepared.transactions is not None and settings.btyd:
-            history = purchase_history(prepared.transactions, n, cutoff)
+            history = purchase_history(prepared.transactions, n, cutoff, settings.btyd_history_days)
             out.update(btyd_features(history, btyd_fit or fit_btyd(history), horizon_days))
         if prepared.complaints is not None:
             out.update(complaint_features(prepared.complaints, n, cutoff, settings))
@@ -221,7 +221,8 @@ def population_btyd_fit(tables: Tables, cutoff: pd.Timestamp, settings: FeatureS
     prepared = prepare(tables, settings)
     if prepared.transactions is None:
         return None
-    return fit_btyd(purchase_history(prepared.transactions, prepared.n_customers, cutoff_us(cutoff)))
+    return fit_btyd(purchase_history(prepared.transactions, prepared.n_customers, cutoff_us(cutoff),
+                                      settings.btyd_history_days))
 
 
 def population_breakpoints(tables: Tables, cutoff: pd.Timestamp, settings: FeatureSettings,

@@ -169,22 +169,27 @@ def _rfm(settings: FeatureSettings) -> list[FeatureInfo]:
 def _btyd(settings: FeatureSettings) -> list[FeatureInfo]:
     if not settings.btyd:
         return []
-    fitted = ("from a {model} model fitted at the cutoff on every customer with a purchase before it "
-              "(features/btyd.py); empty without a purchase or when the model could not be fitted")
+    days = settings.btyd_history_days
+    window = ("before the cutoff" if days is None
+              else f"in the {days} days before the cutoff (features.btyd_history_days)")
+    fitted = ("from a {model} model fitted at the cutoff on every customer with a purchase " + window
+              + " (features/btyd.py); empty without a purchase or when the model could not be fitted")
     bgnbd = fitted.format(model="BG/NBD")
+    within = "" if days is None else f" in the past {days} days"
     return [
         FeatureInfo("btyd_frequency", "btyd",
-                    "Repeat purchases in the buy-till-you-die sense: days with a transaction before the cutoff, "
+                    f"Repeat purchases in the buy-till-you-die sense: days with a transaction {window}, "
                     "after the first such day (several transactions on one day are one purchase); empty "
                     "without a transaction.", "purchase days",
-                    "{value:.0f} repeat purchase days", "count"),
+                    "{value:.0f} repeat purchase days" + within, "count"),
         FeatureInfo("btyd_recency_days", "btyd",
-                    "Days from the first to the latest purchase day before the cutoff (BTYD recency: 0 for "
+                    f"Days from the first to the latest purchase day {window} (BTYD recency: 0 for "
                     "a single purchase day); empty without a transaction.", "days",
-                    "bought over a span of {value:.0f} days"),
+                    "bought over a span of {value:.0f} days" + within),
         FeatureInfo("btyd_age_days", "btyd",
-                    "Days from the start of the first purchase day to the cutoff (BTYD age T); empty "
-                    "without a transaction.", "days", "first purchase {value:.0f} days ago"),
+                    f"Days from the start of the first purchase day {window} to the cutoff (BTYD age T); "
+                    "empty without a transaction.", "days",
+                    "first purchase" + within + " {value:.0f} days ago"),
         FeatureInfo("btyd_probability_alive", "btyd",
                     "Probability that the customer is still a buyer at the cutoff given their frequency, "
                     f"recency and age, {bgnbd}.", "probability 0-1",

@@ -157,6 +157,16 @@ class FeatureSettings(Strict):
                     "alive, of buying in the label horizon, the expected purchases, spend and value "
                     "(features/btyd.py); false leaves the family out",
     )
+    btyd_history_days: int | None = Field(
+        default=365, ge=30, le=3650,
+        description="The BTYD history is the purchases in [cutoff - this many days, cutoff). A window the same "
+                    "length at every cutoff keeps the BTYD age, recency and frequency meaning the same thing at "
+                    "every cutoff: counted over everything before the cutoff, they count from the start of the "
+                    "data for every customer who bought before it, so they grow with the calendar and the "
+                    "scoring cutoff lies beyond every training value (on the demo bank the age's drift PSI was "
+                    "2.1). Empty: every purchase before the cutoff, for data that holds each customer's history "
+                    "from their first purchase (a cohort)",
+    )
     static_features: tuple[str, ...] = ()
     static_types: dict[str, Literal["numeric", "categorical"]] = Field(
         default_factory=dict,

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 
 from pipelines.config import Config
@@ -44,3 +46,32 @@ def flatten_params(section: BaseModel | dict[str, Any], prefix: str = "") -> dic
         else:
             flat[name] = str(value)[:6000]
     return flat
+
+
+SCORING_SETTINGS_NOT_COMPARED = ("labels.cutoffs.", "features.engine", "features.duckdb.", "features.spark.")
+"""Settings a model may have been trained with differently from the config without scoring differently
+(the engines give the same features, cell for cell)."""
+
+SETTINGS_BEFORE_THEY_EXISTED = {"features.btyd_history_days": "None"}
+"""What a model trained before a setting existed was trained with (its run has no such param): until
+2026-12-07 the BTYD history was every purchase before the cutoff. A setting missing here and from a
+run is not compared."""
+
+
+def settings_difference(client: MlflowClient, run_id: str | None, cfg: Config) -> tuple[str, str, str] | None:
+    """The first `features` or `labels` setting (key, the config's value, the model's) in which the
+    config differs from what training run `run_id` logged (`churn train` logs the whole config), or None
+    when they agree or there is no run to look at (a path, a run of another tool)."""
+    if not run_id:
+        return None
+    try:
+        trained_with = client.get_run(str(run_id)).data.params
+    except MlflowException:
+        return None
+    now = {**flatten_params(cfg.features, "features."), **flatten_params(cfg.labels, "labels.")}
+    for key, value in now.items():
+        then = trained_with.get(key, SETTINGS_BEFORE_THEY_EXISTED.get(key))
+        if then is None or then == value or key.startswith(SCORING_SETTINGS_NOT_COMPARED):
+            continue
+        return key, value, then
+    return None

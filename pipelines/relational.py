@@ -304,7 +304,8 @@ def iter_frames(cfg: Config, cutoffs: Sequence[pd.Timestamp], inputs: Inputs, cu
             histories = []
             for number, part in enumerate(split, 1):
                 histories.append(con.to_pyarrow(purchase_summary(part, cuts, cfg.labels.value_column,
-                                                                 moments=list(cutoffs))))
+                                                                 moments=list(cutoffs),
+                                                                 history_days=cfg.features.btyd_history_days)))
                 _progress(say, split, number, "purchase histories")
             frame = btyd_frame(pa.concat_tables(histories).to_pandas(), cfg.labels.horizon_days)
             btyd = {pd.Timestamp(c): _keyed(part.drop(columns="cutoff")) for c, part in frame.groupby("cutoff", sort=True)}

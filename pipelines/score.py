@@ -53,7 +53,7 @@ from models.uplift.learners import UpliftModel
 from models.uplift.training import ranking_gate
 from pipelines.compiled import compiled_models
 from pipelines.config import Config
-from pipelines.fingerprint import input_fingerprint
+from pipelines.fingerprint import input_fingerprint, settings_difference
 from pipelines.io import StageError, StageOutputs, excel_safe, to_safe_csv
 from pipelines.outputs import stage_paths
 from pipelines.relational import RelationalSource, resolve_engine, scratch_root
@@ -642,37 +642,22 @@ def compare_rankings(scored: pd.DataFrame, tiers: pd.Series, scoring: object, cf
     return out
 
 
-SCORING_SETTINGS_NOT_COMPARED = ("labels.cutoffs.", "features.engine", "features.duckdb.", "features.spark.")
-"""Settings a model may have been trained with differently from the config without scoring differently
-(the engines give the same features, cell for cell)."""
-
-
 def check_model_settings(client: MlflowClient, kind: str, uri: str, info: dict[str, object], cfg: Config) -> None:
-    """Refuse a model trained with other `features` or `labels` settings than the config's, naming the key.
-
-    The settings are the training run's MLflow params (`churn train` logs the whole config);
-    a model without a training run to look at (a path, a run of another tool) is not checked.
-    """
+    """Refuse a model trained with other `features` or `labels` settings than the config's, naming the key
+    (`settings_difference`: the training run's MLflow params against the config)."""
     run_id = info.get("run_id")
     if run_id is None and uri.startswith("runs:/"):
         run_id = uri[len("runs:/"):].split("/", 1)[0]
-    if not run_id:
+    difference = settings_difference(client, str(run_id) if run_id else None, cfg)
+    if difference is None:
         return
-    try:
-        trained_with = client.get_run(str(run_id)).data.params
-    except MlflowException:
-        return
-    now = {**flatten_params(cfg.features, "features."), **flatten_params(cfg.labels, "labels.")}
-    for key, value in now.items():
-        then = trained_with.get(key)
-        if then is None or then == value or key.startswith(SCORING_SETTINGS_NOT_COMPARED):
-            continue
-        version = f" (version {info['version']})" if info.get("version") else ""
-        mlflow.set_tag("refused", f"settings differ: {key}")
-        raise StageError(
-            f"the settings do not match the model(s), nothing was written: {key} is {value} in the config but "
-            f"the {kind} model {uri}{version} was trained with {then}. Run `churn features` and `churn train` "
-            "with this config first, or score with a model trained with these settings (--model / --value-model)")
+    key, value, then = difference
+    version = f" (version {info['version']})" if info.get("version") else ""
+    mlflow.set_tag("refused", f"settings differ: {key}")
+    raise StageError(
+        f"the settings do not match the model(s), nothing was written: {key} is {value} in the config but "
+        f"the {kind} model {uri}{version} was trained with {then}. Run `churn features` and `churn train` "
+        "with this config first, or score with a model trained with these settings (--model / --value-model)")
 
 
 def history_note(tables: object, cfg: Config, first_event: pd.Timestamp | None = None) -> str:

@@ -35,7 +35,7 @@ from models.plots import (gains_figure, importance_figure, pr_figure, profit_fig
 from models.time_to_churn import HORIZONS_FOLDER, HorizonRiskModels
 from models.training import TrainingResult, champion_score, compare_with_champion, train_models
 from pipelines.config import Config
-from pipelines.fingerprint import input_fingerprint
+from pipelines.fingerprint import input_fingerprint, settings_difference
 from pipelines.features import check_built_from
 from pipelines.io import StageError, StageOutputs, write_csv, write_json, write_parquet, write_with
 from pipelines.outputs import CHURN_MODEL_NAME, OPTIONAL, VALUE_MODEL_NAME, current_paths, stage_paths
@@ -194,14 +194,16 @@ def log_bundle(model: ChurnModel | LinearChurnModel | BlendChurnModel | ValueMod
 
 def champion_decision(client: MlflowClient, name: str, new_version: str, new_metric: float,
                       rescore: Callable[[Path], float | None], margin: float, metric_name: str,
-                      test_cutoff: str, last_cutoff: str) -> dict[str, object]:
+                      test_cutoff: str, last_cutoff: str, cfg: Config) -> dict[str, object]:
     """Compare with the current champion on the same test rows; move the alias only if the new one wins.
 
     Served models are refitted on every labelled cutoff, so a champion trained on data that
     includes today's test cutoff would be judged on rows it has seen. Such a champion is
     compared by the held-out figure recorded when it was trained (a version tag), and the
-    decision says so. The new version is tagged with its own held-out figure and the last
-    cutoff it was trained on.
+    decision says so. A champion trained with other `features` or `labels` settings than the
+    config's is not compared: `churn score` would refuse it with this config (`settings_difference`),
+    so the new version takes its place. The new version is tagged with its own held-out figure and
+    the last cutoff it was trained on.
     """
     champion_metric: float | None = None
     champion_version: str | None = None
@@ -210,7 +212,12 @@ def champion_decision(client: MlflowClient, name: str, new_version: str, new_met
         current = client.get_model_version_by_alias(name, "champion")
         champion_version = current.version
         seen = current.tags.get("last_training_cutoff")
-        if seen is not None and seen >= test_cutoff:
+        difference = settings_difference(client, current.run_id, cfg)
+        if difference is not None:
+            key, value, then = difference
+            note = (f"champion was trained with {key} {then}, this config has {value}: it cannot score these "
+                    "features; ")
+        elif seen is not None and seen >= test_cutoff:
             recorded = current.tags.get(f"heldout.{metric_name}")
             champion_metric = float(recorded) if recorded is not None else None
             note = ("champion was trained on the test cutoff, so it is compared by its own held-out "
@@ -356,13 +363,13 @@ def _register(cfg: Config, say: Callable[[str], None], result: TrainingResult, t
     last_cutoff = str(pd.Timestamp(table["cutoff"].max()).date())
     decisions = [
         champion_decision(client, CHURN_MODEL_NAME, str(churn_info.registered_model_version), new_churn,
-                          rescore_churn, cfg.model.champion_margin, metric, test_cutoff, last_cutoff),
+                          rescore_churn, cfg.model.champion_margin, metric, test_cutoff, last_cutoff, cfg),
     ]
     if result.final_value is not None:
         value_info = log_bundle(result.final_value, VALUE_MODEL_NAME, example, "predicted_value")
         decisions.append(champion_decision(client, VALUE_MODEL_NAME, str(value_info.registered_model_version),
                                            result.metrics["value.spearman"], rescore_value,
-                                           cfg.model.champion_margin, "spearman", test_cutoff, last_cutoff))
+                                           cfg.model.champion_margin, "spearman", test_cutoff, last_cutoff, cfg))
     if uplift["status"] == "trained":
         fitted = uplift.pop("_result")
         uplift_table = uplift.pop("_table")
@@ -371,7 +378,7 @@ def _register(cfg: Config, say: Callable[[str], None], result: TrainingResult, t
                                            fitted.metrics[fitted.selected]["qini"]["value"],
                                            rescore_qini(fitted, uplift_table, cfg), 0.0, "qini",
                                            max(fitted.info["test_cutoffs"]),
-                                           str(pd.Timestamp(uplift_table["cutoff"].max()).date())))
+                                           str(pd.Timestamp(uplift_table["cutoff"].max()).date()), cfg))
     decisions[0]["algorithm"] = result.selected
     decisions[0]["selection"] = result.info["selection"]
     for decision in decisions:

@@ -33,9 +33,10 @@ SUMMARY_COLUMNS: tuple[str, ...] = ("customer_id", "cutoff", "purchase_days", "o
 
 def purchase_summary(tables: RelationalTables, cutoffs: Sequence[pd.Timestamp] | ir.Table,
                      value_column: str = "amount", moments: Sequence[pd.Timestamp] | None = None,
-                     by_day: bool = True) -> ir.Table:
-    """Per (customer who bought, cutoff): purchase days before the cutoff, the oldest and the latest
-    of them (days back from the cutoff, 0 = the last 24 hours) and the exact sum of `value_column`.
+                     by_day: bool = True, history_days: int | None = None) -> ir.Table:
+    """Per (customer who bought, cutoff): purchase days in [cutoff - `history_days` days, cutoff) (every
+    day before the cutoff when None: `features.btyd_history_days`), the oldest and the latest of them
+    (days back from the cutoff, 0 = the last 24 hours) and the exact sum of `value_column`.
 
     `moments`: the cutoffs as timestamps when `cutoffs` is a table. When there are several cutoffs
     (`BY_DAY_FROM_CUTOFFS`), all at the same time of day (month starts: the stages' training and
@@ -63,20 +64,27 @@ def purchase_summary(tables: RelationalTables, cutoffs: Sequence[pd.Timestamp] |
     cuts = cutoff_table(cutoffs)
     events = known.select("code", time=known.timestamp, value=known[value_column])
     events = events.filter(events.time < cuts.cutoff.max())
+    if history_days is not None:
+        events = events.filter(events.time >= cuts.cutoff.min() - ibis.interval(days=history_days))
     if moments is None and not isinstance(cutoffs, ibis.expr.types.Table):
         moments = list(cutoffs)
     offsets = {pd.Timestamp(m) - pd.Timestamp(m).normalize() for m in moments or []}
     if by_day and len(offsets) == 1 and len(moments or []) >= BY_DAY_FROM_CUTOFFS:
-        summary = _by_day(events, cuts, offsets.pop())
+        summary = _by_day(events, cuts, offsets.pop(), history_days)
     else:
-        summary = _by_join(events, cuts)
+        summary = _by_join(events, cuts, history_days)
     named = summary.join(ids, "code")
     return named.select("customer_id", "cutoff", "purchase_days", "oldest_day", "latest_day", "value")
 
 
-def _by_join(events: ir.Table, cuts: ir.Table) -> ir.Table:
-    """Every (code, time, value) event joined to every cutoff after it; its distinct days, then per customer."""
-    joined = events.join(cuts, events.time < cuts.cutoff)
+def _by_join(events: ir.Table, cuts: ir.Table, history_days: int | None = None) -> ir.Table:
+    """Every (code, time, value) event joined to every cutoff after it (within `history_days`); its distinct
+    days, then per customer."""
+    ibis = ibis_module()
+    conditions = [events.time < cuts.cutoff]
+    if history_days is not None:
+        conditions.append(events.time >= cuts.cutoff - ibis.interval(days=history_days))
+    joined = events.join(cuts, conditions)
     back = whole_days(joined.cutoff.delta(joined.time, unit="microsecond") - 1)
     daily = joined.group_by(["code", "cutoff", back.name("back")]).aggregate(value=joined.value.sum())
     return daily.group_by(["code", "cutoff"]).aggregate(
@@ -93,7 +101,7 @@ NO_LATER_DAY = 10**9
 """A day index after any cutoff's (for the customer's last purchase day, which has no next one)."""
 
 
-def _by_day(events: ir.Table, cuts: ir.Table, offset: pd.Timedelta) -> ir.Table:
+def _by_day(events: ir.Table, cuts: ir.Table, offset: pd.Timedelta, history_days: int | None = None) -> ir.Table:
     """As `_by_join` for cutoffs that share their time of day (`offset` after midnight).
 
     Days are counted on a grid that starts at that time of day: an event at t is on day
@@ -101,7 +109,10 @@ def _by_day(events: ir.Table, cuts: ir.Table, offset: pd.Timedelta) -> ir.Table:
     from the cutoff (`back`, 24-hour steps) is C - d - 1 exactly. So each customer's purchase days
     are one row each (its value, the running count and sum, the next purchase day) and a cutoff
     takes the customer's latest day before it (d < C <= next day): rows grow with customers x
-    cutoffs, not with transactions x cutoffs.
+    cutoffs, not with transactions x cutoffs. With a history window of W days (days C - W to C - 1),
+    the customer's latest day before the window's start S = C - W is matched too (when there is one):
+    the window's counts and sums are the differences of the two running ones, and its oldest day is
+    the day after that match's (its next day), else the customer's first.
     """
     ibis = ibis_module()
     origin = ibis.literal((pd.Timestamp("1970-01-01") + offset).to_pydatetime(), "timestamp(6)")
@@ -115,9 +126,19 @@ def _by_day(events: ir.Table, cuts: ir.Table, offset: pd.Timedelta) -> ir.Table:
         next_day=daily.day.lead().over(ordered).coalesce(NO_LATER_DAY))
     at = cuts.select("cutoff", cut_day=whole_days(cuts.cutoff.delta(origin, unit="microsecond")).cast("int64"))
     matched = daily.join(at, [daily.day < at.cut_day, daily.next_day >= at.cut_day])
-    return matched.select(
-        "code", "cutoff", purchase_days=matched["count"], oldest_day=matched.cut_day - matched["first"] - 1,
-        latest_day=matched.cut_day - matched.day - 1, value=matched.total.cast("float64"))
+    if history_days is None:
+        return matched.select(
+            "code", "cutoff", purchase_days=matched["count"], oldest_day=matched.cut_day - matched["first"] - 1,
+            latest_day=matched.cut_day - matched.day - 1, value=matched.total.cast("float64"))
+    matched = matched.filter(matched.day >= matched.cut_day - history_days)  # a purchase inside the window
+    start = daily.join(at, [daily.day < at.cut_day - history_days, daily.next_day >= at.cut_day - history_days])
+    start = start.select(s_code="code", s_cutoff="cutoff", s_count=start["count"], s_total=start.total,
+                         s_next=start.next_day)
+    both = matched.left_join(start, [matched.code == start.s_code, matched.cutoff == start.s_cutoff])
+    return both.select(
+        "code", "cutoff", purchase_days=both["count"] - both.s_count.coalesce(0),
+        oldest_day=both.cut_day - both.s_next.coalesce(both["first"]) - 1,
+        latest_day=both.cut_day - both.day - 1, value=(both.total - both.s_total.coalesce(0)).cast("float64"))
 
 
 def btyd_frame(summary: pd.DataFrame, horizon_days: int) -> pd.DataFrame:

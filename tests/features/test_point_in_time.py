@@ -260,3 +260,24 @@ def test_builders_never_mutate_their_inputs() -> None:
         pd.testing.assert_frame_equal(getattr(tables, name), getattr(snapshot, name), check_exact=True)
         assert getattr(tables, name) is not None
     assert tables.as_of == snapshot.as_of
+
+
+def test_btyd_features_see_only_their_history_window() -> None:
+    """With `features.btyd_history_days` the BTYD columns are those of the purchases in [cutoff - W, cutoff):
+    dropping every older transaction changes none of them (the fits included), so they mean the same at
+    every cutoff however far back the data goes; over the whole history (empty) they change."""
+    tables = random_tables(11, n_customers=120, transactions=6_000)
+    cutoff = pd.Timestamp("2024-06-01")
+    window = 120
+    recent = tables.transactions[tables.transactions["timestamp"] >= cutoff - pd.Timedelta(days=window)]
+    assert 0 < len(recent) < 0.7 * len(tables.transactions)
+    shorter = dataclasses.replace(tables, transactions=recent.reset_index(drop=True))
+    btyd = [c for c in build_features(tables, cutoff, FEATURES).columns if c.startswith("btyd_")]
+    assert len(btyd) == 8
+    windowed = FeatureSettings(static_features=FEATURES.static_features, btyd_history_days=window)
+    whole = FeatureSettings(static_features=FEATURES.static_features, btyd_history_days=None)
+    full, cut = build_features(tables, cutoff, windowed), build_features(shorter, cutoff, windowed)
+    assert full["btyd_age_days"].max() <= window and full["btyd_probability_alive"].notna().sum() > 20
+    pd.testing.assert_frame_equal(full[btyd], cut[btyd], check_exact=True)
+    differs = build_features(tables, cutoff, whole)[btyd].compare(build_features(shorter, cutoff, whole)[btyd])
+    assert len(differs) > 20

@@ -296,10 +296,12 @@ def test_every_family_with_btyd_and_static_attributes_matches_the_pandas_engine(
     pd.testing.assert_series_equal(labels["churned"], reference["churned"])
 
 
-def test_purchase_history_by_day_equals_the_join_of_every_transaction(bank) -> None:
+@pytest.mark.parametrize("history_days", [None, 45])
+def test_purchase_history_by_day_equals_the_join_of_every_transaction(bank, history_days: int | None) -> None:
     """The BTYD purchase history of cutoffs sharing a time of day (found once per customer and day) is
-    the one of joining every transaction to every cutoff; and at cutoffs of different times of day
-    (that path) it is the pandas engine's."""
+    the one of joining every transaction to every cutoff; at cutoffs of different times of day (that
+    path) it is the pandas engine's; and both are the distinct purchase days of the raw transactions in
+    [cutoff - `features.btyd_history_days`, cutoff) (everything before the cutoff when empty)."""
     from features._grouping import cutoff_us
     from features.btyd import purchase_history
     from features.build import prepare
@@ -311,19 +313,40 @@ def test_purchase_history_by_day_equals_the_join_of_every_transaction(bank) -> N
     keys = ["cutoff", "customer_id"]
     for offset in (pd.Timedelta(0), pd.Timedelta(hours=7, microseconds=3)):
         cutoffs = [c + offset for c in training_cutoffs(tables, LabelSettings())[-4:]]
-        by_day = con.to_pyarrow(purchase_summary(relational, cutoffs)).to_pandas().sort_values(keys, ignore_index=True)
-        joined = con.to_pyarrow(purchase_summary(relational, cutoffs, by_day=False)).to_pandas().sort_values(
-            keys, ignore_index=True)
+        by_day = con.to_pyarrow(purchase_summary(relational, cutoffs, history_days=history_days)).to_pandas(
+        ).sort_values(keys, ignore_index=True)
+        joined = con.to_pyarrow(purchase_summary(relational, cutoffs, by_day=False, history_days=history_days)
+                                ).to_pandas().sort_values(keys, ignore_index=True)
         assert len(by_day) > 100
         pd.testing.assert_frame_equal(by_day, joined, check_exact=True)
+        # brute force on the raw rows: distinct days back, the oldest and the latest, in the window
+        pairs = tables.transactions[["customer_id", "timestamp"]].merge(pd.DataFrame({"cutoff": cutoffs}), how="cross")
+        inside = pairs["timestamp"] < pairs["cutoff"]
+        if history_days is not None:
+            inside &= pairs["timestamp"] >= pairs["cutoff"] - pd.Timedelta(days=history_days)
+        pairs = pairs[inside & pairs["customer_id"].isin(tables.customers["customer_id"])]
+        back = (pairs["cutoff"] - pairs["timestamp"] - pd.Timedelta(microseconds=1)) // pd.Timedelta(days=1)
+        want = pairs.assign(back=back).groupby(keys)["back"].agg(["nunique", "max", "min"]).reset_index()
+        want = want.sort_values(keys, ignore_index=True)
+        assert len(want) == len(by_day)
+        assert (want["customer_id"].astype(str).to_numpy() == by_day["customer_id"].astype(str).to_numpy()).all()
+        assert (want["nunique"].to_numpy() == by_day["purchase_days"].to_numpy()).all()
+        assert (want["max"].to_numpy() == by_day["oldest_day"].to_numpy()).all()
+        assert (want["min"].to_numpy() == by_day["latest_day"].to_numpy()).all()
+    if history_days is not None:  # the window bites on this bank: many bought before it
+        whole = con.to_pyarrow(purchase_summary(relational, cutoffs)).to_pandas()
+        assert by_day["oldest_day"].max() < history_days <= whole["oldest_day"].max()
+        assert by_day["purchase_days"].sum() < 0.8 * whole["purchase_days"].sum()
     mixed = [pd.Timestamp("2024-02-01 00:00"), pd.Timestamp("2024-03-01 13:30")]
-    summary = con.to_pyarrow(purchase_summary(relational, mixed)).to_pandas()
+    summary = con.to_pyarrow(purchase_summary(relational, mixed, history_days=history_days)).to_pandas()
     prepared = prepare(tables, SETTINGS)
     for cutoff in mixed:
-        history = purchase_history(prepared.transactions, prepared.n_customers, cutoff_us(cutoff))
+        history = purchase_history(prepared.transactions, prepared.n_customers, cutoff_us(cutoff), history_days)
         mine = summary[summary["cutoff"] == cutoff].set_index("customer_id").reindex(prepared.customer_ids)
         np.testing.assert_array_equal(mine["purchase_days"].to_numpy(dtype=float) - 1, history.frequency)
         np.testing.assert_array_equal(mine["oldest_day"].to_numpy(dtype=float) + 1, history.age)
+        np.testing.assert_array_equal(mine["oldest_day"].to_numpy(dtype=float) - mine["latest_day"].to_numpy(
+            dtype=float), history.recency)
 
 
 @pytest.mark.parametrize("definition", ["closure", "inactivity"])

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from pipelines.config import Config, parse_config
 from pipelines.features import built_from
+from pipelines.fingerprint import flatten_params, settings_difference
 from pipelines.io import StageError, file_sha256
 from pipelines.train import CHURN_MODEL_NAME, VALUE_MODEL_NAME, run
 from tests.models.test_models_unit import known_signal_table
@@ -81,6 +82,37 @@ def test_train_with_sqlite_store_registers_champion_then_challenger(tmp_path: Pa
     run_data = client.get_run(first["run_id"]).data
     assert run_data.params["labels.horizon_days"] == "90"
     assert run_data.tags["stage"] == "train" and run_data.tags["code_version"]
+
+    # Other feature settings: `churn score` would refuse the champion with this config, so it is not
+    # compared and the new version takes its place (before, it stayed champion and the new one was a
+    # challenger, leaving no model this config could score with).
+    other = cfg.model_copy(update={"features": cfg.features.model_copy(update={"btyd_history_days": 180})})
+    summary = tmp_path / "reports" / "features_summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "built_from": built_from(other)}))
+    third = run(other, templates=TEMPLATES)
+    assert [d["alias"] for d in third["champion"]] == ["champion", "champion"]
+    assert "champion was trained with features.btyd_history_days 365, this config has 180" in \
+        third["champion"][0]["reason"]
+    assert str(client.get_model_version_by_alias(CHURN_MODEL_NAME, "champion").version) == "3"
+
+
+def test_a_model_from_before_a_setting_existed_is_compared_with_what_it_was_trained_with(
+        tmp_path: Path, monkeypatch) -> None:
+    """A training run that logged no `features.btyd_history_days` (before the setting existed) used every
+    purchase before the cutoff: it differs from the default 365-day window, and agrees with an empty one."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("old", artifact_location=str(tmp_path / "artifacts"))
+    old_run = client.create_run(experiment)
+    params = flatten_params(parse_config({"data": {"tables": {"customers": {"path": "c.csv"}}}}).features, "features.")
+    del params["features.btyd_history_days"]
+    for key, value in params.items():
+        client.log_param(old_run.info.run_id, key, value)
+    client.set_terminated(old_run.info.run_id)
+    today = parse_config({"data": {"tables": {"customers": {"path": "c.csv"}}}})
+    assert settings_difference(client, old_run.info.run_id, today) == ("features.btyd_history_days", "365", "None")
+    whole = parse_config({"data": {"tables": {"customers": {"path": "c.csv"}}}, "features": {"btyd_history_days": None}})
+    assert settings_difference(client, old_run.info.run_id, whole) is None
 
 
 def test_failed_training_run_ends_failed(tmp_path: Path, signal_table, monkeypatch) -> None:
