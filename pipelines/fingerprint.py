@@ -55,7 +55,7 @@ SCORING_SETTINGS_NOT_COMPARED = ("labels.cutoffs.", "features.engine", "features
 SETTINGS_BEFORE_THEY_EXISTED = {"features.btyd_history_days": "None"}
 """What a model trained before a setting existed was trained with (its run has no such param): until
 2026-12-07 the BTYD history was every purchase before the cutoff. A setting missing here and from a
-run is not compared."""
+run is not compared, and neither is any setting of a run that logged no `features.` param at all."""
 
 
 def settings_difference(client: MlflowClient, run_id: str | None, cfg: Config) -> tuple[str, str, str] | None:
@@ -69,8 +69,10 @@ def settings_difference(client: MlflowClient, run_id: str | None, cfg: Config) -
     except MlflowException:
         return None
     now = {**flatten_params(cfg.features, "features."), **flatten_params(cfg.labels, "labels.")}
+    # the defaults of the past apply to runs of `churn train` (they logged the features), not another tool's
+    before = SETTINGS_BEFORE_THEY_EXISTED if any(k.startswith("features.") for k in trained_with) else {}
     for key, value in now.items():
-        then = trained_with.get(key, SETTINGS_BEFORE_THEY_EXISTED.get(key))
+        then = trained_with.get(key, before.get(key))
         if then is None or then == value or key.startswith(SCORING_SETTINGS_NOT_COMPARED):
             continue
         return key, value, then

@@ -113,6 +113,9 @@ def test_a_model_from_before_a_setting_existed_is_compared_with_what_it_was_trai
     assert settings_difference(client, old_run.info.run_id, today) == ("features.btyd_history_days", "365", "None")
     whole = parse_config({"data": {"tables": {"customers": {"path": "c.csv"}}}, "features": {"btyd_history_days": None}})
     assert settings_difference(client, old_run.info.run_id, whole) is None
+    other_tool = client.create_run(experiment)  # a run that logged none of our settings is not compared
+    client.log_param(other_tool.info.run_id, "learning_rate", "0.1")
+    assert settings_difference(client, other_tool.info.run_id, today) is None
 
 
 def test_failed_training_run_ends_failed(tmp_path: Path, signal_table, monkeypatch) -> None:
