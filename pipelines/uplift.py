@@ -129,7 +129,7 @@ def fit_and_report(cfg: Config, schema: FeatureSchema, say: Callable[[str], None
         write_json(summary, files["uplift_metrics.json"])
         return summary
     chosen = result.metrics[result.selected]
-    say(f"uplift: {result.selected} chosen by held-out Qini {chosen['qini']['value']:.4f} "
+    say(f"uplift: {result.info['selection']}; {result.selected}'s held-out Qini {chosen['qini']['value']:.4f} "
         f"[{chosen['qini']['low']:.4f}, {chosen['qini']['high']:.4f}]"
         + (f"; Spearman with the true uplift {chosen['true_uplift_spearman']['value']:.3f} (report only)"
            if "true_uplift_spearman" in chosen else ""))

@@ -10,7 +10,8 @@ from features.settings import Strict
 from models.settings import BoosterSettings
 
 LEARNERS: tuple[str, ...] = ("t_learner", "x_learner")
-"""Meta-learners fitted and compared; the held-out Qini coefficient picks one."""
+"""Meta-learners fitted and compared; the Qini coefficient on validation rows inside the training rows picks one
+(models/uplift/training.py `selection_rows`), the held-out rows judge them all."""
 
 
 class UpliftSettings(Strict):

@@ -1,4 +1,5 @@
-"""Fit the meta-learners, judge them on held-out cutoffs by Qini, refit the winner on every row."""
+"""Fit the meta-learners, choose one by Qini on validation rows inside the training rows, judge every one
+on held-out cutoffs by Qini, refit the chosen on every row."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from scipy.stats import spearmanr
 from models.data import FeatureSchema, customer_hash_share, infer_schema, model_feature_columns
 from models.uplift.data import TREATMENT_COLUMNS
 from models.uplift.learners import UpliftModel, fit_uplift
-from models.uplift.metrics import bootstrap_metrics, uplift_curves
+from models.uplift.metrics import bootstrap_metrics, point_metrics, uplift_curves
 from models.uplift.settings import UpliftSettings
 
 
@@ -86,10 +87,32 @@ def split_uplift_rows(table: pd.DataFrame, horizon_days: int, test_cutoffs: int,
     return ~test, test, "hashed_customers", every, every
 
 
+def selection_rows(table: pd.DataFrame, train: np.ndarray, horizon_days: int, settings: UpliftSettings, seed: int
+                   ) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(fit, validation) masks inside the training rows, split as `split_uplift_rows` splits all of them (the
+    latest `uplift.test_cutoffs` training cutoffs, fit cutoffs ending one horizon before; else customers hashed
+    with another key), so a learner is chosen without the held-out rows its gate then reads. None when either
+    part would hold fewer than `uplift.min_control_rows` of either arm."""
+    positions = np.flatnonzero(train)
+    inner = table.iloc[positions].reset_index(drop=True)
+    fit, validation, kind, *_ = split_uplift_rows(inner, horizon_days, settings.test_cutoffs, seed + 1)
+    treatment = inner["treatment"].to_numpy()
+    for part in (fit, validation):
+        if min(int((treatment[part] == 0).sum()), int((treatment[part] == 1).sum())) < settings.min_control_rows:
+            return None
+    fit_rows, validation_rows = np.zeros(len(table), dtype=bool), np.zeros(len(table), dtype=bool)
+    fit_rows[positions[fit]] = True
+    validation_rows[positions[validation]] = True
+    return fit_rows, validation_rows, kind
+
+
 def train_uplift(table: pd.DataFrame, settings: UpliftSettings, horizon_days: int, seed: int,
                  true_uplift: np.ndarray | None = None, schema: FeatureSchema | None = None) -> UpliftResult:
-    """Fit every configured learner on the training rows, judge each on the held-out rows by the
-    Qini coefficient (intervals by bootstrap), refit the best on every row.
+    """Choose a learner by its Qini coefficient on validation rows inside the training rows
+    (`selection_rows`), fit every configured learner on the training rows and judge each on the
+    held-out rows (Qini and the rest, intervals by bootstrap), refit the chosen on every row. The
+    chosen learner's held-out interval, which the ranking gate reads, is therefore not also the
+    figure it won on (with one learner, or too few rows to split, it is chosen as it is: the info says).
 
     `true_uplift` (optional, aligned with `table`): the generator's true effect, reported as a
     Spearman correlation on the held-out rows only, never used to choose. `schema` (optional):
@@ -126,7 +149,18 @@ def train_uplift(table: pd.DataFrame, settings: UpliftSettings, horizon_days: in
             if known.sum() > 2:
                 rho = float(spearmanr(predicted[known], truth[known]).statistic)
                 metrics[learner]["true_uplift_spearman"] = {"value": rho, "low": float("nan"), "high": float("nan")}
-    selected = max(settings.learners, key=lambda name: (metrics[name]["qini"]["value"], -settings.learners.index(name)))
+    choice = selection_rows(table, train, horizon_days, settings, seed) if len(settings.learners) > 1 else None
+    validation_qini: dict[str, float] = {}
+    if choice is not None:
+        fit_rows, validation_rows, _ = choice
+        checked = table[validation_rows]
+        for learner in settings.learners:
+            model = fit_uplift(table[fit_rows], schema, learner, settings.booster, seed)
+            validation_qini[learner] = point_metrics(model.predict(checked), checked["treatment"].to_numpy(dtype=np.int64),
+                                                     checked["churned"].to_numpy(dtype=np.int64),
+                                                     settings.top_shares)["qini"]
+    judged_by = validation_qini or {name: metrics[name]["qini"]["value"] for name in settings.learners}
+    selected = max(settings.learners, key=lambda name: (judged_by[name], -settings.learners.index(name)))
     final = fit_uplift(table, schema, selected, settings.booster, seed, rounds=evaluated[selected].rounds)
     final.evidence = {k: float(v) for k, v in metrics[selected]["qini"].items()}
     test_frame = pd.DataFrame({"customer_id": held["customer_id"].astype("str").to_numpy(),
@@ -141,8 +175,10 @@ def train_uplift(table: pd.DataFrame, settings: UpliftSettings, horizon_days: in
         "control_rows_test": int((t_test == 0).sum()), "rows_all": int(len(table)),
         "control_rows_all": int((table["treatment"] == 0).sum()),
         "selected_learner": selected,
-        "selection": (f"{selected} has the highest held-out Qini coefficient "
-                      + ", ".join(f"{name} {metrics[name]['qini']['value']:.5f}" for name in settings.learners)),
+        "selection": _selection_note(selected, settings.learners, validation_qini, metrics, choice),
+        "validation_qini": validation_qini,
+        "rows_validation": int(choice[1].sum()) if choice is not None else 0,
+        "control_rows_validation": int((table["treatment"][choice[1]] == 0).sum()) if choice is not None else 0,
         "features": len(schema.features),
         "ranking_gate": ranking_gate(final.evidence, settings.min_qini_lower_bound) or "passed",
     }
@@ -153,3 +189,20 @@ def train_uplift(table: pd.DataFrame, settings: UpliftSettings, horizon_days: in
             info["oracle_qini"] = bootstrap_metrics(truth, t_test, y_test, settings.top_shares, settings.bootstrap,
                                                     seed)["qini"]
     return UpliftResult(selected, final, evaluated, metrics, curves, test_frame, info)
+
+
+def _selection_note(selected: str, learners: tuple[str, ...], validation_qini: dict[str, float],
+                    metrics: dict[str, dict[str, dict[str, float]]],
+                    choice: tuple[np.ndarray, np.ndarray, str] | None) -> str:
+    """Why `selected` was chosen, in words."""
+    if len(learners) == 1:
+        return f"{selected} is the only configured learner (uplift.learners)"
+    if choice is None:
+        return (f"{selected} has the highest held-out Qini coefficient "
+                + ", ".join(f"{name} {metrics[name]['qini']['value']:.5f}" for name in learners)
+                + " (too few training rows for a validation split of their own, uplift.min_control_rows: chosen "
+                  "on the held-out rows, so its held-out figure is mildly optimistic)")
+    where = "its latest training cutoffs" if choice[2] == "out_of_time" else "a hashed quarter of its customers"
+    return (f"{selected} has the highest Qini coefficient on validation rows inside the training rows ({where}) "
+            + ", ".join(f"{name} {validation_qini[name]:.5f}" for name in learners)
+            + "; the held-out figures are each learner's on rows none was chosen by")

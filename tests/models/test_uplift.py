@@ -79,11 +79,33 @@ def test_training_picks_a_learner_by_qini_and_never_by_the_truth() -> None:
     assert first.selected == misleading.selected  # the truth is reported, never used to choose
     assert first.info["split"] == "out_of_time" and first.info["test_cutoffs"] == ["2023-07-01", "2023-08-01"]
     assert first.metrics[first.selected]["true_uplift_spearman"]["value"] > 0.5
-    best = max(settings.learners, key=lambda name: first.metrics[name]["qini"]["value"])
-    assert first.selected == best
+    # chosen on validation cutoffs inside the training rows (the latest two before the held-out ones' gap)
+    assert first.selected == max(settings.learners, key=lambda name: first.info["validation_qini"][name])
+    assert first.info["rows_validation"] == 2 * 3000 and "validation rows inside the training rows" in \
+        first.info["selection"]
     # a planted effect this clear earns the uplift ranking, and the model carries its evidence
     assert first.final.evidence == first.metrics[first.selected]["qini"] and first.info["ranking_gate"] == "passed"
     assert first.info["oracle_qini"]["low"] > 0
+
+
+def test_the_held_out_rows_do_not_choose_the_learner() -> None:
+    """The ranking gate reads the chosen learner's held-out Qini interval, so the held-out rows must not also
+    choose it: scrambling their outcomes changes every held-out figure and neither the choice nor the
+    validation figures it was made by; with one learner there is nothing to choose."""
+    rows = pd.concat([planted(2000, seed).assign(cutoff=pd.Timestamp(f"2023-{month:02d}-01"),
+                                                  customer_id=lambda f, s=seed: f["customer_id"] + f"-{s}")
+                      for seed, month in zip(range(40, 48), range(1, 9))], ignore_index=True)
+    settings = UpliftSettings(test_cutoffs=2, bootstrap=20)
+    first = train_uplift(rows, settings, 31, seed=3)
+    held = rows["cutoff"].isin(pd.to_datetime(first.info["test_cutoffs"])).to_numpy()
+    scrambled = rows.copy()
+    scrambled.loc[held, "churned"] = np.random.default_rng(1).permutation(rows.loc[held, "churned"].to_numpy())
+    again = train_uplift(scrambled, settings, 31, seed=3)
+    assert again.selected == first.selected and again.info["validation_qini"] == first.info["validation_qini"]
+    assert again.metrics[first.selected]["qini"] != first.metrics[first.selected]["qini"]
+    alone = train_uplift(rows, settings.model_copy(update={"learners": ("x_learner",)}), 31, seed=3)
+    assert alone.selected == "x_learner" and alone.info["validation_qini"] == {}
+    assert alone.info["selection"] == "x_learner is the only configured learner (uplift.learners)"
 
 
 def test_without_an_effect_the_uplift_ranking_is_not_trusted(tmp_path) -> None:
