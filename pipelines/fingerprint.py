@@ -48,7 +48,7 @@ def flatten_params(section: BaseModel | dict[str, Any], prefix: str = "") -> dic
     return flat
 
 
-SCORING_SETTINGS_NOT_COMPARED = ("labels.cutoffs.", "features.engine", "features.duckdb.", "features.spark.")
+SETTINGS_NOT_COMPARED = ("labels.cutoffs.", "features.engine", "features.duckdb.", "features.spark.")
 """Settings a model may have been trained with differently from the config without scoring differently
 (the engines give the same features, cell for cell)."""
 
@@ -73,7 +73,7 @@ def settings_difference(client: MlflowClient, run_id: str | None, cfg: Config) -
     before = SETTINGS_BEFORE_THEY_EXISTED if any(k.startswith("features.") for k in trained_with) else {}
     for key, value in now.items():
         then = trained_with.get(key, before.get(key))
-        if then is None or then == value or key.startswith(SCORING_SETTINGS_NOT_COMPARED):
+        if then is None or then == value or key.startswith(SETTINGS_NOT_COMPARED):
             continue
         return key, value, then
     return None

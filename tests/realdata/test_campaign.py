@@ -51,6 +51,18 @@ def reference_uplift_qini(rows: pd.DataFrame, horizon_days: int, test_cutoffs: i
     return bootstrap_metrics(uplift, treated[test].astype(int), y[test], (0.1,), 200, seed)["qini"]
 
 
+def rank_by_uplift(config: Path, recency_as_of_campaign: bool = False) -> None:
+    """What a campaign's user changes in the config `churn init` wrote: the list ranked by uplift and, for the
+    e-mail test, `recency` put back among the static features (init leaves a "recency" out as a measure
+    taken at export; there it is as of the campaign)."""
+    raw = yaml.safe_load(config.read_text())
+    if recency_as_of_campaign:
+        raw["features"]["static_features"] = ["recency", *raw["features"]["static_features"]]
+        raw["features"]["static_types"] = {"recency": "numeric", **raw["features"]["static_types"]}
+    raw["scoring"]["ranking"] = "uplift"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
 @pytest.mark.slow
 def test_randomised_email_campaign_uplift_and_effects_from_init(campaign_data: RealDataset, tmp_path: Path) -> None:
     assert campaign_data.contacts is not None
@@ -64,11 +76,7 @@ def test_randomised_email_campaign_uplift_and_effects_from_init(campaign_data: R
     # init leaves `recency` out as a measure taken at export; here it is as of the campaign, so the user puts it
     # back, as the comment beside static_features invites
     assert "recency" not in cfg.features.static_features
-    raw = yaml.safe_load(config.read_text())
-    raw["features"]["static_features"] = ["recency", *raw["features"]["static_features"]]
-    raw["features"]["static_types"] = {"recency": "numeric", **raw["features"]["static_types"]}
-    raw["scoring"]["ranking"] = "uplift"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    rank_by_uplift(config, recency_as_of_campaign=True)
     churn("run", "--config", "mine.yaml", "--to", "score", cwd=tmp_path)
     cfg = load_config(config)
     reports, outputs = tmp_path / cfg.paths.reports_dir, tmp_path / cfg.paths.outputs_dir
