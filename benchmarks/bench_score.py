@@ -10,7 +10,8 @@ Steps (each in a fresh subprocess, so its peak memory (ru_maxrss) is its own):
    prediction, then with every booster compiled (`scoring.compiled_prediction`, pipelines/compiled.py)
    into an empty cache (the first run after a new champion), then again from that cache (a scheduled
    run); the last one is `score`. Each run: load and validate the
-   tables, features for one cutoff, schema checks, every model (churn, shorter horizons,
+   tables (the transactions from the features' look-back on, the earlier ones as each customer's
+   latest date: `load_tables(transactions_from=...)`), features for one cutoff, schema checks, every model (churn, shorter horizons,
    value, uplift) with lifetime value and the drift counts over batches of
    `scoring.batch_rows` rows, segments, actions, selection, reasons for every listed
    customer, the three outputs and the MLflow run. Reports the process wall time (imports

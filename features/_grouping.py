@@ -17,7 +17,7 @@ import os
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import numpy as np
@@ -484,6 +484,11 @@ class Events:
     cutoffs) or kept as a row index `order` into the input-ordered arrays (less memory:
     best for one cutoff). Either way rows are visited in the same order, so every result,
     floating-point sums included, is identical.
+
+    `loaded_from` (a block boundary): the rows hold only the events from this time on (a stage that reads
+    the recent rows alone: `with_earlier`); `earlier_latest` is then each customer's latest event time
+    before it (int64 minimum where none). Asking for rows before `loaded_from` raises, so a feature that
+    looks back further than the stage read cannot come out silently wrong.
     """
 
     code: np.ndarray
@@ -492,6 +497,8 @@ class Events:
     block_origin: int = 0
     block_rows: np.ndarray | None = None
     order: np.ndarray | None = None
+    loaded_from: int | None = None
+    earlier_latest: np.ndarray | None = None
     _latest: dict[str, tuple[int, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -501,8 +508,21 @@ class Events:
         """Mask of rows strictly before the cutoff (the only rows a feature may see)."""
         return self.time < cutoff
 
+    def with_earlier(self, loaded_from: int, earlier_latest: np.ndarray) -> "Events":
+        """These rows, known to be every event from `loaded_from` (a multiple of the block width) on, and
+        each customer's latest event time before it (`earlier_latest`, by customer code)."""
+        if loaded_from % (BLOCK_DAYS * US_PER_DAY):
+            raise ValueError("loaded_from must lie on the time-block grid")
+        return replace(self, loaded_from=loaded_from, earlier_latest=earlier_latest, _latest={})
+
+    def _check_loaded(self, start: int) -> None:
+        if self.loaded_from is not None and start < self.loaded_from:
+            raise ValueError(f"the events before {pd.Timestamp(self.loaded_from, unit='us')} were not loaded "
+                             f"(asked from {pd.Timestamp(start, unit='us')}): read the table from earlier")
+
     def rows_between(self, start: int, end: int) -> slice:
         """Blocked-order rows containing every row with start <= time < end (and maybe a few more)."""
+        self._check_loaded(start)
         if self.block_rows is None:
             return slice(0, len(self))
         width = BLOCK_DAYS * US_PER_DAY
@@ -529,6 +549,11 @@ class Events:
         a run over ascending cutoffs reads every old row once instead of once per cutoff.
         """
         empty = np.iinfo(np.int64).min
+        if self.loaded_from is not None:  # the loaded rows before the moment's block, then the earlier ones
+            width = BLOCK_DAYS * US_PER_DAY
+            self._check_loaded(moment // width * width)
+            loaded = replace(self, loaded_from=None, earlier_latest=None, _latest=self._latest)
+            return np.maximum(loaded.latest_before_block_of(moment, n_customers), self.earlier_latest)
         first = self.rows_between(moment, NEVER).start
         cached = self._latest.get("rows") if self.order is None else None
         if cached is not None and cached[0] <= first:
@@ -566,6 +591,8 @@ class Events:
         by block, identically for every cutoff, partition and run. Rows already in time
         order stay where they are.
         """
+        if self.loaded_from is not None:
+            return self.in_time_blocks_loaded(materialise)
         if not len(self):
             return Events(self.code, self.time, self.columns, 0, np.zeros(1, dtype=np.int64))
         width = BLOCK_DAYS * US_PER_DAY
@@ -591,6 +618,12 @@ class Events:
         moved = dict(zip((id(values) for values in distinct), _counting_sort(block, block_rows, distinct)))
         columns = {name: moved[id(values)] for name, values in self.columns.items()}
         return Events(moved[id(self.code)], moved[id(self.time)], columns, origin, block_rows)
+
+
+    def in_time_blocks_loaded(self, materialise: bool) -> "Events":
+        """`in_time_blocks` of events that hold the rows from `loaded_from` on: the same, keeping that."""
+        plain = replace(self, loaded_from=None, earlier_latest=None, _latest={}).in_time_blocks(materialise)
+        return plain.with_earlier(self.loaded_from, self.earlier_latest)  # type: ignore[arg-type]
 
 
 SORT_CHUNK_ROWS = 1 << 18

@@ -17,18 +17,19 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from features._grouping import (NEVER, Events, Prepared, cutoff_us, datetimes_us, event_codes, floats,
-                                parallel_map, sorted_ids)
+from features._grouping import (BLOCK_DAYS, NEVER, US_PER_DAY, Events, IdLookup, Prepared, cutoff_us, datetimes_us,
+                                event_codes, floats, parallel_map, sorted_ids)
 from features.btyd import BtydFit, btyd_features, fit_btyd, purchase_history
 from features.catalogue import catalogue
 from features.complaints import complaint_columns, complaint_features
 from features.contacts import contact_features, contacted_rows
-from features.contract import EVENT_TABLES, TABLES, Tables
+from features.contract import EVENT_TABLES, TABLES, EarlierTransactions, Tables
 from features.ids import is_in, training_sample
 from features.labels import (EXCLUSION_REASONS, RULE_EXCLUSIONS, days_to_closure, label_arrays, population_mask,
                              population_reasons)
 from features.lifecycle import lifecycle_features, tenure_days
-from features.rfm import RfmBreakpoints, rfm_breakpoints, rfm_scores, summarise_transactions, transaction_features
+from features.rfm import (RfmBreakpoints, bin_edges, rfm_breakpoints, rfm_scores, summarise_transactions,
+                          transaction_features)
 from features.settings import FeatureSettings, LabelSettings, SettingsProblem
 from features.static import customer_value_per_month, static_attributes
 from features.surveys import survey_columns, survey_features
@@ -69,6 +70,7 @@ def prepare_taking(owner: list[Tables], settings: FeatureSettings, value_column:
     the tables and their prepared arrays are never all held at once (on the 1M bank the transactions'
     46M customer-id strings, 0.8 GB, go before the next table is prepared)."""
     tables = owner.pop()
+    earlier = tables.earlier_transactions
     unsorted = tables.customers
     for column in ("customer_id", "signup_date"):
         if column not in unsorted.columns:
@@ -93,6 +95,9 @@ def prepare_taking(owner: list[Tables], settings: FeatureSettings, value_column:
         plain = _events(code, datetimes_us(frame["timestamp"]), known, columns)
         del frame  # before the time blocks: their sort is this step's peak
         events["transactions"] = plain.in_time_blocks(materialise=many_cutoffs)
+        if earlier is not None:  # only the recent rows were read: the older ones as each customer's latest time
+            events["transactions"] = events["transactions"].with_earlier(
+                cutoff_us(earlier.since), earlier_latest(earlier, ids, len(unsorted)))
     if "complaints" in present:
         frame = present.pop("complaints")
         code, known = event_codes(frame, ids)
@@ -126,6 +131,35 @@ def prepare_taking(owner: list[Tables], settings: FeatureSettings, value_column:
         transactions=events.get("transactions"), complaints=events.get("complaints"),
         surveys=events.get("surveys"), contacts=events.get("contacts"), customer_value=customer_value,
     )
+
+
+def earlier_latest(earlier: EarlierTransactions, ids: IdLookup, n_customers: int) -> np.ndarray:
+    """Each customer's latest transaction time before `earlier.since` (microseconds, by customer code;
+    int64 minimum where none; unknown customers' rows left out, as every event table's are)."""
+    latest = np.full(n_customers, np.iinfo(np.int64).min, dtype=np.int64)
+    code, known = event_codes(earlier.customers, ids)
+    times = datetimes_us(earlier.customers["latest"], missing=np.iinfo(np.int64).min)
+    np.maximum.at(latest, code[known], times[known])
+    return latest
+
+
+def transactions_read_from(cutoff: pd.Timestamp, settings: FeatureSettings, labels: LabelSettings
+                           ) -> pd.Timestamp | None:
+    """The earliest transaction time the features and the population at `cutoff` look at, rounded down to
+    the time-block grid (`BLOCK_DAYS`), or None when they read the whole history (BTYD over every purchase:
+    `features.btyd_history_days` empty). Before it, only each customer's latest time counts (days since the
+    last transaction), so a stage that scores one cutoff reads the rows from here on (`EarlierTransactions`).
+    """
+    days = [int(bin_edges(settings)[-1])]
+    if settings.btyd:
+        if settings.btyd_history_days is None:
+            return None
+        days.append(settings.btyd_history_days)
+    if labels.definition == "inactivity":
+        days.append(labels.inactivity_lookback_days)
+    width = BLOCK_DAYS * US_PER_DAY
+    start = (cutoff_us(cutoff) - max(days) * US_PER_DAY) // width * width
+    return pd.Timestamp(start, unit="us")
 
 
 def _events(code: np.ndarray, time: np.ndarray, keep: np.ndarray, columns: dict[str, np.ndarray]) -> Events:
@@ -315,6 +349,8 @@ def earliest_event(tables: Tables, first_event: pd.Timestamp | None = None) -> p
                     if getattr(tables, name) is not None and len(getattr(tables, name))]
     if first_event is not None:
         event_starts.append(first_event)
+    if tables.earlier_transactions is not None and len(tables.earlier_transactions.customers):
+        event_starts.append(tables.earlier_transactions.customers["first"].min())
     if event_starts:
         earliest = max(earliest, min(event_starts))
     return pd.Timestamp(earliest)

@@ -144,13 +144,30 @@ TABLES: dict[str, TableSpec] = {
 EVENT_TABLES: tuple[str, ...] = ("transactions", "complaints", "surveys", "contacts")
 
 
+@dataclass(frozen=True)
+class EarlierTransactions:
+    """What a stage that reads only the recent transactions (`churn score`) keeps of the older ones.
+
+    The `Tables.transactions` beside it hold the rows dated from `since` on (and any undated ones);
+    `customers` holds, per customer id with older rows, the first and the latest of their times
+    (`first`, `latest`): the only things the features at a cutoff read of them (days since the last
+    transaction, where the history starts).
+    """
+
+    since: pd.Timestamp
+    customers: pd.DataFrame
+    rows: int
+    """How many rows before `since` the summary stands for."""
+
+
 @dataclass
 class Tables:
     """The input tables after loading, mapping and type coercion; absent tables are None.
 
     `as_of` is the moment the data is complete up to (exclusive): `data.as_of` from the
     config, else midnight after the latest event. Feature builders and models take this
-    object and never mutate it.
+    object and never mutate it. `earlier_transactions`: set when `transactions` holds only the
+    recent rows (`EarlierTransactions`).
     """
 
     customers: pd.DataFrame
@@ -159,6 +176,7 @@ class Tables:
     surveys: pd.DataFrame | None = None
     contacts: pd.DataFrame | None = None
     as_of: pd.Timestamp | None = field(default=None)
+    earlier_transactions: EarlierTransactions | None = None
 
     def present(self) -> list[str]:
         """Names of the tables that were supplied."""

@@ -9,6 +9,7 @@ two tables (unknown customers, events before signup) are vectorised here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -152,6 +153,17 @@ def describe_rows(frame: pd.DataFrame, mask: np.ndarray | pd.Series, table: str,
 def label_column(table: str) -> str:
     """The id column that names a row of `table` in the examples of a problem (`describe_rows`)."""
     return "complaint_id" if table == "complaints" else "customer_id"
+
+
+ROW_LABEL = re.compile(r"^row (\d+)")
+"""The start of a `_row_label`: the row number."""
+
+
+def renumbered(problem: Problem, file_row: Callable[[int], int], note: str) -> Problem:
+    """`problem`, found in part of a table's rows, with its examples' row numbers those of the file
+    (`file_row`: 0-based row of the part -> 0-based row of the file) and `note` (which rows) after its message."""
+    examples = tuple(ROW_LABEL.sub(lambda m: f"row {file_row(int(m.group(1)) - 1) + 1}", e) for e in problem.examples)
+    return replace(problem, examples=examples, message=f"{problem.message} {note}")
 
 
 def _row_label(frame: pd.DataFrame, position: int, table: str, first_row: int = 0) -> str:

@@ -35,7 +35,8 @@ import pyarrow as pa
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from features.build import cutoffs_between, earliest_event, prepare_taking, scoring_table_of, tables_as_of
+from features.build import (cutoffs_between, earliest_event, prepare_taking, scoring_table_of, tables_as_of,
+                            transactions_read_from)
 from features.contract import Tables
 from features.snapshot import flag_window_start
 from features.static import customer_value_per_horizon
@@ -402,9 +403,19 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         fingerprint = input_fingerprint(cfg)  # before the inputs are read, as the features stage takes it
         source: RelationalSource | None = None
         first_event = None
+        transactions_read: dict[str, object] | None = None
         engine_cfg = resolve_engine(cfg, say)  # `features.engine: auto` made concrete
         if engine_cfg.features.engine == "pandas":
-            tables = load_tables(cfg)
+            # One cutoff: the transactions its features look back to in full, the earlier ones as each customer's
+            # latest date (a churn-flag snapshot scores at its window's start, not at the end: every row)
+            read_from = None if cfg.labels.churn_flag is not None else functools.partial(
+                scoring_read_from, as_of=as_of, cfg=cfg)
+            tables = load_tables(cfg, transactions_from=read_from)
+            transactions_read = recent_read_summary(tables)
+            if transactions_read is not None:
+                say(f"transactions: {transactions_read['rows_read']:,} rows dated from {transactions_read['from']} on "
+                    f"read, the longest look-back of the features at the cutoff; the {transactions_read['rows_before']:,} "
+                    "earlier rows only as each customer's latest date (`churn validate` checks every row)")
         else:  # the events stay in their files; the stage loads the customers, and the open complaints below
             source = RelationalSource(engine_cfg, say, frozenset({"customers"}), fingerprint)
             tables, first_event = source.tables, source.first_event
@@ -555,6 +566,7 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
                if list_day != moment else {}),
             "models": {"churn": churn_info, "value": value_info, "uplift": uplift_info},
             "inputs": fingerprint,
+            **({"transactions_read": transactions_read} if transactions_read is not None else {}),
             "rows": {"eligible_customers": len(scores), "selected": len(listed),
                      "excluded": 0 if excluded is None else len(excluded)},
             "batching": batching,
@@ -678,6 +690,23 @@ def history_note(tables: object, cfg: Config, first_event: pd.Timestamp | None =
     return (f"the history before the first training cutoff is {history} days, shorter than the longest feature "
             f"window ({longest} days): long-window, months-active, days-since and tenure features drift by "
             "construction as the history grows; PSI on them is not evidence of a changed population")
+
+
+def recent_read_summary(tables: Tables) -> dict[str, object] | None:
+    """What the stage read of the transactions when it read the recent ones only (None: every row)."""
+    earlier = tables.earlier_transactions
+    if earlier is None or tables.transactions is None:
+        return None
+    return {"from": str(earlier.since.date()), "rows_read": len(tables.transactions), "rows_before": earlier.rows,
+            "rule": "the features at the cutoff look back at most this far (features.windows_days, "
+                    "features.btyd_history_days, labels.inactivity_lookback_days); before it only each "
+                    "customer's latest transaction counts"}
+
+
+def scoring_read_from(data_end: pd.Timestamp, as_of: str | pd.Timestamp | None, cfg: Config) -> pd.Timestamp | None:
+    """The earliest transaction time the scoring cutoff's features read (`transactions_read_from`): the cutoff is
+    `as_of` when given, else the end of the data."""
+    return transactions_read_from(pd.Timestamp(as_of) if as_of is not None else data_end, cfg.features, cfg.labels)
 
 
 def customer_value_source(cfg: Config) -> str:

@@ -8,12 +8,15 @@ whole list in one run.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import functools
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,13 +25,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pandas.api.types import union_categoricals
 
-from features.contract import EVENT_TABLES, TABLES, ColumnSpec, Tables, TableSpec
+from features.contract import EVENT_TABLES, TABLES, ColumnSpec, EarlierTransactions, Tables, TableSpec
 from features.ids import IdSet, training_sample
 from features.snapshot import with_flag_dates
 from features.validation import (NO_DAYS, DayCounts, Detail, Problem, ValidationFailed, add_day_counts, daily_counts,
-                                 describe_rows, end_of_data, merge_found, validate_tables)
+                                 describe_rows, end_of_data, merge_found, renumbered, validate_tables)
 from pipelines.config import Config, TableSource
 from pipelines.io import StageError
+
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger("pipelines.tables")
 
@@ -515,13 +521,34 @@ def read_and_check(cfg: Config, needs: frozenset[str] | None = None
     empty, an event table among them is read as its event-time column alone, so the inferred
     end of the data (and every window that ends there) is the same in every stage.
     """
+    frames, as_of, problems, _ = _read_and_check(cfg, needs)
+    return frames, as_of, problems
+
+
+TransactionsFrom = Callable[[pd.Timestamp], "pd.Timestamp | None"]
+"""Given the end of the data, the earliest transaction time a stage reads in full (None: every row)."""
+
+
+def _read_and_check(cfg: Config, needs: frozenset[str] | None = None, transactions_from: TransactionsFrom | None = None
+                    ) -> tuple[dict[str, pd.DataFrame], pd.Timestamp | None, list[Problem], EarlierTransactions | None]:
+    """`read_and_check`, and with `transactions_from` the transactions from that time on only
+    (`read_recent_transactions`), with the summary of the earlier ones (None when the whole table was read)."""
     frames: dict[str, pd.DataFrame] = {}
     dates_only: dict[str, tuple[int, DayCounts]] = {}
     problems: list[Problem] = []
+    recent: tuple[ReadPlan, Future[RecentRead]] | None = None
     for name in TABLES:
         source = cfg.data.tables.get(name)
         if source is None:
             continue
+        if name == "transactions" and transactions_from is not None and (needs is None or name in needs):
+            plan, plan_problems = plan_read(name, source)
+            if plan is not None and recent_read_possible(plan):
+                problems += plan_problems
+                # read beside the other tables, from the end its own dates give; checked against the end
+                # they all give below (`finish_recent_read`)
+                recent = plan, start_recent_read(cfg, plan, transactions_from)
+                continue
         if needs is not None and name not in needs:
             event_time = TABLES[name].event_time
             if cfg.data.as_of is not None or event_time is None:
@@ -543,6 +570,14 @@ def read_and_check(cfg: Config, needs: frozenset[str] | None = None
         frame, parse_problems = coerce_types(frame, TABLES[name])
         problems += parse_problems
         frames[name] = frame
+    earlier: EarlierTransactions | None = None
+    if recent is not None:
+        frame, earlier, kept, read_problems = finish_recent_read(cfg, *recent, frames, dates_only,
+                                                                 transactions_from)  # type: ignore[arg-type]
+        problems += read_problems
+        if frame is not None:
+            frames = {name: frame if name == "transactions" else frames[name] for name in TABLES
+                      if name in frames or name == "transactions"}
     as_of: pd.Timestamp | None = None
     try:
         if cfg.data.as_of is not None:
@@ -553,10 +588,235 @@ def read_and_check(cfg: Config, needs: frozenset[str] | None = None
         problems.append(Problem("customers", None, 0, str(error), "set data.as_of in the config"))
     configured_as_of = pd.Timestamp(cfg.data.as_of) if cfg.data.as_of else None
     problems += validate_tables(frames, configured_as_of, dates_only, inferred_end=as_of)
+    if earlier is not None:  # the problems found in the rows read: their row numbers the file's, and which rows
+        note = (f"(among the transactions dated from {earlier.since.date()} on, the rows this stage reads; "
+                "`churn validate` checks every row)")
+        problems = [renumbered(p, kept.file_row, note) if p.table == "transactions" and kept is not None else p
+                    for p in problems]
     # Arrow keeps the pages of its freed read buffers for reuse, but what comes next (the
     # feature build, the models) allocates through numpy: hand them back (~0.4 GB on 46M rows).
     pa.default_memory_pool().release_unused()
-    return frames, as_of, problems
+    return frames, as_of, problems, earlier
+
+
+def recent_read_possible(plan: ReadPlan) -> bool:
+    """Whether only the recent rows of this transactions file can be read: a Parquet file whose event time
+    is stored as a date or a time without a time zone (comparable to the cutoff as written) and whose
+    customer ids are text or whole numbers. Otherwise the stage reads every row, as before."""
+    if plan.fmt != "parquet":
+        return False
+    schema = pq.read_schema(plan.path)
+    files = {canonical: file for file, canonical in plan.to_canonical.items() if file in plan.wanted}
+    if "timestamp" not in files or "customer_id" not in files:
+        return False
+    time_type = schema.field(files["timestamp"]).type
+    id_type = schema.field(files["customer_id"]).type
+    times_ok = pa.types.is_date(time_type) or (pa.types.is_timestamp(time_type) and time_type.tz is None)
+    ids_ok = _is_text(id_type) or pa.types.is_integer(id_type)
+    return times_ok and ids_ok
+
+
+@dataclass
+class RecentRead:
+    """The transactions as read from `since` on (None: every row), with what the read needs besides."""
+
+    days: tuple[int, DayCounts] | None  # the row count and daily counts of every row (data.as_of empty)
+    since: pd.Timestamp | None
+    earlier: pd.DataFrame | None  # `EarlierTransactions.customers` (with a `since`)
+    frame: pd.DataFrame  # the rows read, as stored
+    kept: KeptRows | None  # which file rows they are (with a `since`)
+
+
+def start_recent_read(cfg: Config, plan: ReadPlan, transactions_from: TransactionsFrom) -> Future[RecentRead]:
+    """`recent_read` in a background thread, from the end of the data the transactions' own dates give (the
+    usual end; `finish_recent_read` checks it against every table's), while the caller reads the other tables."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="recent-transactions")
+    future = pool.submit(recent_read, cfg, plan, transactions_from)
+    pool.shutdown(wait=False)
+    return future
+
+
+def recent_read(cfg: Config, plan: ReadPlan, transactions_from: TransactionsFrom, fixed: bool = False,
+                since: pd.Timestamp | None = None) -> RecentRead:
+    """The transactions from `transactions_from(end)` on (`fixed`: from `since`, None = every row), where the
+    end is data.as_of or, when empty, the end the transactions' dates alone give (their daily counts by DuckDB
+    from the file, as `event_days` counts them); each customer's first and latest earlier time (one DuckDB
+    query over the file's two columns); the rows read a row group at a time, groups wholly before the start
+    skipped by their statistics."""
+    files = {canonical: file for file, canonical in plan.to_canonical.items() if file in plan.wanted}
+    time_file, id_file = files["timestamp"], files["customer_id"]
+    days: tuple[int, DayCounts] | None = None
+    earlier: pd.DataFrame | None = None
+    with _duckdb(cfg) as con:  # closed before the rows are read: its memory is not held beside them
+        if cfg.data.as_of is None and not fixed:
+            days = _day_counts(con, plan.path, time_file)
+        if not fixed:
+            try:
+                end = pd.Timestamp(cfg.data.as_of) if cfg.data.as_of is not None else end_of_data(
+                    {}, {"transactions": days})  # type: ignore[dict-item]
+            except ValueError:
+                end = None
+            since = transactions_from(end) if end is not None else None
+        if since is not None:
+            earlier = _earlier_customers(con, plan.path, id_file, time_file, since)
+    if since is None:
+        return RecentRead(days, None, None, read_whole(plan), None)
+    frame, kept = _read_parquet_since(plan, time_file, since)
+    return RecentRead(days, since, earlier, frame, kept)
+
+
+def finish_recent_read(cfg: Config, plan: ReadPlan, started: Future[RecentRead], frames: dict[str, pd.DataFrame],
+                       dates_only: dict[str, tuple[int, DayCounts]], transactions_from: TransactionsFrom
+                       ) -> tuple[pd.DataFrame | None, EarlierTransactions | None, KeptRows | None, list[Problem]]:
+    """The transactions from `transactions_from(end of the data)` on, typed; each customer's first and latest
+    earlier time (`EarlierTransactions`; None when every row was read); which file rows were read; and the
+    problems found in them. The end comes from every table (`frames`, `dates_only` and every transaction's
+    date), as when the whole table is read; when it is not the one the background read started from (another
+    table runs later than the transactions), the rows are read again from the right start."""
+    try:
+        read = started.result()
+        if cfg.data.as_of is None:
+            dates_only["transactions"] = read.days  # type: ignore[assignment]
+        try:
+            end = pd.Timestamp(cfg.data.as_of) if cfg.data.as_of is not None else end_of_data(frames, dates_only)
+        except ValueError:
+            end = None
+        since = transactions_from(end) if end is not None else None
+        if since != read.since:
+            del read
+            read = recent_read(cfg, plan, transactions_from, fixed=True, since=since)
+    except Exception as error:  # noqa: BLE001 - any reader failure is the same user problem
+        return None, None, None, [plan.read_failed(error)]
+    pa.default_memory_pool().release_unused()
+    frame, problems = coerce_types(read.frame, TABLES["transactions"])
+    if read.since is None:
+        return frame, None, None, problems
+    earlier = EarlierTransactions(read.since, read.earlier,  # type: ignore[arg-type]
+                                  pq.ParquetFile(plan.path).metadata.num_rows - len(frame))
+    log.info("transactions: the %s rows dated from %s on read in full (the longest look-back of the features "
+             "at the cutoff); the %s earlier rows only as each customer's latest date", f"{len(frame):,}",
+             earlier.since.date(), f"{earlier.rows:,}")
+    return frame, earlier, read.kept, problems
+
+
+@contextlib.contextmanager
+def _duckdb(cfg: Config) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection with the configured resources (`features.duckdb`), closed after use."""
+    settings = cfg.features.duckdb
+    config: dict[str, object] = {}
+    if settings.threads is not None:
+        config["threads"] = settings.threads
+    if settings.memory_limit is not None:
+        config["memory_limit"] = settings.memory_limit
+    import duckdb
+
+    con = duckdb.connect(config=config)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def _quoted(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+def _day_counts(con: duckdb.DuckDBPyConnection, path: Path, time_file: str) -> tuple[int, DayCounts]:
+    """The file's row count and the `daily_counts` of its event time (days since 1970-01-01, ascending)."""
+    column = _quoted(time_file)
+    days = con.execute(f"SELECT CAST(CAST({column} AS DATE) - DATE '1970-01-01' AS BIGINT) AS day, count(*) AS n "
+                       f"FROM read_parquet(?) WHERE {column} IS NOT NULL GROUP BY 1 ORDER BY 1",
+                       [str(path)]).fetchnumpy()
+    rows = pq.ParquetFile(path).metadata.num_rows
+    return rows, (np.asarray(days["day"], dtype=np.int64), np.asarray(days["n"], dtype=np.int64))
+
+
+def _earlier_customers(con: duckdb.DuckDBPyConnection, path: Path, id_file: str, time_file: str,
+                       since: pd.Timestamp) -> pd.DataFrame:
+    """Per customer id with rows dated before `since`: the first and the latest of those times (in no
+    particular order: they are read by customer)."""
+    ids, times = _quoted(id_file), _quoted(time_file)
+    frame = con.execute(f"SELECT {ids} AS customer_id, CAST(min({times}) AS TIMESTAMP) AS first, "
+                        f"CAST(max({times}) AS TIMESTAMP) AS latest FROM read_parquet(?) "
+                        f"WHERE {times} < ? AND {ids} IS NOT NULL GROUP BY 1",
+                        [str(path), since.to_pydatetime()]).df()
+    typed, _ = coerce_types(frame[["customer_id"]], TABLES["transactions"])
+    return pd.DataFrame({"customer_id": typed["customer_id"], "first": frame["first"].astype(DATETIME_UNIT),
+                         "latest": frame["latest"].astype(DATETIME_UNIT)})
+
+
+def _read_parquet_since(plan: ReadPlan, time_file: str, since: pd.Timestamp) -> tuple[pd.DataFrame, "KeptRows"]:
+    """`_read_parquet` of the rows dated from `since` on (and the undated ones), in file order, a row group
+    at a time: a group whose statistics put every row before `since` is skipped unread. Also which file
+    rows they are (`KeptRows`), for the row numbers of any problem found in them."""
+    kinds = plan.kinds
+    dictionary = dictionary_columns(pq.read_schema(plan.path), plan.wanted, kinds)
+    parquet = pq.ParquetFile(plan.path, read_dictionary=dictionary or None, pre_buffer=False)
+    leaf = [i for i in range(parquet.metadata.num_columns)
+            if parquet.metadata.schema.column(i).path == time_file][0]
+    time_type = parquet.schema_arrow.field(time_file).type
+    bound = pa.scalar(since.date() if pa.types.is_date(time_type) else since.to_pydatetime(), type=time_type)
+    parts: list[pa.Table] = []
+    kept = KeptRows()
+    file_row = 0
+    for group in range(parquet.metadata.num_row_groups):
+        rows = parquet.metadata.row_group(group).num_rows
+        side = _side_of(parquet.metadata.row_group(group).column(leaf).statistics, bound)
+        if side == "before":
+            file_row += rows
+            continue
+        table = parquet.read_row_group(group, columns=plan.wanted, use_pandas_metadata=True)
+        if side == "from":
+            kept.add(file_row, None, table.num_rows)
+        else:
+            mask = pc.fill_null(pc.greater_equal(table.column(time_file), bound), True)  # undated rows: read, reported
+            table = table.filter(mask)
+            kept.add(file_row, np.flatnonzero(mask.to_numpy(zero_copy_only=False)), table.num_rows)
+        parts.append(table)
+        file_row += rows
+    table = (pa.concat_tables(parts) if parts else
+             parquet.schema_arrow.empty_table().select(plan.wanted))
+    del parts
+    table = pandas_ready(table, plan.wanted, kinds)
+    return table.to_pandas(split_blocks=True, self_destruct=True).rename(columns=plan.to_canonical), kept
+
+
+def _side_of(stats: pq.Statistics | None, bound: pa.Scalar) -> str:
+    """Where a row group's times lie against `bound` by its statistics: "before" (every row earlier),
+    "from" (every row at or after it) or "both" (mixed, undated rows, or statistics missing or unreadable)."""
+    try:
+        if stats is None or not stats.has_min_max or stats.null_count != 0:
+            return "both"
+        low, high = pa.scalar(stats.min, type=bound.type), pa.scalar(stats.max, type=bound.type)
+        if pc.less(high, bound).as_py():
+            return "before"
+        return "from" if pc.greater_equal(low, bound).as_py() else "both"
+    except Exception:  # noqa: BLE001 - statistics in a form we cannot compare: read the group and filter it
+        return "both"
+
+
+class KeptRows:
+    """Which file rows a partial read holds, in order: row i of the frame -> its row in the file."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []  # frame position where each read group begins
+        self._groups: list[tuple[int, np.ndarray | None]] = []  # (file row of the group's first row, kept positions)
+        self.rows = 0
+
+    def add(self, file_row: int, positions: np.ndarray | None, count: int) -> None:
+        """A row group starting at `file_row`, of which the rows at `positions` (None: all `count`) were kept."""
+        if not count:
+            return
+        self._starts.append(self.rows)
+        self._groups.append((file_row, positions.astype(np.int32) if positions is not None else None))
+        self.rows += count
+
+    def file_row(self, position: int) -> int:
+        """The 0-based file row of the frame's row `position`."""
+        group = int(np.searchsorted(self._starts, position, side="right")) - 1
+        first, positions = self._groups[group]
+        within = position - self._starts[group]
+        return first + (int(positions[within]) if positions is not None else within)
 
 
 def derived_columns(cfg: Config, name: str) -> tuple[str, ...]:
@@ -583,15 +843,19 @@ def raise_if_invalid(problems: list[Problem], customers_read: bool) -> None:
                                                   "see the messages above")])
 
 
-def load_tables(cfg: Config, needs: frozenset[str] | None = None) -> Tables:
+def load_tables(cfg: Config, needs: frozenset[str] | None = None, transactions_from: TransactionsFrom | None = None
+                ) -> Tables:
     """Every stage's first step: the validated tables, or ValidationFailed listing every problem.
 
     `needs`: the tables the stage uses (None: all); the others are left unread (only their
     dates when data.as_of is empty), said in the log. `churn validate` checks every table.
+    `transactions_from`: a stage that looks back a bounded time (`churn score`) reads, from a Parquet
+    file, only the transactions from that time on in full and the earlier ones as each customer's first and
+    latest time (`Tables.earlier_transactions`); the checks then see the rows read.
     Refused (StageError) before anything is read when they would not fit in memory (`check_fits_in_memory`).
     """
     check_fits_in_memory(cfg, TABLES if needs is None else needs)
-    frames, as_of, problems = read_and_check(cfg, needs)
+    frames, as_of, problems, earlier = _read_and_check(cfg, needs, transactions_from)
     raise_if_invalid(problems, "customers" in frames)
     unread = [n for n in TABLES if n not in frames and n in cfg.data.tables and needs is not None
               and n not in needs]
@@ -601,7 +865,7 @@ def load_tables(cfg: Config, needs: frozenset[str] | None = None) -> Tables:
     if unread:
         log.info("tables this stage does not use, not read%s: %s",
                  "" if cfg.data.as_of else " (only their dates, for the end of the data)", ", ".join(unread))
-    return Tables(**frames, as_of=as_of)
+    return Tables(**frames, as_of=as_of, earlier_transactions=earlier)
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,38 @@ def test_blocked_rows_are_the_same_whether_reordered_or_indexed() -> None:
         assert older[0].max(initial=0) < start
 
 
+@pytest.mark.parametrize("materialise", [True, False])
+def test_events_loaded_from_a_time_answer_as_the_whole_table_and_refuse_to_look_earlier(materialise: bool) -> None:
+    """Rows from a block boundary on plus each customer's latest earlier time (`Events.with_earlier`): the
+    latest time before any later block and the rows of any later window are those of all the rows; a window
+    or a latest time reaching before the loaded rows raises instead of coming out short."""
+    from features._grouping import BLOCK_DAYS, US_PER_DAY, Events
+
+    rng = np.random.default_rng(9)
+    n, customers, width = 5_000, 30, BLOCK_DAYS * US_PER_DAY
+    time = rng.integers(0, 300 * US_PER_DAY, n) + 1_700_000_000_000_000
+    code = rng.integers(0, customers, n).astype(np.int32)
+    loaded_from = (int(time.min()) + 120 * US_PER_DAY) // width * width
+    old = time < loaded_from
+    earlier = np.full(customers, np.iinfo(np.int64).min)
+    np.maximum.at(earlier, code[old], time[old])
+    whole = Events(code, time).in_time_blocks(materialise)
+    part = Events(code[~old], time[~old]).with_earlier(loaded_from, earlier).in_time_blocks(materialise)
+    assert part.loaded_from == loaded_from
+    for moment in sorted(rng.integers(loaded_from, int(time.max()), 8)):
+        np.testing.assert_array_equal(part.latest_before_block_of(int(moment), customers),
+                                      whole.latest_before_block_of(int(moment), customers))
+        rows = [np.sort(np.concatenate([t[(t >= loaded_from) & (t < moment)] for _, t, _ in e.chunks_between(
+            loaded_from, int(moment))])) for e in (part, whole)]
+        np.testing.assert_array_equal(rows[0], rows[1])
+    with pytest.raises(ValueError, match="were not loaded"):
+        part.rows_between(loaded_from - US_PER_DAY, loaded_from + width)
+    with pytest.raises(ValueError, match="were not loaded"):
+        part.latest_before_block_of(loaded_from - 1, customers)
+    with pytest.raises(ValueError, match="time-block grid"):
+        Events(code, time).with_earlier(loaded_from + 1, earlier)
+
+
 def test_latest_time_before_a_block_is_the_same_with_or_without_the_running_cache() -> None:
     from features._grouping import US_PER_DAY, Events
 
