@@ -36,6 +36,19 @@ def _levels(column: pd.Series) -> pd.Series:
     return column.astype("str").where(column.notna(), "<missing>")
 
 
+def _level_counts(column: pd.Series) -> dict[str, int]:
+    """Rows per level of `_levels(column)` (levels with rows only); a categorical counted by its codes."""
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return {str(level): int(count) for level, count in _levels(column).value_counts().items()}
+    names = ["<missing>", *column.cat.categories.astype("str")]
+    counts: dict[str, int] = {}
+    for level, count in zip(names, np.bincount(column.cat.codes.to_numpy().astype(np.int64) + 1,
+                                               minlength=len(names))):
+        if count:
+            counts[level] = counts.get(level, 0) + int(count)
+    return counts
+
+
 def _numeric_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Rows per bin between `edges`, then the missing (non-finite) rows."""
     missing = ~np.isfinite(values)
@@ -75,8 +88,8 @@ class DriftCounts:
             column = matrix[name]
             if profile["kind"] == "categorical":  # type: ignore[index]
                 counts = self.categorical.setdefault(name, {})
-                for level, count in _levels(column).value_counts().items():
-                    counts[str(level)] = counts.get(str(level), 0) + int(count)
+                for level, count in _level_counts(column).items():
+                    counts[level] = counts.get(level, 0) + count
             else:
                 edges = np.asarray(profile["edges"], dtype=float)  # type: ignore[index]
                 self.numeric[name] = self.numeric.get(name, 0) + _numeric_counts(column.to_numpy(dtype=float), edges)

@@ -569,16 +569,16 @@ def hold_out_controls(plan: pd.DataFrame, share: float, seed: int, as_of: pd.Tim
     from models.data import customer_hash_share
 
     plan = plan.copy()
-    reason = plan["selection_reason"].astype("str").to_numpy()
-    eligible = plan["selected"].to_numpy(dtype=bool) & (reason != "service_obligation")
+    obligation = (plan["selection_reason"] == "service_obligation").to_numpy(dtype=bool)
+    eligible = plan["selected"].to_numpy(dtype=bool) & ~obligation
     count = int(round(share * int(eligible.sum())))
     if count == 0:
         return plan
     day = int(pd.Timestamp(as_of).normalize().value // 86_400_000_000_000)
-    draw = customer_hash_share(plan["customer_id"].astype("str"), seed * 100_000 + day % 100_000)
     positions = np.flatnonzero(eligible)
-    keys = draw[positions]
-    ids = plan["customer_id"].astype("str").to_numpy(dtype=object)[positions]
+    ids = plan["customer_id"].iloc[positions].astype("str")  # each id's draw is its own: only the eligible hashed
+    keys = customer_hash_share(ids, seed * 100_000 + day % 100_000)
+    ids = ids.to_numpy(dtype=object)
     chosen = positions[np.lexsort((ids, keys))[:count]]
     held = np.zeros(len(plan), dtype=bool)
     held[chosen] = True
