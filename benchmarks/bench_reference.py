@@ -6,7 +6,10 @@ process under /usr/bin/time -v (DuckDB 2 threads, `--memory-limit`, spilling und
   (b) engine: `pipelines.relational.build_frames(cfg, [cutoff], families=PORTED_FAMILIES)` (the five
       ported families and the labels, as pandas frames);
   (c) pandas: the pandas engine from the same files, as a stage runs it (`pandas_frame`: every table read
-      and validated, then all its families, 83 feature columns, and the labels).
+      and validated, then all its families, 83 feature columns, and the labels);
+  (d) pandas_recent: the same, reading the transactions as `churn score` reads them for one cutoff: the rows
+      from the features' look-back on, the earlier ones as each customer's latest date
+      (`load_tables(transactions_from=...)`; the same table, tests/pipelines/test_recent_transactions.py).
 Reports wall and CPU seconds and peak memory (whole process) of each run, the ratio of each engine to the
 reference (best of the repeats, and median), and a cell-for-cell cross-check of the reference and the
 relational engine (one more process, untimed: `reference_query.cross_check`).
@@ -32,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "reference.json"
-KINDS = ("reference", "engine", "pandas")
+KINDS = ("reference", "engine", "pandas", "pandas_recent")
 
 
 def child(kind: str, data: str, cutoff: str, memory_limit: str, money: str) -> None:
@@ -49,22 +52,24 @@ def child(kind: str, data: str, cutoff: str, memory_limit: str, money: str) -> N
         frame = engine_frame(cfg, cutoff)
         rows, columns = frame.shape
     else:
-        frame = pandas_frame(cfg, cutoff)
+        frame = pandas_frame(cfg, cutoff, recent=kind == "pandas_recent")
         rows, columns = frame.shape
     print(json.dumps({"rows": rows, "columns": columns, "build_seconds": round(time.perf_counter() - start, 2)}))
 
 
-def pandas_frame(cfg, cutoff: str):
+def pandas_frame(cfg, cutoff: str, recent: bool = False):
     """The pandas engine's training rows at `cutoff` as a stage gets them from the files: every table read and
     validated (`load_tables`), prepared (the tables freed as they go), then every family (83 feature columns with
-    the BTYD ones: 88 with keys and labels, where the reference and the relational engine return 80) and the labels."""
+    the BTYD ones: 88 with keys and labels, where the reference and the relational engine return 80) and the labels.
+    `recent`: the transactions read from the cutoff's look-back on, as `churn score` reads them."""
     import pandas as pd
 
-    from features.build import prepare_taking, training_rows_at
+    from features.build import prepare_taking, training_rows_at, transactions_read_from
     from pipelines.tables import load_tables
 
     cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update={"engine": "pandas"})})
-    owner = [load_tables(cfg)]
+    read_from = (lambda end: transactions_read_from(pd.Timestamp(cutoff), cfg.features, cfg.labels)) if recent else None
+    owner = [load_tables(cfg, transactions_from=read_from)]
     prepared = prepare_taking(owner, cfg.features, cfg.labels.value_column)
     return training_rows_at(prepared, pd.Timestamp(cutoff), cfg.features, cfg.labels)
 

@@ -90,6 +90,25 @@ def test_the_scoring_table_from_the_recent_transactions_equals_the_whole_read(ba
         assert idle.any()
 
 
+@pytest.mark.parametrize("definition", ["closure", "inactivity"])
+def test_training_rows_at_one_cutoff_from_its_look_back_equal_the_whole_read(bank: Path, definition: str) -> None:
+    """A cutoff within the history, labels included (the window after the cutoff is among the rows read): the
+    rows of that cutoff from the transactions of its look-back on equal those from every row
+    (`benchmarks/bench_reference.py` measures one cutoff read this way)."""
+    from features.build import training_rows_at
+
+    cfg = bank_config(bank, labels={"definition": definition})
+    whole = load_tables(cfg)
+    cutoff = (whole.as_of - pd.Timedelta(days=300)).normalize()
+    since = transactions_read_from(cutoff, cfg.features, cfg.labels)
+    recent = load_tables(cfg, transactions_from=lambda end: since)
+    assert recent.earlier_transactions is not None and recent.earlier_transactions.rows > len(whole.transactions) // 10
+    frames = [training_rows_at(prepare_taking([loaded], cfg.features, cfg.labels.value_column), cutoff,
+                               cfg.features, cfg.labels) for loaded in (whole, recent)]
+    assert frames[0]["churned"].sum() > 0
+    pd.testing.assert_frame_equal(frames[1], frames[0], check_exact=True)
+
+
 def write_transactions(path: Path, frame: pd.DataFrame, row_group_size: int) -> None:
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=row_group_size)
 
