@@ -619,7 +619,6 @@ class Events:
         columns = {name: moved[id(values)] for name, values in self.columns.items()}
         return Events(moved[id(self.code)], moved[id(self.time)], columns, origin, block_rows)
 
-
     def in_time_blocks_loaded(self, materialise: bool) -> "Events":
         """`in_time_blocks` of events that hold the rows from `loaded_from` on: the same, keeping that."""
         plain = replace(self, loaded_from=None, earlier_latest=None, _latest={}).in_time_blocks(materialise)

@@ -693,7 +693,7 @@ def finish_recent_read(cfg: Config, plan: ReadPlan, started: Future[RecentRead],
         return frame, None, None, problems
     earlier = EarlierTransactions(read.since, read.earlier,  # type: ignore[arg-type]
                                   pq.ParquetFile(plan.path).metadata.num_rows - len(frame))
-    log.info("transactions: the %s rows dated from %s on read in full (the longest look-back of the features "
+    log.debug("transactions: the %s rows dated from %s on read in full (the longest look-back of the features "
              "at the cutoff); the %s earlier rows only as each customer's latest date", f"{len(frame):,}",
              earlier.since.date(), f"{earlier.rows:,}")
     return frame, earlier, read.kept, problems
