@@ -16,9 +16,12 @@ MLflow anything does not load it.
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 import re
 import time
+import typing
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -113,14 +116,29 @@ def notebook_sources(folder: Path = NOTEBOOK_DIR) -> list[Path]:
     return sorted(p for p in folder.glob("[0-9]*.py"))
 
 
-def execute_notebook(source: Path, config_path: Path, workdir: Path) -> nbformat.NotebookNode:
+KERNEL_START_ATTEMPTS = 3
+"""Kernel starts tried per notebook before the stage stops. A kernel can die before it answers: the
+notebooks start their kernels side by side, and jupyter_client picks each kernel's ports free before the
+kernel binds them, so two starting at once can collide (seen once in `make test`, 2026-12-07)."""
+
+
+QUIET_NBCLIENT = logging.getLogger("churn.report.nbclient")
+"""nbclient's own log, silenced: it says ERROR for a kernel start that the stage then retries; what the
+user needs is in the stage's messages and errors."""
+QUIET_NBCLIENT.setLevel(logging.CRITICAL + 1)
+QUIET_NBCLIENT.propagate = False
+
+
+def execute_notebook(source: Path, config_path: Path, workdir: Path,
+                     kernel_name: str = "python3") -> nbformat.NotebookNode:
     """Run one notebook in a fresh kernel; a failing cell raises StageError naming the notebook.
 
     The kernel gets `CHURN_CONFIG` in its own environment, so notebooks can run side by side. The kernel
     process's own stderr goes to a temporary file, not the stage's: cell output travels by the kernel
     protocol, and what the process itself writes there is its logging, e.g. ipykernel's traceback when
     its socket closes during shutdown (a race seen in CI), which read as if the stage had failed. It is
-    shown only when the kernel dies.
+    shown only when the kernel dies. A kernel that dies or does not answer before the first cell runs is
+    started again, up to `KERNEL_START_ATTEMPTS` times, then StageError with its last words.
     """
     import tempfile
 
@@ -128,27 +146,49 @@ def execute_notebook(source: Path, config_path: Path, workdir: Path) -> nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, DeadKernelError
 
-    notebook = jupytext.read(source)
     env = {**os.environ, "CHURN_CONFIG": str(config_path.resolve()),
            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    client = NotebookClient(notebook, timeout=CELL_TIMEOUT_SECONDS, kernel_name="python3",
-                            resources={"metadata": {"path": str(workdir)}},
-                            extra_arguments=["--Application.log_level=ERROR"])  # no kernel start-up chatter
-    with tempfile.TemporaryFile() as kernel_stderr:
-        try:
-            client.execute(env=env, stderr=kernel_stderr)
-        except CellExecutionError as error:
-            cell = ANSI_ESCAPE.sub("", str(error)).split("------------------\n")
-            first_line = next((line for line in (cell[1] if len(cell) > 1 else "").splitlines() if line.strip()), "")
-            raise StageError(f"notebook {source.name} failed: {ANSI_ESCAPE.sub('', f'{error.ename}: {error.evalue}')}"
-                             f" in the cell that starts {first_line.strip()[:120]!r}; open the notebook in Jupyter "
-                             "to see where") from None
-        except DeadKernelError:
-            kernel_stderr.seek(0)
-            last = kernel_stderr.read().decode("utf-8", errors="replace").strip().splitlines()[-1:] or ["nothing"]
-            raise StageError(f"notebook {source.name}: its kernel died (out of memory?); its last words: "
-                             f"{ANSI_ESCAPE.sub('', last[0])[:300]!r}; nothing was written") from None
-    return notebook
+    for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+        notebook = jupytext.read(source)
+        started: list[bool] = []
+        client = NotebookClient(notebook, timeout=CELL_TIMEOUT_SECONDS, kernel_name=kernel_name,
+                                resources={"metadata": {"path": str(workdir)}},
+                                extra_arguments=["--Application.log_level=ERROR"],  # no kernel start-up chatter
+                                on_notebook_start=lambda **_: started.append(True), log=QUIET_NBCLIENT)
+        with tempfile.TemporaryFile() as kernel_stderr:
+            try:
+                client.execute(env=env, stderr=kernel_stderr)
+                return notebook
+            except CellExecutionError as error:
+                cell = ANSI_ESCAPE.sub("", str(error)).split("------------------\n")
+                first_line = next((line for line in (cell[1] if len(cell) > 1 else "").splitlines() if line.strip()),
+                                  "")
+                raise StageError(f"notebook {source.name} failed: "
+                                 f"{ANSI_ESCAPE.sub('', f'{error.ename}: {error.evalue}')} in the cell that starts "
+                                 f"{first_line.strip()[:120]!r}; open the notebook in Jupyter to see where") from None
+            except DeadKernelError:
+                raise StageError(f"notebook {source.name}: its kernel died (out of memory?); its last words: "
+                                 f"{_last_words(kernel_stderr)!r}; nothing was written") from None
+            except RuntimeError as error:  # jupyter_client: the kernel died or was silent before answering
+                if started:
+                    raise
+                # nbclient has stopped that kernel but left its exit-time clean-up registered, which would
+                # print a traceback when the process ends
+                atexit.unregister(client._cleanup_kernel)
+                if attempt < KERNEL_START_ATTEMPTS:
+                    continue
+                raise StageError(f"notebook {source.name}: its kernel did not start in {KERNEL_START_ATTEMPTS} "
+                                 f"attempts ({error}); its last words: {_last_words(kernel_stderr)!r}. Check that "
+                                 "`python -m ipykernel` runs in this environment (`make install` sets it up); "
+                                 "nothing was written") from None
+    raise AssertionError("unreachable")  # every attempt returns, raises or continues
+
+
+def _last_words(kernel_stderr: typing.IO[bytes]) -> str:
+    """The last line the kernel process wrote to its stderr (ANSI colours removed, at most 300 characters)."""
+    kernel_stderr.seek(0)
+    last = kernel_stderr.read().decode("utf-8", errors="replace").strip().splitlines()[-1:] or ["nothing"]
+    return ANSI_ESCAPE.sub("", last[0])[:300]
 
 
 def render_html(notebook: nbformat.NotebookNode) -> str:

@@ -8,8 +8,11 @@ charts as PNG images, and shows no complaint text; the HTML is logged to the MLf
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import jupytext
@@ -20,6 +23,8 @@ from mlflow.tracking import MlflowClient
 from pipelines.io import StageError
 from pipelines.report import execute_notebook, notebook_sources
 from tests.conftest import Project
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # Charts each notebook draws on the small demo data (placeholders count when a table is empty).
 MIN_IMAGES = {
@@ -129,3 +134,47 @@ def test_notebooks_get_the_config_path_in_their_kernel(tmp_path: Path, monkeypat
     config.write_text("data: {tables: {customers: {path: c.csv}}}\n", encoding="utf-8")
     notebook = execute_notebook(source, config, tmp_path)
     assert notebook.cells[0].outputs[0]["text"].strip() == str(config.resolve())
+
+
+def kernel_spec(folder: Path, name: str, script: str) -> None:
+    """A Jupyter kernel named `name` under `folder` (put on JUPYTER_PATH) that runs `script` with the
+    connection file as its argument."""
+    spec = folder / "kernels" / name
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-c", script, "{connection_file}"], "display_name": name, "language": "python"}),
+        encoding="utf-8")
+
+
+def test_a_kernel_that_dies_at_start_is_started_again_then_reported(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real kernels that die before answering: one that dies at its first start only runs the notebook at the
+    second; one that always dies stops the report with a clear error naming the notebook and its last words."""
+    kernels = tmp_path / "jupyter"
+    marker = tmp_path / "first-start-died"
+    kernel_spec(kernels, "dies-once", (
+        "import os, sys\n"
+        f"marker = {str(marker)!r}\n"
+        "if not os.path.exists(marker):\n"
+        "    open(marker, 'w').close(); sys.stderr.write('first start: gone\\n'); sys.exit(1)\n"
+        "from ipykernel import kernelapp\n"
+        "sys.argv = ['ipykernel_launcher', '-f', sys.argv[1]]\n"
+        "kernelapp.launch_new_instance()\n"))
+    kernel_spec(kernels, "always-dies", "import sys\nsys.stderr.write('no kernel here\\n')\nsys.exit(3)\n")
+    monkeypatch.setenv("JUPYTER_PATH", str(kernels))
+    source = tmp_path / "01_hello.py"
+    source.write_text("# %%\nprint('cell output')\n", encoding="utf-8")
+    config = tmp_path / "config.yaml"
+    config.write_text("data: {tables: {customers: {path: c.csv}}}\n", encoding="utf-8")
+    notebook = execute_notebook(source, config, tmp_path, kernel_name="dies-once")
+    assert marker.exists() and notebook.cells[0].outputs[-1]["text"].strip() == "cell output"
+    with pytest.raises(StageError, match=r"01_hello\.py: its kernel did not start in 3 attempts") as failure:
+        execute_notebook(source, config, tmp_path, kernel_name="always-dies")
+    assert "no kernel here" in str(failure.value) and "Traceback" not in str(failure.value)
+    # and nothing is printed as the process ends (nbclient registers a clean-up of the dead kernel at exit)
+    code = ("from pathlib import Path\nfrom pipelines.io import StageError\nfrom pipelines.report import execute_notebook\n"
+            f"try:\n    execute_notebook(Path({str(source)!r}), Path({str(config)!r}), Path({str(tmp_path)!r}), "
+            "kernel_name='always-dies')\nexcept StageError as error:\n    print('stopped:', error)\n")
+    ended = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert "stopped: notebook 01_hello.py" in ended.stdout
+    assert "Traceback" not in ended.stdout + ended.stderr and "ERROR" not in ended.stdout + ended.stderr
