@@ -605,7 +605,10 @@ def recent_read_possible(plan: ReadPlan) -> bool:
     customer ids are text or whole numbers. Otherwise the stage reads every row, as before."""
     if plan.fmt != "parquet":
         return False
-    schema = pq.read_schema(plan.path)
+    try:
+        schema = pq.read_schema(plan.path)
+    except Exception:  # noqa: BLE001 - the whole read reports what is wrong with the file
+        return False
     files = {canonical: file for file, canonical in plan.to_canonical.items() if file in plan.wanted}
     if "timestamp" not in files or "customer_id" not in files:
         return False
@@ -685,8 +688,13 @@ def finish_recent_read(cfg: Config, plan: ReadPlan, started: Future[RecentRead],
         if since != read.since:
             del read
             read = recent_read(cfg, plan, transactions_from, fixed=True, since=since)
-    except Exception as error:  # noqa: BLE001 - any reader failure is the same user problem
-        return None, None, None, [plan.read_failed(error)]
+    except Exception as error:  # noqa: BLE001 - e.g. a file DuckDB reads differently: read every row, as before
+        log.debug("transactions: the recent read failed (%s); reading every row", error)
+        dates_only.pop("transactions", None)
+        try:
+            read = RecentRead(None, None, None, read_whole(plan), None)
+        except Exception as whole_error:  # noqa: BLE001 - any reader failure is the same user problem
+            return None, None, None, [plan.read_failed(whole_error)]
     pa.default_memory_pool().release_unused()
     frame, problems = coerce_types(read.frame, TABLES["transactions"])
     if read.since is None:

@@ -187,3 +187,25 @@ def test_csv_transactions_are_read_whole(tmp_path: Path, bank: Path) -> None:
     loaded = load_tables(cfg, transactions_from=functools.partial(scoring_read_from, as_of=None, cfg=cfg))
     assert loaded.earlier_transactions is None
     assert len(loaded.transactions) == pq.ParquetFile(bank / "transactions.parquet").metadata.num_rows
+
+
+def test_an_unreadable_transactions_file_is_reported_as_by_the_whole_read(bank: Path, tmp_path: Path) -> None:
+    """Data pages that cannot be decoded (the footer intact, so the file looks fine until it is read): the
+    failure in the background read (and in the whole read the stage then falls back to) is the clear input
+    problem a whole read reports, naming the file and the fix (exit 3 in a stage), not a traceback."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in TABLE_NAMES:
+        if (bank / f"{name}.parquet").is_file() and name != "transactions":
+            (raw / f"{name}.parquet").symlink_to(bank / f"{name}.parquet")
+    data = bytearray((bank / "transactions.parquet").read_bytes())
+    for position in range(len(data) // 4, len(data) // 2, 997):
+        data[position] ^= 0xFF
+    (raw / "transactions.parquet").write_bytes(bytes(data))
+    cfg = bank_config(raw)
+    assert pq.read_schema(raw / "transactions.parquet").names  # the footer still reads
+    with pytest.raises(ValidationFailed) as failed:
+        load_tables(cfg, transactions_from=functools.partial(scoring_read_from, as_of=None, cfg=cfg))
+    [problem] = [p for p in failed.value.problems if p.table == "transactions"]
+    assert f"cannot read {raw / 'transactions.parquet'} as parquet" in problem.message
+    assert "check the file is a valid parquet file" in problem.fix
