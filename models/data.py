@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,11 +76,11 @@ class FeatureSchema:
         return pd.DataFrame(columns, index=frame.index)
 
 
-def level_codes(column: pd.Series, levels: list[str]) -> np.ndarray:
+def level_codes(column: pd.Series, levels: Sequence[str]) -> np.ndarray:
     """Each row's position in `levels` by its text value (`astype("str")`), -1 when missing or not a level.
     A categorical column is looked up once per category, not once per row (834,657 scored customers: a
     tenth of the time)."""
-    index = pd.Index(levels)
+    index = pd.Index(list(levels))
     if isinstance(column.dtype, pd.CategoricalDtype):
         position = index.get_indexer(column.cat.categories.astype("str"))
         codes = column.cat.codes.to_numpy()

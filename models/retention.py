@@ -32,6 +32,7 @@ from pydantic import Field, model_validator
 
 from features.contract import PRIORITY_TIERS
 from features.settings import Strict, TierTarget
+from models.data import customer_hash_share, level_codes
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -287,12 +288,7 @@ def overdue_complaint_tiers(complaints: pd.DataFrame | None, cutoff: pd.Timestam
     resolved = _as_us(complaints["resolved_at"])
     is_open = (opened < cutoff_us) & (resolved >= cutoff_us)
     priority = complaints["priority"] if "priority" in complaints else pd.Series(None, index=complaints.index)
-    if isinstance(priority.dtype, pd.CategoricalDtype):  # each level looked up once, not a string per complaint
-        level = pd.Index(list(PRIORITY_TIERS)).get_indexer(priority.cat.categories.astype("str"))
-        tier_code = np.append(level, -1).astype(np.int64)[priority.cat.codes.to_numpy()]
-    else:
-        tier_code = pd.Categorical(priority.astype("str").where(priority.notna()), categories=list(PRIORITY_TIERS)).codes
-        tier_code = tier_code.astype(np.int64)
+    tier_code = level_codes(priority, PRIORITY_TIERS)  # a categorical: each level looked up once
     if trigger == "breached":
         age = cutoff_us - opened
         resolution = _target_us(targets, "resolution_hours")[tier_code]
@@ -394,13 +390,6 @@ def expected_benefit(value_at_risk: np.ndarray, success_rate: np.ndarray, cost: 
             - np.asarray(cost, dtype=float))
 
 
-def _codes(values: pd.Series, categories: tuple[str, ...] | list[str]) -> np.ndarray:
-    """Integer code of each value in `categories` (-1 for missing or unknown), cheaply for categoricals."""
-    if isinstance(values.dtype, pd.CategoricalDtype) and list(values.cat.categories) == list(categories):
-        return values.cat.codes.to_numpy().astype(np.int64)
-    return pd.Categorical(values.astype("str").where(values.notna()), categories=list(categories)).codes.astype(np.int64)
-
-
 def _categorical(values: list[str], code: np.ndarray) -> pd.Categorical:
     """`values[code]` as a categorical whose levels are the distinct values, sorted."""
     levels = sorted(set(values))
@@ -417,10 +406,10 @@ def assign_actions(segment: pd.Series, complaint_tier: pd.Series, playbook: Play
     """
     names = [*SEGMENTS, COMPLAINT_FIRST]
     entries = [playbook.actions[s] for s in SEGMENTS] + [playbook.complaint_first]
-    code = _codes(segment, SEGMENTS)
+    code = level_codes(segment, SEGMENTS)
     if (code < 0).any():
         raise ValueError(f"unknown segment(s): {sorted(set(segment.astype('str')[code < 0]))}")
-    tier = _codes(complaint_tier, PRIORITY_TIERS)
+    tier = level_codes(complaint_tier, PRIORITY_TIERS)
     complaint = tier >= 0
     code = np.where(complaint, len(SEGMENTS), code)
 
@@ -566,8 +555,6 @@ def hold_out_controls(plan: pd.DataFrame, share: float, seed: int, as_of: pd.Tim
     rank of the remaining listed customers is renumbered. Returns `plan` with selected,
     selection_reason and rank updated (a copy).
     """
-    from models.data import customer_hash_share
-
     plan = plan.copy()
     obligation = (plan["selection_reason"] == "service_obligation").to_numpy(dtype=bool)
     eligible = plan["selected"].to_numpy(dtype=bool) & ~obligation
@@ -582,7 +569,7 @@ def hold_out_controls(plan: pd.DataFrame, share: float, seed: int, as_of: pd.Tim
     chosen = positions[np.lexsort((ids, keys))[:count]]
     held = np.zeros(len(plan), dtype=bool)
     held[chosen] = True
-    codes = _codes(plan["selection_reason"], SELECTION_REASONS)
+    codes = level_codes(plan["selection_reason"], SELECTION_REASONS)
     codes[held] = SELECTION_REASONS.index("control")
     selected = plan["selected"].to_numpy(dtype=bool) & ~held
     old_rank = plan["rank"].to_numpy(dtype="float64", na_value=np.nan)
@@ -624,7 +611,7 @@ def retention_plan(scored: pd.DataFrame, complaint_tier: pd.Series, settings: Sc
     if len(complaint_tier):
         where = pd.Index(complaint_tier.index.astype("str")).get_indexer(scored["customer_id"].astype("str"))
         known = where >= 0
-        tier_code[known] = _codes(complaint_tier, PRIORITY_TIERS)[where[known]]
+        tier_code[known] = level_codes(complaint_tier, PRIORITY_TIERS)[where[known]]
     tier = pd.Series(pd.Categorical.from_codes(tier_code, categories=list(PRIORITY_TIERS)), index=scored.index)
     actions = assign_actions(segments["segment"], tier, settings.playbook, targets, as_of)
     if ranking == "uplift":
@@ -705,7 +692,7 @@ def empty_list_explanation(plan: pd.DataFrame, settings: ScoringSettings, value_
 
 
 def _counts(values: pd.Series, levels: tuple[str, ...] | list[str], mask: np.ndarray | None = None) -> dict[str, int]:
-    codes = _codes(values, levels)
+    codes = level_codes(values, levels)
     if mask is not None:
         codes = codes[mask]
     counts = np.bincount(codes[codes >= 0], minlength=len(levels))
@@ -724,7 +711,7 @@ def plan_summary(plan: pd.DataFrame, capacity: dict[str, int | None]) -> dict[st
     owner = plan["owner"] if isinstance(plan["owner"].dtype, pd.CategoricalDtype) else plan["owner"].astype("category")
     owners = sorted(set(map(str, owner.cat.categories)) | set(capacity))
     owner = owner.cat.set_categories(owners)
-    reason = _codes(plan["selection_reason"], SELECTION_REASONS)
+    reason = level_codes(plan["selection_reason"], SELECTION_REASONS)
     by_owner = _counts(owner, owners, selected)
     duty = _counts(owner, owners, reason == SELECTION_REASONS.index("service_obligation"))
     over = _counts(owner, owners, reason == SELECTION_REASONS.index("over_capacity"))

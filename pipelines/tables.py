@@ -197,6 +197,11 @@ class ReadPlan:
     to_canonical: dict[str, str]
 
     @property
+    def file_names(self) -> dict[str, str]:
+        """Contract column -> its column in the file, for the columns read."""
+        return {canonical: file for file, canonical in self.to_canonical.items() if file in self.wanted}
+
+    @property
     def kinds(self) -> dict[str, str]:
         """The contract kind of each file column that maps to a contract column."""
         spec = TABLES[self.name]
@@ -532,7 +537,8 @@ TransactionsFrom = Callable[[pd.Timestamp], "pd.Timestamp | None"]
 def _read_and_check(cfg: Config, needs: frozenset[str] | None = None, transactions_from: TransactionsFrom | None = None
                     ) -> tuple[dict[str, pd.DataFrame], pd.Timestamp | None, list[Problem], EarlierTransactions | None]:
     """`read_and_check`, and with `transactions_from` the transactions from that time on only
-    (`read_recent_transactions`), with the summary of the earlier ones (None when the whole table was read)."""
+    (`start_recent_read`, `finish_recent_read`), with the summary of the earlier ones (None when the whole table
+    was read)."""
     frames: dict[str, pd.DataFrame] = {}
     dates_only: dict[str, tuple[int, DayCounts]] = {}
     problems: list[Problem] = []
@@ -609,7 +615,7 @@ def recent_read_possible(plan: ReadPlan) -> bool:
         schema = pq.read_schema(plan.path)
     except Exception:  # noqa: BLE001 - the whole read reports what is wrong with the file
         return False
-    files = {canonical: file for file, canonical in plan.to_canonical.items() if file in plan.wanted}
+    files = plan.file_names
     if "timestamp" not in files or "customer_id" not in files:
         return False
     time_type = schema.field(files["timestamp"]).type
@@ -646,8 +652,7 @@ def recent_read(cfg: Config, plan: ReadPlan, transactions_from: TransactionsFrom
     from the file, as `event_days` counts them); each customer's first and latest earlier time (one DuckDB
     query over the file's two columns); the rows read a row group at a time, groups wholly before the start
     skipped by their statistics."""
-    files = {canonical: file for file, canonical in plan.to_canonical.items() if file in plan.wanted}
-    time_file, id_file = files["timestamp"], files["customer_id"]
+    time_file, id_file = plan.file_names["timestamp"], plan.file_names["customer_id"]
     days: tuple[int, DayCounts] | None = None
     earlier: pd.DataFrame | None = None
     with _duckdb(cfg) as con:  # closed before the rows are read: its memory is not held beside them
@@ -701,9 +706,6 @@ def finish_recent_read(cfg: Config, plan: ReadPlan, started: Future[RecentRead],
         return frame, None, None, problems
     earlier = EarlierTransactions(read.since, read.earlier,  # type: ignore[arg-type]
                                   pq.ParquetFile(plan.path).metadata.num_rows - len(frame))
-    log.debug("transactions: the %s rows dated from %s on read in full (the longest look-back of the features "
-             "at the cutoff); the %s earlier rows only as each customer's latest date", f"{len(frame):,}",
-             earlier.since.date(), f"{earlier.rows:,}")
     return frame, earlier, read.kept, problems
 
 
