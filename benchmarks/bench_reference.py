@@ -64,13 +64,14 @@ def pandas_frame(cfg, cutoff: str, recent: bool = False):
     `recent`: the transactions read from the cutoff's look-back on, as `churn score` reads them."""
     import pandas as pd
 
-    from features.build import prepare_taking, training_rows_at, transactions_read_from
-    from pipelines.tables import load_tables
+    from features.build import feature_inputs, prepare_taking, training_rows_at, transactions_read_from
+    from pipelines.tables import load_tables, release_memory
 
     cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update={"engine": "pandas"})})
     read_from = (lambda end: transactions_read_from(pd.Timestamp(cutoff), cfg.features, cfg.labels)) if recent else None
-    owner = [load_tables(cfg, transactions_from=read_from)]
+    owner = [load_tables(cfg, transactions_from=read_from, columns=feature_inputs(cfg.features, cfg.labels) if recent else None)]
     prepared = prepare_taking(owner, cfg.features, cfg.labels.value_column)
+    release_memory()  # as `churn score` does
     return training_rows_at(prepared, pd.Timestamp(cutoff), cfg.features, cfg.labels)
 
 
@@ -104,14 +105,15 @@ def measure(kind: str, data: str, cutoff: str, memory_limit: str, money: str) ->
 def summary(runs: dict[str, list[dict[str, object]]]) -> dict[str, object]:
     """Best and median of each measure per kind, and the engine / reference ratios."""
     out: dict[str, object] = {}
+    kinds = [k for k in KINDS if k in runs]
     for key in ("wall_seconds", "cpu_seconds", "peak_gb", "build_seconds"):
-        values = {k: [r[key] for r in runs[k] if "failed" not in r] for k in KINDS}
+        values = {k: [r[key] for r in runs[k] if "failed" not in r] for k in kinds}
         if not all(values.values()):
             continue
         best = {k: min(v) for k, v in values.items()}
         median = {k: statistics.median(v) for k, v in values.items()}
         out[key] = {"best": best, "median": median}
-        for kind in KINDS[1:]:
+        for kind in kinds[1:]:
             out[key][f"ratio_{kind}_over_reference_best"] = round(best[kind] / best["reference"], 2)
             out[key][f"ratio_{kind}_over_reference_median"] = round(median[kind] / median["reference"], 2)
     return out
@@ -128,6 +130,9 @@ def main() -> None:
     parser.add_argument("--no-check", action="store_true", help="skip the cell-for-cell cross-check")
     parser.add_argument("--child", choices=KINDS)
     parser.add_argument("--check-child", action="store_true")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help="comma-separated run kinds, the reference first (default: all; a subset is stored "
+                             "under its own key)")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.data, args.cutoff, args.memory_limit, args.money)
@@ -135,9 +140,12 @@ def main() -> None:
     if args.check_child:
         check(args.data, args.cutoff, args.memory_limit, args.money)
         return
-    runs: dict[str, list[dict[str, object]]] = {k: [] for k in KINDS}
+    kinds = tuple(k for k in KINDS if k in args.kinds.split(","))
+    if not kinds or kinds[0] != "reference":
+        parser.error(f"--kinds must name the reference and any of {', '.join(KINDS[1:])}")
+    runs: dict[str, list[dict[str, object]]] = {k: [] for k in kinds}
     for repeat in range(args.repeats):
-        order = KINDS[repeat % len(KINDS):] + KINDS[:repeat % len(KINDS)]  # rotated, each first in turn
+        order = kinds[repeat % len(kinds):] + kinds[:repeat % len(kinds)]  # rotated, each first in turn
         for kind in order:
             run = measure(kind, args.data, args.cutoff, args.memory_limit, args.money)
             print(kind, run, flush=True)
@@ -155,7 +163,8 @@ def main() -> None:
         print("cross-check", entry["cross_check"], flush=True)
     print(json.dumps(entry["summary"], indent=1))
     stored = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": {}}
-    stored["runs"][f"{args.data} @ {args.cutoff} ({args.money})"] = entry
+    subset = "" if kinds == KINDS else f" [{', '.join(kinds)}]"
+    stored["runs"][f"{args.data} @ {args.cutoff} ({args.money}){subset}"] = entry
     stored["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
     RESULTS.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
 

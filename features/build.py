@@ -21,7 +21,7 @@ from features._grouping import (BLOCK_DAYS, NEVER, US_PER_DAY, Events, IdLookup,
                                 event_codes, floats, parallel_map, sorted_ids)
 from features.btyd import BtydFit, btyd_features, fit_btyd, purchase_history
 from features.catalogue import catalogue
-from features.complaints import complaint_columns, complaint_features
+from features.complaints import complaint_columns, complaint_features, complaint_inputs
 from features.contacts import contact_features, contacted_rows
 from features.contract import EVENT_TABLES, TABLES, EarlierTransactions, Tables
 from features.ids import is_in, training_sample
@@ -32,7 +32,7 @@ from features.rfm import (RfmBreakpoints, bin_edges, rfm_breakpoints, rfm_scores
                           transaction_features)
 from features.settings import FeatureSettings, LabelSettings, SettingsProblem
 from features.static import customer_value_per_month, static_attributes
-from features.surveys import survey_columns, survey_features
+from features.surveys import SCORES, survey_columns, survey_features
 from features.validation import data_as_of
 
 DEFAULT_HORIZON_DAYS = LabelSettings().horizon_days
@@ -131,6 +131,17 @@ def prepare_taking(owner: list[Tables], settings: FeatureSettings, value_column:
         transactions=events.get("transactions"), complaints=events.get("complaints"),
         surveys=events.get("surveys"), contacts=events.get("contacts"), customer_value=customer_value,
     )
+
+
+def feature_inputs(settings: FeatureSettings, labels: LabelSettings) -> dict[str, tuple[str, ...]]:
+    """The columns of each event table that `prepare` (every feature family) and the labels read; a stage
+    that needs nothing else reads only these (`load_tables(columns=...)`), and the customers whole."""
+    return {
+        "transactions": tuple(dict.fromkeys(("customer_id", "timestamp", "amount", labels.value_column))),
+        "complaints": complaint_inputs(settings),
+        "surveys": ("customer_id", "answered_at", *SCORES),
+        "contacts": ("customer_id", "contacted_at", "treatment"),
+    }
 
 
 def earlier_latest(earlier: EarlierTransactions, ids: IdLookup, n_customers: int) -> np.ndarray:

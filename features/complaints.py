@@ -22,6 +22,13 @@ from features.settings import FeatureSettings
 OPTIONAL_COLUMNS = ("priority", "channel", "first_response_at", "resolved_at", "satisfaction")
 
 
+def complaint_inputs(settings: FeatureSettings) -> tuple[str, ...]:
+    """The complaints columns `complaint_columns` reads (a stage reads no others: not the ids or the text
+    unless features.complaint_sentiment needs it)."""
+    return ("customer_id", "opened_at", "category", *OPTIONAL_COLUMNS,
+            *(("text",) if settings.complaint_sentiment else ()))
+
+
 def complaint_columns(frame: pd.DataFrame, known: np.ndarray, settings: FeatureSettings) -> dict[str, np.ndarray]:
     """The arrays the complaint features need, for the rows of known customers."""
     def keep(array: np.ndarray) -> np.ndarray:
@@ -74,9 +81,10 @@ def total_hours(code: np.ndarray, durations_us: np.ndarray, n: int) -> np.ndarra
 def complaint_features(events: Events, n: int, cutoff: int, settings: FeatureSettings) -> dict[str, np.ndarray]:
     """Every complaint feature of every customer at the cutoff."""
     before = events.before(cutoff)
-    code = events.code[before].astype(np.int64)
-    opened = events.time[before]
-    cols = {name: values[before] for name, values in events.columns.items()}
+    every = bool(before.all())  # scoring at the end of the data: no row to leave out, no copies to make
+    code = events.code[before].astype(np.int64) if not every else events.code.astype(np.int64)
+    opened = events.time[before] if not every else events.time
+    cols = {name: values[before] if not every else values for name, values in events.columns.items()}
     age = cutoff - opened
     age_days = window_day(cutoff, opened)  # windows are [cutoff - w days, cutoff)
     w_long = settings.longest_window

@@ -311,13 +311,16 @@ def _flags(flags: pa_arrow.Array | pa_arrow.ChunkedArray) -> np.ndarray:
 
 
 def check_cross_table(
-    customers: pd.DataFrame, events: dict[str, pd.DataFrame], as_of: pd.Timestamp | None
+    customers: pd.DataFrame, events: dict[str, pd.DataFrame], as_of: pd.Timestamp | None,
+    early: "EarlyChecks | None" = None,
 ) -> list[Problem]:
-    """Unknown customers, closures before signup, events before signup or after as_of."""
+    """Unknown customers, closures before signup, events before signup or after as_of (`early`: the parts
+    already checked, reused where they were run on these very frames)."""
     problems = check_customers(customers, as_of)
-    known = KnownCustomers(customers)
+    known = early.known if early is not None and early.same("customers", customers) else KnownCustomers(customers)
     for name, frame in events.items():
-        problems += check_events(name, frame, known, as_of).values()
+        done = early.events.get(name) if early is not None and early.same(name, frame) else None
+        problems += done if done is not None else check_events(name, frame, known, as_of).values()
     if "complaints" in events:
         problems += check_complaint_times(events["complaints"]).values()
     return problems
@@ -520,6 +523,7 @@ def check_not_empty(frame: pd.DataFrame, spec: TableSpec) -> list[Problem]:
 def validate_tables(
     frames: dict[str, pd.DataFrame], as_of: pd.Timestamp | None,
     dates_only: Mapping[str, tuple[int, DayCounts]] | None = None, inferred_end: pd.Timestamp | None = None,
+    early: "EarlyChecks | None" = None,
 ) -> list[Problem]:
     """Every contract check over already-typed canonical frames; [] means valid.
 
@@ -529,20 +533,54 @@ def validate_tables(
     event time (pipelines/tables.py `event_days`), so that the inferred end is the same in every
     stage; they are not checked here. `inferred_end`: that end when the caller has it already, from
     `end_of_data` on the same frames and `dates_only` (counting every date again is 0.5 s on 46M rows).
+    `early`: the checks already run on some of these frames (`check_early`), not run again.
     """
     problems: list[Problem] = []
     for name, frame in frames.items():
-        spec = TABLES[name]
-        empty = check_not_empty(frame, spec)
-        problems += empty
-        if not empty:
-            problems += check_columns(frame, spec)
+        done = early.tables.get(name) if early is not None and early.same(name, frame) else None
+        problems += done if done is not None else table_problems(frame, TABLES[name])
     if "customers" in frames and len(frames["customers"]):
         events = {n: f for n, f in frames.items() if n in EVENT_TABLES and len(f)}
-        problems += check_cross_table(frames["customers"], events, as_of)
+        problems += check_cross_table(frames["customers"], events, as_of, early)
     if as_of is None:
         problems += check_after_data_end(frames, dates_only, inferred_end)
     return problems
+
+
+def table_problems(frame: pd.DataFrame, spec: TableSpec) -> list[Problem]:
+    """One table's own checks: empty, then (if not) `check_columns`."""
+    empty = check_not_empty(frame, spec)
+    return empty or check_columns(frame, spec)
+
+
+@dataclass
+class EarlyChecks:
+    """The checks of `validate_tables` that some tables allow before the others are read: each table's
+    own checks and, with the customers, their lookup and the cross-table checks of those event tables.
+    A stage runs them while a slow table is still being read (`pipelines/tables.py`); `validate_tables`
+    reuses them for the same frame objects and reports every problem in its usual order."""
+
+    frames: dict[str, pd.DataFrame]
+    tables: dict[str, list[Problem]]
+    events: dict[str, list[Problem]]
+    known: KnownCustomers | None
+
+    def same(self, name: str, frame: pd.DataFrame) -> bool:
+        """Whether `frame` is the very frame these checks ran on."""
+        return self.frames.get(name) is frame
+
+
+def check_early(frames: dict[str, pd.DataFrame], as_of: pd.Timestamp | None) -> EarlyChecks:
+    """`EarlyChecks` of the tables read so far (`as_of`: the configured data.as_of, as `validate_tables`)."""
+    tables = {name: table_problems(frame, TABLES[name]) for name, frame in frames.items()}
+    customers = frames.get("customers")
+    known: KnownCustomers | None = None
+    events: dict[str, list[Problem]] = {}
+    if customers is not None and len(customers):
+        known = KnownCustomers(customers)
+        events = {name: list(check_events(name, frame, known, as_of).values()) for name, frame in frames.items()
+                  if name in EVENT_TABLES and len(frame)}
+    return EarlyChecks(dict(frames), tables, events, known)
 
 
 # ---------------------------------------------------------------- the end of the data

@@ -37,7 +37,7 @@ from typing import Any
 
 import pandas as pd
 
-from features.build import build_scoring_table, feature_columns, iter_training_tables, tables_as_of
+from features.build import build_scoring_table, feature_columns, feature_inputs, iter_training_tables, tables_as_of
 from features.contract import Tables
 from features.ids import training_sample
 from features.labels import EXCLUSION_REASONS
@@ -104,7 +104,9 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
     cfg = resolve_engine(cfg, say)
     relational: RelationalSource | None = None
     if cfg.features.engine == "pandas":
-        tables = load_tables(cfg)
+        # the columns the features and labels read, the contacts whole (the uplift rows read their actions too)
+        read = {name: columns for name, columns in feature_inputs(cfg.features, cfg.labels).items() if name != "contacts"}
+        tables = load_tables(cfg, columns=read)
         say(f"tables loaded ({', '.join(tables.present())}); data as of {tables_as_of(tables).date()}")
     else:
         relational = RelationalSource(cfg, say, fingerprint=fingerprint)

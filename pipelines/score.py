@@ -31,12 +31,11 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from features.build import (cutoffs_between, earliest_event, prepare_taking, scoring_table_of, tables_as_of,
-                            transactions_read_from)
+from features.build import (cutoffs_between, earliest_event, feature_inputs, prepare_taking, scoring_table_of,
+                            tables_as_of, transactions_read_from)
 from features.contract import Tables
 from features.snapshot import flag_window_start
 from features.static import customer_value_per_horizon
@@ -59,7 +58,7 @@ from pipelines.io import StageError, StageOutputs, excel_safe, to_safe_csv
 from pipelines.outputs import stage_paths
 from pipelines.relational import RelationalSource, resolve_engine, scratch_root
 from pipelines.scoring_rows import InMemoryRows, ScoringRows, SpooledRows
-from pipelines.tables import load_tables
+from pipelines.tables import load_tables, release_memory
 from pipelines.tracking import flatten_params, load_registered_bundle, tracked_run
 
 log = logging.getLogger("pipelines.score")
@@ -410,7 +409,7 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
             # latest date (a churn-flag snapshot scores at its window's start, not at the end: every row)
             read_from = None if cfg.labels.churn_flag is not None else functools.partial(
                 scoring_read_from, as_of=as_of, cfg=cfg)
-            tables = load_tables(cfg, transactions_from=read_from)
+            tables = load_tables(cfg, transactions_from=read_from, columns=feature_inputs(cfg.features, cfg.labels))
             transactions_read = recent_read_summary(tables)
             if transactions_read is not None:
                 say(f"transactions: {transactions_read['rows_read']:,} rows dated from {transactions_read['from']} on "
@@ -452,7 +451,7 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         del tables
         prepared = prepare_taking(owner, cfg.features, cfg.labels.value_column) if source is None else None
         del owner
-        pa.default_memory_pool().release_unused()  # their Arrow buffers back to the system now (1M bank: ~1.5 GB)
+        release_memory()  # their buffers back to the system now (1M bank: ~1.5 GB)
         table: ScoringRows = (InMemoryRows(scoring_table_of(prepared, moment, cfg.features, cfg.labels,
                                                             on_excluded=excluded_sink)) if prepared is not None
                               else SpooledRows(source.scoring_pieces(excluded_sink, moment, size),  # type: ignore[union-attr]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import ctypes
 import functools
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +29,9 @@ from pandas.api.types import union_categoricals
 from features.contract import EVENT_TABLES, TABLES, ColumnSpec, EarlierTransactions, Tables, TableSpec
 from features.ids import IdSet, training_sample
 from features.snapshot import with_flag_dates
-from features.validation import (NO_DAYS, DayCounts, Detail, Problem, ValidationFailed, add_day_counts, daily_counts,
-                                 describe_rows, end_of_data, merge_found, renumbered, validate_tables)
+from features.validation import (NO_DAYS, DayCounts, Detail, EarlyChecks, Problem, ValidationFailed, add_day_counts,
+                                 check_early, daily_counts, describe_rows, end_of_data, merge_found, renumbered,
+                                 validate_tables)
 from pipelines.config import Config, TableSource
 from pipelines.io import StageError
 
@@ -37,6 +39,28 @@ if TYPE_CHECKING:
     import duckdb
 
 log = logging.getLogger("pipelines.tables")
+
+
+def release_memory() -> None:
+    """Hand the pages of freed buffers back to the system: Arrow's pool keeps them for reuse, and so does the C
+    allocator (glibc's `malloc_trim`; elsewhere nothing). A stage calls it once its input tables are prepared and
+    freed, before the features allocate in worker threads, whose allocator arenas would not reuse those pages
+    (1M bank: 0.16 GB). Between batches of a read, Arrow's pool alone is released (the C heap is reused there)."""
+    pa.default_memory_pool().release_unused()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        return libc
+    except (OSError, AttributeError):  # not glibc (macOS, musl): Arrow's release only
+        return None
+
+
+_LIBC = _glibc()
 
 
 def lean_arrow_memory() -> str:
@@ -361,8 +385,8 @@ def plan_read(name: str, source: TableSource, only: tuple[str, ...] | None = Non
             name, None, 0, f"missing required column(s): {', '.join(missing)}; the file has {file_columns[:12]}",
             f"rename the column(s) in the file or map them in data.tables.{name}.columns")]
     wanted = [c for c in file_columns if c in to_canonical or spec.extra_columns_allowed]
-    if only is not None:
-        wanted = [c for c in wanted if to_canonical.get(c) in only]
+    if only is not None:  # an extra column (say the value column) keeps its file name
+        wanted = [c for c in wanted if to_canonical.get(c, c) in only]
     return ReadPlan(name, path, fmt, has_bom, wanted, to_canonical), problems
 
 
@@ -534,11 +558,13 @@ TransactionsFrom = Callable[[pd.Timestamp], "pd.Timestamp | None"]
 """Given the end of the data, the earliest transaction time a stage reads in full (None: every row)."""
 
 
-def _read_and_check(cfg: Config, needs: frozenset[str] | None = None, transactions_from: TransactionsFrom | None = None
+def _read_and_check(cfg: Config, needs: frozenset[str] | None = None, transactions_from: TransactionsFrom | None = None,
+                    columns: Mapping[str, tuple[str, ...]] | None = None
                     ) -> tuple[dict[str, pd.DataFrame], pd.Timestamp | None, list[Problem], EarlierTransactions | None]:
     """`read_and_check`, and with `transactions_from` the transactions from that time on only
     (`start_recent_read`, `finish_recent_read`), with the summary of the earlier ones (None when the whole table
-    was read)."""
+    was read); `columns` as `load_tables`'."""
+    columns = columns or {}
     frames: dict[str, pd.DataFrame] = {}
     dates_only: dict[str, tuple[int, DayCounts]] = {}
     problems: list[Problem] = []
@@ -548,7 +574,7 @@ def _read_and_check(cfg: Config, needs: frozenset[str] | None = None, transactio
         if source is None:
             continue
         if name == "transactions" and transactions_from is not None and (needs is None or name in needs):
-            plan, plan_problems = plan_read(name, source)
+            plan, plan_problems = plan_read(name, source, columns.get(name))
             if plan is not None and recent_read_possible(plan):
                 problems += plan_problems
                 # read beside the other tables, from the end its own dates give; checked against the end
@@ -564,7 +590,7 @@ def _read_and_check(cfg: Config, needs: frozenset[str] | None = None, transactio
             if counted is not None:
                 dates_only[name] = counted
             continue
-        frame, read_problems = read_table(name, source, derived=derived_columns(cfg, name))
+        frame, read_problems = read_table(name, source, columns.get(name), derived=derived_columns(cfg, name))
         # the reader's freed buffers back to the system before the next step: on 46M transactions
         # they are ~1 GB, which every later step would otherwise stack on top of
         pa.default_memory_pool().release_unused()
@@ -577,7 +603,11 @@ def _read_and_check(cfg: Config, needs: frozenset[str] | None = None, transactio
         problems += parse_problems
         frames[name] = frame
     earlier: EarlierTransactions | None = None
+    configured_as_of = pd.Timestamp(cfg.data.as_of) if cfg.data.as_of else None
+    early: EarlyChecks | None = None
     if recent is not None:
+        # the other tables' checks while the transactions are still being read (`validate_tables` reuses them)
+        early = check_early(frames, configured_as_of)
         frame, earlier, kept, read_problems = finish_recent_read(cfg, *recent, frames, dates_only,
                                                                  transactions_from)  # type: ignore[arg-type]
         problems += read_problems
@@ -592,8 +622,7 @@ def _read_and_check(cfg: Config, needs: frozenset[str] | None = None, transactio
             as_of = end_of_data(frames, dates_only)
     except ValueError as error:
         problems.append(Problem("customers", None, 0, str(error), "set data.as_of in the config"))
-    configured_as_of = pd.Timestamp(cfg.data.as_of) if cfg.data.as_of else None
-    problems += validate_tables(frames, configured_as_of, dates_only, inferred_end=as_of)
+    problems += validate_tables(frames, configured_as_of, dates_only, inferred_end=as_of, early=early)
     if earlier is not None:  # the problems found in the rows read: their row numbers the file's, and which rows
         note = (f"(among the transactions dated from {earlier.since.date()} on, the rows this stage reads; "
                 "`churn validate` checks every row)")
@@ -853,8 +882,8 @@ def raise_if_invalid(problems: list[Problem], customers_read: bool) -> None:
                                                   "see the messages above")])
 
 
-def load_tables(cfg: Config, needs: frozenset[str] | None = None, transactions_from: TransactionsFrom | None = None
-                ) -> Tables:
+def load_tables(cfg: Config, needs: frozenset[str] | None = None, transactions_from: TransactionsFrom | None = None,
+                columns: Mapping[str, tuple[str, ...]] | None = None) -> Tables:
     """Every stage's first step: the validated tables, or ValidationFailed listing every problem.
 
     `needs`: the tables the stage uses (None: all); the others are left unread (only their
@@ -862,10 +891,13 @@ def load_tables(cfg: Config, needs: frozenset[str] | None = None, transactions_f
     `transactions_from`: a stage that looks back a bounded time (`churn score`) reads, from a Parquet
     file, only the transactions from that time on in full and the earlier ones as each customer's first and
     latest time (`Tables.earlier_transactions`); the checks then see the rows read.
+    `columns`: per table, the only columns a stage reads (`features.build.feature_inputs`: not the complaints'
+    text or ids when no feature uses them); the checks then see those columns, and the file must still have
+    every required one. Tables not named are read whole.
     Refused (StageError) before anything is read when they would not fit in memory (`check_fits_in_memory`).
     """
     check_fits_in_memory(cfg, TABLES if needs is None else needs)
-    frames, as_of, problems, earlier = _read_and_check(cfg, needs, transactions_from)
+    frames, as_of, problems, earlier = _read_and_check(cfg, needs, transactions_from, columns)
     raise_if_invalid(problems, "customers" in frames)
     unread = [n for n in TABLES if n not in frames and n in cfg.data.tables and needs is not None
               and n not in needs]

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features.build import prepare_taking, scoring_table_of, transactions_read_from
+from features.build import feature_inputs, prepare_taking, scoring_table_of, transactions_read_from
 from features.contract import Tables
 from features.validation import ValidationFailed
 from pipelines.config import Config, parse_config
@@ -107,6 +107,41 @@ def test_training_rows_at_one_cutoff_from_its_look_back_equal_the_whole_read(ban
                                cfg.features, cfg.labels) for loaded in (whole, recent)]
     assert frames[0]["churned"].sum() > 0
     pd.testing.assert_frame_equal(frames[1], frames[0], check_exact=True)
+
+
+@pytest.mark.parametrize("sentiment", [False, True])
+def test_the_score_stage_reads_only_the_columns_its_features_use(bank: Path, tmp_path: Path, sentiment: bool) -> None:
+    """`churn score` reads the columns the features and labels use (`feature_inputs`; the complaints' text
+    only for `features.complaint_sentiment`): the same scoring table as from every column, and a problem in a
+    column it does not read (here duplicated complaint ids) is `churn validate`'s to find, not the stage's."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in TABLE_NAMES:
+        if (bank / f"{name}.parquet").is_file() and name != "complaints":
+            (raw / f"{name}.parquet").symlink_to(bank / f"{name}.parquet")
+    complaints = pd.read_parquet(bank / "complaints.parquet")
+    assert {"text", "complaint_id", "branch"} <= set(complaints.columns)
+    complaints.loc[1, "complaint_id"] = complaints.loc[0, "complaint_id"]
+    complaints.to_parquet(raw / "complaints.parquet", index=False)
+    cfg = bank_config(raw, features={"complaint_sentiment": sentiment})
+    read_from = functools.partial(scoring_read_from, as_of=None, cfg=cfg)
+    with pytest.raises(ValidationFailed) as every_column:
+        load_tables(cfg, transactions_from=read_from)
+    assert any(p.table == "complaints" and p.column == "complaint_id" for p in every_column.value.problems)
+
+    columns = feature_inputs(cfg.features, cfg.labels)
+    loaded = load_tables(cfg, transactions_from=read_from, columns=columns)
+    for name in ("transactions", "complaints", "surveys", "contacts"):
+        assert set(getattr(loaded, name).columns) <= set(columns[name]), name
+    assert ("text" in loaded.complaints.columns) == sentiment and "complaint_id" not in loaded.complaints.columns
+    assert {"channel", "product"}.isdisjoint(loaded.transactions.columns)
+
+    complaints.loc[1, "complaint_id"] = "unique-again"  # the same data, valid: every column read
+    complaints.to_parquet(raw / "complaints.parquet", index=False)
+    whole = load_tables(cfg, transactions_from=read_from)
+    moment = whole.as_of
+    pd.testing.assert_frame_equal(scoring_table(loaded, cfg, moment), scoring_table(whole, cfg, moment),
+                                  check_exact=True)
 
 
 def write_transactions(path: Path, frame: pd.DataFrame, row_group_size: int) -> None:
