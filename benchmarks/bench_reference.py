@@ -69,9 +69,11 @@ def pandas_frame(cfg, cutoff: str, recent: bool = False):
 
     cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update={"engine": "pandas"})})
     read_from = (lambda end: transactions_read_from(pd.Timestamp(cutoff), cfg.features, cfg.labels)) if recent else None
-    owner = [load_tables(cfg, transactions_from=read_from, columns=feature_inputs(cfg.features, cfg.labels) if recent else None)]
+    # the columns the features read, as `churn score` (recent) and `churn features` (every row; contacts whole) read them
+    columns = {name: c for name, c in feature_inputs(cfg.features, cfg.labels).items() if recent or name != "contacts"}
+    owner = [load_tables(cfg, transactions_from=read_from, columns=columns)]
     prepared = prepare_taking(owner, cfg.features, cfg.labels.value_column)
-    release_memory()  # as `churn score` does
+    release_memory()  # as `churn score` does after preparing
     return training_rows_at(prepared, pd.Timestamp(cutoff), cfg.features, cfg.labels)
 
 

@@ -144,7 +144,7 @@ def summarise_transactions(events: Events, n_customers: int, cutoff: int,
         recent = back < ACTIVE_DAYS_WINDOW
         if not recent.all():
             code, back = code[recent], back[recent]
-        np.bitwise_or.at(active, code * ACTIVE_WEEKS + back // 7, DAY_BITS[back % 7])
+        _mark_days(active, code * ACTIVE_WEEKS + back // 7, back % 7)
 
     seen_before = older_time > np.iinfo(np.int64).min
     older_days = np.where(seen_before, (cutoff - np.where(seen_before, older_time, 0)) // US_PER_DAY, never)
@@ -160,6 +160,15 @@ def summarise_transactions(events: Events, n_customers: int, cutoff: int,
     absolute = cumulative_amounts[:, -1] - 2.0 * outflows_longest  # the last column is the longest window
     return TransactionSummary(edges, cumulative_counts, cumulative_amounts, outflows, largest_outflow, largest_days,
                               absolute, days_since_last, active_days)
+
+
+def _mark_days(active: np.ndarray, week: np.ndarray, day: np.ndarray) -> None:
+    """Set bit `day` of byte `week` of `active` for every row. One weekday at a time: rows of the same byte then
+    write the same value (its old bits with this day's), so repeated bytes need no `np.bitwise_or.at`, which
+    took twice as long as this."""
+    for weekday in range(7):
+        rows = week[day == weekday]
+        active[rows] |= DAY_BITS[weekday]
 
 
 def _keep_largest(largest: np.ndarray, largest_days: np.ndarray, code: np.ndarray, size: np.ndarray,

@@ -210,6 +210,38 @@ def test_a_problem_in_the_rows_read_names_the_file_row_and_says_which_rows_were_
     assert f"dated from {since.date()} on" in problem.message and "churn validate" in problem.message
 
 
+def test_the_other_tables_checked_while_the_transactions_are_read_report_as_the_whole_read(bank: Path,
+                                                                                          tmp_path: Path) -> None:
+    """The stage checks the other tables while the transactions are still being read (`EarlyChecks`): their
+    problems are the ones, in the order and words, that the whole read reports, the cross-table ones too."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "transactions.parquet").symlink_to(bank / "transactions.parquet")
+    customers = pd.read_parquet(bank / "customers.parquet")
+    customers.loc[3, "closed_date"] = customers.loc[3, "signup_date"] - pd.Timedelta(days=5)
+    customers.to_parquet(raw / "customers.parquet", index=False)
+    complaints = pd.read_parquet(bank / "complaints.parquet")
+    complaints.loc[[2, 7], "customer_id"] = "NOBODY"
+    complaints.to_parquet(raw / "complaints.parquet", index=False)
+    surveys = pd.read_parquet(bank / "surveys.parquet")
+    surveys.loc[5, "nps"] = 42.0
+    surveys.to_parquet(raw / "surveys.parquet", index=False)
+    contacts = pd.read_parquet(bank / "contacts.parquet")
+    contacts.loc[0, "contacted_at"] = pd.Timestamp(customers.set_index("customer_id").loc[
+        contacts.loc[0, "customer_id"], "signup_date"]) - pd.Timedelta(days=30)
+    contacts.to_parquet(raw / "contacts.parquet", index=False)
+    cfg = bank_config(raw)
+    found = []
+    for read_from in (None, functools.partial(scoring_read_from, as_of=None, cfg=cfg)):
+        with pytest.raises(ValidationFailed) as failed:
+            load_tables(cfg, transactions_from=read_from)
+        found.append([p for p in failed.value.problems if p.table != "transactions"])
+    assert {(p.table, p.column) for p in found[0]} >= {("customers", "closed_date"), ("complaints", "customer_id"),
+                                                       ("surveys", "nps"), ("contacts", "contacted_at")}
+    assert found[1] == found[0]
+    assert [str(p) for p in found[1]] == [str(p) for p in found[0]]
+
+
 def test_csv_transactions_are_read_whole(tmp_path: Path, bank: Path) -> None:
     """A CSV file cannot be read from a date on: every row is read, as before."""
     raw = tmp_path / "csv"
