@@ -81,10 +81,10 @@ def total_hours(code: np.ndarray, durations_us: np.ndarray, n: int) -> np.ndarra
 def complaint_features(events: Events, n: int, cutoff: int, settings: FeatureSettings) -> dict[str, np.ndarray]:
     """Every complaint feature of every customer at the cutoff."""
     before = events.before(cutoff)
-    every = bool(before.all())  # scoring at the end of the data: no row to leave out, no copies to make
-    code = events.code[before].astype(np.int64) if not every else events.code.astype(np.int64)
-    opened = events.time[before] if not every else events.time
-    cols = {name: values[before] if not every else values for name, values in events.columns.items()}
+    rows = slice(None) if before.all() else before  # every row before the cutoff (scoring): views, not copies
+    code = events.code[rows].astype(np.int64)
+    opened = events.time[rows]
+    cols = {name: values[rows] for name, values in events.columns.items()}
     age = cutoff - opened
     age_days = window_day(cutoff, opened)  # windows are [cutoff - w days, cutoff)
     w_long = settings.longest_window

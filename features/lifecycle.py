@@ -37,7 +37,8 @@ def activity_slope(monthly: np.ndarray, months_after_signup: np.ndarray) -> np.n
 
 
 SLOPE_CHUNK_ROWS = 1 << 17
-"""Customers per step of `activity_slope`: its dozen (customers, 6) float64 temporaries were 0.3 GB at 1M."""
+"""Customers per step of `activity_slope`, whose (customers, 6) float64 temporaries add up at 1M customers (with
+the monthly counts filled in place, the lifecycle family's peak there fell from 0.40 to 0.17 GB)."""
 
 
 def _slope(monthly: np.ndarray, months_after_signup: np.ndarray) -> np.ndarray:

@@ -385,7 +385,7 @@ def plan_read(name: str, source: TableSource, only: tuple[str, ...] | None = Non
             name, None, 0, f"missing required column(s): {', '.join(missing)}; the file has {file_columns[:12]}",
             f"rename the column(s) in the file or map them in data.tables.{name}.columns")]
     wanted = [c for c in file_columns if c in to_canonical or spec.extra_columns_allowed]
-    if only is not None:  # an extra column (say the value column) keeps its file name
+    if only is not None:  # an extra column (a customers attribute) keeps its file name
         wanted = [c for c in wanted if to_canonical.get(c, c) in only]
     return ReadPlan(name, path, fmt, has_bom, wanted, to_canonical), problems
 
