@@ -10,6 +10,11 @@ process under /usr/bin/time -v (DuckDB 2 threads, `--memory-limit`, spilling und
   (d) pandas_recent: the same, reading the transactions as `churn score` reads them for one cutoff: the rows
       from the features' look-back on, the earlier ones as each customer's latest date
       (`load_tables(transactions_from=...)`; the same table, tests/pipelines/test_recent_transactions.py).
+  (e) pandas_training: the training rows of the config's 12 monthly cutoffs (`labels.cutoffs`, the latest a
+      horizon before the end of the data: not --cutoff) as `churn features` builds them: every transaction
+      read (the columns the features use), prepared once, then `iter_training_tables` cutoff by cutoff (the
+      frames consumed, not written). Its ratio to pandas_recent is issue 15's "12 training cutoffs at most 4x
+      one cutoff".
 Reports wall and CPU seconds and peak memory (whole process) of each run, the ratio of each engine to the
 reference (best of the repeats, and median), and a cell-for-cell cross-check of the reference and the
 relational engine (one more process, untimed: `reference_query.cross_check`).
@@ -35,7 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "reference.json"
-KINDS = ("reference", "engine", "pandas", "pandas_recent")
+KINDS = ("reference", "engine", "pandas", "pandas_recent", "pandas_training")
 
 
 def child(kind: str, data: str, cutoff: str, memory_limit: str, money: str) -> None:
@@ -51,6 +56,8 @@ def child(kind: str, data: str, cutoff: str, memory_limit: str, money: str) -> N
     elif kind == "engine":
         frame = engine_frame(cfg, cutoff)
         rows, columns = frame.shape
+    elif kind == "pandas_training":
+        rows, columns = training_rows(cfg)
     else:
         frame = pandas_frame(cfg, cutoff, recent=kind == "pandas_recent")
         rows, columns = frame.shape
@@ -75,6 +82,19 @@ def pandas_frame(cfg, cutoff: str, recent: bool = False):
     prepared = prepare_taking(owner, cfg.features, cfg.labels.value_column)
     release_memory()  # as `churn score` does after preparing
     return training_rows_at(prepared, pd.Timestamp(cutoff), cfg.features, cfg.labels)
+
+
+def training_rows(cfg) -> tuple[int, int]:
+    """Rows and columns of the pandas engine's training table as `churn features` builds it (`pandas_training`)."""
+    from features.build import feature_inputs, iter_training_tables
+    from pipelines.tables import load_tables
+
+    cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update={"engine": "pandas"})})
+    columns = {name: c for name, c in feature_inputs(cfg.features, cfg.labels).items() if name != "contacts"}
+    rows, width = 0, 0
+    for frame in iter_training_tables(load_tables(cfg, columns=columns), cfg.features, cfg.labels):
+        rows, width = rows + len(frame), frame.shape[1]
+    return rows, width
 
 
 def check(data: str, cutoff: str, memory_limit: str, money: str) -> None:
@@ -118,6 +138,10 @@ def summary(runs: dict[str, list[dict[str, object]]]) -> dict[str, object]:
         for kind in kinds[1:]:
             out[key][f"ratio_{kind}_over_reference_best"] = round(best[kind] / best["reference"], 2)
             out[key][f"ratio_{kind}_over_reference_median"] = round(median[kind] / median["reference"], 2)
+        if "pandas_training" in kinds and "pandas_recent" in kinds:  # 12 training cutoffs against one
+            for stat, values in (("best", best), ("median", median)):
+                out[key][f"ratio_pandas_training_over_pandas_recent_{stat}"] = round(
+                    values["pandas_training"] / values["pandas_recent"], 2)
     return out
 
 

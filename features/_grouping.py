@@ -384,21 +384,36 @@ def add_counts(total: np.ndarray, key: np.ndarray) -> None:
     with a local `bincount`; rows scattered over the whole range with `np.add.at`, which
     needs no full-size temporary per chunk.
     """
+    _accumulate(total, key, None)
+
+
+def add_units(total: np.ndarray, key: np.ndarray, units: np.ndarray) -> None:
+    """total[k] += the `units` of the rows with key k, for money in whole units (`decimal_units`).
+
+    Sums of whole units are exact in any order (below 2^53), so the rows are added in bulk as
+    `add_counts` counts them: a local `bincount` over a narrow key range, several times faster than
+    `np.add.at`, which also holds the GIL the other family's thread needs (`features.build`).
+    """
+    _accumulate(total, key, units)
+
+
+def _accumulate(total: np.ndarray, key: np.ndarray, weights: np.ndarray | None) -> None:
     if not len(key):
         return
     low = int(key.min())
     high = int(key.max()) + 1
     if high - low <= 4 * len(key):
-        total[low:high] += np.bincount(key - low if low else key, minlength=high - low)
+        total[low:high] += np.bincount(key - low if low else key, weights, minlength=high - low)
     else:
-        np.add.at(total, key, 1)
+        np.add.at(total, key, 1 if weights is None else weights)
 
 
 def add_sums(total: np.ndarray, key: np.ndarray, weights: np.ndarray) -> None:
     """total[k] += weights of the rows with key k, added one row at a time in row order.
 
     Sequential accumulation (`np.add.at`) makes a customer's sum depend only on that
-    customer's rows and their order, however the rows are chunked or partitioned.
+    customer's rows and their order, however the rows are chunked or partitioned (money in
+    whole units needs no order: `add_units`).
     """
     if len(key):
         np.add.at(total, key, weights)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features._grouping import BLOCK_DAYS, US_PER_DAY, Events, add_sums, decimal_units, from_units, window_day
+from features._grouping import BLOCK_DAYS, US_PER_DAY, Events, add_units, decimal_units, from_units, window_day
 from models.btyd import (BgNbdParams, GammaGammaParams, expected_purchases, expected_spend, fit_bgnbd,
                          fit_gamma_gamma, probability_active, probability_alive)
 
@@ -80,8 +80,9 @@ def purchase_history(events: Events, n_customers: int, cutoff: int, history_days
         events = events.in_time_blocks(materialise=False)
     days = np.zeros(n_customers, dtype=np.int64)
     spend = np.zeros(n_customers, dtype=np.float64)
-    first = np.full(n_customers, -1, dtype=np.int64)  # oldest purchase day (days back); -1 none
-    last = np.full(n_customers, np.iinfo(np.int64).max, dtype=np.int64)  # newest purchase day
+    # int32 days back (np.minimum.at and np.maximum.at are ~3x faster on them than on int64)
+    first = np.full(n_customers, -1, dtype=np.int32)  # oldest purchase day (days back); -1 none
+    last = np.full(n_customers, np.iinfo(np.int32).max, dtype=np.int32)  # newest purchase day
     groups: dict[int, np.ndarray] = {}  # open group -> 8 flag bytes per customer, one per day of the group
     width = BLOCK_DAYS * US_PER_DAY
 
@@ -112,9 +113,10 @@ def purchase_history(events: Events, n_customers: int, cutoff: int, history_days
             # next chunk: days further back than that block's start cannot recur
             coming = int(block[stop]) if stop < len(block) else int(block[start])
             close(int(window_day(cutoff, events.block_origin + coming * width)) // GROUP_DAYS)
-        add_sums(spend, code, decimal_units(value))  # exact millionths, as the relational engine's decimal sum
-        np.maximum.at(first, code, back)
-        np.minimum.at(last, code, back)
+        add_units(spend, code, decimal_units(value))  # exact millionths, as the relational engine's decimal sum
+        days_back = back.astype(np.int32)
+        np.maximum.at(first, code, days_back)
+        np.minimum.at(last, code, days_back)
     close(-1)
     bought = first >= 0
     frequency = np.where(bought, days - 1, np.nan)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from features._grouping import US_PER_DAY, Prepared, add_counts, add_sums, decimal_units, from_units
+from features._grouping import US_PER_DAY, Prepared, add_counts, add_units, decimal_units, from_units
 from features.settings import LabelSettings
 from features.static import DAYS_PER_MONTH
 
@@ -99,7 +99,7 @@ def label_arrays(prepared: Prepared, cutoff: int, labels: LabelSettings) -> tupl
     for code, time, (amount,) in events.chunks_between(cutoff, end, ("label_value",)):
         inside = (time >= cutoff) & (time < end)
         add_counts(seen, code[inside])
-        add_sums(value, code[inside], decimal_units(amount[inside]))  # exact millionths (features/_grouping.py)
+        add_units(value, code[inside], decimal_units(amount[inside]))  # exact millionths (features/_grouping.py)
     churned = closes if labels.definition == "closure" else closes | (seen == 0)
     return churned.astype(np.int64), from_units(value)
 

@@ -9,7 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from features._grouping import IdLookup, add_sums, cutoff_us, distinct_sorted, row_chunks
+from features._grouping import (IdLookup, add_counts, add_sums, add_units, cutoff_us, decimal_units, distinct_sorted,
+                               row_chunks)
 
 
 def _reference(values: list[str | None], vocabulary: list[str]) -> np.ndarray:
@@ -40,6 +41,30 @@ def test_id_lookup_matches_a_dictionary(make_id, hashed_here: bool) -> None:
     np.testing.assert_array_equal(lookup.positions(with_missing), _reference(values[:100] + [None, "x"], vocabulary))
     sliced = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([pa.array(values[:7]), pa.array(values[7:40])])))
     np.testing.assert_array_equal(lookup.positions(sliced), _reference(values[:40], vocabulary))
+
+
+@pytest.mark.parametrize("span", [50, 5_000_000])  # keys in a narrow range (bincount) or scattered (np.add.at)
+def test_money_units_and_counts_add_exactly_however_the_rows_are_chunked_or_ordered(span: int) -> None:
+    """`add_units` adds whole millionths in bulk, in no particular order: the totals must still equal adding the
+    rows one at a time, exactly, whatever the chunks, the order and the path (including totals far beyond 2^31)."""
+    rng = np.random.default_rng(3)
+    key = rng.integers(0, span, 20_000)
+    units = decimal_units(np.round(rng.normal(0, 1e6, 20_000) * rng.random(20_000) ** 6, 2))
+    expected_sums = np.zeros(span)
+    expected_counts = np.zeros(span, dtype=np.int64)
+    for k, u in zip(key.tolist(), units.tolist()):
+        expected_sums[k] += u
+        expected_counts[k] += 1
+    order = rng.permutation(len(key))
+    for rows_at_a_time, shuffled in ((len(key), False), (997, False), (1, False), (3_001, True)):
+        k, u = (key[order], units[order]) if shuffled else (key, units)
+        sums, counts = np.zeros(span), np.zeros(span, dtype=np.int64)
+        for rows in row_chunks(len(k), size=rows_at_a_time):
+            add_units(sums, k[rows], u[rows])
+            add_counts(counts, k[rows])
+        np.testing.assert_array_equal(sums, expected_sums)
+        np.testing.assert_array_equal(counts, expected_counts)
+    assert np.abs(expected_sums).max() > 2**31  # millionths: totals beyond 32 bits, still exact
 
 
 def test_add_sums_is_the_same_however_the_rows_are_chunked() -> None:
@@ -255,7 +280,7 @@ def test_indexed_time_blocks_order_the_rows_as_a_stable_sort_by_block() -> None:
 @pytest.mark.parametrize("materialise", [True, False])
 def test_transaction_summary_is_the_same_however_the_rows_are_chunked(materialise: bool, monkeypatch) -> None:
     """`summarise_transactions` bins a million rows at a time to bound its temporaries; every total must be the
-    same with any chunk size (sums in row order per customer, counts, latest days, the largest outflow)."""
+    same with any chunk size (exact sums of millionths, counts, latest days, the largest outflow)."""
     import dataclasses
 
     import features.rfm
