@@ -59,6 +59,8 @@ def test_bgnbd_fit_is_the_same_with_either_way_of_finding_distinct_rows(simulate
     x, t_x, age = (simulated[c].to_numpy(dtype=float)[:800] for c in ("frequency", "recency", "T"))
     t_x, age = np.floor(t_x), age - np.arange(800) % 3  # whole days, repeated rows: weights above one
     keyed = fit_bgnbd(x, t_x, age)
+    monkeypatch.setattr(bgnbd, "WHOLE_LIMIT", 0)  # the distinct days sorted (np.unique) instead of counted
+    assert fit_bgnbd(x, t_x, age) == keyed
     monkeypatch.setattr(bgnbd, "MAX_ROW_KEY", 1)  # as with millions of distinct continuous times
     assert fit_bgnbd(x, t_x, age) == keyed
 
