@@ -225,11 +225,17 @@ def feature_values(prepared: Prepared, cutoff: int, settings: FeatureSettings, p
 
 def features_at(prepared: Prepared, cutoff: pd.Timestamp, settings: FeatureSettings, population: np.ndarray,
                 breakpoints: RfmBreakpoints | None = None, *, horizon_days: int = DEFAULT_HORIZON_DAYS,
-                btyd_fit: BtydFit | None = None) -> pd.DataFrame:
-    """The feature table of the customers in `population` at `cutoff`, sorted by customer_id."""
+                btyd_fit: BtydFit | None = None, values: dict[str, np.ndarray | pd.Categorical] | None = None
+                ) -> pd.DataFrame:
+    """The feature table of the customers in `population` at `cutoff`, sorted by customer_id.
+
+    `values`: this cutoff's `feature_values` over this population, already computed by a caller that shares them
+    with another table of the same cutoff; they are taken (moved into the frame, the dict left empty).
+    """
     moment = cutoff_us(cutoff)
-    values = feature_values(prepared, moment, settings, population, breakpoints, horizon_days=horizon_days,
-                            btyd_fit=btyd_fit)
+    if values is None:
+        values = feature_values(prepared, moment, settings, population, breakpoints, horizon_days=horizon_days,
+                                btyd_fit=btyd_fit)
     positions = np.flatnonzero(population)
     columns: dict[str, object] = {
         "customer_id": prepared.customer_ids.iloc[positions].reset_index(drop=True),
@@ -422,9 +428,11 @@ def iter_training_tables(tables: Tables, features: FeatureSettings, labels: Labe
 
 
 def training_rows_at(prepared: Prepared, cutoff: pd.Timestamp, features: FeatureSettings, labels: LabelSettings,
-                     on_excluded: ExclusionSink | None = None) -> pd.DataFrame | None:
+                     on_excluded: ExclusionSink | None = None,
+                     values: dict[str, np.ndarray | pd.Categorical] | None = None) -> pd.DataFrame | None:
     """One cutoff's training rows (features, churned, future_value, days_to_churn under the closure rule);
-    None, said in the log, when no customer is in the population. `on_excluded` as `iter_training_tables`."""
+    None, said in the log, when no customer is in the population. `on_excluded` as `iter_training_tables`;
+    `values`: the cutoff's `population_values`, computed already for another table (taken, see `features_at`)."""
     reasons = population_reasons(prepared, cutoff_us(cutoff), labels)
     population = reasons < 0
     if on_excluded is not None:
@@ -432,7 +440,7 @@ def training_rows_at(prepared: Prepared, cutoff: pd.Timestamp, features: Feature
     if not population.any():
         log.info("cutoff %s: no customers in the population, skipped", cutoff.date())
         return None
-    frame = features_at(prepared, cutoff, features, population, horizon_days=labels.horizon_days)
+    frame = features_at(prepared, cutoff, features, population, horizon_days=labels.horizon_days, values=values)
     churned, value = label_arrays(prepared, cutoff_us(cutoff), labels)
     positions = np.flatnonzero(population)
     frame = frame.assign(churned=churned[positions], future_value=value[positions])
@@ -440,6 +448,15 @@ def training_rows_at(prepared: Prepared, cutoff: pd.Timestamp, features: Feature
     if labels.definition == "closure" and labels.churn_flag is None:
         frame["days_to_churn"] = days_to_closure(prepared, cutoff_us(cutoff), labels)[positions]
     return frame
+
+
+def population_values(prepared: Prepared, cutoff: pd.Timestamp, features: FeatureSettings, labels: LabelSettings
+                      ) -> tuple[np.ndarray, dict[str, np.ndarray | pd.Categorical]]:
+    """The population at `cutoff` (a mask, the `labels` rule) and every prepared customer's feature values over
+    it, as the training rows compute them: what the tables built at one cutoff (training rows, uplift rows) share."""
+    population = population_reasons(prepared, cutoff_us(cutoff), labels) < 0
+    return population, feature_values(prepared, cutoff_us(cutoff), features, population,
+                                      horizon_days=labels.horizon_days)
 
 
 def build_training_table(tables: Tables, features: FeatureSettings, labels: LabelSettings) -> pd.DataFrame:

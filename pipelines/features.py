@@ -31,7 +31,7 @@ keys that decide the labels: that is a config or data problem, not a model to fi
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,8 @@ from features.build import build_scoring_table, feature_columns, feature_inputs,
 from features.contract import Tables
 from features.ids import training_sample
 from features.labels import EXCLUSION_REASONS
-from models.uplift.data import build_uplift_table, control_group_problem
+from models.uplift.data import (build_uplift_table, control_group_problem, iter_training_and_uplift_tables,
+                               uplift_table)
 from pipelines.config import Config
 from pipelines.fingerprint import flatten_params, input_fingerprint
 from pipelines.io import StageError, StageOutputs, write_frames, write_json, write_parquet
@@ -136,8 +137,23 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
         say(f"cutoff {cutoff.date()}: {len(frame):,} customers, churn rate {rate:.1%}{note}")
 
     uplift_too = cfg.uplift if cfg.uplift.enabled and control_group_problem(tables.contacts) is None else None
-    training = (iter_training_tables(tables, cfg.features, cfg.labels, train_sink) if relational is None
-                else relational.training(train_sink, uplift_too))  # the uplift rows in the same pass
+    uplift_pieces: list[tuple[pd.DataFrame, dict[str, int]]] = []
+
+    def training_and_uplift() -> Iterator[pd.DataFrame]:
+        """The training frames; the uplift rows of the same pass kept aside (each shared cutoff computed once)."""
+        for kind, frame, counts in iter_training_and_uplift_tables(tables, cfg.features, cfg.labels, cfg.uplift,
+                                                                   train_sink):
+            if kind == "train":
+                yield frame
+            else:
+                uplift_pieces.append((frame, counts))
+
+    if relational is not None:
+        training = relational.training(train_sink, uplift_too)  # the uplift rows in the same pass
+    elif uplift_too is not None:
+        training = training_and_uplift()
+    else:
+        training = iter_training_tables(tables, cfg.features, cfg.labels, train_sink)
     write_training_table(training, files[TRAIN_FILE], record, check=lambda rates: _check_labels(rates, tables, cfg))
     sampled = sample_left_out(tables.customers["customer_id"], cfg.labels.max_training_customers)
     if sampled is not None:
@@ -159,7 +175,8 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
                               files[SCORE_FILE])
     left = excluded_table(excluded)
     write_parquet(left, files[EXCLUDED_FILE])
-    uplift_rows, uplift_summary = build_uplift_rows(tables, cfg, say, relational)
+    uplift_rows, uplift_summary = build_uplift_rows(tables, cfg, say, relational,
+                                                    uplift_table(uplift_pieces) if uplift_pieces else None)
     write_parquet(uplift_rows, files[UPLIFT_FILE])
     summary: dict[str, Any] = {
         "as_of": as_of.isoformat(),
@@ -199,9 +216,11 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
 
 
 def build_uplift_rows(tables: Tables, cfg: Config, say: Callable[[str], None],
-                      relational: RelationalSource | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+                      relational: RelationalSource | None = None,
+                      built: tuple[pd.DataFrame, dict[str, int]] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The uplift training rows and what to say about them (rows, control rows, who was left out, or why none);
-    `relational`: the source the rows' features come from when `features.engine` is not pandas."""
+    `relational`: the source the rows' features come from when `features.engine` is not pandas; `built`: the
+    rows and counts already made in the training rows' pass (`iter_training_and_uplift_tables`)."""
     settings = {"treatment_window_days": cfg.uplift.treatment_window_days,
                 "cutoff_spacing_months": cfg.uplift.cutoff_spacing_months}
     empty = pd.DataFrame({"customer_id": pd.Series([], dtype="str"), "cutoff": pd.Series([], dtype="datetime64[us]"),
@@ -210,8 +229,10 @@ def build_uplift_rows(tables: Tables, cfg: Config, say: Callable[[str], None],
     if why is not None:
         say(f"no uplift rows: {why}; the list is ranked by value at risk")
         return empty, {"rows": 0, "why_none": why, "settings": settings}
-    say("building the uplift rows (contacted and randomised control customers at each month start)")
-    rows, left_out = (build_uplift_table(tables, cfg.features, cfg.labels, cfg.uplift) if relational is None
+    if built is None:
+        say("building the uplift rows (contacted and randomised control customers at each month start)")
+    rows, left_out = (built if built is not None
+                      else build_uplift_table(tables, cfg.features, cfg.labels, cfg.uplift) if relational is None
                       else relational.uplift(cfg.uplift))
     if rows.empty:
         why = ("no contact record falls in a treatment window whose label window ends by data.as_of "

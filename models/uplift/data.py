@@ -17,17 +17,18 @@ The contact lands inside the label window, so the label measures its effect with
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 
 from features._grouping import cutoff_us, datetimes_us
-from features.build import feature_values, prepare, sampled_tables, tables_as_of
+from features.build import (ExclusionSink, no_cutoff_message, population_values, prepare, sampled_tables,
+                            tables_as_of, training_cutoffs, training_rows_at)
 from features.contract import Tables
 from features.ids import is_in
 from features.labels import label_arrays, population_reasons
-from features.settings import FeatureSettings, LabelSettings
+from features.settings import FeatureSettings, LabelSettings, SettingsProblem
 from models.uplift.settings import UpliftSettings
 
 TREATMENT_COLUMNS: tuple[str, ...] = ("treatment", "action", "contacted_at")
@@ -98,35 +99,54 @@ def iter_uplift_tables(tables: Tables, features: FeatureSettings, labels: LabelS
     cutoffs = uplift_cutoffs(tables, labels, settings) if cutoffs is None else cutoffs
     if not cutoffs:
         return
-    sampled, everyone = sampled_tables(tables, labels)  # the training sample's customers, as the churn table's
-    prepared = prepare(sampled, features, labels.value_column, many_cutoffs=len(cutoffs) > 1,
-                       customer_value_column=labels.customer_value_column, all_customers=everyone)
-    ids = prepared.customer_ids.to_numpy(dtype=object)
-    position = pd.Index(ids)
+    rows = UpliftRows(tables, features, labels, settings, len(cutoffs) > 1)
     for cutoff in cutoffs:
-        assigned, unknown = contact_assignments(tables.contacts, cutoff, settings.treatment_window_days)
+        yield rows.at(cutoff)
+
+
+class UpliftRows:
+    """The uplift rows of the training sample's customers (as the churn table's: `sampled_tables`), cutoff by
+    cutoff, from the tables prepared once."""
+
+    def __init__(self, tables: Tables, features: FeatureSettings, labels: LabelSettings, settings: UpliftSettings,
+                 many_cutoffs: bool) -> None:
+        self.contacts = tables.contacts
+        self.features, self.labels, self.settings = features, labels, settings
+        self.sampled, self.everyone = sampled_tables(tables, labels)
+        self.prepared = prepare(self.sampled, features, labels.value_column, many_cutoffs=many_cutoffs,
+                                customer_value_column=labels.customer_value_column, all_customers=self.everyone)
+        self.position = pd.Index(self.prepared.customer_ids.to_numpy(dtype=object))
+
+    def at(self, cutoff: pd.Timestamp, shared: dict[str, object] | None = None
+           ) -> tuple[pd.DataFrame, dict[str, int]]:
+        """One cutoff's rows and what was left out. `shared`: where this cutoff's `population_values` are kept
+        for another table of the same cutoff (computed here only when a row needs them; the training rows then
+        take them instead of computing them again)."""
+        prepared, labels = self.prepared, self.labels
+        assigned, unknown = contact_assignments(self.contacts, cutoff, self.settings.treatment_window_days)
         moment = cutoff_us(cutoff)
         population = population_reasons(prepared, moment, labels) < 0
-        where = position.get_indexer(assigned["customer_id"])
+        where = self.position.get_indexer(assigned["customer_id"])
         known = where >= 0
         in_population = np.zeros(len(assigned), dtype=bool)
         in_population[known] = population[where[known]]
         counts = {"contact_records_unknown_treatment": unknown}
-        if everyone is None:
+        if self.everyone is None:
             counts["contacted_not_in_population"] = int((~in_population).sum())
         else:
-            in_sample = is_in(assigned["customer_id"], sampled.customers["customer_id"])
+            in_sample = is_in(assigned["customer_id"], self.sampled.customers["customer_id"])
             counts["contacted_not_in_population"] = int((in_sample & ~in_population).sum())
             counts["contacted_not_in_training_sample"] = int((~in_sample).sum())
         assigned = assigned[in_population]
         if assigned.empty:
-            yield pd.DataFrame(), counts
-            continue
+            return pd.DataFrame(), counts
         rows = np.zeros(prepared.n_customers, dtype=bool)
         rows[where[in_population]] = True
         positions = np.flatnonzero(rows)
         # computed over the whole population (RFM edges as in the churn table), kept for the rows only
-        values = feature_values(prepared, moment, features, population)
+        _, values = population_values(prepared, cutoff, self.features, labels)
+        if shared is not None:
+            shared["values"] = values
         columns: dict[str, object] = {
             "customer_id": prepared.customer_ids.iloc[positions].reset_index(drop=True),
             "cutoff": np.full(len(positions), moment, dtype=np.int64).view("datetime64[us]"),
@@ -134,17 +154,44 @@ def iter_uplift_tables(tables: Tables, features: FeatureSettings, labels: LabelS
         columns.update({name: array[positions] for name, array in values.items()})
         churned, value = label_arrays(prepared, moment, labels)
         frame = pd.DataFrame(columns).assign(churned=churned[positions], future_value=value[positions])
-        frame = frame.merge(assigned, on="customer_id", how="left", validate="one_to_one")
-        yield frame, counts
+        return frame.merge(assigned, on="customer_id", how="left", validate="one_to_one"), counts
 
 
-def build_uplift_table(tables: Tables, features: FeatureSettings, labels: LabelSettings,
-                       settings: UpliftSettings, cutoffs: list[pd.Timestamp] | None = None
-                       ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Every uplift row (see the module docstring) and the totals of what was left out."""
+def iter_training_and_uplift_tables(tables: Tables, features: FeatureSettings, labels: LabelSettings,
+                                    settings: UpliftSettings, on_excluded: ExclusionSink | None = None
+                                    ) -> Iterator[tuple[str, pd.DataFrame, dict[str, int]]]:
+    """The training rows (as `features.build.iter_training_tables`, kind "train") and the uplift rows (as
+    `iter_uplift_tables`, kind "uplift", with their counts) in one pass over the union of their cutoffs, oldest
+    first: the tables prepared once, and each cutoff both tables need computed once (every training cutoff is an
+    uplift cutoff when the contact history goes back as far: on the 1M bank 12 of the 28).
+
+    The same frames as the two passes, in the same order within each kind."""
+    training = training_cutoffs(tables, labels)
+    if not training:
+        raise SettingsProblem("labels.horizon_days", no_cutoff_message(tables, labels))
+    uplift = uplift_cutoffs(tables, labels, settings) if tables.contacts is not None else []
+    training_at = {cutoff_us(c): c for c in training}  # each kind keeps its own cutoff values (and their unit)
+    uplift_at = {cutoff_us(c): c for c in uplift}
+    every = sorted(training_at.keys() | uplift_at.keys())
+    rows = UpliftRows(tables, features, labels, settings, len(every) > 1)
+    for moment in every:
+        shared: dict[str, object] = {}
+        if moment in uplift_at:  # first: the training rows then take the shared values (`features_at`)
+            frame, counts = rows.at(uplift_at[moment], shared)
+            yield "uplift", frame, counts
+        if moment in training_at:
+            values = shared.pop("values", None)
+            frame = training_rows_at(rows.prepared, training_at[moment], features, labels, on_excluded,
+                                     values=values)  # type: ignore[arg-type]
+            if frame is not None:
+                yield "train", frame, {}
+
+
+def uplift_table(pieces: Iterable[tuple[pd.DataFrame, dict[str, int]]]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The uplift table of its cutoffs' rows, and the totals of what was left out."""
     frames: list[pd.DataFrame] = []
     totals: dict[str, int] = {}
-    for frame, counts in iter_uplift_tables(tables, features, labels, settings, cutoffs):
+    for frame, counts in pieces:
         for key, count in counts.items():
             totals[key] = totals.get(key, 0) + count
         if len(frame):
@@ -152,3 +199,10 @@ def build_uplift_table(tables: Tables, features: FeatureSettings, labels: LabelS
     if not frames:
         return pd.DataFrame(), totals
     return pd.concat(frames, ignore_index=True), totals
+
+
+def build_uplift_table(tables: Tables, features: FeatureSettings, labels: LabelSettings,
+                       settings: UpliftSettings, cutoffs: list[pd.Timestamp] | None = None
+                       ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Every uplift row (see the module docstring) and the totals of what was left out."""
+    return uplift_table(iter_uplift_tables(tables, features, labels, settings, cutoffs))

@@ -10,7 +10,9 @@ import pytest
 
 from features.settings import FeatureSettings, LabelSettings
 from models.data import infer_schema
-from models.uplift.data import build_uplift_table, contact_assignments, control_group_problem
+from features.build import build_training_table, feature_columns
+from models.uplift.data import (build_uplift_table, contact_assignments, control_group_problem,
+                                iter_training_and_uplift_tables, uplift_table)
 from models.uplift.learners import UpliftModel, fit_uplift
 from models.uplift.metrics import bootstrap_metrics, point_metrics, uplift_at, uplift_curves
 from models.uplift.settings import UpliftSettings
@@ -137,6 +139,29 @@ def test_no_control_group_is_named() -> None:
     assert "no randomised control group" in control_group_problem(tables.contacts.assign(treatment=1))
     assert "no treatment column" in control_group_problem(tables.contacts.drop(columns="treatment"))
     assert control_group_problem(tables.contacts) is None
+
+
+def test_one_pass_of_training_and_uplift_rows_equals_the_two_passes_with_the_churn_tables_features() -> None:
+    """`churn features` builds both tables in one pass over their cutoffs (each shared cutoff's features computed
+    once): the same frames as the two passes. An uplift row holds the churn table's features of its customer and
+    cutoff, the BTYD horizon features at `labels.horizon_days` too (30 here, not the default 90)."""
+    tables = random_tables(5, n_customers=300, transactions=12_000, contacts=2_000)
+    features, labels, settings = FeatureSettings(), LabelSettings(horizon_days=30), UpliftSettings()
+    train = build_training_table(tables, features, labels)
+    uplift, counts = build_uplift_table(tables, features, labels, settings)
+    pieces = list(iter_training_and_uplift_tables(tables, features, labels, settings))
+    kinds = {cutoff: {kind for kind, frame, _ in pieces if len(frame) and frame["cutoff"].iloc[0] == cutoff}
+             for cutoff in train["cutoff"].unique()}
+    assert any(found == {"train", "uplift"} for found in kinds.values())  # shared cutoffs exist
+    pd.testing.assert_frame_equal(pd.concat([f for k, f, _ in pieces if k == "train"], ignore_index=True), train)
+    one_pass, one_pass_counts = uplift_table((f, c) for k, f, c in pieces if k == "uplift")
+    pd.testing.assert_frame_equal(one_pass, uplift)
+    assert one_pass_counts == counts
+    both = uplift.merge(train, on=["customer_id", "cutoff"], suffixes=("", "_churn_table"))
+    assert len(both) > 50
+    for column in feature_columns(train):
+        pd.testing.assert_series_equal(both[column], both[f"{column}_churn_table"], check_names=False)
+    assert both["btyd_expected_purchases_horizon"].notna().any()
 
 
 def test_rows_are_first_contacts_in_the_window_with_features_from_before_the_cutoff() -> None:
