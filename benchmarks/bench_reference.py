@@ -64,6 +64,15 @@ def child(kind: str, data: str, cutoff: str, memory_limit: str, money: str) -> N
     print(json.dumps({"rows": rows, "columns": columns, "build_seconds": round(time.perf_counter() - start, 2)}))
 
 
+def on_pandas(cfg, recent: bool):
+    """The config on the pandas engine, and the columns a stage reads: as `churn score` reads them for one cutoff
+    (`recent`), or as `churn features` does (every row; the contacts whole, for the uplift rows' actions)."""
+    from features.build import feature_inputs
+
+    cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update={"engine": "pandas"})})
+    return cfg, {name: c for name, c in feature_inputs(cfg.features, cfg.labels).items() if recent or name != "contacts"}
+
+
 def pandas_frame(cfg, cutoff: str, recent: bool = False):
     """The pandas engine's training rows at `cutoff` as a stage gets them from the files: every table read and
     validated (`load_tables`), prepared (the tables freed as they go), then every family (83 feature columns with
@@ -71,13 +80,11 @@ def pandas_frame(cfg, cutoff: str, recent: bool = False):
     `recent`: the transactions read from the cutoff's look-back on, as `churn score` reads them."""
     import pandas as pd
 
-    from features.build import feature_inputs, prepare_taking, training_rows_at, transactions_read_from
+    from features.build import prepare_taking, training_rows_at, transactions_read_from
     from pipelines.tables import load_tables, release_memory
 
-    cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update={"engine": "pandas"})})
+    cfg, columns = on_pandas(cfg, recent)
     read_from = (lambda end: transactions_read_from(pd.Timestamp(cutoff), cfg.features, cfg.labels)) if recent else None
-    # the columns the features read, as `churn score` (recent) and `churn features` (every row; contacts whole) read them
-    columns = {name: c for name, c in feature_inputs(cfg.features, cfg.labels).items() if recent or name != "contacts"}
     owner = [load_tables(cfg, transactions_from=read_from, columns=columns)]
     prepared = prepare_taking(owner, cfg.features, cfg.labels.value_column)
     release_memory()  # as `churn score` does after preparing
@@ -86,11 +93,10 @@ def pandas_frame(cfg, cutoff: str, recent: bool = False):
 
 def training_rows(cfg) -> tuple[int, int]:
     """Rows and columns of the pandas engine's training table as `churn features` builds it (`pandas_training`)."""
-    from features.build import feature_inputs, iter_training_tables
+    from features.build import iter_training_tables
     from pipelines.tables import load_tables
 
-    cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update={"engine": "pandas"})})
-    columns = {name: c for name, c in feature_inputs(cfg.features, cfg.labels).items() if name != "contacts"}
+    cfg, columns = on_pandas(cfg, recent=False)
     rows, width = 0, 0
     for frame in iter_training_tables(load_tables(cfg, columns=columns), cfg.features, cfg.labels):
         rows, width = rows + len(frame), frame.shape[1]

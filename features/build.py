@@ -182,9 +182,13 @@ def _events(code: np.ndarray, time: np.ndarray, keep: np.ndarray, columns: dict[
 
 # ---------------------------------------------------------------- features at one cutoff
 
+FeatureValues = dict[str, np.ndarray | pd.Categorical]
+"""Every feature of every prepared customer at one cutoff, by name (arrays in customer order: `feature_values`)."""
+
+
 def feature_values(prepared: Prepared, cutoff: int, settings: FeatureSettings, population: np.ndarray,
                    breakpoints: RfmBreakpoints | None = None, *, horizon_days: int = DEFAULT_HORIZON_DAYS,
-                   btyd_fit: BtydFit | None = None) -> dict[str, np.ndarray | pd.Categorical]:
+                   btyd_fit: BtydFit | None = None) -> FeatureValues:
     """Every feature of every prepared customer at the cutoff (arrays in customer order).
 
     `horizon_days` is the label horizon the BTYD predictions look ahead; `btyd_fit` fixes the
@@ -225,8 +229,7 @@ def feature_values(prepared: Prepared, cutoff: int, settings: FeatureSettings, p
 
 def features_at(prepared: Prepared, cutoff: pd.Timestamp, settings: FeatureSettings, population: np.ndarray,
                 breakpoints: RfmBreakpoints | None = None, *, horizon_days: int = DEFAULT_HORIZON_DAYS,
-                btyd_fit: BtydFit | None = None, values: dict[str, np.ndarray | pd.Categorical] | None = None
-                ) -> pd.DataFrame:
+                btyd_fit: BtydFit | None = None, values: FeatureValues | None = None) -> pd.DataFrame:
     """The feature table of the customers in `population` at `cutoff`, sorted by customer_id.
 
     `values`: this cutoff's `feature_values` over this population, already computed by a caller that shares them
@@ -429,10 +432,11 @@ def iter_training_tables(tables: Tables, features: FeatureSettings, labels: Labe
 
 def training_rows_at(prepared: Prepared, cutoff: pd.Timestamp, features: FeatureSettings, labels: LabelSettings,
                      on_excluded: ExclusionSink | None = None,
-                     values: dict[str, np.ndarray | pd.Categorical] | None = None) -> pd.DataFrame | None:
+                     values: FeatureValues | None = None) -> pd.DataFrame | None:
     """One cutoff's training rows (features, churned, future_value, days_to_churn under the closure rule);
     None, said in the log, when no customer is in the population. `on_excluded` as `iter_training_tables`;
-    `values`: the cutoff's `population_values`, computed already for another table (taken, see `features_at`)."""
+    `values`: the cutoff's `feature_values` over its population (with `labels.horizon_days`), computed already
+    for another table of the cutoff (taken, see `features_at`)."""
     reasons = population_reasons(prepared, cutoff_us(cutoff), labels)
     population = reasons < 0
     if on_excluded is not None:
@@ -448,15 +452,6 @@ def training_rows_at(prepared: Prepared, cutoff: pd.Timestamp, features: Feature
     if labels.definition == "closure" and labels.churn_flag is None:
         frame["days_to_churn"] = days_to_closure(prepared, cutoff_us(cutoff), labels)[positions]
     return frame
-
-
-def population_values(prepared: Prepared, cutoff: pd.Timestamp, features: FeatureSettings, labels: LabelSettings
-                      ) -> tuple[np.ndarray, dict[str, np.ndarray | pd.Categorical]]:
-    """The population at `cutoff` (a mask, the `labels` rule) and every prepared customer's feature values over
-    it, as the training rows compute them: what the tables built at one cutoff (training rows, uplift rows) share."""
-    population = population_reasons(prepared, cutoff_us(cutoff), labels) < 0
-    return population, feature_values(prepared, cutoff_us(cutoff), features, population,
-                                      horizon_days=labels.horizon_days)
 
 
 def build_training_table(tables: Tables, features: FeatureSettings, labels: LabelSettings) -> pd.DataFrame:

@@ -175,8 +175,9 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
                               files[SCORE_FILE])
     left = excluded_table(excluded)
     write_parquet(left, files[EXCLUDED_FILE])
+    one_pass = relational is None and uplift_too is not None  # the uplift rows came with the training rows
     uplift_rows, uplift_summary = build_uplift_rows(tables, cfg, say, relational,
-                                                    uplift_table(uplift_pieces) if uplift_pieces else None)
+                                                    uplift_table(uplift_pieces) if one_pass else None)
     write_parquet(uplift_rows, files[UPLIFT_FILE])
     summary: dict[str, Any] = {
         "as_of": as_of.isoformat(),

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from features._grouping import cutoff_us, datetimes_us
-from features.build import (ExclusionSink, no_cutoff_message, population_values, prepare, sampled_tables,
-                            tables_as_of, training_cutoffs, training_rows_at)
+from features.build import (ExclusionSink, FeatureValues, feature_values, no_cutoff_message, prepare,
+                            sampled_tables, tables_as_of, training_cutoffs, training_rows_at)
 from features.contract import Tables
 from features.ids import is_in
 from features.labels import label_arrays, population_reasons
@@ -101,7 +101,8 @@ def iter_uplift_tables(tables: Tables, features: FeatureSettings, labels: LabelS
         return
     rows = UpliftRows(tables, features, labels, settings, len(cutoffs) > 1)
     for cutoff in cutoffs:
-        yield rows.at(cutoff)
+        frame, counts, _ = rows.at(cutoff)
+        yield frame, counts
 
 
 class UpliftRows:
@@ -117,11 +118,9 @@ class UpliftRows:
                                 customer_value_column=labels.customer_value_column, all_customers=self.everyone)
         self.position = pd.Index(self.prepared.customer_ids.to_numpy(dtype=object))
 
-    def at(self, cutoff: pd.Timestamp, shared: dict[str, object] | None = None
-           ) -> tuple[pd.DataFrame, dict[str, int]]:
-        """One cutoff's rows and what was left out. `shared`: where this cutoff's `population_values` are kept
-        for another table of the same cutoff (computed here only when a row needs them; the training rows then
-        take them instead of computing them again)."""
+    def at(self, cutoff: pd.Timestamp) -> tuple[pd.DataFrame, dict[str, int], FeatureValues | None]:
+        """One cutoff's rows, what was left out, and the population's feature values when a row needed them
+        (every customer's, as the training rows of the cutoff compute them: they can take them, `features_at`)."""
         prepared, labels = self.prepared, self.labels
         assigned, unknown = contact_assignments(self.contacts, cutoff, self.settings.treatment_window_days)
         moment = cutoff_us(cutoff)
@@ -139,14 +138,12 @@ class UpliftRows:
             counts["contacted_not_in_training_sample"] = int((~in_sample).sum())
         assigned = assigned[in_population]
         if assigned.empty:
-            return pd.DataFrame(), counts
+            return pd.DataFrame(), counts, None
         rows = np.zeros(prepared.n_customers, dtype=bool)
         rows[where[in_population]] = True
         positions = np.flatnonzero(rows)
         # computed over the whole population (RFM edges as in the churn table), kept for the rows only
-        _, values = population_values(prepared, cutoff, self.features, labels)
-        if shared is not None:
-            shared["values"] = values
+        values = feature_values(prepared, moment, self.features, population, horizon_days=labels.horizon_days)
         columns: dict[str, object] = {
             "customer_id": prepared.customer_ids.iloc[positions].reset_index(drop=True),
             "cutoff": np.full(len(positions), moment, dtype=np.int64).view("datetime64[us]"),
@@ -154,7 +151,7 @@ class UpliftRows:
         columns.update({name: array[positions] for name, array in values.items()})
         churned, value = label_arrays(prepared, moment, labels)
         frame = pd.DataFrame(columns).assign(churned=churned[positions], future_value=value[positions])
-        return frame.merge(assigned, on="customer_id", how="left", validate="one_to_one"), counts
+        return frame.merge(assigned, on="customer_id", how="left", validate="one_to_one"), counts, values
 
 
 def iter_training_and_uplift_tables(tables: Tables, features: FeatureSettings, labels: LabelSettings,
@@ -175,14 +172,12 @@ def iter_training_and_uplift_tables(tables: Tables, features: FeatureSettings, l
     every = sorted(training_at.keys() | uplift_at.keys())
     rows = UpliftRows(tables, features, labels, settings, len(every) > 1)
     for moment in every:
-        shared: dict[str, object] = {}
-        if moment in uplift_at:  # first: the training rows then take the shared values (`features_at`)
-            frame, counts = rows.at(uplift_at[moment], shared)
+        values: FeatureValues | None = None
+        if moment in uplift_at:  # first: the training rows then take its values (`features_at`)
+            frame, counts, values = rows.at(uplift_at[moment])
             yield "uplift", frame, counts
         if moment in training_at:
-            values = shared.pop("values", None)
-            frame = training_rows_at(rows.prepared, training_at[moment], features, labels, on_excluded,
-                                     values=values)  # type: ignore[arg-type]
+            frame = training_rows_at(rows.prepared, training_at[moment], features, labels, on_excluded, values=values)
             if frame is not None:
                 yield "train", frame, {}
 
