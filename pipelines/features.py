@@ -44,7 +44,7 @@ from features.labels import EXCLUSION_REASONS
 from models.uplift.data import (build_uplift_table, control_group_problem, iter_training_and_uplift_tables,
                                uplift_table)
 from pipelines.config import Config
-from pipelines.fingerprint import flatten_params, input_fingerprint
+from pipelines.fingerprint import ENGINE_SETTINGS, flatten_params, input_fingerprint
 from pipelines.io import StageError, StageOutputs, write_frames, write_json, write_parquet
 from pipelines.outputs import stage_paths
 from pipelines.relational import RelationalSource, resolve_engine
@@ -256,10 +256,11 @@ UPLIFT_TABLE_KEYS: tuple[str, ...] = ("enabled", "treatment_window_days", "cutof
 
 def settings_of(cfg: Config) -> dict[str, str]:
     """The settings the feature tables depend on: every `features` and `labels` key, `data.as_of`, and
-    the `uplift` keys that decide the uplift rows (`UPLIFT_TABLE_KEYS`); not `features.duckdb` nor
-    `features.spark` (threads, memory and the Spark session change how fast, never what is computed)."""
+    the `uplift` keys that decide the uplift rows (`UPLIFT_TABLE_KEYS`); not the `ENGINE_SETTINGS`
+    (`features.pandas_max_rows`, `features.duckdb`, `features.spark`: which engine `auto` takes, its threads,
+    memory and session change how fast, never what is computed)."""
     features = {key: value for key, value in flatten_params(cfg.features, "features.").items()
-                if not key.startswith(("features.duckdb.", "features.spark."))}
+                if not key.startswith(ENGINE_SETTINGS)}
     return {**features, **flatten_params(cfg.labels, "labels."), "data.as_of": str(cfg.data.as_of),
             **{f"uplift.{key}": str(getattr(cfg.uplift, key)) for key in UPLIFT_TABLE_KEYS}}
 

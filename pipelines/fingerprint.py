@@ -48,9 +48,12 @@ def flatten_params(section: BaseModel | dict[str, Any], prefix: str = "") -> dic
     return flat
 
 
-SETTINGS_NOT_COMPARED = ("labels.cutoffs.", "features.engine", "features.duckdb.", "features.spark.")
-"""Settings a model may have been trained with differently from the config without scoring differently
-(the engines give the same features, cell for cell)."""
+ENGINE_SETTINGS = ("features.pandas_max_rows", "features.duckdb.", "features.spark.")
+"""Settings that decide how the features are computed (which engine `auto` takes, its threads, memory and
+session), never what: a feature table or model is the config's whatever they were (the engines give the same
+features, cell for cell)."""
+SETTINGS_NOT_COMPARED = ("labels.cutoffs.", "features.engine", *ENGINE_SETTINGS)
+"""Settings a model may have been trained with differently from the config without scoring differently."""
 
 SETTINGS_BEFORE_THEY_EXISTED = {"features.btyd_history_days": "None"}
 """What a model trained before a setting existed was trained with (its run has no such param): until

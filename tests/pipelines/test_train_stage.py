@@ -118,6 +118,32 @@ def test_a_model_from_before_a_setting_existed_is_compared_with_what_it_was_trai
     assert settings_difference(client, other_tool.info.run_id, today) is None
 
 
+def test_the_engine_settings_never_make_a_model_or_feature_table_another_configs(tmp_path: Path, monkeypatch) -> None:
+    """`features.pandas_max_rows`, `features.duckdb` and `features.spark` decide how the features are computed
+    (which engine `auto` takes, its memory), never what: a user who raises the row limit to score a large bank
+    on the pandas engine keeps the champion (it was refused, "features.pandas_max_rows is ... but the churn-risk
+    model was trained with None") and the feature tables; a real setting still differs."""
+    from pipelines.features import settings_of
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("engines", artifact_location=str(tmp_path / "artifacts"))
+    trained = client.create_run(experiment)
+    base = {"data": {"tables": {"customers": {"path": "c.csv"}}}}
+    for key, value in flatten_params(parse_config(base).features, "features.").items():
+        client.log_param(trained.info.run_id, key, value)
+    client.set_terminated(trained.info.run_id)
+    engines = parse_config({**base, "features": {"pandas_max_rows": 2_000_000_000, "engine": "pandas",
+                                                 "duckdb": {"threads": 1, "memory_limit": "2GB"}}})
+    assert settings_difference(client, trained.info.run_id, engines) is None
+    assert not any(key.startswith(("features.pandas_max_rows", "features.duckdb.", "features.spark."))
+                   for key in settings_of(engines))
+    assert settings_of(engines)["features.engine"] == "pandas"  # pinning an engine is still recorded
+    windows = parse_config({**base, "features": {"windows_days": [30, 90]}})
+    assert settings_difference(client, trained.info.run_id, windows) == ("features.windows_days", "[30, 90]",
+                                                                         "[30, 90, 180, 365]")
+
+
 def test_failed_training_run_ends_failed(tmp_path: Path, signal_table, monkeypatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = make_config(tmp_path, f"sqlite:///{tmp_path}/mlflow.db", signal_table.assign(churned=0))
