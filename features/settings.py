@@ -141,13 +141,15 @@ class FeatureSettings(Strict):
         description="What computes the feature tables of `churn features` and `churn score`: pandas (in memory, "
                     "fastest while the tables fit in RAM), duckdb (reads the input files itself, out of core within "
                     "features.duckdb.memory_limit), spark (features.spark; pip install 'churn-care[spark]'), or auto: "
-                    "pandas while the input tables' rows fit features.pandas_max_rows, else duckdb (the stage says "
+                    "pandas while the input rows the stage holds fit features.pandas_max_rows, else duckdb (the stage says "
                     "which and why). duckdb and spark need a passing `churn validate` of the same input files first")
     pandas_max_rows: int | None = Field(
         default=None, ge=0,
-        description="With engine auto: the most input rows (all tables; Parquet row counts, CSV lines estimated "
-                    "from the file size) the pandas engine takes; more go to duckdb. Empty: what half of this "
-                    "machine's memory holds at the pandas engine's measured footprint per row")
+        description="With engine auto: the most input rows (Parquet row counts, CSV lines estimated from the file "
+                    "size) the pandas engine holds; more go to duckdb. The rows a stage holds: every table's, except "
+                    "that `churn score` holds only the transactions its features look back to. Empty: what half of "
+                    "this machine's memory holds at the pandas engine's measured footprint per row. Decides how, "
+                    "never what: a model or feature table is the config's whatever it is")
     duckdb: DuckDBSettings = DuckDBSettings()
     spark: SparkSettings = SparkSettings()
     btyd: bool = Field(

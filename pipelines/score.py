@@ -403,12 +403,13 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         source: RelationalSource | None = None
         first_event = None
         transactions_read: dict[str, object] | None = None
-        engine_cfg = resolve_engine(cfg, say)  # `features.engine: auto` made concrete
+        # One cutoff: the transactions its features look back to in full, the earlier ones as each customer's
+        # latest date (a churn-flag snapshot scores at its window's start, not at the end: every row)
+        read_from = None if cfg.labels.churn_flag is not None else functools.partial(
+            scoring_read_from, as_of=as_of, cfg=cfg)
+        # `features.engine: auto` made concrete, by the rows this stage would hold in pandas
+        engine_cfg = resolve_engine(cfg, say, transactions_from=read_from)
         if engine_cfg.features.engine == "pandas":
-            # One cutoff: the transactions its features look back to in full, the earlier ones as each customer's
-            # latest date (a churn-flag snapshot scores at its window's start, not at the end: every row)
-            read_from = None if cfg.labels.churn_flag is not None else functools.partial(
-                scoring_read_from, as_of=as_of, cfg=cfg)
             tables = load_tables(cfg, transactions_from=read_from, columns=feature_inputs(cfg.features, cfg.labels))
             transactions_read = recent_read_summary(tables)
             if transactions_read is not None:

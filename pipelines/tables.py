@@ -125,6 +125,49 @@ def input_rows(cfg: Config, names: Iterable[str] | None = None) -> int:
     return rows
 
 
+def held_rows(cfg: Config, names: Iterable[str] | None = None, transactions_from: TransactionsFrom | None = None
+              ) -> tuple[int, str]:
+    """The input rows a stage holds in pandas, and which when not all ("" when all): every row of the tables `names` (default all),
+    except that a stage reading the transactions from `transactions_from(end of the data)` on (`churn score`:
+    `load_tables(transactions_from=...)`) holds only those. Counted only when every row would be above
+    `pandas_row_limit` (the count is one DuckDB pass over the transactions' dates, the one `recent_read` makes)."""
+    names = list(cfg.data.tables if names is None else names)
+    rows = input_rows(cfg, names)
+    if transactions_from is None or "transactions" not in names or rows <= pandas_row_limit(cfg)[0]:
+        return rows, ""
+    read = transactions_held(cfg, transactions_from)
+    if read is None:
+        return rows, ""
+    held, total, since = read
+    return rows - total + held, f"the transactions dated from {since.date()} on: {held:,} of {total:,}"
+
+
+def transactions_held(cfg: Config, transactions_from: TransactionsFrom) -> tuple[int, int, pd.Timestamp] | None:
+    """(rows read, rows in the file, from when) of a stage reading the transactions from
+    `transactions_from(end)` on (`recent_read`): from the file's daily counts and the end they give
+    (data.as_of, else the transactions' own; another table running later only moves the start later, so this
+    is at most what is read). None when every row is read (not a Parquet file `recent_read_possible` reads
+    in part, or no start)."""
+    source = cfg.data.tables.get("transactions")
+    if source is None or not source.path.is_file():
+        return None
+    plan, _ = plan_read("transactions", source)
+    if plan is None or not recent_read_possible(plan):
+        return None
+    try:
+        with _duckdb(cfg) as con:
+            rows, (days, counts) = _day_counts(con, plan.path, plan.file_names["timestamp"])
+        end = (pd.Timestamp(cfg.data.as_of) if cfg.data.as_of is not None
+               else end_of_data({}, {"transactions": (rows, (days, counts))}))
+    except Exception:  # noqa: BLE001 - a file DuckDB cannot count: the whole table is what the stage may hold
+        return None
+    since = transactions_from(end)
+    if since is None:
+        return None
+    first_day = (since - pd.Timestamp("1970-01-01")) // pd.Timedelta(days=1)
+    return rows - int(counts[days < first_day].sum()), rows, since  # undated rows are read (and reported)
+
+
 def pandas_row_limit(cfg: Config) -> tuple[int, str]:
     """The most input rows held in pandas (`features.pandas_max_rows`, else what `PANDAS_MEMORY_SHARE` of
     this machine's memory holds at `PANDAS_BYTES_PER_ROW`), and where the figure comes from."""
@@ -136,15 +179,17 @@ def pandas_row_limit(cfg: Config) -> tuple[int, str]:
             "features.pandas_max_rows sets it")
 
 
-def check_fits_in_memory(cfg: Config, names: Iterable[str]) -> None:
+def check_fits_in_memory(cfg: Config, names: Iterable[str], transactions_from: TransactionsFrom | None = None) -> None:
     """Refuse (StageError, exit 4) to load tables whose rows exceed `pandas_row_limit`, before reading
-    anything: the kernel would kill the stage for memory, silently, part way."""
+    anything: the kernel would kill the stage for memory, silently, part way. `transactions_from`: the
+    stage reads the transactions from then on only (`held_rows`)."""
     names = [n for n in names if n in cfg.data.tables]
-    rows = input_rows(cfg, names)
+    rows, what = held_rows(cfg, names, transactions_from)
     limit, source = pandas_row_limit(cfg)
     if rows > limit:
+        which = f"; {what}" if what else ""
         raise StageError(
-            f"this command holds the tables {', '.join(names)} in memory (pandas): their rows (about {rows:,}) need about "
+            f"this command holds the tables {', '.join(names)} in memory (pandas): their rows (about {rows:,}{which}) need about "
             f"{rows * PANDAS_BYTES_PER_ROW / 1e9:.0f} GB, above {limit:,} rows ({source}); nothing was read or "
             "written. `churn features`, `churn score` and `churn effects` read files this size out of core with "
             "features.engine auto or duckdb (after `churn validate`); raise features.pandas_max_rows if this "
@@ -896,7 +941,7 @@ def load_tables(cfg: Config, needs: frozenset[str] | None = None, transactions_f
     every required one. Tables not named are read whole.
     Refused (StageError) before anything is read when they would not fit in memory (`check_fits_in_memory`).
     """
-    check_fits_in_memory(cfg, TABLES if needs is None else needs)
+    check_fits_in_memory(cfg, TABLES if needs is None else needs, transactions_from)
     frames, as_of, problems, earlier = _read_and_check(cfg, needs, transactions_from, columns)
     raise_if_invalid(problems, "customers" in frames)
     unread = [n for n in TABLES if n not in frames and n in cfg.data.tables and needs is not None

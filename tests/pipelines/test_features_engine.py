@@ -275,6 +275,42 @@ def test_auto_engine_takes_pandas_while_the_rows_fit_and_duckdb_beyond(small_ban
         check_built_from(pinned, input_fingerprint(pinned, {"train_table": train}))
 
 
+def test_the_score_stage_holds_only_the_transactions_it_reads_against_the_row_limit(small_bank: Path,
+                                                                                    tmp_path: Path) -> None:
+    """`churn score` reads the transactions from its features' look-back on (`load_tables(transactions_from=)`):
+    `auto` and the memory check compare the rows it holds, not every row of the file, with
+    `features.pandas_max_rows` (on the 10M bank 241M held of 497M: the pandas engine there scores in a third of
+    DuckDB's time), and the count is the read's own; a stage holding every row still sees every row."""
+    import functools
+
+    from features.contract import TABLES
+    from pipelines.score import scoring_read_from
+    from pipelines.tables import check_fits_in_memory, input_rows, load_tables, transactions_held
+
+    cfg = _config(small_bank, tmp_path, "auto")
+    read_from = functools.partial(scoring_read_from, as_of=None, cfg=cfg)
+    held, total, since = transactions_held(cfg, read_from)  # type: ignore[misc]
+    tables = load_tables(cfg, transactions_from=read_from)
+    assert tables.earlier_transactions is not None and tables.earlier_transactions.since == since
+    assert held == len(tables.transactions) < total == pq.read_metadata(small_bank / "transactions.parquet").num_rows
+    everything = input_rows(cfg)
+    fits = cfg.model_copy(update={"features": cfg.features.model_copy(
+        update={"pandas_max_rows": everything - total + held})})
+    said: list[str] = []
+    assert relational.resolve_engine(fits, said.append, transactions_from=read_from).features.engine == "pandas"
+    assert (f"about {everything - total + held:,} input rows (the transactions dated from {since.date()} on: "
+            f"{held:,} of {total:,}), within") in said[-1]
+    check_fits_in_memory(fits, TABLES, read_from)  # no refusal
+    assert relational.resolve_engine(fits, said.append).features.engine == "duckdb"  # every row held
+    with pytest.raises(StageError, match=f"their rows \\(about {everything:,}\\) need about"):
+        check_fits_in_memory(fits, TABLES)
+    short = fits.model_copy(update={"features": fits.features.model_copy(
+        update={"pandas_max_rows": everything - total + held - 1})})
+    assert relational.resolve_engine(short, said.append, transactions_from=read_from).features.engine == "duckdb"
+    with pytest.raises(StageError, match=f"{held:,} of {total:,}\\) need about"):
+        check_fits_in_memory(short, TABLES, read_from)
+
+
 def test_a_command_that_would_hold_too_many_rows_in_pandas_refuses_before_reading(small_bank: Path,
                                                                                   tmp_path: Path) -> None:
     """The pandas engine pinned on inputs above `features.pandas_max_rows`, and a command that always loads
