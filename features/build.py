@@ -329,15 +329,17 @@ def tables_as_of(tables: Tables) -> pd.Timestamp:
     return data_as_of(frames, None)
 
 
-def training_cutoffs(tables: Tables, labels: LabelSettings) -> list[pd.Timestamp]:
+def training_cutoffs(tables: Tables, labels: LabelSettings, first_event: pd.Timestamp | None = None
+                     ) -> list[pd.Timestamp]:
     """Training cutoffs whose label window [cutoff, cutoff + horizon) ends by as_of, oldest first.
 
     The latest is the last month start with cutoff + horizon <= as_of (`cutoffs.anchor:
     month_start`) or exactly as_of - horizon (`as_of`); then `cutoffs.count` cutoffs back,
     `spacing_months` apart, keeping only those after the earliest event (or, for a
-    customers-only snapshot, after the earliest signup).
+    customers-only snapshot, after the earliest signup). `first_event`: as `earliest_event`'s (the tables
+    hold some customers' events only: the whole data's first event day).
     """
-    return cutoffs_between(earliest_event(tables), tables_as_of(tables), labels)
+    return cutoffs_between(earliest_event(tables, first_event), tables_as_of(tables), labels)
 
 
 def cutoffs_between(earliest: pd.Timestamp, as_of: pd.Timestamp, labels: LabelSettings) -> list[pd.Timestamp]:
@@ -409,18 +411,19 @@ ExclusionSink = Callable[[pd.DataFrame, dict[str, int]], None]
 
 
 def iter_training_tables(tables: Tables, features: FeatureSettings, labels: LabelSettings,
-                         on_excluded: ExclusionSink | None = None) -> Iterator[pd.DataFrame]:
+                         on_excluded: ExclusionSink | None = None, first_event: pd.Timestamp | None = None
+                         ) -> Iterator[pd.DataFrame]:
     """The training rows one cutoff at a time (features + churned + future_value), oldest first.
 
     Lets a caller write a large table cutoff by cutoff instead of holding it all.
     `on_excluded` receives, per cutoff, the customers a rule left out and every reason's count.
     With `labels.max_training_customers`, every table is cut to the customers of `training_sample` first
     (`sampled_tables`): only they have rows, and their population-relative features (RFM quintiles, the
-    BTYD fits) are the sample's; the rule exclusions are reported for them.
+    BTYD fits) are the sample's; the rule exclusions are reported for them. `first_event`: as `training_cutoffs`'.
     """
-    cutoffs = training_cutoffs(tables, labels)
+    cutoffs = training_cutoffs(tables, labels, first_event)
     if not cutoffs:
-        raise SettingsProblem("labels.horizon_days", no_cutoff_message(tables, labels))
+        raise SettingsProblem("labels.horizon_days", no_cutoff_message(tables, labels, first_event))
     sampled, everyone = sampled_tables(tables, labels)
     prepared = prepare(sampled, features, labels.value_column, many_cutoffs=len(cutoffs) > 1,
                        customer_value_column=labels.customer_value_column, all_customers=everyone)

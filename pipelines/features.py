@@ -30,14 +30,18 @@ keys that decide the labels: that is a config or data problem, not a model to fi
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from features.build import build_scoring_table, feature_columns, feature_inputs, iter_training_tables, tables_as_of
+from features.build import (ExclusionSink, build_scoring_table, feature_columns, feature_inputs, iter_training_tables,
+                            prepare_taking, scoring_table_of, tables_as_of, transactions_read_from)
 from features.contract import Tables
 from features.ids import training_sample
 from features.labels import EXCLUSION_REASONS
@@ -48,7 +52,8 @@ from pipelines.fingerprint import ENGINE_SETTINGS, flatten_params, input_fingerp
 from pipelines.io import StageError, StageOutputs, write_frames, write_json, write_parquet
 from pipelines.outputs import stage_paths
 from pipelines.relational import RelationalSource, resolve_engine
-from pipelines.tables import load_tables
+from pipelines.tables import (TransactionsFrom, held_rows, input_rows, load_sampled_tables, load_tables,
+                              pandas_row_limit, release_memory, table_format)
 
 TRAIN_FILE = "train.parquet"
 SCORE_FILE = "score.parquet"
@@ -102,11 +107,21 @@ def run(cfg: Config, progress: Callable[[str], None] | None = None) -> dict[str,
 def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outputs: StageOutputs) -> dict[str, Any]:
     fingerprint = input_fingerprint(cfg)  # the inputs' sha256 before they are read: a table changed meanwhile shows
     origin = built_from(cfg, fingerprint)  # as configured (`auto` stays auto): what `churn train` compares
-    cfg = resolve_engine(cfg, say)
+    cfg = resolve_engine(cfg, say, features_held_rows)
     relational: RelationalSource | None = None
-    if cfg.features.engine == "pandas":
-        # the columns the features and labels read, the contacts whole (the uplift rows read their actions too)
-        read = {name: columns for name, columns in feature_inputs(cfg.features, cfg.labels).items() if name != "contacts"}
+    # the columns the features and labels read, the contacts whole (the uplift rows read their actions too)
+    read = {name: columns for name, columns in feature_inputs(cfg.features, cfg.labels).items() if name != "contacts"}
+    split = cfg.features.engine == "pandas" and reads_in_two_parts(cfg)
+    first_event: pd.Timestamp | None = None
+    if split:
+        tables, sample = load_sampled_tables(cfg, whole=("customers", "contacts"), columns=read)
+        first_event = sample.first_event if sample is not None else None
+        say(f"the training sample's rows loaded ({', '.join(tables.present())}; every customer and contact, the "
+            f"events of {sample.kept if sample is not None else len(tables.customers):,} customers: "
+            "labels.max_training_customers); every row would not fit in memory "
+            f"({pandas_row_limit(cfg)[1]}); the scoring table's rows are read after the training rows are written; "
+            f"data as of {tables_as_of(tables).date()}")
+    elif cfg.features.engine == "pandas":
         tables = load_tables(cfg, columns=read)
         say(f"tables loaded ({', '.join(tables.present())}); data as of {tables_as_of(tables).date()}")
     else:
@@ -142,7 +157,7 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
     def training_and_uplift() -> Iterator[pd.DataFrame]:
         """The training frames; the uplift rows of the same pass kept aside (each shared cutoff computed once)."""
         for kind, frame, counts in iter_training_and_uplift_tables(tables, cfg.features, cfg.labels, cfg.uplift,
-                                                                   train_sink):
+                                                                   train_sink, first_event):
             if kind == "train":
                 yield frame
             else:
@@ -153,7 +168,7 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
     elif uplift_too is not None:
         training = training_and_uplift()
     else:
-        training = iter_training_tables(tables, cfg.features, cfg.labels, train_sink)
+        training = iter_training_tables(tables, cfg.features, cfg.labels, train_sink, first_event)
     write_training_table(training, files[TRAIN_FILE], record, check=lambda rates: _check_labels(rates, tables, cfg))
     sampled = sample_left_out(tables.customers["customer_id"], cfg.labels.max_training_customers)
     if sampled is not None:
@@ -170,9 +185,17 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
         excluded.append(frame.assign(table="score"))
         score_excluded.update(counts)
 
-    score_rows = write_frames([build_scoring_table(tables, cfg.features, cfg.labels, on_excluded=score_sink)]
-                              if relational is None else relational.scoring_pieces(score_sink, piece_rows=SCORE_PIECE_ROWS),
-                              files[SCORE_FILE])
+    present = tables.present() if relational is None else list(cfg.data.tables)
+    if split:  # the sample's events and every customer go (the contacts stay: the uplift rows' account); the
+        # scoring cutoff's rows are then read as `churn score` reads them
+        tables = replace(tables, customers=tables.customers.iloc[:0], transactions=None, complaints=None, surveys=None)
+        release_memory()
+        score_rows = write_frames([scoring_table(cfg, read, as_of, score_sink)], files[SCORE_FILE])
+    else:
+        score_rows = write_frames([build_scoring_table(tables, cfg.features, cfg.labels, on_excluded=score_sink)]
+                                  if relational is None else relational.scoring_pieces(score_sink,
+                                                                                       piece_rows=SCORE_PIECE_ROWS),
+                                  files[SCORE_FILE])
     left = excluded_table(excluded)
     write_parquet(left, files[EXCLUDED_FILE])
     one_pass = relational is None and uplift_too is not None  # the uplift rows came with the training rows
@@ -181,7 +204,7 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
     write_parquet(uplift_rows, files[UPLIFT_FILE])
     summary: dict[str, Any] = {
         "as_of": as_of.isoformat(),
-        "tables": tables.present() if relational is None else list(cfg.data.tables),
+        "tables": present,
         "engine": cfg.features.engine,
         "label_definition": cfg.labels.definition,
         "horizon_days": cfg.labels.horizon_days,
@@ -320,6 +343,53 @@ def check_built_from(cfg: Config, fingerprint: dict[str, Any], summary_path: Pat
     return summary
 
 
+def reads_in_two_parts(cfg: Config) -> bool:
+    """Whether the pandas engine reads the training sample's rows (`load_sampled_tables`: the events of
+    `labels.max_training_customers` customers, every customer and contact) and, once the training and uplift
+    rows are written, the scoring cutoff's (`scoring_table`), instead of every table whole: when every row
+    would not fit (`pandas_row_limit`), the data has more customers than the sample, and the event tables are
+    Parquet (read in batches, the transactions from the scoring look-back on). The same outputs either way."""
+    limit = cfg.labels.max_training_customers
+    events = [name for name in ("transactions", "complaints", "surveys", "contacts") if name in cfg.data.tables]
+    return (limit is not None and cfg.labels.churn_flag is None
+            and all(table_format(cfg.data.tables[name]) == "parquet" for name in events)
+            and input_rows(cfg) > pandas_row_limit(cfg)[0] and input_rows(cfg, ["customers"]) > limit)
+
+
+def features_held_rows(cfg: Config) -> tuple[int, str]:
+    """The input rows `churn features` holds in pandas and which (`resolve_engine`): every row, or when it reads
+    in two parts (`reads_in_two_parts`) the larger part: the training sample's (a uniform share of the events,
+    every customer and contact) or the scoring cutoff's (`pipelines.tables.held_rows` of its transactions)."""
+    if not reads_in_two_parts(cfg):
+        return input_rows(cfg), ""
+    customers = input_rows(cfg, ["customers"])
+    share = int(cfg.labels.max_training_customers or 0) / customers
+    sample = customers + input_rows(cfg, ["contacts"]) + int(share * input_rows(cfg, ["transactions", "complaints",
+                                                                                       "surveys"]))
+    scoring, which = held_rows(cfg, transactions_from=scoring_look_back(cfg))
+    return max(sample, scoring), (f"in two parts: the training sample's about {sample:,} (labels.max_training_customers)"
+                                  f", then the scoring cutoff's {scoring:,}" + (f" ({which})" if which else ""))
+
+
+def scoring_look_back(cfg: Config) -> TransactionsFrom:
+    """Given the end of the data (the scoring cutoff), the earliest transaction time its features read."""
+    return functools.partial(transactions_read_from, settings=cfg.features, labels=cfg.labels)
+
+
+def scoring_table(cfg: Config, read: dict[str, tuple[str, ...]], as_of: pd.Timestamp,
+                  on_excluded: ExclusionSink) -> pd.DataFrame:
+    """The scoring table at `as_of` from the rows its features read, loaded as `churn score` loads them (the
+    transactions from the look-back on, the earlier ones as each customer's latest date), each table freed once
+    its arrays are made: `build_scoring_table` of the whole tables, cell for cell."""
+    owner = [load_tables(cfg, transactions_from=scoring_look_back(cfg), columns=read)]
+    if tables_as_of(owner[0]) != as_of:  # the same files: the same end (a file changed meanwhile would show here)
+        raise StageError(f"the data's end moved while the stage ran ({as_of.date()}, then "
+                         f"{tables_as_of(owner[0]).date()}): an input file changed; run `churn features` again")
+    prepared = prepare_taking(owner, cfg.features, cfg.labels.value_column)
+    release_memory()
+    return scoring_table_of(prepared, as_of, cfg.features, cfg.labels, on_excluded)
+
+
 SAMPLE_REASON = "not_in_training_sample"
 
 
@@ -332,8 +402,13 @@ def sample_left_out(customer_ids: pd.Series, max_customers: int | None
     if chosen is None:
         return None
     out = ids[~chosen].sort_values(kind="stable", ignore_index=True)
+
+    def constant(text: str) -> pd.Categorical:  # a byte a row until `excluded_table` writes them (9M rows at 10M)
+        return pd.Categorical.from_codes(np.zeros(len(out), dtype=np.int8), categories=[text])
+
     frame = pd.DataFrame({"customer_id": out, "cutoff": pd.Series(pd.NaT, index=out.index, dtype="datetime64[us]"),
-                          "reason": SAMPLE_REASON, "setting": "labels.max_training_customers", "table": "train"})
+                          "reason": constant(SAMPLE_REASON), "setting": constant("labels.max_training_customers"),
+                          "table": constant("train")})
     return frame, {"max_customers": max_customers, "customers": int(len(ids)), "in_sample": int(chosen.sum()),
                    "left_out": int(len(out)), "controlled_by": "labels.max_training_customers",
                    "how": "the customers with the lowest hashed share of their id (features/ids.py training_sample): "

@@ -45,7 +45,7 @@ from models.uplift.data import contact_assignments, uplift_cutoffs
 from models.uplift.settings import UpliftSettings
 from pipelines.config import Config
 from pipelines.io import StageError
-from pipelines.tables import TransactionsFrom, held_rows, load_tables, machine_memory, pandas_row_limit, table_format
+from pipelines.tables import held_rows, load_tables, machine_memory, pandas_row_limit, table_format
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -74,21 +74,22 @@ def connect_from(settings: DuckDBSettings) -> Backend:
     return connect(settings.threads, settings.memory_limit, settings.temp_directory)
 
 
-def resolve_engine(cfg: Config, say: Callable[[str], None], transactions_from: TransactionsFrom | None = None) -> Config:
+def resolve_engine(cfg: Config, say: Callable[[str], None],
+                   held: Callable[[Config], tuple[int, str]] = held_rows) -> Config:
     """`cfg` with `features.engine: auto` made concrete (pandas while the rows the stage would hold fit
     `features.pandas_max_rows`, `pipelines.tables.pandas_row_limit`, else duckdb), saying which and why;
-    any other engine as configured. The rows held are every input row, or with `transactions_from` (a stage
-    that reads the transactions from then on: `churn score`) the others and those (`held_rows`).
+    any other engine as configured. `held`: the rows the stage holds in pandas and which (`held_rows`: every
+    input row; `churn score` passes its transactions' start, `churn features` its training sample's reads).
 
     Only the stage's working copy changes: the settings a training table records (`settings_of`) keep
     `auto`, so a table built by either engine is the config's (the engines give the same tables,
     tests/pipelines/test_features_engine.py)."""
     if cfg.features.engine != "auto":
         return cfg
-    rows, held = held_rows(cfg, transactions_from=transactions_from)
+    rows, which = held(cfg)
     limit, source = pandas_row_limit(cfg)
     engine = "pandas" if rows <= limit or cfg.labels.churn_flag is not None else "duckdb"
-    which = f" ({held})" if held else ""
+    which = f" ({which})" if which else ""
     why = ("labels.churn_flag: the dates derived from the flag exist only in the loaded customers table"
            if cfg.labels.churn_flag is not None and rows > limit else
            f"about {rows:,} input rows{which}, {'within' if engine == 'pandas' else 'above'} {limit:,}: {source}")

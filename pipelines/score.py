@@ -58,7 +58,7 @@ from pipelines.io import StageError, StageOutputs, excel_safe, to_safe_csv
 from pipelines.outputs import stage_paths
 from pipelines.relational import RelationalSource, resolve_engine, scratch_root
 from pipelines.scoring_rows import InMemoryRows, ScoringRows, SpooledRows
-from pipelines.tables import load_tables, release_memory
+from pipelines.tables import held_rows, load_tables, release_memory
 from pipelines.tracking import flatten_params, load_registered_bundle, tracked_run
 
 log = logging.getLogger("pipelines.score")
@@ -408,7 +408,7 @@ def run(cfg: Config, as_of: str | pd.Timestamp | None = None, churn_model_uri: s
         read_from = None if cfg.labels.churn_flag is not None else functools.partial(
             scoring_read_from, as_of=as_of, cfg=cfg)
         # `features.engine: auto` made concrete, by the rows this stage would hold in pandas
-        engine_cfg = resolve_engine(cfg, say, transactions_from=read_from)
+        engine_cfg = resolve_engine(cfg, say, functools.partial(held_rows, transactions_from=read_from))
         if engine_cfg.features.engine == "pandas":
             tables = load_tables(cfg, transactions_from=read_from, columns=feature_inputs(cfg.features, cfg.labels))
             transactions_read = recent_read_summary(tables)

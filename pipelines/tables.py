@@ -963,6 +963,9 @@ class CustomerSample:
     of: int
     event_rows: dict[str, tuple[int, int]]
     """Per event table: (rows kept, rows in the file)."""
+    first_event: pd.Timestamp | None = None
+    """The day of the earliest event of every row of the event tables (where the whole data's history starts:
+    `features.build.earliest_event`; a day is enough, cutoffs fall at midnight)."""
 
     @property
     def share(self) -> float:
@@ -975,7 +978,8 @@ class CustomerSample:
                 "event_rows_kept": {name: {"kept": kept, "of": total} for name, (kept, total) in self.event_rows.items()}}
 
 
-def load_sampled_tables(cfg: Config, batch_rows: int = BATCH_ROWS) -> tuple[Tables, CustomerSample | None]:
+def load_sampled_tables(cfg: Config, batch_rows: int = BATCH_ROWS, whole: tuple[str, ...] = (),
+                        columns: Mapping[str, tuple[str, ...]] | None = None) -> tuple[Tables, CustomerSample | None]:
     """The validated tables of the training sample's customers (`labels.max_training_customers`) with every
     row of theirs, and how many were kept; the tables as `load_tables` gives them, and None, when the data
     has no more customers than that.
@@ -984,14 +988,18 @@ def load_sampled_tables(cfg: Config, batch_rows: int = BATCH_ROWS) -> tuple[Tabl
     size `load_tables` can hold replays on one machine; the end of the data (data.as_of empty) is still
     inferred from every row, so cutoffs and windows are those of the whole data. Refused (StageError)
     before the events are read when even the sample's rows would not fit (`pandas_row_limit`).
+    `whole`: tables kept whole (`churn features` reads every customer's static levels and every contact);
+    `columns`: as `load_tables`'.
     """
+    columns = columns or {}
     source = cfg.data.tables.get("customers")
     limit = cfg.labels.max_training_customers
-    frame, problems = (read_table("customers", source, derived=derived_columns(cfg, "customers"))
+    frame, problems = (read_table("customers", source, columns.get("customers"),
+                                  derived=derived_columns(cfg, "customers"))
                        if source is not None else (None, []))
     if frame is None or limit is None or len(frame) <= limit:
         del frame
-        return load_tables(cfg), None
+        return load_tables(cfg, columns=columns), None
     frame, flag_problems = flag_dates(cfg, "customers", frame)
     problems += flag_problems
     customers, parsed = coerce_types(frame, TABLES["customers"])
@@ -1001,24 +1009,36 @@ def load_sampled_tables(cfg: Config, batch_rows: int = BATCH_ROWS) -> tuple[Tabl
     assert chosen is not None  # more customers than the limit
     share = float(chosen.mean())
     events = [n for n in EVENT_TABLES if n in cfg.data.tables]
-    whole = [n for n in events if table_format(cfg.data.tables[n]) != "parquet"]  # CSV is read whole (read_batches)
-    estimate = (int(chosen.sum()) + int(input_rows(cfg, [n for n in events if n not in whole]) * share)
-                + input_rows(cfg, whole))
+    kept_whole = [n for n in events if n in whole]
+    csv = [n for n in events if n not in whole and table_format(cfg.data.tables[n]) != "parquet"]  # read whole
+    estimate = (int(len(customers) if "customers" in whole else chosen.sum())
+                + int(input_rows(cfg, [n for n in events if n not in csv and n not in whole]) * share)
+                + input_rows(cfg, csv + kept_whole))
     rows_limit, limit_source = pandas_row_limit(cfg)
     if estimate > rows_limit:
         raise StageError(
             f"even the sample of {int(chosen.sum()):,} customers (labels.max_training_customers) holds about "
             f"{estimate:,} rows, above {rows_limit:,} ({limit_source}); nothing was written. Lower "
             "labels.max_training_customers or raise features.pandas_max_rows if this machine has the memory"
-            + (f"; {', '.join(whole)} {'is' if len(whole) == 1 else 'are'} CSV, read whole before the sample's rows "
-               "are kept: saved as Parquet, only the sample's rows are held" if whole else ""))
+            + (f"; {', '.join(csv)} {'is' if len(csv) == 1 else 'are'} CSV, read whole before the sample's rows "
+               "are kept: saved as Parquet, only the sample's rows are held" if csv else ""))
     kept_ids = customers["customer_id"][chosen]
-    frames: dict[str, pd.DataFrame] = {"customers": customers[chosen].reset_index(drop=True)}
+    frames: dict[str, pd.DataFrame] = {"customers": customers if "customers" in whole
+                                       else customers[chosen].reset_index(drop=True)}
     counts: dict[str, tuple[int, DayCounts]] = {}
     event_rows: dict[str, tuple[int, int]] = {}
     for name in events:
-        kept, counted, found = _sample_rows(name, cfg.data.tables[name], kept_ids, batch_rows)
-        problems += found
+        counted: tuple[int, DayCounts] | None = None
+        if name in whole:
+            kept, found = read_table(name, cfg.data.tables[name], columns.get(name), derived=derived_columns(cfg, name))
+            problems += found
+            if kept is not None:
+                kept, found = coerce_types(kept, TABLES[name])
+                problems += found
+                counted = (len(kept), daily_counts(kept[TABLES[name].event_time]))
+        else:
+            kept, counted, found = _sample_rows(name, cfg.data.tables[name], kept_ids, batch_rows, columns.get(name))
+            problems += found
         if kept is not None and counted is not None:
             frames[name], counts[name] = kept, counted
             event_rows[name] = (len(kept), counted[0])
@@ -1033,17 +1053,21 @@ def load_sampled_tables(cfg: Config, batch_rows: int = BATCH_ROWS) -> tuple[Tabl
     problems += validate_tables(frames, configured, counts)
     raise_if_invalid(problems, True)
     pa.default_memory_pool().release_unused()
-    sample = CustomerSample(len(frames["customers"]), len(chosen), event_rows)
+    firsts = [days[counted > 0].min() for _, (days, counted) in counts.values() if (counted > 0).any()]
+    first_event = pd.Timestamp(int(min(firsts)), unit="D") if firsts else None
+    sample = CustomerSample(int(chosen.sum()), len(chosen), event_rows, first_event)
     log.info("holding the training sample: %s of %s customers (labels.max_training_customers)",
              f"{sample.kept:,}", f"{sample.of:,}")
     return Tables(**frames, as_of=as_of), sample
 
 
-def _sample_rows(name: str, source: TableSource, kept_ids: pd.Series, batch_rows: int
+def _sample_rows(name: str, source: TableSource, kept_ids: pd.Series, batch_rows: int,
+                 only: tuple[str, ...] | None = None
                  ) -> tuple[pd.DataFrame | None, tuple[int, DayCounts] | None, list[Problem]]:
     """One event table's typed rows of the `kept_ids` customers (category levels: those they use, sorted);
-    its row count and the `daily_counts` of its event time over every row; the problems found."""
-    plan, problems = plan_read(name, source)
+    its row count and the `daily_counts` of its event time over every row; the problems found. `only`: the
+    columns read (`plan_read`)."""
+    plan, problems = plan_read(name, source, only)
     if plan is None:
         return None, None, problems
     counted, parts, found = _count_batches(plan, batch_rows, kept_ids)

@@ -155,17 +155,19 @@ class UpliftRows:
 
 
 def iter_training_and_uplift_tables(tables: Tables, features: FeatureSettings, labels: LabelSettings,
-                                    settings: UpliftSettings, on_excluded: ExclusionSink | None = None
+                                    settings: UpliftSettings, on_excluded: ExclusionSink | None = None,
+                                    first_event: pd.Timestamp | None = None
                                     ) -> Iterator[tuple[str, pd.DataFrame, dict[str, int]]]:
     """The training rows (as `features.build.iter_training_tables`, kind "train") and the uplift rows (as
     `iter_uplift_tables`, kind "uplift", with their counts) in one pass over the union of their cutoffs, oldest
     first: the tables prepared once, and each cutoff both tables need computed once (every training cutoff is an
     uplift cutoff when the contact history goes back as far: on the 1M bank 12 of the 28).
 
-    The same frames as the two passes, in the same order within each kind."""
-    training = training_cutoffs(tables, labels)
+    The same frames as the two passes, in the same order within each kind. `first_event`: as
+    `training_cutoffs`'."""
+    training = training_cutoffs(tables, labels, first_event)
     if not training:
-        raise SettingsProblem("labels.horizon_days", no_cutoff_message(tables, labels))
+        raise SettingsProblem("labels.horizon_days", no_cutoff_message(tables, labels, first_event))
     uplift = uplift_cutoffs(tables, labels, settings) if tables.contacts is not None else []
     training_at = {cutoff_us(c): c for c in training}  # each kind keeps its own cutoff values (and their unit)
     uplift_at = {cutoff_us(c): c for c in uplift}

@@ -104,21 +104,54 @@ def test_training_sample_builds_rows_for_a_uniform_sample_of_customers(small_ban
     customers, the full table's rows for them (but for the population-relative columns, the sample's own);
     the scoring table keeps everyone, and the customers left out are listed in excluded.parquet. DuckDB in
     queries of 2 cutoffs, as on a big bank: the sample's rows of every table written once for all of them,
-    and in a second run into 3 buckets of customers."""
+    and in a second run into 3 buckets of customers. The pandas engine also as on a bank too large to hold
+    whole (`reads_in_two_parts`: the sample's events read in batches, then the scoring cutoff's rows as
+    `churn score` reads them): the very tables of the whole read."""
+    from pipelines.tables import input_rows
+
     monkeypatch.setattr(relational, "QUERY_ROWS", 1_200)
     outputs = {}
-    for engine, limit in (("pandas", None), ("pandas", 600), ("duckdb", 600), ("duckdb-buckets", 600)):
+    said: list[str] = []
+    for engine, limit in (("pandas", None), ("pandas", 600), ("pandas-split", 600), ("duckdb", 600),
+                          ("duckdb-buckets", 600)):
         cfg = _config(small_bank, tmp_path / f"{engine}-{limit}", engine.split("-")[0], "inactivity")
         cfg = cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"max_training_customers": limit})})
         if engine == "duckdb-buckets":
             cfg = _rows_per_statement(cfg, 500)
+        if engine == "pandas-split":  # every row just above the limit; each part below it
+            cfg = cfg.model_copy(update={"features": cfg.features.model_copy(
+                update={"engine": "auto", "pandas_max_rows": input_rows(cfg) - 1})})
+            assert features_stage.reads_in_two_parts(cfg)
         validate(cfg)
-        summary = build_features(cfg)
+        summary = build_features(cfg, said.append if engine == "pandas-split" else None)
         folder = Path(cfg.paths.features_dir)
         outputs[engine, limit] = summary, {name: pd.read_parquet(folder / name)
                                            for name in (TRAIN_FILE, SCORE_FILE, EXCLUDED_FILE, UPLIFT_FILE)}
     (_, full), (summary, sampled), (duck_summary, duck) = (outputs["pandas", None], outputs["pandas", 600],
                                                            outputs["duckdb", 600])
+    split_summary, split = outputs["pandas-split", 600]
+    assert split_summary["engine"] == "pandas" and any("features.engine auto: pandas" in m and "in two parts" in m
+                                                       for m in said), said
+    assert any(m.startswith("the training sample's rows loaded") for m in said), said
+    for key in ("as_of", "training_sample", "train", "score", "uplift", "features", "outputs"):  # outputs: sha256
+        assert split_summary[key] == summary[key], key
+    assert split_summary["built_from"]["tables"] == summary["built_from"]["tables"]
+    # the history starts where the whole data's does, not at the sample's first event (training cutoffs)
+    from features.build import training_cutoffs
+    from features.contract import TABLES
+    from pipelines.tables import load_sampled_tables
+
+    tables, sample = load_sampled_tables(cfg, whole=("customers", "contacts"))
+    first = min(pd.read_parquet(small_bank / f"{name}.parquet", columns=[TABLES[name].event_time]).iloc[:, 0].min()
+                for name in ("transactions", "complaints", "surveys", "contacts"))
+    assert sample is not None and sample.first_event == first.normalize() and sample.kept == 600
+    assert len(tables.customers) == 1_500 and len(tables.transactions) < len(pd.read_parquet(
+        small_bank / "transactions.parquet", columns=["customer_id"]))
+    late = cfg.labels.model_copy(update={"cutoffs": cfg.labels.cutoffs.model_copy(update={"count": 40})})
+    earliest = training_cutoffs(tables, late, sample.first_event)[0]  # the first month start after the history's
+    assert earliest > sample.first_event >= earliest - pd.DateOffset(months=1)
+    for name in (TRAIN_FILE, SCORE_FILE, EXCLUDED_FILE, UPLIFT_FILE):
+        pd.testing.assert_frame_equal(split[name], sampled[name], check_exact=True, obj=name)
     assert full[TRAIN_FILE]["customer_id"].nunique() > 1_000 and summary["training_sample"]["in_sample"] == 600
     left = sampled[EXCLUDED_FILE]
     left = set(left.loc[left["reason"] == "not_in_training_sample", "customer_id"])
@@ -285,7 +318,7 @@ def test_the_score_stage_holds_only_the_transactions_it_reads_against_the_row_li
 
     from features.contract import TABLES
     from pipelines.score import scoring_read_from
-    from pipelines.tables import check_fits_in_memory, input_rows, load_tables, transactions_held
+    from pipelines.tables import check_fits_in_memory, held_rows, input_rows, load_tables, transactions_held
 
     cfg = _config(small_bank, tmp_path, "auto")
     read_from = functools.partial(scoring_read_from, as_of=None, cfg=cfg)
@@ -297,7 +330,8 @@ def test_the_score_stage_holds_only_the_transactions_it_reads_against_the_row_li
     fits = cfg.model_copy(update={"features": cfg.features.model_copy(
         update={"pandas_max_rows": everything - total + held})})
     said: list[str] = []
-    assert relational.resolve_engine(fits, said.append, transactions_from=read_from).features.engine == "pandas"
+    holds = functools.partial(held_rows, transactions_from=read_from)
+    assert relational.resolve_engine(fits, said.append, holds).features.engine == "pandas"
     assert (f"about {everything - total + held:,} input rows (the transactions dated from {since.date()} on: "
             f"{held:,} of {total:,}), within") in said[-1]
     check_fits_in_memory(fits, TABLES, read_from)  # no refusal
@@ -306,7 +340,7 @@ def test_the_score_stage_holds_only_the_transactions_it_reads_against_the_row_li
         check_fits_in_memory(fits, TABLES)
     short = fits.model_copy(update={"features": fits.features.model_copy(
         update={"pandas_max_rows": everything - total + held - 1})})
-    assert relational.resolve_engine(short, said.append, transactions_from=read_from).features.engine == "duckdb"
+    assert relational.resolve_engine(short, said.append, holds).features.engine == "duckdb"
     with pytest.raises(StageError, match=f"{held:,} of {total:,}\\) need about"):
         check_fits_in_memory(short, TABLES, read_from)
 
