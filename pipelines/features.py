@@ -42,7 +42,7 @@ import pandas as pd
 
 from features.build import (ExclusionSink, build_scoring_table, feature_columns, feature_inputs, iter_training_tables,
                             prepare_taking, scoring_table_of, tables_as_of, transactions_read_from)
-from features.contract import Tables
+from features.contract import EVENT_TABLES, Tables
 from features.ids import training_sample
 from features.labels import EXCLUSION_REASONS
 from models.uplift.data import (build_uplift_table, control_group_problem, iter_training_and_uplift_tables,
@@ -350,7 +350,7 @@ def reads_in_two_parts(cfg: Config) -> bool:
     would not fit (`pandas_row_limit`), the data has more customers than the sample, and the event tables are
     Parquet (read in batches, the transactions from the scoring look-back on). The same outputs either way."""
     limit = cfg.labels.max_training_customers
-    events = [name for name in ("transactions", "complaints", "surveys", "contacts") if name in cfg.data.tables]
+    events = [name for name in EVENT_TABLES if name in cfg.data.tables]
     return (limit is not None and cfg.labels.churn_flag is None
             and all(table_format(cfg.data.tables[name]) == "parquet" for name in events)
             and input_rows(cfg) > pandas_row_limit(cfg)[0] and input_rows(cfg, ["customers"]) > limit)
