@@ -70,6 +70,7 @@ def configs(data: Path, models: Path, work: Path, compiled_cache: Path, pandas_m
     def limit(raw: dict) -> None:
         raw["features"]["pandas_max_rows"] = pandas_max_rows
 
+    (work / "features-stage").mkdir(parents=True, exist_ok=True)
     features = write_default_config(data.resolve(), work / "features-stage", "bench-scale", edit=limit)
     copy_store(models, work / "score-stage")
     raw = bench_config(data.resolve(), models, work / "score-stage", work / "score-stage" / "outputs",
