@@ -127,10 +127,11 @@ def input_rows(cfg: Config, names: Iterable[str] | None = None) -> int:
 
 def held_rows(cfg: Config, names: Iterable[str] | None = None, transactions_from: TransactionsFrom | None = None
               ) -> tuple[int, str]:
-    """The input rows a stage holds in pandas, and which when not all ("" when all): every row of the tables `names` (default all),
-    except that a stage reading the transactions from `transactions_from(end of the data)` on (`churn score`:
-    `load_tables(transactions_from=...)`) holds only those. Counted only when every row would be above
-    `pandas_row_limit` (the count is one DuckDB pass over the transactions' dates, the one `recent_read` makes)."""
+    """The input rows a stage holds in pandas, and which when not all ("" when all): every row of the tables
+    `names` (default all), except that a stage reading the transactions from `transactions_from(end of the
+    data)` on (`churn score`: `load_tables(transactions_from=...)`) holds only those. Counted only when every
+    row would be above `pandas_row_limit` (one DuckDB pass over the transactions' dates, which `recent_read`
+    then reuses)."""
     names = list(cfg.data.tables if names is None else names)
     rows = input_rows(cfg, names)
     if transactions_from is None or "transactions" not in names or rows <= pandas_row_limit(cfg)[0]:
