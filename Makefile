@@ -91,7 +91,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_realdata.py
 	$(BIN)/python benchmarks/bench_hardening.py
 
-# The 10M-customer bank (about an hour, 9 GB of disk, 17 GB of memory at its peak): generation, `churn features`
+# The 10M-customer bank (about 35 minutes, 9 GB of disk, 16 GB of memory at its peak): generation, `churn features`
 # and `churn score` against the 1M bank of `make bench` (its champions); the limit lets `auto` take pandas at 10M.
 BENCH_DATA_10M ?= /tmp/bench-data/10m
 bench-10m: install
