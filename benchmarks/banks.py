@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -56,3 +57,21 @@ def measured_when() -> str:
     dirty = " + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
     return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, main at {git('rev-parse', '--short', 'HEAD')}"
             f"{dirty}, load {os.getloadavg()[0]:.1f}")
+
+
+def timed_command(args: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
+    """Run a command under /usr/bin/time -v: wall and CPU seconds, peak resident memory (GB = 2^30 bytes, its
+    children included) and its console (stdout then stderr, whitespace folded); SystemExit when it fails."""
+    start = time.perf_counter()
+    result = subprocess.run(["/usr/bin/time", "-v", *args], capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+
+    def field(name: str) -> float:
+        return float(re.search(rf"{re.escape(name)}: ([\d.]+)", result.stderr).group(1))  # type: ignore[union-attr]
+
+    return {"seconds": round(seconds, 1),
+            "cpu_seconds": round(field("User time (seconds)") + field("System time (seconds)"), 1),
+            "peak_gb": round(field("Maximum resident set size (kbytes)") / 1024**2, 2),
+            "console": " ".join((result.stdout + result.stderr).split())}

@@ -21,8 +21,6 @@ import argparse
 import json
 import os
 import platform
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,13 +33,10 @@ CHURN = Path(sys.executable).parent / "churn"
 
 def timed(args: list[str]) -> dict[str, float]:
     """Run a command under /usr/bin/time -v: wall seconds and peak resident memory (GB)."""
-    start = time.perf_counter()
-    result = subprocess.run(["/usr/bin/time", "-v", *args], capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
-    return {"seconds": round(seconds, 1), "peak_gb": round(peak_kb / 1024**2, 2)}
+    from benchmarks.banks import timed_command
+
+    run = timed_command(args)
+    return {"seconds": run["seconds"], "peak_gb": run["peak_gb"]}  # type: ignore[dict-item]
 
 
 def compare(pandas_dir: Path, duck_dir: Path) -> dict[str, object]:

@@ -25,9 +25,7 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -39,25 +37,14 @@ CHURN = Path(sys.executable).parent / "churn"
 
 
 def timed(args: list[str]) -> dict[str, object]:
-    """Run a command under /usr/bin/time -v: wall and CPU seconds, peak resident memory (GB = 2^30 bytes),
-    and the engine `features.engine: auto` took (from the console)."""
-    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    start = time.perf_counter()
-    result = subprocess.run(["/usr/bin/time", "-v", *args], capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    """`banks.timed_command` (MLflow's tracking URI from the config, not the environment), with the engine
+    `features.engine: auto` took and why, from the console."""
+    from benchmarks.banks import timed_command
 
-    def field(name: str) -> float:
-        return float(re.search(rf"{re.escape(name)}: ([\d.]+)", result.stderr).group(1))  # type: ignore[union-attr]
-
-    console = " ".join((result.stdout + result.stderr).split())
-    chosen = re.search(r"features\.engine auto: (\w+) \((.*?(?:features\.pandas_max_rows sets it|features\.pandas_max_rows))\)",
-                       console)
-    return {"seconds": round(seconds, 1), "cpu_seconds": round(field("User time (seconds)")
-                                                               + field("System time (seconds)"), 1),
-            "peak_gb": round(field("Maximum resident set size (kbytes)") / 1024**2, 2),
-            "engine": chosen.group(1) if chosen else None, "engine_why": chosen.group(2) if chosen else None}
+    run = timed_command(args, env={key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"})
+    console = str(run.pop("console"))
+    chosen = re.search(r"features\.engine auto: (\w+) \((.*?features\.pandas_max_rows(?: sets it)?)\)", console)
+    return {**run, "engine": chosen.group(1) if chosen else None, "engine_why": chosen.group(2) if chosen else None}
 
 
 def configs(data: Path, models: Path, work: Path, compiled_cache: Path, pandas_max_rows: int | None

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import (ExclusionSink, build_scoring_table, feature_columns, feature_inputs, iter_training_tables,
-                            prepare_taking, scoring_table_of, tables_as_of, transactions_read_from)
+                            prepare_taking, scoring_table_of, tables_as_of)
 from features.contract import EVENT_TABLES, Tables
 from features.ids import training_sample
 from features.labels import EXCLUSION_REASONS
@@ -52,8 +52,8 @@ from pipelines.fingerprint import ENGINE_SETTINGS, flatten_params, input_fingerp
 from pipelines.io import StageError, StageOutputs, write_frames, write_json, write_parquet
 from pipelines.outputs import stage_paths
 from pipelines.relational import RelationalSource, resolve_engine
-from pipelines.tables import (TransactionsFrom, held_rows, input_rows, load_sampled_tables, load_tables,
-                              pandas_row_limit, release_memory, table_format)
+from pipelines.tables import (held_rows, input_rows, load_sampled_tables, load_tables, pandas_row_limit,
+                              release_memory, scoring_read_from, table_format)
 
 TRAIN_FILE = "train.parquet"
 SCORE_FILE = "score.parquet"
@@ -347,33 +347,36 @@ def reads_in_two_parts(cfg: Config) -> bool:
     """Whether the pandas engine reads the training sample's rows (`load_sampled_tables`: the events of
     `labels.max_training_customers` customers, every customer and contact) and, once the training and uplift
     rows are written, the scoring cutoff's (`scoring_table`), instead of every table whole: when every row
-    would not fit (`pandas_row_limit`), the data has more customers than the sample, and the event tables are
-    Parquet (read in batches, the transactions from the scoring look-back on). The same outputs either way."""
+    would not fit (`pandas_row_limit`) but each part does (`two_part_rows`). The same outputs either way."""
+    parts = two_part_rows(cfg)
+    return parts is not None and parts[0] <= pandas_row_limit(cfg)[0]
+
+
+def two_part_rows(cfg: Config) -> tuple[int, str] | None:
+    """The rows of the larger part of a two-part read and which (`reads_in_two_parts`), or None when it does not
+    apply: every row fits, the data has no more customers than the sample, a churn flag (the scoring dates come
+    from the loaded customers), or an event table that is not Parquet (read in batches, the transactions from the
+    scoring look-back on). The parts: the training sample's (a uniform share of the events, every customer and
+    contact) and the scoring cutoff's (`pipelines.tables.held_rows` of its transactions)."""
     limit = cfg.labels.max_training_customers
     events = [name for name in EVENT_TABLES if name in cfg.data.tables]
-    return (limit is not None and cfg.labels.churn_flag is None
-            and all(table_format(cfg.data.tables[name]) == "parquet" for name in events)
-            and input_rows(cfg) > pandas_row_limit(cfg)[0] and input_rows(cfg, ["customers"]) > limit)
-
-
-def features_held_rows(cfg: Config) -> tuple[int, str]:
-    """The input rows `churn features` holds in pandas and which (`resolve_engine`): every row, or when it reads
-    in two parts (`reads_in_two_parts`) the larger part: the training sample's (a uniform share of the events,
-    every customer and contact) or the scoring cutoff's (`pipelines.tables.held_rows` of its transactions)."""
-    if not reads_in_two_parts(cfg):
-        return input_rows(cfg), ""
     customers = input_rows(cfg, ["customers"])
-    share = int(cfg.labels.max_training_customers or 0) / customers
-    sample = customers + input_rows(cfg, ["contacts"]) + int(share * input_rows(cfg, ["transactions", "complaints",
-                                                                                       "surveys"]))
-    scoring, which = held_rows(cfg, transactions_from=scoring_look_back(cfg))
+    if (limit is None or cfg.labels.churn_flag is not None or customers <= limit
+            or any(table_format(cfg.data.tables[name]) != "parquet" for name in events)
+            or input_rows(cfg) <= pandas_row_limit(cfg)[0]):
+        return None
+    sample = customers + input_rows(cfg, ["contacts"]) + int(limit / customers * input_rows(cfg, ["transactions",
+                                                                                                  "complaints",
+                                                                                                  "surveys"]))
+    scoring, which = held_rows(cfg, transactions_from=functools.partial(scoring_read_from, as_of=None, cfg=cfg))
     return max(sample, scoring), (f"in two parts: the training sample's about {sample:,} (labels.max_training_customers)"
                                   f", then the scoring cutoff's {scoring:,}" + (f" ({which})" if which else ""))
 
 
-def scoring_look_back(cfg: Config) -> TransactionsFrom:
-    """Given the end of the data (the scoring cutoff), the earliest transaction time its features read."""
-    return functools.partial(transactions_read_from, settings=cfg.features, labels=cfg.labels)
+def features_held_rows(cfg: Config) -> tuple[int, str]:
+    """The input rows `churn features` holds in pandas and which (`resolve_engine`): every row, or the larger
+    part of a two-part read (`two_part_rows`)."""
+    return two_part_rows(cfg) or (input_rows(cfg), "")
 
 
 def scoring_table(cfg: Config, read: dict[str, tuple[str, ...]], as_of: pd.Timestamp,
@@ -381,7 +384,8 @@ def scoring_table(cfg: Config, read: dict[str, tuple[str, ...]], as_of: pd.Times
     """The scoring table at `as_of` from the rows its features read, loaded as `churn score` loads them (the
     transactions from the look-back on, the earlier ones as each customer's latest date), each table freed once
     its arrays are made: `build_scoring_table` of the whole tables, cell for cell."""
-    owner = [load_tables(cfg, transactions_from=scoring_look_back(cfg), columns=read)]
+    owner = [load_tables(cfg, transactions_from=functools.partial(scoring_read_from, as_of=None, cfg=cfg),
+                         columns=read)]
     if tables_as_of(owner[0]) != as_of:  # the same files: the same end (a file changed meanwhile would show here)
         raise StageError(f"the data's end moved while the stage ran ({as_of.date()}, then "
                          f"{tables_as_of(owner[0]).date()}): an input file changed; run `churn features` again")

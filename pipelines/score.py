@@ -35,7 +35,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from features.build import (cutoffs_between, earliest_event, feature_inputs, prepare_taking, scoring_table_of,
-                            tables_as_of, transactions_read_from)
+                            tables_as_of)
 from features.contract import Tables
 from features.snapshot import flag_window_start
 from features.static import customer_value_per_horizon
@@ -58,7 +58,7 @@ from pipelines.io import StageError, StageOutputs, excel_safe, to_safe_csv
 from pipelines.outputs import stage_paths
 from pipelines.relational import RelationalSource, resolve_engine, scratch_root
 from pipelines.scoring_rows import InMemoryRows, ScoringRows, SpooledRows
-from pipelines.tables import held_rows, load_tables, release_memory
+from pipelines.tables import held_rows, load_tables, release_memory, scoring_read_from
 from pipelines.tracking import flatten_params, load_registered_bundle, tracked_run
 
 log = logging.getLogger("pipelines.score")
@@ -701,12 +701,6 @@ def recent_read_summary(tables: Tables) -> dict[str, object] | None:
             "rule": "the features at the cutoff look back at most this far (features.windows_days, "
                     "features.btyd_history_days, labels.inactivity_lookback_days); before it only each "
                     "customer's latest transaction counts"}
-
-
-def scoring_read_from(data_end: pd.Timestamp, as_of: str | pd.Timestamp | None, cfg: Config) -> pd.Timestamp | None:
-    """The earliest transaction time the scoring cutoff's features read (`transactions_read_from`): the cutoff is
-    `as_of` when given, else the end of the data."""
-    return transactions_read_from(pd.Timestamp(as_of) if as_of is not None else data_end, cfg.features, cfg.labels)
 
 
 def customer_value_source(cfg: Config) -> str:

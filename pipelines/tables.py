@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pandas.api.types import union_categoricals
 
+from features.build import transactions_read_from
 from features.contract import EVENT_TABLES, TABLES, ColumnSpec, EarlierTransactions, Tables, TableSpec
 from features.ids import IdSet, training_sample
 from features.snapshot import with_flag_dates
@@ -602,6 +603,12 @@ def read_and_check(cfg: Config, needs: frozenset[str] | None = None
 
 TransactionsFrom = Callable[[pd.Timestamp], "pd.Timestamp | None"]
 """Given the end of the data, the earliest transaction time a stage reads in full (None: every row)."""
+
+
+def scoring_read_from(data_end: pd.Timestamp, as_of: str | pd.Timestamp | None, cfg: Config) -> pd.Timestamp | None:
+    """The earliest transaction time the scoring cutoff's features read (`transactions_read_from`): the cutoff is
+    `as_of` when given, else the end of the data."""
+    return transactions_read_from(pd.Timestamp(as_of) if as_of is not None else data_end, cfg.features, cfg.labels)
 
 
 def _read_and_check(cfg: Config, needs: frozenset[str] | None = None, transactions_from: TransactionsFrom | None = None,

@@ -8,6 +8,7 @@ fits on those sums are the same too).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -119,7 +120,7 @@ def test_training_sample_builds_rows_for_a_uniform_sample_of_customers(small_ban
         if engine == "duckdb-buckets":
             cfg = _rows_per_statement(cfg, 500)
         if engine == "pandas-split":  # every row just above the limit; each part below it
-            cfg = cfg.model_copy(update={"features": cfg.features.model_copy(
+            cfg = split_cfg = cfg.model_copy(update={"features": cfg.features.model_copy(
                 update={"engine": "auto", "pandas_max_rows": input_rows(cfg) - 1})})
             assert features_stage.reads_in_two_parts(cfg)
         validate(cfg)
@@ -147,9 +148,20 @@ def test_training_sample_builds_rows_for_a_uniform_sample_of_customers(small_ban
     assert sample is not None and sample.first_event == first.normalize() and sample.kept == 600
     assert len(tables.customers) == 1_500 and len(tables.transactions) < len(pd.read_parquet(
         small_bank / "transactions.parquet", columns=["customer_id"]))
-    late = cfg.labels.model_copy(update={"cutoffs": cfg.labels.cutoffs.model_copy(update={"count": 40})})
-    earliest = training_cutoffs(tables, late, sample.first_event)[0]  # the first month start after the history's
+    # held events that start a year late (as a sample's could): the whole data's first day still sets the cutoffs
+    times = tables.transactions["timestamp"]
+    late_events = replace(tables, transactions=tables.transactions[times >= times.min() + pd.Timedelta(days=365)],
+                          complaints=None, surveys=None, contacts=None)
+    every = cfg.labels.model_copy(update={"cutoffs": cfg.labels.cutoffs.model_copy(update={"count": 40})})
+    earliest = training_cutoffs(late_events, every, sample.first_event)[0]  # the first month start after it
     assert earliest > sample.first_event >= earliest - pd.DateOffset(months=1)
+    assert training_cutoffs(late_events, every)[0] > earliest + pd.DateOffset(months=6)  # what it would be without
+    # the parts must fit, or the pandas engine refuses before reading anything (not after the training rows)
+    pinned = cfg.model_copy(update={"features": cfg.features.model_copy(update={
+        "engine": "pandas", "pandas_max_rows": features_stage.two_part_rows(split_cfg)[0] - 1})})  # type: ignore[index]
+    assert features_stage.two_part_rows(pinned) is not None and not features_stage.reads_in_two_parts(pinned)
+    with pytest.raises(StageError, match="need about"):
+        build_features(pinned)
     for name in (TRAIN_FILE, SCORE_FILE, EXCLUDED_FILE, UPLIFT_FILE):
         pd.testing.assert_frame_equal(split[name], sampled[name], check_exact=True, obj=name)
     assert full[TRAIN_FILE]["customer_id"].nunique() > 1_000 and summary["training_sample"]["in_sample"] == 600
