@@ -144,6 +144,12 @@ def feature_inputs(settings: FeatureSettings, labels: LabelSettings) -> dict[str
     }
 
 
+def uplift_stage_inputs(settings: FeatureSettings, labels: LabelSettings) -> dict[str, tuple[str, ...]]:
+    """`feature_inputs` without the contacts: a stage that also builds uplift rows (`churn features`,
+    `churn backtest`) reads every contacts column (the rows record each contact's action)."""
+    return {name: columns for name, columns in feature_inputs(settings, labels).items() if name != "contacts"}
+
+
 def earlier_latest(earlier: EarlierTransactions, ids: IdLookup, n_customers: int) -> np.ndarray:
     """Each customer's latest transaction time before `earlier.since` (microseconds, by customer code;
     int64 minimum where none; unknown customers' rows left out, as every event table's are)."""

@@ -16,7 +16,7 @@ starts whose label horizon has ended by as_of):
    the bank's randomised contacts just after c, and (generated data) the true uplift.
 A bank with more than `labels.max_training_customers` customers is replayed on that training sample
 (`pipelines.tables.load_sampled_tables`: every row of the sampled customers, the end of the data from
-every row), with each team's capacity scaled to the sample's share; the summary says so (`sample`).
+every row; of the event tables only the columns the features and labels read), with each team's capacity scaled to the sample's share; the summary says so (`sample`).
 Writes, together, `reports/backtest.csv` (one line per cutoff and list), `reports/backtest.json`
 (totals per list and the settings) and `reports/backtest.png`, and logs them to MLflow.
 """
@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from features._grouping import US_PER_DAY, cutoff_us, datetimes_us
-from features.build import build_labels, build_scoring_table, build_training_table, tables_as_of, tables_before
+from features.build import (build_labels, build_scoring_table, build_training_table, tables_as_of, tables_before,
+                            uplift_stage_inputs)
 from features.contract import Tables
 from features.settings import SettingsProblem
 from models.boosting import ValueModel, fit_churn_model, fit_value_model
@@ -238,7 +239,7 @@ def run(cfg: Config, start: str | None = None, end: str | None = None,
     reports = Path(cfg.paths.reports_dir)
     outputs = StageOutputs("backtest", stage_paths(cfg, "backtest"), say)
     with outputs, tracked_run(cfg, stage="backtest") as active:
-        full, sample = load_sampled_tables(cfg)
+        full, sample = load_sampled_tables(cfg, columns=uplift_stage_inputs(cfg.features, cfg.labels))
         configured_capacity = cfg.scoring.selection.capacity
         if sample is not None:
             cfg = cfg.model_copy(update={"scoring": cfg.scoring.model_copy(update={"selection": (

@@ -43,7 +43,7 @@ from pipelines.config import Config
 from pipelines.io import StageError, StageOutputs, to_safe_csv
 from pipelines.outputs import stage_paths
 from pipelines.relational import MONEY, RelationalSource, connect_from, resolve_engine
-from pipelines.tables import load_tables
+from pipelines.tables import held_rows, load_tables
 from pipelines.tracking import tracked_run
 from pipelines.uplift import read_uplift_table, true_uplift
 
@@ -165,22 +165,31 @@ class EffectInputs:
     """The engine the tables were read with: pandas, duckdb or spark."""
 
 
+EFFECT_TABLES = frozenset({"customers", "contacts", "transactions", "surveys"})
+"""The tables `churn effects` reads: the complaints are never used (their dates still set the end of the data)."""
+EFFECT_EVENT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "transactions": ("customer_id", "timestamp", "amount"), "surveys": ("customer_id", "answered_at", "csat")}
+"""The event columns the window outcomes read (`event_table_in_memory`); the customers and contacts whole."""
+
+
 def open_effect_inputs(cfg: Config, rows: pd.DataFrame, say: Callable[[str], None]) -> EffectInputs:
     """The stage's inputs on the engine `features.engine` resolves to (`resolve_engine`), saying which.
 
-    pandas: every table loaded and validated (`load_tables`); the transactions and surveys of the
+    pandas: the tables it uses loaded and validated (`load_tables`: `EFFECT_TABLES`, of the events only
+    `EFFECT_EVENT_COLUMNS`, so not the complaints' texts); the transactions and surveys of the
     uplift rows' customers handed to an in-memory DuckDB (`features.duckdb` settings) typed as the
     engine reads the files, so that the one outcome query serves both. duckdb or spark: only the
     customers and contacts loaded (`RelationalSource`, which also requires a passing `churn validate`
     of these very files); the engine reads the event files itself, never loading them into pandas.
     """
-    engine_cfg = resolve_engine(cfg, say)
+    engine_cfg = resolve_engine(cfg, say, lambda c: held_rows(c, EFFECT_TABLES))
     engine = engine_cfg.features.engine
     events = " and ".join(name for name in ("transactions", "surveys") if name in cfg.data.tables)
     if engine == "pandas":
-        tables = load_tables(cfg)
+        tables = load_tables(cfg, EFFECT_TABLES, columns=EFFECT_EVENT_COLUMNS)
         ids = rows["customer_id"] if "customer_id" in rows else pd.Series([], dtype="str")
-        say("effects on pandas: every table loaded into pandas"
+        say(f"effects on pandas: {', '.join(sorted(EFFECT_TABLES & set(cfg.data.tables)))} loaded into pandas "
+            "(of the events only the columns the outcomes use)"
             + (f"; the window outcomes measured by an in-memory DuckDB over the loaded {events}" if events else ""))
         return EffectInputs(tables, connect_from(cfg.features.duckdb),
                             event_table_in_memory(tables.transactions, "timestamp", ("amount",), ids),

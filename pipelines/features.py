@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.build import (ExclusionSink, build_scoring_table, feature_columns, feature_inputs, iter_training_tables,
-                            prepare_taking, scoring_table_of, tables_as_of)
+from features.build import (ExclusionSink, build_scoring_table, feature_columns, iter_training_tables,
+                            prepare_taking, scoring_table_of, tables_as_of, uplift_stage_inputs)
 from features.contract import EVENT_TABLES, Tables
 from features.ids import training_sample
 from features.labels import EXCLUSION_REASONS
@@ -109,8 +109,7 @@ def _build(cfg: Config, say: Callable[[str], None], files: dict[str, Path], outp
     origin = built_from(cfg, fingerprint)  # as configured (`auto` stays auto): what `churn train` compares
     cfg = resolve_engine(cfg, say, features_held_rows)
     relational: RelationalSource | None = None
-    # the columns the features and labels read, the contacts whole (the uplift rows read their actions too)
-    read = {name: columns for name, columns in feature_inputs(cfg.features, cfg.labels).items() if name != "contacts"}
+    read = uplift_stage_inputs(cfg.features, cfg.labels)  # the columns the features and labels read, contacts whole
     split = cfg.features.engine == "pandas" and reads_in_two_parts(cfg)
     first_event: pd.Timestamp | None = None
     if split:

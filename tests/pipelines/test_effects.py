@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from features.catalogue import reason_templates
 from features.contract import Tables
+from features.validation import ValidationFailed
 from models.uplift.data import build_uplift_table
 from pipelines.cli import EXIT_REFUSED, app
 from pipelines.config import Config
@@ -142,6 +143,40 @@ def test_duckdb_engine_writes_the_pandas_engines_effects_without_loading_the_eve
             "duckdb from the transactions and surveys files") in said, said
     for name, before in expected.items():
         assert (reports / name).read_bytes() == before, name
+
+
+def test_the_pandas_engine_reads_only_the_tables_and_columns_the_outcomes_use(measured, tmp_path: Path) -> None:
+    """`churn effects` on pandas never reads the complaints (their dates still end the data) nor the event
+    columns its outcomes do not use: a complaint without a category and a survey's NPS of 99, which fail
+    `churn validate`, stop nothing, and the stage writes the clean bank's files byte for byte."""
+    cfg, _ = measured
+    pandas_cfg = _with_features(cfg, engine="pandas")
+    reports = Path(cfg.paths.reports_dir)
+    effects(pandas_cfg)
+    expected = {name: (reports / name).read_bytes() for name in (EFFECTS_CSV, EFFECTS_JSON)}
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    tables = {}
+    for name, source in cfg.data.tables.items():
+        frame = pd.read_parquet(source.path)
+        if name == "complaints":
+            frame["category"] = frame["category"].where(frame.index != 3, None)
+        if name == "surveys":
+            frame["nps"] = frame["nps"].where(frame.index != 5, 99.0)
+        frame.to_parquet(raw / f"{name}.parquet", index=False)
+        tables[name] = source.model_copy(update={"path": raw / f"{name}.parquet"})
+    broken = pandas_cfg.model_copy(update={
+        "data": cfg.data.model_copy(update={"tables": tables}),
+        "paths": cfg.paths.model_copy(update={"reports_dir": str(tmp_path / "reports")})})
+    with pytest.raises(ValidationFailed) as failed:  # what the stage does not read is `churn validate`'s to find
+        validate(broken)
+    assert {("complaints", "category"), ("surveys", "nps")} <= {(p.table, p.column) for p in failed.value.problems}
+    said: list[str] = []
+    result = effects(broken, said.append)
+    assert result["summary"]["status"] == "measured"
+    assert any("contacts, customers, surveys, transactions loaded into pandas" in m for m in said), said
+    for name, before in expected.items():
+        assert (tmp_path / "reports" / name).read_bytes() == before, name
 
 
 @pytest.fixture(scope="module")
