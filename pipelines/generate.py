@@ -244,6 +244,21 @@ def _choose_by_group(rng: np.random.Generator, probabilities: np.ndarray, group:
     return choice
 
 
+def top_scores(score: np.ndarray, k: int) -> np.ndarray:
+    """`np.argsort(-score, kind="stable")[:k]` (the k highest, ties in row order) without sorting every row:
+    a partition finds the k-th score, then only the chosen are sorted (the bank's monthly campaign picks 1.5%
+    of millions of candidates)."""
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if k >= len(score) or np.isnan(score).any():
+        return np.argsort(-score, kind="stable")[:k]
+    negated = -score
+    kth = np.partition(negated, k - 1)[k - 1]
+    chosen = np.flatnonzero(negated < kth)
+    chosen = np.concatenate([chosen, np.flatnonzero(negated == kth)[: k - len(chosen)]])
+    return chosen[np.lexsort((chosen, negated[chosen]))]
+
+
 @dataclass
 class MonthComplaints:
     """Complaints raised in one month (arrays of equal length)."""
@@ -561,7 +576,7 @@ def simulate_months(n_customers: int, seed: int, start: str, months: int, write:
         if len(candidates):
             score = (dissatisfaction[candidates] + rng.normal(0, 0.7, len(candidates))
                      + 0.3 * (pop.segment[candidates] == 1))
-            take = candidates[np.argsort(-score, kind="stable")[: int(len(candidates) * contact_share)]]
+            take = candidates[top_scores(score, int(len(candidates) * contact_share))]
             treated = rng.random(len(take)) >= control_share
             action = np.where(pop.segment[take] == 1, 2, rng.choice(2, size=len(take), p=(0.6, 0.4)))
             when = rng.uniform(lo_day, min(hi_day, lo_day + 20.0), len(take))
