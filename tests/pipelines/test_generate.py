@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from features.contract import TABLES
 from pipelines.config import parse_config
-from pipelines.generate import CHAINS, run
+from pipelines.generate import CHAINS, run, top_scores
 from pipelines.io import file_sha256
 from pipelines.tables import read_and_check
 
@@ -263,3 +263,20 @@ def test_tables_written_in_small_pieces_equal_tables_written_in_one(tmp_path: Pa
         if a.metadata.num_rows > 97 and relative.stem != "transactions":  # transactions: one group per month
             assert b.metadata.num_row_groups == -(-a.metadata.num_rows // 97), relative
             assert {b.metadata.row_group(i).num_rows for i in range(b.metadata.num_row_groups - 1)} == {97}
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties", "signed zeros", "nan"])
+def test_the_campaigns_top_scores_are_a_stable_sorts_first_k(kind: str) -> None:
+    """`top_scores` picks what `np.argsort(-score, kind="stable")[:k]` picks, in its order: ties in row
+    order (a rounded score, 0.0 beside -0.0), NaN last, every k from none to more than the rows."""
+    rng = np.random.default_rng(7)
+    score = rng.normal(size=5_000)
+    if kind == "ties":
+        score = np.round(score, 1)
+    elif kind == "signed zeros":
+        score = np.where(rng.random(len(score)) < 0.5, 0.0, -0.0)
+    elif kind == "nan":
+        score[rng.random(len(score)) < 0.1] = np.nan
+    for k in (0, 1, 2, 75, 2_500, 4_999, 5_000, 5_003):
+        expected = np.argsort(-score, kind="stable")[:k]
+        assert np.array_equal(top_scores(score, k), expected), k
