@@ -16,7 +16,8 @@ starts whose label horizon has ended by as_of):
    the bank's randomised contacts just after c, and (generated data) the true uplift.
 A bank with more than `labels.max_training_customers` customers is replayed on that training sample
 (`pipelines.tables.load_sampled_tables`: every row of the sampled customers, the end of the data from
-every row; of the event tables only the columns the features and labels read), with each team's capacity scaled to the sample's share; the summary says so (`sample`).
+every row), with each team's capacity scaled to the sample's share; the summary says so (`sample`).
+Of the event tables only the columns the features and labels read are read (`uplift_stage_inputs`).
 Writes, together, `reports/backtest.csv` (one line per cutoff and list), `reports/backtest.json`
 (totals per list and the settings) and `reports/backtest.png`, and logs them to MLflow.
 """
